@@ -1,0 +1,12 @@
+// Sm70-path instantiation. Files named *_sm70.cu hold only Volta-path code: the Volta-legality
+// check (tools/check_volta_legality.py) assembles each of them for sm_70.
+#include "diagnostics/mma_tile_sm70.cuh"
+
+namespace sm7x {
+
+template <>
+void launch_mma_gemm<Sm70>(const __half* a, const __half* b, float* c, int M, int N, int K, cudaStream_t stream) {
+  diagnostics::launch_mma_gemm_impl<Sm70>(a, b, c, M, N, K, stream);
+}
+
+}  // namespace sm7x

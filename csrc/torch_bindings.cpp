@@ -1,0 +1,28 @@
+// Op schemas of vllm_sm7x._C, namespace _C_sm7x. Fake (meta) implementations are registered beside
+// the Python wrappers in vllm_sm7x/ops/.
+#include <Python.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "ops.h"
+
+std::string sm7x::build_info() {
+  return std::string("{\"cuda_archs\": \"") + SM7X_CUDA_ARCHS_STR + "\", \"cuda_runtime\": " +
+         std::to_string(CUDART_VERSION) + ", \"paths\": [\"sm70\"" + (SM7X_BUILD_SM75 ? ", \"sm75\"" : "") + "]}";
+}
+
+TORCH_LIBRARY(_C_sm7x, m) {
+  m.def("build_info() -> str");
+  m.impl("build_info", &sm7x::build_info);
+  m.def("mma_gemm(Tensor a, Tensor b, Tensor(a!) out, str path) -> ()");
+  m.impl("mma_gemm", torch::kCUDA, &sm7x::mma_gemm);
+}
+
+// Importing vllm_sm7x._C loads this library, whose static initialisers register the ops above.
+PyMODINIT_FUNC PyInit__C(void) {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "vllm-sm7x CUDA kernels (torch.ops._C_sm7x)", -1,
+                               nullptr};
+  return PyModule_Create(&module);
+}

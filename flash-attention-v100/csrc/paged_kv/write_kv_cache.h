@@ -1,0 +1,28 @@
+// Writes new keys/values into a paged KV cache in vLLM's flash layout,
+// cache[num_blocks, block_size, num_kv_heads, head_size], at the slots of slot_mapping.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace flash_v100 {
+
+struct WriteKvCacheParams {
+  const __half* key;           // [num_tokens, num_kv_heads, head_size]; heads x dims contiguous
+  const __half* value;         // same shape as key
+  __half* key_cache;           // [num_blocks, block_size, num_kv_heads, head_size]; inner 3 dims contiguous
+  __half* value_cache;
+  const int64_t* slot_mapping; // [num_tokens]; slot = block * block_size + offset; negative = padding, skipped
+  int64_t key_token_stride;    // in elements
+  int64_t value_token_stride;
+  int64_t key_cache_block_stride;
+  int64_t value_cache_block_stride;
+  int num_tokens;
+  int row_elems;  // num_kv_heads * head_size
+  int block_size;
+};
+
+void launch_write_kv_cache(const WriteKvCacheParams& params, cudaStream_t stream);
+
+}  // namespace flash_v100

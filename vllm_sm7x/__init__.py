@@ -1,0 +1,29 @@
+"""vLLM plugin for NVIDIA Volta (SM70) and Turing (SM75) GPUs.
+
+Entry points only; imports stay inside the functions so that loading the plugin costs nothing on
+other GPUs.
+"""
+
+__version__ = "0.1.0.dev0"
+
+
+def register() -> str | None:
+    """`vllm.platform_plugins`: our platform on SM70/SM75 (or under VLLM_SM7X_EMULATE), else None."""
+    from vllm_sm7x.activation import current_activation, log_activation_once
+
+    activation = current_activation()
+    # vLLM swallows exceptions from platform plugins, so a bad setting is logged, not raised.
+    log_activation_once(activation)
+    return "vllm_sm7x.platform.Sm7xPlatform" if activation.active else None
+
+
+def register_general() -> None:
+    """`vllm.general_plugins`: runs in every vLLM process; registers our kernels and their fake
+    implementations. Idempotent, and a no-op wherever the platform is not ours."""
+    from vllm_sm7x.activation import current_activation
+
+    if not current_activation().active:
+        return
+    from vllm_sm7x import ops
+
+    ops.load_kernels()

@@ -1,0 +1,249 @@
+"""`vllm-sm7x doctor`: is this machine ready to serve with vllm-sm7x, and if not, what to do.
+
+Each check returns a Check; a failed one carries the fix. Checks never raise: a check that breaks
+reports itself as failed with the exception, so the doctor runs on broken installs too.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import platform
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from vllm_sm7x.activation import Gpu, current_activation, native_path, visible_gpus
+
+PINNED_TORCH = "2.11.0"
+PINNED_VLLM = "0.26.0"
+TORCH_CU126 = "pip install torch==2.11.0 --index-url https://download.pytorch.org/whl/cu126"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok", "info", "warn" or "fail"
+    detail: str
+    fix: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What several checks need, gathered once."""
+    gpus: list[Gpu]
+
+    @property
+    def capabilities(self) -> set[tuple[int, int]]:
+        return {g.capability for g in self.gpus}
+
+
+def check_python(ctx: Context) -> Check:
+    ok = sys.version_info >= (3, 10)
+    return Check("python", "ok" if ok else "fail", platform.python_version(),
+                 "" if ok else "use Python 3.10-3.12 (vLLM 0.26 wheels)")
+
+
+def check_gpus(ctx: Context) -> Check:
+    if not ctx.gpus:
+        return Check("gpus", "fail", "no NVIDIA GPU visible (no driver, or CUDA_VISIBLE_DEVICES hides them)",
+                     "run on a machine with a V100/T4/RTX 20xx and the NVIDIA driver installed")
+    detail = ", ".join(f"{g.index}: {g.name} ({g.capability[0]}.{g.capability[1]})" for g in ctx.gpus)
+    return Check("gpus", "ok", detail, data={"gpus": [asdict(g) for g in ctx.gpus]})
+
+
+def check_driver(ctx: Context) -> Check:
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+    finally:
+        pynvml.nvmlShutdown()
+    driver_cuda = (cuda // 1000, cuda % 1000 // 10)
+    detail = f"driver {driver}, supports CUDA up to {driver_cuda[0]}.{driver_cuda[1]}"
+    try:
+        import torch
+
+        torch_cuda = torch.version.cuda
+    except ImportError:
+        torch_cuda = None
+    if torch_cuda and int(torch_cuda.split(".")[0]) > driver_cuda[0]:
+        return Check("driver", "fail", detail + f"; torch needs CUDA {torch_cuda}",
+                     f"update the NVIDIA driver (>= 580 for CUDA 13) or install torch for CUDA {driver_cuda[0]} "
+                     f"({TORCH_CU126})")
+    return Check("driver", "ok", detail, data={"driver": driver, "cuda": list(driver_cuda)})
+
+
+def check_torch(ctx: Context) -> Check:
+    import torch
+
+    archs = torch._C._cuda_getArchFlags().split() if torch.version.cuda else []
+    detail = f"{torch.__version__}, CUDA {torch.version.cuda}, built for {' '.join(archs) or 'no GPU'}"
+    data = {"version": torch.__version__, "cuda": torch.version.cuda, "archs": archs}
+    if torch.version.cuda is None:
+        return Check("torch", "fail", detail, f"install a CUDA build of torch: {TORCH_CU126}", data)
+    missing = sorted({f"sm_{c[0]}{c[1]}" for c in ctx.capabilities if native_path(c)} - set(archs))
+    if missing:
+        return Check("torch", "fail", detail, f"torch {torch.__version__} has no {', '.join(missing)} kernels: "
+                     f"install torch=={PINNED_TORCH} from the cu126 index ({TORCH_CU126})", data)
+    if torch.__version__.split("+")[0] != PINNED_TORCH:
+        return Check("torch", "warn", detail, f"vllm-sm7x is built and tested against torch=={PINNED_TORCH}", data)
+    return Check("torch", "ok", detail, data=data)
+
+
+def _cubin_archs(library: str) -> set[str] | None:
+    """sm_XX of the machine code in a CUDA library, through cuobjdump when a toolkit is installed."""
+    import shutil
+    import subprocess
+
+    cuobjdump = shutil.which("cuobjdump")
+    if cuobjdump is None:
+        return None
+    out = subprocess.run([cuobjdump, "--list-elf", library], capture_output=True, text=True).stdout
+    return set(re.findall(r"\.(sm_\d+)\.cubin", out))
+
+
+def check_vllm(ctx: Context) -> Check:
+    import vllm
+
+    version = vllm.__version__
+    data = {"version": version}
+    needs_sm70 = any(native_path(c) == "sm70" for c in ctx.capabilities)
+    try:
+        kernels = importlib.util.find_spec("vllm._C_stable_libtorch").origin
+        importlib.import_module("vllm._C_stable_libtorch")
+        archs = _cubin_archs(kernels)
+        data["kernel_archs"] = sorted(archs) if archs is not None else None
+        if needs_sm70 and archs is not None and "sm_70" not in archs:
+            return Check("vllm", "fail", f"{version}; its kernels have no sm_70 code ({' '.join(sorted(archs))})",
+                         "build vLLM 0.26.0 for sm_70 against torch cu126: bash tools/build_vllm_sm70.sh", data)
+        detail = f"{version}, kernels load" + (f" ({' '.join(sorted(archs))})" if archs else "")
+    except ImportError as e:
+        if needs_sm70:
+            return Check("vllm", "fail", f"{version}; vLLM's kernels do not load: {e}",
+                         "build vLLM 0.26.0 for sm_70 against torch cu126: bash tools/build_vllm_sm70.sh", data)
+        detail = f"{version}, kernels do not load here ({e})"
+    if version != PINNED_VLLM:
+        return Check("vllm", "fail", detail, f"install vllm=={PINNED_VLLM}", data)
+    return Check("vllm", "ok", detail, data=data)
+
+
+def _load_build_info(module: str, op: str) -> dict:
+    import json
+
+    import torch
+
+    importlib.import_module(module)
+    namespace, name = op.split("::")
+    return json.loads(getattr(getattr(torch.ops, namespace), name)())
+
+
+def _check_extension(name: str, module: str, op: str, ctx: Context, reinstall: str) -> Check:
+    try:
+        info = _load_build_info(module, op)
+    except Exception as e:  # ImportError, or an undefined symbol from a torch mismatch
+        return Check(name, "fail", f"{module} does not load: {e}", reinstall)
+    built = {int(a.split("-")[0]) for a in info["cuda_archs"].split(",")}
+    detail = f"archs {info['cuda_archs']}, paths {'/'.join(info['paths'])}"
+    # PTX of the highest arch lets newer GPUs JIT it; older GPUs than every built arch cannot run.
+    unsupported = sorted(c for c in ctx.capabilities if c[0] * 10 + c[1] < min(built))
+    if unsupported:
+        cc = ", ".join(f"{c[0]}.{c[1]}" for c in unsupported)
+        return Check(name, "fail", detail, f"{module} was not built for compute capability {cc}: rebuild with "
+                     "a CUDA 12.6/12.8 toolkit and TORCH_CUDA_ARCH_LIST='7.0;7.5'", info)
+    return Check(name, "ok", detail, data=info)
+
+
+def check_sm7x_extension(ctx: Context) -> Check:
+    return _check_extension("vllm_sm7x._C", "vllm_sm7x._C", "_C_sm7x::build_info", ctx,
+                            "reinstall: pip install --no-build-isolation -e . (see README)")
+
+
+def check_flash_attn_extension(ctx: Context) -> Check:
+    return _check_extension("flash_attn_v100._C", "flash_attn_v100._C", "flash_attn_v100::build_info", ctx,
+                            "reinstall: pip install --no-build-isolation -e flash-attention-v100 (see README)")
+
+
+def check_kernels(ctx: Context) -> Check:
+    """Runs the mma smoke GEMM through every arch path the first GPU can run, against torch."""
+    import torch
+
+    from vllm_sm7x import ops
+
+    if not ctx.gpus or not torch.cuda.is_available():
+        return Check("kernels", "fail", "no usable CUDA device", "see the gpus and torch checks")
+    cc = torch.cuda.get_device_capability(0)
+    paths = [p for p, need in (("sm70", (7, 0)), ("sm75", (7, 5))) if cc >= need]
+    built = ops.build_info()["paths"]
+    results = {}
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(37, 45, device="cuda", generator=gen).half()
+    b = torch.randn(29, 45, device="cuda", generator=gen).half()
+    ref = a.double() @ b.double().T
+    for path in (p for p in paths if p in built):
+        out = ops.mma_gemm(a, b, path=path)
+        torch.cuda.synchronize()
+        results[path] = float((out.double() - ref).norm() / ref.norm())
+    bad = {p: e for p, e in results.items() if not e < 1e-3}
+    detail = ", ".join(f"{p} rel err {e:.1e}" for p, e in results.items()) or "no path ran"
+    if bad or not results:
+        return Check("kernels", "fail", detail, "the tensor-core smoke GEMM is wrong on this GPU: report it with "
+                     "`vllm-sm7x doctor --json`", results)
+    return Check("kernels", "ok", detail, data=results)
+
+
+def check_plugin(ctx: Context) -> Check:
+    names = [ep.value for ep in importlib.metadata.entry_points(group="vllm.platform_plugins")]
+    if "vllm_sm7x:register" not in names:
+        return Check("plugin", "fail", "entry point vllm.platform_plugins -> vllm_sm7x:register not installed",
+                     "reinstall vllm-sm7x with pip (entry points come from its metadata)")
+    activation = current_activation()
+    data = asdict(activation)
+    if activation.active:
+        return Check("plugin", "ok", f"activates: {activation.reason}", data=data)
+    return Check("plugin", "fail", f"stays off: {activation.reason}",
+                 "fix the setting named above" if activation.error else
+                 "vllm-sm7x only takes over on SM70/SM75 GPUs (or with VLLM_SM7X_EMULATE=sm70|sm75)", data)
+
+
+CHECKS: list[Callable[[Context], Check]] = [
+    check_python, check_gpus, check_driver, check_torch, check_vllm,
+    check_sm7x_extension, check_flash_attn_extension, check_kernels, check_plugin,
+]
+# Checks that mean nothing without a GPU; on a GPU-less machine they are reported as skipped.
+NEEDS_GPU = {check_driver, check_kernels}
+
+
+def run_checks() -> list[Check]:
+    ctx = Context(gpus=visible_gpus())
+    results = []
+    for check in CHECKS:
+        name = check.__name__.removeprefix("check_")
+        if check in NEEDS_GPU and not ctx.gpus:
+            results.append(Check(name, "info", "skipped: no GPU"))
+            continue
+        try:
+            results.append(check(ctx))
+        except Exception as e:
+            results.append(Check(name, "fail", f"check failed: {type(e).__name__}: {e}",
+                                 "see the message; `pip check` may name a broken dependency"))
+    return results
+
+
+def is_ready(checks: list[Check]) -> bool:
+    return not any(c.status == "fail" for c in checks)
+
+
+def format_table(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{c.name:<{width}}  {c.status.upper():<4}  {c.detail}" for c in checks]
+    fixes = [f"- {c.name}: {c.fix}" for c in checks if c.fix and c.status in ("fail", "warn")]
+    if fixes:
+        lines += ["", "To fix:"] + fixes
+    lines += ["", "READY" if is_ready(checks) else "NOT READY"]
+    return "\n".join(lines)

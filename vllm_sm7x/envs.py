@@ -1,0 +1,28 @@
+"""Environment variables of vllm-sm7x: the one table (docs/environment.md is generated from it)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
+    "VLLM_SM7X_EMULATE": (
+        lambda: os.environ.get("VLLM_SM7X_EMULATE", "").strip().lower() or None,
+        "Make the plugin behave as on a V100 (`sm70`) or a Turing GPU (`sm75`) on any newer NVIDIA GPU: the "
+        "platform activates, vLLM sees that compute capability, and kernels take that arch path. Used by every "
+        "GPU end-to-end test and benchmark; never needed on a real V100/T4.",
+    ),
+    "VLLM_SM7X_DISABLE": (
+        lambda: os.environ.get("VLLM_SM7X_DISABLE", "0").strip().lower() in ("1", "true", "yes"),
+        "Set to 1 to keep the plugin off even on SM70/SM75 GPUs (stock vLLM behaviour).",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in environment_variables:
+        return environment_variables[name][0]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return list(environment_variables)

@@ -1,0 +1,27 @@
+"""The vLLM platform for SM70/SM75: vLLM's CUDA platform with the decisions these GPUs need."""
+from __future__ import annotations
+
+from vllm.platforms.cuda import CudaPlatform
+from vllm.platforms.interface import DeviceCapability
+
+from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
+
+
+class Sm7xPlatform(CudaPlatform):
+    """Selected by `vllm_sm7x.register` only when every visible GPU is SM70/SM75 or
+    VLLM_SM7X_EMULATE is set. `_enum` stays CUDA, so vLLM treats it as CUDA everywhere."""
+
+    @classmethod
+    def get_device_capability(cls, device_id: int = 0) -> DeviceCapability | None:
+        # Under emulation vLLM must make the choices it makes on the emulated card (fp16 by default,
+        # no FP8, no bf16, the same kernel gates), so it sees the emulated capability.
+        activation = current_activation()
+        if activation.emulated:
+            major, minor = PATH_CAPABILITY[activation.path]
+            return DeviceCapability(major=major, minor=minor)
+        return super().get_device_capability(device_id)
+
+    @classmethod
+    def use_custom_allreduce(cls) -> bool:
+        # vLLM's custom all-reduce lives in vllm._C, which PyPI ships without sm_70 code: NCCL on Volta.
+        return current_activation().path != "sm70" and super().use_custom_allreduce()
