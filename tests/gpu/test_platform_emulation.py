@@ -1,0 +1,46 @@
+"""On the lent GPU: with VLLM_SM7X_EMULATE vLLM's current_platform is ours and sees the emulated
+capability; without it, on a newer GPU, vLLM's own platform is untouched."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+PROBE = """
+from vllm.platforms import current_platform as p
+from vllm.plugins import load_general_plugins
+load_general_plugins()
+import torch
+print("RESULT", type(p).__module__ + "." + type(p).__qualname__, p.get_device_capability().to_int(),
+      p.use_custom_allreduce(), hasattr(torch.ops._C_sm7x, "mma_gemm"))
+"""
+
+
+def probe(emulate: str | None) -> tuple[list[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    if emulate:
+        env["VLLM_SM7X_EMULATE"] = emulate
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
+    return line.split()[1:], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("emulate, capability, custom_allreduce", [("sm70", "70", "False"), ("sm75", "75", "True")])
+def test_emulation_makes_our_platform_current(emulate, capability, custom_allreduce):
+    pytest.importorskip("vllm")
+    fields, log = probe(emulate)
+    assert fields == ["vllm_sm7x.platform.Sm7xPlatform", capability, custom_allreduce, "True"]
+    assert log.count(f"emulating {emulate.upper()} on") == 1, log
+
+
+def test_stock_platform_without_emulation_on_newer_gpus():
+    pytest.importorskip("vllm")
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("this GPU is SM7x: the plugin is meant to activate here")
+    fields, _ = probe(None)
+    assert fields[0] != "vllm_sm7x.platform.Sm7xPlatform"
+    assert fields[3] == "False"  # the general plugin registered nothing

@@ -1,0 +1,55 @@
+"""The build's arch policy (setup_support/cuda_archs.py), shared by both wheels."""
+import pytest
+
+from setup_support.cuda_archs import (BuildConfigError, check_torch_matches, cmake_architectures, parse_arch_list,
+                                      parse_nvcc_version, select_archs)
+
+
+@pytest.mark.parametrize("cuda, archs", [((12, 6), [70, 75]), ((12, 8), [70, 75]), ((13, 0), [75])])
+def test_default_archs_follow_the_toolkit(cuda, archs):
+    assert select_archs(None, cuda) == archs
+
+
+def test_torch_cuda_arch_list_wins():
+    assert select_archs("7.5;9.0", (13, 0)) == [75, 90]
+    assert select_archs("7.0 7.5+PTX", (12, 8)) == [70, 75]
+
+
+def test_cuda13_refuses_sm70_with_the_fix():
+    with pytest.raises(BuildConfigError, match="CUDA 13.0 cannot compile for sm_70.*CUDA 12.6/12.8"):
+        select_archs("7.0;7.5", (13, 0))
+
+
+@pytest.mark.parametrize("bad", ["sm_70", "7", "seven"])
+def test_unreadable_arch_list_is_named(bad):
+    with pytest.raises(BuildConfigError, match=repr(bad)):
+        parse_arch_list(bad)
+
+
+def test_arch_list_without_sm7x_is_refused():
+    with pytest.raises(BuildConfigError, match="no arch >= 7.0"):
+        select_archs("6.1", (12, 8))
+
+
+def test_old_toolkit_is_refused():
+    with pytest.raises(BuildConfigError, match="too old"):
+        select_archs(None, (11, 8))
+
+
+def test_highest_arch_carries_ptx():
+    assert cmake_architectures([70, 75]) == "70-real;75"
+    assert cmake_architectures([75, 90]) == "75-real;90"
+    assert cmake_architectures([75]) == "75"
+
+
+def test_nvcc_version_parsing():
+    text = "Cuda compilation tools, release 13.0, V13.0.88\nBuild cuda_13.0.r13.0/compiler.36424714_0"
+    assert parse_nvcc_version(text) == (13, 0)
+
+
+def test_torch_and_toolkit_majors_must_match():
+    check_torch_matches("12.6", (12, 8))
+    with pytest.raises(BuildConfigError, match="torch was built with CUDA 13.0 but nvcc is 12.8"):
+        check_torch_matches("13.0", (12, 8))
+    with pytest.raises(BuildConfigError, match="CPU-only"):
+        check_torch_matches(None, (12, 8))
