@@ -71,7 +71,7 @@ def cmake_architectures(archs: list[int]) -> str:
     return ";".join([f"{a}-real" for a in archs[:-1]] + [str(archs[-1])])
 
 
-def find_cuda_home() -> Path:
+def find_cuda_home(default_home: Path = Path("/usr/local/cuda")) -> Path:
     """The CUDA toolkit to build with: CUDA_HOME, CUDA_PATH, /usr/local/cuda, then the nvcc on PATH
     (last, because some machines put a wrapper script there, outside any toolkit)."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
@@ -80,9 +80,8 @@ def find_cuda_home() -> Path:
             if (home / "bin" / "nvcc").exists():
                 return home
             raise BuildConfigError(f"{var}={home} has no bin/nvcc: point it at a CUDA toolkit")
-    default = Path("/usr/local/cuda")
-    if (default / "bin" / "nvcc").exists():
-        return default
+    if (default_home / "bin" / "nvcc").exists():
+        return default_home
     nvcc = shutil.which("nvcc")
     if nvcc:
         return Path(nvcc).resolve().parent.parent

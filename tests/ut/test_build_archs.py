@@ -1,8 +1,9 @@
 """The build's arch policy (setup_support/cuda_archs.py), shared by both wheels."""
 import pytest
 
-from setup_support.cuda_archs import (BuildConfigError, check_torch_matches, cmake_architectures, parse_arch_list,
-                                      parse_nvcc_version, select_archs)
+from setup_support import cuda_archs
+from setup_support.cuda_archs import (BuildConfigError, check_torch_matches, cmake_architectures, find_cuda_home,
+                                      parse_arch_list, parse_nvcc_version, select_archs)
 
 
 @pytest.mark.parametrize("cuda, archs", [((12, 6), [70, 75]), ((12, 8), [70, 75]), ((13, 0), [75])])
@@ -53,3 +54,17 @@ def test_torch_and_toolkit_majors_must_match():
         check_torch_matches("13.0", (12, 8))
     with pytest.raises(BuildConfigError, match="CPU-only"):
         check_torch_matches(None, (12, 8))
+
+
+def test_missing_nvcc_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setattr(cuda_archs.shutil, "which", lambda name: None)
+    with pytest.raises(BuildConfigError, match="no CUDA compiler \\(nvcc\\) found.*CUDA_HOME"):
+        find_cuda_home(default_home=tmp_path)
+
+
+def test_cuda_home_without_nvcc_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    with pytest.raises(BuildConfigError, match="has no bin/nvcc"):
+        find_cuda_home()
