@@ -18,6 +18,11 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.impl("build_info", &sm7x::build_info);
   m.def("mma_gemm(Tensor a, Tensor b, Tensor(a!) out, str path) -> ()");
   m.impl("mma_gemm", torch::kCUDA, &sm7x::mma_gemm);
+  m.def("awq_gemm(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path, "
+        "int split_k) -> Tensor");
+  m.impl("awq_gemm", torch::kCUDA, &sm7x::awq_gemm);
+  m.def("awq_dequantize(Tensor qweight, Tensor scale_zero, int group_size) -> Tensor");
+  m.impl("awq_dequantize", torch::kCUDA, &sm7x::awq_dequantize);
 }
 
 // Importing vllm_sm7x._C loads this library, whose static initialisers register the ops above.

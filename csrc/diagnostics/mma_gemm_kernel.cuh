@@ -1,21 +1,19 @@
-// Device code of the mma smoke GEMM. Each block is one warp and computes a 16x16 tile of C; the
-// arch's WarpTile (mma_tile_sm70.cuh / mma_tile_sm75.cuh) turns shared-memory slabs into fragments.
+// Device code of the mma smoke GEMM. Each block is one warp and computes a 16x16 tile of C through
+// the arch's WarpTile16x16 (core/warp_tile_sm70.cuh / core/warp_tile_sm75.cuh).
 #pragma once
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
+#include "core/warp_tile.cuh"
 #include "diagnostics/mma_gemm.h"
 
 namespace sm7x::diagnostics {
 
-constexpr int kTileM = 16;
-constexpr int kTileN = 16;
-constexpr int kTileK = 8;
+constexpr int kTileM = kWarpTileM;
+constexpr int kTileN = kWarpTileN;
+constexpr int kTileK = kWarpTileK;
 // Row stride of the slabs in halves: 16 bytes of padding keeps every row 16-byte aligned (ldmatrix).
 constexpr int kSlabStride = kTileK + 8;
-
-template <class ArchTag>
-struct WarpTile;  // specialised per arch
 
 template <class ArchTag>
 __global__ void __launch_bounds__(32) mma_gemm_kernel(const __half* __restrict__ a, const __half* __restrict__ b,
@@ -26,7 +24,7 @@ __global__ void __launch_bounds__(32) mma_gemm_kernel(const __half* __restrict__
   const int m0 = blockIdx.y * kTileM;
   const int n0 = blockIdx.x * kTileN;
 
-  WarpTile<ArchTag> tile;
+  WarpTile16x16<ArchTag> tile;
   for (int k0 = 0; k0 < K; k0 += kTileK) {
     // Zero-filled edges make any M, N, K valid.
     for (int e = lane; e < kTileM * kTileK; e += 32) {
@@ -35,10 +33,12 @@ __global__ void __launch_bounds__(32) mma_gemm_kernel(const __half* __restrict__
       slab_b[r][e % kTileK] = (n0 + r < N && k < K) ? b[(size_t)(n0 + r) * K + k] : __float2half(0.f);
     }
     __syncwarp();
-    tile.mma(slab_a, slab_b, lane);
+    tile.mma(&slab_a[0][0], kSlabStride, &slab_b[0][0], kSlabStride, lane);
     __syncwarp();
   }
-  tile.store(c, m0, n0, M, N, lane);
+  tile.for_each(lane, [&](int r, int col, float v) {
+    if (m0 + r < M && n0 + col < N) c[(size_t)(m0 + r) * N + n0 + col] = v;
+  });
 }
 
 template <class ArchTag>

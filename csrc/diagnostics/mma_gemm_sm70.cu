@@ -1,6 +1,7 @@
 // Sm70-path instantiation. Files named *_sm70.cu hold only Volta-path code: the Volta-legality
 // check (tools/check_volta_legality.py) assembles each of them for sm_70.
-#include "diagnostics/mma_tile_sm70.cuh"
+#include "core/warp_tile_sm70.cuh"
+#include "diagnostics/mma_gemm_kernel.cuh"
 
 namespace sm7x {
 

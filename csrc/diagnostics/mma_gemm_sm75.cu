@@ -1,5 +1,6 @@
 // Sm75-path instantiation (compiled only for archs >= 7.5).
-#include "diagnostics/mma_tile_sm75.cuh"
+#include "core/warp_tile_sm75.cuh"
+#include "diagnostics/mma_gemm_kernel.cuh"
 
 namespace sm7x {
 

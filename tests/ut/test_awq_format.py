@@ -1,0 +1,62 @@
+"""AWQ GEMM format <-> kernel layout, in PyTorch on the CPU."""
+import pytest
+import torch
+
+from vllm_sm7x.quantization.awq_format import (AWQ_NIBBLE_OF_COLUMN, dequantize_awq, dequantize_kernel_layout,
+                                               pack_int4, quantize_awq, to_kernel_layout, unpack_int4)
+
+
+def test_unpack_follows_awq_nibble_order():
+    # Column j of a word sits in nibble AWQ_NIBBLE_OF_COLUMN[j]: word 0x76543210 holds nibble i = i.
+    word = torch.tensor([[0x76543210]], dtype=torch.int32)
+    assert unpack_int4(word).tolist() == [[AWQ_NIBBLE_OF_COLUMN[j] for j in range(8)]]
+
+
+def test_pack_unpack_round_trip_including_the_sign_bit(seed):
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 16, (7, 40), generator=gen)
+    values[0, :8] = 15  # all nibbles set: the word is negative as int32
+    packed = pack_int4(values)
+    assert packed.dtype == torch.int32 and packed.shape == (7, 5)
+    assert torch.equal(unpack_int4(packed), values.int())
+
+
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_quantize_is_within_half_a_step(group_size, seed):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(group_size * 3, 24, generator=gen, dtype=torch.float64)
+    qweight, qzeros, scales = quantize_awq(w, group_size)
+    err = (dequantize_awq(qweight, qzeros, scales, group_size) - w).abs()
+    step = scales.double().repeat_interleave(group_size, 0)
+    assert (err <= 0.5 * step + 1e-3 * w.abs()).all()
+
+
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_kernel_layout_dequantises_to_the_awq_weights(group_size, seed):
+    gen = torch.Generator().manual_seed(seed)
+    K, N = group_size * 5, 56
+    qweight, qzeros, scales = quantize_awq(torch.randn(K, N, generator=gen), group_size)
+    kernel = to_kernel_layout(qweight, qzeros, scales, group_size)
+    assert kernel.qweight.shape == (N, K // 8) and kernel.scale_zero.shape == (K // group_size, N)
+    assert (kernel.in_features, kernel.out_features) == (K, N)
+    expected = dequantize_awq(qweight, qzeros, scales, group_size).t()
+    got = dequantize_kernel_layout(kernel).double()
+    assert ((got - expected).norm() / expected.norm()) < 2e-3  # fp16 rounding of the weights and -zero*scale
+
+
+def test_kernel_layout_packs_consecutive_k_of_one_column():
+    K, N, G = 32, 8, 32
+    q = torch.arange(K * N).reshape(K, N) % 16
+    kernel = to_kernel_layout(pack_int4(q), pack_int4(torch.zeros(1, N, dtype=torch.int64)),
+                              torch.ones(1, N, dtype=torch.float16), G)
+    assert torch.equal(unpack_int4(kernel.qweight), q.t().int())
+
+
+def test_unsupported_shapes_are_named():
+    qweight, qzeros, scales = quantize_awq(torch.randn(128, 16), 128)
+    with pytest.raises(ValueError, match="group size 256 is not supported"):
+        to_kernel_layout(qweight, qzeros, scales, 256)
+    with pytest.raises(ValueError, match="multiple of the group size"):
+        quantize_awq(torch.randn(100, 16), 64)
+    with pytest.raises(ValueError, match="do not match"):
+        to_kernel_layout(qweight, qzeros, scales, 64)
