@@ -92,7 +92,8 @@ def main() -> int:
 
     gpu = torch.cuda.get_device_name(0)
     date = datetime.date.today().isoformat()
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else ""  # the GPU machine gets no .git
     args.out.mkdir(parents=True, exist_ok=True)
     gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
     for path, path_rows in rows.items():

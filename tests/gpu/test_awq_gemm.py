@@ -65,7 +65,11 @@ def test_dequantize_matches_the_layout_reference(awq, seed):
 
 
 @pytest.mark.parametrize("M", [1, 16, 65, 300])
-def test_linear_picks_a_path_by_rows_and_agrees(awq, M, seed, monkeypatch):
+@pytest.mark.parametrize("path", PATHS)
+def test_linear_picks_a_path_by_rows_and_agrees(awq, M, path, seed, monkeypatch):
+    from vllm_sm7x import activation
+
+    monkeypatch.setattr(activation, "current_activation", lambda: activation.Activation(True, path, True, "test"))
     monkeypatch.setattr(awq, "DEQUANT_CHUNK_BYTES", 64 * 640 * 2)  # force several column chunks
     weight, reference, b = make_layer(640, 200, 128, seed, bias=True)
     x = torch.randn(M, 640, device="cuda").half()

@@ -1,6 +1,7 @@
 // Fused AWQ W4A16 GEMM for small M (decode, MTP verification). Per k slab: the CTA stages x and the
 // dequantised weights in shared memory, then each warp runs its WarpTile16x16 over the slab.
 // Split-K over blockIdx.z writes fp32 partials that launch_splitk_reduce sums in a fixed order.
+// v1: correct and simple; the TurboMind-style prepacked fragments and deeper pipeline are next.
 #pragma once
 #include "core/cuda_check.h"
 #include "core/int4.cuh"
@@ -11,6 +12,28 @@ namespace sm7x::awq {
 
 constexpr int kSlabStride = kTileK + 8;  // halves; 80-byte rows stay 16-byte aligned
 
+// What one thread fetches from global memory for one k slab; fetched a slab ahead (register
+// double buffering, the pre-cp.async way) so the loads overlap the previous slab's mmas.
+struct SlabFetch {
+  uint4 x;             // 8 halves of x (threads 0-63)
+  uint2 q;             // 16 k of one weight column
+  __half2 scale_zero;  // that column's group scale and -zero*scale
+};
+
+__device__ __forceinline__ SlabFetch fetch_slab(const GemmParams& p, int k0, int m0, int n0, int tid) {
+  SlabFetch f{make_uint4(0, 0, 0, 0), make_uint2(0, 0), __float2half2_rn(0.f)};
+  if (tid < kTileM * kTileK / 8) {
+    const int r = tid / (kTileK / 8), c = tid % (kTileK / 8) * 8;
+    if (m0 + r < p.M) f.x = *reinterpret_cast<const uint4*>(p.x + (size_t)(m0 + r) * p.lda + k0 + c);
+  }
+  const int n = n0 + tid / 2;
+  if (n < p.N) {
+    f.q = *reinterpret_cast<const uint2*>(p.qweight + (size_t)n * (p.K / 8) + k0 / 8 + tid % 2 * 2);
+    f.scale_zero = p.scale_zero[(size_t)(k0 / p.group_size) * p.N + n];
+  }
+  return f;
+}
+
 template <class ArchTag>
 __global__ void __launch_bounds__(kThreads) gemm_kernel(GemmParams p) {
   __shared__ __align__(16) __half slab_x[kTileM][kSlabStride];
@@ -19,34 +42,24 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(GemmParams p) {
   const int m0 = blockIdx.y * kTileM, n0 = blockIdx.x * kTileN;
   const int k_begin = blockIdx.z * p.slabs_per_split * kTileK;
   const int k_end = min(p.K, k_begin + p.slabs_per_split * kTileK);
-  const int words_per_row = p.K / 8;
 
   WarpTile16x16<ArchTag> tile;
+  SlabFetch next = fetch_slab(p, k_begin, m0, n0, tid);
   for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
-    // x: 16 rows x 32 halves = 64 vectors of 8 halves (threads 0-63); rows past M are zero.
+    const SlabFetch cur = next;
     if (tid < kTileM * kTileK / 8) {
-      const int r = tid / (kTileK / 8), c = tid % (kTileK / 8) * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (m0 + r < p.M) v = *reinterpret_cast<const uint4*>(p.x + (size_t)(m0 + r) * p.lda + k0 + c);
-      *reinterpret_cast<uint4*>(&slab_x[r][c]) = v;
+      *reinterpret_cast<uint4*>(&slab_x[tid / (kTileK / 8)][tid % (kTileK / 8) * 8]) = cur.x;
     }
-    // Weights: 64 columns x 4 words; each thread dequantises two words (16 k) of one column.
-    {
-      const int col = tid / 2, word = tid % 2 * 2, n = n0 + col;
+    {  // columns past N fetched zeros, so they dequantise to zero weights (scale 0)
       __align__(16) __half2 w[2][4];
-      if (n < p.N) {
-        const uint2 q = *reinterpret_cast<const uint2*>(p.qweight + (size_t)n * words_per_row + k0 / 8 + word);
-        const __half2 sz = p.scale_zero[(size_t)(k0 / p.group_size) * p.N + n];
-        dequant_int4x8(q.x, sz, w[0]);
-        dequant_int4x8(q.y, sz, w[1]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) w[i / 4][i % 4] = __float2half2_rn(0.f);
-      }
-      *reinterpret_cast<uint4*>(&slab_w[col][word * 8]) = *reinterpret_cast<uint4*>(w[0]);
-      *reinterpret_cast<uint4*>(&slab_w[col][word * 8 + 8]) = *reinterpret_cast<uint4*>(w[1]);
+      dequant_int4x8(cur.q.x, cur.scale_zero, w[0]);
+      dequant_int4x8(cur.q.y, cur.scale_zero, w[1]);
+      __half* row = &slab_w[tid / 2][tid % 2 * 16];
+      *reinterpret_cast<uint4*>(row) = *reinterpret_cast<uint4*>(w[0]);
+      *reinterpret_cast<uint4*>(row + 8) = *reinterpret_cast<uint4*>(w[1]);
     }
     __syncthreads();
+    if (k0 + kTileK < k_end) next = fetch_slab(p, k0 + kTileK, m0, n0, tid);
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += kWarpTileK) {
       tile.mma(&slab_x[0][kk], kSlabStride, &slab_w[warp * kWarpTileN][kk], kSlabStride, lane);

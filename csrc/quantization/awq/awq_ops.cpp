@@ -29,13 +29,16 @@ void check_packed_weight(const torch::Tensor& qweight, const torch::Tensor& scal
   TORCH_CHECK(N <= INT32_MAX && K <= INT32_MAX, "awq: weight too large");
 }
 
-// Enough CTAs for two waves, never more splits than k slabs; deterministic for a given shape and GPU.
+// Each CTA keeps little memory in flight, so small-M GEMMs need many resident CTAs: aim for
+// kCtasPerSm per SM, never more splits than k slabs (or 32); deterministic per shape and GPU.
+constexpr int64_t kCtasPerSm = 12;
 int choose_splits(int64_t M, int64_t N, int64_t K, int device) {
   int sms = 0;
   SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int64_t tiles = ((M + awq::kTileM - 1) / awq::kTileM) * ((N + awq::kTileN - 1) / awq::kTileN);
   const int64_t slabs = K / awq::kTileK;
-  return static_cast<int>(std::clamp<int64_t>(2 * sms / std::max<int64_t>(tiles, 1), 1, std::min<int64_t>(slabs, 32)));
+  const int64_t wanted = (kCtasPerSm * sms + tiles - 1) / std::max<int64_t>(tiles, 1);
+  return static_cast<int>(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(slabs, 32)));
 }
 
 }  // namespace
