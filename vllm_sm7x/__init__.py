@@ -27,3 +27,4 @@ def register_general() -> None:
     from vllm_sm7x import ops
 
     ops.load_kernels()
+    import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

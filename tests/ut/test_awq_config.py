@@ -1,0 +1,104 @@
+"""The awq_sm7x quantization config: when it claims a checkpoint, what it refuses, and the linear
+method's weight handling up to the kernel call (on the CPU)."""
+import pytest
+import torch
+
+from vllm_sm7x import activation
+from vllm_sm7x.activation import Activation
+
+awq_sm7x = pytest.importorskip("vllm_sm7x.quantization.awq_sm7x")
+from vllm_sm7x.quantization.awq_format import dequantize_awq, dequantize_kernel_layout, quantize_awq  # noqa: E402
+
+AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+
+
+@pytest.fixture
+def active(monkeypatch):
+    def set_active(is_active: bool):
+        result = Activation(is_active, "sm70" if is_active else None, is_active, "test")
+        monkeypatch.setattr(activation, "current_activation", lambda: result)
+        monkeypatch.setattr(awq_sm7x, "current_activation", lambda: result)
+
+    return set_active
+
+
+def test_registered_with_vllm():
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS, get_quantization_config
+
+    assert "awq_sm7x" in QUANTIZATION_METHODS
+    assert get_quantization_config("awq_sm7x") is awq_sm7x.AwqSm7xConfig
+
+
+@pytest.mark.parametrize("user_quant", [None, "awq", "awq_marlin", "auto_awq", "marlin", "awq_sm7x"])
+def test_claims_awq_checkpoints_on_our_platform(active, user_quant):
+    active(True)
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, user_quant) == "awq_sm7x"
+
+
+def test_leaves_other_gpus_and_other_formats_alone(active):
+    active(False)
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None
+    active(True)
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method({"quant_method": "gptq"}, None) is None
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, "fp8") is None
+
+
+def test_runs_fp16_from_sm70():
+    assert awq_sm7x.AwqSm7xConfig.get_min_capability() == 70
+    assert awq_sm7x.AwqSm7xConfig.get_supported_act_dtypes() == [torch.float16]
+
+
+@pytest.mark.parametrize("change, message", [({"bits": 8}, "8-bit weights is not supported"),
+                                             ({"group_size": 256}, "group size 256 is not supported"),
+                                             ({"group_size": -1}, "group size -1 is not supported"),
+                                             ({"zero_point": False}, "without zero points"),
+                                             ({"version": "gemv"}, "version 'gemv' is not supported")])
+def test_unsupported_checkpoints_are_refused_with_the_rule(change, message):
+    with pytest.raises(ValueError, match=message):
+        awq_sm7x.AwqSm7xConfig.from_config({**AWQ, **change})
+
+
+@pytest.fixture(autouse=True)
+def single_rank(monkeypatch):
+    """vLLM's weight parameters ask for the tensor-parallel rank: one rank, no process group."""
+    import vllm.model_executor.parameter as parameter
+
+    monkeypatch.setattr(parameter, "get_tensor_model_parallel_rank", lambda: 0)
+    monkeypatch.setattr(parameter, "get_tensor_model_parallel_world_size", lambda: 1)
+
+
+def make_layer(method, K, N):
+    layer = torch.nn.Module()
+    method.create_weights(layer, K, [N], K, N, torch.float16, weight_loader=None)
+    return layer
+
+
+def test_linear_method_converts_loaded_weights_to_the_kernel_layout(seed):
+    config = awq_sm7x.AwqSm7xConfig.from_config(AWQ)
+    method = awq_sm7x.AwqSm7xLinearMethod(config, "model.layers.0.mlp.down_proj")
+    K, N = 384, 40
+    layer = make_layer(method, K, N)
+    assert layer.qweight.shape == (K, N // 8) and layer.scales.shape == (K // 128, N)
+    qweight, qzeros, scales = quantize_awq(torch.randn(K, N, generator=torch.Generator().manual_seed(seed)), 128)
+    layer.qweight.data.copy_(qweight), layer.qzeros.data.copy_(qzeros), layer.scales.data.copy_(scales)
+    method.process_weights_after_loading(layer)
+    assert not hasattr(layer, "qzeros") and not hasattr(layer, "scales")
+    kernel = awq_sm7x.AwqKernelWeight(layer.qweight.data, layer.scale_zero.data, 128)
+    expected = dequantize_awq(qweight, qzeros, scales, 128).t()
+    assert ((dequantize_kernel_layout(kernel).double() - expected).norm() / expected.norm()) < 2e-3
+
+
+def test_shards_that_split_a_group_name_the_layer_and_the_fix():
+    method = awq_sm7x.AwqSm7xLinearMethod(awq_sm7x.AwqSm7xConfig(128), "model.layers.3.self_attn.o_proj")
+    with pytest.raises(ValueError, match=r"o_proj: 320 input features per rank .* group size 128.*tensor-parallel"):
+        make_layer(method, 320, 64)
+    with pytest.raises(ValueError, match="12 output features per rank is not a multiple of 8"):
+        make_layer(method, 256, 12)
+
+
+def test_moe_layers_are_refused_clearly():
+    from vllm.model_executor.layers.fused_moe import RoutedExperts
+
+    moe = RoutedExperts.__new__(RoutedExperts)
+    with pytest.raises(NotImplementedError, match="experts.mlp: AWQ mixture-of-experts layers are not supported"):
+        awq_sm7x.AwqSm7xConfig(128).get_quant_method(moe, "experts.mlp")

@@ -1,0 +1,138 @@
+"""`awq_sm7x`: AWQ checkpoints on SM70/SM75 through our tensor-core kernels.
+
+Claims `quant_method: awq` checkpoints (with no --quantization flag, or with awq / awq_marlin /
+auto_awq / marlin) only while the vllm-sm7x platform is active, so other GPUs keep stock vLLM.
+Weights load in AWQ GEMM format and are converted once, on the GPU, to the kernel layout.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from vllm.model_executor.layers.linear import LinearBase, LinearMethodBase, UnquantizedLinearMethod
+from vllm.model_executor.layers.quantization import register_quantization_config
+from vllm.model_executor.layers.quantization.base_config import QuantizationConfig
+from vllm.model_executor.layers.quantization.utils.quant_utils import is_layer_skipped
+from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter
+
+from vllm_sm7x.activation import current_activation
+from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
+
+NAME = "awq_sm7x"
+PACK_FACTOR = 8  # int4 values per int32
+# What users may pass as --quantization for an AWQ checkpoint; all mean "the AWQ kernels".
+CLAIMED_USER_METHODS = (None, "awq", "awq_marlin", "auto_awq", "marlin", NAME)
+
+
+@register_quantization_config(NAME)
+class AwqSm7xConfig(QuantizationConfig):
+    def __init__(self, group_size: int, modules_to_not_convert: list[str] | None = None) -> None:
+        super().__init__()
+        self.group_size = group_size
+        self.modules_to_not_convert = modules_to_not_convert or []
+
+    def __repr__(self) -> str:
+        return f"AwqSm7xConfig(group_size={self.group_size}, modules_to_not_convert={self.modules_to_not_convert})"
+
+    @classmethod
+    def get_name(cls) -> str:
+        return NAME
+
+    @classmethod
+    def get_supported_act_dtypes(cls) -> list[torch.dtype]:
+        return [torch.float16]  # Volta and Turing tensor cores have no bf16
+
+    @classmethod
+    def get_min_capability(cls) -> int:
+        return 70
+
+    @classmethod
+    def get_config_filenames(cls) -> list[str]:
+        return ["quant_config.json", "quantize_config.json"]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AwqSm7xConfig:
+        bits = cls.get_from_keys(config, ["w_bit", "bits"])
+        group_size = cls.get_from_keys(config, ["q_group_size", "group_size"])
+        zero_point = cls.get_from_keys_or(config, ["zero_point"], True)
+        version = str(cls.get_from_keys_or(config, ["version"], "gemm")).lower()
+        if bits != 4:
+            raise ValueError(f"AWQ with {bits}-bit weights is not supported on SM70/SM75: only 4-bit AWQ is")
+        if group_size not in SUPPORTED_GROUP_SIZES:
+            raise ValueError(f"AWQ group size {group_size} is not supported on SM70/SM75: use a checkpoint "
+                             f"quantized with group size {' / '.join(map(str, SUPPORTED_GROUP_SIZES))}")
+        if not zero_point:
+            raise ValueError("AWQ without zero points is not supported on SM70/SM75: use a zero_point=true export")
+        if version != "gemm":
+            raise ValueError(f"AWQ version '{version}' is not supported on SM70/SM75: use a GEMM-format export "
+                             "(\"version\": \"gemm\")")
+        return cls(group_size, cls.get_from_keys_or(config, ["modules_to_not_convert"], None))
+
+    @classmethod
+    def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
+        if not current_activation().active:
+            return None
+        if str(hf_quant_cfg.get("quant_method", "")).lower() != "awq" or user_quant not in CLAIMED_USER_METHODS:
+            return None
+        return NAME
+
+    def get_quant_method(self, layer: torch.nn.Module, prefix: str):
+        from vllm.model_executor.layers.fused_moe import RoutedExperts
+
+        if isinstance(layer, RoutedExperts):
+            raise NotImplementedError(
+                f"{prefix}: AWQ mixture-of-experts layers are not supported on SM70/SM75 yet (grouped AWQ "
+                "GEMM is planned, see docs/roadmap.md); dense AWQ models work")
+        if isinstance(layer, LinearBase):
+            if is_layer_skipped(prefix, self.modules_to_not_convert, self.packed_modules_mapping,
+                                skip_with_substr=True):
+                return UnquantizedLinearMethod()
+            return AwqSm7xLinearMethod(self, prefix)
+        return None
+
+
+class AwqSm7xLinearMethod(LinearMethodBase):
+    """Loads AWQ GEMM-format shards, converts them to the kernel layout, runs ops.awq.awq_linear."""
+
+    def __init__(self, config: AwqSm7xConfig, prefix: str = "") -> None:
+        self.config = config
+        self.prefix = prefix
+
+    def create_weights(self, layer: torch.nn.Module, input_size_per_partition: int,
+                       output_partition_sizes: list[int], input_size: int, output_size: int,
+                       params_dtype: torch.dtype, **extra_weight_attrs) -> None:
+        group = self.config.group_size
+        output_size_per_partition = sum(output_partition_sizes)
+        if input_size_per_partition % group:
+            raise ValueError(
+                f"{self.prefix}: {input_size_per_partition} input features per rank is not a multiple of the AWQ "
+                f"group size {group} (row-parallel shards must split K on group boundaries): lower the "
+                "tensor-parallel size")
+        if output_size_per_partition % PACK_FACTOR:
+            raise ValueError(f"{self.prefix}: {output_size_per_partition} output features per rank is not a "
+                             f"multiple of {PACK_FACTOR}: lower the tensor-parallel size")
+        if params_dtype != torch.float16:
+            raise ValueError(f"{self.prefix}: AWQ on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
+                             "float16 (the default on these GPUs)")
+        weight_loader = extra_weight_attrs.get("weight_loader")
+        groups = input_size_per_partition // group
+        packed = dict(input_dim=0, output_dim=1, packed_dim=1, packed_factor=PACK_FACTOR, weight_loader=weight_loader)
+        layer.register_parameter("qweight", PackedvLLMParameter(
+            data=torch.empty(input_size_per_partition, output_size_per_partition // PACK_FACTOR, dtype=torch.int32),
+            **packed))
+        layer.register_parameter("qzeros", PackedvLLMParameter(
+            data=torch.empty(groups, output_size_per_partition // PACK_FACTOR, dtype=torch.int32), **packed))
+        layer.register_parameter("scales", GroupQuantScaleParameter(
+            data=torch.empty(groups, output_size_per_partition, dtype=params_dtype), input_dim=0, output_dim=1,
+            weight_loader=weight_loader))
+
+    def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
+        kernel = to_kernel_layout(layer.qweight.data, layer.qzeros.data, layer.scales.data, self.config.group_size)
+        del layer.qweight, layer.qzeros, layer.scales
+        layer.register_parameter("qweight", torch.nn.Parameter(kernel.qweight, requires_grad=False))
+        layer.register_parameter("scale_zero", torch.nn.Parameter(kernel.scale_zero, requires_grad=False))
+
+    def apply(self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        from vllm_sm7x.ops.awq import awq_linear
+
+        return awq_linear(x, AwqKernelWeight(layer.qweight, layer.scale_zero, self.config.group_size), bias)
