@@ -24,7 +24,8 @@ def register_general() -> None:
 
     if not current_activation().active:
         return
-    from vllm_sm7x import ops
+    from vllm_sm7x import ops, patch
 
+    patch.apply_all()
     ops.load_kernels()
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

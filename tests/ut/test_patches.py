@@ -1,0 +1,36 @@
+"""The vLLM patches: each one applies where its problem exists and is idempotent."""
+import importlib
+import subprocess
+import sys
+
+PROBE = """
+import importlib
+try:
+    importlib.import_module("vllm.vllm_flash_attn")
+    print("IMPORTS-WITHOUT-PATCH")
+except ImportError as e:
+    print("FAILS:", e)
+from vllm_sm7x.patch import apply_all
+first, second = apply_all(), apply_all()
+package = importlib.import_module("vllm.vllm_flash_attn")
+from vllm.vllm_flash_attn.flash_attn_interface import is_fa_version_supported
+print("APPLIED", first, second, package.FA2_AVAILABLE or package.FA3_AVAILABLE, callable(package.flash_attn_varlen_func))
+"""
+
+
+def test_flash_attn_package_imports_without_its_kernels():
+    # A fresh interpreter: the probe needs an import of vllm.vllm_flash_attn that has not happened yet.
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    applied = next(line for line in lines if line.startswith("APPLIED")).split(maxsplit=1)[1]
+    if any(line.startswith("FAILS:") for line in lines):  # no FA kernels here (no GPU driver, or an SM7x build)
+        assert applied == "['vllm_flash_attn.allow_missing_extensions'] [] False True"
+    else:
+        assert applied.startswith("[] []")
+
+
+def test_patch_index_documents_every_patch():
+    patch = importlib.import_module("vllm_sm7x.patch")
+    for name in patch.PATCHES:
+        assert f"`{name}`" in patch.__doc__

@@ -1,0 +1,19 @@
+"""Every change vllm-sm7x makes to vLLM's own modules, in one index. Each entry: what, why, the
+upstream state, and when to remove it. Applied by the general plugin, only on our platform.
+
+| patch | why | remove when |
+| --- | --- | --- |
+| `vllm_flash_attn.allow_missing_extensions` | vLLM 0.26 imports `vllm.vllm_flash_attn` while importing models (qwen3 -> mm_encoder_attention -> fa_utils), and that package raises ImportError unless `_vllm_fa2_C`/`_vllm_fa3_C` load. FA2/FA3 need sm_80+, so SM70/SM75 builds of vLLM have neither, and no model imports. The patch installs the package without the raise; the FA kernels stay unavailable (vLLM never selects them below sm_80). | vLLM makes that import lazy/optional (not upstream as of 0.26.0). |
+"""
+from __future__ import annotations
+
+from vllm_sm7x.patch import vllm_flash_attn
+
+PATCHES = {
+    "vllm_flash_attn.allow_missing_extensions": vllm_flash_attn.allow_missing_extensions,
+}
+
+
+def apply_all() -> list[str]:
+    """Applies every patch (each is idempotent); returns the names of those that changed something."""
+    return [name for name, apply in PATCHES.items() if apply()]
