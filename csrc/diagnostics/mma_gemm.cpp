@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "core/arch_select.h"
+#include "core/torch_arch.h"
 #include "ops.h"
 
 namespace sm7x {
@@ -23,12 +23,7 @@ void mma_gemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out
   TORCH_CHECK(a.size(0) <= INT32_MAX && b.size(0) <= INT32_MAX && a.size(1) <= INT32_MAX, "mma_gemm: too large");
 
   const c10::cuda::CUDAGuard guard(a.device());
-  ArchPath arch_path;
-  try {
-    arch_path = resolve_arch_path(path, device_compute_capability(a.get_device()));
-  } catch (const std::invalid_argument& e) {
-    TORCH_CHECK_VALUE(false, "mma_gemm: ", e.what());
-  }
+  const ArchPath arch_path = resolve_arch_path_for(a, path, "mma_gemm");
   const auto a_c = a.contiguous();
   const auto b_c = b.contiguous();
   const auto* pa = reinterpret_cast<const __half*>(a_c.data_ptr<at::Half>());

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "core/arch_select.h"
+#include "core/torch_arch.h"
 #include "ops.h"
 #include "quantization/awq/awq_gemm.h"
 
@@ -61,12 +61,7 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
   TORCH_CHECK(M <= INT32_MAX, "awq_gemm: too many rows");
 
   const c10::cuda::CUDAGuard guard(x.device());
-  ArchPath arch_path;
-  try {
-    arch_path = resolve_arch_path(path, device_compute_capability(x.get_device()));
-  } catch (const std::invalid_argument& e) {
-    TORCH_CHECK_VALUE(false, "awq_gemm: ", e.what());
-  }
+  const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm");
   auto out = torch::empty({M, N}, x.options());
   if (M == 0 || N == 0) return out;
   // The kernel reads x in 16-byte vectors.
