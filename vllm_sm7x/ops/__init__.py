@@ -11,8 +11,7 @@ from vllm_sm7x.activation import kernel_path
 
 @functools.cache
 def load_kernels() -> None:
-    """Loads the CUDA extension and registers the fake (meta) implementation of every op, once,
-    so torch.compile and CUDA graphs can trace them."""
+    """Loads the CUDA extension and the fake (meta) implementation of every op, once."""
     try:
         import vllm_sm7x._C  # noqa: F401  (registers torch.ops._C_sm7x)
     except ImportError as e:
@@ -20,10 +19,7 @@ def load_kernels() -> None:
             f"vllm_sm7x._C could not be loaded ({e}): install vllm-sm7x with its CUDA extension "
             "(pip install --no-build-isolation vllm-sm7x, see README) and check `vllm-sm7x doctor`"
         ) from e
-
-    @torch.library.register_fake("_C_sm7x::mma_gemm")
-    def _mma_gemm_fake(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, path: str) -> None:
-        return None
+    import vllm_sm7x.ops.meta_registration  # noqa: F401
 
 
 def build_info() -> dict:

@@ -16,16 +16,6 @@ FUSED_MAX_M = 64
 DEQUANT_CHUNK_BYTES = 64 << 20
 
 
-@torch.library.register_fake("_C_sm7x::awq_gemm")
-def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, split_k):
-    return x.new_empty((x.shape[0], qweight.shape[0]))
-
-
-@torch.library.register_fake("_C_sm7x::awq_dequantize")
-def _awq_dequantize_fake(qweight, scale_zero, group_size):
-    return qweight.new_empty((qweight.shape[0], qweight.shape[1] * 8), dtype=torch.float16)
-
-
 def awq_gemm(x: torch.Tensor, weight: AwqKernelWeight, bias: torch.Tensor | None = None, path: str | None = None,
              split_k: int = 0) -> torch.Tensor:
     """x [M, K] fp16 @ W -> [M, N] fp16 through the fused kernel (split_k 0: automatic)."""

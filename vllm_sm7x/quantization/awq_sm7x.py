@@ -16,6 +16,7 @@ from vllm.model_executor.layers.quantization.utils.quant_utils import is_layer_s
 from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter
 
 from vllm_sm7x.activation import current_activation
+from vllm_sm7x.ops.awq import awq_linear
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
 
 NAME = "awq_sm7x"
@@ -133,6 +134,4 @@ class AwqSm7xLinearMethod(LinearMethodBase):
         layer.register_parameter("scale_zero", torch.nn.Parameter(kernel.scale_zero, requires_grad=False))
 
     def apply(self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        from vllm_sm7x.ops.awq import awq_linear
-
         return awq_linear(x, AwqKernelWeight(layer.qweight, layer.scale_zero, self.config.group_size), bias)

@@ -1,0 +1,20 @@
+"""Every _C_sm7x op has a fake implementation giving the real op's output shape and dtype, so
+torch.compile and CUDA-graph capture can trace it (checked here without a GPU)."""
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from vllm_sm7x import ops
+
+
+def test_fake_implementations_give_output_shapes():
+    ops.load_kernels()
+    with FakeTensorMode():
+        x = torch.empty(3, 256, dtype=torch.float16, device="cuda")
+        qweight = torch.empty(24, 32, dtype=torch.int32, device="cuda")
+        scale_zero = torch.empty(2, 24, dtype=torch.int32, device="cuda")
+        out = torch.ops._C_sm7x.awq_gemm(x, qweight, scale_zero, 128, None, "sm70", 0)
+        assert out.shape == (3, 24) and out.dtype == torch.float16
+        weights = torch.ops._C_sm7x.awq_dequantize(qweight, scale_zero, 128)
+        assert weights.shape == (24, 256) and weights.dtype == torch.float16
+        c = torch.empty(3, 24, device="cuda")
+        assert torch.ops._C_sm7x.mma_gemm(x, weights, c, "sm75") is None

@@ -1,0 +1,18 @@
+"""Fake (meta) implementations of every torch.ops._C_sm7x op, in one place, so torch.compile and
+CUDA-graph capture can trace them. Imported once by vllm_sm7x.ops.load_kernels."""
+import torch
+
+
+@torch.library.register_fake("_C_sm7x::mma_gemm")
+def _mma_gemm_fake(a, b, out, path) -> None:
+    return None
+
+
+@torch.library.register_fake("_C_sm7x::awq_gemm")
+def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, split_k):
+    return x.new_empty((x.shape[0], qweight.shape[0]))
+
+
+@torch.library.register_fake("_C_sm7x::awq_dequantize")
+def _awq_dequantize_fake(qweight, scale_zero, group_size):
+    return qweight.new_empty((qweight.shape[0], qweight.shape[1] * 8), dtype=torch.float16)
