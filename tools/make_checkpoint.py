@@ -4,8 +4,10 @@ tests and smoke runs without downloads.
 
   python tools/make_checkpoint.py --preset qwen3-tiny --out /tmp/qwen3-tiny-awq [--group-size 128] [--seed 0]
 
-Presets: qwen3-tiny (dense Qwen3, 2 layers). No tokenizer yet: serve with skip_tokenizer_init and
-token ids. Random weights, so outputs are meaningless; they are for checking the serving path.
+Presets: qwen3-tiny (dense Qwen3, 2 layers). The directory holds config.json, model.safetensors, a
+byte-level BPE tokenizer with Qwen's special tokens and a Qwen3.5/3.6-style chat template
+(tools/tiny_checkpoint/), and generation_config.json. Random weights, so outputs are meaningless; they
+are for checking the serving path.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+from tiny_checkpoint.tokenizer import EOS_TOKENS, build_tokenizer  # noqa: E402
 from vllm_sm7x.quantization.awq_format import quantize_awq  # noqa: E402
 
 PRESETS = {
@@ -48,9 +52,14 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
             tensors[name] = tensor.contiguous()
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer = build_tokenizer(config_dict["vocab_size"])
+    tokenizer.save_pretrained(str(out))
+    eos_ids = tokenizer.convert_tokens_to_ids(EOS_TOKENS)
+    config_dict["eos_token_id"] = eos_ids[0]
     config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
                                           "zero_point": True, "version": "gemm"}
     (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
     return out
 
 

@@ -1,0 +1,70 @@
+"""tools/make_checkpoint.py writes a loadable AWQ checkpoint with a working tokenizer and a
+Qwen3.5/3.6-style chat template (tools, tool calls, tool results, thinking on and off)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from make_checkpoint import make_checkpoint  # noqa: E402
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny"), group_size=64, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(checkpoint):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(checkpoint))
+
+
+def test_config_declares_awq_and_the_weights_match_it(checkpoint):
+    from safetensors.torch import load_file
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["quantization_config"] == {"quant_method": "awq", "bits": 4, "group_size": 64,
+                                             "zero_point": True, "version": "gemm"}
+    tensors = load_file(str(checkpoint / "model.safetensors"))
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    assert tensors["model.layers.0.mlp.down_proj.qweight"].shape == (inter, hidden // 8)
+    assert tensors["model.layers.0.mlp.down_proj.scales"].shape == (inter // 64, hidden)
+    assert tensors["model.layers.1.self_attn.q_proj.qzeros"].dtype == torch.int32
+    assert "model.layers.0.self_attn.q_proj.weight" not in tensors
+    assert tensors["lm_head.weight"].shape == (config["vocab_size"], hidden)
+
+
+def test_tokenizer_fits_the_model_and_keeps_markers_whole(checkpoint, tokenizer):
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert len(tokenizer) <= config["vocab_size"]
+    for marker in ("<tool_call>", "</tool_call>", "<think>", "</think>", "<|im_start|>", "<|im_end|>"):
+        assert len(tokenizer.encode(marker)) == 1, marker
+    assert config["eos_token_id"] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    text = 'call get_weather with {"city": "Paris"} please'
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_chat_template_renders_tools_calls_results_and_thinking(tokenizer):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}]},
+                {"role": "tool", "content": "sunny"}]
+    prompt = tokenizer.apply_chat_template(messages, tools=[WEATHER], add_generation_prompt=True,
+                                           enable_thinking=False, tokenize=False)
+    assert prompt.startswith("<|im_start|>system\nBe brief.\n\n# Tools")
+    assert json.dumps(WEATHER) in prompt
+    assert ("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n2\n"
+            "</parameter>\n</function>\n</tool_call><|im_end|>") in prompt
+    assert "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    thinking = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                             tokenize=False)
+    assert thinking == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n"

@@ -1,0 +1,1 @@
+"""Pieces of tools/make_checkpoint.py: a small Qwen-style tokenizer and chat template."""
