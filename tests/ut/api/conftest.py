@@ -3,12 +3,12 @@ exactly as OpenAIServingChat's stream generator does) with token sequences of th
 tokenizer, in chosen chunkings, and assembles what a client would see."""
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.ut.api.streaming import Assembled
 
 ROOT = Path(__file__).resolve().parents[3]
 WEATHER = {"type": "function", "function": {
@@ -24,22 +24,6 @@ def qwen36_tokenizer():
     from tiny_checkpoint.qwen36_tokenizer import build_qwen36_tokenizer
 
     return build_qwen36_tokenizer()
-
-
-@dataclass
-class Assembled:
-    content: str = ""
-    reasoning: str = ""
-    calls: dict[int, dict] = field(default_factory=dict)  # index -> {"name", "arguments"}
-
-    def tool_calls(self) -> list[tuple[str, dict]]:
-        return [(c["name"], json.loads(c["arguments"])) for _, c in sorted(self.calls.items())]
-
-
-def chunkings(n_tokens: int) -> dict[str, list[int]]:
-    """Token counts per streamed delta: one token at a time, MTP-like bursts, and everything at once."""
-    return {"single": [1] * n_tokens, "burst3": [3] * (n_tokens // 3 + 1), "burst8": [8] * (n_tokens // 8 + 1),
-            "whole": [n_tokens]}
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Each case runs in several chunkings (single tokens, MTP-like bursts, one delta)."""
 import pytest
 
-from tests.ut.api.conftest import chunkings
+from tests.ut.api.streaming import chunkings
 
 THINKING_PROMPT = "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<think>\n"
 NO_THINK_PROMPT = "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
