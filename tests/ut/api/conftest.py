@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ut.api.streaming import Assembled
+from tests.ut.api.streaming import Assembled, chunkings
 
 ROOT = Path(__file__).resolve().parents[3]
 WEATHER = {"type": "function", "function": {
@@ -33,8 +33,9 @@ def stream(qwen36_tokenizer):
 
     tokenizer = qwen36_tokenizer
 
-    def run(prompt: str, output: str, chunks: list[int], *, tools=(WEATHER,), chat_template_kwargs=None,
+    def run(prompt: str, output: str, chunking: str, *, tools=(WEATHER,), chat_template_kwargs=None,
             tool_parser="qwen3_coder", reasoning_parser="qwen3") -> Assembled:
+        """Streams `output` after `prompt` in the named chunking (see streaming.chunkings)."""
         request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}],
                                         tools=list(tools) or None, chat_template_kwargs=chat_template_kwargs)
         parser_cls = ParserManager.get_parser(tool_parser_name=tool_parser, reasoning_parser_name=reasoning_parser,
@@ -44,7 +45,7 @@ def stream(qwen36_tokenizer):
         prompt_ids = tokenizer.encode(prompt)
         output_ids = tokenizer.encode(output)
         result, done, shown = Assembled(), 0, ""
-        for size in chunks:
+        for size in chunkings(len(output_ids))[chunking]:
             if done >= len(output_ids):
                 break
             ids = output_ids[done:done + size]
