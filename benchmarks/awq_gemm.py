@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""AWQ W4A16 GEMM at Qwen3.6-27B layer widths (TP1 and TP4 shards), small M (decode, MTP verify).
+"""AWQ W4A16 GEMM at Qwen3.6-27B layer widths (TP1 and TP4 shards) on the SM70/SM75 code paths.
 
-Per case: median ms of our fused kernel on the chosen arch path, of dequantise + cuBLAS, and of
-cuBLAS on dense fp16 weights; bw_frac = bytes that must move / time / copy bandwidth measured in
-this run. Weight sets rotate so the working set is several times the L2. On a newer GPU this runs
-the SM70/SM75 code paths in emulation: the numbers are that GPU's, not a V100's or T4's.
+Two kinds of rows, both against baselines timed in the same run on the same inputs:
+  layer-27b-tp{1,4}: the four linear layers of whole decoder layers (qkv, o_proj, gate_up, down) in
+      sequence inside one CUDA graph, over enough distinct layers that the weights are >= 4x the L2;
+      ms is per decoder layer. This is how decode runs.
+  27b-tp{1,4} <layer>: one GEMM per call (eager; launch-bound for the small TP4 matrices), weight
+      sets rotated so the working set is >= 4x the L2.
+bw_frac = bytes that must move (int4 weights, scales, x, out) / time / device-to-device copy
+bandwidth measured in this run. Baselines: cuBLAS fp16 on the dequantised weights, and stock vLLM's
+AWQ paths (benchmarks/awq_baselines.py): its CUDA awq_gemm method, its Triton kernel built for this
+GPU, and that Triton kernel built for the emulated card ("faithful": no tensor cores there).
+On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or T4 figures.
 
-  python benchmarks/awq_gemm.py --path sm70 sm75 [--out benchmarks/results]
+  python benchmarks/awq_gemm.py --path sm70 sm75 [--tp 1 4] [--tune] [--out benchmarks/results] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,18 +30,26 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = 128
-# (case, K, N) for Qwen3.6-27B: hidden 5120, q 24x256 (+ output gate), kv 4x256, MLP 17408.
+# (name, K, N) for Qwen3.6-27B: hidden 5120, q 24x256 (+ output gate), kv 4x256, MLP 17408.
 LAYERS = [("qkv", 5120, 2 * 6144 + 2 * 1024), ("o_proj", 6144, 5120), ("gate_up", 5120, 2 * 17408),
           ("down", 17408, 5120)]
 ROW_PARALLEL = {"o_proj", "down"}
+DECODE_M = (1, 2, 3, 4, 5, 6, 7, 8, 16)
+SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
-def cases(tp: int):
-    for name, K, N in LAYERS:
-        yield f"27b-tp{tp} {name}", (K // tp, N) if name in ROW_PARALLEL else (K, N // tp)
+def load_baselines():
+    spec = importlib.util.spec_from_file_location("awq_baselines", ROOT / "benchmarks" / "awq_baselines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def median_ms(fn, sets: int, iters: int = 60, warmup: int = 10) -> float:
+def shard(name: str, K: int, N: int, tp: int) -> tuple[int, int]:
+    return (K // tp, N) if name in ROW_PARALLEL else (K, N // tp)
+
+
+def median_ms(fn, sets: int, iters: int = 40, warmup: int = 5) -> float:
     for i in range(warmup):
         fn(i % sets)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
@@ -47,6 +63,16 @@ def median_ms(fn, sets: int, iters: int = 60, warmup: int = 10) -> float:
     return times[len(times) // 2]
 
 
+def graph_ms(step) -> float:
+    """Median ms of one replay of a CUDA graph that runs step() once."""
+    step()  # warm-up (and Triton compilation) outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return median_ms(lambda _: graph.replay(), 1, iters=20, warmup=3)
+
+
 def copy_bandwidth_gbs() -> float:
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
@@ -54,40 +80,183 @@ def copy_bandwidth_gbs() -> float:
     return 2 * src.numel() / ms / 1e6
 
 
+class Layer:
+    """One linear layer: AWQ checkpoint tensors, our kernel layout, and dense fp16 weights."""
+
+    def __init__(self, K: int, N: int, dense: bool):
+        from vllm_sm7x.ops import awq
+        from vllm_sm7x.quantization.awq_format import quantize_awq, to_kernel_layout
+
+        self.K, self.N = K, N
+        self.awq = quantize_awq(torch.randn(K, N, device="cuda") * 0.05, GROUP)
+        self.kernel = to_kernel_layout(*self.awq, GROUP)
+        self.dense = awq.awq_dequantize(self.kernel) if dense else None  # [N, K]
+        self.bytes = K * N // 2 + K // GROUP * N * 4
+
+
+def moved_bytes(layer: Layer, M: int) -> int:
+    return layer.bytes + 2 * M * (layer.K + layer.N)
+
+
+def m_bucket(M: int) -> int:
+    return 1 << (M - 1).bit_length()
+
+
+def rounded(ms):
+    return None if ms is None else round(ms, 5)
+
+
+def try_ms(measure):
+    try:
+        return measure(), None
+    except Exception as e:  # a baseline that fails here is reported, not fatal
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+
+
+def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_m, notes, tune: bool) -> dict:
+    from vllm_sm7x.ops import awq
+
+    shapes = [(name, *shard(name, K, N, tp)) for name, K, N in LAYERS]
+    per_layer = sum(K * N // 2 + K // GROUP * N * 4 for _, K, N in shapes)
+    count = max(2, -(-4 * l2 // per_layer))
+    layers = [{name: Layer(K, N, dense=True) for name, K, N in shapes} for _ in range(count)]
+    xs = {M: {name: torch.randn(M, K, device="cuda").half() for name, K, _ in shapes} for M in decode_m}
+
+    def graph_per_layer(M, gemm):
+        return graph_ms(lambda: [gemm(decoder[name], xs[M][name]) for decoder in layers for name, _, _ in shapes]) / count
+
+    # What the same number of launches costs with (almost) no work: the per-kernel floor of a graph.
+    tiny = Layer(128, 16, dense=False)
+    floor = graph_ms(lambda: [awq.awq_linear(xs[decode_m[0]][shapes[0][0]][:, :128], tiny.kernel, path=paths[0])
+                              for _ in range(len(shapes) * count)]) / count
+    notes[f"layer-27b-tp{tp} launch floor"] = (f"{floor:.5f} ms per decoder layer: {len(shapes)} launches of a "
+                                               "16x128 GEMM in the same graph")
+    cublas = {M: graph_per_layer(M, lambda layer, x: torch.nn.functional.linear(x, layer.dense)) for M in decode_m}
+    rows = {path: [] for path in paths}
+    for path in paths:
+        stock_names = []
+        if baselines_mod is not None:
+            for decoder in layers:
+                for layer in decoder.values():
+                    layer.stock, built_notes = baselines_mod.stock_baselines(*layer.awq, GROUP, path)
+                    notes.update(built_notes)
+                    stock_names = list(layer.stock)
+        for M in decode_m:
+            moved = sum(moved_bytes(layer, M) for decoder in layers for layer in decoder.values()) / count
+            ours = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
+            stock = {}
+            for key in stock_names:
+                ms, error = try_ms(lambda: graph_per_layer(M, lambda layer, x: layer.stock[key](x)))
+                stock[key] = rounded(ms)
+                if error:
+                    notes[f"layer-27b-tp{tp} {key} M={M}"] = error
+            tuned = {}
+            if tune:  # the same graph after measured choices replace the cost model's
+                from vllm_sm7x.quantization import awq_tuning
+
+                for name, K, N in shapes:
+                    choice = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)])
+                    awq_tuning.apply((K, N), GROUP, path, choice)
+                    tuned[name] = choice[m_bucket(M)]
+                ms_tuned = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
+                torch.ops._C_sm7x.awq_clear_tuned()
+                tuned = {"ms": rounded(ms_tuned), "bw_frac": round(moved / (ms_tuned * 1e-3) / (bandwidth * 1e9), 3),
+                         "choices": tuned}
+            rows[path].append({
+                "case": f"layer-27b-tp{tp}", "M": M, "layers_in_graph": count, "ms": rounded(ours),
+                "launch_floor_ms": rounded(floor),
+                "plans": {name: awq.awq_plan(M, (K, N), GROUP, path) for name, K, N in shapes}, "tuned": tuned,
+                "bw_frac": round(moved / (ours * 1e-3) / (bandwidth * 1e9), 3), "tflops": None,
+                "speedup_vs_cublas_fp16": round(cublas[M] / ours, 2),
+                "baselines": {"cublas_fp16_dequant": rounded(cublas[M]), **stock}})
+    return rows
+
+
+def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m, notes) -> dict:
+    from vllm_sm7x.ops import awq
+
+    rows = {path: [] for path in paths}
+    for name, K, N in LAYERS:
+        K, N = shard(name, K, N, tp)
+        case = f"27b-tp{tp} {name}"
+        sets = max(2, -(-4 * l2 // (K * N // 2)))
+        layers = [Layer(K, N, dense=False) for _ in range(sets)]
+        stock_fns = {}
+        if baselines_mod is not None:
+            for path in paths:
+                stock_fns[path] = []
+                for layer in layers:
+                    fns, built_notes = baselines_mod.stock_baselines(*layer.awq, GROUP, path)
+                    stock_fns[path].append(fns)
+                    notes.update(built_notes)
+        for M in shape_m:
+            x = torch.randn(M, K, device="cuda").half()
+            moved = moved_bytes(layers[0], M)
+            dequant = median_ms(lambda i: torch.nn.functional.linear(x, awq.awq_dequantize(layers[i].kernel)), sets)
+            for path in paths:
+                ours = median_ms(lambda i: awq.awq_linear(x, layers[i].kernel, path=path), sets)
+                fused = median_ms(lambda i: awq.awq_gemm(x, layers[i].kernel, path=path), sets) if M > 64 else None
+                stock = {}
+                for key in (stock_fns[path][0] if stock_fns else {}):
+                    ms, error = try_ms(lambda: median_ms(lambda i: stock_fns[path][i][key](x), sets, iters=10))
+                    stock[key] = rounded(ms)
+                    if error:
+                        notes[f"{case} {key} M={M}"] = error
+                flops = 2 * M * K * N
+                rows[path].append({
+                    "case": case, "M": M, "N": N, "K": K, "ms": rounded(ours),
+                    "bw_frac": round(moved / (ours * 1e-3) / (bandwidth * 1e9), 3),
+                    "tflops": round(flops / (ours * 1e-3) / 1e12, 2),
+                    "plan": awq.awq_plan(M, (K, N), GROUP, path), "fused_ms": rounded(fused),
+                    "baselines": {"dequant_cublas_fp16": rounded(dequant), **stock}})
+        del layers
+        torch.cuda.empty_cache()
+    return rows
+
+
+def print_table(gpu, path, bandwidth, rows):
+    print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms; stock = best stock vLLM AWQ path)")
+    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'cuBLAS':>9} {'stock':>9} {'faithful':>9}")
+    for r in rows:
+        b = r["baselines"]
+        cublas = b.get("cublas_fp16_dequant", b.get("dequant_cublas_fp16"))
+        stock = [v for k, v in b.items() if k in ("vllm_awq_cuda", "triton_awq_native") and v is not None]
+        faithful = next((v for k, v in b.items() if "faithful" in k), None)
+        fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
+        tuned = r.get("tuned") or {}
+        tuned_bw = f"{tuned['bw_frac']:>8.2f}" if tuned else f"{'-':>8}"
+        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {fmt(cublas)} "
+              f"{fmt(min(stock) if stock else None)} {fmt(faithful)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--m", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--quick", action="store_true", help="fewer M values, no stock vLLM baselines")
+    parser.add_argument("--no-stock", action="store_true", help="skip the stock vLLM baselines")
+    parser.add_argument("--tune", action="store_true", help="also time the layer graphs with measured choices")
+    parser.add_argument("--tp", type=int, nargs="+", choices=[1, 4], default=[1, 4])
     args = parser.parse_args()
 
-    from vllm_sm7x.ops import awq
-    from vllm_sm7x.quantization.awq_format import quantize_awq, to_kernel_layout
-
     torch.manual_seed(0)
+    notes = {}
+    baselines_mod = None
+    if not (args.quick or args.no_stock):
+        try:
+            baselines_mod = load_baselines()
+        except Exception as e:
+            notes["stock"] = f"stock vLLM baselines unavailable: {type(e).__name__}: {e}"
+    decode_m = (1, 4, 8) if args.quick else DECODE_M
+    shape_m = (1, 4, 16, 64, 256, 4096) if args.quick else SHAPE_M
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     bandwidth = copy_bandwidth_gbs()
     rows = {path: [] for path in args.path}
-    for tp in (1, 4):
-        for case, (K, N) in cases(tp):
-            weight_bytes = K * N // 2
-            sets = max(2, -(-4 * l2 // weight_bytes))  # working set >= 4x L2
-            layers = [to_kernel_layout(*quantize_awq(torch.randn(K, N, device="cuda") * 0.05, GROUP), GROUP)
-                      for _ in range(sets)]
-            dense = [awq.awq_dequantize(w) for w in layers]  # [N, K] fp16
-            for M in args.m:
-                x = torch.randn(M, K, device="cuda").half()
-                deq = median_ms(lambda i: torch.nn.functional.linear(x, awq.awq_dequantize(layers[i])), sets)
-                fp16 = median_ms(lambda i: torch.nn.functional.linear(x, dense[i]), sets)
-                moved = weight_bytes + (K // GROUP) * N * 4 + M * K * 2 + M * N * 2
-                for path in args.path:
-                    ours = median_ms(lambda i: awq.awq_gemm(x, layers[i], path=path), sets)
-                    rows[path].append({
-                        "case": case, "M": M, "N": N, "K": K, "ms": round(ours, 5),
-                        "bw_frac": round(moved / (ours * 1e-3) / (bandwidth * 1e9), 3), "tflops": None,
-                        "baselines": {"dequant_cublas_fp16": round(deq, 5), "cublas_fp16_dense": round(fp16, 5),
-                                      "triton_awq_vllm": None}})
-            del layers, dense
+    for tp in args.tp:
+        for part in (layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune),
+                     shape_rows(tp, args.path, bandwidth, l2, baselines_mod, shape_m, notes)):
+            for path in args.path:
+                rows[path] += part[path]
             torch.cuda.empty_cache()
 
     gpu = torch.cuda.get_device_name(0)
@@ -100,15 +269,10 @@ def main() -> int:
         result = {"benchmark": "awq_gemm", "gpu": gpu, "emulate": path, "date": date,
                   "commit": commit or os.environ.get("SM7X_COMMIT", "unknown"), "command": " ".join(sys.argv),
                   "copy_bandwidth_gbs": round(bandwidth, 1), "group_size": GROUP, "rows": path_rows,
-                  "notes": "triton_awq_vllm: not run (vLLM was not installed on the GPU machine for this run). "
-                           "Figures of this GPU running the SM7x code path, not V100/T4 figures."}
-        (args.out / f"awq_gemm-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s")
-        print(f"{'case':<20} {'M':>3} {'ours ms':>9} {'bw':>6} {'deq+cuBLAS':>11} {'fp16 dense':>11}")
-        for r in path_rows:
-            b = r["baselines"]
-            print(f"{r['case']:<20} {r['M']:>3} {r['ms']:>9.4f} {r['bw_frac']:>6.2f} "
-                  f"{b['dequant_cublas_fp16']:>11.4f} {b['cublas_fp16_dense']:>11.4f}")
+                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
+        subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
+        (args.out / f"awq_gemm-{path}-{gpu_tag}-{date}{subset}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print_table(gpu, path, bandwidth, path_rows)
     return 0
 
 

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sm7x {
 
@@ -13,10 +14,20 @@ std::string build_info();
 // out[M, N] (fp32) = a[M, K] (fp16) * b[N, K]^T through the mma.sync wrapper of `path`.
 void mma_gemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out, const std::string& path);
 
-// AWQ W4A16 (weights in the kernel layout of vllm_sm7x/quantization/awq_format.py). split_k <= 0: automatic.
+// AWQ W4A16, weights in the packed layout of csrc/quantization/awq/awq_gemm.h. awq_gemm always runs
+// the fused kernel (warps / split_k > 0 override the planned ones); awq_linear picks the fused kernel
+// or dequantise + cuBLAS by rows; awq_plan shows the choice: [token_tiles, warps, splits, dequant_gemm].
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
-                       int64_t split_k);
+                       int64_t warps, int64_t split_k);
+torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                         int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path);
 torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size);
+std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
+                              int64_t device);
+// Measured choices (vllm_sm7x/quantization/awq_tuning.py) that override the cost model.
+void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
+                   int64_t warps, int64_t split_k);
+void awq_clear_tuned();
 
 }  // namespace sm7x

@@ -15,6 +15,12 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         lambda: os.environ.get("VLLM_SM7X_DISABLE", "0").strip().lower() in ("1", "true", "yes"),
         "Set to 1 to keep the plugin off even on SM70/SM75 GPUs (stock vLLM behaviour).",
     ),
+    "VLLM_SM7X_AWQ_TUNING": (
+        lambda: os.environ.get("VLLM_SM7X_AWQ_TUNING", "").strip() or None,
+        "Path of a JSON file of measured AWQ GEMM choices (tile entry and k splits per weight shape and batch "
+        "bucket, per GPU model). When set, weight shapes missing from the file are timed once at load (a few "
+        "seconds per shape) and written back; later starts reuse them. Unset: the built-in cost model decides.",
+    ),
 }
 
 

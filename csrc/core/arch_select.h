@@ -59,8 +59,13 @@ inline ArchPath resolve_arch_path(const std::string& requested, int device_cc) {
 // Calls f(Sm70{}) or f(Sm75{}): the one place a runtime path becomes a tag type.
 template <class F>
 decltype(auto) dispatch_arch_path(ArchPath path, F&& f) {
-  if (path == ArchPath::kSm70) return std::forward<F>(f)(Sm70{});
-  return std::forward<F>(f)(Sm75{});
+  // Without sm75 objects, the Sm75 branch must not be instantiated (its symbols do not exist).
+#if SM7X_BUILD_SM75
+  if (path == ArchPath::kSm75) return std::forward<F>(f)(Sm75{});
+#else
+  if (path == ArchPath::kSm75) throw std::invalid_argument("this build has no sm75 kernels");
+#endif
+  return std::forward<F>(f)(Sm70{});
 }
 
 }  // namespace sm7x

@@ -1,5 +1,6 @@
 """vLLM serves an AWQ checkpoint in SM70/SM75 emulation through the awq_sm7x config and our
-kernels, with no --quantization flag and with --quantization awq."""
+kernels, with no --quantization flag and with --quantization awq, eager and compiled with CUDA graphs
+(the default users get)."""
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ GENERATE = """
 import json, sys
 from vllm import LLM, SamplingParams
 quantization = sys.argv[2] if sys.argv[2] != "none" else None
-llm = LLM(model=sys.argv[1], quantization=quantization, skip_tokenizer_init=True, enforce_eager=True,
+llm = LLM(model=sys.argv[1], quantization=quantization, skip_tokenizer_init=True, enforce_eager=sys.argv[3] == "eager",
           gpu_memory_utilization=0.2, max_model_len=512, max_num_seqs=4, dtype="float16", seed=0)
 engine = llm.llm_engine
 model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
@@ -35,19 +36,20 @@ def checkpoint(tmp_path_factory):
     return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
 
 
-def generate(checkpoint: Path, emulate: str, quantization: str | None) -> dict:
+def generate(checkpoint: Path, emulate: str, quantization: str | None, mode: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env["VLLM_SM7X_EMULATE"] = emulate
-    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), quantization or "none"],
+    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), quantization or "none", mode],
                             capture_output=True, text=True, env=env, timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
 
-@pytest.mark.parametrize("emulate, quantization", [("sm75", None), ("sm70", "awq")])
-def test_awq_checkpoint_is_served_by_our_kernels(checkpoint, emulate, quantization):
-    result = generate(checkpoint, emulate, quantization)
+@pytest.mark.parametrize("emulate, quantization, mode", [("sm75", None, "eager"), ("sm70", "awq", "eager"),
+                                                        ("sm75", None, "compiled")])
+def test_awq_checkpoint_is_served_by_our_kernels(checkpoint, emulate, quantization, mode):
+    result = generate(checkpoint, emulate, quantization, mode)
     assert result["quantization"] == "awq_sm7x"
     assert [len(tokens) for tokens in result["tokens"]] == [8, 8]
     assert all(0 <= t < 512 for tokens in result["tokens"] for t in tokens)

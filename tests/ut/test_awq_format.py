@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vllm_sm7x.quantization.awq_format import (AWQ_NIBBLE_OF_COLUMN, dequantize_awq, dequantize_kernel_layout,
-                                               pack_int4, quantize_awq, to_kernel_layout, unpack_int4)
+                                               pack_int4, pack_tiles, quantize_awq, to_kernel_layout, unpack_int4,
+                                               unpack_tiles)
 
 
 def test_unpack_follows_awq_nibble_order():
@@ -31,25 +32,46 @@ def test_quantize_is_within_half_a_step(group_size, seed):
     assert (err <= 0.5 * step + 1e-3 * w.abs()).all()
 
 
-@pytest.mark.parametrize("group_size", [32, 64, 128])
-def test_kernel_layout_dequantises_to_the_awq_weights(group_size, seed):
+@pytest.mark.parametrize("group_size, K, N", [(32, 160, 56), (64, 320, 24), (128, 640, 1040)])
+def test_kernel_layout_dequantises_to_the_awq_weights(group_size, K, N, seed):
     gen = torch.Generator().manual_seed(seed)
-    K, N = group_size * 5, 56
     qweight, qzeros, scales = quantize_awq(torch.randn(K, N, generator=gen), group_size)
     kernel = to_kernel_layout(qweight, qzeros, scales, group_size)
-    assert kernel.qweight.shape == (N, K // 8) and kernel.scale_zero.shape == (K // group_size, N)
+    assert kernel.qweight.shape == (-(-N // 16), -(-K // 128), 2, 32, 4)
+    assert kernel.scale_zero.shape == (K // group_size, N)
     assert (kernel.in_features, kernel.out_features) == (K, N)
     expected = dequantize_awq(qweight, qzeros, scales, group_size).t()
     got = dequantize_kernel_layout(kernel).double()
     assert ((got - expected).norm() / expected.norm()) < 2e-3  # fp16 rounding of the weights and -zero*scale
 
 
-def test_kernel_layout_packs_consecutive_k_of_one_column():
-    K, N, G = 32, 8, 32
-    q = torch.arange(K * N).reshape(K, N) % 16
-    kernel = to_kernel_layout(pack_int4(q), pack_int4(torch.zeros(1, N, dtype=torch.int64)),
-                              torch.ones(1, N, dtype=torch.float16), G)
-    assert torch.equal(unpack_int4(kernel.qweight), q.t().int())
+def test_each_value_sits_where_the_kernel_fragments_read_it(seed):
+    # Tile (n // 16, k // 128), half (n % 16) // 8, slot 4 * (n % 8) + (k % 128) // 32, word (k % 32) // 8,
+    # nibble AWQ_NIBBLE_OF_COLUMN[k % 8]: the contract with csrc/quantization/awq/awq_gemm.h.
+    N, K = 40, 288
+    q = torch.randint(0, 16, (N, K), generator=torch.Generator().manual_seed(seed))
+    packed = pack_tiles(q)
+    n, k = torch.meshgrid(torch.arange(N), torch.arange(K), indexing="ij")
+    words = packed[n // 16, k // 128, n % 16 // 8, 4 * (n % 8) + k % 128 // 32, k % 32 // 8]
+    nibbles = torch.tensor(AWQ_NIBBLE_OF_COLUMN)[k % 8]
+    assert torch.equal((words >> (4 * nibbles)) & 0xF, q.int())
+    assert torch.equal(unpack_tiles(packed, N, K), q.int())
+
+
+def test_padding_is_zero_nibbles():
+    packed = pack_tiles(torch.full((20, 96), 15))
+    full = unpack_tiles(packed, 32, 128)
+    assert (full[:20, :96] == 15).all() and (full[20:] == 0).all() and (full[:, 96:] == 0).all()
+
+
+def test_conversion_in_column_chunks_matches_one_piece(monkeypatch, seed):
+    from vllm_sm7x.quantization import awq_format
+
+    qweight, qzeros, scales = quantize_awq(torch.randn(256, 72, generator=torch.Generator().manual_seed(seed)), 64)
+    whole = to_kernel_layout(qweight, qzeros, scales, 64)
+    monkeypatch.setattr(awq_format, "_CONVERT_COLUMNS", 32)
+    chunked = to_kernel_layout(qweight, qzeros, scales, 64)
+    assert torch.equal(whole.qweight, chunked.qweight) and torch.equal(whole.scale_zero, chunked.scale_zero)
 
 
 def test_unsupported_shapes_are_named():

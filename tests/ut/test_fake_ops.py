@@ -10,10 +10,11 @@ def test_fake_implementations_give_output_shapes():
     ops.load_kernels()
     with FakeTensorMode():
         x = torch.empty(3, 256, dtype=torch.float16, device="cuda")
-        qweight = torch.empty(24, 32, dtype=torch.int32, device="cuda")
+        qweight = torch.empty(2, 2, 2, 32, 4, dtype=torch.int32, device="cuda")  # N = 24, K = 256 packed
         scale_zero = torch.empty(2, 24, dtype=torch.int32, device="cuda")
-        out = torch.ops._C_sm7x.awq_gemm(x, qweight, scale_zero, 128, None, "sm70", 0)
-        assert out.shape == (3, 24) and out.dtype == torch.float16
+        for out in (torch.ops._C_sm7x.awq_gemm(x, qweight, scale_zero, 128, None, "sm70", 0, 0),
+                    torch.ops._C_sm7x.awq_linear(x, qweight, scale_zero, 128, None, "sm75")):
+            assert out.shape == (3, 24) and out.dtype == torch.float16
         weights = torch.ops._C_sm7x.awq_dequantize(qweight, scale_zero, 128)
         assert weights.shape == (24, 256) and weights.dtype == torch.float16
         c = torch.empty(3, 24, device="cuda")

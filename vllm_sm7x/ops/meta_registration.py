@@ -9,10 +9,15 @@ def _mma_gemm_fake(a, b, out, path) -> None:
 
 
 @torch.library.register_fake("_C_sm7x::awq_gemm")
-def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, split_k):
-    return x.new_empty((x.shape[0], qweight.shape[0]))
+def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, warps, split_k):
+    return x.new_empty((x.shape[0], scale_zero.shape[1]))
+
+
+@torch.library.register_fake("_C_sm7x::awq_linear")
+def _awq_linear_fake(x, qweight, scale_zero, group_size, bias, path):
+    return x.new_empty((x.shape[0], scale_zero.shape[1]))
 
 
 @torch.library.register_fake("_C_sm7x::awq_dequantize")
 def _awq_dequantize_fake(qweight, scale_zero, group_size):
-    return qweight.new_empty((qweight.shape[0], qweight.shape[1] * 8), dtype=torch.float16)
+    return qweight.new_empty((scale_zero.shape[1], scale_zero.shape[0] * group_size), dtype=torch.float16)

@@ -5,10 +5,11 @@ AWQ checkpoints ("version": "gemm") store, for a linear layer y = x @ W with W [
   qzeros  [K/G, N/8] int32: same packing
   scales  [K/G, N] fp16;  W[k, n] = (q[k, n] - zero[k // G, n]) * scale[k // G, n]
 
-The kernels read (see csrc/quantization/awq/awq_gemm.h):
-  qweight    [N, K/8] int32: 8 consecutive k per word, k = 8c+j in nibble AWQ_NIBBLE_OF_COLUMN[j]
-             (the same order, so conversion is unpack, transpose, pack)
-  scale_zero [K/G, N] int32 holding half2 {scale, -zero * scale}
+The kernels read (csrc/quantization/awq/awq_gemm.h says why this order):
+  qweight    int32 [N/16, K/128, 2, 32, 4], N and K zero-padded to multiples of 16 and 128: tile
+             (16 columns, 128 k), half h (columns 8h..8h+7), slot 4i+t = column 8h+i, k 32t..32t+31,
+             as 4 words of 8 consecutive k in nibbles AWQ_NIBBLE_OF_COLUMN (the same order as AWQ's)
+  scale_zero int32 [K/G, N] holding half2 {scale, -zero * scale}
 """
 from __future__ import annotations
 
@@ -63,20 +64,46 @@ def quantize_awq(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, t
     return pack_int4(q.reshape(K, N).int()), pack_int4(zeros.int()), scales
 
 
+TILE_ROWS, TILE_K, SLOT_K = 16, 128, 32  # packed tile: columns, k; k per 16-byte slot
+# Columns converted at a time, so load-time conversion needs little scratch memory on the GPU.
+_CONVERT_COLUMNS = 1024
+
+
 @dataclass(frozen=True)
 class AwqKernelWeight:
     """One linear layer's weights in the kernel layout."""
-    qweight: torch.Tensor     # int32 [N, K/8]
+    qweight: torch.Tensor     # int32 [N/16, K/128, 2, 32, 4]
     scale_zero: torch.Tensor  # int32 (half2) [K/G, N]
     group_size: int
 
     @property
     def in_features(self) -> int:
-        return self.qweight.shape[1] * 8
+        return self.scale_zero.shape[0] * self.group_size
 
     @property
     def out_features(self) -> int:
-        return self.qweight.shape[0]
+        return self.scale_zero.shape[1]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def pack_tiles(values: torch.Tensor) -> torch.Tensor:
+    """int [N, K] of values 0..15 (W^T) -> int32 [N/16, K/128, 2, 32, 4] (zero-padded tiles)."""
+    n, k = values.shape
+    padded = values.new_zeros(_round_up(n, TILE_ROWS), _round_up(k, TILE_K))
+    padded[:n, :k] = values
+    words = pack_int4(padded)  # [Np, Kp/8]: word index = k_tile * 16 + t * 4 + v
+    tiles = words.reshape(padded.shape[0] // TILE_ROWS, 2, 8, padded.shape[1] // TILE_K, 4, 4)
+    return tiles.permute(0, 3, 1, 2, 4, 5).reshape(tiles.shape[0], tiles.shape[3], 2, 32, 4).contiguous()
+
+
+def unpack_tiles(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """Inverse of pack_tiles: int32 [N, K] values of W^T (padding dropped)."""
+    tiles, k_tiles = packed.shape[:2]
+    words = packed.reshape(tiles, k_tiles, 2, 8, 4, 4).permute(0, 2, 3, 1, 4, 5)
+    return unpack_int4(words.reshape(tiles * TILE_ROWS, k_tiles * TILE_K // 8))[:n, :k]
 
 
 def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeight:
@@ -89,7 +116,8 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
     if qzeros.shape != (K // group_size, N // 8) or scales.shape != (K // group_size, N):
         raise ValueError(f"qzeros {tuple(qzeros.shape)} / scales {tuple(scales.shape)} do not match qweight "
                          f"{tuple(qweight.shape)} with group size {group_size}")
-    packed = pack_int4(unpack_int4(qweight).t().contiguous())
+    packed = torch.cat([pack_tiles(unpack_int4(qweight[:, c // 8:(c + _CONVERT_COLUMNS) // 8]).t())
+                        for c in range(0, N, _CONVERT_COLUMNS)])
     s = scales.to(torch.float16)
     bias = (-unpack_int4(qzeros).float() * s.float()).half()
     scale_zero = torch.stack([s, bias], dim=-1).contiguous().view(torch.int32).squeeze(-1)
@@ -97,9 +125,10 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
 
 
 def dequantize_kernel_layout(weight: AwqKernelWeight) -> torch.Tensor:
-    """Reference for the kernels' dequantiser: W^T [N, K] as the kernel computes it in fp16."""
-    q = unpack_int4(weight.qweight).half()  # [N, K]
+    """Reference for the kernels' dequantiser: W^T [N, K] as the kernel computes it in fp16
+    (q * scale + bias with one rounding)."""
+    q = unpack_tiles(weight.qweight, weight.out_features, weight.in_features).float()
     halves = weight.scale_zero.contiguous().view(torch.float16).reshape(*weight.scale_zero.shape, 2)
-    scale = halves[..., 0].t().repeat_interleave(weight.group_size, 1)
-    bias = halves[..., 1].t().repeat_interleave(weight.group_size, 1)
-    return (q.float() * scale.float() + bias.float()).half()
+    scale = halves[..., 0].t().float().repeat_interleave(weight.group_size, 1)
+    bias = halves[..., 1].t().float().repeat_interleave(weight.group_size, 1)
+    return (q * scale + bias).half()

@@ -15,7 +15,8 @@ from vllm.model_executor.layers.quantization.base_config import QuantizationConf
 from vllm.model_executor.layers.quantization.utils.quant_utils import is_layer_skipped
 from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter
 
-from vllm_sm7x.activation import current_activation
+from vllm_sm7x import envs
+from vllm_sm7x.activation import current_activation, kernel_path
 from vllm_sm7x.ops.awq import awq_linear
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
 
@@ -129,6 +130,10 @@ class AwqSm7xLinearMethod(LinearMethodBase):
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         kernel = to_kernel_layout(layer.qweight.data, layer.qzeros.data, layer.scales.data, self.config.group_size)
+        if envs.VLLM_SM7X_AWQ_TUNING and kernel.qweight.is_cuda:
+            from vllm_sm7x.quantization.awq_tuning import ensure_tuned
+
+            ensure_tuned(kernel, kernel_path(), envs.VLLM_SM7X_AWQ_TUNING)
         del layer.qweight, layer.qzeros, layer.scales
         layer.register_parameter("qweight", torch.nn.Parameter(kernel.qweight, requires_grad=False))
         layer.register_parameter("scale_zero", torch.nn.Parameter(kernel.scale_zero, requires_grad=False))

@@ -16,15 +16,28 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ partial, const __
   out[i] = __float2half_rn(sum);
 }
 
-__global__ void dequantize_kernel(const uint32_t* __restrict__ qweight, const __half2* __restrict__ scale_zero,
-                                  __half* __restrict__ out, int N, int K, int group_size) {
-  const size_t word = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  const int words_per_row = K / 8;
-  if (word >= (size_t)N * words_per_row) return;
-  const int n = word / words_per_row, k = word % words_per_row * 8;
-  __align__(16) __half2 w[4];
-  dequant_int4x8(qweight[word], scale_zero[(size_t)(k / group_size) * N + n], w);
-  *reinterpret_cast<uint4*>(out + (size_t)n * K + k) = *reinterpret_cast<uint4*>(w);
+// One thread per packed slot: 32 consecutive k of one column, written as 64 contiguous bytes.
+__global__ void dequantize_kernel(const uint4* __restrict__ qweight, const __half2* __restrict__ scale_zero,
+                                  __half* __restrict__ out, int N, int K, int group_size, int sz_stride,
+                                  size_t slots) {
+  const size_t index = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (index >= slots) return;
+  const int k_tiles = (K + kTileK - 1) / kTileK;
+  const int slot = index % kSlots, half_index = index / kSlots % 2;
+  const size_t tile = index / (2 * kSlots);
+  const int n = tile / k_tiles * kTileRows + half_index * 8 + slot / 4;
+  const int k = tile % k_tiles * kTileK + slot % 4 * kSlotK;
+  if (n >= N || k >= K) return;  // padding
+  const uint4 q = qweight[index];
+  const __half2 sz = scale_zero[(size_t)(k / group_size) * sz_stride + n];
+  const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+  uint4* dst = reinterpret_cast<uint4*>(out + (size_t)n * K + k);
+#pragma unroll
+  for (int v = 0; v < 4; ++v) {
+    __align__(16) __half2 w[4];
+    dequant_int4x8(words[v], sz, w);
+    dst[v] = *reinterpret_cast<uint4*>(w);
+  }
 }
 
 }  // namespace
@@ -37,11 +50,12 @@ void launch_splitk_reduce(const float* partial, const __half* bias, __half* out,
   SM7X_CHECK_LAUNCH();
 }
 
-void launch_dequantize(const uint32_t* qweight, const __half2* scale_zero, __half* out, int N, int K,
-                       int group_size, cudaStream_t stream) {
-  const size_t words = (size_t)N * (K / 8);
-  if (words == 0) return;
-  dequantize_kernel<<<(words + 255) / 256, 256, 0, stream>>>(qweight, scale_zero, out, N, K, group_size);
+void launch_dequantize(const uint4* qweight, const __half2* scale_zero, __half* out, int N, int K, int group_size,
+                       int scale_zero_stride, cudaStream_t stream) {
+  const size_t slots = (size_t)((N + kTileRows - 1) / kTileRows) * ((K + kTileK - 1) / kTileK) * 2 * kSlots;
+  if (slots == 0) return;
+  dequantize_kernel<<<(slots + 255) / 256, 256, 0, stream>>>(qweight, scale_zero, out, N, K, group_size,
+                                                             scale_zero_stride, slots);
   SM7X_CHECK_LAUNCH();
 }
 

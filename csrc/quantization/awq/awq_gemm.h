@@ -1,7 +1,14 @@
-// AWQ W4A16 GEMM: out[M, N] (fp16) = x[M, K] (fp16) * W[K, N], W in the kernel layout made at load
-// time by vllm_sm7x/quantization/awq_format.py:
-//   qweight    [N, K/8] int32: 8 consecutive k of column n per word (nibble order in core/int4.cuh)
-//   scale_zero [K/G, N] half2: {scale, -zero * scale} per group and column
+// AWQ W4A16 GEMM: out[M, N] (fp16) = x[M, K] (fp16) * W[K, N], W pre-packed once at load time by
+// vllm_sm7x/quantization/awq_format.py into the order the kernels' fragments read:
+//
+//   qweight    int32 [N/16, K/128, 2, 32, 4]  (N and K zero-padded up to multiples of 16 and 128)
+//     Tile (16 rows n, 128 k) = two halves h (rows 8h..8h+7) of 32 slots; slot s = 4i + t holds row
+//     8h + i, k = 32t .. 32t+31 as 4 words of 8 consecutive k (nibble order in core/int4.cuh). A warp
+//     reads one half as 512 contiguous bytes, each lane a 16-byte slot.
+//   scale_zero int32 [K/G, N]: half2 {scale, -zero * scale} per group and column (not padded)
+//
+// The k order inside a tile is free (k is summed over), so each lane's x fragment is 32 consecutive
+// k of one token, loaded as four 16-byte vectors, for the same k its weight slot holds.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -12,37 +19,56 @@
 
 namespace sm7x::awq {
 
-// Tile of the fused kernel: 16 rows x 64 columns per CTA (4 warps x 16x16), k slabs of 32, which
-// divides every supported group size, so a slab never straddles two groups.
-constexpr int kTileM = 16;
-constexpr int kTileN = 64;
-constexpr int kTileK = 32;
-constexpr int kThreads = 128;
+constexpr int kTileRows = 16;     // output columns (n) per packed tile
+constexpr int kTileK = 128;       // k per packed tile
+constexpr int kSlots = 32;        // 16-byte slots per tile half, one per lane
+constexpr int kSlotK = 32;        // k per slot
+constexpr int kTokensPerMma = 8;  // tokens (rows of x) per mma column block
 
+// What the fused kernel needs. qweight and x rows are 16-byte aligned (checked by the op).
 struct GemmParams {
-  const __half* x;             // [M, K], row stride lda (halves), 16-byte aligned rows
-  const uint32_t* qweight;     // [N, K/8]
-  const __half2* scale_zero;   // [K/G, N]
-  const __half* bias;          // [N] or nullptr
-  __half* out;                 // [M, N], written when splits == 1
-  float* partial;              // [splits, M, N], written when splits > 1
+  const __half* x;            // [M, K], row stride lda (halves)
+  const uint4* qweight;       // packed, see above
+  const __half2* scale_zero;  // [K/G, N]
+  const __half* bias;         // [N] or nullptr
+  __half* out;                // [M, N], written when splits == 1
+  float* partial;             // [splits, M, N], written when splits > 1
   int M, N, K, lda, group_size;
-  int splits, slabs_per_split;
+  int group_shift;            // log2(group_size)
+  int k_tiles;                // ceil(K / kTileK)
+  int splits, tiles_per_split;
+};
+
+// One instantiation of the fused kernel (registry in awq_registry.h) plus its grid split-K.
+struct FusedConfig {
+  int token_tiles;  // 8-token mma column blocks per CTA: tokens per CTA = 8 * token_tiles
+  int warps;        // warps per CTA; they share the CTA's 16 columns and split its k range
+  int splits;       // CTAs along k (grid split-K, fp32 partials + launch_splitk_reduce)
 };
 
 template <class ArchTag>
-void launch_gemm(const GemmParams& p, cudaStream_t stream);
+void launch_fused(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 template <>
-void launch_gemm<Sm70>(const GemmParams& p, cudaStream_t stream);
+void launch_fused<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 template <>
-void launch_gemm<Sm75>(const GemmParams& p, cudaStream_t stream);
+void launch_fused<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 
-// out = fp16(sum over splits of partial + bias).
+// Occupancy (resident CTAs per SM) of a registry entry on the current device; for the cost model.
+template <class ArchTag>
+int fused_ctas_per_sm(const FusedConfig& config);
+template <>
+int fused_ctas_per_sm<Sm70>(const FusedConfig& config);
+template <>
+int fused_ctas_per_sm<Sm75>(const FusedConfig& config);
+
+// out = fp16(sum over splits of partial + bias), summed in a fixed order (deterministic).
 void launch_splitk_reduce(const float* partial, const __half* bias, __half* out, int splits, int M, int N,
                           cudaStream_t stream);
 
-// out[N, K] (fp16) = dequantised weights (for the large-M path: dequantise, then cuBLAS).
-void launch_dequantize(const uint32_t* qweight, const __half2* scale_zero, __half* out, int N, int K,
-                       int group_size, cudaStream_t stream);
+// out[N, K] (fp16) = W^T dequantised, for the large-M path (dequantise, then cuBLAS). May cover a
+// column range of a larger weight: qweight and scale_zero point at its first tile / column, and
+// scale_zero_stride is the full weight's N.
+void launch_dequantize(const uint4* qweight, const __half2* scale_zero, __half* out, int N, int K, int group_size,
+                       int scale_zero_stride, cudaStream_t stream);
 
 }  // namespace sm7x::awq

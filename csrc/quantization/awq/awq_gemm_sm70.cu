@@ -1,12 +1,17 @@
-// Volta-path instantiation of the fused AWQ GEMM (checked by tools/check_volta_legality.py).
-#include "core/warp_tile_sm70.cuh"
-#include "quantization/awq/awq_gemm_kernel.cuh"
+// Volta-path instantiations of the fused AWQ GEMM (compiled for every arch >= 7.0).
+#include "quantization/awq/awq_fused_kernel.cuh"
+#include "quantization/awq/awq_warp_sm70.cuh"
 
 namespace sm7x::awq {
 
 template <>
-void launch_gemm<Sm70>(const GemmParams& p, cudaStream_t stream) {
-  launch_gemm_impl<Sm70>(p, stream);
+void launch_fused<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+  launch_fused_impl<Sm70>(p, config, stream);
+}
+
+template <>
+int fused_ctas_per_sm<Sm70>(const FusedConfig& config) {
+  return fused_ctas_per_sm_impl<Sm70>(config);
 }
 
 }  // namespace sm7x::awq

@@ -1,12 +1,17 @@
-// Turing-path instantiation of the fused AWQ GEMM (compiled for archs >= 7.5 only).
-#include "core/warp_tile_sm75.cuh"
-#include "quantization/awq/awq_gemm_kernel.cuh"
+// Turing-path instantiations of the fused AWQ GEMM (compiled for archs >= 7.5 only).
+#include "quantization/awq/awq_fused_kernel.cuh"
+#include "quantization/awq/awq_warp_sm75.cuh"
 
 namespace sm7x::awq {
 
 template <>
-void launch_gemm<Sm75>(const GemmParams& p, cudaStream_t stream) {
-  launch_gemm_impl<Sm75>(p, stream);
+void launch_fused<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+  launch_fused_impl<Sm75>(p, config, stream);
+}
+
+template <>
+int fused_ctas_per_sm<Sm75>(const FusedConfig& config) {
+  return fused_ctas_per_sm_impl<Sm75>(config);
 }
 
 }  // namespace sm7x::awq

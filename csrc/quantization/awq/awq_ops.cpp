@@ -1,4 +1,5 @@
-// Torch-facing AWQ ops: input checks with the rule that failed, split-K choice, launches.
+// Torch-facing AWQ ops: input checks that name the failed rule, then execution of the plan that
+// awq_dispatch.cpp makes (fused kernel, or dequantise + cuBLAS for many rows).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -6,102 +7,187 @@
 
 #include "core/torch_arch.h"
 #include "ops.h"
+#include "quantization/awq/awq_dispatch.h"
 #include "quantization/awq/awq_gemm.h"
 
 namespace sm7x {
 namespace {
 
-void check_packed_weight(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,
-                         int64_t K) {
+// Bound on the fp16 scratch of the dequantise + cuBLAS path (weights are dequantised in column chunks).
+constexpr int64_t kDequantChunkBytes = 64 << 20;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Checks the packed layout of awq_gemm.h and returns N (from scale_zero).
+int64_t check_packed_weight(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,
+                            int64_t K) {
   TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128,
                     "awq: group size ", group_size, " is not supported; use 32, 64 or 128");
   TORCH_CHECK_VALUE(K % group_size == 0, "awq: K = ", K, " is not a multiple of the group size ", group_size);
-  TORCH_CHECK(qweight.is_cuda() && qweight.scalar_type() == at::kInt && qweight.dim() == 2 &&
-                  qweight.size(1) * 8 == K && qweight.is_contiguous(),
-              "awq: qweight must be a contiguous int32 [N, K/8] CUDA tensor in the kernel layout, got ",
-              qweight.scalar_type(), " ", qweight.sizes());
-  const int64_t N = qweight.size(0);
   TORCH_CHECK(scale_zero.is_cuda() && scale_zero.scalar_type() == at::kInt && scale_zero.is_contiguous() &&
-                  scale_zero.dim() == 2 && scale_zero.size(0) == K / group_size && scale_zero.size(1) == N,
-              "awq: scale_zero must be a contiguous int32 (half2) [K/G, N] = [", K / group_size, ", ", N,
-              "] CUDA tensor, got ", scale_zero.scalar_type(), " ", scale_zero.sizes());
+                  scale_zero.dim() == 2 && scale_zero.size(0) == K / group_size,
+              "awq: scale_zero must be a contiguous int32 (half2) [K/G = ", K / group_size,
+              ", N] CUDA tensor, got ", scale_zero.scalar_type(), " ", scale_zero.sizes());
+  const int64_t N = scale_zero.size(1);
+  const std::vector<int64_t> packed{ceil_div(N, awq::kTileRows), ceil_div(K, awq::kTileK), 2, awq::kSlots, 4};
+  TORCH_CHECK(qweight.is_cuda() && qweight.scalar_type() == at::kInt && qweight.sizes() == packed &&
+                  qweight.is_contiguous() && reinterpret_cast<uintptr_t>(qweight.data_ptr()) % 16 == 0,
+              "awq: qweight must be the packed int32 ", c10::IntArrayRef(packed),
+              " CUDA tensor of vllm_sm7x.quantization.awq_format.to_kernel_layout (16-byte aligned), got ",
+              qweight.scalar_type(), " ", qweight.sizes());
   TORCH_CHECK(qweight.device() == scale_zero.device(), "awq: qweight and scale_zero on different devices");
   TORCH_CHECK(N <= INT32_MAX && K <= INT32_MAX, "awq: weight too large");
+  return N;
 }
 
-// Each CTA keeps little memory in flight, so small-M GEMMs need many resident CTAs: aim for
-// kCtasPerSm per SM, never more splits than k slabs (or 32); deterministic per shape and GPU.
-constexpr int64_t kCtasPerSm = 12;
-int choose_splits(int64_t M, int64_t N, int64_t K, int device) {
-  int sms = 0;
-  SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t tiles = ((M + awq::kTileM - 1) / awq::kTileM) * ((N + awq::kTileN - 1) / awq::kTileN);
-  const int64_t slabs = K / awq::kTileK;
-  const int64_t wanted = (kCtasPerSm * sms + tiles - 1) / std::max<int64_t>(tiles, 1);
-  return static_cast<int>(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(slabs, 32)));
+struct CheckedGemm {
+  int64_t M, N, K;
+  torch::Tensor x;  // rows readable as 16-byte vectors
+};
+
+CheckedGemm check_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                       int64_t group_size, const std::optional<torch::Tensor>& bias, const char* op) {
+  TORCH_CHECK(x.is_cuda() && x.scalar_type() == at::kHalf && x.dim() == 2, op,
+              ": x must be a 2-D float16 CUDA tensor (SM70/SM75 have no bf16 tensor cores), got ", x.scalar_type(),
+              " ", x.sizes());
+  const int64_t M = x.size(0), K = x.size(1);
+  const int64_t N = check_packed_weight(qweight, scale_zero, group_size, K);
+  TORCH_CHECK(x.device() == qweight.device(), op, ": x and qweight on different devices");
+  if (bias) {
+    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kHalf && bias->dim() == 1 && bias->size(0) == N &&
+                    bias->is_contiguous(),
+                op, ": bias must be a contiguous float16 [N = ", N, "] tensor, got ", bias->sizes());
+  }
+  TORCH_CHECK(M <= INT32_MAX, op, ": too many rows");
+  const bool vector_ok = x.stride(1) == 1 && x.stride(0) % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  return {M, N, K, vector_ok ? x : x.contiguous()};
+}
+
+awq::Problem problem_of(const CheckedGemm& g, int64_t group_size, ArchPath path) {
+  return {g.M, g.N, g.K, static_cast<int>(group_size), path};
+}
+
+void run_fused(const CheckedGemm& g, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+               int64_t group_size, const std::optional<torch::Tensor>& bias, ArchPath path,
+               const awq::FusedConfig& config, torch::Tensor& out) {
+  awq::GemmParams p{};
+  p.x = reinterpret_cast<const __half*>(g.x.data_ptr<at::Half>());
+  p.qweight = reinterpret_cast<const uint4*>(qweight.data_ptr<int32_t>());
+  p.scale_zero = reinterpret_cast<const __half2*>(scale_zero.data_ptr<int32_t>());
+  p.bias = bias ? reinterpret_cast<const __half*>(bias->data_ptr<at::Half>()) : nullptr;
+  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
+  p.M = g.M, p.N = g.N, p.K = g.K, p.lda = g.x.stride(0), p.group_size = group_size;
+  p.group_shift = __builtin_ctz(static_cast<unsigned>(group_size));  // 32, 64 or 128
+  p.k_tiles = ceil_div(g.K, awq::kTileK);
+  p.tiles_per_split = ceil_div(p.k_tiles, std::clamp(config.splits, 1, p.k_tiles));
+  p.splits = ceil_div(p.k_tiles, p.tiles_per_split);
+  torch::Tensor partial;
+  if (p.splits > 1) {
+    partial = torch::empty({p.splits, g.M, g.N}, g.x.options().dtype(at::kFloat));
+    p.partial = partial.data_ptr<float>();
+  }
+  const awq::FusedConfig launched{config.token_tiles, config.warps, p.splits};
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch_arch_path(path, [&](auto tag) { awq::launch_fused<decltype(tag)>(p, launched, stream); });
+  if (p.splits > 1) awq::launch_splitk_reduce(p.partial, p.bias, p.out, p.splits, p.M, p.N, stream);
+}
+
+// W^T columns [n0, n0 + n) dequantised to fp16 [n, K]; n0 a multiple of the packed tile rows.
+torch::Tensor dequantize_columns(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,
+                                 int64_t n0, int64_t n) {
+  const int64_t N = scale_zero.size(1), K = scale_zero.size(0) * group_size;
+  auto out = torch::empty({n, K}, qweight.options().dtype(at::kHalf));
+  const auto* tiles = reinterpret_cast<const uint4*>(qweight.data_ptr<int32_t>()) +
+                      n0 / awq::kTileRows * qweight.size(1) * 2 * awq::kSlots;
+  awq::launch_dequantize(tiles, reinterpret_cast<const __half2*>(scale_zero.data_ptr<int32_t>()) + n0,
+                         reinterpret_cast<__half*>(out.data_ptr<at::Half>()), n, K, group_size, N,
+                         c10::cuda::getCurrentCUDAStream());
+  return out;
 }
 
 }  // namespace
 
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
-                       int64_t split_k) {
-  TORCH_CHECK(x.is_cuda() && x.scalar_type() == at::kHalf && x.dim() == 2,
-              "awq_gemm: x must be a 2-D float16 CUDA tensor (SM70/SM75 have no bf16 tensor cores), got ",
-              x.scalar_type(), " ", x.sizes());
-  const int64_t M = x.size(0), K = x.size(1);
-  check_packed_weight(qweight, scale_zero, group_size, K);
-  TORCH_CHECK(x.device() == qweight.device(), "awq_gemm: x and qweight on different devices");
-  const int64_t N = qweight.size(0);
-  if (bias) {
-    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kHalf && bias->dim() == 1 && bias->size(0) == N &&
-                    bias->is_contiguous(),
-                "awq_gemm: bias must be a contiguous float16 [N = ", N, "] tensor, got ", bias->sizes());
-  }
-  TORCH_CHECK(M <= INT32_MAX, "awq_gemm: too many rows");
-
+                       int64_t warps, int64_t split_k) {
+  const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_gemm");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm");
-  auto out = torch::empty({M, N}, x.options());
-  if (M == 0 || N == 0) return out;
-  // The kernel reads x in 16-byte vectors.
-  const bool vector_ok = x.stride(1) == 1 && x.stride(0) % 8 == 0 &&
-                         reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
-  const auto x_c = vector_ok ? x : x.contiguous();
-
-  awq::GemmParams p{};
-  p.x = reinterpret_cast<const __half*>(x_c.data_ptr<at::Half>());
-  p.qweight = reinterpret_cast<const uint32_t*>(qweight.data_ptr<int32_t>());
-  p.scale_zero = reinterpret_cast<const __half2*>(scale_zero.data_ptr<int32_t>());
-  p.bias = bias ? reinterpret_cast<const __half*>(bias->data_ptr<at::Half>()) : nullptr;
-  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
-  p.M = M, p.N = N, p.K = K, p.lda = x_c.stride(0), p.group_size = group_size;
-  const int64_t slabs = K / awq::kTileK;
-  const int64_t wanted = split_k > 0 ? std::min<int64_t>(split_k, slabs) : choose_splits(M, N, K, x.get_device());
-  p.slabs_per_split = static_cast<int>((slabs + wanted - 1) / wanted);
-  p.splits = static_cast<int>((slabs + p.slabs_per_split - 1) / p.slabs_per_split);
-  torch::Tensor partial;
-  if (p.splits > 1) {
-    partial = torch::empty({p.splits, M, N}, x.options().dtype(at::kFloat));
-    p.partial = partial.data_ptr<float>();
+  auto out = torch::empty({g.M, g.N}, x.options());
+  if (g.M == 0 || g.N == 0) return out;
+  awq::FusedConfig config =
+      awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
+  if (warps > 0) {
+    TORCH_CHECK_VALUE(warps == 4 || warps == 8, "awq_gemm: warps must be 4 or 8 (awq_registry.h), got ", warps);
+    config.warps = static_cast<int>(warps);
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_arch_path(arch_path, [&](auto tag) { awq::launch_gemm<decltype(tag)>(p, stream); });
-  if (p.splits > 1) awq::launch_splitk_reduce(p.partial, p.bias, p.out, p.splits, p.M, p.N, stream);
+  if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
+  run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
+  return out;
+}
+
+torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                         int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path) {
+  const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_linear");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_linear");
+  if (g.M == 0 || g.N == 0) return torch::empty({g.M, g.N}, x.options());
+  if (g.M <= awq::kFusedMaxRows) {
+    auto out = torch::empty({g.M, g.N}, x.options());
+    const auto config =
+        awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
+    run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
+    return out;
+  }
+  // Many rows: the GEMM is compute-bound, so dequantise column chunks and let cuBLAS multiply.
+  const int64_t chunk = std::max<int64_t>(awq::kTileRows, kDequantChunkBytes / (2 * g.K) / awq::kTileRows * awq::kTileRows);
+  if (chunk >= g.N) {
+    const auto w = dequantize_columns(qweight, scale_zero, group_size, 0, g.N);
+    return bias ? at::addmm(*bias, g.x, w.t()) : at::mm(g.x, w.t());
+  }
+  auto out = torch::empty({g.M, g.N}, x.options());
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t n = std::min(chunk, g.N - n0);
+    const auto w = dequantize_columns(qweight, scale_zero, group_size, n0, n);
+    auto columns = out.narrow(1, n0, n);  // cuBLAS writes the strided column block in place
+    if (bias) {
+      at::addmm_out(columns, bias->narrow(0, n0, n), g.x, w.t());
+    } else {
+      at::mm_out(columns, g.x, w.t());
+    }
+  }
   return out;
 }
 
 torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size) {
-  TORCH_CHECK(qweight.dim() == 2, "awq_dequantize: qweight must be [N, K/8], got ", qweight.sizes());
-  const int64_t K = qweight.size(1) * 8;
-  check_packed_weight(qweight, scale_zero, group_size, K);
+  TORCH_CHECK(scale_zero.dim() == 2, "awq_dequantize: scale_zero must be [K/G, N], got ", scale_zero.sizes());
+  const int64_t K = scale_zero.size(0) * group_size;
+  const int64_t N = check_packed_weight(qweight, scale_zero, group_size, K);
   const c10::cuda::CUDAGuard guard(qweight.device());
-  auto out = torch::empty({qweight.size(0), K}, qweight.options().dtype(at::kHalf));
-  awq::launch_dequantize(reinterpret_cast<const uint32_t*>(qweight.data_ptr<int32_t>()),
-                         reinterpret_cast<const __half2*>(scale_zero.data_ptr<int32_t>()),
-                         reinterpret_cast<__half*>(out.data_ptr<at::Half>()), qweight.size(0), K, group_size,
-                         c10::cuda::getCurrentCUDAStream());
-  return out;
+  return dequantize_columns(qweight, scale_zero, group_size, 0, N);
 }
+
+std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
+                              int64_t device) {
+  const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
+  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1};
+  const auto c = awq::plan_fused({M, N, K, static_cast<int>(group_size), arch_path},
+                                 awq::device_model(device, arch_path));
+  return {c.token_tiles, c.warps, c.splits, 0};
+}
+
+void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
+                   int64_t warps, int64_t split_k) {
+  TORCH_CHECK_VALUE(m_bucket >= 1 && m_bucket <= awq::kFusedMaxRows && awq::m_bucket(m_bucket) == m_bucket,
+                    "awq_set_tuned: m_bucket must be a power of two up to ", awq::kFusedMaxRows, ", got ", m_bucket);
+  TORCH_CHECK_VALUE(warps == 4 || warps == 8, "awq_set_tuned: warps must be 4 or 8, got ", warps);
+  TORCH_CHECK_VALUE(split_k >= 1, "awq_set_tuned: split_k must be >= 1, got ", split_k);
+  const ArchPath arch_path = path == "sm70" ? ArchPath::kSm70 : ArchPath::kSm75;
+  TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "awq_set_tuned: path must be sm70 or sm75, got ", path);
+  awq::set_tuned({m_bucket, N, K, static_cast<int>(group_size), arch_path},
+                 {m_bucket <= awq::kTokensPerMma ? 1 : 2, static_cast<int>(warps), static_cast<int>(split_k)});
+}
+
+void awq_clear_tuned() { awq::clear_tuned(); }
 
 }  // namespace sm7x

@@ -1,0 +1,179 @@
+"""Stock vLLM 0.26.0 AWQ baselines on the same AWQ GEMM-format tensors as our kernel.
+
+Imported by benchmarks/awq_gemm.py and the tests (benchmarks/ is not a package: load it by path).
+
+  vllm_awq_cuda              vLLM's AWQ linear method on a CUDA GPU (AutoAWQLinearMethod.apply): the CUDA
+                             awq_gemm op below 256 tokens, CUDA awq_dequantize + torch.matmul from 256 up.
+  triton_awq_native          vLLM's Triton AWQ GEMM (awq_gemm_triton), compiled for this GPU.
+  triton_awq_faithful_<emu>  the same call, but vLLM's awq_gemm_kernel is compiled the way Triton compiles it
+                             on that card (GPUTarget("cuda", 70 or 75, 32): tl.dot becomes FMAs, no mma), then
+                             that PTX is assembled for this GPU and launched through Triton's own launcher.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from types import SimpleNamespace
+from typing import Callable
+from unittest import mock
+
+import torch
+
+EMULATED_ARCH = {"sm70": 70, "sm75": 75}
+# PTX tensor-core instructions: mma.sync (sm_80+, and m8n8k4 on sm_70), wmma.mma, wgmma.mma_async.
+MMA_PTX = re.compile(r"\b(?:wg|w)?mma\.")
+
+
+class FaithfulCompileError(RuntimeError):
+    """Triton could not compile vLLM's kernel for the emulated target."""
+
+
+def vllm_awq_triton():
+    """vLLM's awq_triton module with awq_gemm_kernel as a real triton JITFunction.
+
+    Without an active GPU driver (CPU-only machine) vLLM swaps triton for a placeholder and the kernel is a
+    bare Python function; then re-run vLLM's own awq_triton.py with the real triton in its place, which is all
+    compile-to-PTX needs. With a GPU the imported module is returned unchanged."""
+    import triton
+    import triton.language as tl
+    import vllm.triton_utils
+    from vllm.model_executor.layers.quantization import awq_triton
+
+    if isinstance(awq_triton.awq_gemm_kernel, triton.runtime.JITFunction):
+        return awq_triton
+    spec = importlib.util.spec_from_file_location("_awq_triton_real_triton", awq_triton.__file__)
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.multiple(vllm.triton_utils, triton=triton, tl=tl):
+        spec.loader.exec_module(module)
+    return module
+
+
+def assemble(ptx: str, metadata, arch: int) -> bytes:
+    """PTX -> cubin for sm_<arch> with Triton's own ptxas step (same flags as Triton uses). PTX is forward
+    compatible, so ptxas accepts `.target sm_75` code for a newer --gpu-name; no GPU is needed."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+
+    return make_backend(GPUTarget("cuda", arch, 32)).make_cubin(ptx, {}, metadata, arch)
+
+
+class EmulatedKernel:
+    """Stands in for `awq_triton.awq_gemm_kernel` while vLLM's awq_gemm_triton runs, so the launch grid, block
+    sizes, split-K, result allocation and reduction are vLLM's own code. Each launch is specialised on its
+    arguments by Triton's own binder (as JITFunction.run does), compiled with
+    triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)), checked for mma, and, when run_arch is
+    set, the PTX is assembled for sm_<run_arch> and launched by Triton's CompiledKernel launcher (which passes
+    the hidden global/profile scratch pointers). With run_arch=None it only compiles (CPU tests);
+    no_mma=False skips the mma check (the sm_80 control in the tests)."""
+
+    def __init__(self, jit_fn, arch: int, run_arch: int | None, no_mma: bool = True):
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import make_backend
+        from triton.runtime.jit import create_function_from_signature
+
+        self.fn, self.arch, self.run_arch, self.no_mma = jit_fn, arch, run_arch, no_mma
+        self.target = GPUTarget("cuda", arch, 32)
+        self.backend = make_backend(self.target)
+        self.binder = create_function_from_signature(jit_fn.signature, jit_fn.params, self.backend)
+        self.kernels = {}  # specialisation -> CompiledKernel
+
+    def compile(self, *args, **kwargs):
+        import triton
+        from triton.compiler import ASTSource
+
+        bound, specialization, options = self.binder(*args, **kwargs)
+        key = str((specialization, options))
+        if key not in self.kernels:
+            options, signature, constexprs, attrs = self.fn._pack_args(self.backend, kwargs, bound,
+                                                                      specialization, options)
+            try:
+                kernel = triton.compile(ASTSource(self.fn, signature, constexprs, attrs), target=self.target,
+                                        options=options.__dict__)
+            except Exception as e:
+                raise FaithfulCompileError(f"triton {triton.__version__} cannot compile vLLM's awq_gemm_kernel "
+                                           f"for GPUTarget('cuda', {self.arch}, 32): {e!r}") from e
+            ptx = kernel.asm["ptx"]
+            if f".target sm_{self.arch}" not in ptx or (self.no_mma and MMA_PTX.search(ptx)):
+                raise AssertionError(f"expected sm_{self.arch} PTX without mma: {MMA_PTX.findall(ptx)[:3]}")
+            if self.run_arch is not None:
+                kernel.kernel = kernel.asm["cubin"] = assemble(ptx, kernel.metadata, self.run_arch)
+            self.kernels[key] = kernel
+        return self.kernels[key], bound
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            kernel, bound = self.compile(*args, **kwargs)
+            if self.run_arch is not None:
+                grid_ = tuple(grid(bound) if callable(grid) else grid)
+                kernel[grid_ + (1,) * (3 - len(grid_))](*bound.values())
+        return launch
+
+
+def awq_gemm_triton_with(module, kernel) -> Callable:
+    """vLLM's awq_gemm_triton, with `kernel` in place of its module-global awq_gemm_kernel during the call."""
+    def run(*args, **kwargs):
+        saved, module.awq_gemm_kernel = module.awq_gemm_kernel, kernel
+        try:
+            return module.awq_gemm_triton(*args, **kwargs)
+        finally:
+            module.awq_gemm_kernel = saved
+    return run
+
+
+def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
+                    ) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]], dict[str, str]]:
+    """name -> fn(x [M, K] fp16) -> out [M, N] fp16; and name -> note. A baseline missing from the first dict
+    cannot run here and its note says why; a present one may carry a note on how it was built."""
+    import vllm._custom_ops  # noqa: F401  (loads vLLM's CUDA ops into torch.ops._C on a CUDA platform)
+    import triton
+    import vllm.envs as envs
+    from triton.runtime import driver
+    from vllm.model_executor.layers.quantization.auto_awq import AutoAWQConfig, AutoAWQLinearMethod
+
+    fns, notes = {}, {}
+    K, N = qweight.shape[0], qweight.shape[1] * 8
+    config = AutoAWQConfig(weight_bits=4, group_size=group_size, zero_point=True, lm_head_quantized=False)
+    split_k = config.pack_factor  # what AutoAWQLinearMethod.apply passes as split_k_iters (8)
+    awq_triton = vllm_awq_triton()
+
+    # 1. vLLM's own method object (the one vLLM picks where Marlin cannot run: SM75, batch-invariant mode).
+    name = "vllm_awq_cuda"
+    missing = [op for op in ("awq_gemm", "awq_dequantize") if not hasattr(torch.ops._C, op)]
+    # The CUDA op's own argument checks (csrc/quantization/awq/gemm_kernels.cu), which throw otherwise.
+    shape_ok = N % 64 == 0 and group_size % 32 == 0 and N % group_size == 0
+    if missing:
+        notes[name] = f"torch.ops._C lacks {missing} after `import vllm._custom_ops` (vLLM built without CUDA ops?)"
+    elif envs.VLLM_USE_TRITON_AWQ:
+        notes[name] = "VLLM_USE_TRITON_AWQ=1 routes vLLM's AWQ ops to Triton; unset it for the CUDA baseline"
+    elif not shape_ok:
+        notes[name] = (f"vLLM's CUDA awq_gemm needs N % 64 == 0, group_size % 32 == 0 and N % group_size == 0 "
+                       f"(N={N}, group_size={group_size})")
+    else:
+        method, layer = AutoAWQLinearMethod(config), SimpleNamespace(qweight=qweight, qzeros=qzeros, scales=scales)
+        fns[name] = lambda x: method.apply(layer, x)
+        if emulate == "sm70":
+            notes[name] = ("reference only: vLLM refuses AWQ below capability 75 (AutoAWQConfig.get_min_capability)"
+                           " and its CUDA kernel asserts below sm_75: on a V100 this baseline does not exist")
+        else:
+            notes[name] = ("CUDA awq_gemm (split_k=8) below 256 tokens, awq_dequantize + torch.matmul from 256; "
+                           "on a T4 its mma is m16n8k8, on this GPU the sm_80+ m16n8k16 branch runs")
+
+    # 2. vLLM's Triton kernel as vLLM calls it (ops.awq_gemm under VLLM_USE_TRITON_AWQ=1), built for this GPU.
+    fns["triton_awq_native"] = lambda x: awq_triton.awq_gemm_triton(x, qweight, scales, qzeros, split_k)
+
+    # 3. The same call with the kernel compiled for the emulated card, run here.
+    name = f"triton_awq_faithful_{emulate}"
+    arch, run_arch = EMULATED_ARCH[emulate], driver.active.get_current_target().arch
+    kernel = EmulatedKernel(awq_triton.awq_gemm_kernel, arch, run_arch)
+    faithful = awq_gemm_triton_with(awq_triton, kernel)
+    fns[name] = lambda x: faithful(x, qweight, scales, qzeros, split_k)
+    try:  # compile (asserting no mma) and launch once now, so a refused target becomes a note
+        fns[name](torch.zeros(1, K, dtype=scales.dtype, device=qweight.device))
+    except FaithfulCompileError as e:
+        del fns[name]
+        notes[name] = str(e)
+    else:
+        notes[name] = (f"triton {triton.__version__}: vLLM's awq_gemm_kernel compiled for GPUTarget('cuda', {arch}, "
+                       f"32): PTX .target sm_{arch}, no mma instruction (tl.dot lowered to FMA); that PTX assembled "
+                       f"by ptxas for sm_{run_arch}{'a' if run_arch >= 90 else ''} and launched by Triton's launcher")
+    return fns, notes

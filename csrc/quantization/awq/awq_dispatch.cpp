@@ -1,0 +1,107 @@
+#include "quantization/awq/awq_dispatch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "core/arch_select.h"
+
+namespace sm7x::awq {
+namespace {
+
+// Time for one warp to work through one k tile when latency, not bandwidth, bounds it: about a
+// DRAM round trip divided by the two tiles the warp keeps in flight.
+constexpr double kTileRoundMicros = 0.35;
+// Launch and tail of the split-K reduction kernel.
+constexpr double kReduceMicros = 2.0;
+
+using TuningKey = std::tuple<int64_t, int64_t, int, int, int64_t>;  // N, K, group, path, M bucket
+
+std::mutex tuning_mutex;
+std::map<TuningKey, FusedConfig>& tuning_table() {
+  static std::map<TuningKey, FusedConfig> table;
+  return table;
+}
+
+TuningKey tuning_key(const Problem& p) {
+  return {p.N, p.K, p.group_size, static_cast<int>(p.path), m_bucket(p.M)};
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+int64_t m_bucket(int64_t M) {
+  int64_t bucket = 1;
+  while (bucket < M) bucket *= 2;
+  return bucket;
+}
+
+DeviceModel device_model(int device, ArchPath path) {
+  // Attribute queries cost tens of microseconds (the memory clock comes from the driver), so ask
+  // once per device and path.
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, DeviceModel> models;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_pair(device, static_cast<int>(path));
+  const auto found = models.find(key);
+  if (found != models.end()) return found->second;
+  int sms = 0, mem_khz = 0, bus_bits = 0;
+  SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, device));
+  SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  const double bytes_per_us = 2.0 * mem_khz * 1e3 * bus_bits / 8 / 1e6;  // double data rate
+  auto occupancy = dispatch_arch_path(path, [](auto tag) { return &fused_ctas_per_sm<decltype(tag)>; });
+  return models.emplace(key, DeviceModel{sms, bytes_per_us > 0 ? bytes_per_us : 900e3, occupancy}).first->second;
+}
+
+double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
+  const int64_t k_tiles = ceil_div(p.K, kTileK);
+  const int64_t tiles_per_split = ceil_div(k_tiles, c.splits);
+  const int64_t ctas = ceil_div(p.M, kTokensPerMma * c.token_tiles) * ceil_div(p.N, kTileRows) * c.splits;
+  const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
+  const double waves = static_cast<double>(ceil_div(ctas, slots));
+  const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
+  // Weights are read once per token block, the rest once.
+  const double bytes = ceil_div(p.M, kTokensPerMma * c.token_tiles) * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0) +
+                       2.0 * p.M * (p.K + p.N);
+  double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
+  if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
+  return micros;
+}
+
+FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
+  {
+    const std::lock_guard<std::mutex> lock(tuning_mutex);
+    const auto it = tuning_table().find(tuning_key(p));
+    if (it != tuning_table().end()) return it->second;
+  }
+  const int token_tiles = p.M <= kTokensPerMma ? 1 : 2;
+  const int64_t k_tiles = ceil_div(p.K, kTileK);
+  FusedConfig best{token_tiles, 4, 1};
+  double best_micros = INFINITY;
+  for (const int warps : {8, 4}) {  // ties go to 8: a CTA then streams 8 consecutive tiles (measured faster)
+    for (int64_t splits = 1; splits <= std::min<int64_t>(k_tiles, kMaxSplits); ++splits) {
+      const int64_t per_split = ceil_div(k_tiles, splits);
+      if (ceil_div(k_tiles, per_split) != splits) continue;  // same as a smaller split count
+      const FusedConfig c{token_tiles, warps, static_cast<int>(splits)};
+      const double micros = estimate_fused_micros(p, device, c);
+      if (micros < best_micros * 0.98) best = c, best_micros = micros;  // 2%: prefer the simpler
+    }
+  }
+  return best;
+}
+
+void set_tuned(const Problem& p, const FusedConfig& config) {
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  tuning_table()[tuning_key(p)] = config;
+}
+
+void clear_tuned() {
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  tuning_table().clear();
+}
+
+}  // namespace sm7x::awq

@@ -1,0 +1,44 @@
+// Host-side choice of how an AWQ GEMM runs: the fused kernel (which registry entry, how many
+// k splits) or dequantise + cuBLAS. One place decides; the ops in awq_ops.cpp only execute.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "core/arch.h"
+#include "quantization/awq/awq_gemm.h"
+
+namespace sm7x::awq {
+
+// Above this many rows, dequantise + cuBLAS; the fused kernel re-reads the weights once per 16
+// tokens. Set from benchmarks/awq_gemm.py runs (see docs/benchmarks.md).
+constexpr int64_t kFusedMaxRows = 64;
+constexpr int kMaxSplits = 16;
+
+struct Problem {
+  int64_t M, N, K;
+  int group_size;
+  ArchPath path;
+};
+
+struct DeviceModel {
+  int sms;                                                // streaming multiprocessors
+  double bytes_per_us;                                    // peak memory bandwidth
+  std::function<int(const FusedConfig&)> ctas_per_sm;     // occupancy of a registry entry
+};
+
+DeviceModel device_model(int device, ArchPath path);
+
+// The cost model: every registry entry usable for M and every split count, scored by wave
+// quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small shapes), the
+// bytes that must stream, and the split-K reduction; the cheapest wins, ties to more warps and
+// fewer splits.
+// A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it.
+FusedConfig plan_fused(const Problem& problem, const DeviceModel& device);
+double estimate_fused_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
+
+// Tuning table, keyed by (N, K, group size, path, M bucket = M rounded up to a power of two).
+int64_t m_bucket(int64_t M);
+void set_tuned(const Problem& bucket_problem, const FusedConfig& config);
+void clear_tuned();
+
+}  // namespace sm7x::awq

@@ -1,0 +1,154 @@
+// Fused AWQ W4A16 kernel for small and medium M (decode, MTP verification, small batches).
+//
+// CTA = one packed column tile (16 n) x 8*kTokenTiles tokens x a range of k tiles (grid split-K).
+// Its warps take the range's k tiles round-robin, so a CTA streams consecutive packed tiles and each
+// warp loads its weights straight from global memory into registers in fragment order: no shared
+// memory on the weight path. Weights are prefetched two k tiles ahead (register staging, the
+// pre-cp.async pipeline) with streaming loads; x is small and re-read by every column tile, so it
+// comes through the read-only cache just in time. Warps' sums meet in shared memory at the end.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "core/cuda_check.h"
+#include "quantization/awq/awq_gemm.h"
+#include "quantization/awq/awq_registry.h"
+#include "quantization/awq/awq_warp.cuh"
+
+namespace sm7x::awq {
+
+// One k tile of this lane's weights: its slot of both tile halves and their group scales.
+struct WeightFetch {
+  uint4 w[2];
+  __half2 sz[2];
+};
+
+struct LaneColumns {
+  const uint4* weights;         // this lane's slot in the CTA's first packed tile
+  const __half2* scale_zero[2];  // the lane's two columns (tile halves) in group row 0, or nullptr
+  int k_in_tile;                // first k of the lane's 32-k segment
+};
+
+__device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const LaneColumns& lane, int k_tile,
+                                                     int tile_end) {
+  WeightFetch f{};
+  if (k_tile >= tile_end) return f;
+  const int k = k_tile * kTileK + lane.k_in_tile;
+  const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    f.w[h] = __ldcs(lane.weights + (size_t)(2 * k_tile + h) * kSlots);  // streamed once: evict first
+    // Padding (n >= N or k >= K) holds zero nibbles; a zero scale makes those weights exactly 0.
+    f.sz[h] = (lane.scale_zero[h] != nullptr && k < p.K) ? lane.scale_zero[h][group_row] : __half2{};
+  }
+  return f;
+}
+
+template <class ArchTag, int kTokenTiles, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p) {
+  using Warp = AwqWarp<ArchTag, kTokenTiles>;
+  constexpr int kTokens = kTokenTiles * kTokensPerMma;
+  __shared__ float sums[kWarps][kTileRows][kTokens + 1];  // +1: conflict-free column reads
+
+  const int warp = threadIdx.x / 32, lane_id = threadIdx.x % 32;
+  const int m0 = blockIdx.x * kTokens, n_tile = blockIdx.y;
+  const int tile_begin = blockIdx.z * p.tiles_per_split;
+  const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
+
+  const int slot = Warp::slot(lane_id);
+  LaneColumns lane;
+  lane.weights = p.qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int n = n_tile * kTileRows + 8 * h + slot / 4;
+    lane.scale_zero[h] = n < p.N ? p.scale_zero + n : nullptr;
+  }
+  lane.k_in_tile = slot % 4 * kSlotK;
+  const __half* x_rows[kTokenTiles];  // this lane's token in each 8-token block, or nullptr past M
+#pragma unroll
+  for (int t = 0; t < kTokenTiles; ++t) {
+    const int m = m0 + t * kTokensPerMma + Warp::x_token(lane_id);
+    x_rows[t] = m < p.M ? p.x + (size_t)m * p.lda + lane.k_in_tile : nullptr;
+  }
+
+  Warp mma;
+  int k_tile = tile_begin + warp;
+  WeightFetch ahead1 = fetch_weights(p, lane, k_tile, tile_end);
+  WeightFetch ahead2 = fetch_weights(p, lane, k_tile + kWarps, tile_end);
+  for (; k_tile < tile_end; k_tile += kWarps) {
+    const WeightFetch cur = ahead1;
+    ahead1 = ahead2;
+    ahead2 = fetch_weights(p, lane, k_tile + 2 * kWarps, tile_end);
+    const int k = k_tile * kTileK;
+    uint4 x[kTokenTiles][4];
+#pragma unroll
+    for (int t = 0; t < kTokenTiles; ++t) {
+      const bool in = x_rows[t] != nullptr && k + lane.k_in_tile < p.K;  // K is a multiple of 32
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v) : make_uint4(0, 0, 0, 0);
+      }
+    }
+    mma.tile(cur.w, cur.sz, x);
+  }
+  mma.finish(lane_id);
+
+  mma.for_each(lane_id, [&](int row, int token, float v) { sums[warp][row][token] = v; });
+  __syncthreads();
+  for (int i = threadIdx.x; i < kTileRows * kTokens; i += kWarps * 32) {
+    const int row = i % kTileRows, token = i / kTileRows;  // consecutive threads: consecutive n
+    const int m = m0 + token, n = n_tile * kTileRows + row;
+    if (m >= p.M || n >= p.N) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) v += sums[w][row][token];
+    if (p.splits == 1) {
+      p.out[(size_t)m * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
+    } else {
+      p.partial[((size_t)blockIdx.z * p.M + m) * p.N + n] = v;
+    }
+  }
+}
+
+template <class ArchTag, int kTokenTiles, int kWarps>
+void launch_fused_entry(const GemmParams& p, cudaStream_t stream) {
+  constexpr int kTokens = kTokenTiles * kTokensPerMma;
+  const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kTileRows - 1) / kTileRows, p.splits);
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps><<<grid, kWarps * 32, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
+
+template <class ArchTag, int kTokenTiles, int kWarps>
+int fused_entry_ctas_per_sm() {
+  static const int ctas = [] {  // per process: one GPU model per server
+    int n = 0;
+    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps>, kWarps * 32, 0));
+    return n;
+  }();
+  return ctas;
+}
+
+// Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
+template <class ArchTag>
+void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+#define SM7X_AWQ_LAUNCH(T, W)                                  \
+  if (config.token_tiles == T && config.warps == W) {          \
+    return launch_fused_entry<ArchTag, T, W>(p, stream);       \
+  }
+  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
+#undef SM7X_AWQ_LAUNCH
+  throw std::invalid_argument("awq: no fused kernel with " + std::to_string(config.token_tiles) +
+                              " token tiles and " + std::to_string(config.warps) + " warps (see awq_registry.h)");
+}
+
+template <class ArchTag>
+int fused_ctas_per_sm_impl(const FusedConfig& config) {
+#define SM7X_AWQ_OCCUPANCY(T, W) \
+  if (config.token_tiles == T && config.warps == W) return fused_entry_ctas_per_sm<ArchTag, T, W>();
+  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_OCCUPANCY)
+#undef SM7X_AWQ_OCCUPANCY
+  return 0;
+}
+
+}  // namespace sm7x::awq

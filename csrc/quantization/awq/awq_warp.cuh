@@ -1,0 +1,31 @@
+// A warp's share of the fused AWQ kernel: one packed tile (16 columns x 128 k) times up to
+// 8 * kTokenTiles tokens. Weights are the mma's A operand (16 or 8 rows of n), tokens its B
+// operand (8 columns), so a decode step wastes no tensor-core rows on padding tokens.
+//
+// The specialisations (awq_warp_sm70.cuh, awq_warp_sm75.cuh) are the only code that knows an
+// arch's fragment layout. Interface:
+//   slot(lane)        which 16-byte slot of each packed tile half this lane loads (awq_gemm.h)
+//   x_token(lane)     which token of each 8-token block this lane loads x for; its k segment is
+//                     slot(lane) % 4, the same 32 k its weight slot holds
+//   tile(w, sz, x)    acc += dequant(w) * x for one packed tile: w[h] the lane's slot of half h,
+//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (k = 8v..8v+7 of the segment)
+//   finish(lane)      combine partial sums held by other lanes (Volta quad pairs)
+//   for_each(lane, f) f(row 0..15, token 0..8*kTokenTiles-1, value) for each result this lane owns
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/arch.h"
+#include "core/int4.cuh"
+
+namespace sm7x::awq {
+
+template <class ArchTag, int kTokenTiles>
+struct AwqWarp;
+
+// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops).
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
+__device__ __forceinline__ uint32_t bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+}  // namespace sm7x::awq
