@@ -24,6 +24,9 @@ EMULATED_ARCH = {"sm70": 70, "sm75": 75}
 MMA_PTX = re.compile(r"\b(?:wg|w)?mma\.")
 
 
+_EMULATED: dict = {}  # (arch, run_arch) -> EmulatedKernel
+
+
 class FaithfulCompileError(RuntimeError):
     """Triton could not compile vLLM's kernel for the emulated target."""
 
@@ -164,7 +167,11 @@ def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
     # 3. The same call with the kernel compiled for the emulated card, run here.
     name = f"triton_awq_faithful_{emulate}"
     arch, run_arch = EMULATED_ARCH[emulate], driver.active.get_current_target().arch
-    kernel = EmulatedKernel(awq_triton.awq_gemm_kernel, arch, run_arch)
+    # One EmulatedKernel per target, shared by every weight: its specialisation cache then works like
+    # Triton's own (compile once per specialisation, not once per weight tensor).
+    if (arch, run_arch) not in _EMULATED:
+        _EMULATED[arch, run_arch] = EmulatedKernel(awq_triton.awq_gemm_kernel, arch, run_arch)
+    kernel = _EMULATED[arch, run_arch]
     faithful = awq_gemm_triton_with(awq_triton, kernel)
     fns[name] = lambda x: faithful(x, qweight, scales, qzeros, split_k)
     try:  # compile (asserting no mma) and launch once now, so a refused target becomes a note

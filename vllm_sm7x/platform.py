@@ -1,6 +1,8 @@
 """The vLLM platform for SM70/SM75: vLLM's CUDA platform with the decisions these GPUs need."""
 from __future__ import annotations
 
+import os
+
 from vllm.platforms.cuda import CudaPlatform
 from vllm.platforms.interface import DeviceCapability
 
@@ -25,3 +27,11 @@ class Sm7xPlatform(CudaPlatform):
     def use_custom_allreduce(cls) -> bool:
         # vLLM's custom all-reduce lives in vllm._C, which PyPI ships without sm_70 code: NCCL on Volta.
         return current_activation().path != "sm70" and super().use_custom_allreduce()
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config) -> None:
+        super().check_and_update_config(vllm_config)
+        # FlashInfer's top-k/top-p sampling kernels ship no SM70 code and would JIT-compile on SM75:
+        # sample with PyTorch unless the user chose otherwise. Set before vLLM spawns its engine core,
+        # which inherits it.
+        os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
