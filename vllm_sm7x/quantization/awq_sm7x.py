@@ -99,6 +99,8 @@ class AwqSm7xLinearMethod(LinearMethodBase):
     def __init__(self, config: AwqSm7xConfig, prefix: str = "") -> None:
         self.config = config
         self.prefix = prefix
+        # Decided now, not in apply(): torch.compile traces apply() and must see a constant.
+        self.kernel_path = kernel_path()
 
     def create_weights(self, layer: torch.nn.Module, input_size_per_partition: int,
                        output_partition_sizes: list[int], input_size: int, output_size: int,
@@ -133,10 +135,11 @@ class AwqSm7xLinearMethod(LinearMethodBase):
         if envs.VLLM_SM7X_AWQ_TUNING and kernel.qweight.is_cuda:
             from vllm_sm7x.quantization.awq_tuning import ensure_tuned
 
-            ensure_tuned(kernel, kernel_path(), envs.VLLM_SM7X_AWQ_TUNING)
+            ensure_tuned(kernel, self.kernel_path, envs.VLLM_SM7X_AWQ_TUNING)
         del layer.qweight, layer.qzeros, layer.scales
         layer.register_parameter("qweight", torch.nn.Parameter(kernel.qweight, requires_grad=False))
         layer.register_parameter("scale_zero", torch.nn.Parameter(kernel.scale_zero, requires_grad=False))
 
     def apply(self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        return awq_linear(x, AwqKernelWeight(layer.qweight, layer.scale_zero, self.config.group_size), bias)
+        return awq_linear(x, AwqKernelWeight(layer.qweight, layer.scale_zero, self.config.group_size), bias,
+                          path=self.kernel_path)
