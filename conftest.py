@@ -31,3 +31,16 @@ def seed(request) -> int:
     request.node.user_properties.append(("seed", value))
     print(f"seed={value}")
     return value
+
+
+@pytest.fixture(scope="module")
+def awq_baselines():
+    """benchmarks/awq_baselines.py (stock vLLM AWQ baselines; benchmarks/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "benchmarks" / "awq_baselines.py"
+    spec = importlib.util.spec_from_file_location("awq_baselines", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

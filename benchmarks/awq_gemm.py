@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import subprocess
@@ -39,10 +38,10 @@ SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
 def load_baselines():
-    spec = importlib.util.spec_from_file_location("awq_baselines", ROOT / "benchmarks" / "awq_baselines.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import awq_baselines
+
+    return awq_baselines
 
 
 def shard(name: str, K: int, N: int, tp: int) -> tuple[int, int]:

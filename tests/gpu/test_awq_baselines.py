@@ -1,14 +1,10 @@
 """The stock vLLM AWQ baselines of benchmarks/awq_baselines.py against a float64 reference of the AWQ weights."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from vllm_sm7x.quantization.awq_format import dequantize_awq, quantize_awq
 
 pytestmark = pytest.mark.gpu
-ROOT = Path(__file__).resolve().parents[2]
 # N=520: not a multiple of the Triton kernel's 32-column block (masked edge); vLLM's CUDA op needs N % 64 == 0
 # and N % group_size == 0, so it reports itself unrunnable there. 576/64 takes that op's 64-column kernel.
 SHAPES = [(1024, 520, 128), (1024, 640, 128), (1024, 576, 64)]
@@ -19,11 +15,8 @@ TOLERANCE = 1e-2
 
 
 @pytest.fixture(scope="module")
-def baselines():
-    spec = importlib.util.spec_from_file_location("awq_baselines", ROOT / "benchmarks" / "awq_baselines.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def baselines(awq_baselines):
+    return awq_baselines
 
 
 @pytest.mark.parametrize("emulate", ["sm70", "sm75"])

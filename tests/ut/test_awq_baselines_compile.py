@@ -1,7 +1,6 @@
 """The faithful Triton baseline on the CPU: vLLM's awq_gemm_kernel, specialised on the arguments vLLM's own
 awq_gemm_triton passes, compiled for sm_70/sm_75 (no mma) and sm_80 (mma, the control); its PTX assembles
 for an H100 (sm_90a) without tensor-core instructions. Compile-to-PTX/cubin needs no GPU or driver."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,16 +8,12 @@ import torch
 
 triton = pytest.importorskip("triton", reason="triton is not installed")
 
-ROOT = Path(__file__).resolve().parents[2]
 K, N, GROUP, SPLIT_K = 1024, 520, 128, 8
 
 
 @pytest.fixture(scope="module")
-def baselines():
-    spec = importlib.util.spec_from_file_location("awq_baselines", ROOT / "benchmarks" / "awq_baselines.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def baselines(awq_baselines):
+    return awq_baselines
 
 
 @pytest.fixture(scope="module")
