@@ -7,6 +7,7 @@ from vllm.platforms.cuda import CudaPlatform
 from vllm.platforms.interface import DeviceCapability
 
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
+from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for
 
 
 class Sm7xPlatform(CudaPlatform):
@@ -27,6 +28,22 @@ class Sm7xPlatform(CudaPlatform):
     def use_custom_allreduce(cls) -> bool:
         # vLLM's custom all-reduce lives in vllm._C, which PyPI ships without sm_70 code: NCCL on Volta.
         return current_activation().path != "sm70" and super().use_custom_allreduce()
+
+    @classmethod
+    def apply_config_platform_defaults(cls, vllm_config) -> None:
+        # Runs before vLLM appends its own "all"/"none" default, so an unset choice is ours to make.
+        super().apply_config_platform_defaults(vllm_config)
+        config = vllm_config.compilation_config
+        config.custom_ops = custom_ops_for(current_activation().path, config.custom_ops)
+
+    @classmethod
+    def get_default_ir_op_priority(cls, vllm_config):
+        priority = ir_priority_for(current_activation().path)
+        if priority is None:
+            return super().get_default_ir_op_priority(vllm_config)
+        from vllm.config.kernel import IrOpPriorityConfig
+
+        return IrOpPriorityConfig.with_default(priority)
 
     @classmethod
     def check_and_update_config(cls, vllm_config) -> None:

@@ -1,0 +1,54 @@
+"""On a V100 no vllm._C kernel exists (PyPI vLLM ships no sm_70 code), so in sm70 emulation a full
+generate of an AWQ model must call none: every op and CUDA kernel it runs is listed by the torch
+profiler and checked. Eager mode, so each op is visible (graph replays would hide them)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+ROOT = Path(__file__).resolve().parents[2]
+
+PROFILE = """
+import json, sys
+import torch
+from vllm import LLM, SamplingParams
+llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=True, gpu_memory_utilization=0.2,
+          max_model_len=512, max_num_seqs=4, seed=0)
+prompts = [{"prompt_token_ids": list(range(3, 40))}, {"prompt_token_ids": [5, 9, 11]}]
+params = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.9, top_k=20, seed=1, detokenize=False)
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                        torch.profiler.ProfilerActivity.CUDA]) as prof:
+    llm.generate(prompts, params)
+names = sorted({e.name for e in prof.events()})
+print("RESULT " + json.dumps(names))
+"""
+
+# Ops registered by vLLM's compiled extensions, and the C++ namespace of their CUDA kernels.
+VLLM_C_OP_PREFIXES = ("_C::", "_moe_C::", "_C_stable_libtorch::", "_moe_C_stable_libtorch::", "_C_cache_ops::",
+                      "_C_custom_ar::")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    pytest.importorskip("vllm")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_checkpoint import make_checkpoint
+
+    return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
+
+
+def test_sm70_generate_calls_no_vllm_c_kernel(checkpoint):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env.update(VLLM_SM7X_EMULATE="sm70", VLLM_ENABLE_V1_MULTIPROCESSING="0")  # profile the model in-process
+    result = subprocess.run([sys.executable, "-c", PROFILE, str(checkpoint)], capture_output=True, text=True,
+                            env=env, timeout=420)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    names = json.loads(line.removeprefix("RESULT "))
+    assert any(name.startswith("_C_sm7x::awq_linear") for name in names), "the profile did not see our GEMM"
+    vllm_c = [name for name in names if name.startswith(VLLM_C_OP_PREFIXES) or "vllm::" in name]
+    assert not vllm_c, f"vllm._C ops/kernels on the sm70 serving path: {vllm_c}"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Everything a lent GPU machine run needs, in one command (see docs/development.md for the call
+# sequence). Builds both wheels with the system compiler, then runs what you name, writing logs and
+# results under $OUT (the folder the `run` tool brings back).
+#
+#   bash tools/device/gpu.sh build                       # build only
+#   bash tools/device/gpu.sh test [PYTEST ARGS...]       # build, then every GPU test (junit in $OUT)
+#   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
+#   bash tools/device/gpu.sh all                         # build, tests, benchmark
+#
+# vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
+# first call of this script; it extracts the bundle once (into /tmp/vllm-site, kept while the
+# machine stays warm) and later calls find it there without carrying p3 again.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-/tmp/sm7x-out}"
+mkdir -p "$OUT"
+
+use_vllm_bundle() {
+  if [ -f .device/vllm/p3/activate.sh ]; then
+    # shellcheck disable=SC1091
+    source .device/vllm/p3/activate.sh > "$OUT/vllm-activate.log" 2>&1  # never pipe `source`: a subshell
+  elif [ -d /tmp/vllm-site/vllm ]; then
+    export PYTHONPATH="/tmp/vllm-site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  python3 -c "import vllm, sys; print('vllm', vllm.__version__)" 2>/dev/null || echo "vllm: not available"
+}
+
+build() {
+  # The image's CXX/CUDAHOSTCXX link libstdc++ statically; setup refuses such a module.
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
+  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-7.5;9.0}"
+  local start=$SECONDS
+  if ! python3 -m pip install --no-build-isolation --no-deps -e . -e flash-attention-v100 > "$OUT/build.log" 2>&1; then
+    tail -30 "$OUT/build.log"
+    echo "build: FAILED (log in build.log)"
+    exit 1
+  fi
+  echo "build: ok in $((SECONDS - start)) s"
+}
+
+gpu_tests() {
+  python3 -m pytest tests/gpu flash-attention-v100/tests -m gpu -q -p no:cacheprovider -ra \
+    --junitxml="$OUT/gpu-tests.xml" "$@" > "$OUT/gpu-tests.log" 2>&1
+  local rc=$?
+  tail -25 "$OUT/gpu-tests.log"
+  return $rc
+}
+
+bench() {
+  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/awq_gemm.py --path sm70 sm75 --out "$OUT" "$@" \
+    > "$OUT/awq_gemm.log" 2>&1
+  local rc=$?
+  grep -E "path|^layer" "$OUT/awq_gemm.log"
+  return $rc
+}
+
+command="${1:-all}"
+shift || true
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+use_vllm_bundle
+build
+case "$command" in
+  build) ;;
+  test) gpu_tests "$@" ;;
+  bench) bench "$@" ;;
+  all) gpu_tests; bench --tune ;;
+  *) echo "unknown command '$command': build | test | bench | all"; exit 2 ;;
+esac

@@ -1,0 +1,34 @@
+"""Which implementation vLLM's layer ops take on our platform, per arch path.
+
+PyPI vLLM ships no sm_70 machine code, so on the sm70 path nothing on the serving path may call a
+`vllm._C` kernel: vLLM's CustomOps (RMSNorm, fused add-norm, RoPE, SiLU-and-mul...) run their
+PyTorch `forward_native` (compiled by Inductor when compilation is on) and vLLM IR ops their
+"native" implementation. On sm75 the stock kernels exist and stay as vLLM chooses.
+Pure functions of the config values, so they are tested without a GPU.
+"""
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+NATIVE_IR_PRIORITY = ["native"]
+
+
+def custom_ops_for(path: str | None, custom_ops: list[str]) -> list[str]:
+    """vLLM's `compilation_config.custom_ops` for this arch path. A user's explicit "all"/"none"
+    is kept ("all" on sm70 is warned about: those kernels do not exist for Volta)."""
+    if path != "sm70":
+        return custom_ops
+    if "all" in custom_ops:
+        logger.warning("vllm-sm7x: custom_ops 'all' routes layer ops to vllm._C kernels, which have no "
+                       "sm_70 code; expect 'no kernel image is available' on a V100. Drop it.")
+        return custom_ops
+    if "none" in custom_ops:
+        return custom_ops
+    return [*custom_ops, "none"]
+
+
+def ir_priority_for(path: str | None) -> list[str] | None:
+    """Default vLLM IR op priority for this path, or None to keep vLLM's CUDA default."""
+    return NATIVE_IR_PRIORITY if path == "sm70" else None
