@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.gpu
-ROOT = Path(__file__).resolve().parents[2]
 
 GENERATE = """
 import json, sys
@@ -30,8 +29,7 @@ print("RESULT " + json.dumps({"quantization": model_config.quantization,
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     pytest.importorskip("vllm")
-    sys.path.insert(0, str(ROOT / "tools"))
-    from make_checkpoint import make_checkpoint
+    from vllm_sm7x.checkpoints import make_checkpoint
 
     return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
 

@@ -5,12 +5,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.gpu
-ROOT = Path(__file__).resolve().parents[2]
 
 PROFILE = """
 import json, sys
@@ -35,8 +33,7 @@ VLLM_C_OP_PREFIXES = ("_C::", "_moe_C::", "_C_stable_libtorch::", "_moe_C_stable
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     pytest.importorskip("vllm")
-    sys.path.insert(0, str(ROOT / "tools"))
-    from make_checkpoint import make_checkpoint
+    from vllm_sm7x.checkpoints import make_checkpoint
 
     return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
 

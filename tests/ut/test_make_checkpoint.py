@@ -1,15 +1,10 @@
-"""tools/make_checkpoint.py writes a loadable AWQ checkpoint with a working tokenizer and a
+"""vllm_sm7x.checkpoints (tools/make_checkpoint.py) writes a loadable AWQ checkpoint with a working tokenizer and a
 Qwen3.5/3.6-style chat template (tools, tool calls, tool results, thinking on and off)."""
 import json
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from make_checkpoint import make_checkpoint  # noqa: E402
+from vllm_sm7x.checkpoints import make_checkpoint
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -68,3 +63,16 @@ def test_chat_template_renders_tools_calls_results_and_thinking(tokenizer):
     thinking = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
                                              tokenize=False)
     assert thinking == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def test_next_token_distributions_are_peaked(checkpoint):
+    # Greedy comparisons between two correct fp16 implementations flip only where top-1 and top-2
+    # are within rounding; the checkpoint records how far apart they are.
+    info = json.loads((checkpoint / "checkpoint_info.json").read_text())
+    assert info["preset"] == "qwen3-tiny" and info["lm_head_scale"] > 1
+    assert info["median_top1_top2_logprob_gap"] > 0.5
+
+
+def test_unknown_presets_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset 'qwen9'.*qwen3-27b-width"):
+        make_checkpoint("qwen9", tmp_path)

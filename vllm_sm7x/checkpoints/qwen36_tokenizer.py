@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_checkpoint.tokenizer import CHAT_TEMPLATE
+from vllm_sm7x.checkpoints.tokenizer import CHAT_TEMPLATE
 
 
 def build_qwen36_tokenizer():

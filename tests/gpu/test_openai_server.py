@@ -1,0 +1,77 @@
+"""`vllm-sm7x serve-demo` starts vLLM's OpenAI server in emulation and real clients get answers:
+/v1/models, chat completions (streamed and not), completions and /metrics, through the `openai`
+Python client."""
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+PORT = 18731
+
+
+@pytest.fixture(scope="module", params=["sm75", "sm70"])
+def server(request, tmp_path_factory):
+    pytest.importorskip("vllm")
+    pytest.importorskip("openai")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "vllm_sm7x.entrypoints.cli", "serve-demo", "--emulate",
+                                    request.param, "--port", str(PORT), "--cache",
+                                    str(tmp_path_factory.mktemp("cache")), "--", "--max-num-seqs", "4"],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"server exited {process.returncode}:\n{log.read_text()[-6000:]}")
+            try:
+                urllib.request.urlopen(f"http://localhost:{PORT}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(2)
+        else:
+            pytest.fail(f"server not healthy after 400 s:\n{log.read_text()[-6000:]}")
+        yield request.param, log
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    import openai
+
+    return openai.OpenAI(base_url=f"http://localhost:{PORT}/v1", api_key="unused")
+
+
+def test_models_lists_the_demo(client):
+    assert [m.id for m in client.models.list().data] == ["qwen3-tiny-awq"]
+
+
+def test_chat_completion_plain_and_streamed(client):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    reply = client.chat.completions.create(model="qwen3-tiny-awq", messages=messages, max_tokens=12,
+                                           temperature=0)
+    assert reply.choices[0].finish_reason in ("length", "stop") and reply.usage.completion_tokens >= 1
+    chunks = list(client.chat.completions.create(model="qwen3-tiny-awq", messages=messages, max_tokens=12,
+                                                 temperature=0, stream=True))
+    assert chunks and chunks[-1].choices[0].finish_reason in ("length", "stop")
+
+
+def test_completion(client):
+    reply = client.completions.create(model="qwen3-tiny-awq", prompt="the weather in", max_tokens=8,
+                                      temperature=0)
+    assert reply.usage.completion_tokens >= 1
+
+
+def test_metrics_and_the_activation_line(server, client):
+    emulate, log = server
+    client.completions.create(model="qwen3-tiny-awq", prompt="hello", max_tokens=2)
+    metrics = urllib.request.urlopen(f"http://localhost:{PORT}/metrics", timeout=10).read().decode()
+    assert "vllm:generation_tokens_total" in metrics
+    assert log.read_text().count(f"emulating {emulate.upper()} on") == 1

