@@ -1,17 +1,27 @@
 """Public functions of flash-attn-v100 over torch.ops.flash_attn_v100, each with a fake
-implementation so torch.compile and CUDA graphs can trace it."""
+implementation so torch.compile and CUDA graphs can trace it. Signatures follow flash-attn's."""
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 
 import flash_attn_v100._C  # noqa: F401  (registers torch.ops.flash_attn_v100)
 
+HEAD_DIMS = (64, 128, 256)
+
 
 @torch.library.register_fake("flash_attn_v100::write_kv_cache")
 def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping) -> None:
     return None
+
+
+@torch.library.register_fake("flash_attn_v100::decode_attention")
+def _decode_attention_fake(q, k_cache, v_cache, block_table, seqlens_k, scale, causal, window_left, softcap,
+                           num_splits):
+    batch, q_len, heads, _ = q.shape
+    return q.new_empty(q.shape), q.new_empty((batch, heads, q_len), dtype=torch.float32)
 
 
 def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
@@ -20,6 +30,76 @@ def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tens
     [num_blocks, block_size, num_kv_heads, head_size] at `slot_mapping` (int64; slot =
     block * block_size + offset, negative slots are padding and skipped). vLLM's layout."""
     torch.ops.flash_attn_v100.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
+
+
+def _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_cos) -> None:
+    for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v)):
+        if t is None:
+            continue
+        if t.dtype == torch.bfloat16:
+            raise ValueError(f"flash_attn_v100: {name} is bfloat16; SM70/SM75 have no bf16 tensor cores: use "
+                             "float16")
+        if t.dtype != torch.float16:
+            raise ValueError(f"flash_attn_v100: {name} must be float16, got {t.dtype}")
+    if q.dim() != 4:
+        raise ValueError(f"flash_attn_v100: q must be [batch, seqlen_q, heads, head_dim], got {tuple(q.shape)}")
+    if q.shape[-1] not in HEAD_DIMS:
+        raise ValueError(f"flash_attn_v100: head_dim {q.shape[-1]} is not supported; use one of {HEAD_DIMS} "
+                         "(pad the head dimension, or use PyTorch's scaled_dot_product_attention)")
+    if (k is None) != (v is None):
+        raise ValueError("flash_attn_v100: pass both k and v to append, or neither")
+    if alibi_slopes is not None or rotary_cos is not None:
+        raise ValueError("flash_attn_v100: ALiBi and in-kernel rotary are not supported; apply RoPE to q/k first")
+    left, right = window_size
+    if right not in (-1, 0):
+        raise ValueError(f"flash_attn_v100: window_size right = {right} is not supported; keys right of the query "
+                         "are either all visible (-1) or none (0, as with causal=True)")
+
+
+def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None, rotary_sin=None,
+                            cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
+                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                            rotary_interleaved=True, alibi_slopes=None, num_splits=0, return_softmax_lse=False):
+    """Attention of q [batch, seqlen_q, heads, head_dim] over a KV cache, flash-attn's call.
+
+    k_cache/v_cache: [batch, seqlen_cache, kv_heads, head_dim], or with `block_table` (int32
+    [batch, max_blocks]) paged [num_blocks, block_size, kv_heads, head_dim]. cache_seqlens (int32
+    [batch], or an int) counts the cached keys; k/v [batch, seqlen_new, kv_heads, head_dim], if
+    given, are written into the cache after them first. Queries are the last seqlen_q positions
+    (causal masks keys to their right); window_size = (left, right) with right -1 or 0.
+    fp16 only; head_dim 64/128/256; GQA/MQA when heads % kv_heads == 0. Returns out (and the
+    softmax log-sum-exp [batch, heads, seqlen_q] with return_softmax_lse). A query that sees no
+    key gets zeros and lse -inf.
+    """
+    _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_cos)
+    if cache_batch_idx is not None or cache_leftpad is not None:
+        raise ValueError("flash_attn_v100: cache_batch_idx and cache_leftpad are not supported")
+    batch = q.shape[0]
+    if block_table is None:  # a contiguous cache is a paged one with one block per sequence
+        if k_cache.shape[0] != batch:
+            raise ValueError(f"flash_attn_v100: k_cache has {k_cache.shape[0]} sequences, q has {batch}")
+        block_table = torch.arange(batch, dtype=torch.int32, device=q.device).view(batch, 1)
+    block_size = k_cache.shape[1]
+    if cache_seqlens is None:
+        if block_table.shape[1] != 1:
+            raise ValueError("flash_attn_v100: a paged cache needs cache_seqlens")
+        cache_seqlens = torch.full((batch,), block_size, dtype=torch.int32, device=q.device)
+    elif isinstance(cache_seqlens, int):
+        cache_seqlens = torch.full((batch,), cache_seqlens, dtype=torch.int32, device=q.device)
+    cache_seqlens = cache_seqlens.to(torch.int32)
+    if k is not None:
+        new = k.shape[1]
+        positions = cache_seqlens.view(batch, 1).long() + torch.arange(new, device=q.device)
+        blocks = torch.gather(block_table.long(), 1, positions // block_size)
+        slots = (blocks * block_size + positions % block_size).reshape(-1)
+        write_kv_cache(k.reshape(-1, *k.shape[2:]).contiguous(), v.reshape(-1, *v.shape[2:]).contiguous(),
+                       k_cache, v_cache, slots)
+        cache_seqlens = cache_seqlens + new
+    scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    out, lse = torch.ops.flash_attn_v100.decode_attention(q, k_cache, v_cache, block_table.to(torch.int32),
+                                                          cache_seqlens.contiguous(), scale, causal,
+                                                          window_size[0], softcap, num_splits)
+    return (out, lse) if return_softmax_lse else out
 
 
 def build_info() -> dict:

@@ -1,0 +1,225 @@
+// Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on
+// SIMT on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
+//
+// CTA = (sequence, KV head x block of 16 query rows, KV split). Query rows are the q_len x group
+// query heads that share the KV head (GQA packing), so each KV tile is read once for all of them.
+// Per 32-token tile: K and V go to shared memory; lane t scores token t against the warp's 4 rows;
+// warp shuffles give each row's max and sum (online softmax in fp32); for P.V every lane owns
+// head_dim/32 output columns of its warp's rows and takes p from the lane of each token.
+#include <cmath>
+#include <stdexcept>
+
+#include "core/cuda_check.h"
+#include "decode/decode_attention.h"
+
+namespace flash_v100 {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRowsPerWarp = kDecodeRowsPerCta / kWarps;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(kFullMask, x, offset));
+  return x;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(kFullMask, x, offset);
+  return x;
+}
+
+template <int kHeadDim>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+  constexpr int kPairs = kHeadDim / 2;  // half2 per row
+  constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
+  constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
+  constexpr int kPairsPerLane = kPairs / 32;
+  __shared__ __half2 q_s[kDecodeRowsPerCta][kStride];
+  __shared__ __half2 k_s[kDecodeTileTokens][kStride];
+  __shared__ __half2 v_s[kDecodeTileTokens][kStride];
+
+  const int b = blockIdx.x, kv_head = blockIdx.y % p.kv_heads, row_block = blockIdx.y / p.kv_heads;
+  const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = p.q_heads / p.kv_heads, rows = p.q_len * group;
+  const int keys = p.seqlens_k[b];
+  const int t_begin = split * p.tokens_per_split;
+  const int t_end = min(keys, t_begin + p.tokens_per_split);
+
+  // Query rows r = q_index * group + head_in_group (zeros past the last row).
+  for (int i = threadIdx.x; i < kDecodeRowsPerCta * kPairs; i += kThreads) {
+    const int row = i / kPairs, r = row_block * kDecodeRowsPerCta + row;
+    __half2 value = __float2half2_rn(0.f);
+    if (r < rows) {
+      const __half* q_row = p.q + b * p.q_batch_stride + (r / group) * p.q_seq_stride +
+                            (kv_head * group + r % group) * p.q_head_stride;
+      value = reinterpret_cast<const __half2*>(q_row)[i % kPairs];
+    }
+    q_s[row][i % kPairs] = value;
+  }
+
+  bool row_valid[kRowsPerWarp];
+  int q_pos[kRowsPerWarp];
+  float m[kRowsPerWarp], l[kRowsPerWarp], o[kRowsPerWarp][2 * kPairsPerLane];
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
+    row_valid[j] = r < rows;
+    q_pos[j] = keys - p.q_len + r / group;
+    m[j] = -INFINITY;
+    l[j] = 0.f;
+#pragma unroll
+    for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] = 0.f;
+  }
+
+  for (int t0 = t_begin; t0 < t_end; t0 += kDecodeTileTokens) {
+    __syncthreads();  // the previous tile's readers are done (and q_s is written, first time)
+    for (int i = threadIdx.x; i < kDecodeTileTokens * kVecs; i += kThreads) {
+      const int tok = i / kVecs, vec = i % kVecs, t = t0 + tok;
+      uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
+      if (t < t_end) {
+        const int64_t block = p.block_table[b * p.block_table_stride + t / p.block_size];
+        const int offset = t % p.block_size;
+        k = reinterpret_cast<const uint4*>(p.k_cache + block * p.k_block_stride + offset * p.k_token_stride +
+                                           kv_head * p.k_head_stride)[vec];
+        v = reinterpret_cast<const uint4*>(p.v_cache + block * p.v_block_stride + offset * p.v_token_stride +
+                                           kv_head * p.v_head_stride)[vec];
+      }
+      const __half2* k2 = reinterpret_cast<const __half2*>(&k);
+      const __half2* v2 = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        k_s[tok][vec * 4 + w] = k2[w];
+        v_s[tok][vec * 4 + w] = v2[w];
+      }
+    }
+    __syncthreads();
+
+    // Scores: lane = token of the tile.
+    const int t = t0 + lane;
+    float s[kRowsPerWarp] = {};
+#pragma unroll 8
+    for (int c = 0; c < kPairs; ++c) {
+      const float2 k = __half22float2(k_s[lane][c]);
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        const float2 q = __half22float2(q_s[warp + kWarps * j][c]);
+        s[j] = fmaf(q.x, k.x, fmaf(q.y, k.y, s[j]));
+      }
+    }
+    float prob[kRowsPerWarp];
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j) {
+      float x = s[j] * p.scale;
+      if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
+      const bool visible = row_valid[j] && t < t_end && (!p.causal || t <= q_pos[j]) &&
+                           (p.window_left < 0 || t >= q_pos[j] - p.window_left);
+      x = visible ? x : -INFINITY;
+      const float m_new = fmaxf(m[j], warp_max(x));
+      // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
+      prob[j] = m_new == -INFINITY ? 0.f : __expf(x - m_new);
+      const float rescale = m[j] == -INFINITY ? 0.f : __expf(m[j] - m_new);
+      l[j] = l[j] * rescale + warp_sum(prob[j]);
+      m[j] = m_new;
+#pragma unroll
+      for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] *= rescale;
+    }
+
+    // P.V: this lane's columns are half2 pairs lane + 32 c.
+#pragma unroll 4
+    for (int tok = 0; tok < kDecodeTileTokens; ++tok) {
+      float2 v[kPairsPerLane];
+#pragma unroll
+      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(v_s[tok][lane + 32 * c]);
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        const float pt = __shfl_sync(kFullMask, prob[j], tok);
+#pragma unroll
+        for (int c = 0; c < kPairsPerLane; ++c) {
+          o[j][2 * c] = fmaf(pt, v[c].x, o[j][2 * c]);
+          o[j][2 * c + 1] = fmaf(pt, v[c].y, o[j][2 * c + 1]);
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    if (!row_valid[j]) continue;
+    const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
+    const int q_index = r / group, head = kv_head * group + r % group;
+    const float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;  // nothing visible: zeros, lse -inf
+    const float lse = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
+    const int64_t row_index = ((int64_t)b * p.q_len + q_index) * p.q_heads + head;
+    if (p.splits == 1) {
+      __half2* out = reinterpret_cast<__half2*>(p.out + row_index * kHeadDim);
+#pragma unroll
+      for (int c = 0; c < kPairsPerLane; ++c) {
+        out[lane + 32 * c] = __floats2half2_rn(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
+      }
+      if (p.lse != nullptr && lane == 0) p.lse[((int64_t)b * p.q_heads + head) * p.q_len + q_index] = lse;
+    } else {
+      const int64_t partial_row = (int64_t)split * p.batch * p.q_len * p.q_heads + row_index;
+      float2* out = reinterpret_cast<float2*>(p.partial_out + partial_row * kHeadDim);
+#pragma unroll
+      for (int c = 0; c < kPairsPerLane; ++c) out[lane + 32 * c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
+      if (lane == 0) p.partial_lse[partial_row] = lse;
+    }
+  }
+}
+
+// One CTA per (sequence, query, head); each thread two columns.
+template <int kHeadDim>
+__global__ void combine_kernel(const DecodeParams p) {
+  const int64_t row = blockIdx.x;  // (b * q_len + q_index) * q_heads + head
+  const int64_t rows = (int64_t)p.batch * p.q_len * p.q_heads;
+  float max_lse = -INFINITY;
+  for (int s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, p.partial_lse[s * rows + row]);
+  const int c = threadIdx.x;  // half2 column
+  float2 acc = make_float2(0.f, 0.f);
+  float total = 0.f;
+  if (max_lse != -INFINITY) {
+    for (int s = 0; s < p.splits; ++s) {
+      const float weight = __expf(p.partial_lse[s * rows + row] - max_lse);  // 0 for empty splits
+      const float2 part = reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c];
+      acc.x = fmaf(weight, part.x, acc.x);
+      acc.y = fmaf(weight, part.y, acc.y);
+      total += weight;
+    }
+  }
+  const float inv = total > 0.f ? 1.f / total : 0.f;
+  reinterpret_cast<__half2*>(p.out + row * kHeadDim)[c] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+  if (p.lse != nullptr && c == 0) {
+    const int head = row % p.q_heads, q_index = row / p.q_heads % p.q_len, b = row / p.q_heads / p.q_len;
+    p.lse[((int64_t)b * p.q_heads + head) * p.q_len + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
+  }
+}
+
+template <int kHeadDim>
+void launch_for(const DecodeParams& p, cudaStream_t stream) {
+  const int row_blocks = (p.q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
+  const dim3 grid(p.batch, p.kv_heads * row_blocks, p.splits);
+  decode_kernel<kHeadDim><<<grid, kThreads, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+  if (p.splits > 1) {
+    combine_kernel<kHeadDim><<<p.batch * p.q_len * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void launch_decode_attention(const DecodeParams& p, int head_dim, cudaStream_t stream) {
+  if (p.batch == 0 || p.q_len == 0) return;
+  switch (head_dim) {
+    case 64: return launch_for<64>(p, stream);
+    case 128: return launch_for<128>(p, stream);
+    case 256: return launch_for<256>(p, stream);
+    default: throw std::invalid_argument("decode attention: head_dim must be 64, 128 or 256");
+  }
+}
+
+}  // namespace flash_v100

@@ -1,0 +1,189 @@
+"""flash_attn_with_kvcache against a float32 PyTorch reference: head dims 64/128/256, GQA ratios
+1/4/6/8, query blocks of 1 to 33 tokens, ragged cache lengths, paged and contiguous caches, causal
+and not, sliding windows, softcap, appended k/v, split-KV against one pass, CUDA graphs. Outputs come
+from the caching allocator, poisoned with NaN first, so unwritten elements fail."""
+import math
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def fa():
+    import flash_attn_v100
+
+    return flash_attn_v100
+
+
+def reference(q, k_cache, v_cache, block_table, seqlens, scale, causal, window_left, softcap):
+    """float32 attention, one sequence and head at a time, straight from the cache pages."""
+    batch, q_len, heads, dim = q.shape
+    kv_heads, block_size = k_cache.shape[2], k_cache.shape[1]
+    out = torch.zeros(batch, q_len, heads, dim, dtype=torch.float32, device=q.device)
+    lse = torch.full((batch, heads, q_len), -math.inf, device=q.device)
+    for b in range(batch):
+        keys = int(seqlens[b])
+        if keys == 0:
+            continue
+        pos = torch.arange(keys, device=q.device)
+        blocks = block_table[b, pos // block_size].long()
+        k = k_cache[blocks, pos % block_size].float()  # [keys, kv_heads, dim]
+        v = v_cache[blocks, pos % block_size].float()
+        q_pos = keys - q_len + torch.arange(q_len, device=q.device)
+        visible = torch.ones(q_len, keys, dtype=torch.bool, device=q.device)
+        if causal:
+            visible &= pos[None, :] <= q_pos[:, None]
+        if window_left >= 0:
+            visible &= pos[None, :] >= q_pos[:, None] - window_left
+        for h in range(heads):
+            kv = h // (heads // kv_heads)
+            s = (q[b, :, h].float() @ k[:, kv].T) * scale
+            if softcap > 0:
+                s = softcap * torch.tanh(s / softcap)
+            s = s.masked_fill(~visible, -math.inf)
+            row_lse = torch.logsumexp(s, -1)
+            p = torch.exp(s - row_lse[:, None]).nan_to_num(0.0)
+            out[b, :, h] = p @ v[:, kv]
+            lse[b, h] = row_lse
+    return out, lse
+
+
+def poison():
+    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
+    del junk
+
+
+def paged_cache(seqlens, kv_heads, dim, block_size, gen, extra_blocks=3):
+    """Random paged K/V with shuffled block tables (pages of one sequence are not adjacent)."""
+    batch = len(seqlens)
+    per_seq = max(1, -(-max(seqlens) // block_size))
+    num_blocks = batch * per_seq + extra_blocks
+    k_cache = torch.randn(num_blocks, block_size, kv_heads, dim, device="cuda", generator=gen).half()
+    v_cache = torch.randn(num_blocks, block_size, kv_heads, dim, device="cuda", generator=gen).half()
+    order = torch.randperm(num_blocks, device="cuda", generator=gen)[:batch * per_seq]
+    block_table = order.view(batch, per_seq).int()
+    return k_cache, v_cache, block_table
+
+
+def relative_error(out, ref):
+    assert not out.isnan().any(), "unwritten (NaN) outputs"
+    return float((out.float() - ref).norm() / ref.norm().clamp(min=1e-6))
+
+
+@pytest.mark.parametrize("dim", [64, 128, 256])
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2), (6, 1), (16, 2)])
+@pytest.mark.parametrize("q_len", [1, 2, 5, 16, 33])
+@pytest.mark.parametrize("causal", [True, False])
+def test_paged_decode_matches_reference(fa, dim, heads, kv_heads, q_len, causal, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [q_len, q_len + 17, q_len + 300, q_len + 1001]
+    k_cache, v_cache, block_table = paged_cache(seqlens, kv_heads, dim, 16, gen)
+    q = torch.randn(len(seqlens), q_len, heads, dim, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    poison()
+    out, lse = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table,
+                                         causal=causal, return_softmax_lse=True)
+    ref, ref_lse = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(dim), causal, -1, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+    torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("window_left, softcap", [(0, 0.0), (7, 0.0), (100, 30.0), (-1, 5.0)])
+def test_windows_and_softcap(fa, window_left, softcap, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [3, 64, 513]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 2, 128, 32, gen)
+    q = torch.randn(3, 3, 8, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table, causal=True,
+                                     window_size=(window_left, 0), softcap=softcap)
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(128), True, window_left, softcap)
+    assert relative_error(out, ref) < TOLERANCE
+
+
+@pytest.mark.parametrize("num_splits", [1, 2, 7, 0])
+def test_split_kv_agrees_with_one_pass(fa, num_splits, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [5000, 20, 1]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 1, 256, 528, gen)  # hybrid models' large blocks
+    q = torch.randn(3, 1, 6, 256, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table,
+                                     causal=True, num_splits=num_splits)
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(256), True, -1, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+
+
+def test_contiguous_cache_equals_paged(fa, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    batch, length, kv_heads, dim = 3, 200, 2, 64
+    k_flat = torch.randn(batch, length, kv_heads, dim, device="cuda", generator=gen).half()
+    v_flat = torch.randn(batch, length, kv_heads, dim, device="cuda", generator=gen).half()
+    q = torch.randn(batch, 2, 4, dim, device="cuda", generator=gen).half()
+    lens = torch.tensor([200, 77, 2], dtype=torch.int32, device="cuda")
+    contiguous = fa.flash_attn_with_kvcache(q, k_flat, v_flat, cache_seqlens=lens, causal=True)
+    pages = 8  # the same data cut into 25-token pages, listed in order
+    k_paged = k_flat.view(batch * pages, length // pages, kv_heads, dim)
+    v_paged = v_flat.view(batch * pages, length // pages, kv_heads, dim)
+    table = torch.arange(batch * pages, dtype=torch.int32, device="cuda").view(batch, pages)
+    paged = fa.flash_attn_with_kvcache(q, k_paged, v_paged, cache_seqlens=lens, block_table=table, causal=True)
+    torch.testing.assert_close(contiguous, paged, rtol=0, atol=0)
+
+
+def test_appended_k_v_land_in_the_cache_and_are_attended(fa, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [10, 40]
+    k_cache, v_cache, block_table = paged_cache([s + 5 for s in seqlens], 2, 128, 16, gen)
+    q = torch.randn(2, 5, 4, 128, device="cuda", generator=gen).half()
+    k_new = torch.randn(2, 5, 2, 128, device="cuda", generator=gen).half()
+    v_new = torch.randn(2, 5, 2, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=k_new, v=v_new, cache_seqlens=lens,
+                                     block_table=block_table, causal=True)
+    for b, start in enumerate(seqlens):
+        pos = torch.arange(start, start + 5, device="cuda")
+        blocks = block_table[b, pos // 16].long()
+        torch.testing.assert_close(k_cache[blocks, pos % 16], k_new[b], rtol=0, atol=0)
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens + 5, 1 / math.sqrt(128), True, -1, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+
+
+def test_a_query_with_no_keys_gets_zeros_and_minus_inf_lse(fa):
+    k_cache = torch.randn(2, 16, 1, 64, device="cuda").half()
+    q = torch.randn(2, 1, 2, 64, device="cuda").half()
+    lens = torch.tensor([0, 3], dtype=torch.int32, device="cuda")
+    table = torch.tensor([[0], [1]], dtype=torch.int32, device="cuda")
+    out, lse = fa.flash_attn_with_kvcache(q, k_cache, k_cache, cache_seqlens=lens, block_table=table,
+                                         return_softmax_lse=True)
+    assert (out[0] == 0).all() and torch.isinf(lse[0]).all() and (lse[0] < 0).all()
+    assert torch.isfinite(lse[1]).all()
+
+
+def test_cuda_graph_replay(fa, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    k_cache, v_cache, block_table = paged_cache([900, 33], 1, 256, 16, gen)
+    q = torch.randn(2, 1, 6, 256, device="cuda", generator=gen).half()
+    lens = torch.tensor([900, 33], dtype=torch.int32, device="cuda")
+    fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table, causal=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table,
+                                         causal=True)
+    lens.copy_(torch.tensor([901, 40], dtype=torch.int32))  # a decode step later, same graph
+    q.copy_(torch.randn(q.shape, device="cuda", generator=gen).half())
+    graph.replay()
+    torch.cuda.synchronize()
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(256), True, -1, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+
+
+def test_op_schema_and_fake(fa):
+    q = torch.randn(2, 1, 4, 64, device="cuda").half()
+    k_cache = torch.randn(3, 16, 2, 64, device="cuda").half()
+    table = torch.tensor([[0], [2]], dtype=torch.int32, device="cuda")
+    lens = torch.tensor([5, 16], dtype=torch.int32, device="cuda")
+    torch.library.opcheck(torch.ops.flash_attn_v100.decode_attention.default,
+                          (q, k_cache, k_cache, table, lens, 0.125, True, -1, 0.0, 0))
