@@ -85,67 +85,77 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-std::tuple<torch::Tensor, torch::Tensor> decode_attention(const torch::Tensor& q, const torch::Tensor& k_cache,
-                                                          const torch::Tensor& v_cache,
-                                                          const torch::Tensor& block_table,
-                                                          const torch::Tensor& seqlens_k, double scale, bool causal,
-                                                          int64_t window_left, double softcap, int64_t num_splits) {
-  for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &block_table, &seqlens_k}) {
-    TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "decode_attention: all tensors must be on ", q.device());
+std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q, const torch::Tensor& k_cache,
+                                                         const torch::Tensor& v_cache,
+                                                         const torch::Tensor& cu_seqlens_q,
+                                                         const torch::Tensor& seqlens_k,
+                                                         const torch::Tensor& block_table, int64_t max_seqlen_q,
+                                                         double scale, bool causal, int64_t window_left,
+                                                         double softcap, int64_t num_splits) {
+  for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
+    TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
   check_half(q, "q");
   check_half(k_cache, "k_cache");
   check_half(v_cache, "v_cache");
-  TORCH_CHECK_VALUE(q.dim() == 4, "decode_attention: q must be [batch, q_len, q_heads, head_dim], got ", q.sizes());
-  const int64_t batch = q.size(0), q_len = q.size(1), q_heads = q.size(2), head_dim = q.size(3);
+  TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());
+  const int64_t total_q = q.size(0), q_heads = q.size(1), head_dim = q.size(2);
   TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "flash_attn_v100: head_dim ", head_dim,
                     " is not supported; use 64, 128 or 256");
   TORCH_CHECK_VALUE(k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes() && k_cache.size(3) == head_dim,
-                    "decode_attention: k_cache and v_cache must be [num_blocks, block_size, kv_heads, ", head_dim,
+                    "paged_attention: k_cache and v_cache must be [num_blocks, block_size, kv_heads, ", head_dim,
                     "], got ", k_cache.sizes(), " and ", v_cache.sizes());
   const int64_t kv_heads = k_cache.size(2), block_size = k_cache.size(1);
   TORCH_CHECK_VALUE(kv_heads > 0 && q_heads % kv_heads == 0, "flash_attn_v100: ", q_heads,
                     " query heads are not a multiple of ", kv_heads, " KV heads");
-  TORCH_CHECK_VALUE(block_table.scalar_type() == at::kInt && block_table.dim() == 2 &&
-                        block_table.size(0) == batch && block_table.stride(1) == 1,
-                    "decode_attention: block_table must be int32 [batch = ", batch, ", max_blocks], got ",
-                    block_table.scalar_type(), " ", block_table.sizes());
+  TORCH_CHECK_VALUE(cu_seqlens_q.scalar_type() == at::kInt && cu_seqlens_q.dim() == 1 && cu_seqlens_q.size(0) >= 1 &&
+                        cu_seqlens_q.is_contiguous(),
+                    "paged_attention: cu_seqlens_q must be a contiguous int32 [batch + 1] tensor");
+  const int64_t batch = cu_seqlens_q.size(0) - 1;
   TORCH_CHECK_VALUE(seqlens_k.scalar_type() == at::kInt && seqlens_k.dim() == 1 && seqlens_k.size(0) == batch &&
                         seqlens_k.is_contiguous(),
-                    "decode_attention: seqlens_k must be a contiguous int32 [batch = ", batch, "] tensor");
-  TORCH_CHECK_VALUE(q.stride(3) == 1 && q.stride(0) % 2 == 0 && q.stride(1) % 2 == 0 && q.stride(2) % 2 == 0 &&
+                    "paged_attention: seqlens_k must be a contiguous int32 [batch = ", batch, "] tensor");
+  TORCH_CHECK_VALUE(block_table.scalar_type() == at::kInt && block_table.dim() == 2 &&
+                        block_table.size(0) == batch && block_table.stride(1) == 1,
+                    "paged_attention: block_table must be int32 [batch = ", batch, ", max_blocks], got ",
+                    block_table.scalar_type(), " ", block_table.sizes());
+  TORCH_CHECK_VALUE(q.stride(2) == 1 && q.stride(0) % 2 == 0 && q.stride(1) % 2 == 0 &&
                         reinterpret_cast<uintptr_t>(q.data_ptr()) % 4 == 0,
-                    "decode_attention: q's head_dim must be contiguous with even strides");
+                    "paged_attention: q's head_dim must be contiguous with even strides");
   for (const torch::Tensor* t : TensorPtrs{&k_cache, &v_cache}) {
     TORCH_CHECK_VALUE(t->stride(3) == 1 && t->stride(0) % 8 == 0 && t->stride(1) % 8 == 0 && t->stride(2) % 8 == 0 &&
                           reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 == 0,
-                      "decode_attention: KV caches need a contiguous head_dim, 16-byte aligned rows");
+                      "paged_attention: KV caches need a contiguous head_dim and 16-byte aligned rows");
   }
-  TORCH_CHECK_VALUE(softcap >= 0, "decode_attention: softcap must be >= 0 (0 = off), got ", softcap);
+  TORCH_CHECK_VALUE(softcap >= 0, "paged_attention: softcap must be >= 0 (0 = off), got ", softcap);
+  TORCH_CHECK_VALUE(max_seqlen_q >= 0 && max_seqlen_q <= total_q, "paged_attention: max_seqlen_q = ",
+                    max_seqlen_q, " is outside [0, total_q = ", total_q, "]");
 
   const c10::cuda::CUDAGuard guard(q.device());
-  auto out = torch::empty({batch, q_len, q_heads, head_dim}, q.options());
-  auto lse = torch::empty({batch, q_heads, q_len}, q.options().dtype(at::kFloat));
-  if (batch == 0 || q_len == 0) return {out, lse};
+  auto out = torch::empty({total_q, q_heads, head_dim}, q.options());
+  auto lse = torch::empty({q_heads, total_q}, q.options().dtype(at::kFloat));
+  if (batch == 0 || total_q == 0 || max_seqlen_q == 0) return {out, lse};
 
   DecodeParams p{};
   p.q = reinterpret_cast<const __half*>(q.data_ptr<at::Half>());
   p.k_cache = reinterpret_cast<const __half*>(k_cache.data_ptr<at::Half>());
   p.v_cache = reinterpret_cast<const __half*>(v_cache.data_ptr<at::Half>());
-  p.block_table = block_table.data_ptr<int>();
+  p.cu_seqlens_q = cu_seqlens_q.data_ptr<int>();
   p.seqlens_k = seqlens_k.data_ptr<int>();
+  p.block_table = block_table.data_ptr<int>();
   p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
   p.lse = lse.data_ptr<float>();
-  p.q_batch_stride = q.stride(0), p.q_seq_stride = q.stride(1), p.q_head_stride = q.stride(2);
+  p.q_token_stride = q.stride(0), p.q_head_stride = q.stride(1);
   p.k_block_stride = k_cache.stride(0), p.k_token_stride = k_cache.stride(1), p.k_head_stride = k_cache.stride(2);
   p.v_block_stride = v_cache.stride(0), p.v_token_stride = v_cache.stride(1), p.v_head_stride = v_cache.stride(2);
   p.block_table_stride = block_table.stride(0);
-  p.batch = batch, p.q_len = q_len, p.q_heads = q_heads, p.kv_heads = kv_heads, p.block_size = block_size;
+  p.batch = batch, p.total_q = total_q, p.max_q_len = max_seqlen_q;
+  p.q_heads = q_heads, p.kv_heads = kv_heads, p.block_size = block_size;
   p.scale = scale, p.softcap = softcap, p.window_left = window_left, p.causal = causal;
 
-  // Split the keys so the GPU has about two CTAs per SM; shapes only, so CUDA graphs stay valid.
+  // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid.
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
-  const int64_t row_blocks = ceil_div(q_len * (q_heads / kv_heads), kDecodeRowsPerCta);
+  const int64_t row_blocks = ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta);
   int64_t splits = num_splits;
   if (splits <= 0) {
     int sms = 0;
@@ -157,8 +167,8 @@ std::tuple<torch::Tensor, torch::Tensor> decode_attention(const torch::Tensor& q
   p.splits = ceil_div(max_keys, p.tokens_per_split);
   torch::Tensor partial_out, partial_lse;
   if (p.splits > 1) {
-    partial_out = torch::empty({p.splits, batch, q_len, q_heads, head_dim}, q.options().dtype(at::kFloat));
-    partial_lse = torch::empty({p.splits, batch, q_len, q_heads}, q.options().dtype(at::kFloat));
+    partial_out = torch::empty({p.splits, total_q, q_heads, head_dim}, q.options().dtype(at::kFloat));
+    partial_lse = torch::empty({p.splits, total_q, q_heads}, q.options().dtype(at::kFloat));
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
@@ -174,9 +184,10 @@ TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "
         "Tensor slot_mapping) -> ()");
   m.impl("write_kv_cache", torch::kCUDA, &flash_v100::write_kv_cache);
-  m.def("decode_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor block_table, Tensor seqlens_k, "
-        "float scale, bool causal, int window_left, float softcap, int num_splits) -> (Tensor, Tensor)");
-  m.impl("decode_attention", torch::kCUDA, &flash_v100::decode_attention);
+  m.def("paged_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, Tensor seqlens_k, "
+        "Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, float softcap, "
+        "int num_splits) -> (Tensor, Tensor)");
+  m.impl("paged_attention", torch::kCUDA, &flash_v100::paged_attention);
 }
 
 PyMODINIT_FUNC PyInit__C(void) {

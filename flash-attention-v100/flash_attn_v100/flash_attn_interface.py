@@ -17,11 +17,11 @@ def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping) -> No
     return None
 
 
-@torch.library.register_fake("flash_attn_v100::decode_attention")
-def _decode_attention_fake(q, k_cache, v_cache, block_table, seqlens_k, scale, causal, window_left, softcap,
-                           num_splits):
-    batch, q_len, heads, _ = q.shape
-    return q.new_empty(q.shape), q.new_empty((batch, heads, q_len), dtype=torch.float32)
+@torch.library.register_fake("flash_attn_v100::paged_attention")
+def _paged_attention_fake(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale, causal,
+                          window_left, softcap, num_splits):
+    total_q, heads, _ = q.shape
+    return q.new_empty(q.shape), q.new_empty((heads, total_q), dtype=torch.float32)
 
 
 def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
@@ -95,11 +95,49 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
         write_kv_cache(k.reshape(-1, *k.shape[2:]).contiguous(), v.reshape(-1, *v.shape[2:]).contiguous(),
                        k_cache, v_cache, slots)
         cache_seqlens = cache_seqlens + new
+    batch, q_len, heads, dim = q.shape
+    cu_seqlens_q = torch.arange(0, batch * q_len + 1, q_len, dtype=torch.int32, device=q.device)
+    out, lse = _paged_attention(q.reshape(batch * q_len, heads, dim), k_cache, v_cache, cu_seqlens_q, cache_seqlens,
+                                block_table, q_len, softmax_scale, causal, window_size, softcap, num_splits)
+    out = out.view(batch, q_len, heads, dim)
+    return (out, lse.view(heads, batch, q_len).permute(1, 0, 2)) if return_softmax_lse else out
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                           softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
+                           deterministic=False, return_attn_probs=False, block_table=None, seqused_k=None):
+    """Variable-length attention, flash-attn's call: q [total_q, heads, head_dim] with cu_seqlens_q
+    (int32 [batch + 1]); k/v either [total_k, kv_heads, head_dim] with cu_seqlens_k, or paged caches
+    [num_blocks, block_size, kv_heads, head_dim] with `block_table` and `seqused_k` (keys per
+    sequence; cu_seqlens_k is then ignored, as in flash-attn). A sequence's queries are its last
+    positions (bottom-right causal alignment). Returns out [total_q, heads, head_dim] (and the
+    log-sum-exp [heads, total_q] with return_attn_probs, which returns no probabilities).
+
+    This release runs it on the SIMT kernel of flash_attn_with_kvcache: exact, but long prompts
+    run on CUDA cores; the tensor-core prefill kernels are being built.
+    """
+    _check_inputs(q.unsqueeze(0), k, v, None, None, window_size, alibi_slopes, None)
+    if dropout_p != 0.0:
+        raise ValueError("flash_attn_v100: dropout is not supported (forward inference only)")
+    if block_table is None:
+        # Unpaged keys are a paged cache with one-token blocks: block j of sequence b is key cu_seqlens_k[b] + j.
+        seqused_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).to(torch.int32)
+        columns = torch.arange(max(int(max_seqlen_k), 1), dtype=torch.int32, device=q.device)
+        block_table = (cu_seqlens_k[:-1, None].to(torch.int32) + columns).clamp(max=max(k.shape[0] - 1, 0))
+        k, v = k.unsqueeze(1), v.unsqueeze(1)
+    elif seqused_k is None:
+        raise ValueError("flash_attn_v100: a paged k/v (block_table) needs seqused_k")
+    out, lse = _paged_attention(q, k, v, cu_seqlens_q.to(torch.int32), seqused_k.to(torch.int32), block_table,
+                                int(max_seqlen_q), softmax_scale, causal, window_size, softcap, 0)
+    return (out, lse, None) if return_attn_probs else out
+
+
+def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, softmax_scale,
+                     causal, window_size, softcap, num_splits):
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    out, lse = torch.ops.flash_attn_v100.decode_attention(q, k_cache, v_cache, block_table.to(torch.int32),
-                                                          cache_seqlens.contiguous(), scale, causal,
-                                                          window_size[0], softcap, num_splits)
-    return (out, lse) if return_softmax_lse else out
+    return torch.ops.flash_attn_v100.paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k.contiguous(),
+                                                     block_table.to(torch.int32), max_seqlen_q, scale, causal,
+                                                     window_size[0], softcap, num_splits)
 
 
 def build_info() -> dict:

@@ -44,7 +44,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
 
   const int b = blockIdx.x, kv_head = blockIdx.y % p.kv_heads, row_block = blockIdx.y / p.kv_heads;
   const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int group = p.q_heads / p.kv_heads, rows = p.q_len * group;
+  const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
+  const int group = p.q_heads / p.kv_heads, rows = q_len * group;
+  if (row_block * kDecodeRowsPerCta >= rows) return;  // the grid is sized for the longest sequence
   const int keys = p.seqlens_k[b];
   const int t_begin = split * p.tokens_per_split;
   const int t_end = min(keys, t_begin + p.tokens_per_split);
@@ -54,7 +56,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     const int row = i / kPairs, r = row_block * kDecodeRowsPerCta + row;
     __half2 value = __float2half2_rn(0.f);
     if (r < rows) {
-      const __half* q_row = p.q + b * p.q_batch_stride + (r / group) * p.q_seq_stride +
+      const __half* q_row = p.q + (q_begin + r / group) * p.q_token_stride +
                             (kv_head * group + r % group) * p.q_head_stride;
       value = reinterpret_cast<const __half2*>(q_row)[i % kPairs];
     }
@@ -68,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   for (int j = 0; j < kRowsPerWarp; ++j) {
     const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
     row_valid[j] = r < rows;
-    q_pos[j] = keys - p.q_len + r / group;
+    q_pos[j] = keys - q_len + r / group;
     m[j] = -INFINITY;
     l[j] = 0.f;
 #pragma unroll
@@ -153,16 +155,16 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     const int q_index = r / group, head = kv_head * group + r % group;
     const float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;  // nothing visible: zeros, lse -inf
     const float lse = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
-    const int64_t row_index = ((int64_t)b * p.q_len + q_index) * p.q_heads + head;
+    const int64_t row_index = (int64_t)(q_begin + q_index) * p.q_heads + head;
     if (p.splits == 1) {
       __half2* out = reinterpret_cast<__half2*>(p.out + row_index * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) {
         out[lane + 32 * c] = __floats2half2_rn(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
       }
-      if (p.lse != nullptr && lane == 0) p.lse[((int64_t)b * p.q_heads + head) * p.q_len + q_index] = lse;
+      if (lane == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = lse;
     } else {
-      const int64_t partial_row = (int64_t)split * p.batch * p.q_len * p.q_heads + row_index;
+      const int64_t partial_row = (int64_t)split * p.total_q * p.q_heads + row_index;
       float2* out = reinterpret_cast<float2*>(p.partial_out + partial_row * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) out[lane + 32 * c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
@@ -174,8 +176,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
 // One CTA per (sequence, query, head); each thread two columns.
 template <int kHeadDim>
 __global__ void combine_kernel(const DecodeParams p) {
-  const int64_t row = blockIdx.x;  // (b * q_len + q_index) * q_heads + head
-  const int64_t rows = (int64_t)p.batch * p.q_len * p.q_heads;
+  const int64_t row = blockIdx.x;  // query token * q_heads + head
+  const int64_t rows = (int64_t)p.total_q * p.q_heads;
   float max_lse = -INFINITY;
   for (int s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, p.partial_lse[s * rows + row]);
   const int c = threadIdx.x;  // half2 column
@@ -192,20 +194,17 @@ __global__ void combine_kernel(const DecodeParams p) {
   }
   const float inv = total > 0.f ? 1.f / total : 0.f;
   reinterpret_cast<__half2*>(p.out + row * kHeadDim)[c] = __floats2half2_rn(acc.x * inv, acc.y * inv);
-  if (p.lse != nullptr && c == 0) {
-    const int head = row % p.q_heads, q_index = row / p.q_heads % p.q_len, b = row / p.q_heads / p.q_len;
-    p.lse[((int64_t)b * p.q_heads + head) * p.q_len + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
-  }
+  if (c == 0) p.lse[(row % p.q_heads) * p.total_q + row / p.q_heads] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
 template <int kHeadDim>
 void launch_for(const DecodeParams& p, cudaStream_t stream) {
-  const int row_blocks = (p.q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
+  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
   const dim3 grid(p.batch, p.kv_heads * row_blocks, p.splits);
   decode_kernel<kHeadDim><<<grid, kThreads, 0, stream>>>(p);
   SM7X_CHECK_LAUNCH();
   if (p.splits > 1) {
-    combine_kernel<kHeadDim><<<p.batch * p.q_len * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
+    combine_kernel<kHeadDim><<<p.total_q * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();
   }
 }
@@ -213,7 +212,7 @@ void launch_for(const DecodeParams& p, cudaStream_t stream) {
 }  // namespace
 
 void launch_decode_attention(const DecodeParams& p, int head_dim, cudaStream_t stream) {
-  if (p.batch == 0 || p.q_len == 0) return;
+  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
   switch (head_dim) {
     case 64: return launch_for<64>(p, stream);
     case 128: return launch_for<128>(p, stream);

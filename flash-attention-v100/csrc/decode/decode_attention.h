@@ -1,4 +1,5 @@
-// Attention of a few new query tokens per sequence (decode, MTP verification) over a paged KV cache:
+// Attention of each sequence's new query tokens (decode, MTP verification; any length, varlen) over a
+// paged KV cache:
 // out = softmax(q k^T * scale [softcap, causal, window]) v, fp32 online softmax, split-KV for long
 // contexts (fp32 partials merged by their log-sum-exp in a fixed order).
 #pragma once
@@ -13,24 +14,26 @@ constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one 
 constexpr int kDecodeRowsPerCta = 16;  // query rows (q_len x heads of one KV head) per CTA
 
 struct DecodeParams {
-  const __half* q;            // [batch, q_len, q_heads, head_dim], head_dim contiguous
+  const __half* q;            // [total_q, q_heads, head_dim]: sequence b's queries are rows
+                              // cu_seqlens_q[b] .. cu_seqlens_q[b+1]-1; head_dim contiguous
   const __half* k_cache;      // [num_blocks, block_size, kv_heads, head_dim], head_dim contiguous
   const __half* v_cache;
+  const int* cu_seqlens_q;    // [batch + 1]
+  const int* seqlens_k;       // [batch]: keys per sequence, its new queries' own keys included
   const int* block_table;     // [batch, max_blocks]
-  const int* seqlens_k;       // [batch]: keys per sequence, the q_len new ones included
-  __half* out;                // [batch, q_len, q_heads, head_dim] contiguous, when splits == 1
-  float* lse;                 // [batch, q_heads, q_len] or nullptr, when splits == 1
-  float* partial_out;         // [splits, batch, q_len, q_heads, head_dim], when splits > 1
-  float* partial_lse;         // [splits, batch, q_len, q_heads], when splits > 1
-  int64_t q_batch_stride, q_seq_stride, q_head_stride;
+  __half* out;                // [total_q, q_heads, head_dim] contiguous, when splits == 1
+  float* lse;                 // [q_heads, total_q], when splits == 1
+  float* partial_out;         // [splits, total_q, q_heads, head_dim], when splits > 1
+  float* partial_lse;         // [splits, total_q, q_heads], when splits > 1
+  int64_t q_token_stride, q_head_stride;
   int64_t k_block_stride, k_token_stride, k_head_stride;
   int64_t v_block_stride, v_token_stride, v_head_stride;
   int64_t block_table_stride;
-  int batch, q_len, q_heads, kv_heads, block_size;
+  int batch, total_q, max_q_len, q_heads, kv_heads, block_size;
   float scale;
   float softcap;              // 0: off
   int window_left;            // keys at most this far left of the query; -1: unlimited
-  bool causal;                // queries sit at the last q_len positions; no key to their right
+  bool causal;                // a sequence's queries are its last positions; no key to their right
   int splits, tokens_per_split;  // tokens_per_split is a multiple of kDecodeTileTokens
 };
 

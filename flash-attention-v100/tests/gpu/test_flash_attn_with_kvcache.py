@@ -1,4 +1,4 @@
-"""flash_attn_with_kvcache against a float32 PyTorch reference: head dims 64/128/256, GQA ratios
+"""flash_attn_with_kvcache and flash_attn_varlen_func against a float32 PyTorch reference: head dims 64/128/256, GQA ratios
 1/4/6/8, query blocks of 1 to 33 tokens, ragged cache lengths, paged and contiguous caches, causal
 and not, sliding windows, softcap, appended k/v, split-KV against one pass, CUDA graphs. Outputs come
 from the caching allocator, poisoned with NaN first, so unwritten elements fail."""
@@ -185,5 +185,50 @@ def test_op_schema_and_fake(fa):
     k_cache = torch.randn(3, 16, 2, 64, device="cuda").half()
     table = torch.tensor([[0], [2]], dtype=torch.int32, device="cuda")
     lens = torch.tensor([5, 16], dtype=torch.int32, device="cuda")
-    torch.library.opcheck(torch.ops.flash_attn_v100.decode_attention.default,
-                          (q, k_cache, k_cache, table, lens, 0.125, True, -1, 0.0, 0))
+    cu = torch.tensor([0, 1, 2], dtype=torch.int32, device="cuda")
+    torch.library.opcheck(torch.ops.flash_attn_v100.paged_attention.default,
+                          (q.view(2, 4, 64), k_cache, k_cache, cu, lens, table, 1, 0.125, True, -1, 0.0, 0))
+
+
+def varlen_reference(q, cu_q, k_cache, v_cache, block_table, seqlens, scale, causal, window_left=-1, softcap=0.0):
+    outs = []
+    for b in range(len(seqlens)):
+        q_b = q[cu_q[b]:cu_q[b + 1]].unsqueeze(0)
+        out, _ = reference(q_b, k_cache, v_cache, block_table[b:b + 1], seqlens[b:b + 1], scale, causal,
+                           window_left, softcap)
+        outs.append(out[0])
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_varlen_mixed_prefill_and_decode_over_pages(fa, causal, seed):
+    # One batch as vLLM schedules it: a prompt with a cached prefix, a fresh prompt, decodes, an MTP block.
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q_lens, seqlens = [50, 37, 1, 1, 5], [300, 37, 900, 17, 64]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 2, 128, 16, gen)
+    cu_q = torch.tensor([0] + list(torch.tensor(q_lens).cumsum(0)), dtype=torch.int32, device="cuda")
+    q = torch.randn(sum(q_lens), 12, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    poison()
+    out = fa.flash_attn_varlen_func(q, k_cache, v_cache, cu_q, None, max(q_lens), max(seqlens), causal=causal,
+                                    block_table=block_table, seqused_k=lens)
+    ref = varlen_reference(q, cu_q.tolist(), k_cache, v_cache, block_table, lens, 1 / math.sqrt(128), causal)
+    assert relative_error(out, ref) < TOLERANCE
+
+
+def test_varlen_unpaged_keys(fa, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    lens = [7, 129, 1]
+    total = sum(lens)
+    k = torch.randn(total, 1, 64, device="cuda", generator=gen).half()
+    v = torch.randn(total, 1, 64, device="cuda", generator=gen).half()
+    q = torch.randn(total, 4, 64, device="cuda", generator=gen).half()
+    cu = torch.tensor([0, 7, 136, 137], dtype=torch.int32, device="cuda")
+    out = fa.flash_attn_varlen_func(q, k, v, cu, cu, 129, 129, causal=True)
+    # The same keys as a paged cache of one-token blocks in order.
+    table = torch.zeros(3, 129, dtype=torch.int32, device="cuda")
+    for b in range(3):
+        table[b, :lens[b]] = torch.arange(cu[b], cu[b + 1], device="cuda")
+    ref = varlen_reference(q, cu.tolist(), k.unsqueeze(1), v.unsqueeze(1), table,
+                           torch.tensor(lens, device="cuda"), 1 / 8, True)
+    assert relative_error(out, ref) < TOLERANCE
