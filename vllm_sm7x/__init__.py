@@ -25,7 +25,9 @@ def register_general() -> None:
     if not current_activation().active:
         return
     from vllm_sm7x import ops, patch
+    from vllm_sm7x.attention.selection import register_backend
 
     patch.apply_all()
     ops.load_kernels()
+    register_backend()  # FLASH_ATTN_V100 (as CUSTOM); opt-in until it is the SM7x default
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

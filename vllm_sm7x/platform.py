@@ -7,6 +7,7 @@ from vllm.platforms.cuda import CudaPlatform
 from vllm.platforms.interface import DeviceCapability
 
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
+from vllm_sm7x.attention.selection import accept_backend_alias
 from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for
 
 
@@ -28,6 +29,12 @@ class Sm7xPlatform(CudaPlatform):
     def use_custom_allreduce(cls) -> bool:
         # vLLM's custom all-reduce lives in vllm._C, which PyPI ships without sm_70 code: NCCL on Volta.
         return current_activation().path != "sm70" and super().use_custom_allreduce()
+
+    @classmethod
+    def pre_register_and_update(cls, parser=None) -> None:
+        super().pre_register_and_update(parser)
+        if parser is not None:
+            accept_backend_alias(parser)
 
     @classmethod
     def apply_config_platform_defaults(cls, vllm_config) -> None:

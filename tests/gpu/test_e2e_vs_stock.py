@@ -1,5 +1,6 @@
 """The same AWQ checkpoint, greedy: stock vLLM running it natively on this GPU against our plugin in
-SM70/SM75 emulation, with CUDA graphs (the default) and eager. Tokens must match; where fp16
+SM70/SM75 emulation, with CUDA graphs (the default) and eager, with vLLM's attention pick and with
+our FLASH_ATTN_V100 backend. Tokens must match; where fp16
 summation order flips a late token, the first divergence is allowed only where stock's top-2
 log-probabilities are within 1e-2. Log-probabilities of the first 16 tokens agree within 2e-2."""
 import json
@@ -18,8 +19,9 @@ LOGPROB_TOLERANCE = 2e-2
 GENERATE = """
 import json, sys
 from vllm import LLM, SamplingParams
+backend = None if sys.argv[3] == "default" else sys.argv[3]
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
-          gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0)
+          gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend)
 prompts = [{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)]} for i in range(PROMPTS)]
 params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=2, detokenize=False, ignore_eos=True)
 result = []
@@ -33,12 +35,12 @@ print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_c
 """.replace("PROMPTS", str(PROMPTS)).replace("TOKENS", str(TOKENS))
 
 
-def generate(checkpoint, emulate, mode):
+def generate(checkpoint, emulate, mode, backend="default"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
-    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode], capture_output=True, text=True,
-                            env=env, timeout=500)
+    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend], capture_output=True,
+                            text=True, env=env, timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
@@ -63,10 +65,12 @@ def stock(checkpoint):
     return result["samples"]
 
 
+# "CUSTOM" is our FLASH_ATTN_V100 backend (vLLM's closed enum); default: vLLM's pick (TRITON_ATTN).
+@pytest.mark.parametrize("backend", ["default", "CUSTOM"])
 @pytest.mark.parametrize("mode", ["graphs", "eager"])
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_greedy_tokens_and_logprobs_match_stock_vllm(checkpoint, stock, emulate, mode):
-    ours = generate(checkpoint, emulate, mode)
+def test_greedy_tokens_and_logprobs_match_stock_vllm(checkpoint, stock, emulate, mode, backend):
+    ours = generate(checkpoint, emulate, mode, backend)
     assert ours["quantization"] == "awq_sm7x"
     flips = 0
     for prompt, (theirs, mine) in enumerate(zip(stock, ours["samples"])):
@@ -79,4 +83,4 @@ def test_greedy_tokens_and_logprobs_match_stock_vllm(checkpoint, stock, emulate,
         agree = TOKENS if diverged is None else diverged
         for i in range(min(16, agree)):
             assert abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE, f"prompt {prompt} token {i}"
-    print(f"{emulate}/{mode}: {flips} of {PROMPTS} prompts flip at a close call")
+    print(f"{emulate}/{mode}/{backend}: {flips} of {PROMPTS} prompts flip at a close call")
