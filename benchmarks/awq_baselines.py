@@ -11,116 +11,34 @@ Imported by benchmarks/awq_gemm.py and the tests (benchmarks/ is not a package: 
 """
 from __future__ import annotations
 
-import importlib.util
-import re
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
-from unittest import mock
 
 import torch
 
-EMULATED_ARCH = {"sm70": 70, "sm75": 75}
-# PTX tensor-core instructions: mma.sync (sm_80+, and m8n8k4 on sm_70), wmma.mma, wgmma.mma_async.
-MMA_PTX = re.compile(r"\b(?:wg|w)?mma\.")
-
-
-_EMULATED: dict = {}  # (arch, run_arch) -> EmulatedKernel
-
-
-class FaithfulCompileError(RuntimeError):
-    """Triton could not compile vLLM's kernel for the emulated target."""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triton_faithful import (EMULATED_ARCH, MMA_PTX, EmulatedKernel, FaithfulCompileError,  # noqa: E402,F401
+                             assemble, swapped, with_real_triton)
 
 
 def vllm_awq_triton():
-    """vLLM's awq_triton module with awq_gemm_kernel as a real triton JITFunction.
-
-    Without an active GPU driver (CPU-only machine) vLLM swaps triton for a placeholder and the kernel is a
-    bare Python function; then re-run vLLM's own awq_triton.py with the real triton in its place, which is all
-    compile-to-PTX needs. With a GPU the imported module is returned unchanged."""
-    import triton
-    import triton.language as tl
-    import vllm.triton_utils
+    """vLLM's awq_triton module with awq_gemm_kernel as a real triton JITFunction (also on CPU-only machines)."""
     from vllm.model_executor.layers.quantization import awq_triton
 
-    if isinstance(awq_triton.awq_gemm_kernel, triton.runtime.JITFunction):
-        return awq_triton
-    spec = importlib.util.spec_from_file_location("_awq_triton_real_triton", awq_triton.__file__)
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.multiple(vllm.triton_utils, triton=triton, tl=tl):
-        spec.loader.exec_module(module)
-    return module
-
-
-def assemble(ptx: str, metadata, arch: int) -> bytes:
-    """PTX -> cubin for sm_<arch> with Triton's own ptxas step (same flags as Triton uses). PTX is forward
-    compatible, so ptxas accepts `.target sm_75` code for a newer --gpu-name; no GPU is needed."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import make_backend
-
-    return make_backend(GPUTarget("cuda", arch, 32)).make_cubin(ptx, {}, metadata, arch)
-
-
-class EmulatedKernel:
-    """Stands in for `awq_triton.awq_gemm_kernel` while vLLM's awq_gemm_triton runs, so the launch grid, block
-    sizes, split-K, result allocation and reduction are vLLM's own code. Each launch is specialised on its
-    arguments by Triton's own binder (as JITFunction.run does), compiled with
-    triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)), checked for mma, and, when run_arch is
-    set, the PTX is assembled for sm_<run_arch> and launched by Triton's CompiledKernel launcher (which passes
-    the hidden global/profile scratch pointers). With run_arch=None it only compiles (CPU tests);
-    no_mma=False skips the mma check (the sm_80 control in the tests)."""
-
-    def __init__(self, jit_fn, arch: int, run_arch: int | None, no_mma: bool = True):
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import make_backend
-        from triton.runtime.jit import create_function_from_signature
-
-        self.fn, self.arch, self.run_arch, self.no_mma = jit_fn, arch, run_arch, no_mma
-        self.target = GPUTarget("cuda", arch, 32)
-        self.backend = make_backend(self.target)
-        self.binder = create_function_from_signature(jit_fn.signature, jit_fn.params, self.backend)
-        self.kernels = {}  # specialisation -> CompiledKernel
-
-    def compile(self, *args, **kwargs):
-        import triton
-        from triton.compiler import ASTSource
-
-        bound, specialization, options = self.binder(*args, **kwargs)
-        key = str((specialization, options))
-        if key not in self.kernels:
-            options, signature, constexprs, attrs = self.fn._pack_args(self.backend, kwargs, bound,
-                                                                      specialization, options)
-            try:
-                kernel = triton.compile(ASTSource(self.fn, signature, constexprs, attrs), target=self.target,
-                                        options=options.__dict__)
-            except Exception as e:
-                raise FaithfulCompileError(f"triton {triton.__version__} cannot compile vLLM's awq_gemm_kernel "
-                                           f"for GPUTarget('cuda', {self.arch}, 32): {e!r}") from e
-            ptx = kernel.asm["ptx"]
-            if f".target sm_{self.arch}" not in ptx or (self.no_mma and MMA_PTX.search(ptx)):
-                raise AssertionError(f"expected sm_{self.arch} PTX without mma: {MMA_PTX.findall(ptx)[:3]}")
-            if self.run_arch is not None:
-                kernel.kernel = kernel.asm["cubin"] = assemble(ptx, kernel.metadata, self.run_arch)
-            self.kernels[key] = kernel
-        return self.kernels[key], bound
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            kernel, bound = self.compile(*args, **kwargs)
-            if self.run_arch is not None:
-                grid_ = tuple(grid(bound) if callable(grid) else grid)
-                kernel[grid_ + (1,) * (3 - len(grid_))](*bound.values())
-        return launch
+    return with_real_triton(awq_triton, "awq_gemm_kernel")
 
 
 def awq_gemm_triton_with(module, kernel) -> Callable:
     """vLLM's awq_gemm_triton, with `kernel` in place of its module-global awq_gemm_kernel during the call."""
     def run(*args, **kwargs):
-        saved, module.awq_gemm_kernel = module.awq_gemm_kernel, kernel
-        try:
+        with swapped(module, awq_gemm_kernel=kernel):
             return module.awq_gemm_triton(*args, **kwargs)
-        finally:
-            module.awq_gemm_kernel = saved
     return run
+
+
+_EMULATED: dict = {}  # (arch, run_arch) -> EmulatedKernel
 
 
 def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str

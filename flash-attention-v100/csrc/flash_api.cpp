@@ -128,6 +128,9 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
                       "paged_attention: KV caches need a contiguous head_dim and 16-byte aligned rows");
   }
   TORCH_CHECK_VALUE(softcap >= 0, "paged_attention: softcap must be >= 0 (0 = off), got ", softcap);
+  TORCH_CHECK_VALUE(kv_heads <= 65535 && batch * ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta) <=
+                        INT32_MAX,
+                    "paged_attention: too many KV heads or query rows for one launch");
   TORCH_CHECK_VALUE(max_seqlen_q >= 0 && max_seqlen_q <= total_q, "paged_attention: max_seqlen_q = ",
                     max_seqlen_q, " is outside [0, total_q = ", total_q, "]");
 

@@ -6,6 +6,7 @@
 #   bash tools/device/gpu.sh build                       # build only
 #   bash tools/device/gpu.sh test [PYTEST ARGS...]       # build, then every GPU test (junit in $OUT)
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
+#   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #
 # vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
@@ -55,6 +56,14 @@ bench() {
   return $rc
 }
 
+bench_attention() {
+  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/attention.py --path sm70 sm75 --out "$OUT" "$@" \
+    > "$OUT/attention.log" 2>&1
+  local rc=$?
+  grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/attention.log" | tail -40
+  return $rc
+}
+
 command="${1:-all}"
 shift || true
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -64,6 +73,7 @@ case "$command" in
   build) ;;
   test) gpu_tests "$@" ;;
   bench) bench "$@" ;;
+  bench-attention) bench_attention "$@" ;;
   all) gpu_tests; bench --tune ;;
-  *) echo "unknown command '$command': build | test | bench | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | bench | bench-attention | all"; exit 2 ;;
 esac

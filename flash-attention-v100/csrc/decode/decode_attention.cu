@@ -1,7 +1,7 @@
 // Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on
 // SIMT on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
 //
-// CTA = (sequence, KV head x block of 16 query rows, KV split). Query rows are the q_len x group
+// CTA = (sequence x block of 16 query rows, KV head, KV split). Query rows are the q_len x group
 // query heads that share the KV head (GQA packing), so each KV tile is read once for all of them.
 // Per 32-token tile: K and V go to shared memory; lane t scores token t against the warp's 4 rows;
 // warp shuffles give each row's max and sum (online softmax in fp32); for P.V every lane owns
@@ -42,7 +42,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   __shared__ __half2 k_s[kDecodeTileTokens][kStride];
   __shared__ __half2 v_s[kDecodeTileTokens][kStride];
 
-  const int b = blockIdx.x, kv_head = blockIdx.y % p.kv_heads, row_block = blockIdx.y / p.kv_heads;
+  // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
+  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
+  const int b = blockIdx.x / row_blocks, row_block = blockIdx.x % row_blocks, kv_head = blockIdx.y;
   const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
   const int group = p.q_heads / p.kv_heads, rows = q_len * group;
@@ -200,7 +202,7 @@ __global__ void combine_kernel(const DecodeParams p) {
 template <int kHeadDim>
 void launch_for(const DecodeParams& p, cudaStream_t stream) {
   const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
-  const dim3 grid(p.batch, p.kv_heads * row_blocks, p.splits);
+  const dim3 grid(p.batch * row_blocks, p.kv_heads, p.splits);
   decode_kernel<kHeadDim><<<grid, kThreads, 0, stream>>>(p);
   SM7X_CHECK_LAUNCH();
   if (p.splits > 1) {

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Attention at Qwen3.6-27B's full-attention shape (head_dim 256; 24 query / 4 KV heads at TP1, 6 / 1
+at TP4) on the SM7x paths: flash-attn-v100 against stock vLLM's TRITON_ATTN kernel
+(`unified_attention`), built for this GPU ("native") and built for the emulated card ("faithful":
+Triton emits no tensor-core instruction there; benchmarks/triton_faithful.py runs that build here).
+
+  decode:  batch 1 and 4, 1 and 5 new tokens (MTP verification), contexts 4K .. 256K; bw_frac = KV
+           bytes read / time / copy bandwidth measured in this run. KV caches of several layers are
+           rotated so the working set is >= 4x the L2 where memory allows.
+  prefill: one causal prompt of 1K, 8K and 32K tokens.
+All calls run inside CUDA graphs (no launch or Python overhead in the figures). These are figures of
+this GPU running the SM7x code paths, not V100 or T4 figures.
+
+  python benchmarks/attention.py --path sm70 sm75 [--out benchmarks/results] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
+
+HEAD_DIM = 256
+SHAPES = {"27b-tp1": (24, 4), "27b-tp4": (6, 1)}  # query heads, KV heads
+BLOCK_SIZE = 16
+MEMORY_BUDGET = 24 << 30  # bytes of KV caches per case
+
+
+def median_graph_ms(step, replays: int = 15) -> float:
+    step()  # compile / warm up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def copy_bandwidth_gbs() -> float:
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / median_graph_ms(lambda: dst.copy_(src)) / 1e6
+
+
+class Problem:
+    """Queries and `layers` paged KV caches in vLLM's flash layout ([blocks, block_size, kv_heads, 2 * d])."""
+
+    def __init__(self, q_heads: int, kv_heads: int, batch: int, q_len: int, context: int, layers: int):
+        self.q_heads, self.kv_heads, self.batch, self.q_len, self.context = q_heads, kv_heads, batch, q_len, context
+        per_seq = -(-context // BLOCK_SIZE)
+        self.q = torch.randn(batch * q_len, q_heads, HEAD_DIM, device="cuda").half()
+        self.caches = []
+        for _ in range(layers):
+            kv = torch.randn(batch * per_seq, BLOCK_SIZE, kv_heads, 2 * HEAD_DIM, device="cuda").half()
+            self.caches.append(kv.split(HEAD_DIM, dim=-1))  # key_cache, value_cache views
+        self.block_table = torch.arange(batch * per_seq, dtype=torch.int32, device="cuda").view(batch, per_seq)
+        self.cu_seqlens_q = torch.arange(0, batch * q_len + 1, q_len, dtype=torch.int32, device="cuda")
+        self.seqlens_k = torch.full((batch,), context, dtype=torch.int32, device="cuda")
+        self.scale = 1.0 / math.sqrt(HEAD_DIM)
+
+    @property
+    def kv_bytes(self) -> int:  # read per layer
+        return 2 * self.batch * self.context * self.kv_heads * HEAD_DIM * 2
+
+
+def ours(problem: Problem):
+    import flash_attn_v100
+
+    def run(key_cache, value_cache):
+        return flash_attn_v100.flash_attn_varlen_func(
+            problem.q, key_cache, value_cache, problem.cu_seqlens_q, None, problem.q_len, problem.context,
+            softmax_scale=problem.scale, causal=True, block_table=problem.block_table, seqused_k=problem.seqlens_k)
+    return run
+
+
+def unified_attention_module():
+    from vllm.v1.attention.ops import triton_unified_attention
+
+    return with_real_triton(triton_unified_attention, "kernel_unified_attention")
+
+
+def triton_attn_kwargs(q, cu_seqlens_q, max_q_len: int, seqlens_k, max_context: int, block_table, scale: float,
+                       kv_heads: int) -> dict:
+    """unified_attention's arguments as vLLM's TRITON_ATTN backend passes them (fp16 cache, no graphs:
+    3D segmented kernel for decode batches of few sequences, 2D otherwise), workspaces included."""
+    threshold, segments = 128 // kv_heads, 16  # TritonAttentionMetadataBuilder: seq_threshold_3D, segments
+    heads, dim = q.shape[1], q.shape[2]
+    workspace = dict(dtype=torch.float32, device=q.device)
+    descale = torch.ones(len(seqlens_k), kv_heads, **workspace)
+    return dict(q=q, out=torch.empty_like(q), cu_seqlens_q=cu_seqlens_q, max_seqlen_q=max_q_len, seqused_k=seqlens_k,
+                max_seqlen_k=max_context, softmax_scale=scale, causal=True, window_size=(-1, -1),
+                block_table=block_table, softcap=0, q_descale=None, k_descale=descale, v_descale=descale,
+                seq_threshold_3D=threshold, num_par_softmax_segments=segments,
+                softmax_segm_output=torch.empty(threshold, heads, segments, dim, **workspace),
+                softmax_segm_max=torch.empty(threshold, heads, segments, **workspace),
+                softmax_segm_expsum=torch.empty(threshold, heads, segments, **workspace))
+
+
+def emulated_kernels(module, emulate: str, run_arch: int | None) -> dict:
+    """TRITON_ATTN's two kernels built for the emulated card (run_arch None: compile only)."""
+    return {name: EmulatedKernel(getattr(module, name), EMULATED_ARCH[emulate], run_arch)
+            for name in ("kernel_unified_attention", "reduce_segments")}
+
+
+def stock(problem: Problem, emulate: str | None):
+    """vLLM's TRITON_ATTN call; emulate=None builds for this GPU, "sm70"/"sm75" for that card."""
+    module = unified_attention_module()
+    kwargs = triton_attn_kwargs(problem.q, problem.cu_seqlens_q, problem.q_len, problem.seqlens_k, problem.context,
+                                problem.block_table, problem.scale, problem.kv_heads)
+    major, minor = torch.cuda.get_device_capability()
+    kernels = emulated_kernels(module, emulate, major * 10 + minor) if emulate else {}
+
+    def run(key_cache, value_cache):
+        with swapped(module, **kernels):
+            module.unified_attention(k=key_cache, v=value_cache, **kwargs)
+        return kwargs["out"]
+    return run
+
+
+def time_per_layer(fn, problem: Problem) -> float:
+    return median_graph_ms(lambda: [fn(k, v) for k, v in problem.caches]) / len(problem.caches)
+
+
+def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str) -> dict:
+    ms = time_per_layer(ours(problem), problem)
+    baselines = {}
+    for key, emulate in (("triton_attn_native", None), (f"triton_attn_faithful_{path}", path)):
+        try:
+            baselines[key] = round(time_per_layer(stock(problem, emulate), problem), 5)
+        except Exception as e:  # reported, not fatal
+            baselines[key] = None
+            notes[f"{label} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return {"ms": round(ms, 5), "bw_frac": round(problem.kv_bytes / (ms * 1e-3) / (bandwidth * 1e9), 3),
+            "baselines": baselines}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="fewer cases")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    bandwidth = copy_bandwidth_gbs()
+    contexts = (4096, 32768) if args.quick else (4096, 32768, 131072, 262144)
+    prompts = (1024, 8192) if args.quick else (1024, 8192, 32768)
+    rows, notes = {path: [] for path in args.path}, {}
+    for shape, (q_heads, kv_heads) in SHAPES.items():
+        for context in contexts:
+            for batch in (1, 4):
+                for q_len in (1, 5):
+                    kv_bytes = 2 * batch * context * kv_heads * HEAD_DIM * 2
+                    if kv_bytes > MEMORY_BUDGET:
+                        continue
+                    layers = max(1, min(-(-4 * l2 // kv_bytes), MEMORY_BUDGET // kv_bytes))
+                    problem = Problem(q_heads, kv_heads, batch, q_len, context, layers)
+                    for path in args.path:
+                        label = f"{shape} decode ctx={context} b={batch} q={q_len}"
+                        rows[path].append({"case": f"{shape} decode", "phase": "decode", "context": context,
+                                           "batch": batch, "q_len": q_len, "layers_rotated": layers,
+                                           **measure(problem, path, bandwidth, notes, label)})
+                    del problem
+                    torch.cuda.empty_cache()
+        for prompt in prompts:
+            problem = Problem(q_heads, kv_heads, 1, prompt, prompt, 1)
+            flops = 4 * prompt * prompt * q_heads * HEAD_DIM / 2  # causal: half of QK^T and PV
+            for path in args.path:
+                result = measure(problem, path, bandwidth, notes, f"{shape} prefill {prompt}")
+                result["bw_frac"] = None
+                result["tflops"] = round(flops / (result["ms"] * 1e-3) / 1e12, 2)
+                rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": prompt, "batch": 1,
+                                   "q_len": prompt, **result})
+            del problem
+            torch.cuda.empty_cache()
+
+    gpu = torch.cuda.get_device_name(0)
+    date = datetime.date.today().isoformat()
+    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else os.environ.get("SM7X_COMMIT", "unknown")
+    args.out.mkdir(parents=True, exist_ok=True)
+    gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
+    for path, path_rows in rows.items():
+        result = {"benchmark": "attention", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
+                  "command": " ".join(sys.argv), "copy_bandwidth_gbs": round(bandwidth, 1), "head_dim": HEAD_DIM,
+                  "rows": path_rows,
+                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
+        (args.out / f"attention-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
+        print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
+        for r in path_rows:
+            b = list(r["baselines"].values())
+            fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
+            bw = f"{r['bw_frac']:>6.2f}" if r["bw_frac"] is not None else f"{'-':>6}"
+            print(f"{r['case']:<16} {r['context']:>7} {r['batch']:>2} {r['q_len']:>6} {fmt(r['ms'])} {bw} "
+                  f"{fmt(b[0])} {fmt(b[1])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
