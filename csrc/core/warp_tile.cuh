@@ -14,7 +14,8 @@ constexpr int kWarpTileK = 8;
 
 // mma(a, lda, bt, ldb, lane): acc += A[16 x 8] * Bt[16 x 8]^T, where A and Bt are row-major in
 // shared memory (row strides in halves; rows 16-byte aligned). for_each(lane, f) calls
-// f(row, col, value) for the elements this lane holds.
+// f(row, col, value) for the elements this lane holds; value is the element itself (float&), so f may
+// update it (e.g. rescale rows).
 template <class ArchTag>
 struct WarpTile16x16;
 

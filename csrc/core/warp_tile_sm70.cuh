@@ -24,7 +24,7 @@ struct WarpTile16x16<Sm70> {
   }
 
   template <class F>
-  __device__ void for_each(int lane, F&& f) const {
+  __device__ void for_each(int lane, F&& f) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) f(row0(lane) + sm70::c_row(lane, i), col0(lane) + sm70::c_col(lane, i), acc[i]);
   }

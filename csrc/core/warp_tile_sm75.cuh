@@ -21,7 +21,7 @@ struct WarpTile16x16<Sm75> {
   }
 
   template <class F>
-  __device__ void for_each(int lane, F&& f) const {
+  __device__ void for_each(int lane, F&& f) {
 #pragma unroll
     for (int half_n = 0; half_n < 2; ++half_n) {
 #pragma unroll

@@ -12,7 +12,9 @@
 #include <tuple>
 
 #include "core/cuda_check.h"
+#include "core/torch_arch.h"
 #include "decode/decode_attention.h"
+#include "prefill/prefill_attention.h"
 #include "paged_kv/write_kv_cache.h"
 
 namespace flash_v100 {
@@ -21,7 +23,8 @@ using TensorPtrs = std::initializer_list<const torch::Tensor*>;
 
 std::string build_info() {
   return std::string("{\"cuda_archs\": \"") + SM7X_CUDA_ARCHS_STR + "\", \"cuda_runtime\": " +
-         std::to_string(CUDART_VERSION) + ", \"paths\": [\"simt\"]}";
+         std::to_string(CUDART_VERSION) + ", \"paths\": [\"simt\", \"sm70\"" + (SM7X_BUILD_SM75 ? ", \"sm75\"" : "") +
+         "]}";
 }
 
 void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch::Tensor& key_cache,
@@ -91,7 +94,8 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
                                                          const torch::Tensor& seqlens_k,
                                                          const torch::Tensor& block_table, int64_t max_seqlen_q,
                                                          double scale, bool causal, int64_t window_left,
-                                                         double softcap, int64_t num_splits) {
+                                                         double softcap, int64_t num_splits,
+                                                         const std::string& path) {
   for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
     TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
@@ -135,6 +139,14 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
                     max_seqlen_q, " is outside [0, total_q = ", total_q, "]");
 
   const c10::cuda::CUDAGuard guard(q.device());
+  // Long query blocks (prefill) run on tensor cores; decode and MTP verification on the SIMT kernel.
+  const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
+  sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;  // the SIMT decode kernel is the same on every arch
+  if (prefill) {
+    arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+    TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
+                      "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
+  }
   auto out = torch::empty({total_q, q_heads, head_dim}, q.options());
   auto lse = torch::empty({q_heads, total_q}, q.options().dtype(at::kFloat));
   if (batch == 0 || total_q == 0 || max_seqlen_q == 0) return {out, lse};
@@ -156,18 +168,24 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
   p.q_heads = q_heads, p.kv_heads = kv_heads, p.block_size = block_size;
   p.scale = scale, p.softcap = softcap, p.window_left = window_left, p.causal = causal;
 
-  // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid.
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (prefill) {
+    p.splits = 1;
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
+    return {out, lse};
+  }
+
+  // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
+  // (each sequence sizes its ranges from its own length on the device).
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
   const int64_t row_blocks = ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta);
   int64_t splits = num_splits;
   if (splits <= 0) {
     int sms = 0;
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.get_device()));
-    splits = std::clamp<int64_t>(ceil_div(2 * sms, batch * kv_heads * row_blocks), 1, ceil_div(max_keys, 512));
+    splits = ceil_div(2 * sms, batch * kv_heads * row_blocks);
   }
-  splits = std::clamp<int64_t>(splits, 1, 128);
-  p.tokens_per_split = ceil_div(ceil_div(max_keys, splits), kDecodeTileTokens) * kDecodeTileTokens;
-  p.splits = ceil_div(max_keys, p.tokens_per_split);
+  p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(128, ceil_div(max_keys, kDecodeTileTokens))));
   torch::Tensor partial_out, partial_lse;
   if (p.splits > 1) {
     partial_out = torch::empty({p.splits, total_q, q_heads, head_dim}, q.options().dtype(at::kFloat));
@@ -175,7 +193,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
-  launch_decode_attention(p, head_dim, c10::cuda::getCurrentCUDAStream());
+  launch_decode_attention(p, head_dim, stream);
   return {out, lse};
 }
 
@@ -189,7 +207,7 @@ TORCH_LIBRARY(flash_attn_v100, m) {
   m.impl("write_kv_cache", torch::kCUDA, &flash_v100::write_kv_cache);
   m.def("paged_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, Tensor seqlens_k, "
         "Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, float softcap, "
-        "int num_splits) -> (Tensor, Tensor)");
+        "int num_splits, str path) -> (Tensor, Tensor)");
   m.impl("paged_attention", torch::kCUDA, &flash_v100::paged_attention);
 }
 

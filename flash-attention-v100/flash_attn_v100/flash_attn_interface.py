@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import torch
 
@@ -19,7 +20,7 @@ def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping) -> No
 
 @torch.library.register_fake("flash_attn_v100::paged_attention")
 def _paged_attention_fake(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale, causal,
-                          window_left, softcap, num_splits):
+                          window_left, softcap, num_splits, path):
     total_q, heads, _ = q.shape
     return q.new_empty(q.shape), q.new_empty((heads, total_q), dtype=torch.float32)
 
@@ -96,11 +97,12 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
                        k_cache, v_cache, slots)
         cache_seqlens = cache_seqlens + new
     batch, q_len, heads, dim = q.shape
+    causal = causal or window_size[1] == 0  # flash-attn: right window 0 hides every key right of the query
     cu_seqlens_q = torch.arange(0, batch * q_len + 1, q_len, dtype=torch.int32, device=q.device)
     out, lse = _paged_attention(q.reshape(batch * q_len, heads, dim), k_cache, v_cache, cu_seqlens_q, cache_seqlens,
                                 block_table, q_len, softmax_scale, causal, window_size, softcap, num_splits)
     out = out.view(batch, q_len, heads, dim)
-    return (out, lse.view(heads, batch, q_len).permute(1, 0, 2)) if return_softmax_lse else out
+    return (out, lse.view(heads, batch, q_len).permute(1, 0, 2).contiguous()) if return_softmax_lse else out
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
@@ -119,6 +121,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     _check_inputs(q.unsqueeze(0), k, v, None, None, window_size, alibi_slopes, None)
     if dropout_p != 0.0:
         raise ValueError("flash_attn_v100: dropout is not supported (forward inference only)")
+    causal = causal or window_size[1] == 0
     if block_table is None:
         # Unpaged keys are a paged cache with one-token blocks: block j of sequence b is key cu_seqlens_k[b] + j.
         seqused_k = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).to(torch.int32)
@@ -126,10 +129,18 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
         block_table = (cu_seqlens_k[:-1, None].to(torch.int32) + columns).clamp(max=max(k.shape[0] - 1, 0))
         k, v = k.unsqueeze(1), v.unsqueeze(1)
     elif seqused_k is None:
-        raise ValueError("flash_attn_v100: a paged k/v (block_table) needs seqused_k")
+        if cu_seqlens_k is None:
+            raise ValueError("flash_attn_v100: a paged k/v (block_table) needs seqused_k or cu_seqlens_k")
+        seqused_k = cu_seqlens_k[1:] - cu_seqlens_k[:-1]
     out, lse = _paged_attention(q, k, v, cu_seqlens_q.to(torch.int32), seqused_k.to(torch.int32), block_table,
                                 int(max_seqlen_q), softmax_scale, causal, window_size, softcap, 0)
     return (out, lse, None) if return_attn_probs else out
+
+
+def arch_path() -> str:
+    """Which tensor-core path the kernels take: the device's own ("auto"), or the one vllm-sm7x's
+    emulation switch VLLM_SM7X_EMULATE=sm70|sm75 names (for running SM7x code on newer GPUs)."""
+    return os.environ.get("VLLM_SM7X_EMULATE", "").strip().lower() or "auto"
 
 
 def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, softmax_scale,
@@ -137,7 +148,7 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
     return torch.ops.flash_attn_v100.paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k.contiguous(),
                                                      block_table.to(torch.int32), max_seqlen_q, scale, causal,
-                                                     window_size[0], softcap, num_splits)
+                                                     window_size[0], softcap, num_splits, arch_path())
 
 
 def build_info() -> dict:

@@ -45,3 +45,15 @@ def test_registered_as_the_custom_backend():
 
     selection.register_backend()
     assert AttentionBackendEnum.CUSTOM.get_path() == selection.BACKEND_CLASS
+
+
+def test_metadata_builder_can_be_created():
+    # vLLM 0.26 declares AttentionMetadataBuilder.__init__ abstract: a builder without one cannot exist.
+    from unittest import mock
+
+    from vllm_sm7x.attention.backend import FlashAttnV100Backend
+
+    spec = mock.Mock(block_size=16)
+    with mock.patch("vllm.v1.attention.backend.AttentionMetadataBuilder.__init__", return_value=None) as init:
+        FlashAttnV100Backend.get_builder_cls()(spec, ["layers.0.attn"], mock.Mock(), "cpu")
+    init.assert_called_once()

@@ -40,9 +40,14 @@ class FlashAttnV100Metadata:
 class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadata]):
     _cudagraph_support: ClassVar[AttentionCGSupport] = AttentionCGSupport.UNIFORM_BATCH
 
+    def __init__(self, kv_cache_spec, layer_names: list[str], vllm_config, device: torch.device) -> None:
+        super().__init__(kv_cache_spec, layer_names, vllm_config, device)  # abstract in vLLM 0.26
+
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
               fast_build: bool = False) -> FlashAttnV100Metadata:
         m = common_attn_metadata
+        if isinstance(m.causal, torch.Tensor):
+            raise NotImplementedError(f"{NAME}: per-request causal flags are not supported; use TRITON_ATTN")
         return FlashAttnV100Metadata(num_actual_tokens=m.num_actual_tokens, max_query_len=m.max_query_len,
                                      query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
                                      seq_lens=m.seq_lens, block_table=m.block_table_tensor,
@@ -133,6 +138,9 @@ class FlashAttnV100Impl(AttentionImpl):
         self.kv_cache_dtype = kv_cache_dtype
         self.attn_type = attn_type
         self.kv_sharing_target_layer_name = kv_sharing_target_layer_name
+        from vllm_sm7x.activation import kernel_path
+
+        self.kernel_path = kernel_path()  # fixed now: torch.compile must see a constant
 
     def do_kv_cache_update(self, layer, key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor,
                            slot_mapping: torch.Tensor) -> None:
@@ -154,6 +162,6 @@ class FlashAttnV100Impl(AttentionImpl):
         out, _ = torch.ops.flash_attn_v100.paged_attention(
             query[:tokens], key_cache, value_cache, attn_metadata.query_start_loc, attn_metadata.seq_lens,
             attn_metadata.block_table, attn_metadata.max_query_len, self.scale, attn_metadata.causal,
-            self.window_left, self.softcap, 0)
+            self.window_left, self.softcap, 0, self.kernel_path)
         output[:tokens].view(tokens, self.num_heads, self.head_size).copy_(out)
         return output

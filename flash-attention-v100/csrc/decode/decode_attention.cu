@@ -50,8 +50,16 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   const int group = p.q_heads / p.kv_heads, rows = q_len * group;
   if (row_block * kDecodeRowsPerCta >= rows) return;  // the grid is sized for the longest sequence
   const int keys = p.seqlens_k[b];
-  const int t_begin = split * p.tokens_per_split;
-  const int t_end = min(keys, t_begin + p.tokens_per_split);
+  // This sequence's keys are cut into p.splits ranges of whole tiles (sized by its own length, so
+  // short contexts still use every split; the split count itself is fixed by shapes).
+  const int per_split = ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) / kDecodeTileTokens *
+                        kDecodeTileTokens;
+  const int t_begin = split * per_split;
+  int t_end = min(keys, t_begin + per_split);
+  // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
+  const int first_row = row_block * kDecodeRowsPerCta, last_row = min(rows, first_row + kDecodeRowsPerCta) - 1;
+  if (p.causal) t_end = min(t_end, keys - q_len + last_row / group + 1);
+  const int t_first = p.window_left < 0 ? t_begin : max(t_begin, keys - q_len + first_row / group - p.window_left);
 
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
   for (int i = threadIdx.x; i < kDecodeRowsPerCta * kPairs; i += kThreads) {
@@ -79,7 +87,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] = 0.f;
   }
 
-  for (int t0 = t_begin; t0 < t_end; t0 += kDecodeTileTokens) {
+  for (int t0 = t_first; t0 < t_end; t0 += kDecodeTileTokens) {
     __syncthreads();  // the previous tile's readers are done (and q_s is written, first time)
     for (int i = threadIdx.x; i < kDecodeTileTokens * kVecs; i += kThreads) {
       const int tok = i / kVecs, vec = i % kVecs, t = t0 + tok;

@@ -34,7 +34,7 @@ struct DecodeParams {
   float softcap;              // 0: off
   int window_left;            // keys at most this far left of the query; -1: unlimited
   bool causal;                // a sequence's queries are its last positions; no key to their right
-  int splits, tokens_per_split;  // tokens_per_split is a multiple of kDecodeTileTokens
+  int splits;                 // KV ranges per sequence (each a whole number of tiles)
 };
 
 // head_dim 64, 128 or 256 (checked by the op). With splits > 1, a second kernel merges the
