@@ -88,14 +88,12 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q, const torch::Tensor& k_cache,
-                                                         const torch::Tensor& v_cache,
-                                                         const torch::Tensor& cu_seqlens_q,
-                                                         const torch::Tensor& seqlens_k,
-                                                         const torch::Tensor& block_table, int64_t max_seqlen_q,
-                                                         double scale, bool causal, int64_t window_left,
-                                                         double softcap, int64_t num_splits,
-                                                         const std::string& path) {
+// Writes out [total_q, q_heads, head_dim] (contiguous rows) and returns lse [q_heads, total_q].
+torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, const torch::Tensor& k_cache,
+                                  const torch::Tensor& v_cache, const torch::Tensor& cu_seqlens_q,
+                                  const torch::Tensor& seqlens_k, const torch::Tensor& block_table,
+                                  int64_t max_seqlen_q, double scale, bool causal, int64_t window_left,
+                                  double softcap, int64_t num_splits, const std::string& path) {
   for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
     TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
@@ -147,9 +145,13 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
   }
-  auto out = torch::empty({total_q, q_heads, head_dim}, q.options());
+  TORCH_CHECK_VALUE(out.is_cuda() && out.device() == q.device() && out.scalar_type() == at::kHalf &&
+                        out.sizes() == q.sizes() && out.stride(2) == 1 && out.stride(1) == head_dim &&
+                        out.stride(0) == q_heads * head_dim,
+                    "paged_attention: out must be float16 [total_q, q_heads, head_dim] with contiguous rows, got ",
+                    out.sizes());
   auto lse = torch::empty({q_heads, total_q}, q.options().dtype(at::kFloat));
-  if (batch == 0 || total_q == 0 || max_seqlen_q == 0) return {out, lse};
+  if (batch == 0 || total_q == 0 || max_seqlen_q == 0) return lse;
 
   DecodeParams p{};
   p.q = reinterpret_cast<const __half*>(q.data_ptr<at::Half>());
@@ -172,7 +174,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
   if (prefill) {
     p.splits = 1;
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
-    return {out, lse};
+    return lse;
   }
 
   // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
@@ -194,6 +196,21 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
     p.partial_lse = partial_lse.data_ptr<float>();
   }
   launch_decode_attention(p, head_dim, stream);
+  return lse;
+}
+
+std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q, const torch::Tensor& k_cache,
+                                                         const torch::Tensor& v_cache,
+                                                         const torch::Tensor& cu_seqlens_q,
+                                                         const torch::Tensor& seqlens_k,
+                                                         const torch::Tensor& block_table, int64_t max_seqlen_q,
+                                                         double scale, bool causal, int64_t window_left,
+                                                         double softcap, int64_t num_splits,
+                                                         const std::string& path) {
+  TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());
+  auto out = torch::empty(q.sizes(), q.options());
+  auto lse = paged_attention_out(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q,
+                                 scale, causal, window_left, softcap, num_splits, path);
   return {out, lse};
 }
 
@@ -209,6 +226,10 @@ TORCH_LIBRARY(flash_attn_v100, m) {
         "Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, float softcap, "
         "int num_splits, str path) -> (Tensor, Tensor)");
   m.impl("paged_attention", torch::kCUDA, &flash_v100::paged_attention);
+  m.def("paged_attention_out(Tensor(a!) out, Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, "
+        "Tensor seqlens_k, Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, "
+        "float softcap, int num_splits, str path) -> Tensor");
+  m.impl("paged_attention_out", torch::kCUDA, &flash_v100::paged_attention_out);
 }
 
 PyMODINIT_FUNC PyInit__C(void) {

@@ -25,6 +25,12 @@ def _paged_attention_fake(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_ta
     return q.new_empty(q.shape), q.new_empty((heads, total_q), dtype=torch.float32)
 
 
+@torch.library.register_fake("flash_attn_v100::paged_attention_out")
+def _paged_attention_out_fake(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale,
+                              causal, window_left, softcap, num_splits, path):
+    return q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
+
+
 def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
                    slot_mapping: torch.Tensor) -> None:
     """Store key/value [num_tokens, num_kv_heads, head_size] (fp16) into paged caches

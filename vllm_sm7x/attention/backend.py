@@ -159,9 +159,9 @@ class FlashAttnV100Impl(AttentionImpl):
             return output.fill_(0)
         tokens = attn_metadata.num_actual_tokens
         key_cache, value_cache = kv_cache.transpose(1, 2).split(self.head_size, dim=-1)
-        out, _ = torch.ops.flash_attn_v100.paged_attention(
-            query[:tokens], key_cache, value_cache, attn_metadata.query_start_loc, attn_metadata.seq_lens,
-            attn_metadata.block_table, attn_metadata.max_query_len, self.scale, attn_metadata.causal,
-            self.window_left, self.softcap, 0, self.kernel_path)
-        output[:tokens].view(tokens, self.num_heads, self.head_size).copy_(out)
+        torch.ops.flash_attn_v100.paged_attention_out(
+            output[:tokens].view(tokens, self.num_heads, self.head_size), query[:tokens], key_cache, value_cache,
+            attn_metadata.query_start_loc, attn_metadata.seq_lens, attn_metadata.block_table,
+            attn_metadata.max_query_len, self.scale, attn_metadata.causal, self.window_left, self.softcap, 0,
+            self.kernel_path)
         return output

@@ -290,3 +290,19 @@ def test_prefill_on_a_gpu_without_a_native_path_names_the_switch(fa, monkeypatch
         fa.flash_attn_varlen_func(q, k_cache, k_cache, torch.tensor([0, 20], dtype=torch.int32, device="cuda"), None,
                                   20, 20, block_table=torch.tensor([[0, 1]], dtype=torch.int32, device="cuda"),
                                   seqused_k=torch.tensor([20], dtype=torch.int32, device="cuda"))
+
+
+def test_out_variant_writes_into_the_callers_buffer(fa, seed):
+    # What the vLLM backend does: write into the first rows of its padded output buffer.
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    k_cache, v_cache, table = paged_cache([40, 300], 2, 128, 16, gen)
+    q = torch.randn(2, 8, 128, device="cuda", generator=gen).half()
+    args = (k_cache, v_cache, torch.tensor([0, 1, 2], dtype=torch.int32, device="cuda"),
+            torch.tensor([40, 300], dtype=torch.int32, device="cuda"), table, 1, 0.088, True, -1, 0.0, 0, "auto")
+    expected, expected_lse = torch.ops.flash_attn_v100.paged_attention(q, *args)
+    buffer = torch.full((5, 8, 128), float("nan"), dtype=torch.float16, device="cuda")
+    lse = torch.ops.flash_attn_v100.paged_attention_out(buffer[:2], q, *args)
+    torch.testing.assert_close(buffer[:2], expected, rtol=0, atol=0)
+    torch.testing.assert_close(lse, expected_lse, rtol=0, atol=0)
+    assert buffer[2:].isnan().all()  # rows past the request untouched
+    torch.library.opcheck(torch.ops.flash_attn_v100.paged_attention_out.default, (buffer[:2], q, *args))
