@@ -139,7 +139,15 @@ def time_per_layer(fn, problem: Problem) -> float:
 
 
 def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str) -> dict:
-    ms = time_per_layer(ours(problem), problem)
+    saved = os.environ.get("VLLM_SM7X_EMULATE")
+    os.environ["VLLM_SM7X_EMULATE"] = path  # our kernels take this arch path (flash_attn_v100.arch_path)
+    try:
+        ms = time_per_layer(ours(problem), problem)
+    finally:
+        if saved is None:
+            del os.environ["VLLM_SM7X_EMULATE"]
+        else:
+            os.environ["VLLM_SM7X_EMULATE"] = saved
     baselines = {}
     for key, emulate in (("triton_attn_native", None), (f"triton_attn_faithful_{path}", path)):
         try:

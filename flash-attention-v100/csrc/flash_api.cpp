@@ -130,7 +130,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
                       "paged_attention: KV caches need a contiguous head_dim and 16-byte aligned rows");
   }
   TORCH_CHECK_VALUE(softcap >= 0, "paged_attention: softcap must be >= 0 (0 = off), got ", softcap);
-  TORCH_CHECK_VALUE(kv_heads <= 65535 && batch * ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta) <=
+  TORCH_CHECK_VALUE(window_left >= -1 && window_left <= INT32_MAX, "paged_attention: window_left ", window_left,
+                    " must be -1 (no window) or a key count");
+  TORCH_CHECK_VALUE(q_heads <= 65535 && kv_heads <= 65535 && batch * ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta) <=
                         INT32_MAX,
                     "paged_attention: too many KV heads or query rows for one launch");
   TORCH_CHECK_VALUE(max_seqlen_q >= 0 && max_seqlen_q <= total_q, "paged_attention: max_seqlen_q = ",
@@ -138,7 +140,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
 
   const c10::cuda::CUDAGuard guard(q.device());
   // Long query blocks (prefill) run on tensor cores; decode and MTP verification on the SIMT kernel.
-  const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
+  const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;  // then short sequences still go to SIMT
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;  // the SIMT decode kernel is the same on every arch
   if (prefill) {
     arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
@@ -147,7 +149,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   }
   TORCH_CHECK_VALUE(out.is_cuda() && out.device() == q.device() && out.scalar_type() == at::kHalf &&
                         out.sizes() == q.sizes() && out.stride(2) == 1 && out.stride(1) == head_dim &&
-                        out.stride(0) == q_heads * head_dim,
+                        out.stride(0) == q_heads * head_dim && reinterpret_cast<uintptr_t>(out.data_ptr()) % 4 == 0,
                     "paged_attention: out must be float16 [total_q, q_heads, head_dim] with contiguous rows, got ",
                     out.sizes());
   auto lse = torch::empty({q_heads, total_q}, q.options().dtype(at::kFloat));
@@ -171,16 +173,15 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   p.scale = scale, p.softcap = softcap, p.window_left = window_left, p.causal = causal;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (prefill) {
-    p.splits = 1;
-    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
-    return lse;
-  }
+  // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence; the prefill kernel
+  // runs after it (and after its split merge, which writes every row), so it has the last word on
+  // the long sequences' rows.
+  p.max_q_len = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1);
 
   // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
   // (each sequence sizes its ranges from its own length on the device).
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
-  const int64_t row_blocks = ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta);
+  const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), kDecodeRowsPerCta);
   int64_t splits = num_splits;
   if (splits <= 0) {
     int sms = 0;
@@ -196,6 +197,11 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_lse = partial_lse.data_ptr<float>();
   }
   launch_decode_attention(p, head_dim, stream);
+  if (prefill) {
+    p.max_q_len = max_seqlen_q;
+    p.splits = 1;
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
+  }
   return lse;
 }
 

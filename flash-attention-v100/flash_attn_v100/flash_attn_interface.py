@@ -121,8 +121,8 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     positions (bottom-right causal alignment). Returns out [total_q, heads, head_dim] (and the
     log-sum-exp [heads, total_q] with return_attn_probs, which returns no probabilities).
 
-    This release runs it on the SIMT kernel of flash_attn_with_kvcache: exact, but long prompts
-    run on CUDA cores; the tensor-core prefill kernels are being built.
+    Sequences with up to 16 new queries run on the SIMT kernel of flash_attn_with_kvcache, longer
+    ones on the tensor-core prefill kernel of the arch path (VLLM_SM7X_EMULATE picks it on newer GPUs).
     """
     _check_inputs(q.unsqueeze(0), k, v, None, None, window_size, alibi_slopes, None)
     if dropout_p != 0.0:

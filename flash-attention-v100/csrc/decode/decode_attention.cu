@@ -48,7 +48,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
   const int group = p.q_heads / p.kv_heads, rows = q_len * group;
-  if (row_block * kDecodeRowsPerCta >= rows) return;  // the grid is sized for the longest sequence
+  // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
+  if (row_block * kDecodeRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
   const int keys = p.seqlens_k[b];
   // This sequence's keys are cut into p.splits ranges of whole tiles (sized by its own length, so
   // short contexts still use every split; the split count itself is fixed by shapes).

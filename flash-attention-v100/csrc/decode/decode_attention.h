@@ -12,6 +12,9 @@ namespace flash_v100 {
 
 constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one per lane)
 constexpr int kDecodeRowsPerCta = 16;  // query rows (q_len x heads of one KV head) per CTA
+// Sequences with at least this many new queries go to the tensor-core prefill kernel, the others
+// to the SIMT kernel (decode, MTP verification); a mixed batch launches both.
+constexpr int kPrefillMinQueryLen = 17;
 
 struct DecodeParams {
   const __half* q;            // [total_q, q_heads, head_dim]: sequence b's queries are rows

@@ -9,7 +9,6 @@ namespace flash_v100 {
 
 constexpr int kPrefillRowsPerCta = 64;  // query rows: 4 warps x 16
 constexpr int kPrefillTileKeys = 16;    // keys per shared-memory tile
-constexpr int kPrefillMinQueryLen = 17; // longer query blocks take this kernel; up to 16 (MTP) stay SIMT
 
 template <class ArchTag>
 void launch_prefill_attention(const DecodeParams& params, int head_dim, cudaStream_t stream);

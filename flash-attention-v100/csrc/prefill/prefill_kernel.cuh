@@ -2,7 +2,8 @@
 // the only arch-specific code is WarpTile16x16<ArchTag> (m8n8k4 quad pairs on Volta, m16n8k8 +
 // ldmatrix on Turing), so both paths share this file.
 //
-// CTA = 64 query positions of one query head of one sequence (4 warps x 16 rows). Per 16-key tile:
+// CTA = 64 query positions of one query head of one sequence (4 warps x 16 rows); sequences with
+// fewer than kPrefillMinQueryLen queries are left to the SIMT kernel, which runs in the same op. Per 16-key tile:
 // K (row = key) and V^T (row = dimension) go to shared memory; each warp computes its 16x16 scores
 // S = Q K^T with one WarpTile16x16 over head_dim, parks them in shared memory, runs the online
 // softmax there (two lanes per row, fp32), writes P in fp16 and the rows' rescale factors, rescales
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
   const int b = blockIdx.x / row_blocks, row_block = blockIdx.x % row_blocks, head = blockIdx.y;
   const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
   const int m0 = row_block * kPrefillRowsPerCta;
-  if (m0 >= q_len) return;  // uniform per CTA
+  if (m0 >= q_len || q_len < kPrefillMinQueryLen) return;  // uniform per CTA; short blocks: SIMT kernel
   const int kv_head = head / (p.q_heads / p.kv_heads);
   const int keys = p.seqlens_k[b];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -85,8 +86,9 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
   Tile o[kOTiles];
   for (int k0 = key_begin / kPrefillTileKeys * kPrefillTileKeys; k0 < key_end; k0 += kPrefillTileKeys) {
     __syncthreads();  // previous tile consumed (and Q stored, first time)
+    // Key is the fast index: the transposed V stores of a warp then spread over the banks.
     for (int i = threadIdx.x; i < kPrefillTileKeys * (kHeadDim / 8); i += kPrefillThreads) {
-      const int key = i / (kHeadDim / 8), vec = i % (kHeadDim / 8), t = k0 + key;
+      const int key = i % kPrefillTileKeys, vec = i / kPrefillTileKeys, t = k0 + key;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
       if (t < keys) {
         const int64_t block = p.block_table[b * p.block_table_stride + t / p.block_size];
@@ -175,12 +177,10 @@ template <class ArchTag, int kHeadDim>
 void launch_prefill_for(const DecodeParams& p, cudaStream_t stream) {
   constexpr int bytes = PrefillSmem<kHeadDim>::kBytes;
   static_assert(bytes <= ArchTag::kMaxSharedBytesPerBlock, "prefill tile exceeds the emulated card's shared memory");
-  static const bool configured = [] {  // above 48 KB needs an opt-in, once per kernel
+  if (bytes > 48 * 1024) {  // an opt-in per device; cheap, so on every launch (any GPU of the process)
     SM7X_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<ArchTag, kHeadDim>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    return true;
-  }();
-  (void)configured;
+  }
   const int row_blocks = (p.max_q_len + kPrefillRowsPerCta - 1) / kPrefillRowsPerCta;
   const dim3 grid(p.batch * row_blocks, p.q_heads);
   prefill_kernel<ArchTag, kHeadDim><<<grid, kPrefillThreads, bytes, stream>>>(p);
