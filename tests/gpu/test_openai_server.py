@@ -1,10 +1,6 @@
 """`vllm-sm7x serve-demo` starts vLLM's OpenAI server in emulation and real clients get answers:
 /v1/models, chat completions (streamed and not), completions and /metrics, through the `openai`
 Python client."""
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
@@ -17,29 +13,11 @@ PORT = 18731
 def server(request, tmp_path_factory):
     pytest.importorskip("vllm")
     pytest.importorskip("openai")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    from tests.gpu.server import demo_server
+
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "vllm_sm7x.entrypoints.cli", "serve-demo", "--emulate",
-                                    request.param, "--port", str(PORT), "--cache",
-                                    str(tmp_path_factory.mktemp("cache")), "--", "--max-num-seqs", "4"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"server exited {process.returncode}:\n{log.read_text()[-6000:]}")
-            try:
-                urllib.request.urlopen(f"http://localhost:{PORT}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(2)
-        else:
-            pytest.fail(f"server not healthy after 400 s:\n{log.read_text()[-6000:]}")
+    with demo_server(request.param, PORT, tmp_path_factory.mktemp("cache"), log, ["--max-num-seqs", "4"]):
         yield request.param, log
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
