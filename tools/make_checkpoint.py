@@ -25,8 +25,9 @@ def main() -> int:
     parser.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="where to build the model (default: cuda if present)")
+    parser.add_argument("--fp16", action="store_true", help="keep fp16 weights (no AWQ)")
     args = parser.parse_args()
-    print(make_checkpoint(args.preset, args.out, args.group_size, args.seed, args.device))
+    print(make_checkpoint(args.preset, args.out, args.group_size, args.seed, args.device, quantize=not args.fp16))
     return 0
 
 

@@ -15,6 +15,11 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         lambda: os.environ.get("VLLM_SM7X_DISABLE", "0").strip().lower() in ("1", "true", "yes"),
         "Set to 1 to keep the plugin off even on SM70/SM75 GPUs (stock vLLM behaviour).",
     ),
+    "VLLM_SM7X_STOCK_AWQ": (
+        lambda: os.environ.get("VLLM_SM7X_STOCK_AWQ", "0").strip().lower() in ("1", "true", "yes"),
+        "Set to 1 to leave AWQ checkpoints to vLLM's own AWQ kernels while the platform stays active (for "
+        "comparisons: what stock vLLM does on a Turing card; stock vLLM has no AWQ path on SM70).",
+    ),
     "VLLM_SM7X_AWQ_TUNING": (
         lambda: os.environ.get("VLLM_SM7X_AWQ_TUNING", "").strip() or None,
         "Path of a JSON file of measured AWQ GEMM choices (tile entry and k splits per weight shape and batch "

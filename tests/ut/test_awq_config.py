@@ -102,3 +102,9 @@ def test_moe_layers_are_refused_clearly():
     moe = RoutedExperts.__new__(RoutedExperts)
     with pytest.raises(NotImplementedError, match="experts.mlp: AWQ mixture-of-experts layers are not supported"):
         awq_sm7x.AwqSm7xConfig(128).get_quant_method(moe, "experts.mlp")
+
+
+def test_stock_awq_switch_leaves_awq_to_vllm(active, monkeypatch):
+    active(True)
+    monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None

@@ -76,3 +76,14 @@ def test_next_token_distributions_are_peaked(checkpoint):
 def test_unknown_presets_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown preset 'qwen9'.*qwen3-27b-width"):
         make_checkpoint("qwen9", tmp_path)
+
+
+def test_fp16_variant_is_the_same_model_unquantized(tmp_path):
+    from safetensors.torch import load_file
+
+    out = make_checkpoint("qwen3-tiny", tmp_path / "fp16", seed=3, quantize=False)
+    config = json.loads((out / "config.json").read_text())
+    tensors = load_file(str(out / "model.safetensors"))
+    assert "quantization_config" not in config
+    assert tensors["model.layers.0.mlp.down_proj.weight"].dtype == torch.float16
+    assert not any(name.endswith("qweight") for name in tensors)

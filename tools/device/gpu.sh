@@ -7,6 +7,7 @@
 #   bash tools/device/gpu.sh test [PYTEST ARGS...]       # build, then every GPU test (junit in $OUT)
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
+#   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #
 # vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
@@ -64,6 +65,14 @@ bench_attention() {
   return $rc
 }
 
+bench_serve() {
+  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/serve.py --path sm70 sm75 --out "$OUT" "$@" \
+    > "$OUT/serve.log" 2>&1
+  local rc=$?
+  grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/serve.log" | tail -40
+  return $rc
+}
+
 command="${1:-all}"
 shift || true
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -74,6 +83,7 @@ case "$command" in
   test) gpu_tests "$@" ;;
   bench) bench "$@" ;;
   bench-attention) bench_attention "$@" ;;
+  bench-serve) bench_serve "$@" ;;
   all) gpu_tests; bench --tune ;;
-  *) echo "unknown command '$command': build | test | bench | bench-attention | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-serve | all"; exit 2 ;;
 esac

@@ -58,9 +58,11 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
     return float(torch.cat(gaps).median())
 
 
-def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0, device: str | None = None) -> Path:
+def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0, device: str | None = None,
+                    quantize: bool = True) -> Path:
     """Writes config.json, model.safetensors, the tokenizer, generation_config.json and
-    checkpoint_info.json into `out` and returns it."""
+    checkpoint_info.json into `out` and returns it; quantize=False keeps the fp16 weights (the same
+    model, for baselines that cannot run AWQ)."""
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -79,7 +81,7 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
     tensors = {}
     for name, tensor in model.state_dict().items():
         module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
-        if module in QUANTIZED_SUFFIXES:
+        if quantize and module in QUANTIZED_SUFFIXES:
             qweight, qzeros, scales = quantize_awq(tensor.float().t().contiguous(), group_size)  # W [in, out]
             prefix = name.removesuffix(".weight")
             tensors.update({f"{prefix}.qweight": qweight.cpu(), f"{prefix}.qzeros": qzeros.cpu(),
@@ -93,11 +95,13 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
     tokenizer.save_pretrained(str(out))
     eos_ids = tokenizer.convert_tokens_to_ids(EOS_TOKENS)
     config_dict["eos_token_id"] = eos_ids[0]
-    config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
-                                          "zero_point": True, "version": "gemm"}
+    if quantize:
+        config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
+                                              "zero_point": True, "version": "gemm"}
     (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
-    info = {"preset": preset, "seed": seed, "group_size": group_size, "lm_head_scale": LOGIT_SCALE[preset],
+    info = {"preset": preset, "seed": seed, "group_size": group_size if quantize else None,
+            "lm_head_scale": LOGIT_SCALE[preset],
             "median_top1_top2_logprob_gap": round(gap, 4), "gap_prompts": GAP_PROMPTS}
     (out / "checkpoint_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return out

@@ -72,7 +72,7 @@ class AwqSm7xConfig(QuantizationConfig):
 
     @classmethod
     def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
-        if not current_activation().active:
+        if not current_activation().active or envs.VLLM_SM7X_STOCK_AWQ:
             return None
         if str(hf_quant_cfg.get("quant_method", "")).lower() != "awq" or user_quant not in CLAIMED_USER_METHODS:
             return None

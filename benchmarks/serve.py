@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""End-to-end serving speed through vllm.LLM at Qwen3.6-27B widths (8 dense layers of the
+`qwen3-27b-width` preset): decode tokens/s at batch 1 and 4, and time to first token for prompts of
+1K/8K/32K tokens, for our emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what
+it does on that card:
+  sm75: stock vLLM's own AWQ kernels (VLLM_SM7X_STOCK_AWQ=1, no Marlin below SM80) + TRITON_ATTN
+  sm70: stock vLLM has no AWQ path on Volta: the same model's fp16 checkpoint + TRITON_ATTN
+Decode is the honest comparison (memory-bound: int4 against fp16 or stock kernels); prefill of the
+stock side runs this GPU's instructions where Triton picks them, so TTFT is reported, not claimed.
+These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
+
+  python benchmarks/serve.py --path sm70 sm75 [--cache DIR] [--out benchmarks/results] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = "qwen3-27b-width"
+
+MEASURE = r"""
+import json, sys, time
+from vllm import LLM, SamplingParams
+model, backend, contexts = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split(",")]
+llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts) + 256, max_num_seqs=4,
+          max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0,
+          attention_backend=None if backend == "default" else backend)
+
+def run(prompts, tokens):
+    params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, detokenize=False)
+    start = time.perf_counter()
+    llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    return time.perf_counter() - start
+
+def prompt(n, seed):
+    return [(seed * 7919 + 31 * i) % 200000 + 100 for i in range(n)]
+
+run([prompt(64, 0)], 8)  # warm-up (graphs, compilation caches)
+rows = []
+for batch in (1, 4):
+    prompts = [prompt(128, b + 1) for b in range(batch)]
+    first, full = min(run(prompts, 1) for _ in range(3)), min(run(prompts, 129) for _ in range(3))
+    rows.append({"phase": "decode", "context": 128, "batch": batch, "tok_s": round(batch * 128 / (full - first), 2)})
+for context in contexts:
+    ttft = min(run([prompt(context, context)], 1) for _ in range(2))
+    rows.append({"phase": "prefill", "context": context, "batch": 1, "ttft_ms": round(ttft * 1e3, 2)})
+print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization, "rows": rows}))
+"""
+
+
+def checkpoint(cache: Path, quantize: bool) -> Path:
+    folder = cache / f"{PRESET}-{'awq' if quantize else 'fp16'}"
+    if not (folder / "model.safetensors").exists():
+        sys.path.insert(0, str(ROOT))
+        from vllm_sm7x.checkpoints import make_checkpoint
+
+        print(f"building {folder} ...", flush=True)
+        make_checkpoint(PRESET, folder, quantize=quantize)
+    return folder
+
+
+def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env.update(env_extra)
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts))],
+                            capture_output=True, text=True, env=env, timeout=1800)
+    log.write_text(result.stdout + result.stderr)
+    line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if result.returncode != 0 or line is None:
+        return {"error": (result.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def configurations(path: str, awq: Path, fp16: Path, attention: list[str]):
+    """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card."""
+    for backend in attention:
+        yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
+    if path == "sm75":
+        yield "stock-awq-triton_attn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
+    else:
+        yield "stock-fp16-triton_attn", fp16, {"VLLM_SM7X_EMULATE": path}, "TRITON_ATTN"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/sm7x-checkpoints"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--attention", nargs="+", default=["default"],
+                        help="attention backends for our path: default (vLLM's pick) and/or CUSTOM (FLASH_ATTN_V100)")
+    parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
+    args = parser.parse_args()
+
+    import torch
+
+    contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
+    awq = checkpoint(args.cache, True)
+    fp16 = checkpoint(args.cache, False) if "sm70" in args.path else None
+    gpu = torch.cuda.get_device_name(0)
+    date = datetime.date.today().isoformat()
+    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else os.environ.get("SM7X_COMMIT", "unknown")
+    args.out.mkdir(parents=True, exist_ok=True)
+    gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
+    for path in args.path:
+        rows, notes = [], {"figures": "this GPU running the SM7x code paths, not V100/T4 figures"}
+        for name, model, env, backend in configurations(path, awq, fp16, args.attention):
+            result = measure(model, env, backend, contexts, args.out / f"serve-{path}-{name}.log")
+            if "error" in result:
+                notes[name] = result["error"]
+                continue
+            notes[f"{name} quantization"] = str(result["quantization"])
+            rows += [{"case": f"{PRESET}-8L {name}", **row} for row in result["rows"]]
+        out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
+               "command": " ".join(sys.argv), "rows": rows, "notes": notes}
+        (args.out / f"serve-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(out, indent=1) + "\n")
+        print(f"\n{gpu}, {path} path")
+        print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
+        for r in rows:
+            print(f"{r['case']:<45} {r['phase']:<8} {r['context']:>6} {r['batch']:>2} {r.get('tok_s', ''):>9} "
+                  f"{r.get('ttft_ms', ''):>9}")
+        for key, note in notes.items():
+            print(f"  {key}: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
