@@ -6,6 +6,8 @@ Weights load in AWQ GEMM format and are converted once, on the GPU, to the kerne
 """
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 import torch
@@ -19,6 +21,8 @@ from vllm_sm7x import envs
 from vllm_sm7x.activation import current_activation, kernel_path
 from vllm_sm7x.ops.awq import awq_linear
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
+
+logger = logging.getLogger(__name__)
 
 NAME = "awq_sm7x"
 PACK_FACTOR = 8  # int4 values per int32
@@ -101,6 +105,7 @@ class AwqSm7xLinearMethod(LinearMethodBase):
         self.prefix = prefix
         # Decided now, not in apply(): torch.compile traces apply() and must see a constant.
         self.kernel_path = kernel_path()
+        _log_gemm_path_once(self.kernel_path, config.group_size)
 
     def create_weights(self, layer: torch.nn.Module, input_size_per_partition: int,
                        output_partition_sizes: list[int], input_size: int, output_size: int,
@@ -143,3 +148,9 @@ class AwqSm7xLinearMethod(LinearMethodBase):
     def apply(self, layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return awq_linear(x, AwqKernelWeight(layer.qweight, layer.scale_zero, self.config.group_size), bias,
                           path=self.kernel_path)
+
+
+@functools.cache
+def _log_gemm_path_once(path: str, group_size: int) -> None:
+    logger.info("vllm-sm7x AWQ GEMM: %s path, group size %d (fused tensor-core kernel up to 64 rows, "
+                "dequantise + cuBLAS above)", path, group_size)
