@@ -105,7 +105,7 @@ class AwqSm7xLinearMethod(LinearMethodBase):
         self.prefix = prefix
         # Decided now, not in apply(): torch.compile traces apply() and must see a constant.
         self.kernel_path = kernel_path()
-        _log_gemm_path_once(self.kernel_path, config.group_size)
+        _log_gemm_path_once(current_activation().path or self.kernel_path, config.group_size)
 
     def create_weights(self, layer: torch.nn.Module, input_size_per_partition: int,
                        output_partition_sizes: list[int], input_size: int, output_size: int,
