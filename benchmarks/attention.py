@@ -30,33 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
+from vllm_sm7x.timing import graph_median_ms  # noqa: E402
+
 HEAD_DIM = 256
 SHAPES = {"27b-tp1": (24, 4), "27b-tp4": (6, 1)}  # query heads, KV heads
 BLOCK_SIZE = 16
 MEMORY_BUDGET = 24 << 30  # bytes of KV caches per case
 
 
-def median_graph_ms(step, replays: int = 15) -> float:
-    step()  # compile / warm up outside the capture
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def copy_bandwidth_gbs() -> float:
     src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    return 2 * src.numel() / median_graph_ms(lambda: dst.copy_(src)) / 1e6
+    return 2 * src.numel() / graph_median_ms(lambda: dst.copy_(src)) / 1e6
 
 
 class Problem:
@@ -135,7 +120,7 @@ def stock(problem: Problem, emulate: str | None):
 
 
 def time_per_layer(fn, problem: Problem) -> float:
-    return median_graph_ms(lambda: [fn(k, v) for k, v in problem.caches]) / len(problem.caches)
+    return graph_median_ms(lambda: [fn(k, v) for k, v in problem.caches]) / len(problem.caches)
 
 
 def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str) -> dict:

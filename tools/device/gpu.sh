@@ -49,27 +49,14 @@ gpu_tests() {
   return $rc
 }
 
-bench() {
-  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/awq_gemm.py --path sm70 sm75 --out "$OUT" "$@" \
-    > "$OUT/awq_gemm.log" 2>&1
+# benchmark SCRIPT LOG [ARGS...]: runs benchmarks/SCRIPT on both emulated paths, log and JSON in $OUT.
+benchmark() {
+  local script=$1 log=$2
+  shift 2
+  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 "benchmarks/$script" --path sm70 sm75 --out "$OUT" "$@" \
+    > "$OUT/$log" 2>&1
   local rc=$?
-  grep -E "path|^layer" "$OUT/awq_gemm.log"
-  return $rc
-}
-
-bench_attention() {
-  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/attention.py --path sm70 sm75 --out "$OUT" "$@" \
-    > "$OUT/attention.log" 2>&1
-  local rc=$?
-  grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/attention.log" | tail -40
-  return $rc
-}
-
-bench_serve() {
-  SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/serve.py --path sm70 sm75 --out "$OUT" "$@" \
-    > "$OUT/serve.log" 2>&1
-  local rc=$?
-  grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/serve.log" | tail -40
+  grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/$log" | tail -60
   return $rc
 }
 
@@ -81,9 +68,9 @@ build
 case "$command" in
   build) ;;
   test) gpu_tests "$@" ;;
-  bench) bench "$@" ;;
-  bench-attention) bench_attention "$@" ;;
-  bench-serve) bench_serve "$@" ;;
-  all) gpu_tests; bench --tune ;;
+  bench) benchmark awq_gemm.py awq_gemm.log "$@" ;;
+  bench-attention) benchmark attention.py attention.log "$@" ;;
+  bench-serve) benchmark serve.py serve.log "$@" ;;
+  all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
   *) echo "unknown command '$command': build | test | bench | bench-attention | bench-serve | all"; exit 2 ;;
 esac

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vllm_sm7x.quantization.awq_format import AwqKernelWeight
+from vllm_sm7x.timing import graph_median_ms
 
 logger = logging.getLogger(__name__)
 
@@ -29,24 +30,6 @@ _loaded: dict[str, dict] = {}
 
 def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
     return f"{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
-
-
-def _graph_ms(step, replays: int = 10) -> float:
-    step()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    graph.replay()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None) -> dict[int, dict]:
@@ -64,7 +47,7 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None) -> dict[int,
         best = None
         for warps in WARPS:
             for splits in (s for s in SPLITS if s <= k_tiles):
-                ms = _graph_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits) for w in copies])
+                ms = graph_median_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits) for w in copies])
                 ms /= len(copies)
                 if best is None or ms < best["ms"]:
                     best = {"warps": warps, "splits": splits, "ms": round(ms, 5)}

@@ -20,7 +20,6 @@ Tolerance, Dao's rule: our max abs error against a full-precision reference (the
 twice the max abs error of the same attention computed in float16 by PyTorch, plus a small constant.
 """
 import math
-import os
 import random
 
 import pytest
@@ -41,20 +40,6 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the tensor-core kernel (kPrefillMinQueryLen = 17)
-
-
-@pytest.fixture(autouse=True)
-def sm7x_path_on_newer_gpus(monkeypatch):
-    """Prefill runs on an SM7x tensor-core path; on a newer GPU the emulation switch picks it."""
-    if torch.cuda.get_device_capability() >= (8, 0) and not os.environ.get("VLLM_SM7X_EMULATE"):
-        monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")
-
-
-@pytest.fixture(scope="module")
-def fa():
-    import flash_attn_v100
-
-    return flash_attn_v100
 
 
 def use_path(fa, monkeypatch, path):

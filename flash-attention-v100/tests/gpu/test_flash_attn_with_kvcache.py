@@ -3,27 +3,12 @@
 and not, sliding windows, softcap, appended k/v, split-KV against one pass, CUDA graphs. Outputs come
 from the caching allocator, poisoned with NaN first, so unwritten elements fail."""
 import math
-import os
 
 import pytest
 import torch
 
 pytestmark = pytest.mark.gpu
 TOLERANCE = 2e-3
-
-
-@pytest.fixture(autouse=True)
-def sm7x_path_on_newer_gpus(monkeypatch):
-    """Prefill runs on an SM7x tensor-core path; on a newer GPU the emulation switch picks it."""
-    if torch.cuda.get_device_capability() >= (8, 0) and not os.environ.get("VLLM_SM7X_EMULATE"):
-        monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")
-
-
-@pytest.fixture(scope="module")
-def fa():
-    import flash_attn_v100
-
-    return flash_attn_v100
 
 
 def reference(q, k_cache, v_cache, block_table, seqlens, scale, causal, window_left, softcap):
