@@ -16,11 +16,9 @@ this GPU running the SM7x code paths, not V100 or T4 figures.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_info import run_info  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.timing import graph_median_ms  # noqa: E402
@@ -185,15 +184,12 @@ def main() -> int:
             del problem
             torch.cuda.empty_cache()
 
-    gpu = torch.cuda.get_device_name(0)
-    date = datetime.date.today().isoformat()
-    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    commit = git.stdout.strip() if git.returncode == 0 else os.environ.get("SM7X_COMMIT", "unknown")
+    info = run_info()
+    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
     args.out.mkdir(parents=True, exist_ok=True)
-    gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
     for path, path_rows in rows.items():
         result = {"benchmark": "attention", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
-                  "command": " ".join(sys.argv), "copy_bandwidth_gbs": round(bandwidth, 1), "head_dim": HEAD_DIM,
+                  "command": info["command"], "copy_bandwidth_gbs": round(bandwidth, 1), "head_dim": HEAD_DIM,
                   "rows": path_rows,
                   "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
         (args.out / f"attention-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(result, indent=1) + "\n")

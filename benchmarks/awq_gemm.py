@@ -18,10 +18,7 @@ On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,8 +34,11 @@ DECODE_M = (1, 2, 3, 4, 5, 6, 7, 8, 16)
 SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_info import run_info  # noqa: E402
+
+
 def load_baselines():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import awq_baselines
 
     return awq_baselines
@@ -258,15 +258,12 @@ def main() -> int:
                 rows[path] += part[path]
             torch.cuda.empty_cache()
 
-    gpu = torch.cuda.get_device_name(0)
-    date = datetime.date.today().isoformat()
-    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    commit = git.stdout.strip() if git.returncode == 0 else ""  # the GPU machine gets no .git
+    info = run_info()
+    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
     args.out.mkdir(parents=True, exist_ok=True)
-    gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
     for path, path_rows in rows.items():
         result = {"benchmark": "awq_gemm", "gpu": gpu, "emulate": path, "date": date,
-                  "commit": commit or os.environ.get("SM7X_COMMIT", "unknown"), "command": " ".join(sys.argv),
+                  "commit": commit, "command": info["command"],
                   "copy_bandwidth_gbs": round(bandwidth, 1), "group_size": GROUP, "rows": path_rows,
                   "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
         subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))

@@ -14,7 +14,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -22,6 +21,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_info import run_info  # noqa: E402
+
 PRESET = "qwen3-27b-width"
 
 MEASURE = r"""
@@ -97,17 +99,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
     args = parser.parse_args()
 
-    import torch
-
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
     awq = checkpoint(args.cache, True)
     fp16 = checkpoint(args.cache, False) if "sm70" in args.path else None
-    gpu = torch.cuda.get_device_name(0)
-    date = datetime.date.today().isoformat()
-    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    commit = git.stdout.strip() if git.returncode == 0 else os.environ.get("SM7X_COMMIT", "unknown")
+    info = run_info()
+    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
     args.out.mkdir(parents=True, exist_ok=True)
-    gpu_tag = gpu.replace("NVIDIA", "").split()[0].lower()
     for path in args.path:
         rows, notes = [], {"figures": "this GPU running the SM7x code paths, not V100/T4 figures"}
         for name, model, env, backend in configurations(path, awq, fp16, args.attention):
@@ -118,7 +115,7 @@ def main() -> int:
             notes[f"{name} quantization"] = str(result["quantization"])
             rows += [{"case": f"{PRESET}-8L {name}", **row} for row in result["rows"]]
         out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
-               "command": " ".join(sys.argv), "rows": rows, "notes": notes}
+               "command": info["command"], "rows": rows, "notes": notes}
         (args.out / f"serve-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(out, indent=1) + "\n")
         print(f"\n{gpu}, {path} path")
         print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
