@@ -181,6 +181,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
   // (each sequence sizes its ranges from its own length on the device).
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
+  TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
+  p.max_keys = static_cast<int>(block_table.size(1) * block_size);
   const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), kDecodeRowsPerCta);
   int64_t splits = num_splits;
   if (splits <= 0) {

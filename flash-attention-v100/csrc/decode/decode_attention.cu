@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   const int group = p.q_heads / p.kv_heads, rows = q_len * group;
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
   if (row_block * kDecodeRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
-  const int keys = p.seqlens_k[b];
+  const int keys = min(p.seqlens_k[b], p.max_keys);
   // This sequence's keys are cut into p.splits ranges of whole tiles (sized by its own length, so
   // short contexts still use every split; the split count itself is fixed by shapes).
   const int per_split = ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) / kDecodeTileTokens *

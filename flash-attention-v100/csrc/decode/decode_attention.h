@@ -33,6 +33,7 @@ struct DecodeParams {
   int64_t v_block_stride, v_token_stride, v_head_stride;
   int64_t block_table_stride;
   int batch, total_q, max_q_len, q_heads, kv_heads, block_size;
+  int max_keys;               // block-table capacity: longer seqlens_k are clamped, never read past it
   float scale;
   float softcap;              // 0: off
   int window_left;            // keys at most this far left of the query; -1: unlimited

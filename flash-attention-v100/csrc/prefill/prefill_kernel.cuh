@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
   const int m0 = row_block * kPrefillRowsPerCta;
   if (m0 >= q_len || q_len < kPrefillMinQueryLen) return;  // uniform per CTA; short blocks: SIMT kernel
   const int kv_head = head / (p.q_heads / p.kv_heads);
-  const int keys = p.seqlens_k[b];
+  const int keys = min(p.seqlens_k[b], p.max_keys);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   // Q rows m0 .. m0+63 (zeros past q_len).
