@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "core/ceil_div.h"
 #include "core/cuda_check.h"
 #include "core/torch_arch.h"
 #include "decode/decode_attention.h"
@@ -20,6 +21,7 @@
 namespace flash_v100 {
 
 using TensorPtrs = std::initializer_list<const torch::Tensor*>;
+using sm7x::ceil_div;
 
 std::string build_info() {
   return std::string("{\"cuda_archs\": \"") + SM7X_CUDA_ARCHS_STR + "\", \"cuda_runtime\": " +
@@ -83,8 +85,6 @@ void check_half(const torch::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.scalar_type() == at::kHalf, "flash_attn_v100: ", name, " must be float16, got ",
                     t.scalar_type());
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 

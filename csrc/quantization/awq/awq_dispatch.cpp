@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "core/arch_select.h"
+#include "core/ceil_div.h"
 
 namespace sm7x::awq {
 namespace {
@@ -28,8 +29,6 @@ std::map<TuningKey, FusedConfig>& tuning_table() {
 TuningKey tuning_key(const Problem& p) {
   return {p.N, p.K, p.group_size, static_cast<int>(p.path), m_bucket(p.M)};
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 

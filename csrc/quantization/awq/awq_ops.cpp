@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/ceil_div.h"
 #include "core/torch_arch.h"
 #include "ops.h"
 #include "quantization/awq/awq_dispatch.h"
@@ -15,8 +16,6 @@ namespace {
 
 // Bound on the fp16 scratch of the dequantise + cuBLAS path (weights are dequantised in column chunks).
 constexpr int64_t kDequantChunkBytes = 64 << 20;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Checks the packed layout of awq_gemm.h and returns N (from scale_zero).
 int64_t check_packed_weight(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,

@@ -11,6 +11,7 @@
 
 #include "core/cuda_check.h"
 #include "decode/decode_attention.h"
+#include "paged_kv/read_kv.cuh"
 
 namespace flash_v100 {
 namespace {
@@ -93,14 +94,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     for (int i = threadIdx.x; i < kDecodeTileTokens * kVecs; i += kThreads) {
       const int tok = i / kVecs, vec = i % kVecs, t = t0 + tok;
       uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
-      if (t < t_end) {
-        const int64_t block = p.block_table[b * p.block_table_stride + t / p.block_size];
-        const int offset = t % p.block_size;
-        k = reinterpret_cast<const uint4*>(p.k_cache + block * p.k_block_stride + offset * p.k_token_stride +
-                                           kv_head * p.k_head_stride)[vec];
-        v = reinterpret_cast<const uint4*>(p.v_cache + block * p.v_block_stride + offset * p.v_token_stride +
-                                           kv_head * p.v_head_stride)[vec];
-      }
+      if (t < t_end) read_kv_vec(p, b, kv_head, t, vec, k, v);
       const __half2* k2 = reinterpret_cast<const __half2*>(&k);
       const __half2* v2 = reinterpret_cast<const __half2*>(&v);
 #pragma unroll

@@ -14,6 +14,7 @@
 
 #include "core/cuda_check.h"
 #include "core/warp_tile.cuh"
+#include "paged_kv/read_kv.cuh"
 #include "prefill/prefill_attention.h"
 
 namespace flash_v100 {
@@ -90,14 +91,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
     for (int i = threadIdx.x; i < kPrefillTileKeys * (kHeadDim / 8); i += kPrefillThreads) {
       const int key = i % kPrefillTileKeys, vec = i / kPrefillTileKeys, t = k0 + key;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (t < keys) {
-        const int64_t block = p.block_table[b * p.block_table_stride + t / p.block_size];
-        const int offset = t % p.block_size;
-        kv = reinterpret_cast<const uint4*>(p.k_cache + block * p.k_block_stride + offset * p.k_token_stride +
-                                            kv_head * p.k_head_stride)[vec];
-        vv = reinterpret_cast<const uint4*>(p.v_cache + block * p.v_block_stride + offset * p.v_token_stride +
-                                            kv_head * p.v_head_stride)[vec];
-      }
+      if (t < keys) read_kv_vec(p, b, kv_head, t, vec, kv, vv);
       *reinterpret_cast<uint4*>(k_s + key * Smem::kKStride + vec * 8) = kv;
       const __half* v8 = reinterpret_cast<const __half*>(&vv);
 #pragma unroll
