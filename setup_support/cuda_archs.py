@@ -24,12 +24,13 @@ class BuildConfigError(RuntimeError):
 
 def parse_arch_list(text: str) -> list[int]:
     """'7.0;7.5 9.0+PTX' -> [70, 75, 90] (sorted, unique). '+PTX' is accepted and ignored:
-    the highest arch always carries PTX (see cmake_architectures)."""
+    the highest arch always carries PTX (see cmake_architectures). Arch-specific suffixes ('9.0a',
+    '10.0f', set by some CUDA images) build the plain arch: no kernel here uses those features."""
     archs = set()
     for item in re.split(r"[;,\s]+", text.strip()):
         if not item:
             continue
-        match = re.fullmatch(r"(\d+)\.(\d)(?:\+PTX)?", item, flags=re.IGNORECASE)
+        match = re.fullmatch(r"(\d+)\.(\d)[af]?(?:\+PTX)?", item, flags=re.IGNORECASE)
         if not match:
             raise BuildConfigError(
                 f"TORCH_CUDA_ARCH_LIST entry {item!r} is not understood: use values like '7.0;7.5' "

@@ -16,6 +16,11 @@ def test_torch_cuda_arch_list_wins():
     assert select_archs("7.0 7.5+PTX", (12, 8)) == [70, 75]
 
 
+def test_arch_specific_suffixes_build_the_plain_arch():
+    # CUDA images preset e.g. TORCH_CUDA_ARCH_LIST=9.0a; the wheels use no arch-specific features.
+    assert parse_arch_list("7.5;9.0a;10.0f") == [75, 90, 100]
+
+
 def test_cuda13_refuses_sm70_with_the_fix():
     with pytest.raises(BuildConfigError, match="CUDA 13.0 cannot compile for sm_70.*CUDA 12.6/12.8"):
         select_archs("7.0;7.5", (13, 0))

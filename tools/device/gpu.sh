@@ -9,6 +9,7 @@
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
+# SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
 #
 # vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
 # first call of this script; it extracts the bundle once (into /tmp/vllm-site, kept while the
@@ -25,13 +26,27 @@ use_vllm_bundle() {
   elif [ -d /tmp/vllm-site/vllm ]; then
     export PYTHONPATH="/tmp/vllm-site${PYTHONPATH:+:$PYTHONPATH}"
   fi
+  install_fa3
   python3 -c "import vllm, sys; print('vllm', vllm.__version__)" 2>/dev/null || echo "vllm: not available"
 }
 
+# Stock vLLM's FlashAttention build (tools/device/pack-fa3.sh), when carried: the stock reference needs it.
+install_fa3() {
+  [ -f .device/fa3/_vllm_fa3_C.abi3.so.xz ] || return 0
+  local target
+  target=$(python3 -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('vllm').origin))")
+  xz -dc .device/fa3/_vllm_fa3_C.abi3.so.xz > "$target/vllm_flash_attn/_vllm_fa3_C.abi3.so" && echo "fa3: installed"
+}
+
 build() {
+  if [ -n "${SM7X_SKIP_BUILD:-}" ] && python3 -c "import vllm_sm7x._C, flash_attn_v100" 2>/dev/null; then
+    echo "build: skipped (SM7X_SKIP_BUILD, warm machine already has both wheels)"
+    return
+  fi
   # The image's CXX/CUDAHOSTCXX link libstdc++ statically; setup refuses such a module.
   export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
-  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-7.5;9.0}"
+  # The image presets TORCH_CUDA_ARCH_LIST=9.0a; we need Turing code beside the H100's.
+  export TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-7.5;9.0}"
   local start=$SECONDS
   if ! python3 -m pip install --no-build-isolation --no-deps -e . -e flash-attention-v100 > "$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log"
