@@ -63,6 +63,20 @@ def _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_c
                          "are either all visible (-1) or none (0, as with causal=True)")
 
 
+def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                    alibi_slopes=None, deterministic=False, return_attn_probs=False):
+    """Attention of q [batch, seqlen_q, heads, head_dim] over k/v [batch, seqlen_k, kv_heads, head_dim],
+    flash-attn's call (same limits as flash_attn_with_kvcache; queries are the last seqlen_q positions).
+    Returns out [batch, seqlen_q, heads, head_dim] (and the log-sum-exp [batch, heads, seqlen_q] with
+    return_attn_probs, which returns no probabilities)."""
+    if dropout_p != 0.0:
+        raise ValueError("flash_attn_v100: dropout is not supported (forward inference only)")
+    # k/v are a contiguous cache holding seqlen_k keys per sequence.
+    result = flash_attn_with_kvcache(q, k, v, softmax_scale=softmax_scale, causal=causal, window_size=window_size,
+                                     softcap=softcap, alibi_slopes=alibi_slopes, return_softmax_lse=return_attn_probs)
+    return (*result, None) if return_attn_probs else result
+
+
 def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None, rotary_sin=None,
                             cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
                             softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,

@@ -3,6 +3,9 @@ flash_attn_v100 claims: fp16; head dims 64/128/256; MHA, GQA and MQA; causal wit
 left windows (right -1 or 0); softcap; varlen batches; paged or contiguous caches; appended k/v; split KV.
 The test code is ours; the case lists and the tolerance rule are theirs:
 
+- test_output: their test_flash_attn_output through flash_attn_func (dense [batch, seqlen, heads, d];
+  6 query heads, 6/2/1 KV heads; causal, local windows).
+
 - test_varlen_output, test_varlen_softcap: their test_flash_attn_varlen_output (unpaged k/v with
   cu_seqlens_k; every sequence up to 20 tokens shorter than the pair's maximum; batch 4; 6 query heads, 4
   with softcap; 6/2/1 KV heads for mha/gqa/mqa).
@@ -269,6 +272,36 @@ def test_varlen_causal(fa, seqlen_q, seqlen_k, path, block_size, d, local, seed,
     use_path(fa, monkeypatch, path)
     run_varlen_case(fa, seed, batch=8, seqlen_q=seqlen_q, seqlen_k=seqlen_k, d=d, heads=9, kv_heads=9,
                     causal=True, local=local, window_right=-1, block_size=block_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# flash_attn_func
+
+# Dao's test_flash_attn_output pairs (batch 4, 6 query heads with 6/2/1 KV heads), the decode row and
+# seqlen_q > seqlen_k included; lengths are fixed per batch, as in their dense call.
+OUTPUT_PAIRS = [(1, 147), (113, 203), (108, 256), (256, 512), (512, 256), (1023, 1024), (1024, 1023)]
+
+
+@pytest.mark.parametrize("seqlen_q, seqlen_k, path", on_kernel_paths(OUTPUT_PAIRS))
+@pytest.mark.parametrize("d, mha_type", HEAD_CASES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("local", [False, True])
+def test_output(fa, seqlen_q, seqlen_k, path, d, mha_type, causal, local, seed, monkeypatch):
+    use_path(fa, monkeypatch, path)
+    rng = random.Random(seed)
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    batch, heads, kv_heads = 4, 6, VARLEN_KV_HEADS[mha_type]
+    window = (rng.randrange(seqlen_k), 0 if causal else -1) if local else (-1, -1)
+    q = randn(gen, batch, seqlen_q, heads, d)
+    k, v = randn(gen, batch, seqlen_k, kv_heads, d), randn(gen, batch, seqlen_k, kv_heads, d)
+    poison((q.shape, torch.float16), ((batch, heads, seqlen_q), torch.float32))
+    out, lse, probs = fa.flash_attn_func(q, k, v, causal=causal, window_size=window, return_attn_probs=True)
+    assert probs is None and out.shape == q.shape and lse.shape == (batch, heads, seqlen_q)
+    truth = [attention(q[b], k[b], v[b], causal, window[0], 0.0) for b in range(batch)]
+    baseline = torch.stack([attention(q[b], k[b], v[b], causal, window[0], 0.0, fp16_baseline=True)[0]
+                            for b in range(batch)])
+    assert_within_dao_tolerance(out, torch.stack([t[0] for t in truth]), baseline)
+    assert_lse_close(lse, torch.stack([t[1] for t in truth]))
 
 
 # ---------------------------------------------------------------------------------------------------

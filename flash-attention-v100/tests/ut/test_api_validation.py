@@ -30,3 +30,22 @@ def test_window_right_k_without_v_and_alibi():
         fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=torch.zeros(1, 1, 2, 64, dtype=torch.float16))
     with pytest.raises(ValueError, match="ALiBi and in-kernel rotary are not supported"):
         fa.flash_attn_with_kvcache(q, k_cache, v_cache, alibi_slopes=torch.zeros(4))
+
+
+def test_flash_attn_func_refuses_dropout_and_bf16():
+    q = torch.zeros(1, 3, 4, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="dropout is not supported"):
+        fa.flash_attn_func(q, q, q, dropout_p=0.1)
+    with pytest.raises(ValueError, match="bfloat16"):
+        fa.flash_attn_func(q.bfloat16(), q.bfloat16(), q.bfloat16())
+
+
+def test_install_check_module_names_import():
+    # Users' install checks: `import flash_attn_v100_cuda, paged_kv_utils`.
+    import flash_attn_v100_cuda
+    import paged_kv_utils
+
+    assert flash_attn_v100_cuda.__version__ == paged_kv_utils.__version__ == fa.__version__
+    assert paged_kv_utils.write_kv_cache is fa.write_kv_cache
+    with pytest.raises(AttributeError, match="call flash_attn_v100.flash_attn_func"):
+        flash_attn_v100_cuda.fwd  # noqa: B018  (the older package's native entry point)
