@@ -94,8 +94,9 @@ def main() -> int:
     parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sm7x-checkpoints"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--attention", nargs="+", default=["default"],
-                        help="attention backends for our path: default (vLLM's pick) and/or CUSTOM (FLASH_ATTN_V100)")
+    parser.add_argument("--attention", nargs="+", default=["default", "TRITON_ATTN"],
+                        help="attention backends for our path: default (our platform's pick, FLASH_ATTN_V100) "
+                             "and/or TRITON_ATTN (vLLM's own)")
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
     args = parser.parse_args()
 

@@ -29,5 +29,5 @@ def register_general() -> None:
 
     patch.apply_all()
     ops.load_kernels()
-    register_backend()  # FLASH_ATTN_V100 (as CUSTOM); opt-in until it is the SM7x default
+    register_backend()  # FLASH_ATTN_V100 (as CUSTOM), ranked first by our platform
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 
-from vllm.platforms.cuda import CudaPlatform
+from vllm.platforms.cuda import CudaPlatform, _BackendCandidate
 from vllm.platforms.interface import DeviceCapability
 
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
-from vllm_sm7x.attention.selection import accept_backend_alias
+from vllm_sm7x.attention.selection import accept_backend_alias, rank_flash_attn_v100_first
 from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for
 
 
@@ -35,6 +35,11 @@ class Sm7xPlatform(CudaPlatform):
         super().pre_register_and_update(parser)
         if parser is not None:
             accept_backend_alias(parser)
+
+    @classmethod
+    def get_valid_backends(cls, device_capability, attn_selector_config, num_heads=None):
+        valid, invalid = super().get_valid_backends(device_capability, attn_selector_config, num_heads)
+        return rank_flash_attn_v100_first(valid, invalid, device_capability, attn_selector_config, _BackendCandidate)
 
     @classmethod
     def apply_config_platform_defaults(cls, vllm_config) -> None:

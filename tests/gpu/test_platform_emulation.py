@@ -44,3 +44,31 @@ def test_stock_platform_without_emulation_on_newer_gpus():
     fields, _ = probe(None)
     assert fields[0] != "vllm_sm7x.platform.Sm7xPlatform"
     assert fields[3] == "False"  # the general plugin registered nothing
+
+
+BACKEND_PROBE = """
+import torch
+from vllm.platforms import current_platform as p
+from vllm.plugins import load_general_plugins
+from vllm.v1.attention.selector import AttentionSelectorConfig
+load_general_plugins()
+for head_size, kv_cache_dtype in ((256, "auto"), (128, "auto"), (96, "auto"), (128, "fp8")):
+    config = AttentionSelectorConfig(head_size=head_size, dtype=torch.float16, kv_cache_dtype=kv_cache_dtype,
+                                     block_size=None)
+    print("RESULT", head_size, kv_cache_dtype, p.get_attn_backend_cls(None, config))
+"""
+
+
+@pytest.mark.parametrize("emulate", ["sm70", "sm75"])
+def test_flash_attn_v100_is_the_default_attention_where_it_fits(emulate):
+    pytest.importorskip("vllm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env["VLLM_SM7X_EMULATE"] = emulate
+    result = subprocess.run([sys.executable, "-c", BACKEND_PROBE], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    picks = {tuple(line.split()[1:3]): line.split()[3] for line in result.stdout.splitlines()
+             if line.startswith("RESULT")}
+    ours = "vllm_sm7x.attention.backend.FlashAttnV100Backend"
+    assert picks[("256", "auto")] == picks[("128", "auto")] == ours
+    assert ours not in (picks[("96", "auto")], picks[("128", "fp8")])  # vLLM's own pick where ours cannot

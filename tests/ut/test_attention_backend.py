@@ -1,6 +1,7 @@
 """The FLASH_ATTN_V100 backend as vLLM sees it: its name, cache layout and limits, the refusals
 that name the fix, its registration, and the command-line spelling users copy."""
 import argparse
+import collections
 
 import pytest
 
@@ -57,3 +58,52 @@ def test_metadata_builder_can_be_created():
     with mock.patch("vllm.v1.attention.backend.AttentionMetadataBuilder.__init__", return_value=None) as init:
         FlashAttnV100Backend.get_builder_cls()(spec, ["layers.0.attn"], mock.Mock(), "cpu")
     init.assert_called_once()
+
+
+Candidate = collections.namedtuple("Candidate", "backend_class backend priority")  # vLLM's _BackendCandidate
+
+
+def selector_config(**overrides):
+    import torch
+    from vllm.v1.attention.selector import AttentionSelectorConfig
+
+    return AttentionSelectorConfig(**{"head_size": 256, "dtype": torch.float16, "kv_cache_dtype": "auto",
+                                      "block_size": None, **overrides})
+
+
+def ranked(config, installed=True, monkeypatch=None):
+    """Our platform's ranking for a layer, on top of a stand-in for vLLM's own list (TRITON_ATTN)."""
+    from vllm.platforms.interface import DeviceCapability
+    from vllm.v1.attention.backends.registry import AttentionBackendEnum
+
+    selection.register_backend()
+    if not installed:
+        monkeypatch.setattr(selection.importlib.util, "find_spec", lambda name: None)
+    triton = Candidate(object, AttentionBackendEnum.TRITON_ATTN, 0)
+    valid, invalid = selection.rank_flash_attn_v100_first([triton], {}, DeviceCapability(7, 0), config, Candidate)
+    return [candidate.backend.name for candidate in valid], invalid
+
+
+def test_flash_attn_v100_is_ranked_first_where_it_supports_the_layer():
+    pytest.importorskip("flash_attn_v100", reason="flash-attn-v100 is not built")
+    names, invalid = ranked(selector_config())
+    assert names == ["CUSTOM", "TRITON_ATTN"] and not invalid
+    assert ranked(selector_config(head_size=64, has_sliding_window=True))[0][0] == "CUSTOM"
+
+
+@pytest.mark.parametrize("overrides, reason", [({"head_size": 96}, "head_size not supported"),
+                                               ({"kv_cache_dtype": "fp8"}, "kv_cache_dtype not supported"),
+                                               ({"use_mla": True}, "MLA not supported"),
+                                               ({"attn_type": "encoder_only"}, "attention type")])
+def test_layers_it_cannot_serve_keep_vllms_choice_with_the_reason(overrides, reason):
+    pytest.importorskip("flash_attn_v100", reason="flash-attn-v100 is not built")
+    names, invalid = ranked(selector_config(**overrides))
+    assert names == ["TRITON_ATTN"]
+    assert any(reason in r for r in invalid[next(iter(invalid))][1])
+
+
+def test_without_the_flash_attn_wheel_vllm_keeps_its_choice_and_says_what_to_install(monkeypatch):
+    names, invalid = ranked(selector_config(), installed=False, monkeypatch=monkeypatch)
+    assert names == ["TRITON_ATTN"]
+    assert "pip install flash-attn-v100" in next(iter(invalid.values()))[1][0]
+
