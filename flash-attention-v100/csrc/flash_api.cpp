@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <tuple>
 
@@ -29,54 +30,6 @@ std::string build_info() {
          "]}";
 }
 
-void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch::Tensor& key_cache,
-                    torch::Tensor& value_cache, const torch::Tensor& slot_mapping) {
-  for (const torch::Tensor* t : TensorPtrs{&key, &value, &key_cache, &value_cache, &slot_mapping}) {
-    TORCH_CHECK(t->is_cuda() && t->device() == key.device(), "write_kv_cache: all tensors must be on ",
-                key.device());
-  }
-  for (const torch::Tensor* t : TensorPtrs{&key, &value, &key_cache, &value_cache}) {
-    TORCH_CHECK(t->scalar_type() == at::kHalf, "write_kv_cache: SM70/SM75 KV caches are float16, got ",
-                t->scalar_type());
-  }
-  TORCH_CHECK(key.dim() == 3 && value.sizes() == key.sizes(),
-              "write_kv_cache: key and value must be [num_tokens, num_kv_heads, head_size], got ", key.sizes(),
-              " and ", value.sizes());
-  TORCH_CHECK(key_cache.dim() == 4 && value_cache.sizes() == key_cache.sizes(),
-              "write_kv_cache: caches must be [num_blocks, block_size, num_kv_heads, head_size], got ",
-              key_cache.sizes(), " and ", value_cache.sizes());
-  TORCH_CHECK(key_cache.size(2) == key.size(1) && key_cache.size(3) == key.size(2),
-              "write_kv_cache: cache heads/head_size ", key_cache.sizes(), " do not match key ", key.sizes());
-  TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.dim() == 1 &&
-                  slot_mapping.size(0) == key.size(0) && slot_mapping.is_contiguous(),
-              "write_kv_cache: slot_mapping must be a contiguous int64 [num_tokens] tensor");
-  const int64_t row_elems = key.size(1) * key.size(2);
-  for (const auto* t : {&key, &value}) {
-    TORCH_CHECK(t->stride(2) == 1 && t->stride(1) == t->size(2),
-                "write_kv_cache: heads x head_size of each token must be contiguous");
-  }
-  for (const torch::Tensor* t : TensorPtrs{&key_cache, &value_cache}) {
-    TORCH_CHECK(t->stride(3) == 1 && t->stride(2) == t->size(3) && t->stride(1) == row_elems,
-                "write_kv_cache: each cache block must be contiguous [block_size, num_kv_heads, head_size]");
-  }
-
-  const c10::cuda::CUDAGuard guard(key.device());
-  WriteKvCacheParams p{};
-  p.key = reinterpret_cast<const __half*>(key.data_ptr<at::Half>());
-  p.value = reinterpret_cast<const __half*>(value.data_ptr<at::Half>());
-  p.key_cache = reinterpret_cast<__half*>(key_cache.data_ptr<at::Half>());
-  p.value_cache = reinterpret_cast<__half*>(value_cache.data_ptr<at::Half>());
-  p.slot_mapping = slot_mapping.data_ptr<int64_t>();
-  p.key_token_stride = key.stride(0);
-  p.value_token_stride = value.stride(0);
-  p.key_cache_block_stride = key_cache.stride(0);
-  p.value_cache_block_stride = value_cache.stride(0);
-  p.num_tokens = key.size(0);
-  p.row_elems = row_elems;
-  p.block_size = key_cache.size(1);
-  launch_write_kv_cache(p, c10::cuda::getCurrentCUDAStream());
-}
-
 namespace {
 
 void check_half(const torch::Tensor& t, const char* name) {
@@ -86,20 +39,90 @@ void check_half(const torch::Tensor& t, const char* name) {
                     t.scalar_type());
 }
 
+// The caches' storage: float16, or (experimental) FP8 E5M2 with its dequantisation scales.
+KvFormat kv_format_of(const torch::Tensor& k_cache, const torch::Tensor& v_cache, double k_scale, double v_scale) {
+  TORCH_CHECK_VALUE(k_cache.scalar_type() == v_cache.scalar_type(), "flash_attn_v100: k_cache is ",
+                    k_cache.scalar_type(), " but v_cache is ", v_cache.scalar_type());
+  const auto dtype = k_cache.scalar_type();
+  TORCH_CHECK_VALUE(dtype != at::kByte, "flash_attn_v100: the KV cache is uint8; if it holds FP8 E5M2 bytes (vLLM's "
+                    "fp8_e5m2), pass it as cache.view(torch.float8_e5m2)");
+  TORCH_CHECK_VALUE(dtype != at::kFloat8_e4m3fn, "flash_attn_v100: FP8 E4M3 KV caches are not supported on "
+                    "SM70/SM75 (no FP8 hardware to decode them cheaply): use float16 or fp8_e5m2");
+  if (dtype == at::kFloat8_e5m2) {
+    TORCH_CHECK_VALUE(k_scale > 0 && v_scale > 0 && std::isfinite(k_scale) && std::isfinite(v_scale),
+                      "flash_attn_v100: FP8 KV scales must be positive and finite, got k_scale=", k_scale,
+                      " v_scale=", v_scale);
+    return KvFormat::kFp8E5m2;
+  }
+  check_half(k_cache, "k_cache");
+  return KvFormat::kFloat16;
+}
+
 }  // namespace
+
+void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch::Tensor& key_cache,
+                    torch::Tensor& value_cache, const torch::Tensor& slot_mapping, double k_scale, double v_scale) {
+  for (const torch::Tensor* t : TensorPtrs{&key, &value, &key_cache, &value_cache, &slot_mapping}) {
+    TORCH_CHECK(t->is_cuda() && t->device() == key.device(), "write_kv_cache: all tensors must be on ",
+                key.device());
+  }
+  check_half(key, "key");
+  check_half(value, "value");
+  const KvFormat format = kv_format_of(key_cache, value_cache, k_scale, v_scale);
+  TORCH_CHECK(key.dim() == 3 && value.sizes() == key.sizes(),
+              "write_kv_cache: key and value must be [num_tokens, num_kv_heads, head_size], got ", key.sizes(),
+              " and ", value.sizes());
+  TORCH_CHECK(key_cache.dim() == 4 && value_cache.sizes() == key_cache.sizes(),
+              "write_kv_cache: caches must be [num_blocks, block_size, num_kv_heads, head_size], got ",
+              key_cache.sizes(), " and ", value_cache.sizes());
+  TORCH_CHECK(key_cache.size(2) == key.size(1) && key_cache.size(3) == key.size(2),
+              "write_kv_cache: cache heads/head_size ", key_cache.sizes(), " do not match key ", key.sizes());
+  TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.dim() == 1 &&
+                  slot_mapping.size(0) <= key.size(0) && slot_mapping.is_contiguous(),
+              "write_kv_cache: slot_mapping must be a contiguous int64 [num_tokens] tensor with at most one slot "
+              "per key row");
+  for (const auto* t : {&key, &value}) {
+    TORCH_CHECK(t->stride(2) == 1 && t->stride(1) == t->size(2),
+                "write_kv_cache: heads x head_size of each token must be contiguous");
+  }
+  for (const torch::Tensor* t : TensorPtrs{&key_cache, &value_cache}) {
+    TORCH_CHECK(t->stride(3) == 1, "write_kv_cache: the caches' head_size must be contiguous");
+  }
+
+  const c10::cuda::CUDAGuard guard(key.device());
+  WriteKvCacheParams p{};
+  p.key = reinterpret_cast<const __half*>(key.data_ptr<at::Half>());
+  p.value = reinterpret_cast<const __half*>(value.data_ptr<at::Half>());
+  p.key_cache = key_cache.data_ptr();
+  p.value_cache = value_cache.data_ptr();
+  p.kv_format = format;
+  p.k_scale = k_scale, p.v_scale = v_scale;
+  p.slot_mapping = slot_mapping.data_ptr<int64_t>();
+  p.key_token_stride = key.stride(0);
+  p.value_token_stride = value.stride(0);
+  for (int d = 0; d < 3; ++d) {
+    p.key_cache_strides[d] = key_cache.stride(d);
+    p.value_cache_strides[d] = value_cache.stride(d);
+  }
+  p.num_tokens = slot_mapping.size(0);
+  p.num_heads = key.size(1);
+  p.head_size = key.size(2);
+  p.block_size = key_cache.size(1);
+  launch_write_kv_cache(p, c10::cuda::getCurrentCUDAStream());
+}
 
 // Writes out [total_q, q_heads, head_dim] (contiguous rows) and returns lse [q_heads, total_q].
 torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, const torch::Tensor& k_cache,
                                   const torch::Tensor& v_cache, const torch::Tensor& cu_seqlens_q,
                                   const torch::Tensor& seqlens_k, const torch::Tensor& block_table,
                                   int64_t max_seqlen_q, double scale, bool causal, int64_t window_left,
-                                  double softcap, int64_t num_splits, const std::string& path) {
+                                  double softcap, int64_t num_splits, const std::string& path, double k_scale,
+                                  double v_scale) {
   for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
     TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
   check_half(q, "q");
-  check_half(k_cache, "k_cache");
-  check_half(v_cache, "v_cache");
+  const KvFormat kv_format = kv_format_of(k_cache, v_cache, k_scale, v_scale);
   TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());
   const int64_t total_q = q.size(0), q_heads = q.size(1), head_dim = q.size(2);
   TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "flash_attn_v100: head_dim ", head_dim,
@@ -157,8 +180,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
 
   DecodeParams p{};
   p.q = reinterpret_cast<const __half*>(q.data_ptr<at::Half>());
-  p.k_cache = reinterpret_cast<const __half*>(k_cache.data_ptr<at::Half>());
-  p.v_cache = reinterpret_cast<const __half*>(v_cache.data_ptr<at::Half>());
+  p.k_cache = k_cache.data_ptr();
+  p.v_cache = v_cache.data_ptr();
+  p.kv_format = kv_format;
   p.cu_seqlens_q = cu_seqlens_q.data_ptr<int>();
   p.seqlens_k = seqlens_k.data_ptr<int>();
   p.block_table = block_table.data_ptr<int>();
@@ -170,7 +194,10 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   p.block_table_stride = block_table.stride(0);
   p.batch = batch, p.total_q = total_q, p.max_q_len = max_seqlen_q;
   p.q_heads = q_heads, p.kv_heads = kv_heads, p.block_size = block_size;
-  p.scale = scale, p.softcap = softcap, p.window_left = window_left, p.causal = causal;
+  // Scores use the dequantised keys: fold the K cache's scale into the softmax scale.
+  p.scale = scale * (kv_format == KvFormat::kFp8E5m2 ? k_scale : 1.0);
+  p.v_scale = kv_format == KvFormat::kFp8E5m2 ? v_scale : 1.0;
+  p.softcap = softcap, p.window_left = window_left, p.causal = causal;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence; the prefill kernel
@@ -214,11 +241,12 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
                                                          const torch::Tensor& block_table, int64_t max_seqlen_q,
                                                          double scale, bool causal, int64_t window_left,
                                                          double softcap, int64_t num_splits,
-                                                         const std::string& path) {
+                                                         const std::string& path, double k_scale,
+                                                         double v_scale) {
   TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());
   auto out = torch::empty(q.sizes(), q.options());
   auto lse = paged_attention_out(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q,
-                                 scale, causal, window_left, softcap, num_splits, path);
+                                 scale, causal, window_left, softcap, num_splits, path, k_scale, v_scale);
   return {out, lse};
 }
 
@@ -228,15 +256,15 @@ TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "
-        "Tensor slot_mapping) -> ()");
+        "Tensor slot_mapping, float k_scale=1., float v_scale=1.) -> ()");
   m.impl("write_kv_cache", torch::kCUDA, &flash_v100::write_kv_cache);
   m.def("paged_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, Tensor seqlens_k, "
         "Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, float softcap, "
-        "int num_splits, str path) -> (Tensor, Tensor)");
+        "int num_splits, str path, float k_scale=1., float v_scale=1.) -> (Tensor, Tensor)");
   m.impl("paged_attention", torch::kCUDA, &flash_v100::paged_attention);
   m.def("paged_attention_out(Tensor(a!) out, Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, "
         "Tensor seqlens_k, Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, "
-        "float softcap, int num_splits, str path) -> Tensor");
+        "float softcap, int num_splits, str path, float k_scale=1., float v_scale=1.) -> Tensor");
   m.impl("paged_attention_out", torch::kCUDA, &flash_v100::paged_attention_out);
 }
 

@@ -14,40 +14,43 @@ HEAD_DIMS = (64, 128, 256)
 
 
 @torch.library.register_fake("flash_attn_v100::write_kv_cache")
-def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping) -> None:
+def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping, k_scale=1.0, v_scale=1.0) -> None:
     return None
 
 
 @torch.library.register_fake("flash_attn_v100::paged_attention")
 def _paged_attention_fake(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale, causal,
-                          window_left, softcap, num_splits, path):
+                          window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0):
     total_q, heads, _ = q.shape
     return q.new_empty(q.shape), q.new_empty((heads, total_q), dtype=torch.float32)
 
 
 @torch.library.register_fake("flash_attn_v100::paged_attention_out")
 def _paged_attention_out_fake(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale,
-                              causal, window_left, softcap, num_splits, path):
+                              causal, window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0):
     return q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
 
 
 def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tensor, value_cache: torch.Tensor,
-                   slot_mapping: torch.Tensor) -> None:
+                   slot_mapping: torch.Tensor, k_scale: float = 1.0, v_scale: float = 1.0) -> None:
     """Store key/value [num_tokens, num_kv_heads, head_size] (fp16) into paged caches
-    [num_blocks, block_size, num_kv_heads, head_size] at `slot_mapping` (int64; slot =
-    block * block_size + offset, negative slots are padding and skipped). vLLM's layout."""
-    torch.ops.flash_attn_v100.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
+    [num_blocks, block_size, num_kv_heads, head_size] at `slot_mapping` (int64 [n], n <= num_tokens;
+    slot = block * block_size + offset, negative slots are padding and skipped). vLLM's layout.
+    Caches are float16, or (experimental) torch.float8_e5m2 holding value / k_scale (v_scale),
+    rounded to nearest even and saturated at +-57344."""
+    torch.ops.flash_attn_v100.write_kv_cache(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale)
 
 
 def _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_cos) -> None:
     for name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("k", k), ("v", v)):
-        if t is None:
+        if t is None or (name.endswith("_cache") and t.dtype == torch.float8_e5m2):
             continue
         if t.dtype == torch.bfloat16:
             raise ValueError(f"flash_attn_v100: {name} is bfloat16; SM70/SM75 have no bf16 tensor cores: use "
                              "float16")
         if t.dtype != torch.float16:
-            raise ValueError(f"flash_attn_v100: {name} must be float16, got {t.dtype}")
+            allowed = "float16 or float8_e5m2 (experimental)" if name.endswith("_cache") else "float16"
+            raise ValueError(f"flash_attn_v100: {name} must be {allowed}, got {t.dtype}")
     if q.dim() != 4:
         raise ValueError(f"flash_attn_v100: q must be [batch, seqlen_q, heads, head_dim], got {tuple(q.shape)}")
     if q.shape[-1] not in HEAD_DIMS:
@@ -80,7 +83,8 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
 def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None, rotary_sin=None,
                             cache_seqlens=None, cache_batch_idx=None, cache_leftpad=None, block_table=None,
                             softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
-                            rotary_interleaved=True, alibi_slopes=None, num_splits=0, return_softmax_lse=False):
+                            rotary_interleaved=True, alibi_slopes=None, num_splits=0, return_softmax_lse=False,
+                            k_scale=1.0, v_scale=1.0):
     """Attention of q [batch, seqlen_q, heads, head_dim] over a KV cache, flash-attn's call.
 
     k_cache/v_cache: [batch, seqlen_cache, kv_heads, head_dim], or with `block_table` (int32
@@ -88,7 +92,9 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     [batch], or an int) counts the cached keys; k/v [batch, seqlen_new, kv_heads, head_dim], if
     given, are written into the cache after them first. Queries are the last seqlen_q positions
     (causal masks keys to their right); window_size = (left, right) with right -1 or 0.
-    fp16 only; head_dim 64/128/256; GQA/MQA when heads % kv_heads == 0. Returns out (and the
+    fp16 only; head_dim 64/128/256; GQA/MQA when heads % kv_heads == 0. Experimental: caches of
+    dtype torch.float8_e5m2 holding key / k_scale and value / v_scale (write_kv_cache's rounding),
+    read back exactly and multiplied by the scales in the kernel. Returns out (and the
     softmax log-sum-exp [batch, heads, seqlen_q] with return_softmax_lse). A query that sees no
     key gets zeros and lse -inf.
     """
@@ -114,24 +120,27 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
         blocks = torch.gather(block_table.long(), 1, positions // block_size)
         slots = (blocks * block_size + positions % block_size).reshape(-1)
         write_kv_cache(k.reshape(-1, *k.shape[2:]).contiguous(), v.reshape(-1, *v.shape[2:]).contiguous(),
-                       k_cache, v_cache, slots)
+                       k_cache, v_cache, slots, k_scale, v_scale)
         cache_seqlens = cache_seqlens + new
     batch, q_len, heads, dim = q.shape
     causal = causal or window_size[1] == 0  # flash-attn: right window 0 hides every key right of the query
     cu_seqlens_q = torch.arange(0, batch * q_len + 1, q_len, dtype=torch.int32, device=q.device)
     out, lse = _paged_attention(q.reshape(batch * q_len, heads, dim), k_cache, v_cache, cu_seqlens_q, cache_seqlens,
-                                block_table, q_len, softmax_scale, causal, window_size, softcap, num_splits)
+                                block_table, q_len, softmax_scale, causal, window_size, softcap, num_splits, k_scale,
+                                v_scale)
     out = out.view(batch, q_len, heads, dim)
     return (out, lse.view(heads, batch, q_len).permute(1, 0, 2).contiguous()) if return_softmax_lse else out
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
-                           deterministic=False, return_attn_probs=False, block_table=None, seqused_k=None):
+                           deterministic=False, return_attn_probs=False, block_table=None, seqused_k=None,
+                           k_scale=1.0, v_scale=1.0):
     """Variable-length attention, flash-attn's call: q [total_q, heads, head_dim] with cu_seqlens_q
     (int32 [batch + 1]); k/v either [total_k, kv_heads, head_dim] with cu_seqlens_k, or paged caches
     [num_blocks, block_size, kv_heads, head_dim] with `block_table` and `seqused_k` (keys per
-    sequence; cu_seqlens_k is then ignored, as in flash-attn). A sequence's queries are its last
+    sequence; cu_seqlens_k is then ignored, as in flash-attn; float16 or, experimental, float8_e5m2
+    caches with k_scale/v_scale as in flash_attn_with_kvcache). A sequence's queries are its last
     positions (bottom-right causal alignment). Returns out [total_q, heads, head_dim] (and the
     log-sum-exp [heads, total_q] with return_attn_probs, which returns no probabilities).
 
@@ -153,7 +162,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
             raise ValueError("flash_attn_v100: a paged k/v (block_table) needs seqused_k or cu_seqlens_k")
         seqused_k = cu_seqlens_k[1:] - cu_seqlens_k[:-1]
     out, lse = _paged_attention(q, k, v, cu_seqlens_q.to(torch.int32), seqused_k.to(torch.int32), block_table,
-                                int(max_seqlen_q), softmax_scale, causal, window_size, softcap, 0)
+                                int(max_seqlen_q), softmax_scale, causal, window_size, softcap, 0, k_scale, v_scale)
     return (out, lse, None) if return_attn_probs else out
 
 
@@ -164,11 +173,12 @@ def arch_path() -> str:
 
 
 def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, softmax_scale,
-                     causal, window_size, softcap, num_splits):
+                     causal, window_size, softcap, num_splits, k_scale=1.0, v_scale=1.0):
     scale = softmax_scale if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
     return torch.ops.flash_attn_v100.paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k.contiguous(),
                                                      block_table.to(torch.int32), max_seqlen_q, scale, causal,
-                                                     window_size[0], softcap, num_splits, arch_path())
+                                                     window_size[0], softcap, num_splits, arch_path(), k_scale,
+                                                     v_scale)
 
 
 def build_info() -> dict:

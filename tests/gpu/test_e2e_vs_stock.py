@@ -24,7 +24,8 @@ import json, sys
 from vllm import LLM, SamplingParams
 backend = None if sys.argv[3] == "default" else sys.argv[3]
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
-          gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend)
+          gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend,
+          kv_cache_dtype=sys.argv[4])
 prompts = [{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)]} for i in range(PROMPTS)]
 params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=2, detokenize=False, ignore_eos=True)
 result = []
@@ -33,19 +34,20 @@ for output in llm.generate(prompts, params):
     result.append({"tokens": list(sample.token_ids),
                    "top2": [sorted((lp.logprob for lp in step.values()), reverse=True)[:2] for step in sample.logprobs],
                    "chosen": [step[t].logprob for t, step in zip(sample.token_ids, sample.logprobs)]})
-print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
-                              "samples": result}))
+config = llm.llm_engine.vllm_config
+print("RESULT " + json.dumps({"quantization": config.model_config.quantization, "samples": result,
+                              "kv_cache_blocks": config.cache_config.num_gpu_blocks}))
 """.replace("PROMPTS", str(PROMPTS)).replace("TOKENS", str(TOKENS))
 
 
-def generate(checkpoint, emulate, mode, backend="default"):
+def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     else:
         env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # stock on a GPU without flashinfer installed; greedy anyway
-    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend], capture_output=True,
-                            text=True, env=env, timeout=500)
+    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype],
+                            capture_output=True, text=True, env=env, timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
@@ -89,3 +91,16 @@ def test_greedy_tokens_and_logprobs_match_stock_vllm(checkpoint, stock, emulate,
         for i in range(min(16, agree)):
             assert abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE, f"prompt {prompt} token {i}"
     print(f"{emulate}/{mode}/{backend}: {flips} of {PROMPTS} prompts flip at a close call")
+
+
+def test_fp8_e5m2_kv_cache_holds_twice_the_tokens_and_keeps_the_sure_tokens(checkpoint):
+    # Experimental FP8 E5M2 KV (stock vLLM refuses FP8 KV below SM89): against our own fp16-KV run.
+    fp16 = generate(checkpoint, "sm75", "graphs")
+    fp8 = generate(checkpoint, "sm75", "graphs", kv_cache_dtype="fp8_e5m2")
+    assert fp8["kv_cache_blocks"] >= 1.9 * fp16["kv_cache_blocks"], (fp8["kv_cache_blocks"], fp16["kv_cache_blocks"])
+    for prompt, (exact, coarse) in enumerate(zip(fp16["samples"], fp8["samples"])):
+        # E5M2 keeps 2 mantissa bits: the output may drift, but not where the fp16 run was sure.
+        diverged = next((i for i, (a, b) in enumerate(zip(exact["tokens"], coarse["tokens"])) if a != b), None)
+        if diverged is not None:
+            top1, top2 = exact["top2"][diverged]
+            assert top1 - top2 < 0.5, f"prompt {prompt}: token {diverged} differs at a top-2 gap of {top1 - top2:.3f}"

@@ -89,6 +89,7 @@ def test_flash_attn_v100_is_ranked_first_where_it_supports_the_layer():
     names, invalid = ranked(selector_config())
     assert names == ["CUSTOM", "TRITON_ATTN"] and not invalid
     assert ranked(selector_config(head_size=64, has_sliding_window=True))[0][0] == "CUSTOM"
+    assert ranked(selector_config(kv_cache_dtype="fp8_e5m2"))[0][0] == "CUSTOM"  # experimental FP8 KV
 
 
 @pytest.mark.parametrize("overrides, reason", [({"head_size": 96}, "head_size not supported"),

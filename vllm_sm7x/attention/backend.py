@@ -4,7 +4,9 @@ Registered as AttentionBackendEnum.CUSTOM (the enum is closed); `--attention-bac
 is accepted as its name (vllm_sm7x.attention.selection). The KV cache uses vLLM's flash layout
 (logical [num_blocks, kv_heads, block_size, 2 * head_size], stored block, token, head), so vLLM's
 cache allocation, prefix caching and hybrid models' page sizes work unchanged; new keys and values
-are written by vLLM's Triton cache-write kernel (a copy: nothing there needs tensor cores).
+are written by vLLM's Triton cache-write kernel (a copy: nothing there needs tensor cores). With
+`--kv-cache-dtype fp8_e5m2` (experimental; stock vLLM refuses FP8 KV below SM89) the cache holds one
+byte per element, written and read by flash-attn-v100's own kernels.
 
 One varlen kernel serves mixed prefill/decode batches (flash_attn_v100's paged_attention). Its
 grid depends on the number of sequences and the longest query, and its split-KV on the block
@@ -19,8 +21,10 @@ from typing import ClassVar
 import torch
 from vllm.v1.attention.backend import (AttentionBackend, AttentionCGSupport, AttentionImpl, AttentionMetadataBuilder,
                                        AttentionType, CommonAttentionMetadata, MultipleOf)
+from vllm.logger import init_logger
 from vllm.v1.attention.backends.utils import get_kv_cache_layout
 
+logger = init_logger(__name__)
 NAME = "FLASH_ATTN_V100"
 HEAD_SIZES = (64, 128, 256)
 
@@ -62,7 +66,7 @@ class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadat
 class FlashAttnV100Backend(AttentionBackend):
     accept_output_buffer: bool = True
     supported_dtypes: ClassVar[list[torch.dtype]] = [torch.float16]
-    supported_kv_cache_dtypes: ClassVar[list[str]] = ["auto", "float16"]
+    supported_kv_cache_dtypes: ClassVar[list[str]] = ["auto", "float16", "fp8_e5m2"]
     forward_includes_kv_cache_update: bool = False
 
     @staticmethod
@@ -126,9 +130,12 @@ class FlashAttnV100Impl(AttentionImpl):
         for what, given in (("ALiBi", alibi_slopes), ("attention sinks", sinks)):
             if given is not None:
                 raise NotImplementedError(f"{NAME} does not support {what}; use --attention-backend TRITON_ATTN")
-        if kv_cache_dtype not in ("auto", "float16"):
+        if kv_cache_dtype not in FlashAttnV100Backend.supported_kv_cache_dtypes:
             raise NotImplementedError(f"{NAME}: --kv-cache-dtype {kv_cache_dtype} is not supported; use auto "
-                                      "(float16)")
+                                      "(float16) or fp8_e5m2 (experimental)")
+        if kv_cache_dtype == "fp8_e5m2":
+            logger.warning_once("%s: FP8 E5M2 KV cache is experimental (half the KV memory; keys and values "
+                                "keep 2 mantissa bits)", NAME)
         if head_size not in HEAD_SIZES:
             raise NotImplementedError(f"{NAME}: head size {head_size} is not supported ({HEAD_SIZES})")
         self.num_heads, self.head_size, self.num_kv_heads = num_heads, head_size, num_kv_heads
@@ -136,6 +143,7 @@ class FlashAttnV100Impl(AttentionImpl):
         self.window_left = -1 if sliding_window is None else sliding_window - 1
         self.softcap = float(logits_soft_cap or 0.0)
         self.kv_cache_dtype = kv_cache_dtype
+        self.fp8 = kv_cache_dtype == "fp8_e5m2"
         self.attn_type = attn_type
         self.kv_sharing_target_layer_name = kv_sharing_target_layer_name
         from vllm_sm7x.activation import kernel_path
@@ -146,9 +154,21 @@ class FlashAttnV100Impl(AttentionImpl):
                            slot_mapping: torch.Tensor) -> None:
         from vllm.v1.attention.ops.triton_reshape_and_cache_flash import triton_reshape_and_cache_flash
 
-        key_cache, value_cache = kv_cache.transpose(1, 2).split(self.head_size, dim=-1)
+        key_cache, value_cache = self._caches(kv_cache)
+        if self.fp8:
+            torch.ops.flash_attn_v100.write_kv_cache(key, value, key_cache, value_cache, slot_mapping,
+                                                     layer._k_scale_float, layer._v_scale_float)
+            return
         triton_reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping, self.kv_cache_dtype,
                                        layer._k_scale, layer._v_scale)
+
+    def _caches(self, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[num_blocks, block_size, kv_heads, head_size] views of the keys and values (vLLM allocates an
+        FP8 cache as uint8)."""
+        if self.fp8:
+            kv_cache = kv_cache.view(torch.float8_e5m2)
+        key_cache, value_cache = kv_cache.transpose(1, 2).split(self.head_size, dim=-1)
+        return key_cache, value_cache
 
     def forward(self, layer, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kv_cache: torch.Tensor,
                 attn_metadata: FlashAttnV100Metadata, output: torch.Tensor, output_scale: torch.Tensor | None = None,
@@ -158,10 +178,10 @@ class FlashAttnV100Impl(AttentionImpl):
         if attn_metadata is None:  # profiling run
             return output.fill_(0)
         tokens = attn_metadata.num_actual_tokens
-        key_cache, value_cache = kv_cache.transpose(1, 2).split(self.head_size, dim=-1)
+        key_cache, value_cache = self._caches(kv_cache)
         torch.ops.flash_attn_v100.paged_attention_out(
             output[:tokens].view(tokens, self.num_heads, self.head_size), query[:tokens], key_cache, value_cache,
             attn_metadata.query_start_loc, attn_metadata.seq_lens, attn_metadata.block_table,
             attn_metadata.max_query_len, self.scale, attn_metadata.causal, self.window_left, self.softcap, 0,
-            self.kernel_path)
+            self.kernel_path, layer._k_scale_float, layer._v_scale_float)
         return output

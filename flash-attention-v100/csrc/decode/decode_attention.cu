@@ -33,7 +33,7 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-template <int kHeadDim>
+template <int kHeadDim, class Kv>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
   constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     for (int i = threadIdx.x; i < kDecodeTileTokens * kVecs; i += kThreads) {
       const int tok = i / kVecs, vec = i % kVecs, t = t0 + tok;
       uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
-      if (t < t_end) read_kv_vec(p, b, kv_head, t, vec, k, v);
+      if (t < t_end) read_kv_vec<Kv>(p, b, kv_head, t, vec, k, v);
       const __half2* k2 = reinterpret_cast<const __half2*>(&k);
       const __half2* v2 = reinterpret_cast<const __half2*>(&v);
 #pragma unroll
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     if (!row_valid[j]) continue;
     const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
     const int q_index = r / group, head = kv_head * group + r % group;
-    const float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;  // nothing visible: zeros, lse -inf
+    const float inv = l[j] > 0.f ? p.v_scale / l[j] : 0.f;  // nothing visible: zeros, lse -inf
     const float lse = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
     const int64_t row_index = (int64_t)(q_begin + q_index) * p.q_heads + head;
     if (p.splits == 1) {
@@ -206,8 +206,10 @@ template <int kHeadDim>
 void launch_for(const DecodeParams& p, cudaStream_t stream) {
   const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
   const dim3 grid(p.batch * row_blocks, p.kv_heads, p.splits);
-  decode_kernel<kHeadDim><<<grid, kThreads, 0, stream>>>(p);
-  SM7X_CHECK_LAUNCH();
+  dispatch_kv_format(p.kv_format, [&](auto kv) {
+    decode_kernel<kHeadDim, decltype(kv)><<<grid, kThreads, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  });
   if (p.splits > 1) {
     combine_kernel<kHeadDim><<<p.total_q * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();

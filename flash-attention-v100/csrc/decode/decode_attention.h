@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "paged_kv/kv_format.h"
+
 namespace flash_v100 {
 
 constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one per lane)
@@ -19,8 +21,9 @@ constexpr int kPrefillMinQueryLen = 17;
 struct DecodeParams {
   const __half* q;            // [total_q, q_heads, head_dim]: sequence b's queries are rows
                               // cu_seqlens_q[b] .. cu_seqlens_q[b+1]-1; head_dim contiguous
-  const __half* k_cache;      // [num_blocks, block_size, kv_heads, head_dim], head_dim contiguous
-  const __half* v_cache;
+  const void* k_cache;        // [num_blocks, block_size, kv_heads, head_dim], head_dim contiguous,
+  const void* v_cache;        // elements as kv_format says; strides below in elements
+  KvFormat kv_format;
   const int* cu_seqlens_q;    // [batch + 1]
   const int* seqlens_k;       // [batch]: keys per sequence, its new queries' own keys included
   const int* block_table;     // [batch, max_blocks]
@@ -34,7 +37,8 @@ struct DecodeParams {
   int64_t block_table_stride;
   int batch, total_q, max_q_len, q_heads, kv_heads, block_size;
   int max_keys;               // block-table capacity: longer seqlens_k are clamped, never read past it
-  float scale;
+  float scale;                // softmax scale, times the K cache's dequantisation scale
+  float v_scale;              // the V cache's dequantisation scale (1 for fp16 caches)
   float softcap;              // 0: off
   int window_left;            // keys at most this far left of the query; -1: unlimited
   bool causal;                // a sequence's queries are its last positions; no key to their right

@@ -39,7 +39,7 @@ struct PrefillSmem {
   static constexpr int kBytes = kQBytes + kKBytes + kVtBytes + kSBytes + kPBytes + kRowBytes;
 };
 
-template <class ArchTag, int kHeadDim>
+template <class ArchTag, int kHeadDim, class Kv>
 __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodeParams p) {
   using Smem = PrefillSmem<kHeadDim>;
   using Tile = sm7x::WarpTile16x16<ArchTag>;
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
     for (int i = threadIdx.x; i < kPrefillTileKeys * (kHeadDim / 8); i += kPrefillThreads) {
       const int key = i % kPrefillTileKeys, vec = i / kPrefillTileKeys, t = k0 + key;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (t < keys) read_kv_vec(p, b, kv_head, t, vec, kv, vv);
+      if (t < keys) read_kv_vec<Kv>(p, b, kv_head, t, vec, kv, vv);
       *reinterpret_cast<uint4*>(k_s + key * Smem::kKStride + vec * 8) = kv;
       const __half* v8 = reinterpret_cast<const __half*>(&vv);
 #pragma unroll
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
 
   // out = O / l (zeros and lse -inf for a row that saw no key).
   __syncwarp();  // every lane has finished reading the last tile's rescale factors
-  if (lane % 2 == 0) rescale_s[softmax_row] = l_row > 0.f ? 1.f / l_row : 0.f;
+  if (lane % 2 == 0) rescale_s[softmax_row] = l_row > 0.f ? p.v_scale / l_row : 0.f;
   if (lane % 2 == 0 && row_valid) {
     p.lse[(int64_t)head * p.total_q + q_begin + m0 + softmax_row] = l_row > 0.f ? m_row + __logf(l_row) : -INFINITY;
   }
@@ -171,14 +171,16 @@ template <class ArchTag, int kHeadDim>
 void launch_prefill_for(const DecodeParams& p, cudaStream_t stream) {
   constexpr int bytes = PrefillSmem<kHeadDim>::kBytes;
   static_assert(bytes <= ArchTag::kMaxSharedBytesPerBlock, "prefill tile exceeds the emulated card's shared memory");
-  if (bytes > 48 * 1024) {  // an opt-in per device; cheap, so on every launch (any GPU of the process)
-    SM7X_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<ArchTag, kHeadDim>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  }
   const int row_blocks = (p.max_q_len + kPrefillRowsPerCta - 1) / kPrefillRowsPerCta;
   const dim3 grid(p.batch * row_blocks, p.q_heads);
-  prefill_kernel<ArchTag, kHeadDim><<<grid, kPrefillThreads, bytes, stream>>>(p);
-  SM7X_CHECK_LAUNCH();
+  dispatch_kv_format(p.kv_format, [&](auto kv) {
+    const auto kernel = prefill_kernel<ArchTag, kHeadDim, decltype(kv)>;
+    if (bytes > 48 * 1024) {  // an opt-in per device; cheap, so on every launch (any GPU of the process)
+      SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    }
+    kernel<<<grid, kPrefillThreads, bytes, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  });
 }
 
 template <class ArchTag>

@@ -385,3 +385,64 @@ def test_kvcache(fa, seqlen_q, seqlen_k, num_splits, path, block_size, d, mha_ty
         baselines.append(baseline)
     assert_within_dao_tolerance(out, torch.stack(truths), torch.stack(baselines))
     assert_lse_close(lse, torch.stack(truth_lses))
+
+
+# ---------------------------------------------------------------------------------------------------
+# FP8 E5M2 KV cache (experimental; not in Dao's suite)
+
+
+@pytest.mark.parametrize("seqlen_q, seqlen_k", [(1, 339), (5, 799), (16, 2048), (64, 256), (113, 203)])
+@pytest.mark.parametrize("block_size, d, kv_heads", [(16, 64, 1), (256, 256, 3), (528, 128, 6)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_kvcache_fp8_e5m2(fa, seqlen_q, seqlen_k, block_size, d, kv_heads, causal, seed, monkeypatch, e5m2):
+    """Attention over an E5M2 cache (values stored / scale) equals attention over the dequantised cache:
+    the kernels read the bytes back exactly and apply the scales. New k/v are appended (quantised by the
+    op), so the write is covered too."""
+    quantize, dequantize = e5m2
+    if seqlen_q > SIMT_MAX_QUERIES:
+        for tensor_core_path in ("sm70", "sm75"):  # both tensor-core paths, one after the other
+            run_fp8_case(fa, seed, seqlen_q, seqlen_k, tensor_core_path, block_size, d, kv_heads, causal,
+                         monkeypatch, quantize, dequantize)
+    else:
+        run_fp8_case(fa, seed, seqlen_q, seqlen_k, None, block_size, d, kv_heads, causal, monkeypatch, quantize,
+                     dequantize)
+
+
+def run_fp8_case(fa, seed, seqlen_q, seqlen_k, path, block_size, d, kv_heads, causal, monkeypatch, quantize,
+                 dequantize):
+    use_path(fa, monkeypatch, path)
+    rng = random.Random(seed)
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    batch, heads, k_scale, v_scale = 3, 6, 0.05, 4.0
+    new = rng.randint(1, seqlen_q)
+    cache_seqlens = [rng.randint(0, seqlen_k - new) for _ in range(batch)]
+    k_half, v_half, block_table = paged_kv(gen, batch, seqlen_k, kv_heads, d, block_size)
+    k_cache, v_cache = quantize(k_half, k_scale), quantize(v_half * 8, v_scale)
+    q = randn(gen, batch, seqlen_q, heads, d)
+    k_new, v_new = randn(gen, batch, new, kv_heads, d), randn(gen, batch, new, kv_heads, d)
+
+    poison((q.shape, torch.float16), ((heads, batch * seqlen_q), torch.float32))
+    out, lse = fa.flash_attn_with_kvcache(
+        q, k_cache, v_cache, k=k_new, v=v_new,
+        cache_seqlens=torch.tensor(cache_seqlens, dtype=torch.int32, device=DEVICE), block_table=block_table,
+        causal=causal, return_softmax_lse=True, k_scale=k_scale, v_scale=v_scale)
+
+    # The appended tokens went in through the E5M2 write; the truth uses the cache as it now holds them.
+    # (Compared as bytes: uint8 has every indexing kernel, float8 not all.)
+    k_expected, v_expected = k_cache.view(torch.uint8).clone(), v_cache.view(torch.uint8).clone()
+    for b in range(batch):
+        positions = torch.arange(cache_seqlens[b], cache_seqlens[b] + new, device=DEVICE)
+        index = token_index(block_table, block_size, b, positions)
+        k_expected[index] = quantize(k_new[b], k_scale).view(torch.uint8)
+        v_expected[index] = quantize(v_new[b], v_scale).view(torch.uint8)
+    assert torch.equal(k_cache.view(torch.uint8), k_expected) and torch.equal(v_cache.view(torch.uint8), v_expected)
+    k_deq, v_deq = dequantize(k_cache, k_scale), dequantize(v_cache, v_scale)
+    truths, truth_lses, baselines = [], [], []
+    for b in range(batch):
+        k, v = cached_keys(k_deq, v_deq, block_table, b, cache_seqlens[b] + new)
+        truth, truth_lse = attention(q[b], k, v, causal, -1, 0.0)
+        truths.append(truth)
+        truth_lses.append(truth_lse)
+        baselines.append(attention(q[b], k, v, causal, -1, 0.0, fp16_baseline=True)[0])
+    assert_within_dao_tolerance(out, torch.stack(truths), torch.stack(baselines))
+    assert_lse_close(lse, torch.stack(truth_lses))

@@ -48,13 +48,54 @@ def test_bad_inputs_get_clear_errors():
     key = torch.randn(4, 2, 64, device="cuda").half()
     cache = torch.zeros(2, 16, 2, 64, device="cuda").half()
     slots = torch.arange(4, device="cuda")
-    with pytest.raises(RuntimeError, match="float16"):
+    with pytest.raises(ValueError, match="bfloat16"):
         write_kv_cache(key.bfloat16(), key.bfloat16(), cache, cache.clone(), slots)
+    with pytest.raises(ValueError, match=r"view\(torch.float8_e5m2\)"):
+        write_kv_cache(key, key, cache.view(torch.uint8)[..., :64], cache.view(torch.uint8)[..., 64:], slots)
+    with pytest.raises(ValueError, match="E4M3 KV caches are not supported"):
+        e4m3 = torch.zeros(2, 16, 2, 64, device="cuda", dtype=torch.float8_e4m3fn)
+        write_kv_cache(key, key, e4m3, e4m3.clone(), slots)
+    with pytest.raises(ValueError, match="scales must be positive"):
+        e5m2 = torch.zeros(2, 16, 2, 64, device="cuda", dtype=torch.float8_e5m2)
+        write_kv_cache(key, key, e5m2, e5m2.clone(), slots, 0.0, 1.0)
     with pytest.raises(RuntimeError, match="do not match key"):
         write_kv_cache(key, key, torch.zeros(2, 16, 2, 32, device="cuda").half(),
                        torch.zeros(2, 16, 2, 32, device="cuda").half(), slots)
     with pytest.raises(RuntimeError, match="int64"):
         write_kv_cache(key, key, cache, cache.clone(), slots.int())
+
+
+def vllm_layout_caches(num_blocks, block_size, kv_heads, head_size, dtype):
+    """vLLM's flash-layout KV tensor [num_blocks, block_size, kv_heads, 2 * head_size] split into the key
+    and value views the backend passes (strided: each head row interleaves key and value)."""
+    kv = torch.full((num_blocks, block_size, kv_heads, 2 * head_size), float("nan"), device="cuda").to(dtype)
+    return kv[..., :head_size], kv[..., head_size:]
+
+
+@pytest.mark.parametrize("num_tokens, kv_heads, head_size, block_size", [(37, 4, 128, 16), (19, 3, 36, 7),
+                                                                         (5, 2, 256, 528)])
+@pytest.mark.parametrize("scale", [1.0, 0.37])
+def test_fp8_e5m2_write_rounds_as_the_reference(num_tokens, kv_heads, head_size, block_size, scale, seed, e5m2):
+    from flash_attn_v100 import write_kv_cache
+
+    quantize, _ = e5m2
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    num_blocks = (num_tokens + 3) // block_size + 3
+    # Values across E5M2's range, ties of the rounding included, and a few beyond it (saturated).
+    key = (torch.randn(num_tokens + 4, kv_heads, head_size, device="cuda", generator=gen) * 300).half()
+    value = (torch.randn(num_tokens + 4, kv_heads, head_size, device="cuda", generator=gen) * 3).half()
+    key[0, 0, :4] = torch.tensor([60000.0, -65504.0, 1.125, 3.0 * 2 ** -16], device="cuda").half()
+    slots = torch.randperm(num_blocks * block_size, device="cuda", generator=gen)[:num_tokens]  # 4 padded rows
+    slots[::5] = -1
+    key_cache, value_cache = vllm_layout_caches(num_blocks, block_size, kv_heads, head_size, torch.float8_e5m2)
+    expected_k, expected_v = vllm_layout_caches(num_blocks, block_size, kv_heads, head_size, torch.float8_e5m2)
+
+    write_kv_cache(key, value, key_cache, value_cache, slots, scale, 2 * scale)
+    reference_write(quantize(key, scale).view(torch.uint8), quantize(value, 2 * scale).view(torch.uint8),
+                    expected_k.view(torch.uint8), expected_v.view(torch.uint8), slots)
+    torch.cuda.synchronize()
+    assert torch.equal(key_cache.view(torch.uint8), expected_k.view(torch.uint8))
+    assert torch.equal(value_cache.view(torch.uint8), expected_v.view(torch.uint8))
 
 
 def test_op_schema_and_fake_implementation():
@@ -64,3 +105,6 @@ def test_op_schema_and_fake_implementation():
     cache = torch.zeros(2, 16, 2, 64, device="cuda").half()
     torch.library.opcheck(torch.ops.flash_attn_v100.write_kv_cache.default,
                           (key, key.clone(), cache, cache.clone(), torch.tensor([0, 17, -1], device="cuda")))
+    fp8 = torch.zeros(2, 16, 2, 64, device="cuda", dtype=torch.float8_e5m2)
+    torch.library.opcheck(torch.ops.flash_attn_v100.write_kv_cache.default,
+                          (key, key.clone(), fp8, fp8.clone(), torch.tensor([0, 17], device="cuda"), 0.5, 2.0))

@@ -49,3 +49,25 @@ def test_install_check_module_names_import():
     assert paged_kv_utils.write_kv_cache is fa.write_kv_cache
     with pytest.raises(AttributeError, match="call flash_attn_v100.flash_attn_func"):
         flash_attn_v100_cuda.fwd  # noqa: B018  (the older package's native entry point)
+
+
+def test_e5m2_reference_rounds_like_torch_on_every_fp16_value(e5m2):
+    # The kernels' E5M2 write mirrors this reference; check it against PyTorch's own float8_e5m2 cast
+    # over all 65536 fp16 bit patterns (PyTorch does not saturate: compare where neither saturates).
+    quantize, dequantize = e5m2
+    halves = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(torch.float16)
+    ours, theirs = quantize(halves), halves.to(torch.float8_e5m2)
+    in_range = halves.float().abs() <= 57344
+    assert torch.equal(ours.view(torch.uint8)[in_range], theirs.view(torch.uint8)[in_range])
+    assert torch.isnan(dequantize(ours)[halves.isnan()]).all()
+    big = halves.float().abs() > 57344  # saturated, inf included
+    assert (dequantize(ours)[big & ~halves.isnan()].float().abs() == 57344).all()
+    # Reading back is exact: a representable value survives the round trip.
+    assert torch.equal(quantize(dequantize(theirs[in_range])).view(torch.uint8), theirs[in_range].view(torch.uint8))
+
+
+def test_fp8_caches_other_than_e5m2_get_the_fix():
+    q = torch.zeros(1, 1, 4, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="must be float16 or float8_e5m2"):
+        fa.flash_attn_with_kvcache(q, torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn),
+                                   torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn))
