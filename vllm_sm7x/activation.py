@@ -23,6 +23,7 @@ class Gpu:
     index: int
     name: str
     capability: tuple[int, int]
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def visible_gpus() -> list[Gpu]:
                     break
             name = pynvml.nvmlDeviceGetName(handle)
             name = name.decode() if isinstance(name, bytes) else name
-            gpus.append(Gpu(len(gpus), name, tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))))
+            gpus.append(Gpu(len(gpus), name, tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle)),
+                            int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)))
         return gpus
     finally:
         pynvml.nvmlShutdown()

@@ -93,6 +93,9 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetCudaComputeCapability(self, h):
         return self.devices[h][1]
 
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(total=32 << 30)
+
     def nvmlDeviceGetUUID(self, h):
         return self.devices[h][2]
 
@@ -115,6 +118,7 @@ def test_visible_gpus_lists_every_gpu_and_shuts_nvml_down(nvml, monkeypatch):
     fake = nvml(MACHINE)
     gpus = activation.visible_gpus()
     assert [g.capability for g in gpus] == [(9, 0), (7, 0), (7, 0)]
+    assert all(g.memory_bytes == 32 << 30 for g in gpus)  # what `doctor MODEL` plans with
     assert fake.initialised == 0
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def doctor(args: argparse.Namespace) -> int:
+    if args.model:
+        return doctor_profile(args)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's import-time INFO lines are noise here
     from vllm_sm7x.doctor import format_table, is_ready, run_checks
 
@@ -19,6 +21,40 @@ def doctor(args: argparse.Namespace) -> int:
     else:
         print(format_table(checks))
     return 0 if is_ready(checks) else 1
+
+
+def doctor_profile(args: argparse.Namespace) -> int:
+    """The serving profile for MODEL on these GPUs (or the ones described by --gpu-memory-gib)."""
+    from vllm_sm7x.activation import visible_gpus
+    from vllm_sm7x.profiles.memory import GIB
+    from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
+    from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
+
+    if args.gpu_memory_gib:
+        gpus = Gpus("GPU (--gpu-memory-gib)", int(args.gpu_memory_gib * GIB), args.gpu_count or 0)
+    else:
+        found = visible_gpus()
+        if not found:
+            print("no GPU visible: describe the cards with --gpu-memory-gib (and --gpu-count)", file=sys.stderr)
+            return 2
+        gpus = Gpus(found[0].name, min(g.memory_bytes for g in found), len(found))
+    user = {name: getattr(args, name) for name in PROFILE_USER_ARGS if getattr(args, name) is not None}
+    try:
+        profile = resolve_profile(read_model_facts(args.model), gpus, args.tensor_parallel_size, user)
+    except (ModelFactsError, ProfileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"engine_args": profile.engine_args(), "budget_bytes": profile.budget,
+                          "reasons": {s.name: s.reason for s in profile.settings.values()}}, indent=2))
+    else:
+        print(f"{args.model} on {gpus.count or 'n'} x {gpus.name}, --tensor-parallel-size {args.tensor_parallel_size}")
+        print(profile.table())
+    return 0
+
+
+# Engine arguments a user may pass to `doctor MODEL`: the profile keeps them and checks they fit.
+PROFILE_USER_ARGS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype")
 
 
 def serve_demo(args: argparse.Namespace) -> int:
@@ -32,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("doctor", help="check GPUs, driver, torch, vLLM and our kernels; print what to fix")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("model", nargs="?", help="a checkpoint folder: print the serving profile vllm-sm7x chooses for it "
+                   "on these GPUs, and why, without starting vLLM")
+    p.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
+    p.add_argument("--gpu-memory-gib", type=float, help="plan for cards of this size instead of the visible GPUs")
+    p.add_argument("--gpu-count", type=int, help="with --gpu-memory-gib: how many cards there are")
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--max-num-seqs", type=int)
+    p.add_argument("--max-num-batched-tokens", type=int)
+    p.add_argument("--kv-cache-dtype", choices=["auto", "float16", "fp8_e5m2"])
     p.set_defaults(func=doctor)
     from vllm_sm7x.entrypoints.demo import DEFAULT_CACHE
 

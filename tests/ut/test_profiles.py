@@ -1,0 +1,174 @@
+"""Serving profiles on the four seed models (configs written from their published shapes: DESIGN.md
+section 7; Qwen3.5-122B-A10B from a public copy of its config.json, alibaba/InferSim
+hf_configs/qwen3.5-122B-A10B_config.json) at TP 1/2/4 on 16 GB and 32 GB cards."""
+import json
+
+import pytest
+
+from vllm_sm7x.profiles.memory import GIB
+from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
+from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
+
+AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+HYBRID = {"vocab_size": 248320, "max_position_embeddings": 262144, "head_dim": 256, "linear_conv_kernel_dim": 4,
+          "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_num_key_heads": 16,
+          "full_attention_interval": 4, "mtp_num_hidden_layers": 1, "mamba_ssm_dtype": "float32"}
+SEED_MODELS = {
+    "Qwen3.6-27B-AWQ": ("Qwen3_5ForConditionalGeneration",
+                        {"hidden_size": 5120, "num_hidden_layers": 64, "num_attention_heads": 24,
+                         "num_key_value_heads": 4, "linear_num_value_heads": 48, "intermediate_size": 17408}),
+    "Qwen3.5-27B-AWQ": ("Qwen3_5ForConditionalGeneration",
+                        {"hidden_size": 5120, "num_hidden_layers": 64, "num_attention_heads": 24,
+                         "num_key_value_heads": 4, "linear_num_value_heads": 48, "intermediate_size": 17408}),
+    "Qwen3.6-35B-A3B-AWQ": ("Qwen3_5MoeForConditionalGeneration",
+                            {"hidden_size": 2048, "num_hidden_layers": 40, "num_attention_heads": 16,
+                             "num_key_value_heads": 2, "linear_num_value_heads": 32, "num_experts": 256,
+                             "num_experts_per_tok": 8, "moe_intermediate_size": 512,
+                             "shared_expert_intermediate_size": 512}),
+    "Qwen3.5-122B-A10B-AWQ": ("Qwen3_5MoeForConditionalGeneration",
+                              {"hidden_size": 3072, "num_hidden_layers": 48, "num_attention_heads": 32,
+                               "num_key_value_heads": 2, "linear_num_value_heads": 64, "num_experts": 256,
+                               "num_experts_per_tok": 8, "moe_intermediate_size": 1024,
+                               "shared_expert_intermediate_size": 1024}),
+}
+V100_32GB = Gpus("Tesla V100-SXM2-32GB", 32 * GIB, 4)
+V100_16GB = Gpus("Tesla V100-SXM2-16GB", 16 * GIB, 4)
+
+
+def write_checkpoint(folder, name, mtp_weights=True, vision=True):
+    architecture, text = SEED_MODELS[name]
+    config = {"architectures": [architecture], "tie_word_embeddings": False, "quantization_config": AWQ,
+              "text_config": {**HYBRID, **text}}
+    if vision:
+        config["vision_config"] = {"depth": 27, "hidden_size": 1152}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    names = ["model.language_model.layers.0.mlp.down_proj.qweight"]
+    if mtp_weights:
+        names.append("mtp.layers.0.mlp.down_proj.qweight")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {n: "x" for n in names}}))
+    return folder
+
+
+@pytest.fixture
+def seed(tmp_path):
+    def make(name, **kwargs):
+        return read_model_facts(write_checkpoint(tmp_path / name, name, **kwargs))
+    return make
+
+
+def settings(profile):
+    return {name: s.value for name, s in profile.settings.items()}
+
+
+def test_27b_mtp_on_four_32gb_v100s_is_the_published_profile(seed):
+    # 27B-AWQ+MTP TP4: 262144 context, 4 sequences, 8192 batched tokens, MTP k=4, prefix caching aligned.
+    chosen = settings(resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=4))
+    assert chosen["max_model_len"] == 262144 and chosen["max_num_seqs"] == 4
+    assert chosen["max_num_batched_tokens"] == 8192
+    assert chosen["speculative_config"] == {"method": "mtp", "num_speculative_tokens": 4}
+    assert chosen["enable_prefix_caching"] is True and chosen["mamba_cache_mode"] == "align"
+    assert chosen["language_model_only"] is True
+    assert {1, 5, 10, 20} <= set(chosen["cudagraph_capture_sizes"])  # decode and (k+1) x batch
+    assert 0.5 < chosen["gpu_memory_utilization"] <= 0.92
+
+
+def test_mtp_needs_the_weights_in_the_files_not_only_the_config(seed):
+    chosen = settings(resolve_profile(seed("Qwen3.5-27B-AWQ", mtp_weights=False), V100_32GB, tp=4))
+    assert chosen["speculative_config"] is None
+    assert chosen["max_num_seqs"] == 1 and chosen["max_num_batched_tokens"] == 16384  # the TP4 baseline
+
+
+def test_two_gpus_get_three_speculative_tokens(seed):
+    chosen = settings(resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=2))
+    assert chosen["speculative_config"]["num_speculative_tokens"] == 3 and chosen["max_num_seqs"] == 1
+
+
+@pytest.mark.parametrize("name", ["Qwen3.6-35B-A3B-AWQ", "Qwen3.5-122B-A10B-AWQ"])
+def test_moe_keeps_mtp_off_and_a_smaller_prefill_chunk(seed, name):
+    chosen = settings(resolve_profile(seed(name), V100_32GB, tp=4))
+    assert chosen["speculative_config"] is None
+    assert chosen["max_num_batched_tokens"] <= 8192 and chosen["max_num_seqs"] == 1
+    assert chosen["max_model_len"] == 262144
+
+
+@pytest.mark.parametrize("name, tp, gpus, nearest", [("Qwen3.6-27B-AWQ", 1, V100_16GB, 2),
+                                                      ("Qwen3.5-122B-A10B-AWQ", 4, V100_16GB, 8),
+                                                      ("Qwen3.5-122B-A10B-AWQ", 2, V100_32GB, 4)])
+def test_weights_that_do_not_fit_name_the_numbers_and_the_tp_that_does(seed, name, tp, gpus, nearest):
+    with pytest.raises(ProfileError, match=rf"GiB of weights per GPU at --tensor-parallel-size {tp} .*"
+                                           rf"use --tensor-parallel-size {nearest}"):
+        resolve_profile(seed(name), gpus, tp=tp)
+
+
+@pytest.mark.parametrize("name", list(SEED_MODELS))
+@pytest.mark.parametrize("tp", [1, 2, 4])
+@pytest.mark.parametrize("gpus", [V100_16GB, V100_32GB], ids=["16GB", "32GB"])
+def test_every_profile_that_resolves_fits_the_card(seed, name, tp, gpus):
+    try:
+        profile = resolve_profile(seed(name), gpus, tp=tp)
+    except ProfileError as error:
+        assert "use --tensor-parallel-size" in str(error) or "does not fit these cards" in str(error)
+        return
+    chosen = settings(profile)
+    total = sum(v for k, v in profile.budget.items() if k != "card")
+    assert total <= chosen["gpu_memory_utilization"] * gpus.memory_bytes <= 0.93 * gpus.memory_bytes
+    assert 4096 <= chosen["max_model_len"] <= 262144 and chosen["max_model_len"] % 1024 == 0
+
+
+def test_a_short_context_says_why(seed):
+    profile = resolve_profile(seed("Qwen3.6-27B-AWQ", mtp_weights=False), V100_32GB, tp=1)
+    context = profile.settings["max_model_len"]
+    assert context.value < 262144 and "native 262144 needs" in context.reason
+
+
+def test_user_settings_are_kept_and_checked(seed):
+    facts = seed("Qwen3.6-27B-AWQ")
+    profile = resolve_profile(facts, V100_32GB, tp=4, user={"max_num_seqs": 2, "speculative_config": None})
+    assert "max_num_seqs" not in profile.engine_args() and "speculative_config" not in profile.engine_args()
+    assert profile.settings["max_num_seqs"].reason == "set by the user"
+    with pytest.raises(ProfileError, match=r"--max-model-len 262144 does not fit.*largest that fits is "
+                                           r"--max-model-len \d+"):
+        resolve_profile(facts, V100_16GB, tp=2, user={"max_model_len": 262144})
+
+
+def test_fp8_kv_cache_doubles_the_context_that_fits(seed):
+    facts = seed("Qwen3.6-27B-AWQ", mtp_weights=False)
+    fp16 = resolve_profile(facts, V100_32GB, tp=1).settings["max_model_len"].value
+    fp8 = resolve_profile(facts, V100_32GB, tp=1, user={"kv_cache_dtype": "fp8_e5m2"}).settings["max_model_len"].value
+    assert fp8 > 1.8 * fp16
+
+
+def test_the_table_lists_each_setting_with_its_reason(seed):
+    table = resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=4).table()
+    assert "max_model_len" in table and "the model's native context fits" in table and "per GPU: weights" in table
+
+
+def test_folders_without_a_config_are_refused(tmp_path):
+    with pytest.raises(ModelFactsError, match="has no config.json"):
+        read_model_facts(tmp_path)
+
+
+def test_mtp_weights_are_found_in_a_single_file_header(tmp_path):
+    import struct
+
+    folder = write_checkpoint(tmp_path / "m", "Qwen3.6-27B-AWQ")
+    (folder / "model.safetensors.index.json").unlink()
+    header = json.dumps({"mtp.fc.weight": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0\0")
+    facts = read_model_facts(folder)
+    assert facts.has_mtp_weights and facts.checkpoint_bytes == 8 + len(header) + 2
+
+
+def test_doctor_prints_the_profile_for_a_model_folder(tmp_path, capsys):
+    from vllm_sm7x.entrypoints.cli import main
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "speculative_config" in out and "num_speculative_tokens=4" in out and "262144" in out
+    assert main(["doctor", str(folder), "--gpu-memory-gib", "16", "--gpu-count", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "use --tensor-parallel-size 2 (this machine has 1 GPU(s))" in err
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine_args"]["max_num_seqs"] == 4

@@ -1,0 +1,74 @@
+"""Bytes per GPU of a serving configuration: weights, KV cache per token, Gated DeltaNet state per
+sequence, and the prefill workspace. Weights come from the safetensors sizes when the folder has them
+(else from the shapes); the workspace is an estimate that errs high, so a profile that fits here
+leaves vLLM's own profiling run room."""
+from __future__ import annotations
+
+import math
+
+from vllm_sm7x.profiles.model_facts import ModelFacts
+
+GIB = 1 << 30
+FP16 = 2
+# Per GPU, outside what is priced below: CUDA context, allocator slack, NCCL buffers, CUDA graphs.
+RUNTIME_OVERHEAD_BYTES = int(1.5 * GIB)
+
+
+def linear_weight_bytes(facts: ModelFacts, params: int) -> int:
+    """A quantized linear layer stores `bits` per weight plus an fp16 scale and a packed zero per group."""
+    if facts.weight_bits >= 16:
+        return params * FP16
+    return params * facts.weight_bits // 8 + params // facts.group_size * (FP16 + facts.weight_bits / 8)
+
+
+def estimated_weight_bytes(facts: ModelFacts) -> int:
+    """The checkpoint's size from its shapes (used when the folder has no weight files)."""
+    h = facts.hidden_size
+    attention = h * facts.num_attention_heads * facts.head_dim * (3 if facts.is_qwen35 else 2)  # q (+ gate), o
+    attention += 2 * h * facts.num_kv_heads * facts.head_dim
+    conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
+    delta_net = h * (conv_dim + facts.linear_v_heads * facts.linear_v_dim + 2 * facts.linear_v_heads)
+    delta_net += facts.linear_v_heads * facts.linear_v_dim * h
+    if facts.is_moe:
+        mlp = 3 * h * (facts.num_experts * facts.moe_intermediate_size + facts.shared_expert_intermediate_size)
+    else:
+        mlp = 3 * h * facts.intermediate_size
+    linear = (facts.full_attention_layers * attention + facts.linear_attention_layers * delta_net
+              + facts.num_layers * mlp)
+    mtp = facts.mtp_layers * (attention + mlp + 2 * h * h)
+    embeddings = facts.vocab_size * h * (1 if facts.tie_word_embeddings else 2)
+    return int(linear_weight_bytes(facts, linear + mtp) + embeddings * FP16)
+
+
+def weight_bytes_per_gpu(facts: ModelFacts, tp: int) -> int:
+    total = facts.checkpoint_bytes if facts.checkpoint_bytes is not None else estimated_weight_bytes(facts)
+    return math.ceil(total / tp)
+
+
+def kv_heads_per_gpu(facts: ModelFacts, tp: int) -> int:
+    return max(1, facts.num_kv_heads // tp)  # fewer KV heads than GPUs: each GPU keeps a copy of one
+
+
+def kv_bytes_per_token(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16) -> int:
+    return facts.full_attention_layers * 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes
+
+
+def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0) -> int:
+    """Gated DeltaNet state of one sequence (vLLM's shapes: the conv window grows by the speculative
+    tokens; the recurrent state is v_heads x v_dim x k_dim)."""
+    if not facts.is_hybrid:
+        return 0
+    conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
+    conv = conv_dim // tp * (facts.conv_kernel - 1 + speculative_tokens) * FP16
+    recurrent = facts.linear_v_heads // tp * facts.linear_v_dim * facts.linear_k_dim * facts.ssm_state_bytes_per_element
+    return facts.linear_attention_layers * (conv + recurrent)
+
+
+def prefill_workspace_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:
+    """Activations of one forward pass over `batched_tokens` tokens (fp16, a few live copies of each
+    width); MoE adds the routed copies of every token (top-k)."""
+    conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
+    per_token = 8 * facts.hidden_size + 4 * (facts.intermediate_size + conv_dim) // tp
+    if facts.is_moe:
+        per_token += facts.experts_per_token * (3 * facts.moe_intermediate_size // tp + 2 * facts.hidden_size)
+    return batched_tokens * per_token * FP16

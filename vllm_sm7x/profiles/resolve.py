@@ -1,0 +1,192 @@
+"""The profile rules: from a checkpoint's facts, the GPUs and the tensor-parallel size to the settings
+a user did not set, each with its reason. Pure functions (tested on the CPU with the seed models'
+configs); a setting the user gave is kept as given and only checked for fit."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from vllm_sm7x.profiles import memory
+from vllm_sm7x.profiles.memory import GIB
+from vllm_sm7x.profiles.model_facts import ModelFacts
+
+# Share of a card's memory a profile plans to use (the rest: driver, other processes, fragmentation).
+MAX_UTILIZATION = 0.92
+CONTEXT_STEP = 1024  # a context that does not fit is cut to a multiple of this
+MIN_CONTEXT = 4096   # below this a configuration is refused rather than served
+MIN_BATCHED_TOKENS = 2048
+WORKSPACE_SHARE = 0.25  # the prefill chunk's activations may take this share of what the weights leave
+POOL_MARGIN = 1.10   # KV pool over what max_num_seqs full contexts need (prefix-cache and state slack)
+TP_SIZES = (1, 2, 4, 8)
+
+
+class ProfileError(ValueError):
+    """A combination that cannot work, with the numbers and the nearest setting that does."""
+
+
+@dataclass(frozen=True)
+class Gpus:
+    name: str
+    memory_bytes: int  # per card
+    count: int  # 0: not known (a plan for cards described by size only)
+
+
+@dataclass
+class Setting:
+    name: str  # vLLM's engine argument (EngineArgs field)
+    value: object
+    reason: str
+    user_set: bool = False
+
+
+@dataclass
+class Profile:
+    settings: dict[str, Setting] = field(default_factory=dict)
+    budget: dict[str, int] = field(default_factory=dict)  # bytes per GPU, for the table
+
+    def set(self, name: str, value, reason: str, user: dict) -> object:
+        """Records the user's value if they gave one, else ours; returns the one in force."""
+        if name in user:
+            self.settings[name] = Setting(name, user[name], "set by the user", user_set=True)
+        else:
+            self.settings[name] = Setting(name, value, reason)
+        return self.settings[name].value
+
+    def engine_args(self) -> dict[str, object]:
+        """What the profile injects: only the settings the user left unset."""
+        return {s.name: s.value for s in self.settings.values() if not s.user_set}
+
+    def table(self) -> str:
+        rows = [("setting", "value", "why")]
+        rows += [(s.name, _show(s.value), s.reason) for s in self.settings.values()]
+        width = [max(len(r[i]) for r in rows) for i in range(2)]
+        lines = [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}" for r in rows]
+        lines.append("per GPU: " + ", ".join(f"{k} {v / GIB:.1f} GiB" for k, v in self.budget.items()))
+        return "\n".join(lines)
+
+
+def _show(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list) and len(value) > 8:
+        return f"{value[:4]} .. {value[-1]} ({len(value)} sizes)"
+    return str(value)
+
+
+def mtp_tokens_for(gpus_in_use: int) -> int:
+    # The published anchors' policy (3 on up to two GPUs, 4 on more) until real checkpoints are measured.
+    return 3 if gpus_in_use <= 2 else 4
+
+
+def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = None) -> Profile:
+    """`user`: the engine arguments the user set explicitly (EngineArgs field -> value)."""
+    user = dict(user or {})
+    profile = Profile()
+    card = gpus.memory_bytes
+    budget = int(card * MAX_UTILIZATION)
+    weights = memory.weight_bytes_per_gpu(facts, tp)
+    fixed = weights + memory.RUNTIME_OVERHEAD_BYTES
+    if minimum_need(facts, tp) > budget:
+        raise ProfileError(_weights_do_not_fit(facts, gpus, tp, weights, budget))
+
+    # MTP: only where the checkpoint carries the head's weights; off for MoE until measured faster.
+    speculative = 0
+    if "speculative_config" in user:
+        profile.set("speculative_config", None, "", user)
+        speculative = int((user["speculative_config"] or {}).get("num_speculative_tokens", 0))
+    elif facts.is_qwen35 and facts.mtp_layers and facts.has_mtp_weights and not facts.is_moe:
+        speculative = mtp_tokens_for(tp)
+        profile.set("speculative_config", {"method": "mtp", "num_speculative_tokens": speculative},
+                    f"the checkpoint has MTP weights; {speculative} tokens on {tp} GPU(s)", user)
+    else:
+        why = ("MoE: MTP stays off until measured faster" if facts.is_moe and facts.has_mtp_weights else
+               "the checkpoint has no mtp.* weights" if facts.mtp_layers else "the model has no MTP head")
+        profile.set("speculative_config", None, why, user)
+
+    seqs = profile.set("max_num_seqs", 4 if speculative and tp >= 4 else 1,
+                       "MTP profile at TP >= 4" if speculative and tp >= 4 else "one long-context request", user)
+    batched = profile.set("max_num_batched_tokens", 16384 if not (speculative or facts.is_moe) else 8192,
+                          "MoE workspace" if facts.is_moe else "MTP verification batches" if speculative
+                          else "dense prefill chunk", user)
+    if "max_num_batched_tokens" not in user:
+        # Halve the prefill chunk until its activations take at most a quarter of what the weights leave.
+        first = batched
+        while (memory.prefill_workspace_bytes(facts, tp, batched) > WORKSPACE_SHARE * (budget - fixed)
+               and batched > MIN_BATCHED_TOKENS):
+            batched //= 2
+        if batched != first:
+            profile.set("max_num_batched_tokens", batched, f"{first} halved until the prefill workspace takes "
+                        f"<= {WORKSPACE_SHARE:.0%} of the memory the weights leave", user)
+    workspace = memory.prefill_workspace_bytes(facts, tp, batched)
+
+    per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2)
+    per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative)
+    pool_budget = budget - fixed - workspace
+    fits = int((pool_budget / POOL_MARGIN / seqs - per_seq_state) // per_token)
+    native = facts.max_position_embeddings
+    if "max_model_len" in user:
+        context = profile.set("max_model_len", None, "", user)
+        if context > fits:
+            raise ProfileError(f"--max-model-len {context} does not fit: {seqs} sequence(s) of it need "
+                               f"{_gib(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)} of KV cache and "
+                               f"state per GPU, {_gib(pool_budget)} is left after weights and workspace; the "
+                               f"largest that fits is --max-model-len {_round_down(fits)}")
+    elif fits >= native:
+        context = profile.set("max_model_len", native, "the model's native context fits", user)
+    elif fits >= MIN_CONTEXT:
+        context = profile.set("max_model_len", _round_down(fits),
+                              f"native {native} needs {_gib(seqs * native * per_token * POOL_MARGIN)} of KV "
+                              f"per GPU; {_gib(pool_budget)} is left", user)
+    else:
+        raise ProfileError(f"no context fits: {_gib(pool_budget)} per GPU is left for the KV cache after "
+                           f"{_gib(weights)} of weights; use more GPUs (--tensor-parallel-size "
+                           f"{_smallest_tp(facts, gpus) or 'more'}) or a smaller --max-num-batched-tokens")
+
+    pool = math.ceil(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)
+    profile.set("kv_cache_memory_bytes", pool, f"{seqs} x {context} tokens + state, +{POOL_MARGIN - 1:.0%}; "
+                "the rest stays free", user)
+    used = fixed + workspace + pool
+    profile.set("gpu_memory_utilization", math.ceil(used / card * 100) / 100,
+                "weights + workspace + KV pool + runtime, rounded up", user)
+    if facts.is_hybrid:
+        profile.set("enable_prefix_caching", True, "hybrid model: prefix caching with aligned state", user)
+        profile.set("mamba_cache_mode", "align", "cache the state only at block boundaries", user)
+    if facts.has_vision and "limit_mm_per_prompt" not in user:
+        profile.set("language_model_only", True, "text-only: no vision profiling (pass "
+                    "--limit-mm-per-prompt to serve images)", user)
+    if speculative:
+        sizes = sorted({b * m for b in range(1, seqs + 1) for m in (1, speculative + 1)})
+        profile.set("cudagraph_capture_sizes", sizes, f"decode and (k+1) x batch verification, batch <= {seqs}", user)
+    profile.budget = {"weights": weights, "workspace": workspace, "kv pool": pool,
+                      "runtime": memory.RUNTIME_OVERHEAD_BYTES, "card": card}
+    return profile
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _round_down(tokens: int) -> int:
+    return max(0, tokens // CONTEXT_STEP * CONTEXT_STEP)
+
+
+def minimum_need(facts: ModelFacts, tp: int) -> int:
+    """Bytes per GPU of the smallest configuration served: one sequence of MIN_CONTEXT tokens, the
+    smallest prefill chunk, no MTP."""
+    return (memory.weight_bytes_per_gpu(facts, tp) + memory.RUNTIME_OVERHEAD_BYTES
+            + memory.prefill_workspace_bytes(facts, tp, MIN_BATCHED_TOKENS)
+            + MIN_CONTEXT * memory.kv_bytes_per_token(facts, tp) + memory.state_bytes_per_sequence(facts, tp))
+
+
+def _smallest_tp(facts: ModelFacts, gpus: Gpus) -> int | None:
+    budget = int(gpus.memory_bytes * MAX_UTILIZATION)
+    return next((tp for tp in TP_SIZES if minimum_need(facts, tp) <= budget), None)
+
+
+def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, budget: int) -> str:
+    nearest = _smallest_tp(facts, gpus)
+    fix = (f"use --tensor-parallel-size {nearest}" + (f" (this machine has {gpus.count} GPU(s))"
+                                                      if 0 < gpus.count < nearest else "")
+           if nearest else "this model does not fit these cards at any supported TP size")
+    return (f"{facts.architecture}: {_gib(weights)} of weights per GPU at --tensor-parallel-size {tp} do not fit "
+            f"a {_gib(gpus.memory_bytes)} {gpus.name} ({_gib(budget)} usable): {fix}")
