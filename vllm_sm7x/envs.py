@@ -26,6 +26,14 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "bucket, per GPU model). When set, weight shapes missing from the file are timed once at load (a few "
         "seconds per shape) and written back; later starts reuse them. Unset: the built-in cost model decides.",
     ),
+    "VLLM_SM7X_PROFILE": (
+        lambda: os.environ.get("VLLM_SM7X_PROFILE", "off").strip().lower(),
+        "`on`: at engine start-up, fill the settings the user did not give (context length, max_num_seqs, "
+        "max_num_batched_tokens, MTP, prefix caching, KV pool, gpu_memory_utilization, text-only mode) from "
+        "the model, the GPUs and the TP size, and log them as one table (`vllm-sm7x doctor MODEL` shows the "
+        "same table without starting). `off` (the default until the profiles have run end to end on a GPU): "
+        "vLLM's defaults.",
+    ),
 }
 
 

@@ -9,6 +9,7 @@ from vllm.platforms.interface import DeviceCapability
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
 from vllm_sm7x.attention.selection import accept_backend_alias, rank_flash_attn_v100_first
 from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for
+from vllm_sm7x.profiles.engine import mark_parser_defaults
 
 
 class Sm7xPlatform(CudaPlatform):
@@ -35,6 +36,7 @@ class Sm7xPlatform(CudaPlatform):
         super().pre_register_and_update(parser)
         if parser is not None:
             accept_backend_alias(parser)
+            mark_parser_defaults(parser)
 
     @classmethod
     def get_valid_backends(cls, device_capability, attn_selector_config, num_heads=None):

@@ -1,10 +1,13 @@
-"""Serving profiles on the four seed models (configs written from their published shapes: DESIGN.md
+"""Serving profiles: the rules on the four seed models (configs written from their published shapes: DESIGN.md
 section 7; Qwen3.5-122B-A10B from a public copy of its config.json, alibaba/InferSim
-hf_configs/qwen3.5-122B-A10B_config.json) at TP 1/2/4 on 16 GB and 32 GB cards."""
+hf_configs/qwen3.5-122B-A10B_config.json) at TP 1/2/4 on 16 GB and 32 GB cards, `doctor MODEL`, and
+the profile at engine start-up (which EngineArgs fields count as given, vLLM's EngineArgs, no GPU)."""
+import argparse
 import json
 
 import pytest
 
+from vllm_sm7x.profiles import engine
 from vllm_sm7x.profiles.memory import GIB
 from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
 from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
@@ -172,3 +175,74 @@ def test_doctor_prints_the_profile_for_a_model_folder(tmp_path, capsys):
     assert "use --tensor-parallel-size 2 (this machine has 1 GPU(s))" in err
     assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine_args"]["max_num_seqs"] == 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# At engine start-up
+
+
+@pytest.fixture
+def engine_args():
+    pytest.importorskip("vllm")
+    from vllm.engine.arg_utils import EngineArgs
+
+    def make(**kwargs):
+        return EngineArgs(**kwargs)
+    return make
+
+
+def test_defaults_count_as_unset_and_explicit_values_as_given(engine_args):
+    args = engine_args(model="/nowhere", max_num_seqs=2, gpu_memory_utilization=0.5)
+    assert engine.user_settings(args) == {"max_num_seqs": 2, "gpu_memory_utilization": 0.5}
+    assert engine.user_settings(engine_args(model="/nowhere")) == {}
+
+
+def test_marked_command_line_defaults_are_unset_until_restored(engine_args):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--mamba-cache-mode", default="none")
+    engine.mark_parser_defaults(parser)
+    engine.mark_parser_defaults(parser)  # idempotent
+    unset, given = parser.parse_args([]), parser.parse_args(["--gpu-memory-utilization", "0.9"])
+    assert isinstance(unset.gpu_memory_utilization, engine.UnsetFloat) and unset.gpu_memory_utilization == 0.9
+    assert type(given.gpu_memory_utilization) is float
+    args = engine_args(model="/nowhere", gpu_memory_utilization=unset.gpu_memory_utilization,
+                       mamba_cache_mode=unset.mamba_cache_mode)
+    assert engine.user_settings(args) == {}
+    engine.restore_marked_defaults(args)
+    assert type(args.gpu_memory_utilization) is float and type(args.mamba_cache_mode) is str
+
+
+def test_the_profile_fills_only_what_the_user_left(engine_args, tmp_path, monkeypatch):
+    from vllm_sm7x import activation
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    v100s = [activation.Gpu(i, "Tesla V100-SXM2-32GB", (7, 0), 32 * GIB) for i in range(4)]
+    monkeypatch.setattr(activation, "visible_gpus", lambda: v100s)
+    args = engine_args(model=str(folder), tensor_parallel_size=4, max_model_len=65536)
+    profile = engine.apply_profile(args)
+    assert args.max_model_len == 65536 and profile.settings["max_model_len"].user_set
+    assert args.speculative_config == {"method": "mtp", "num_speculative_tokens": 4}
+    assert args.max_num_seqs == 4 and args.enable_prefix_caching is True and args.mamba_cache_mode == "align"
+    assert args.kv_cache_memory_bytes < 32 * GIB and args.language_model_only is True
+
+
+def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, tmp_path, caplog):
+    args = engine_args(model="Qwen/Qwen3.6-27B")  # a hub id: not read here
+    assert engine.apply_profile(args) is None
+    assert args.max_model_len is None and "profile skipped" in caplog.text
+
+
+def test_the_patch_wraps_create_engine_config_once():
+    pytest.importorskip("vllm")
+    from vllm.engine.arg_utils import EngineArgs
+
+    from vllm_sm7x.patch import engine_profile
+
+    original = EngineArgs.create_engine_config
+    try:
+        engine_profile.apply_profile_at_engine_start()
+        assert engine_profile.apply_profile_at_engine_start() is False
+        assert EngineArgs.create_engine_config.__wrapped__ in (original, getattr(original, "__wrapped__", None))
+    finally:
+        EngineArgs.create_engine_config = original

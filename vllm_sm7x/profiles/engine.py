@@ -1,0 +1,87 @@
+"""The profile applied to vLLM's EngineArgs before the engine config is built: the settings the user
+left unset are filled in and the table is logged once.
+
+"Unset": None for fields without a real default; for the few with one (gpu_memory_utilization,
+mamba_cache_mode), the command line gets a look-alike default (`UnsetFloat`/`UnsetStr`, equal to
+vLLM's value) so an explicit `--gpu-memory-utilization 0.9` still counts as set. Through the Python
+API (`LLM(...)`) a value equal to vLLM's default counts as unset."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("vllm.sm7x")
+
+
+class UnsetFloat(float):
+    """vLLM's default value, marked as not given by the user."""
+
+
+class UnsetStr(str):
+    """vLLM's default value, marked as not given by the user."""
+
+
+MARKED_DEFAULTS = {"gpu_memory_utilization": UnsetFloat, "mamba_cache_mode": UnsetStr}
+# EngineArgs fields the profile may fill (resolve.Profile.engine_args names them) and may be given by users.
+PROFILED_FIELDS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "speculative_config",
+                   "enable_prefix_caching", "kv_cache_memory_bytes", "gpu_memory_utilization", "mamba_cache_mode",
+                   "language_model_only", "cudagraph_capture_sizes", "limit_mm_per_prompt", "kv_cache_dtype")
+
+
+def mark_parser_defaults(parser: argparse.ArgumentParser) -> None:
+    """Command-line defaults that look like vLLM's but say "not given"."""
+    for field, marker in MARKED_DEFAULTS.items():
+        default = parser.get_default(field)
+        if default is not None and not isinstance(default, marker):
+            parser.set_defaults(**{field: marker(default)})
+
+
+def user_settings(engine_args) -> dict:
+    """The profiled fields the user gave: not None, not marked, and not vLLM's own default."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(engine_args)
+                if f.name in PROFILED_FIELDS and (f.default is not dataclasses.MISSING
+                                                  or f.default_factory is not dataclasses.MISSING)}
+    given = {}
+    for name in PROFILED_FIELDS:
+        value = getattr(engine_args, name, None)
+        if value is None or isinstance(value, (UnsetFloat, UnsetStr)) or value == defaults.get(name):
+            continue
+        given[name] = value
+    return given
+
+
+def apply_profile(engine_args):
+    """Fills engine_args' unset fields from the profile and returns it (None when the model cannot be
+    profiled: a log line says why, and vLLM's defaults stand). Impossible combinations raise."""
+    from vllm_sm7x.activation import visible_gpus
+    from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
+    from vllm_sm7x.profiles.resolve import Gpus, resolve_profile
+
+    folder = Path(engine_args.model)
+    gpus = visible_gpus()
+    if not folder.is_dir() or not gpus:
+        logger.info("vllm-sm7x profile skipped: %s", "the model is not a local folder" if not folder.is_dir()
+                    else "no GPU visible through NVML")
+        return None
+    try:
+        facts = read_model_facts(folder)
+    except (ModelFactsError, KeyError, ValueError) as error:
+        logger.info("vllm-sm7x profile skipped: %s", error)
+        return None
+    profile = resolve_profile(facts, Gpus(gpus[0].name, min(g.memory_bytes for g in gpus), len(gpus)),
+                              engine_args.tensor_parallel_size, user_settings(engine_args))
+    for name, value in profile.engine_args().items():
+        setattr(engine_args, name, value)
+    logger.info("vllm-sm7x profile for %s (VLLM_SM7X_PROFILE=off disables it):\n%s", folder.name, profile.table())
+    return profile
+
+
+def restore_marked_defaults(engine_args) -> None:
+    """Markers become plain values again before vLLM validates its config."""
+    for field, marker in MARKED_DEFAULTS.items():
+        value = getattr(engine_args, field, None)
+        if isinstance(value, marker):
+            setattr(engine_args, field, marker.__mro__[1](value))
