@@ -24,10 +24,14 @@ def register_general() -> None:
 
     if not current_activation().active:
         return
-    from vllm_sm7x import ops, patch
+    from vllm_sm7x import envs, ops, patch
     from vllm_sm7x.attention.selection import register_backend
 
     patch.apply_all()
     ops.load_kernels()
     register_backend()  # FLASH_ATTN_V100 (as CUSTOM), ranked first by our platform
+    if envs.VLLM_SM7X_GDN_DECODE:
+        from vllm_sm7x.mamba.gdn import register_gdn_decode
+
+        register_gdn_decode()
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

@@ -26,6 +26,11 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "bucket, per GPU model). When set, weight shapes missing from the file are timed once at load (a few "
         "seconds per shape) and written back; later starts reuse them. Unset: the built-in cost model decides.",
     ),
+    "VLLM_SM7X_GDN_DECODE": (
+        lambda: os.environ.get("VLLM_SM7X_GDN_DECODE", "0").strip().lower() in ("1", "true", "yes"),
+        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, no MTP) on our CUDA "
+        "kernels instead of vLLM's Triton ones (opt-in until they have run end to end on a GPU).",
+    ),
     "VLLM_SM7X_PROFILE": (
         lambda: os.environ.get("VLLM_SM7X_PROFILE", "off").strip().lower(),
         "`on`: at engine start-up, fill the settings the user did not give (context length, max_num_seqs, "

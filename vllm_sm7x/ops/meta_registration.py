@@ -21,3 +21,13 @@ def _awq_linear_fake(x, qweight, scale_zero, group_size, bias, path):
 @torch.library.register_fake("_C_sm7x::awq_dequantize")
 def _awq_dequantize_fake(qweight, scale_zero, group_size):
     return qweight.new_empty((scale_zero.shape[1], scale_zero.shape[0] * group_size), dtype=torch.float16)
+
+
+@torch.library.register_fake("_C_sm7x::gdn_conv_update")
+def _gdn_conv_update_fake(x, conv_state, weight, bias, state_indices, silu) -> None:
+    return None
+
+
+@torch.library.register_fake("_C_sm7x::gdn_recurrent_decode")
+def _gdn_recurrent_decode_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, out, k_heads) -> None:
+    return None

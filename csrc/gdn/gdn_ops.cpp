@@ -1,0 +1,129 @@
+// Torch ops of the Gated DeltaNet decode kernels: input checks that name the problem, then launch.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/all.h>
+
+#include "gdn/gdn_decode.h"
+#include "ops.h"
+
+namespace sm7x {
+namespace {
+
+using TensorPtrs = std::initializer_list<const torch::Tensor*>;
+
+void check_cuda_on(const torch::Tensor& t, const torch::Tensor& like, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.is_cuda() && t.device() == like.device(), op, ": ", name, " must be on ", like.device());
+}
+
+void check_half(const torch::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.scalar_type() == at::kHalf, op, ": ", name, " must be float16 (SM70/SM75 serve fp16 models; "
+                    "--dtype float16), got ", t.scalar_type());
+}
+
+void check_indices(const torch::Tensor& indices, int64_t tokens, const char* op) {
+  TORCH_CHECK_VALUE(indices.scalar_type() == at::kInt && indices.dim() == 1 && indices.size(0) == tokens &&
+                        indices.is_contiguous(),
+                    op, ": state_indices must be a contiguous int32 [tokens = ", tokens, "] tensor");
+}
+
+}  // namespace
+
+void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
+                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu) {
+  constexpr const char* op = "gdn_conv_update";
+  for (const torch::Tensor* t : TensorPtrs{&conv_state, &weight, &state_indices}) {
+    check_cuda_on(*t, x, op, "every tensor");
+  }
+  check_half(x, op, "x");
+  check_half(conv_state, op, "conv_state");
+  check_half(weight, op, "weight");
+  TORCH_CHECK_VALUE(x.dim() == 2 && x.stride(1) == 1, op, ": x must be [tokens, dim] with contiguous rows");
+  const int64_t tokens = x.size(0), dim = x.size(1);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == dim && weight.is_contiguous() && weight.size(1) >= 1,
+                    op, ": weight must be contiguous [dim = ", dim, ", width], got ", weight.sizes());
+  const int64_t width = weight.size(1);
+  TORCH_CHECK_VALUE(conv_state.dim() == 3 && conv_state.size(1) == dim && conv_state.size(2) >= width - 1, op,
+                    ": conv_state must be [blocks, dim = ", dim, ", >= width - 1 = ", width - 1, "], got ",
+                    conv_state.sizes());
+  if (bias) {
+    check_cuda_on(*bias, x, op, "bias");
+    check_half(*bias, op, "bias");
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == dim && bias->is_contiguous(), op,
+                      ": bias must be contiguous [dim]");
+  }
+  check_indices(state_indices, tokens, op);
+  const c10::cuda::CUDAGuard guard(x.device());
+  GdnConvUpdateParams p{};
+  p.x = reinterpret_cast<__half*>(x.data_ptr<at::Half>());
+  p.conv_state = reinterpret_cast<__half*>(conv_state.data_ptr<at::Half>());
+  p.weight = reinterpret_cast<const __half*>(weight.data_ptr<at::Half>());
+  p.bias = bias ? reinterpret_cast<const __half*>(bias->data_ptr<at::Half>()) : nullptr;
+  p.state_indices = state_indices.data_ptr<int>();
+  p.x_stride = x.stride(0);
+  p.state_block_stride = conv_state.stride(0), p.state_dim_stride = conv_state.stride(1);
+  p.state_pos_stride = conv_state.stride(2);
+  p.tokens = tokens, p.dim = dim, p.width = width, p.silu = silu;
+  launch_gdn_conv_update(p, c10::cuda::getCurrentCUDAStream());
+}
+
+void gdn_recurrent_decode(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
+                          const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale,
+                          torch::Tensor& state, const torch::Tensor& state_indices, torch::Tensor& out,
+                          int64_t k_heads) {
+  constexpr const char* op = "gdn_recurrent_decode";
+  for (const torch::Tensor* t : TensorPtrs{&a, &b, &a_log, &dt_bias, &state, &state_indices, &out}) {
+    check_cuda_on(*t, qkv, op, "every tensor");
+  }
+  check_half(qkv, op, "qkv");
+  check_half(a, op, "a");
+  check_half(b, op, "b");
+  check_half(dt_bias, op, "dt_bias");
+  check_half(out, op, "out");
+  TORCH_CHECK_VALUE(state.scalar_type() == at::kFloat || state.scalar_type() == at::kHalf, op,
+                    ": the recurrent state must be float32 or float16, got ", state.scalar_type());
+  TORCH_CHECK_VALUE(a_log.scalar_type() == at::kFloat && a_log.dim() == 1 && a_log.is_contiguous(), op,
+                    ": A_log must be a contiguous float32 [v_heads] tensor");
+  TORCH_CHECK_VALUE(state.dim() == 4 && state.stride(3) == 1 && state.stride(2) == state.size(3) &&
+                        state.stride(1) == state.size(2) * state.size(3),
+                    op, ": state must be [blocks, v_heads, v_dim, k_dim] with contiguous blocks, got ",
+                    state.sizes());
+  const int64_t v_heads = state.size(1), v_dim = state.size(2), k_dim = state.size(3);
+  TORCH_CHECK_VALUE(k_dim == 64 || k_dim == 128 || k_dim == 256, op, ": head_k_dim ", k_dim,
+                    " is not supported; use 64, 128 or 256");
+  TORCH_CHECK_VALUE(v_dim % 32 == 0, op, ": head_v_dim ", v_dim, " must be a multiple of 32");
+  TORCH_CHECK_VALUE(k_heads > 0 && v_heads % k_heads == 0, op, ": ", v_heads, " v-heads are not a multiple of ",
+                    k_heads, " k-heads");
+  TORCH_CHECK_VALUE(qkv.dim() == 2 && qkv.stride(1) == 1 && qkv.size(1) == 2 * k_heads * k_dim + v_heads * v_dim,
+                    op, ": qkv must be [tokens, 2 * k_heads * k_dim + v_heads * v_dim = ",
+                    2 * k_heads * k_dim + v_heads * v_dim, "] with contiguous rows, got ", qkv.sizes());
+  const int64_t tokens = qkv.size(0);
+  for (const torch::Tensor* t : TensorPtrs{&a, &b}) {
+    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == tokens && t->size(1) == v_heads && t->stride(1) == 1, op,
+                      ": a and b must be [tokens, v_heads] with contiguous rows");
+  }
+  TORCH_CHECK_VALUE(a_log.size(0) == v_heads && dt_bias.dim() == 1 && dt_bias.size(0) == v_heads &&
+                        dt_bias.is_contiguous(),
+                    op, ": A_log and dt_bias must have v_heads = ", v_heads, " entries");
+  TORCH_CHECK_VALUE(out.dim() == 3 && out.size(0) == tokens && out.size(1) == v_heads && out.size(2) == v_dim &&
+                        out.is_contiguous(),
+                    op, ": out must be contiguous [tokens, v_heads, v_dim]");
+  check_indices(state_indices, tokens, op);
+  const c10::cuda::CUDAGuard guard(qkv.device());
+  GdnRecurrentDecodeParams p{};
+  p.qkv = reinterpret_cast<const __half*>(qkv.data_ptr<at::Half>());
+  p.a = reinterpret_cast<const __half*>(a.data_ptr<at::Half>());
+  p.b = reinterpret_cast<const __half*>(b.data_ptr<at::Half>());
+  p.a_log = a_log.data_ptr<float>();
+  p.dt_bias = reinterpret_cast<const __half*>(dt_bias.data_ptr<at::Half>());
+  p.state = state.data_ptr();
+  p.state_indices = state_indices.data_ptr<int>();
+  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
+  p.qkv_stride = qkv.stride(0), p.a_stride = a.stride(0), p.b_stride = b.stride(0);
+  p.state_block_stride = state.stride(0);
+  p.tokens = tokens, p.k_heads = k_heads, p.v_heads = v_heads, p.v_dim = v_dim;
+  p.scale = scale;
+  p.state_fp32 = state.scalar_type() == at::kFloat;
+  launch_gdn_recurrent_decode(p, k_dim, c10::cuda::getCurrentCUDAStream());
+}
+
+}  // namespace sm7x

@@ -1,0 +1,188 @@
+"""Gated DeltaNet decode kernels (csrc/gdn) against a float64 reference of vLLM's recurrence, in vLLM's
+state layouts: conv state stored [blocks, width-1, dim] and passed transposed, states in pages whose
+block stride exceeds their size, block 0 = padding (left untouched), NaN-poisoned outputs."""
+import math
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+DEVICE = "cuda"
+
+# (k_heads, v_heads, k_dim, v_dim): Qwen3.6-27B at TP4 and TP1, 35B-A3B at TP2, small and wide heads.
+SHAPES = [(4, 12, 128, 128), (16, 48, 128, 128), (8, 16, 128, 128), (2, 6, 64, 64), (1, 3, 256, 256)]
+
+
+@pytest.fixture(autouse=True)
+def kernels():
+    from vllm_sm7x.ops import load_kernels
+
+    load_kernels()
+
+
+def paged(blocks, *shape, dtype, gen, pad=64):
+    """[blocks, *shape] views of pages `pad` elements longer than a block (vLLM's as_strided states)."""
+    size = math.prod(shape)
+    storage = torch.randn(blocks * (size + pad), generator=gen, device=DEVICE).to(dtype)
+    strides = [size + pad] + [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    return storage.as_strided((blocks, *shape), strides)
+
+
+def block_indices(tokens, blocks, gen):
+    """Distinct blocks per token; every third token is padding (block 0)."""
+    indices = (torch.randperm(blocks - 1, generator=gen, device=DEVICE)[:tokens] + 1).int()
+    indices[::3] = 0
+    return indices
+
+
+def reference_conv(x, conv_state, weight, bias, indices):
+    """x [T, D] -> silu(conv) and the shifted states (float64); padding tokens keep their input."""
+    out, state = x.double().clone(), conv_state.double().clone()
+    width = weight.shape[1]
+    for t, block in enumerate(indices.tolist()):
+        if block == 0:
+            continue
+        window = torch.cat([state[block][:, :width - 1], x[t].double()[:, None]], dim=1)
+        acc = (window * weight.double()).sum(-1) + (0 if bias is None else bias.double())
+        out[t] = acc * torch.sigmoid(acc)
+        state[block][:, :width - 1] = window[:, 1:]
+    return out, state
+
+
+def reference_recurrent(qkv, a, b, a_log, dt_bias, state, indices, k_heads, k_dim, v_dim, scale):
+    """vLLM's packed decode step in float64: out [T, HV, V] and the updated state."""
+    v_heads = a.shape[1]
+    state = state.double().clone()
+    out = torch.zeros(qkv.shape[0], v_heads, v_dim, dtype=torch.float64, device=DEVICE)
+    x = qkv.double()
+    q = x[:, :k_heads * k_dim].view(-1, k_heads, k_dim)
+    k = x[:, k_heads * k_dim:2 * k_heads * k_dim].view(-1, k_heads, k_dim)
+    v = x[:, 2 * k_heads * k_dim:].view(-1, v_heads, v_dim)
+    group = v_heads // k_heads
+    g = -a_log.double().exp() * torch.nn.functional.softplus(a.double() + dt_bias.double())
+    beta = torch.sigmoid(b.float()).half().double()  # vLLM rounds beta to the input dtype
+    for t, block in enumerate(indices.tolist()):
+        if block <= 0:
+            continue
+        for hv in range(v_heads):
+            qh, kh = q[t, hv // group], k[t, hv // group]
+            qh = qh / torch.sqrt((qh * qh).sum() + 1e-6) * scale
+            kh = kh / torch.sqrt((kh * kh).sum() + 1e-6)
+            s = state[block, hv] * g[t, hv].exp()
+            u = beta[t, hv] * (v[t, hv] - s @ kh)
+            s = s + torch.outer(u, kh)
+            state[block, hv] = s
+            out[t, hv] = s @ qh
+    return out, state
+
+
+def assert_close(actual, expected, rel, what):
+    assert not actual.isnan().any(), f"{what}: NaN (unwritten output?)"
+    error = (actual.double() - expected).abs().max().item()
+    bound = rel * max(expected.abs().max().item(), 1e-3)
+    assert error <= bound, f"{what}: max abs error {error:.3e} > {bound:.3e}"
+
+
+@pytest.mark.parametrize("dim, width, tokens", [(2560, 4, 7), (10240, 4, 1), (96, 2, 33)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv_update_matches_reference(dim, width, tokens, with_bias, seed):
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    blocks = tokens + 5
+    stored = paged(blocks, width - 1, dim, dtype=torch.float16, gen=gen)  # vLLM's SD layout
+    conv_state = stored.transpose(-1, -2)
+    weight = torch.randn(dim, width, generator=gen, device=DEVICE).half()
+    bias = torch.randn(dim, generator=gen, device=DEVICE).half() if with_bias else None
+    rows = torch.randn(tokens, dim + 8, generator=gen, device=DEVICE).half()
+    x = rows[:, 8:]  # strided rows, as a slice of the fused projection
+    indices = block_indices(tokens, blocks, gen)
+    expected_out, expected_state = reference_conv(x, conv_state, weight, bias, indices)
+    untouched = conv_state[0].clone()
+
+    torch.ops._C_sm7x.gdn_conv_update(x, conv_state, weight, bias, indices, True)
+    assert_close(x, expected_out, 2e-3, "conv output")
+    assert torch.equal(conv_state.double(), expected_state), "conv state not shifted exactly"
+    assert torch.equal(conv_state[0], untouched), "the padding block was written"
+
+
+@pytest.mark.parametrize("k_heads, v_heads, k_dim, v_dim", SHAPES)
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("tokens", [1, 7])
+def test_recurrent_decode_matches_reference(k_heads, v_heads, k_dim, v_dim, state_dtype, tokens, seed):
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    blocks = tokens + 4
+    qkv = torch.randn(tokens, 2 * k_heads * k_dim + v_heads * v_dim, generator=gen, device=DEVICE).half()
+    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
+    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
+    state = paged(blocks, v_heads, v_dim, k_dim, dtype=state_dtype, gen=gen)
+    state[0] = float("nan")  # the padding block must never be read into a result or written
+    indices = block_indices(tokens, blocks, gen)
+    scale = k_dim ** -0.5
+    expected_out, expected_state = reference_recurrent(qkv, a, b, a_log, dt_bias, state, indices, k_heads, k_dim,
+                                                       v_dim, scale)
+    out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+
+    torch.ops._C_sm7x.gdn_recurrent_decode(qkv, a, b, a_log, dt_bias, scale, state, indices, out, k_heads)
+    live = indices > 0
+    assert_close(out[live], expected_out[live], 2e-3, "output")
+    assert torch.equal(out[~live], torch.zeros_like(out[~live])), "padding tokens must get zeros"
+    tolerance = 1e-3 if state_dtype == torch.float32 else 2e-3  # fp16 state: one rounding per step
+    assert_close(state[1:], expected_state[1:], tolerance, "state")
+    assert state[0].isnan().all(), "the padding block was written"
+
+
+def test_decode_step_composes_conv_and_recurrence(seed):
+    from vllm_sm7x.ops.gdn import gdn_decode
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    k_heads, v_heads, k_dim, v_dim, tokens, width = 4, 12, 128, 128, 5, 4
+    dim = 2 * k_heads * k_dim + v_heads * v_dim
+    blocks = 9
+    conv_state = paged(blocks, width - 1, dim, dtype=torch.float16, gen=gen).transpose(-1, -2)
+    weight = (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half()
+    ssm_state = paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen)
+    qkv = torch.randn(tokens, dim, generator=gen, device=DEVICE).half()
+    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
+    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
+    indices = block_indices(tokens, blocks, gen)
+    convolved, _ = reference_conv(qkv, conv_state, weight, None, indices)
+    initial_state = ssm_state.clone()
+    out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+
+    gdn_decode(qkv, a, b, conv_state, weight, None, a_log, dt_bias, ssm_state, indices, out, k_heads, k_dim ** -0.5)
+    assert_close(qkv, convolved, 2e-3, "convolved qkv")
+    # The recurrence saw the kernel's fp16 conv output: the reference takes the same input.
+    expected_out, _ = reference_recurrent(qkv, a, b, a_log, dt_bias, initial_state, indices, k_heads, k_dim, v_dim,
+                                          k_dim ** -0.5)
+    live = indices > 0
+    assert_close(out[live], expected_out[live], 2e-3, "output")
+
+
+def test_bad_inputs_are_refused_with_the_limit():
+    qkv = torch.zeros(2, 2 * 96 + 2 * 96, device=DEVICE).half()
+    state = torch.zeros(3, 2, 96, 96, device=DEVICE)
+    ab = torch.zeros(2, 2, device=DEVICE).half()
+    with pytest.raises(ValueError, match="head_k_dim 96 is not supported"):
+        torch.ops._C_sm7x.gdn_recurrent_decode(qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0], 1.0, state,
+                                               torch.ones(2, dtype=torch.int32, device=DEVICE),
+                                               torch.zeros(2, 2, 96, device=DEVICE).half(), 1)
+    with pytest.raises(ValueError, match="must be float16"):
+        torch.ops._C_sm7x.gdn_conv_update(qkv.float(), torch.zeros(3, 384, 3, device=DEVICE).half(),
+                                          torch.zeros(384, 4, device=DEVICE).half(), None,
+                                          torch.ones(2, dtype=torch.int32, device=DEVICE), True)
+
+
+def test_op_schemas_and_fake_implementations():
+    qkv = torch.randn(3, 2 * 64 + 2 * 64, device=DEVICE).half()
+    conv_state = torch.randn(4, 3, 256, device=DEVICE).half().transpose(-1, -2)
+    indices = torch.tensor([1, 0, 3], dtype=torch.int32, device=DEVICE)
+    torch.library.opcheck(torch.ops._C_sm7x.gdn_conv_update.default,
+                          (qkv, conv_state, torch.randn(256, 4, device=DEVICE).half(), None, indices, True))
+    ab = torch.randn(3, 2, device=DEVICE).half()
+    torch.library.opcheck(torch.ops._C_sm7x.gdn_recurrent_decode.default,
+                          (qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0].contiguous(), 0.125,
+                           torch.randn(4, 2, 64, 64, device=DEVICE), indices,
+                           torch.empty(3, 2, 64, device=DEVICE).half(), 1))
