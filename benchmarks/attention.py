@@ -29,18 +29,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import run_info  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
-from vllm_sm7x.timing import graph_median_ms  # noqa: E402
+from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
 
 HEAD_DIM = 256
 SHAPES = {"27b-tp1": (24, 4), "27b-tp4": (6, 1)}  # query heads, KV heads
 BLOCK_SIZE = 16
 MEMORY_BUDGET = 24 << 30  # bytes of KV caches per case
-
-
-def copy_bandwidth_gbs() -> float:
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return 2 * src.numel() / graph_median_ms(lambda: dst.copy_(src)) / 1e6
 
 
 class Problem:

@@ -37,6 +37,8 @@ SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import run_info  # noqa: E402
 
+from vllm_sm7x.timing import copy_bandwidth_gbs  # noqa: E402
+
 
 def load_baselines():
     import awq_baselines
@@ -70,13 +72,6 @@ def graph_ms(step) -> float:
     with torch.cuda.graph(graph):
         step()
     return median_ms(lambda _: graph.replay(), 1, iters=20, warmup=3)
-
-
-def copy_bandwidth_gbs() -> float:
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda _: dst.copy_(src), 1, iters=20)
-    return 2 * src.numel() / ms / 1e6
 
 
 class Layer:

@@ -22,3 +22,11 @@ def graph_median_ms(step, replays: int = 10) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return sorted(times)[len(times) // 2]
+
+
+def copy_bandwidth_gbs() -> float:
+    """Device-to-device copy bandwidth of this GPU (GB/s, bytes read + written): the roofline the
+    memory-bound benchmarks report their fraction of."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / graph_median_ms(lambda: dst.copy_(src)) / 1e6

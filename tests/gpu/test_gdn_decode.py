@@ -186,3 +186,41 @@ def test_op_schemas_and_fake_implementations():
                           (qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0].contiguous(), 0.125,
                            torch.randn(4, 2, 64, 64, device=DEVICE), indices,
                            torch.empty(3, 2, 64, device=DEVICE).half(), 1))
+
+
+def test_matches_vllms_own_decode_kernels(seed):
+    """The same step through vLLM's Triton pair (built for this GPU), from the same states: our kernels
+    must be a drop-in replacement, not only agree with our reading of the math."""
+    pytest.importorskip("vllm")
+    from vllm.model_executor.layers.mamba.ops.causal_conv1d import causal_conv1d_update
+    from vllm.third_party.flash_linear_attention.ops.fused_recurrent import (
+        fused_recurrent_gated_delta_rule_packed_decode)
+
+    from vllm_sm7x.ops.gdn import gdn_decode
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    k_heads, v_heads, k_dim, v_dim, tokens, width, blocks = 4, 12, 128, 128, 6, 4, 10
+    dim = 2 * k_heads * k_dim + v_heads * v_dim
+    conv_state = paged(blocks, width - 1, dim, dtype=torch.float16, gen=gen).transpose(-1, -2)
+    ssm_state = paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen)
+    weight = (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half()
+    qkv = torch.randn(tokens, dim, generator=gen, device=DEVICE).half()
+    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
+    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
+    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
+    indices = block_indices(tokens, blocks, gen)
+    theirs = {"qkv": qkv.clone(), "conv": conv_state.clone(), "ssm": ssm_state.clone(),
+              "out": torch.zeros(tokens, 1, v_heads, v_dim, device=DEVICE).half()}
+    x = causal_conv1d_update(theirs["qkv"], theirs["conv"], weight, None, "silu", conv_state_indices=indices,
+                             validate_data=False)
+    fused_recurrent_gated_delta_rule_packed_decode(mixed_qkv=x, a=a, b=b, A_log=a_log, dt_bias=dt_bias,
+                                                   scale=k_dim ** -0.5, initial_state=theirs["ssm"],
+                                                   out=theirs["out"], ssm_state_indices=indices,
+                                                   use_qk_l2norm_in_kernel=True)
+    out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+    gdn_decode(qkv, a, b, conv_state, weight, None, a_log, dt_bias, ssm_state, indices, out, k_heads, k_dim ** -0.5)
+    assert_close(qkv, x.double(), 2e-3, "convolved qkv vs vLLM")
+    assert torch.equal(conv_state, theirs["conv"]), "conv state differs from vLLM's"
+    assert_close(out, theirs["out"].squeeze(1).double(), 2e-3, "output vs vLLM")
+    assert_close(ssm_state, theirs["ssm"].double(), 1e-3, "state vs vLLM")
