@@ -31,7 +31,7 @@ def test_vllms_gdn_decode_kernels_compile_for_the_emulated_card(gdn_benchmark, a
     recurrent = with_real_triton(fused_recurrent, "fused_recurrent_gated_delta_rule_packed_decode_kernel")
     conv_kernel = EmulatedKernel(conv._causal_conv1d_update_kernel, arch, None)
     recurrent_kernel = EmulatedKernel(recurrent.fused_recurrent_gated_delta_rule_packed_decode_kernel, arch, None)
-    k_heads, v_heads, dim = 4, 12, 2 * 4 * 128 + 12 * 128  # Qwen3.6-27B at TP4
+    v_heads, dim = 12, 2 * 4 * 128 + 12 * 128  # Qwen3.6-27B at TP4: 4 k-heads, 12 v-heads
     qkv = torch.zeros(2, dim, dtype=torch.float16)
     indices = torch.tensor([1, 2], dtype=torch.int32)
     with swapped(conv, _causal_conv1d_update_kernel=conv_kernel), \
