@@ -23,7 +23,7 @@ __device__ __forceinline__ float silu(float x) { return x / (1.f + __expf(-x)); 
 __device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
 
 __global__ void conv_update_kernel(GdnConvUpdateParams p) {
-  const int token = blockIdx.y, d = blockIdx.x * blockDim.x + threadIdx.x;
+  const int token = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;  // tokens on x: no 65535 limit
   if (d >= p.dim) return;
   const int block = p.state_indices[token];
   if (block == 0) return;  // vLLM's null block: padding
@@ -129,7 +129,7 @@ void launch_decode_for(const GdnRecurrentDecodeParams& p, cudaStream_t stream) {
 void launch_gdn_conv_update(const GdnConvUpdateParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const int threads = 256;
-  conv_update_kernel<<<dim3((p.dim + threads - 1) / threads, p.tokens), threads, 0, stream>>>(p);
+  conv_update_kernel<<<dim3(p.tokens, (p.dim + threads - 1) / threads), threads, 0, stream>>>(p);
   SM7X_CHECK_LAUNCH();
 }
 

@@ -29,9 +29,10 @@ def paged(blocks, *shape, dtype, gen, pad=64):
 
 
 def block_indices(tokens, blocks, gen):
-    """Distinct blocks per token; every third token is padding (block 0)."""
+    """Distinct blocks per token; every third token from the second on is padding (block 0), so the
+    first token is always a live one."""
     indices = (torch.randperm(blocks - 1, generator=gen, device=DEVICE)[:tokens] + 1).int()
-    indices[::3] = 0
+    indices[1::3] = 0
     return indices
 
 

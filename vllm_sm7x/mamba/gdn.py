@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 logger = logging.getLogger("vllm.sm7x")
 
 
@@ -28,13 +30,16 @@ def register_gdn_decode() -> bool:
 def _sm7x_layer_class(base):
     class Sm7xQwenGatedDeltaNetAttention(base):
         def _forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata):
-            if self.activation != "silu":  # the kernels fuse SiLU; anything else keeps vLLM's path
+            conv_state, ssm_state = self.kv_cache
+            # The kernels fuse SiLU and take an fp16 conv state (fp32/fp16 recurrent state); anything
+            # else (another activation, --mamba-cache-dtype float32) keeps vLLM's path.
+            if (self.activation != "silu" or conv_state.dtype != torch.float16
+                    or ssm_state.dtype not in (torch.float32, torch.float16)):
                 return super()._forward_core_decode_non_spec(mixed_qkv, b, a, core_attn_out, attn_metadata)
             from vllm.model_executor.layers.mamba.mamba_utils import is_conv_state_dim_first
 
             from vllm_sm7x.ops.gdn import gdn_decode
 
-            conv_state, ssm_state = self.kv_cache
             if not is_conv_state_dim_first():
                 conv_state = conv_state.transpose(-1, -2)  # the kernels take [blocks, dim, width - 1] views
             tokens = attn_metadata.num_actual_tokens

@@ -24,11 +24,13 @@ struct KvFloat16 {
 // Largest finite E5M2 value (0x7B: exponent 30, mantissa 0b11).
 constexpr float kE5m2Max = 57344.f;
 
-// value / scale -> E5M2: saturate (inf too), round to fp16, then to nearest even on the dropped low
-// byte (fp16 and E5M2 share sign, exponent and bias). NaN stays NaN.
+// value / scale -> E5M2: saturate (inf too), then round to nearest even once: truncate to fp16 with
+// a sticky bit for what the truncation dropped, then round on the dropped low byte (fp16 and E5M2
+// share sign, exponent and bias). NaN stays NaN.
 __device__ __forceinline__ uint8_t float_to_e5m2(float value) {
   if (fabsf(value) > kE5m2Max) value = copysignf(kE5m2Max, value);  // false for NaN
-  const uint16_t bits = __half_as_ushort(__float2half_rn(value));
+  const __half truncated = __float2half_rz(value);
+  const uint16_t bits = __half_as_ushort(truncated) | (__half2float(truncated) != value);
   if ((bits & 0x7fff) > 0x7c00) return static_cast<uint8_t>((bits >> 8) | 0x02);  // NaN: keep a mantissa bit
   return static_cast<uint8_t>((bits + 0x7f + ((bits >> 8) & 1)) >> 8);
 }

@@ -66,6 +66,16 @@ def test_e5m2_reference_rounds_like_torch_on_every_fp16_value(e5m2):
     assert torch.equal(quantize(dequantize(theirs[in_range])).view(torch.uint8), theirs[in_range].view(torch.uint8))
 
 
+@pytest.mark.parametrize("scale", [0.37, 0.05, 3.0])
+def test_e5m2_reference_rounds_once_with_a_scale(e5m2, scale):
+    # value / scale is a float32: one rounding to E5M2, as PyTorch's float32 -> float8_e5m2 cast does.
+    quantize, _ = e5m2
+    x = torch.randn(1 << 20, generator=torch.Generator().manual_seed(0)) * 20
+    expected = (x / scale).to(torch.float8_e5m2)
+    in_range = (x / scale).abs() <= 57344
+    assert torch.equal(quantize(x, scale).view(torch.uint8)[in_range], expected.view(torch.uint8)[in_range])
+
+
 def test_fp8_caches_other_than_e5m2_get_the_fix():
     q = torch.zeros(1, 1, 4, 64, dtype=torch.float16)
     with pytest.raises(ValueError, match="must be float16 or float8_e5m2"):
