@@ -30,14 +30,16 @@ void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& 
                    int64_t warps, int64_t split_k);
 void awq_clear_tuned();
 
-// Gated DeltaNet decode (csrc/gdn/gdn_decode.h): the causal conv1d step over each token's channels
-// (x overwritten with the output, conv_state shifted in place) and the recurrent delta-rule step
-// (state updated in place, out [tokens, v_heads, v_dim] written).
+// Gated DeltaNet decode and MTP verification (csrc/gdn/gdn_decode.h): the causal conv1d step over
+// each sequence's tokens (x overwritten with the output, conv_state shifted in place) and the
+// delta-rule recurrence (states read and saved in place, out [tokens, v_heads, v_dim] written).
 void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
-                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu);
-void gdn_recurrent_decode(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
-                          const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale,
-                          torch::Tensor& state, const torch::Tensor& state_indices, torch::Tensor& out,
-                          int64_t k_heads);
+                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu,
+                     const std::optional<torch::Tensor>& cu_seqlens, const std::optional<torch::Tensor>& num_accepted);
+void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
+                   const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale, torch::Tensor& state,
+                   const torch::Tensor& state_indices, torch::Tensor& out, int64_t k_heads,
+                   const std::optional<torch::Tensor>& cu_seqlens, const std::optional<torch::Tensor>& num_accepted,
+                   bool round_beta);
 
 }  // namespace sm7x

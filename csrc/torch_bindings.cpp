@@ -26,11 +26,12 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("awq_dequantize(Tensor qweight, Tensor scale_zero, int group_size) -> Tensor");
   m.impl("awq_dequantize", torch::kCUDA, &sm7x::awq_dequantize);
   m.def("gdn_conv_update(Tensor(a!) x, Tensor(b!) conv_state, Tensor weight, Tensor? bias, Tensor state_indices, "
-        "bool silu) -> ()");
+        "bool silu, Tensor? cu_seqlens=None, Tensor? num_accepted=None) -> ()");
   m.impl("gdn_conv_update", torch::kCUDA, &sm7x::gdn_conv_update);
-  m.def("gdn_recurrent_decode(Tensor qkv, Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, float scale, "
-        "Tensor(a!) state, Tensor state_indices, Tensor(b!) out, int k_heads) -> ()");
-  m.impl("gdn_recurrent_decode", torch::kCUDA, &sm7x::gdn_recurrent_decode);
+  m.def("gdn_recurrent(Tensor qkv, Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, float scale, "
+        "Tensor(a!) state, Tensor state_indices, Tensor(b!) out, int k_heads, Tensor? cu_seqlens=None, "
+        "Tensor? num_accepted=None, bool round_beta=False) -> ()");
+  m.impl("gdn_recurrent", torch::kCUDA, &sm7x::gdn_recurrent);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k) -> ()",

@@ -28,8 +28,9 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
     ),
     "VLLM_SM7X_GDN_DECODE": (
         lambda: os.environ.get("VLLM_SM7X_GDN_DECODE", "0").strip().lower() in ("1", "true", "yes"),
-        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, no MTP) on our CUDA "
-        "kernels instead of vLLM's Triton ones (opt-in until they have run end to end on a GPU).",
+        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, and MTP verification "
+        "batches) on our CUDA kernels instead of vLLM's Triton ones; batches with prefill tokens keep vLLM's "
+        "(opt-in until they have run end to end on a GPU).",
     ),
     "VLLM_SM7X_PROFILE": (
         lambda: os.environ.get("VLLM_SM7X_PROFILE", "off").strip().lower(),

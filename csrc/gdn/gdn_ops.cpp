@@ -20,27 +20,55 @@ void check_half(const torch::Tensor& t, const char* op, const char* name) {
                     "--dtype float16), got ", t.scalar_type());
 }
 
-void check_indices(const torch::Tensor& indices, int64_t tokens, const char* op) {
-  TORCH_CHECK_VALUE(indices.scalar_type() == at::kInt && indices.dim() == 1 && indices.size(0) == tokens &&
-                        indices.is_contiguous(),
-                    op, ": state_indices must be a contiguous int32 [tokens = ", tokens, "] tensor");
+// The sequences of a call: one token each (state_indices [tokens]), or cu_seqlens [seqs + 1] with
+// state_indices [seqs, 1 + draft tokens] and, for MTP, num_accepted [seqs].
+GdnSequences sequences_of(const torch::Tensor& like, int64_t tokens, const torch::Tensor& state_indices,
+                          const std::optional<torch::Tensor>& cu_seqlens,
+                          const std::optional<torch::Tensor>& num_accepted, const char* op) {
+  check_cuda_on(state_indices, like, op, "state_indices");
+  TORCH_CHECK_VALUE(state_indices.scalar_type() == at::kInt && state_indices.dim() >= 1 && state_indices.dim() <= 2 &&
+                        state_indices.stride(-1) == 1,
+                    op, ": state_indices must be int32 [seqs] or [seqs, positions] with contiguous rows");
+  GdnSequences s{};
+  s.seqs = state_indices.size(0);
+  s.indices_stride = state_indices.dim() == 2 ? state_indices.stride(0) : 1;
+  s.state_indices = state_indices.data_ptr<int>();
+  if (cu_seqlens) {
+    check_cuda_on(*cu_seqlens, like, op, "cu_seqlens");
+    TORCH_CHECK_VALUE(cu_seqlens->scalar_type() == at::kInt && cu_seqlens->dim() == 1 &&
+                          cu_seqlens->size(0) == s.seqs + 1 && cu_seqlens->is_contiguous(),
+                      op, ": cu_seqlens must be a contiguous int32 [seqs + 1 = ", s.seqs + 1, "] tensor");
+    s.cu_seqlens = cu_seqlens->data_ptr<int>();
+  } else {
+    TORCH_CHECK_VALUE(s.seqs == tokens, op, ": without cu_seqlens every token is a sequence: state_indices has ",
+                      s.seqs, " rows for ", tokens, " tokens");
+  }
+  if (num_accepted) {
+    check_cuda_on(*num_accepted, like, op, "num_accepted");
+    TORCH_CHECK_VALUE(num_accepted->scalar_type() == at::kInt && num_accepted->dim() == 1 &&
+                          num_accepted->size(0) == s.seqs && num_accepted->is_contiguous(),
+                      op, ": num_accepted must be a contiguous int32 [seqs = ", s.seqs, "] tensor");
+    s.num_accepted = num_accepted->data_ptr<int>();
+  }
+  return s;
 }
 
 }  // namespace
 
 void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
-                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu) {
+                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu,
+                     const std::optional<torch::Tensor>& cu_seqlens,
+                     const std::optional<torch::Tensor>& num_accepted) {
   constexpr const char* op = "gdn_conv_update";
-  for (const torch::Tensor* t : TensorPtrs{&conv_state, &weight, &state_indices}) {
-    check_cuda_on(*t, x, op, "every tensor");
-  }
+  for (const torch::Tensor* t : TensorPtrs{&conv_state, &weight}) check_cuda_on(*t, x, op, "every tensor");
   check_half(x, op, "x");
   check_half(conv_state, op, "conv_state");
   check_half(weight, op, "weight");
   TORCH_CHECK_VALUE(x.dim() == 2 && x.stride(1) == 1, op, ": x must be [tokens, dim] with contiguous rows");
   const int64_t tokens = x.size(0), dim = x.size(1);
-  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == dim && weight.is_contiguous() && weight.size(1) >= 1,
-                    op, ": weight must be contiguous [dim = ", dim, ", width], got ", weight.sizes());
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == dim && weight.is_contiguous() && weight.size(1) >= 1 &&
+                        weight.size(1) <= 8,
+                    op, ": weight must be contiguous [dim = ", dim, ", width <= 8], got ", weight.sizes());
   const int64_t width = weight.size(1);
   TORCH_CHECK_VALUE(conv_state.dim() == 3 && conv_state.size(1) == dim && conv_state.size(2) >= width - 1, op,
                     ": conv_state must be [blocks, dim = ", dim, ", >= width - 1 = ", width - 1, "], got ",
@@ -51,27 +79,27 @@ void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::T
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == dim && bias->is_contiguous(), op,
                       ": bias must be contiguous [dim]");
   }
-  check_indices(state_indices, tokens, op);
-  const c10::cuda::CUDAGuard guard(x.device());
   GdnConvUpdateParams p{};
+  p.seq = sequences_of(x, tokens, state_indices, cu_seqlens, num_accepted, op);
+  const c10::cuda::CUDAGuard guard(x.device());
   p.x = reinterpret_cast<__half*>(x.data_ptr<at::Half>());
   p.conv_state = reinterpret_cast<__half*>(conv_state.data_ptr<at::Half>());
   p.weight = reinterpret_cast<const __half*>(weight.data_ptr<at::Half>());
   p.bias = bias ? reinterpret_cast<const __half*>(bias->data_ptr<at::Half>()) : nullptr;
-  p.state_indices = state_indices.data_ptr<int>();
   p.x_stride = x.stride(0);
   p.state_block_stride = conv_state.stride(0), p.state_dim_stride = conv_state.stride(1);
   p.state_pos_stride = conv_state.stride(2);
-  p.tokens = tokens, p.dim = dim, p.width = width, p.silu = silu;
+  p.dim = dim, p.width = width, p.silu = silu;
   launch_gdn_conv_update(p, c10::cuda::getCurrentCUDAStream());
 }
 
-void gdn_recurrent_decode(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
-                          const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale,
-                          torch::Tensor& state, const torch::Tensor& state_indices, torch::Tensor& out,
-                          int64_t k_heads) {
-  constexpr const char* op = "gdn_recurrent_decode";
-  for (const torch::Tensor* t : TensorPtrs{&a, &b, &a_log, &dt_bias, &state, &state_indices, &out}) {
+void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
+                   const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale, torch::Tensor& state,
+                   const torch::Tensor& state_indices, torch::Tensor& out, int64_t k_heads,
+                   const std::optional<torch::Tensor>& cu_seqlens, const std::optional<torch::Tensor>& num_accepted,
+                   bool round_beta) {
+  constexpr const char* op = "gdn_recurrent";
+  for (const torch::Tensor* t : TensorPtrs{&a, &b, &a_log, &dt_bias, &state, &out}) {
     check_cuda_on(*t, qkv, op, "every tensor");
   }
   check_half(qkv, op, "qkv");
@@ -107,23 +135,23 @@ void gdn_recurrent_decode(const torch::Tensor& qkv, const torch::Tensor& a, cons
   TORCH_CHECK_VALUE(out.dim() == 3 && out.size(0) == tokens && out.size(1) == v_heads && out.size(2) == v_dim &&
                         out.is_contiguous(),
                     op, ": out must be contiguous [tokens, v_heads, v_dim]");
-  check_indices(state_indices, tokens, op);
+  GdnRecurrentParams p{};
+  p.seq = sequences_of(qkv, tokens, state_indices, cu_seqlens, num_accepted, op);
   const c10::cuda::CUDAGuard guard(qkv.device());
-  GdnRecurrentDecodeParams p{};
   p.qkv = reinterpret_cast<const __half*>(qkv.data_ptr<at::Half>());
   p.a = reinterpret_cast<const __half*>(a.data_ptr<at::Half>());
   p.b = reinterpret_cast<const __half*>(b.data_ptr<at::Half>());
   p.a_log = a_log.data_ptr<float>();
   p.dt_bias = reinterpret_cast<const __half*>(dt_bias.data_ptr<at::Half>());
   p.state = state.data_ptr();
-  p.state_indices = state_indices.data_ptr<int>();
   p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
   p.qkv_stride = qkv.stride(0), p.a_stride = a.stride(0), p.b_stride = b.stride(0);
   p.state_block_stride = state.stride(0);
-  p.tokens = tokens, p.k_heads = k_heads, p.v_heads = v_heads, p.v_dim = v_dim;
+  p.k_heads = k_heads, p.v_heads = v_heads, p.v_dim = v_dim;
   p.scale = scale;
   p.state_fp32 = state.scalar_type() == at::kFloat;
-  launch_gdn_recurrent_decode(p, k_dim, c10::cuda::getCurrentCUDAStream());
+  p.round_beta = round_beta;
+  launch_gdn_recurrent(p, k_dim, c10::cuda::getCurrentCUDAStream());
 }
 
 }  // namespace sm7x

@@ -1,6 +1,7 @@
-"""Gated DeltaNet decode kernels (csrc/gdn) against a float64 reference of vLLM's recurrence, in vLLM's
-state layouts: conv state stored [blocks, width-1, dim] and passed transposed, states in pages whose
-block stride exceeds their size, block 0 = padding (left untouched), NaN-poisoned outputs."""
+"""Gated DeltaNet decode and MTP-verification kernels (csrc/gdn) against a float64 reference of vLLM's
+recurrence and against vLLM's own Triton kernels, in vLLM's state layouts: conv state stored
+[blocks, state_len, dim] and passed transposed, states in pages whose block stride exceeds their
+size, block 0 = padding (left untouched), NaN-poisoned outputs."""
 import math
 
 import pytest
@@ -50,8 +51,11 @@ def reference_conv(x, conv_state, weight, bias, indices):
     return out, state
 
 
-def reference_recurrent(qkv, a, b, a_log, dt_bias, state, indices, k_heads, k_dim, v_dim, scale):
-    """vLLM's packed decode step in float64: out [T, HV, V] and the updated state."""
+def reference_recurrent(qkv, a, b, a_log, dt_bias, state, indices, k_heads, k_dim, v_dim, scale, cu_seqlens=None,
+                        num_accepted=None, round_beta=True):
+    """vLLM's recurrence in float64: out [T, HV, V] and the updated states. Without cu_seqlens each
+    token is a sequence reading and writing indices[t]; with them, sequence n starts from
+    indices[n, num_accepted[n] - 1] and saves the state after its token t to indices[n, t]."""
     v_heads = a.shape[1]
     state = state.double().clone()
     out = torch.zeros(qkv.shape[0], v_heads, v_dim, dtype=torch.float64, device=DEVICE)
@@ -61,19 +65,29 @@ def reference_recurrent(qkv, a, b, a_log, dt_bias, state, indices, k_heads, k_di
     v = x[:, 2 * k_heads * k_dim:].view(-1, v_heads, v_dim)
     group = v_heads // k_heads
     g = -a_log.double().exp() * torch.nn.functional.softplus(a.double() + dt_bias.double())
-    beta = torch.sigmoid(b.float()).half().double()  # vLLM rounds beta to the input dtype
-    for t, block in enumerate(indices.tolist()):
-        if block <= 0:
+    beta = torch.sigmoid(b.float())
+    beta = (beta.half() if round_beta else beta).double()  # vLLM's single-token kernel rounds beta
+    if cu_seqlens is None:
+        cu_seqlens, num_accepted = list(range(qkv.shape[0] + 1)), [1] * qkv.shape[0]
+        indices = indices.view(-1, 1)
+    rows, accepted = indices.tolist(), list(num_accepted)
+    for n in range(len(cu_seqlens) - 1):
+        tokens = range(cu_seqlens[n], cu_seqlens[n + 1])
+        source = rows[n][accepted[n] - 1] if len(tokens) else 0
+        if source <= 0:
             continue
         for hv in range(v_heads):
-            qh, kh = q[t, hv // group], k[t, hv // group]
-            qh = qh / torch.sqrt((qh * qh).sum() + 1e-6) * scale
-            kh = kh / torch.sqrt((kh * kh).sum() + 1e-6)
-            s = state[block, hv] * g[t, hv].exp()
-            u = beta[t, hv] * (v[t, hv] - s @ kh)
-            s = s + torch.outer(u, kh)
-            state[block, hv] = s
-            out[t, hv] = s @ qh
+            s = state[source, hv].clone()
+            for position, t in enumerate(tokens):
+                qh, kh = q[t, hv // group], k[t, hv // group]
+                qh = qh / torch.sqrt((qh * qh).sum() + 1e-6) * scale
+                kh = kh / torch.sqrt((kh * kh).sum() + 1e-6)
+                s = s * g[t, hv].exp()
+                u = beta[t, hv] * (v[t, hv] - s @ kh)
+                s = s + torch.outer(u, kh)
+                out[t, hv] = s @ qh
+                if rows[n][position] > 0:
+                    state[rows[n][position], hv] = s
     return out, state
 
 
@@ -124,7 +138,7 @@ def test_recurrent_decode_matches_reference(k_heads, v_heads, k_dim, v_dim, stat
                                                        v_dim, scale)
     out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
 
-    torch.ops._C_sm7x.gdn_recurrent_decode(qkv, a, b, a_log, dt_bias, scale, state, indices, out, k_heads)
+    torch.ops._C_sm7x.gdn_recurrent(qkv, a, b, a_log, dt_bias, scale, state, indices, out, k_heads, round_beta=True)
     live = indices > 0
     assert_close(out[live], expected_out[live], 2e-3, "output")
     assert torch.equal(out[~live], torch.zeros_like(out[~live])), "padding tokens must get zeros"
@@ -167,9 +181,9 @@ def test_bad_inputs_are_refused_with_the_limit():
     state = torch.zeros(3, 2, 96, 96, device=DEVICE)
     ab = torch.zeros(2, 2, device=DEVICE).half()
     with pytest.raises(ValueError, match="head_k_dim 96 is not supported"):
-        torch.ops._C_sm7x.gdn_recurrent_decode(qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0], 1.0, state,
-                                               torch.ones(2, dtype=torch.int32, device=DEVICE),
-                                               torch.zeros(2, 2, 96, device=DEVICE).half(), 1)
+        torch.ops._C_sm7x.gdn_recurrent(qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0], 1.0, state,
+                                        torch.ones(2, dtype=torch.int32, device=DEVICE),
+                                        torch.zeros(2, 2, 96, device=DEVICE).half(), 1)
     with pytest.raises(ValueError, match="must be float16"):
         torch.ops._C_sm7x.gdn_conv_update(qkv.float(), torch.zeros(3, 384, 3, device=DEVICE).half(),
                                           torch.zeros(384, 4, device=DEVICE).half(), None,
@@ -183,7 +197,7 @@ def test_op_schemas_and_fake_implementations():
     torch.library.opcheck(torch.ops._C_sm7x.gdn_conv_update.default,
                           (qkv, conv_state, torch.randn(256, 4, device=DEVICE).half(), None, indices, True))
     ab = torch.randn(3, 2, device=DEVICE).half()
-    torch.library.opcheck(torch.ops._C_sm7x.gdn_recurrent_decode.default,
+    torch.library.opcheck(torch.ops._C_sm7x.gdn_recurrent.default,
                           (qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0].contiguous(), 0.125,
                            torch.randn(4, 2, 64, 64, device=DEVICE), indices,
                            torch.empty(3, 2, 64, device=DEVICE).half(), 1))
@@ -225,3 +239,116 @@ def test_matches_vllms_own_decode_kernels(seed):
     assert torch.equal(conv_state, theirs["conv"]), "conv state differs from vLLM's"
     assert_close(out, theirs["out"].squeeze(1).double(), 2e-3, "output vs vLLM")
     assert_close(ssm_state, theirs["ssm"].double(), 1e-3, "state vs vLLM")
+
+
+# ---------------------------------------------------------------------------------------------------
+# MTP verification: 1 + k tokens per sequence
+
+
+def reference_conv_verify(x, conv_state, weight, indices, num_accepted, cu_seqlens):
+    """vLLM's speculative conv update in float64: each sequence's window starts at its last accepted
+    position; its state becomes [history after that position, the sequence's inputs]."""
+    out, state = x.double().clone(), conv_state.double().clone()
+    width = weight.shape[1]
+    for n in range(len(cu_seqlens) - 1):
+        block, tokens = int(indices[n, 0]), range(cu_seqlens[n], cu_seqlens[n + 1])
+        if block == 0 or not len(tokens):
+            continue
+        offset = num_accepted[n] - 1
+        window = state[block][:, offset:offset + width - 1].clone()
+        kept = window[:, 1:].clone()
+        for position, t in enumerate(tokens):
+            window = torch.cat([window, x[t].double()[:, None]], dim=1)
+            acc = (window * weight.double()).sum(-1)
+            out[t] = acc * torch.sigmoid(acc)
+            window = window[:, 1:]
+        state[block][:, :width - 2] = kept
+        state[block][:, width - 2:width - 2 + len(tokens)] = x[list(tokens)].double().t()
+    return out, state
+
+
+def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4):
+    """A verification batch as vLLM builds it: seqs sequences of 1 + draft tokens (the last one empty:
+    CUDA-graph padding), distinct state blocks per position, num_accepted in 1 .. 1 + draft."""
+    dim = 2 * k_heads * k_dim + v_heads * v_dim
+    lengths = [1 + draft] * (seqs - 1) + [0]
+    cu_seqlens = [0]
+    for length in lengths:
+        cu_seqlens.append(cu_seqlens[-1] + length)
+    tokens, blocks = cu_seqlens[-1], seqs * (1 + draft) + 3
+    indices = (torch.randperm(blocks - 1, generator=gen, device=DEVICE)[:seqs * (1 + draft)] + 1).int()
+    indices = indices.view(seqs, 1 + draft).contiguous()
+    indices[-1] = 0  # the padded sequence
+    accepted = [int(v) for v in torch.randint(1, draft + 2, (seqs,), generator=gen, device=DEVICE)]
+    accepted[-1] = 1
+    batch = {
+        "qkv": torch.randn(tokens, dim, generator=gen, device=DEVICE).half(),
+        "a": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
+        "b": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
+        "a_log": torch.rand(v_heads, generator=gen, device=DEVICE).log(),
+        "dt_bias": torch.randn(v_heads, generator=gen, device=DEVICE).half(),
+        "weight": (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half(),
+        "conv_state": paged(blocks, width - 1 + draft, dim, dtype=torch.float16, gen=gen).transpose(-1, -2),
+        "ssm_state": paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen),
+        "indices": indices, "accepted": accepted, "cu_seqlens": cu_seqlens,
+    }
+    return batch
+
+
+@pytest.mark.parametrize("k_heads, v_heads, k_dim, v_dim", [(4, 12, 128, 128), (2, 6, 64, 64)])
+@pytest.mark.parametrize("draft", [1, 3, 4])
+def test_mtp_verification_matches_reference(k_heads, v_heads, k_dim, v_dim, draft, seed):
+    from vllm_sm7x.ops.gdn import gdn_verify
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs=5)
+    accepted = torch.tensor(x["accepted"], dtype=torch.int32, device=DEVICE)
+    cu = torch.tensor(x["cu_seqlens"], dtype=torch.int32, device=DEVICE)
+    expected_qkv, expected_conv = reference_conv_verify(x["qkv"], x["conv_state"], x["weight"], x["indices"],
+                                                        x["accepted"], x["cu_seqlens"])
+    initial_ssm = x["ssm_state"].clone()
+    out = torch.full((x["qkv"].shape[0], v_heads, v_dim), float("nan"), device=DEVICE).half()
+
+    gdn_verify(x["qkv"], x["a"], x["b"], x["conv_state"], x["weight"], None, x["a_log"], x["dt_bias"], x["ssm_state"],
+               x["indices"], accepted, cu, out, k_heads, k_dim ** -0.5)
+    assert_close(x["qkv"], expected_qkv, 2e-3, "convolved qkv")
+    assert torch.equal(x["conv_state"].double(), expected_conv), "conv state not rolled exactly"
+    expected_out, expected_ssm = reference_recurrent(x["qkv"], x["a"], x["b"], x["a_log"], x["dt_bias"], initial_ssm,
+                                                     x["indices"], k_heads, k_dim, v_dim, k_dim ** -0.5,
+                                                     x["cu_seqlens"], x["accepted"], round_beta=False)
+    assert_close(out, expected_out, 2e-3, "output")  # no padded sequence has tokens: every row written
+    assert_close(x["ssm_state"][1:], expected_ssm[1:], 1e-3, "states saved per draft position")
+
+
+def test_mtp_verification_matches_vllms_own_kernels(seed):
+    pytest.importorskip("vllm")
+    from vllm.model_executor.layers.mamba.ops.causal_conv1d import causal_conv1d_update
+    from vllm.third_party.flash_linear_attention.ops.fused_sigmoid_gating import (
+        fused_sigmoid_gating_delta_rule_update)
+
+    from vllm_sm7x.ops.gdn import gdn_verify
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    k_heads, v_heads, k_dim, v_dim, draft, seqs = 4, 12, 128, 128, 3, 4
+    x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs)
+    accepted = torch.tensor(x["accepted"], dtype=torch.int32, device=DEVICE)
+    cu = torch.tensor(x["cu_seqlens"], dtype=torch.int32, device=DEVICE)
+    tokens = x["qkv"].shape[0]
+    theirs = {"qkv": x["qkv"].clone(), "conv": x["conv_state"].clone(), "ssm": x["ssm_state"].clone()}
+    convolved = causal_conv1d_update(theirs["qkv"], theirs["conv"], x["weight"], None, "silu",
+                                     conv_state_indices=x["indices"][:, 0], num_accepted_tokens=accepted,
+                                     query_start_loc=cu, max_query_len=1 + draft, validate_data=False)
+    q = convolved[:, :k_heads * k_dim].reshape(1, tokens, k_heads, k_dim).contiguous()
+    k = convolved[:, k_heads * k_dim:2 * k_heads * k_dim].reshape(1, tokens, k_heads, k_dim).contiguous()
+    v = convolved[:, 2 * k_heads * k_dim:].reshape(1, tokens, v_heads, v_dim).contiguous()
+    their_out, _ = fused_sigmoid_gating_delta_rule_update(
+        A_log=x["a_log"], a=x["a"], b=x["b"], dt_bias=x["dt_bias"], q=q, k=k, v=v, initial_state=theirs["ssm"],
+        inplace_final_state=True, cu_seqlens=cu, ssm_state_indices=x["indices"], num_accepted_tokens=accepted,
+        use_qk_l2norm_in_kernel=True)
+    out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+    gdn_verify(x["qkv"], x["a"], x["b"], x["conv_state"], x["weight"], None, x["a_log"], x["dt_bias"], x["ssm_state"],
+               x["indices"], accepted, cu, out, k_heads, k_dim ** -0.5)
+    assert_close(x["qkv"], convolved.double(), 2e-3, "convolved qkv vs vLLM")
+    assert torch.equal(x["conv_state"], theirs["conv"]), "conv state differs from vLLM's"
+    assert_close(out, their_out.squeeze(0).double(), 2e-3, "output vs vLLM")
+    assert_close(x["ssm_state"], theirs["ssm"].double(), 1e-3, "states vs vLLM")

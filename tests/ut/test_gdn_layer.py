@@ -29,32 +29,80 @@ def test_registered_once_as_the_layers_replacement(registry):
     assert issubclass(replacement, QwenGatedDeltaNetAttention) and replacement is not QwenGatedDeltaNetAttention
 
 
-def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
+K_HEADS, V_HEADS, K_DIM, V_DIM, WIDTH = 4, 12, 128, 128, 4
+DIM = 2 * K_HEADS * K_DIM + V_HEADS * V_DIM
+
+
+def fake_layer(layer_cls, monkeypatch, calls, draft=0):
+    """What the override reads of a QwenGatedDeltaNetAttention: states (conv state in vLLM's SD layout),
+    conv weight, gating parameters; the kernels record their arguments instead of running."""
     import vllm_sm7x.ops.gdn as gdn_ops
+
+    for name in ("gdn_decode", "gdn_verify"):
+        monkeypatch.setattr(gdn_ops, name, lambda *args, name=name: calls.append((name, args)))
+    monkeypatch.setattr("vllm.model_executor.layers.mamba.mamba_utils.is_conv_state_dim_first", lambda: False)
+    layer = types.SimpleNamespace(activation="silu", head_k_dim=K_DIM, prefix="layers.0.linear_attn",
+                                  kv_cache=[torch.zeros(5, WIDTH - 1 + draft, DIM, dtype=torch.float16),
+                                            torch.zeros(5, V_HEADS, V_DIM, K_DIM)],
+                                  conv1d=types.SimpleNamespace(weight=torch.zeros(DIM, 1, WIDTH), bias=None),
+                                  A_log=torch.zeros(V_HEADS), dt_bias=torch.zeros(V_HEADS))
+    layer._sm7x_states = types.MethodType(layer_cls._sm7x_states, layer)
+    return layer
+
+
+def inputs(padded):
+    qkv = torch.zeros(padded, DIM + 64)[:, :DIM]  # a strided slice of the fused projection, as in vLLM
+    return qkv, torch.zeros(padded, V_HEADS), torch.zeros(padded, V_HEADS), torch.zeros(padded, V_HEADS, V_DIM)
+
+
+def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
     from vllm_sm7x.mamba.gdn import register_gdn_decode
 
     register_gdn_decode()
-    layer_cls = registry["QwenGatedDeltaNetAttention"]
-    calls = []
-    monkeypatch.setattr(gdn_ops, "gdn_decode", lambda *args: calls.append(args))
-    monkeypatch.setattr("vllm.model_executor.layers.mamba.mamba_utils.is_conv_state_dim_first", lambda: False)
-    k_heads, v_heads, k_dim, v_dim, width, tokens, padded = 4, 12, 128, 128, 4, 3, 8
-    dim = 2 * k_heads * k_dim + v_heads * v_dim
-    conv_stored = torch.zeros(5, width - 1, dim, dtype=torch.float16)  # vLLM's SD layout
-    ssm_state = torch.zeros(5, v_heads, v_dim, k_dim)
-    layer = types.SimpleNamespace(activation="silu", kv_cache=[conv_stored, ssm_state], head_k_dim=k_dim,
-                                  conv1d=types.SimpleNamespace(weight=torch.zeros(dim, 1, width), bias=None),
-                                  A_log=torch.zeros(v_heads), dt_bias=torch.zeros(v_heads))
+    layer_cls, calls = registry["QwenGatedDeltaNetAttention"], []
+    layer = fake_layer(layer_cls, monkeypatch, calls)
+    tokens, padded = 3, 8
     metadata = types.SimpleNamespace(num_actual_tokens=tokens,
                                      non_spec_state_indices_tensor=torch.arange(padded, dtype=torch.int32))
-    qkv, a, b = torch.zeros(padded, dim + 64)[:, :dim], torch.zeros(padded, v_heads), torch.zeros(padded, v_heads)
-    out = torch.zeros(padded, v_heads, v_dim)
+    qkv, a, b, out = inputs(padded)
     layer_cls._forward_core_decode_non_spec(layer, qkv, b, a, out, metadata)
 
-    (args,) = calls
+    ((name, args),) = calls
     (qkv_arg, a_arg, b_arg, conv_state, weight, bias, a_log, dt_bias, state, indices, out_arg, heads, scale) = args
-    assert qkv_arg.shape == (tokens, dim) and qkv_arg.data_ptr() == qkv.data_ptr()  # in place, no copy
-    assert a_arg.shape == b_arg.shape == (tokens, v_heads) and out_arg.shape == (tokens, v_heads, v_dim)
-    assert conv_state.shape == (5, dim, width - 1) and conv_state.stride(1) == 1  # transposed view
-    assert weight.shape == (dim, width) and state is ssm_state and indices.shape == (tokens,)
-    assert heads == k_heads and scale == pytest.approx(k_dim ** -0.5)
+    assert name == "gdn_decode"
+    assert qkv_arg.shape == (tokens, DIM) and qkv_arg.data_ptr() == qkv.data_ptr()  # in place, no copy
+    assert a_arg.shape == b_arg.shape == (tokens, V_HEADS) and out_arg.shape == (tokens, V_HEADS, V_DIM)
+    assert conv_state.shape == (5, DIM, WIDTH - 1) and conv_state.stride(1) == 1  # transposed view
+    assert weight.shape == (DIM, WIDTH) and state is layer.kv_cache[1] and indices.shape == (tokens,)
+    assert heads == K_HEADS and scale == pytest.approx(K_DIM ** -0.5)
+
+
+def test_mtp_verification_batches_go_to_the_kernels_and_mixed_ones_to_vllm(registry, monkeypatch):
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
+
+    from vllm_sm7x.mamba.gdn import register_gdn_decode
+
+    register_gdn_decode()
+    layer_cls, calls, draft, seqs = registry["QwenGatedDeltaNetAttention"], [], 3, 2
+    layer = fake_layer(layer_cls, monkeypatch, calls, draft)
+    metadata = types.SimpleNamespace(spec_sequence_masks=torch.ones(seqs, dtype=torch.bool), num_prefills=0,
+                                     num_decodes=0, num_spec_decodes=seqs, num_actual_tokens=seqs * (1 + draft),
+                                     spec_state_indices_tensor=torch.arange(1, 13, dtype=torch.int32).view(3, 4),
+                                     num_accepted_tokens=torch.tensor([2, 1, 1], dtype=torch.int32),
+                                     spec_query_start_loc=torch.tensor([0, 4, 8, 8], dtype=torch.int32))
+    context = types.SimpleNamespace(attn_metadata={layer.prefix: metadata})
+    monkeypatch.setattr("vllm.forward_context.get_forward_context", lambda: context)
+    qkv, a, b, out = inputs(16)
+    layer_cls._forward_core(layer, qkv, b, a, out)
+    ((name, args),) = calls
+    assert name == "gdn_verify"
+    indices, accepted, cu_seqlens, out_arg = args[9], args[10], args[11], args[12]
+    assert indices.shape == (seqs, 1 + draft) and accepted.tolist() == [2, 1] and cu_seqlens.tolist() == [0, 4, 8]
+    assert args[3].shape == (5, DIM, WIDTH - 1 + draft) and out_arg.shape == (8, V_HEADS, V_DIM)
+
+    # A batch with prefill tokens keeps vLLM's path.
+    metadata.num_prefills = 1
+    fallback = []
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core", lambda self, *args: fallback.append(args))
+    layer_cls._forward_core(layer, qkv, b, a, out)
+    assert len(fallback) == 1 and len(calls) == 1

@@ -2,10 +2,10 @@
 
 vLLM runs these layers through Triton kernels, which on SM70/SM75 get no tensor cores and, for decode,
 hold a 32 x 128 fp32 state tile per single-warp program. The layer class is a PluggableLayer, so an
-out-of-tree subclass replaces it at construction; it overrides only the pure-decode step (one token
-per sequence, no speculative tokens) with csrc/gdn's conv update + recurrence. Prefill, chunked
-prefill and MTP verification stay on vLLM's kernels for now. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the
-kernels have run end to end on a GPU."""
+out-of-tree subclass replaces it at construction. It sends two kinds of batch to csrc/gdn's conv
+update + recurrence: pure decode (one token per sequence) and pure MTP verification (1 + k tokens per
+sequence). Batches with prefill tokens, and layers whose dtypes the kernels do not take, keep vLLM's
+path. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the kernels have run end to end on a GPU."""
 from __future__ import annotations
 
 import logging
@@ -23,30 +23,58 @@ def register_gdn_decode() -> bool:
     if QwenGatedDeltaNetAttention.__name__ in op_registry_oot:
         return False
     QwenGatedDeltaNetAttention.register_oot(_sm7x_layer_class(QwenGatedDeltaNetAttention))
-    logger.info("vllm-sm7x: Gated DeltaNet decode runs on the sm7x CUDA kernels")
+    logger.info("vllm-sm7x: Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels")
     return True
 
 
 def _sm7x_layer_class(base):
     class Sm7xQwenGatedDeltaNetAttention(base):
-        def _forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata):
-            conv_state, ssm_state = self.kv_cache
-            # The kernels fuse SiLU and take an fp16 conv state (fp32/fp16 recurrent state); anything
-            # else (another activation, --mamba-cache-dtype float32) keeps vLLM's path.
-            if (self.activation != "silu" or conv_state.dtype != torch.float16
-                    or ssm_state.dtype not in (torch.float32, torch.float16)):
-                return super()._forward_core_decode_non_spec(mixed_qkv, b, a, core_attn_out, attn_metadata)
+        def _sm7x_states(self):
+            """(conv_state as [blocks, dim, width-1], ssm_state, conv weight [dim, width], k-heads on this
+            GPU), or None where the kernels do not apply: another activation, or state dtypes other than
+            an fp16 conv state and an fp32/fp16 recurrent state (--mamba-cache-dtype)."""
             from vllm.model_executor.layers.mamba.mamba_utils import is_conv_state_dim_first
 
-            from vllm_sm7x.ops.gdn import gdn_decode
-
+            conv_state, ssm_state = self.kv_cache
+            if (self.activation != "silu" or conv_state.dtype != torch.float16
+                    or ssm_state.dtype not in (torch.float32, torch.float16)):
+                return None
             if not is_conv_state_dim_first():
-                conv_state = conv_state.transpose(-1, -2)  # the kernels take [blocks, dim, width - 1] views
-            tokens = attn_metadata.num_actual_tokens
+                conv_state = conv_state.transpose(-1, -2)
             weight = self.conv1d.weight.view(self.conv1d.weight.size(0), self.conv1d.weight.size(2))
             # Heads on this GPU, from the shapes (the layer may keep TP off for some quantizations).
             v_heads, v_dim, k_dim = ssm_state.shape[1:]
-            k_heads = (mixed_qkv.shape[1] - v_heads * v_dim) // (2 * k_dim)
+            k_heads = (weight.shape[0] - v_heads * v_dim) // (2 * k_dim)
+            return conv_state, ssm_state, weight, k_heads
+
+        def _forward_core(self, mixed_qkv, b, a, core_attn_out):
+            from vllm.forward_context import get_forward_context
+
+            metadata = get_forward_context().attn_metadata
+            metadata = metadata[self.prefix] if isinstance(metadata, dict) else None
+            states = self._sm7x_states()
+            spec_only = (metadata is not None and metadata.spec_sequence_masks is not None
+                         and metadata.num_prefills == 0 and metadata.num_decodes == 0)
+            if not spec_only or states is None:
+                return base._forward_core(self, mixed_qkv, b, a, core_attn_out)
+            from vllm_sm7x.ops.gdn import gdn_verify
+
+            conv_state, ssm_state, weight, k_heads = states
+            seqs, tokens = metadata.num_spec_decodes, metadata.num_actual_tokens
+            gdn_verify(mixed_qkv[:tokens], a[:tokens], b[:tokens], conv_state, weight, self.conv1d.bias, self.A_log,
+                       self.dt_bias, ssm_state, metadata.spec_state_indices_tensor[:seqs],
+                       metadata.num_accepted_tokens[:seqs].to(torch.int32),
+                       metadata.spec_query_start_loc[:seqs + 1].to(torch.int32), core_attn_out[:tokens], k_heads,
+                       self.head_k_dim ** -0.5)
+
+        def _forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata):
+            states = self._sm7x_states()
+            if states is None:
+                return base._forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata)
+            from vllm_sm7x.ops.gdn import gdn_decode
+
+            conv_state, ssm_state, weight, k_heads = states
+            tokens = attn_metadata.num_actual_tokens
             gdn_decode(mixed_qkv[:tokens], a[:tokens], b[:tokens], conv_state, weight, self.conv1d.bias, self.A_log,
                        self.dt_bias, ssm_state, attn_metadata.non_spec_state_indices_tensor[:tokens],
                        core_attn_out[:tokens], k_heads, self.head_k_dim ** -0.5)

@@ -24,10 +24,12 @@ def _awq_dequantize_fake(qweight, scale_zero, group_size):
 
 
 @torch.library.register_fake("_C_sm7x::gdn_conv_update")
-def _gdn_conv_update_fake(x, conv_state, weight, bias, state_indices, silu) -> None:
+def _gdn_conv_update_fake(x, conv_state, weight, bias, state_indices, silu, cu_seqlens=None,
+                          num_accepted=None) -> None:
     return None
 
 
-@torch.library.register_fake("_C_sm7x::gdn_recurrent_decode")
-def _gdn_recurrent_decode_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, out, k_heads) -> None:
+@torch.library.register_fake("_C_sm7x::gdn_recurrent")
+def _gdn_recurrent_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, out, k_heads, cu_seqlens=None,
+                        num_accepted=None, round_beta=False) -> None:
     return None
