@@ -37,6 +37,24 @@ def block_indices(tokens, blocks, gen):
     return indices
 
 
+def layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=3, state_dtype=torch.float32,
+                 width=4):
+    """One GDN layer's inputs for a step of `tokens` tokens: the packed qkv, the gating inputs and
+    parameters, the conv weight, and paged states (conv state stored [blocks, conv_len, dim] and passed
+    transposed, as vLLM does)."""
+    dim = 2 * k_heads * k_dim + v_heads * v_dim
+    return {
+        "qkv": torch.randn(tokens, dim, generator=gen, device=DEVICE).half(),
+        "a": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
+        "b": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
+        "a_log": torch.rand(v_heads, generator=gen, device=DEVICE).log(),
+        "dt_bias": torch.randn(v_heads, generator=gen, device=DEVICE).half(),
+        "weight": (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half(),
+        "conv_state": paged(blocks, conv_len, dim, dtype=torch.float16, gen=gen).transpose(-1, -2),
+        "ssm_state": paged(blocks, v_heads, v_dim, k_dim, dtype=state_dtype, gen=gen),
+    }
+
+
 def reference_conv(x, conv_state, weight, bias, indices):
     """x [T, D] -> silu(conv) and the shifted states (float64); padding tokens keep their input."""
     out, state = x.double().clone(), conv_state.double().clone()
@@ -125,12 +143,8 @@ def test_conv_update_matches_reference(dim, width, tokens, with_bias, seed):
 def test_recurrent_decode_matches_reference(k_heads, v_heads, k_dim, v_dim, state_dtype, tokens, seed):
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     blocks = tokens + 4
-    qkv = torch.randn(tokens, 2 * k_heads * k_dim + v_heads * v_dim, generator=gen, device=DEVICE).half()
-    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
-    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
-    state = paged(blocks, v_heads, v_dim, k_dim, dtype=state_dtype, gen=gen)
+    inputs = layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, state_dtype=state_dtype)
+    qkv, a, b, a_log, dt_bias, state = (inputs[k] for k in ("qkv", "a", "b", "a_log", "dt_bias", "ssm_state"))
     state[0] = float("nan")  # the padding block must never be read into a result or written
     indices = block_indices(tokens, blocks, gen)
     scale = k_dim ** -0.5
@@ -152,16 +166,10 @@ def test_decode_step_composes_conv_and_recurrence(seed):
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     k_heads, v_heads, k_dim, v_dim, tokens, width = 4, 12, 128, 128, 5, 4
-    dim = 2 * k_heads * k_dim + v_heads * v_dim
     blocks = 9
-    conv_state = paged(blocks, width - 1, dim, dtype=torch.float16, gen=gen).transpose(-1, -2)
-    weight = (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half()
-    ssm_state = paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen)
-    qkv = torch.randn(tokens, dim, generator=gen, device=DEVICE).half()
-    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
-    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
+    inputs = layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=width - 1, width=width)
+    qkv, a, b, a_log, dt_bias, weight, conv_state, ssm_state = (
+        inputs[k] for k in ("qkv", "a", "b", "a_log", "dt_bias", "weight", "conv_state", "ssm_state"))
     indices = block_indices(tokens, blocks, gen)
     convolved, _ = reference_conv(qkv, conv_state, weight, None, indices)
     initial_state = ssm_state.clone()
@@ -215,15 +223,9 @@ def test_matches_vllms_own_decode_kernels(seed):
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     k_heads, v_heads, k_dim, v_dim, tokens, width, blocks = 4, 12, 128, 128, 6, 4, 10
-    dim = 2 * k_heads * k_dim + v_heads * v_dim
-    conv_state = paged(blocks, width - 1, dim, dtype=torch.float16, gen=gen).transpose(-1, -2)
-    ssm_state = paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen)
-    weight = (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half()
-    qkv = torch.randn(tokens, dim, generator=gen, device=DEVICE).half()
-    a = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    b = torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half()
-    a_log = torch.rand(v_heads, generator=gen, device=DEVICE).log()
-    dt_bias = torch.randn(v_heads, generator=gen, device=DEVICE).half()
+    inputs = layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=width - 1, width=width)
+    qkv, a, b, a_log, dt_bias, weight, conv_state, ssm_state = (
+        inputs[k] for k in ("qkv", "a", "b", "a_log", "dt_bias", "weight", "conv_state", "ssm_state"))
     indices = block_indices(tokens, blocks, gen)
     theirs = {"qkv": qkv.clone(), "conv": conv_state.clone(), "ssm": ssm_state.clone(),
               "out": torch.zeros(tokens, 1, v_heads, v_dim, device=DEVICE).half()}
@@ -270,7 +272,6 @@ def reference_conv_verify(x, conv_state, weight, indices, num_accepted, cu_seqle
 def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4):
     """A verification batch as vLLM builds it: seqs sequences of 1 + draft tokens (the last one empty:
     CUDA-graph padding), distinct state blocks per position, num_accepted in 1 .. 1 + draft."""
-    dim = 2 * k_heads * k_dim + v_heads * v_dim
     lengths = [1 + draft] * (seqs - 1) + [0]
     cu_seqlens = [0]
     for length in lengths:
@@ -281,18 +282,9 @@ def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4):
     indices[-1] = 0  # the padded sequence
     accepted = [int(v) for v in torch.randint(1, draft + 2, (seqs,), generator=gen, device=DEVICE)]
     accepted[-1] = 1
-    batch = {
-        "qkv": torch.randn(tokens, dim, generator=gen, device=DEVICE).half(),
-        "a": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
-        "b": torch.randn(tokens, v_heads, generator=gen, device=DEVICE).half(),
-        "a_log": torch.rand(v_heads, generator=gen, device=DEVICE).log(),
-        "dt_bias": torch.randn(v_heads, generator=gen, device=DEVICE).half(),
-        "weight": (torch.randn(dim, width, generator=gen, device=DEVICE) / 2).half(),
-        "conv_state": paged(blocks, width - 1 + draft, dim, dtype=torch.float16, gen=gen).transpose(-1, -2),
-        "ssm_state": paged(blocks, v_heads, v_dim, k_dim, dtype=torch.float32, gen=gen),
-        "indices": indices, "accepted": accepted, "cu_seqlens": cu_seqlens,
-    }
-    return batch
+    return {**layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=width - 1 + draft,
+                           width=width),
+            "indices": indices, "accepted": accepted, "cu_seqlens": cu_seqlens}
 
 
 @pytest.mark.parametrize("k_heads, v_heads, k_dim, v_dim", [(4, 12, 128, 128), (2, 6, 64, 64)])
