@@ -28,11 +28,11 @@ struct TokenRange {
 
 __device__ __forceinline__ TokenRange tokens_of(const GdnSequences& s, int n) {
   if (!s.cu_seqlens) return {n, 1};
-  return {s.cu_seqlens[n], s.cu_seqlens[n + 1] - s.cu_seqlens[n]};
+  return {s.cu_seqlens[n], max(0, min(s.cu_seqlens[n + 1] - s.cu_seqlens[n], s.positions))};
 }
 
 __device__ __forceinline__ int first_column(const GdnSequences& s, int n) {
-  return s.num_accepted ? s.num_accepted[n] - 1 : 0;
+  return s.num_accepted ? max(0, min(s.num_accepted[n] - 1, s.positions - 1)) : 0;
 }
 
 // One channel of one sequence: the conv window starts at the last accepted position of the state
@@ -42,7 +42,7 @@ __global__ void conv_update_kernel(GdnConvUpdateParams p) {
   if (d >= p.dim) return;
   const TokenRange tokens = tokens_of(p.seq, n);
   const int block = p.seq.state_indices[n * p.seq.indices_stride];
-  if (tokens.count == 0 || block == 0) return;  // CUDA-graph padding / vLLM's null block
+  if (tokens.count == 0 || block <= 0) return;  // CUDA-graph padding / vLLM's null and pad blocks
   __half* state = p.conv_state + block * p.state_block_stride + d * p.state_dim_stride;
   const int offset = first_column(p.seq, n);
   constexpr int kMaxWidth = 8;

@@ -8,7 +8,8 @@
 // Sequences: with cu_seqlens, sequence n is tokens cu_seqlens[n] .. cu_seqlens[n+1]-1 (empty ones,
 // CUDA-graph padding, are skipped); without, token n is sequence n. state_indices[n][t] is the block
 // that receives the state after token t; with num_accepted (MTP), the state is read from column
-// num_accepted[n] - 1 (the last accepted draft), else from column 0.
+// num_accepted[n] - 1 (the last accepted draft), else from column 0. Bad device-side values cannot
+// fault: a sequence longer than the row of state_indices is cut to it, num_accepted is clamped into it.
 // SIMT: per token the work is a rank-1 update of a 128 x 128 state per head, bound by the state's bytes.
 #pragma once
 #include <cuda_fp16.h>
@@ -24,6 +25,7 @@ struct GdnSequences {
   const int* state_indices;  // [seqs, indices_stride]
   int64_t indices_stride;
   int seqs;
+  int positions;             // columns of state_indices: the most tokens a sequence may have
 };
 
 struct GdnConvUpdateParams {

@@ -32,8 +32,13 @@ GdnSequences sequences_of(const torch::Tensor& like, int64_t tokens, const torch
   GdnSequences s{};
   s.seqs = state_indices.size(0);
   s.indices_stride = state_indices.dim() == 2 ? state_indices.stride(0) : 1;
+  s.positions = cu_seqlens ? state_indices.size(-1) : 1;
   s.state_indices = state_indices.data_ptr<int>();
+  TORCH_CHECK_VALUE(!num_accepted || cu_seqlens, op, ": num_accepted (MTP) needs cu_seqlens");
   if (cu_seqlens) {
+    TORCH_CHECK_VALUE(state_indices.dim() == 2 && s.positions >= 1, op,
+                      ": with cu_seqlens, state_indices must be [seqs, positions >= 1] (one block per token "
+                      "position of a sequence), got ", state_indices.sizes());
     check_cuda_on(*cu_seqlens, like, op, "cu_seqlens");
     TORCH_CHECK_VALUE(cu_seqlens->scalar_type() == at::kInt && cu_seqlens->dim() == 1 &&
                           cu_seqlens->size(0) == s.seqs + 1 && cu_seqlens->is_contiguous(),
@@ -81,6 +86,10 @@ void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::T
   }
   GdnConvUpdateParams p{};
   p.seq = sequences_of(x, tokens, state_indices, cu_seqlens, num_accepted, op);
+  // A window starts at most positions - 1 columns in and the inputs are written after width - 2 kept ones.
+  TORCH_CHECK_VALUE(conv_state.size(2) >= width - 2 + p.seq.positions, op, ": conv_state holds ",
+                    conv_state.size(2), " positions; sequences of up to ", p.seq.positions,
+                    " tokens need width - 2 + that = ", width - 2 + p.seq.positions);
   const c10::cuda::CUDAGuard guard(x.device());
   p.x = reinterpret_cast<__half*>(x.data_ptr<at::Half>());
   p.conv_state = reinterpret_cast<__half*>(conv_state.data_ptr<at::Half>());

@@ -269,7 +269,7 @@ def reference_conv_verify(x, conv_state, weight, indices, num_accepted, cu_seqle
     return out, state
 
 
-def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4):
+def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4, state_dtype=torch.float32):
     """A verification batch as vLLM builds it: seqs sequences of 1 + draft tokens (the last one empty:
     CUDA-graph padding), distinct state blocks per position, num_accepted in 1 .. 1 + draft."""
     lengths = [1 + draft] * (seqs - 1) + [0]
@@ -280,20 +280,23 @@ def verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs, width=4):
     indices = (torch.randperm(blocks - 1, generator=gen, device=DEVICE)[:seqs * (1 + draft)] + 1).int()
     indices = indices.view(seqs, 1 + draft).contiguous()
     indices[-1] = 0  # the padded sequence
-    accepted = [int(v) for v in torch.randint(1, draft + 2, (seqs,), generator=gen, device=DEVICE)]
-    accepted[-1] = 1
+    # Every count 1 .. 1 + draft over the live sequences (cycled, then shuffled), so each start column runs.
+    counts = [1 + n % (1 + draft) for n in range(seqs - 1)]
+    accepted = [counts[i] for i in torch.randperm(seqs - 1, generator=gen, device=DEVICE).tolist()] + [1]
     return {**layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=width - 1 + draft,
-                           width=width),
+                           width=width, state_dtype=state_dtype),
             "indices": indices, "accepted": accepted, "cu_seqlens": cu_seqlens}
 
 
 @pytest.mark.parametrize("k_heads, v_heads, k_dim, v_dim", [(4, 12, 128, 128), (2, 6, 64, 64)])
-@pytest.mark.parametrize("draft", [1, 3, 4])
-def test_mtp_verification_matches_reference(k_heads, v_heads, k_dim, v_dim, draft, seed):
+@pytest.mark.parametrize("draft, width, state_dtype", [(1, 4, torch.float32), (3, 4, torch.float32),
+                                                       (4, 4, torch.float32), (3, 4, torch.float16),
+                                                       (2, 2, torch.float32), (3, 6, torch.float32)])
+def test_mtp_verification_matches_reference(k_heads, v_heads, k_dim, v_dim, draft, width, state_dtype, seed):
     from vllm_sm7x.ops.gdn import gdn_verify
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
-    x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs=5)
+    x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs=7, width=width, state_dtype=state_dtype)
     accepted = torch.tensor(x["accepted"], dtype=torch.int32, device=DEVICE)
     cu = torch.tensor(x["cu_seqlens"], dtype=torch.int32, device=DEVICE)
     expected_qkv, expected_conv = reference_conv_verify(x["qkv"], x["conv_state"], x["weight"], x["indices"],
@@ -309,7 +312,70 @@ def test_mtp_verification_matches_reference(k_heads, v_heads, k_dim, v_dim, draf
                                                      x["indices"], k_heads, k_dim, v_dim, k_dim ** -0.5,
                                                      x["cu_seqlens"], x["accepted"], round_beta=False)
     assert_close(out, expected_out, 2e-3, "output")  # no padded sequence has tokens: every row written
-    assert_close(x["ssm_state"][1:], expected_ssm[1:], 1e-3, "states saved per draft position")
+    tolerance = 1e-3 if state_dtype == torch.float32 else 2e-3  # fp16 state: one rounding per saved state
+    assert_close(x["ssm_state"][1:], expected_ssm[1:], tolerance, "states saved per draft position")
+
+
+def test_mtp_verification_of_a_short_sequence(seed):
+    """A sequence with fewer tokens than its row of blocks (only the first positions are written)."""
+    from vllm_sm7x.ops.gdn import gdn_verify
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    k_heads, v_heads, k_dim, v_dim, draft = 2, 6, 64, 64, 3
+    x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, draft, seqs=3)
+    cu_seqlens = [0, 1 + draft, 1 + draft + 2, 1 + draft + 2]  # the second sequence has 2 of 4 tokens
+    tokens = cu_seqlens[-1]
+    for key in ("qkv", "a", "b"):
+        x[key] = x[key][:tokens].contiguous()
+    accepted = torch.tensor(x["accepted"], dtype=torch.int32, device=DEVICE)
+    cu = torch.tensor(cu_seqlens, dtype=torch.int32, device=DEVICE)
+    expected_qkv, expected_conv = reference_conv_verify(x["qkv"], x["conv_state"], x["weight"], x["indices"],
+                                                        x["accepted"], cu_seqlens)
+    initial_ssm = x["ssm_state"].clone()
+    out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+
+    gdn_verify(x["qkv"], x["a"], x["b"], x["conv_state"], x["weight"], None, x["a_log"], x["dt_bias"], x["ssm_state"],
+               x["indices"], accepted, cu, out, k_heads, k_dim ** -0.5)
+    expected_out, expected_ssm = reference_recurrent(x["qkv"], x["a"], x["b"], x["a_log"], x["dt_bias"], initial_ssm,
+                                                     x["indices"], k_heads, k_dim, v_dim, k_dim ** -0.5, cu_seqlens,
+                                                     x["accepted"], round_beta=False)
+    assert_close(x["qkv"], expected_qkv, 2e-3, "convolved qkv")
+    assert torch.equal(x["conv_state"].double(), expected_conv), "conv state not rolled exactly"
+    assert_close(out, expected_out, 2e-3, "output")
+    assert_close(x["ssm_state"][1:], expected_ssm[1:], 1e-3, "states")
+    unwritten = x["indices"][1, 2:].long()
+    assert torch.equal(x["ssm_state"][unwritten], initial_ssm[unwritten]), "blocks past the sequence were written"
+
+
+def test_mtp_inputs_are_checked():
+    qkv = torch.zeros(4, 2 * 64 + 2 * 64, device=DEVICE).half()
+    weight = torch.zeros(256, 4, device=DEVICE).half()
+    cu = torch.tensor([0, 2, 4], dtype=torch.int32, device=DEVICE)
+    rows = torch.ones(2, 2, dtype=torch.int32, device=DEVICE)
+    accepted = torch.ones(2, dtype=torch.int32, device=DEVICE)
+    short_state = torch.zeros(5, 3, 256, device=DEVICE).half().transpose(-1, -2)  # width - 1 only
+    with pytest.raises(ValueError, match="need width - 2 \\+ that = 4"):
+        torch.ops._C_sm7x.gdn_conv_update(qkv, short_state, weight, None, rows, True, cu, accepted)
+    with pytest.raises(ValueError, match="needs cu_seqlens"):
+        torch.ops._C_sm7x.gdn_conv_update(qkv[:2], short_state, weight, None, rows, True, None, accepted)
+    with pytest.raises(ValueError, match="state_indices must be \\[seqs, positions"):
+        torch.ops._C_sm7x.gdn_conv_update(qkv, short_state, weight, None, rows[:, 0].contiguous(), True, cu)
+
+
+def test_mtp_op_schemas_with_optional_arguments():
+    qkv = torch.randn(4, 2 * 64 + 2 * 64, device=DEVICE).half()
+    conv_state = torch.randn(5, 4, 256, device=DEVICE).half().transpose(-1, -2)
+    cu = torch.tensor([0, 2, 4], dtype=torch.int32, device=DEVICE)
+    rows = torch.tensor([[1, 2], [3, 4]], dtype=torch.int32, device=DEVICE)
+    accepted = torch.tensor([2, 1], dtype=torch.int32, device=DEVICE)
+    torch.library.opcheck(torch.ops._C_sm7x.gdn_conv_update.default,
+                          (qkv, conv_state, torch.randn(256, 4, device=DEVICE).half(), None, rows, True, cu,
+                           accepted))
+    ab = torch.randn(4, 2, device=DEVICE).half()
+    torch.library.opcheck(torch.ops._C_sm7x.gdn_recurrent.default,
+                          (qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0].contiguous(), 0.125,
+                           torch.randn(5, 2, 64, 64, device=DEVICE), rows,
+                           torch.empty(4, 2, 64, device=DEVICE).half(), 1, cu, accepted, False))
 
 
 def test_mtp_verification_matches_vllms_own_kernels(seed):

@@ -51,8 +51,9 @@ def fake_layer(layer_cls, monkeypatch, calls, draft=0):
 
 
 def inputs(padded):
+    """(qkv, b, a, out) in the layer's argument order; a and b are distinct tensors."""
     qkv = torch.zeros(padded, DIM + 64)[:, :DIM]  # a strided slice of the fused projection, as in vLLM
-    return qkv, torch.zeros(padded, V_HEADS), torch.zeros(padded, V_HEADS), torch.zeros(padded, V_HEADS, V_DIM)
+    return qkv, torch.zeros(padded, V_HEADS), torch.ones(padded, V_HEADS), torch.zeros(padded, V_HEADS, V_DIM)
 
 
 def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
@@ -64,7 +65,7 @@ def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
     tokens, padded = 3, 8
     metadata = types.SimpleNamespace(num_actual_tokens=tokens,
                                      non_spec_state_indices_tensor=torch.arange(padded, dtype=torch.int32))
-    qkv, a, b, out = inputs(padded)
+    qkv, b, a, out = inputs(padded)
     layer_cls._forward_core_decode_non_spec(layer, qkv, b, a, out, metadata)
 
     ((name, args),) = calls
@@ -72,6 +73,8 @@ def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
     assert name == "gdn_decode"
     assert qkv_arg.shape == (tokens, DIM) and qkv_arg.data_ptr() == qkv.data_ptr()  # in place, no copy
     assert a_arg.shape == b_arg.shape == (tokens, V_HEADS) and out_arg.shape == (tokens, V_HEADS, V_DIM)
+    # Decay input a and beta input b in the kernel's order (the layer's own signature is (qkv, b, a)).
+    assert (a_arg.data_ptr(), b_arg.data_ptr(), out_arg.data_ptr()) == (a.data_ptr(), b.data_ptr(), out.data_ptr())
     assert conv_state.shape == (5, DIM, WIDTH - 1) and conv_state.stride(1) == 1  # transposed view
     assert weight.shape == (DIM, WIDTH) and state is layer.kv_cache[1] and indices.shape == (tokens,)
     assert heads == K_HEADS and scale == pytest.approx(K_DIM ** -0.5)
@@ -92,13 +95,15 @@ def test_mtp_verification_batches_go_to_the_kernels_and_mixed_ones_to_vllm(regis
                                      spec_query_start_loc=torch.tensor([0, 4, 8, 8], dtype=torch.int32))
     context = types.SimpleNamespace(attn_metadata={layer.prefix: metadata})
     monkeypatch.setattr("vllm.forward_context.get_forward_context", lambda: context)
-    qkv, a, b, out = inputs(16)
+    qkv, b, a, out = inputs(16)
     layer_cls._forward_core(layer, qkv, b, a, out)
     ((name, args),) = calls
     assert name == "gdn_verify"
     indices, accepted, cu_seqlens, out_arg = args[9], args[10], args[11], args[12]
     assert indices.shape == (seqs, 1 + draft) and accepted.tolist() == [2, 1] and cu_seqlens.tolist() == [0, 4, 8]
     assert args[3].shape == (5, DIM, WIDTH - 1 + draft) and out_arg.shape == (8, V_HEADS, V_DIM)
+    assert (args[0].data_ptr(), args[1].data_ptr(), args[2].data_ptr()) == (qkv.data_ptr(), a.data_ptr(),
+                                                                            b.data_ptr())
 
     # A batch with prefill tokens keeps vLLM's path.
     metadata.num_prefills = 1
@@ -106,3 +111,27 @@ def test_mtp_verification_batches_go_to_the_kernels_and_mixed_ones_to_vllm(regis
     monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core", lambda self, *args: fallback.append(args))
     layer_cls._forward_core(layer, qkv, b, a, out)
     assert len(fallback) == 1 and len(calls) == 1
+
+
+@pytest.mark.parametrize("unsupported", ["conv state fp32", "ssm state bf16", "activation"])
+def test_layers_the_kernels_do_not_take_keep_vllms_decode(registry, monkeypatch, unsupported):
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
+
+    from vllm_sm7x.mamba.gdn import register_gdn_decode
+
+    register_gdn_decode()
+    layer_cls, calls, fallback = registry["QwenGatedDeltaNetAttention"], [], []
+    layer = fake_layer(layer_cls, monkeypatch, calls)
+    conv_state, ssm_state = layer.kv_cache
+    if unsupported == "conv state fp32":
+        layer.kv_cache = [conv_state.float(), ssm_state]
+    elif unsupported == "ssm state bf16":
+        layer.kv_cache = [conv_state, ssm_state.bfloat16()]
+    else:
+        layer.activation = "swish"
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core_decode_non_spec",
+                        lambda self, *args: fallback.append(args))
+    metadata = types.SimpleNamespace(num_actual_tokens=2, non_spec_state_indices_tensor=torch.arange(
+        4, dtype=torch.int32))
+    layer_cls._forward_core_decode_non_spec(layer, *inputs(4), metadata)
+    assert len(fallback) == 1 and not calls
