@@ -11,12 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_info() -> dict:
-    """gpu, date, commit (SM7X_COMMIT where the checkout has no .git, as on the lent GPU machine),
-    command, and gpu_tag for file names (e.g. 'h100')."""
+    """gpu, date, commit (SM7X_COMMIT first: the lent GPU machine's copy of the tree may carry a stale
+    .git), command, and gpu_tag for file names (e.g. 'h100')."""
     import torch
 
     gpu = torch.cuda.get_device_name(0)
-    git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    commit = git.stdout.strip() if git.returncode == 0 else os.environ.get("SM7X_COMMIT", "unknown")
+    commit = os.environ.get("SM7X_COMMIT")
+    if not commit:
+        git = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        commit = git.stdout.strip() if git.returncode == 0 else "unknown"
     return {"gpu": gpu, "date": datetime.date.today().isoformat(), "commit": commit, "command": " ".join(sys.argv),
             "gpu_tag": gpu.replace("NVIDIA", "").split()[0].lower()}
