@@ -4,7 +4,8 @@
 //   g = -exp(A_log) * softplus(a + dt_bias);  beta = sigmoid(b)
 //   q, k l2-normalised (eps 1e-6), q *= scale;  k-head = v-head / (v_heads / k_heads)
 //   per token: S *= exp(g);  u = beta * (v - S k);  S += u k^T;  o = S q
-// CTA = (sequence, v-head, 32 rows of S); 4 lanes per row, each owning k_dim / 4 columns.
+// CTA = (sequence, v-head, 32 rows of S); 4 lanes per row, each owning k_dim / 4 columns in groups of 4
+// interleaved across the lanes, so state loads and stores are 16-byte vectors that a warp coalesces.
 #include <cmath>
 
 #include "core/cuda_check.h"
@@ -37,6 +38,7 @@ __device__ __forceinline__ int first_column(const GdnSequences& s, int n) {
 
 // One channel of one sequence: the conv window starts at the last accepted position of the state
 // (0 without MTP); the state becomes [window[1:], the sequence's inputs], written from position 0.
+// Loops run to kMaxWidth with guards so the window stays in registers (no local-memory array).
 __global__ void conv_update_kernel(GdnConvUpdateParams p) {
   const int n = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
   if (d >= p.dim) return;
@@ -44,34 +46,72 @@ __global__ void conv_update_kernel(GdnConvUpdateParams p) {
   const int block = p.seq.state_indices[n * p.seq.indices_stride];
   if (tokens.count == 0 || block <= 0) return;  // CUDA-graph padding / vLLM's null and pad blocks
   __half* state = p.conv_state + block * p.state_block_stride + d * p.state_dim_stride;
-  const int offset = first_column(p.seq, n);
+  const int offset = first_column(p.seq, n), width = p.width;
   constexpr int kMaxWidth = 8;
   float window[kMaxWidth];  // the width - 1 previous inputs, oldest first
-  for (int j = 0; j < p.width - 1; ++j) window[j] = __half2float(state[(offset + j) * p.state_pos_stride]);
   float w[kMaxWidth];
-  for (int j = 0; j < p.width; ++j) w[j] = __half2float(p.weight[d * p.width + j]);
+#pragma unroll
+  for (int j = 0; j < kMaxWidth; ++j) {
+    window[j] = j < width - 1 ? __half2float(state[(offset + j) * p.state_pos_stride]) : 0.f;
+    w[j] = j < width - 1 ? __half2float(p.weight[d * width + j]) : 0.f;
+  }
+  const float w_input = __half2float(p.weight[d * width + width - 1]);  // the tap of the new input
   const float bias = p.bias ? __half2float(p.bias[d]) : 0.f;
   // The kept history first (reads above are done), then each input as it is consumed.
-  for (int j = 0; j + 1 < p.width - 1; ++j) state[j * p.state_pos_stride] = __float2half_rn(window[j + 1]);
+#pragma unroll
+  for (int j = 0; j + 1 < kMaxWidth; ++j) {
+    if (j + 1 < width - 1) state[j * p.state_pos_stride] = __float2half_rn(window[j + 1]);
+  }
   for (int t = 0; t < tokens.count; ++t) {
     __half* x = p.x + (tokens.begin + t) * p.x_stride + d;
     const __half input = *x;
     float acc = bias;
-    for (int j = 0; j < p.width - 1; ++j) acc = fmaf(w[j], window[j], acc);
-    acc = fmaf(w[p.width - 1], __half2float(input), acc);
-    for (int j = 0; j + 1 < p.width - 1; ++j) window[j] = window[j + 1];
-    if (p.width > 1) {
-      window[p.width - 2] = __half2float(input);
-      state[(p.width - 2 + t) * p.state_pos_stride] = input;
+#pragma unroll
+    for (int j = 0; j < kMaxWidth; ++j) {
+      if (j < width - 1) acc = fmaf(w[j], window[j], acc);
     }
+    acc = fmaf(w_input, __half2float(input), acc);
+    // Shift the window left by one and append the input at position width - 2.
+#pragma unroll
+    for (int j = 0; j + 1 < kMaxWidth; ++j) {
+      if (j + 1 < width - 1) window[j] = window[j + 1];
+      else if (j == width - 2) window[j] = __half2float(input);
+    }
+    if (width > 1) state[(width - 2 + t) * p.state_pos_stride] = input;
     *x = __float2half_rn(p.silu ? silu(acc) : acc);
   }
+}
+
+// Four consecutive state columns (16 bytes fp32, 8 bytes fp16): the four lanes of a row read 4 x that
+// contiguous, so a warp's access covers whole sectors (the op checks the alignment).
+__device__ __forceinline__ void load4(const float* src, float (&x)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(src);
+  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+}
+__device__ __forceinline__ void load4(const __half* src, float (&x)[4]) {
+  const uint2 v = *reinterpret_cast<const uint2*>(src);
+  const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&v.x));
+  const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&v.y));
+  x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
+}
+__device__ __forceinline__ void store4(float* dst, const float* x) {
+  *reinterpret_cast<float4*>(dst) = make_float4(x[0], x[1], x[2], x[3]);
+}
+__device__ __forceinline__ void store4(__half* dst, const float* x) {
+  const __half2 lo = __floats2half2_rn(x[0], x[1]), hi = __floats2half2_rn(x[2], x[3]);
+  uint2 v;
+  v.x = *reinterpret_cast<const unsigned*>(&lo);
+  v.y = *reinterpret_cast<const unsigned*>(&hi);
+  *reinterpret_cast<uint2*>(dst) = v;
 }
 
 template <int kKDim, typename State>
 __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentParams p) {
   constexpr int kCols = kKDim / kLanesPerRow;  // state columns per thread
-  __shared__ float q_s[kKDim], k_s[kKDim], norms[2];
+  constexpr int kGroups = kCols / 4;           // of 4 columns: group g of lane `part` is columns 4 (4 g + part) ..
+  __shared__ __align__(16) float q_s[kKDim];
+  __shared__ __align__(16) float k_s[kKDim];
+  __shared__ float norms[2];
   const int n = blockIdx.x, v_head = blockIdx.y;
   const int row = blockIdx.z * kRowsPerCta + threadIdx.x / kLanesPerRow, part = threadIdx.x % kLanesPerRow;
   const int k_head = v_head / (p.v_heads / p.k_heads);
@@ -85,12 +125,17 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
     return;
   }
   const bool live_row = row < p.v_dim;  // v_dim % 32 == 0 (the op checks): whole warps
-  const int64_t row_offset = ((int64_t)v_head * p.v_dim + row) * kKDim + part * kCols;
-  float s[kCols];
+  const int64_t row_offset = ((int64_t)v_head * p.v_dim + row) * kKDim;
+  float s[kCols];  // s[4 g + e] is column 4 (4 g + part) + e
   if (live_row) {
     const State* state = static_cast<const State*>(p.state) + source * p.state_block_stride + row_offset;
 #pragma unroll
-    for (int c = 0; c < kCols; ++c) s[c] = static_cast<float>(state[c]);
+    for (int g = 0; g < kGroups; ++g) {
+      float x[4];
+      load4(state + 4 * (4 * g + part), x);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[4 * g + e] = x[e];
+    }
   }
   const float a_log = __expf(p.a_log[v_head]), dt_bias = __half2float(p.dt_bias[v_head]);
 
@@ -99,6 +144,10 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
     const __half* qkv = p.qkv + token * p.qkv_stride;
     const __half* q = qkv + k_head * kKDim;
     const __half* k = qkv + (p.k_heads + k_head) * kKDim;
+    // This token's gate inputs and value before the barriers, so their loads overlap the q/k reduction.
+    const float a = __half2float(p.a[token * p.a_stride + v_head]) + dt_bias;
+    const float b = __half2float(p.b[token * p.b_stride + v_head]);
+    const float v = live_row ? __half2float(qkv[2 * p.k_heads * kKDim + v_head * p.v_dim + row]) : 0.f;
     __syncthreads();  // the previous token's q_s/k_s/norms are no longer read
     if (threadIdx.x < 2) norms[threadIdx.x] = 0.f;
     __syncthreads();
@@ -120,36 +169,46 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
     }
     __syncthreads();
     if (!live_row) continue;
+    // q and k enter through their l2 norms; the factors are scalars, applied to the row sums.
     const float q_factor = p.scale * rsqrtf(norms[0] + 1e-6f), k_factor = rsqrtf(norms[1] + 1e-6f);
-    const float a = __half2float(p.a[token * p.a_stride + v_head]) + dt_bias;
     const float decay = __expf(-a_log * softplus(a));
-    float beta = 1.f / (1.f + __expf(-__half2float(p.b[token * p.b_stride + v_head])));
+    float beta = 1.f / (1.f + __expf(-b));
     if (p.round_beta) beta = __half2float(__float2half_rn(beta));
-    const float v = __half2float(qkv[2 * p.k_heads * kKDim + v_head * p.v_dim + row]);
 
     float sk = 0.f;
 #pragma unroll
-    for (int c = 0; c < kCols; ++c) {
-      s[c] *= decay;
-      sk = fmaf(s[c], k_s[part * kCols + c] * k_factor, sk);
+    for (int g = 0; g < kGroups; ++g) {
+      const float4 kv = reinterpret_cast<const float4*>(k_s)[4 * g + part];
+      const float kx[4] = {kv.x, kv.y, kv.z, kv.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[4 * g + e] *= decay;
+        sk = fmaf(s[4 * g + e], kx[e], sk);
+      }
     }
     sk += __shfl_xor_sync(kFullMask, sk, 1);
     sk += __shfl_xor_sync(kFullMask, sk, 2);
-    const float u = beta * (v - sk);
+    const float u = beta * (v - sk * k_factor) * k_factor;  // the update's weight on the raw k
     float o = 0.f;
 #pragma unroll
-    for (int c = 0; c < kCols; ++c) {
-      s[c] = fmaf(u, k_s[part * kCols + c] * k_factor, s[c]);
-      o = fmaf(s[c], q_s[part * kCols + c] * q_factor, o);
+    for (int g = 0; g < kGroups; ++g) {
+      const float4 kv = reinterpret_cast<const float4*>(k_s)[4 * g + part];
+      const float4 qv = reinterpret_cast<const float4*>(q_s)[4 * g + part];
+      const float kx[4] = {kv.x, kv.y, kv.z, kv.w}, qx[4] = {qv.x, qv.y, qv.z, qv.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[4 * g + e] = fmaf(u, kx[e], s[4 * g + e]);
+        o = fmaf(s[4 * g + e], qx[e], o);
+      }
     }
     o += __shfl_xor_sync(kFullMask, o, 1);
     o += __shfl_xor_sync(kFullMask, o, 2);
-    if (part == 0) p.out[((int64_t)token * p.v_heads + v_head) * p.v_dim + row] = __float2half_rn(o);
+    if (part == 0) p.out[((int64_t)token * p.v_heads + v_head) * p.v_dim + row] = __float2half_rn(o * q_factor);
     const int target = indices[t];  // the state after this token (MTP: one block per draft position)
     if (target > 0) {
       State* state = static_cast<State*>(p.state) + target * p.state_block_stride + row_offset;
 #pragma unroll
-      for (int c = 0; c < kCols; ++c) state[c] = static_cast<State>(s[c]);
+      for (int g = 0; g < kGroups; ++g) store4(state + 4 * (4 * g + part), s + 4 * g);
     }
   }
 }

@@ -124,6 +124,12 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
                         state.stride(1) == state.size(2) * state.size(3),
                     op, ": state must be [blocks, v_heads, v_dim, k_dim] with contiguous blocks, got ",
                     state.sizes());
+  // The kernel moves 4 state elements per access (16 bytes fp32, 8 bytes fp16).
+  const int64_t vector_bytes = 4 * state.element_size();
+  TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(state.data_ptr()) % vector_bytes == 0 &&
+                        state.stride(0) * state.element_size() % vector_bytes == 0,
+                    op, ": the state's base address and block stride must be multiples of ", vector_bytes,
+                    " bytes (vLLM's mamba pages are); got stride ", state.stride(0));
   const int64_t v_heads = state.size(1), v_dim = state.size(2), k_dim = state.size(3);
   TORCH_CHECK_VALUE(k_dim == 64 || k_dim == 128 || k_dim == 256, op, ": head_k_dim ", k_dim,
                     " is not supported; use 64, 128 or 256");

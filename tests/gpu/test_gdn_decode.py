@@ -192,6 +192,11 @@ def test_bad_inputs_are_refused_with_the_limit():
         torch.ops._C_sm7x.gdn_recurrent(qkv, ab, ab, torch.zeros(2, device=DEVICE), ab[0], 1.0, state,
                                         torch.ones(2, dtype=torch.int32, device=DEVICE),
                                         torch.zeros(2, 2, 96, device=DEVICE).half(), 1)
+    misaligned = torch.zeros(3 * 2 * 64 * 64 + 1, device=DEVICE)[1:].view(3, 2, 64, 64)
+    with pytest.raises(ValueError, match="multiples of 16 bytes"):
+        torch.ops._C_sm7x.gdn_recurrent(qkv[:, :256].contiguous(), ab, ab, torch.zeros(2, device=DEVICE), ab[0],
+                                        1.0, misaligned, torch.ones(2, dtype=torch.int32, device=DEVICE),
+                                        torch.zeros(2, 2, 64, device=DEVICE).half(), 1)
     with pytest.raises(ValueError, match="must be float16"):
         torch.ops._C_sm7x.gdn_conv_update(qkv.float(), torch.zeros(3, 384, 3, device=DEVICE).half(),
                                           torch.zeros(384, 4, device=DEVICE).half(), None,

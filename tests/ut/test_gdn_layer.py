@@ -113,7 +113,7 @@ def test_mtp_verification_batches_go_to_the_kernels_and_mixed_ones_to_vllm(regis
     assert len(fallback) == 1 and len(calls) == 1
 
 
-@pytest.mark.parametrize("unsupported", ["conv state fp32", "ssm state bf16", "activation"])
+@pytest.mark.parametrize("unsupported", ["conv state fp32", "ssm state bf16", "activation", "misaligned pages"])
 def test_layers_the_kernels_do_not_take_keep_vllms_decode(registry, monkeypatch, unsupported):
     from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
 
@@ -127,6 +127,10 @@ def test_layers_the_kernels_do_not_take_keep_vllms_decode(registry, monkeypatch,
         layer.kv_cache = [conv_state.float(), ssm_state]
     elif unsupported == "ssm state bf16":
         layer.kv_cache = [conv_state, ssm_state.bfloat16()]
+    elif unsupported == "misaligned pages":  # a page stride of 4 * k + 2 floats: not 16-byte vectors
+        pages = torch.zeros(5 * (V_HEADS * V_DIM * K_DIM + 2))
+        layer.kv_cache = [conv_state, pages.as_strided(ssm_state.shape, (V_HEADS * V_DIM * K_DIM + 2,
+                                                                        *ssm_state.stride()[1:]))]
     else:
         layer.activation = "swish"
     monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core_decode_non_spec",

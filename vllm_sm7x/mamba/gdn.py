@@ -31,13 +31,17 @@ def _sm7x_layer_class(base):
     class Sm7xQwenGatedDeltaNetAttention(base):
         def _sm7x_states(self):
             """(conv_state as [blocks, dim, width-1], ssm_state, conv weight [dim, width], k-heads on this
-            GPU), or None where the kernels do not apply: another activation, or state dtypes other than
-            an fp16 conv state and an fp32/fp16 recurrent state (--mamba-cache-dtype)."""
+            GPU), or None where the kernels do not apply: another activation, state dtypes other than
+            an fp16 conv state and an fp32/fp16 recurrent state (--mamba-cache-dtype), or state pages
+            not aligned to the kernel's 4-element vectors."""
             from vllm.model_executor.layers.mamba.mamba_utils import is_conv_state_dim_first
 
             conv_state, ssm_state = self.kv_cache
             if (self.activation != "silu" or conv_state.dtype != torch.float16
                     or ssm_state.dtype not in (torch.float32, torch.float16)):
+                return None
+            vector_bytes = 4 * ssm_state.element_size()  # the kernel's state accesses
+            if ssm_state.data_ptr() % vector_bytes or ssm_state.stride(0) * ssm_state.element_size() % vector_bytes:
                 return None
             if not is_conv_state_dim_first():
                 conv_state = conv_state.transpose(-1, -2)

@@ -1,13 +1,18 @@
 // Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on
 // SIMT on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
 //
-// CTA = (sequence x block of 16 query rows, KV head, KV split). Query rows are the q_len x group
-// query heads that share the KV head (GQA packing), so each KV tile is read once for all of them.
-// Per 32-token tile: K and V go to shared memory; lane t scores token t against the warp's 4 rows;
-// warp shuffles give each row's max and sum (online softmax in fp32); for P.V every lane owns
-// head_dim/32 output columns of its warp's rows and takes p from the lane of each token.
+// CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split). Query rows are the q_len x
+// group query heads that share the KV head (GQA packing), so each KV tile is read once for all of
+// them; the row block is the smallest that holds them (a single query of a group of 6 takes 8 rows,
+// not 16, of scoring work). Per 32-token tile: K and V go to shared memory, and the next tile's loads
+// are issued into registers before this tile is scored (register-staged double buffer: no cp.async
+// before SM80), so the memory system stays busy while the SM computes. Lane t scores token t against
+// the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
+// max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 output columns of its
+// warp's rows and takes p from the lane of each token.
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "decode/decode_attention.h"
@@ -18,8 +23,10 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerWarp = kDecodeRowsPerCta / kWarps;
 constexpr unsigned kFullMask = 0xffffffffu;
+
+__device__ __forceinline__ float2 as_float2(float2 x) { return x; }
+__device__ __forceinline__ float2 as_float2(__half2 x) { return __half22float2(x); }
 
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
@@ -33,24 +40,29 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-template <int kHeadDim, class Kv>
+template <int kHeadDim, int kRowsPerWarp, class Kv>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+  constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
   constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
   constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
   constexpr int kPairsPerLane = kPairs / 32;
-  __shared__ __half2 q_s[kDecodeRowsPerCta][kStride];
+  constexpr int kVecsPerThread = kDecodeTileTokens * kVecs / kThreads;  // of K and of V, per tile
+  // Queries in fp32 where they fit beside the tiles (4 or 8 rows), else fp16: at most 40.5 KB in all, so
+  // two CTAs share a V100 SM. Every lane reads the same query pair (a broadcast).
+  using QueryPair = std::conditional_t<kRowsPerWarp <= 2, float2, __half2>;
+  __shared__ QueryPair q_s[kRowsPerCta][kPairs];
   __shared__ __half2 k_s[kDecodeTileTokens][kStride];
-  __shared__ __half2 v_s[kDecodeTileTokens][kStride];
+  __shared__ __half2 v_s[kDecodeTileTokens][kPairs];  // lanes read consecutive pairs: no padding needed
 
   // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
-  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
+  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
   const int b = blockIdx.x / row_blocks, row_block = blockIdx.x % row_blocks, kv_head = blockIdx.y;
   const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
   const int group = p.q_heads / p.kv_heads, rows = q_len * group;
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
-  if (row_block * kDecodeRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
+  if (row_block * kRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
   const int keys = min(p.seqlens_k[b], p.max_keys);
   // This sequence's keys are cut into p.splits ranges of whole tiles (sized by its own length, so
   // short contexts still use every split; the split count itself is fixed by shapes).
@@ -59,20 +71,36 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   const int t_begin = split * per_split;
   int t_end = min(keys, t_begin + per_split);
   // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
-  const int first_row = row_block * kDecodeRowsPerCta, last_row = min(rows, first_row + kDecodeRowsPerCta) - 1;
+  const int first_row = row_block * kRowsPerCta, last_row = min(rows, first_row + kRowsPerCta) - 1;
   if (p.causal) t_end = min(t_end, keys - q_len + last_row / group + 1);
   const int t_first = p.window_left < 0 ? t_begin : max(t_begin, keys - q_len + first_row / group - p.window_left);
 
+  // The first tile's loads go out before anything else.
+  uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
+  auto fetch = [&](int t0) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
+      k_next[i] = v_next[i] = make_uint4(0, 0, 0, 0);
+      if (t < t_end) read_kv_vec<Kv>(p, b, kv_head, t, index % kVecs, k_next[i], v_next[i]);
+    }
+  };
+  if (t_first < t_end) fetch(t_first);
+
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
-  for (int i = threadIdx.x; i < kDecodeRowsPerCta * kPairs; i += kThreads) {
-    const int row = i / kPairs, r = row_block * kDecodeRowsPerCta + row;
+  for (int i = threadIdx.x; i < kRowsPerCta * kPairs; i += kThreads) {
+    const int row = i / kPairs, r = row_block * kRowsPerCta + row;
     __half2 value = __float2half2_rn(0.f);
     if (r < rows) {
       const __half* q_row = p.q + (q_begin + r / group) * p.q_token_stride +
                             (kv_head * group + r % group) * p.q_head_stride;
       value = reinterpret_cast<const __half2*>(q_row)[i % kPairs];
     }
-    q_s[row][i % kPairs] = value;
+    if constexpr (std::is_same_v<QueryPair, float2>) {
+      q_s[row][i % kPairs] = __half22float2(value);
+    } else {
+      q_s[row][i % kPairs] = value;
+    }
   }
 
   bool row_valid[kRowsPerWarp];
@@ -80,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   float m[kRowsPerWarp], l[kRowsPerWarp], o[kRowsPerWarp][2 * kPairsPerLane];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
-    const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
+    const int r = row_block * kRowsPerCta + warp + kWarps * j;
     row_valid[j] = r < rows;
     q_pos[j] = keys - q_len + r / group;
     m[j] = -INFINITY;
@@ -91,12 +119,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
 
   for (int t0 = t_first; t0 < t_end; t0 += kDecodeTileTokens) {
     __syncthreads();  // the previous tile's readers are done (and q_s is written, first time)
-    for (int i = threadIdx.x; i < kDecodeTileTokens * kVecs; i += kThreads) {
-      const int tok = i / kVecs, vec = i % kVecs, t = t0 + tok;
-      uint4 k = make_uint4(0, 0, 0, 0), v = make_uint4(0, 0, 0, 0);
-      if (t < t_end) read_kv_vec<Kv>(p, b, kv_head, t, vec, k, v);
-      const __half2* k2 = reinterpret_cast<const __half2*>(&k);
-      const __half2* v2 = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
+      const __half2* k2 = reinterpret_cast<const __half2*>(&k_next[i]);
+      const __half2* v2 = reinterpret_cast<const __half2*>(&v_next[i]);
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         k_s[tok][vec * 4 + w] = k2[w];
@@ -104,6 +131,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       }
     }
     __syncthreads();
+    if (t0 + kDecodeTileTokens < t_end) fetch(t0 + kDecodeTileTokens);  // lands while this tile is scored
 
     // Scores: lane = token of the tile.
     const int t = t0 + lane;
@@ -113,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       const float2 k = __half22float2(k_s[lane][c]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
-        const float2 q = __half22float2(q_s[warp + kWarps * j][c]);
+        const float2 q = as_float2(q_s[warp + kWarps * j][c]);
         s[j] = fmaf(q.x, k.x, fmaf(q.y, k.y, s[j]));
       }
     }
@@ -156,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     if (!row_valid[j]) continue;
-    const int r = row_block * kDecodeRowsPerCta + warp + kWarps * j;
+    const int r = row_block * kRowsPerCta + warp + kWarps * j;
     const int q_index = r / group, head = kv_head * group + r % group;
     const float inv = l[j] > 0.f ? p.v_scale / l[j] : 0.f;  // nothing visible: zeros, lse -inf
     const float lse = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
@@ -202,14 +230,23 @@ __global__ void combine_kernel(const DecodeParams p) {
   if (c == 0) p.lse[(row % p.q_heads) * p.total_q + row / p.q_heads] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
-template <int kHeadDim>
-void launch_for(const DecodeParams& p, cudaStream_t stream) {
-  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kDecodeRowsPerCta - 1) / kDecodeRowsPerCta;
+template <int kHeadDim, int kRowsPerCta>
+void launch_decode_for(const DecodeParams& p, cudaStream_t stream) {
+  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
   const dim3 grid(p.batch * row_blocks, p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
-    decode_kernel<kHeadDim, decltype(kv)><<<grid, kThreads, 0, stream>>>(p);
+    decode_kernel<kHeadDim, kRowsPerCta / kWarps, decltype(kv)><<<grid, kThreads, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();
   });
+}
+
+template <int kHeadDim>
+void launch_for(const DecodeParams& p, cudaStream_t stream) {
+  switch (decode_rows_per_cta(p.max_q_len * (p.q_heads / p.kv_heads))) {
+    case 4: launch_decode_for<kHeadDim, 4>(p, stream); break;
+    case 8: launch_decode_for<kHeadDim, 8>(p, stream); break;
+    default: launch_decode_for<kHeadDim, kDecodeRowsPerCta>(p, stream); break;
+  }
   if (p.splits > 1) {
     combine_kernel<kHeadDim><<<p.total_q * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();

@@ -13,7 +13,10 @@
 namespace flash_v100 {
 
 constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one per lane)
-constexpr int kDecodeRowsPerCta = 16;  // query rows (q_len x heads of one KV head) per CTA
+constexpr int kDecodeRowsPerCta = 16;  // most query rows (q_len x heads of one KV head) per CTA
+// The row block for a call whose longest short sequence has `rows` query rows: the smallest of 4, 8, 16
+// that holds them (row blocks per sequence are ceil(rows / 16) either way).
+constexpr int decode_rows_per_cta(int64_t rows) { return rows <= 4 ? 4 : rows <= 8 ? 8 : kDecodeRowsPerCta; }
 // Sequences with at least this many new queries go to the tensor-core prefill kernel, the others
 // to the SIMT kernel (decode, MTP verification); a mixed batch launches both.
 constexpr int kPrefillMinQueryLen = 17;
