@@ -25,7 +25,7 @@ from vllm import LLM, SamplingParams
 backend = None if sys.argv[3] == "default" else sys.argv[3]
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
           gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend,
-          kv_cache_dtype=sys.argv[4])
+          kv_cache_dtype=sys.argv[4], **json.loads(sys.argv[5]))
 prompts = [{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)]} for i in range(PROMPTS)]
 params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=2, detokenize=False, ignore_eos=True)
 result = []
@@ -40,17 +40,37 @@ print("RESULT " + json.dumps({"quantization": config.model_config.quantization, 
 """.replace("PROMPTS", str(PROMPTS)).replace("TOKENS", str(TOKENS))
 
 
-def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"):
+def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None):
+    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities,
+    the quantization in use, the KV block count, and the process's log (stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     else:
         env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # stock on a GPU without flashinfer installed; greedy anyway
-    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype],
-                            capture_output=True, text=True, env=env, timeout=500)
+    env.update(env_extra or {})
+    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype,
+                             json.dumps(engine_args or {})], capture_output=True, text=True, env=env, timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout}
+
+
+def assert_matches_stock(stock, ours, label):
+    """Tokens identical, or a first divergence only at a close call of stock's; log-probabilities of
+    the first 16 agreeing tokens within the tolerance. Prints the number of close-call flips."""
+    flips = 0
+    for prompt, (theirs, mine) in enumerate(zip(stock, ours["samples"])):
+        diverged = next((i for i, (a, b) in enumerate(zip(theirs["tokens"], mine["tokens"])) if a != b), None)
+        if diverged is not None:
+            top1, top2 = theirs["top2"][diverged]
+            assert top1 - top2 < CLOSE_CALL, (f"prompt {prompt}: token {diverged} differs where stock vLLM was sure "
+                                              f"(top-2 gap {top1 - top2:.3f})")
+            flips += 1
+        agree = TOKENS if diverged is None else diverged
+        for i in range(min(16, agree)):
+            assert abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE, f"prompt {prompt} token {i}"
+    print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +99,7 @@ def stock(checkpoint):
 def test_greedy_tokens_and_logprobs_match_stock_vllm(checkpoint, stock, emulate, mode, backend):
     ours = generate(checkpoint, emulate, mode, backend)
     assert ours["quantization"] == "awq_sm7x"
-    flips = 0
-    for prompt, (theirs, mine) in enumerate(zip(stock, ours["samples"])):
-        diverged = next((i for i, (a, b) in enumerate(zip(theirs["tokens"], mine["tokens"])) if a != b), None)
-        if diverged is not None:
-            top1, top2 = theirs["top2"][diverged]
-            assert top1 - top2 < CLOSE_CALL, (f"prompt {prompt}: token {diverged} differs where stock vLLM was sure "
-                                              f"(top-2 gap {top1 - top2:.3f})")
-            flips += 1
-        agree = TOKENS if diverged is None else diverged
-        for i in range(min(16, agree)):
-            assert abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE, f"prompt {prompt} token {i}"
-    print(f"{emulate}/{mode}/{backend}: {flips} of {PROMPTS} prompts flip at a close call")
+    assert_matches_stock(stock, ours, f"{emulate}/{mode}/{backend}")
 
 
 def test_fp8_e5m2_kv_cache_holds_twice_the_tokens_and_keeps_the_sure_tokens(checkpoint):
@@ -114,3 +123,35 @@ def test_fp8_e5m2_kv_cache_holds_twice_the_tokens_and_keeps_the_sure_tokens(chec
         print("  ", row)
     sure_flips = [row for row in report if row[2] is not None and row[2] >= 2.0]
     assert not sure_flips, f"tokens differ where the fp16 run was sure: {sure_flips}"
+
+
+# Qwen3.5/3.6 hybrid: Gated DeltaNet layers (our decode kernels through the layer override) and gated
+# full attention, AWQ, text-only.
+HYBRID_ENGINE = {"language_model_only": True}
+
+
+@pytest.fixture(scope="module")
+def hybrid_checkpoint(tmp_path_factory):
+    pytest.importorskip("vllm")
+    from vllm_sm7x.checkpoints import make_checkpoint
+
+    return make_checkpoint("qwen35-tiny", tmp_path_factory.mktemp("qwen35-tiny-awq"), group_size=128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def hybrid_stock(hybrid_checkpoint):
+    import torch
+
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("stock vLLM's AWQ reference needs a GPU newer than SM7x")
+    result = generate(hybrid_checkpoint, None, "graphs", engine_args=HYBRID_ENGINE)
+    return result["samples"]
+
+
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_qwen35_hybrid_with_our_gdn_decode_matches_stock_vllm(hybrid_checkpoint, hybrid_stock, emulate):
+    ours = generate(hybrid_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE,
+                    env_extra={"VLLM_SM7X_GDN_DECODE": "1"})
+    assert ours["quantization"] == "awq_sm7x"
+    assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
+    assert_matches_stock(hybrid_stock, ours, f"qwen35-tiny {emulate}/graphs")

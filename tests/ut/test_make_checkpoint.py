@@ -87,3 +87,21 @@ def test_fp16_variant_is_the_same_model_unquantized(tmp_path):
     assert "quantization_config" not in config
     assert tensors["model.layers.0.mlp.down_proj.weight"].dtype == torch.float16
     assert not any(name.endswith("qweight") for name in tensors)
+
+
+def test_hybrid_preset_is_a_text_only_qwen35_checkpoint(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    out = make_checkpoint("qwen35-tiny", tmp_path, group_size=128, seed=1, device="cpu")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3_5ForConditionalGeneration"]
+    assert AutoConfig.from_pretrained(str(out)).text_config.layer_types.count("linear_attention") == 3
+    assert config["quantization_config"]["modules_to_not_convert"] == ["in_proj_a", "in_proj_b"]
+    tensors = load_file(str(out / "model.safetensors"))
+    gdn = "model.language_model.layers.0.linear_attn."
+    assert tensors[gdn + "in_proj_qkv.qweight"].shape == (256, (2 * 2 * 64 + 4 * 64) // 8)
+    assert tensors[gdn + "in_proj_b.weight"].shape == (4, 256) and tensors[gdn + "A_log"].shape == (4,)
+    assert tensors["model.language_model.layers.3.self_attn.q_proj.qweight"].shape == (256, 2 * 4 * 64 // 8)
+    assert not any(name.startswith(("model.visual", "mtp.", "model.layers")) for name in tensors)
+    assert json.loads((out / "checkpoint_info.json").read_text())["median_top1_top2_logprob_gap"] > 0.5

