@@ -58,13 +58,16 @@ class Problem:
         return 2 * self.batch * self.context * self.kv_heads * HEAD_DIM * 2
 
 
-def ours(problem: Problem):
-    import flash_attn_v100
+def ours(problem: Problem, num_splits: int = 0):
+    """flash-attn-v100 on the paged caches; num_splits 0 lets the op choose the KV split count."""
+    from flash_attn_v100.flash_attn_interface import arch_path  # importing the package registers the ops
+
+    path = arch_path()
 
     def run(key_cache, value_cache):
-        return flash_attn_v100.flash_attn_varlen_func(
-            problem.q, key_cache, value_cache, problem.cu_seqlens_q, None, problem.q_len, problem.context,
-            softmax_scale=problem.scale, causal=True, block_table=problem.block_table, seqused_k=problem.seqlens_k)
+        return torch.ops.flash_attn_v100.paged_attention(
+            problem.q, key_cache, value_cache, problem.cu_seqlens_q, problem.seqlens_k, problem.block_table,
+            problem.q_len, problem.scale, True, -1, 0.0, num_splits, path)
     return run
 
 
@@ -116,11 +119,13 @@ def time_per_layer(fn, problem: Problem) -> float:
     return graph_median_ms(lambda: [fn(k, v) for k, v in problem.caches]) / len(problem.caches)
 
 
-def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str) -> dict:
+def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str, splits=()) -> dict:
+    """Ours (the op's own split choice, and each count of `splits` for tuning), then the baselines."""
     saved = os.environ.get("VLLM_SM7X_EMULATE")
     os.environ["VLLM_SM7X_EMULATE"] = path  # our kernels take this arch path (flash_attn_v100.arch_path)
     try:
         ms = time_per_layer(ours(problem), problem)
+        by_splits = {str(n): round(time_per_layer(ours(problem, n), problem), 5) for n in splits}
     finally:
         if saved is None:
             del os.environ["VLLM_SM7X_EMULATE"]
@@ -133,8 +138,11 @@ def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: s
         except Exception as e:  # reported, not fatal
             baselines[key] = None
             notes[f"{label} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    return {"ms": round(ms, 5), "bw_frac": round(problem.kv_bytes / (ms * 1e-3) / (bandwidth * 1e9), 3),
-            "baselines": baselines}
+    result = {"ms": round(ms, 5), "bw_frac": round(problem.kv_bytes / (ms * 1e-3) / (bandwidth * 1e9), 3),
+              "baselines": baselines}
+    if by_splits:
+        result["ms_by_splits"] = by_splits
+    return result
 
 
 def main() -> int:
@@ -142,6 +150,8 @@ def main() -> int:
     parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help="fewer cases")
+    parser.add_argument("--splits", type=int, nargs="*", default=[],
+                        help="also time decode with these KV split counts (tuning the op's choice)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -163,7 +173,7 @@ def main() -> int:
                         label = f"{shape} decode ctx={context} b={batch} q={q_len}"
                         rows[path].append({"case": f"{shape} decode", "phase": "decode", "context": context,
                                            "batch": batch, "q_len": q_len, "layers_rotated": layers,
-                                           **measure(problem, path, bandwidth, notes, label)})
+                                           **measure(problem, path, bandwidth, notes, label, args.splits)})
                     del problem
                     torch.cuda.empty_cache()
         for prompt in prompts:
