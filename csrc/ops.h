@@ -42,4 +42,8 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
                    const std::optional<torch::Tensor>& cu_seqlens, const std::optional<torch::Tensor>& num_accepted,
                    bool round_beta);
 
+// MoE routing (csrc/moe/moe_routing.h): vLLM's topk_softmax (same arguments and outputs) without _moe_C.
+void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,
+                      const torch::Tensor& gating_output, bool renormalize);
+
 }  // namespace sm7x

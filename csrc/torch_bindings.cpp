@@ -32,6 +32,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
         "Tensor(a!) state, Tensor state_indices, Tensor(b!) out, int k_heads, Tensor? cu_seqlens=None, "
         "Tensor? num_accepted=None, bool round_beta=False) -> ()");
   m.impl("gdn_recurrent", torch::kCUDA, &sm7x::gdn_recurrent);
+  m.def("moe_topk_softmax(Tensor(a!) topk_weights, Tensor(b!) topk_ids, Tensor(c!) token_expert_indices, "
+        "Tensor gating_output, bool renormalize) -> ()");
+  m.impl("moe_topk_softmax", torch::kCUDA, &sm7x::moe_topk_softmax);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k) -> ()",

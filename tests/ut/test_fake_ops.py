@@ -19,3 +19,6 @@ def test_fake_implementations_give_output_shapes():
         assert weights.shape == (24, 256) and weights.dtype == torch.float16
         c = torch.empty(3, 24, device="cuda")
         assert torch.ops._C_sm7x.mma_gemm(x, weights, c, "sm75") is None
+        routed = [torch.empty(3, 8, dtype=dtype, device="cuda") for dtype in (torch.float32, torch.int32, torch.int32)]
+        gating = torch.empty(3, 128, dtype=torch.float16, device="cuda")
+        assert torch.ops._C_sm7x.moe_topk_softmax(*routed, gating, True) is None

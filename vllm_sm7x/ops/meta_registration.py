@@ -33,3 +33,8 @@ def _gdn_conv_update_fake(x, conv_state, weight, bias, state_indices, silu, cu_s
 def _gdn_recurrent_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, out, k_heads, cu_seqlens=None,
                         num_accepted=None, round_beta=False) -> None:
     return None
+
+
+@torch.library.register_fake("_C_sm7x::moe_topk_softmax")
+def _moe_topk_softmax_fake(topk_weights, topk_ids, token_expert_indices, gating_output, renormalize) -> None:
+    return None

@@ -1,0 +1,53 @@
+// Torch op of the MoE routing kernel: input checks that name the problem, then launch.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/all.h>
+
+#include "moe/moe_routing.h"
+#include "ops.h"
+
+namespace sm7x {
+
+void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,
+                      const torch::Tensor& gating_output, bool renormalize) {
+  constexpr const char* op = "moe_topk_softmax";
+  for (const torch::Tensor* t : {&topk_weights, &topk_ids, &token_expert_indices}) {
+    TORCH_CHECK_VALUE(t->is_cuda() && t->device() == gating_output.device(), op, ": every tensor must be on ",
+                      gating_output.device());
+  }
+  TORCH_CHECK_VALUE(gating_output.dim() == 2 && gating_output.stride(1) == 1, op,
+                    ": gating_output must be [tokens, experts] with contiguous rows, got ", gating_output.sizes());
+  GatingDtype dtype;
+  switch (gating_output.scalar_type()) {
+    case at::kHalf: dtype = GatingDtype::kFloat16; break;
+    case at::kBFloat16: dtype = GatingDtype::kBFloat16; break;
+    case at::kFloat: dtype = GatingDtype::kFloat32; break;
+    default: TORCH_CHECK_VALUE(false, op, ": gating_output must be float16, bfloat16 or float32, got ",
+                               gating_output.scalar_type());
+  }
+  const int64_t tokens = gating_output.size(0), experts = gating_output.size(1), k = topk_weights.size(-1);
+  TORCH_CHECK_VALUE(experts >= 1 && experts <= kMaxRoutedExperts, op, ": ", experts,
+                    " experts; the routing kernel takes 1 to ", kMaxRoutedExperts);
+  TORCH_CHECK_VALUE(k >= 1 && k <= std::min<int64_t>(kMaxTopK, experts), op, ": top-k ", k, " must be 1 to ",
+                    std::min<int64_t>(kMaxTopK, experts), " for ", experts, " experts");
+  TORCH_CHECK_VALUE(topk_weights.scalar_type() == at::kFloat && topk_ids.scalar_type() == at::kInt &&
+                        token_expert_indices.scalar_type() == at::kInt,
+                    op, ": topk_weights must be float32, topk_ids and token_expert_indices int32");
+  for (const torch::Tensor* t : {&topk_weights, &topk_ids, &token_expert_indices}) {
+    TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == tokens && t->size(1) == k && t->is_contiguous(), op,
+                      ": the outputs must be contiguous [tokens = ", tokens, ", k = ", k, "], got ", t->sizes());
+  }
+  TORCH_CHECK_VALUE(tokens * k <= INT32_MAX, op, ": too many tokens for int32 token_expert_indices");
+  TopkSoftmaxParams p{};
+  p.gating = gating_output.data_ptr();
+  p.gating_stride = gating_output.stride(0);
+  p.weights = topk_weights.data_ptr<float>();
+  p.ids = topk_ids.data_ptr<int>();
+  p.token_expert = token_expert_indices.data_ptr<int>();
+  p.tokens = static_cast<int>(tokens), p.experts = static_cast<int>(experts), p.k = static_cast<int>(k);
+  p.renormalize = renormalize;
+  const c10::cuda::CUDAGuard guard(gating_output.device());
+  launch_topk_softmax(p, dtype, c10::cuda::getCurrentCUDAStream());
+}
+
+}  // namespace sm7x

@@ -1,0 +1,113 @@
+"""MoE top-k softmax routing (csrc/moe) against a float64 reference and against vLLM's own
+_moe_C.topk_softmax: chosen experts in order (ties: lower index first), their probabilities,
+renormalisation, token_expert_indices; odd sizes, strided rows, poisoned outputs."""
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+DEVICE = "cuda"
+
+
+@pytest.fixture(autouse=True)
+def kernels():
+    from vllm_sm7x.ops import load_kernels
+
+    load_kernels()
+
+
+def reference(gating, topk, renormalize):
+    """float64 softmax, experts sorted by probability with lower index first on ties."""
+    prob = gating.double().softmax(-1)
+    order = torch.sort(-prob, dim=-1, stable=True).indices[:, :topk]
+    weights = prob.gather(1, order)
+    if renormalize:
+        weights = weights / weights.sum(-1, keepdim=True)
+    return prob, weights, order
+
+
+def poisoned(tokens, topk):
+    return (torch.full((tokens, topk), float("nan"), device=DEVICE),
+            torch.full((tokens, topk), -7, dtype=torch.int32, device=DEVICE),
+            torch.full((tokens, topk), -7, dtype=torch.int32, device=DEVICE))
+
+
+@pytest.mark.parametrize("tokens, experts, topk", [(1, 8, 2), (7, 60, 4), (333, 128, 8), (65, 256, 8),
+                                                   (5, 512, 10), (3, 1000, 32), (9, 33, 32), (4, 1, 1)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_topk_softmax_matches_reference(tokens, experts, topk, dtype, renormalize, seed):
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    rows = (torch.randn(tokens, experts + 5, generator=gen, device=DEVICE) * 3).to(dtype)
+    gating = rows[:, 5:]  # strided rows, as a slice of a wider projection
+    weights, ids, token_expert = poisoned(tokens, topk)
+
+    torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, gating, renormalize)
+    prob, expected_weights, expected_ids = reference(gating, topk, renormalize)
+    assert ((ids >= 0) & (ids < experts)).all(), "an expert index out of range"
+    # Each pick has the reference's probability for its rank (near-equal logits may swap ids).
+    assert torch.allclose(prob.gather(1, ids.long()), prob.gather(1, expected_ids), rtol=1e-5, atol=1e-7)
+    distinct = ids.long().sort(-1).values
+    assert (distinct[:, 1:] != distinct[:, :-1]).all(), "an expert chosen twice"
+    torch.testing.assert_close(weights.double(), expected_weights, rtol=1e-5, atol=1e-7)
+    rank = torch.arange(topk, device=DEVICE)[None, :]
+    assert torch.equal(token_expert, (rank * tokens + torch.arange(tokens, device=DEVICE)[:, None]).int())
+
+
+def test_exact_ties_choose_the_lower_expert_first():
+    gating = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0], [0.0] * 6], device=DEVICE).half()
+    weights, ids, token_expert = poisoned(2, 4)
+    torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, gating, False)
+    assert ids.tolist() == [[1, 2, 4, 5], [0, 1, 2, 3]]
+    assert torch.allclose(weights[1], torch.full((4,), 1 / 6, device=DEVICE))
+
+
+def test_nan_logits_give_valid_experts_not_a_fault():
+    gating = torch.full((2, 16), float("nan"), device=DEVICE)
+    weights, ids, token_expert = poisoned(2, 4)
+    torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, gating, False)
+    torch.cuda.synchronize()
+    assert ((ids >= 0) & (ids < 16)).all()
+
+
+def test_no_tokens_is_a_no_op():
+    weights, ids, token_expert = poisoned(0, 8)
+    torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, torch.empty(0, 64, device=DEVICE).half(), True)
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_matches_vllms_own_topk_softmax(renormalize, seed):
+    """Drop-in for vLLM's _moe_C kernel (built for this GPU): same ids, weights and indices."""
+    pytest.importorskip("vllm")
+    from vllm import _custom_ops as vllm_ops
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    tokens, experts, topk = 77, 256, 8  # Qwen3.6-35B-A3B's router
+    gating = torch.randn(tokens, experts, generator=gen, device=DEVICE).half()
+    theirs = (torch.empty(tokens, topk, device=DEVICE), torch.empty(tokens, topk, dtype=torch.int32, device=DEVICE),
+              torch.empty(tokens, topk, dtype=torch.int32, device=DEVICE))
+    vllm_ops.topk_softmax(*theirs, gating, renormalize)
+    from vllm_sm7x.ops.moe import topk_softmax
+
+    weights, ids, token_expert = topk_softmax(gating, topk, renormalize)
+    # fp16 logits tie often; the two kernels may order equal probabilities differently, nothing else.
+    prob = gating.double().softmax(-1)
+    assert torch.allclose(prob.gather(1, ids.long()), prob.gather(1, theirs[1].long()), rtol=1e-6, atol=0)
+    torch.testing.assert_close(weights, theirs[0], rtol=1e-5, atol=1e-7)
+    assert torch.equal(token_expert, theirs[2])
+
+
+def test_bad_inputs_are_refused_with_the_limit():
+    weights, ids, token_expert = poisoned(2, 8)
+    with pytest.raises(ValueError, match="2000 experts; the routing kernel takes 1 to 1024"):
+        torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, torch.zeros(2, 2000, device=DEVICE), True)
+    with pytest.raises(ValueError, match="top-k 8 must be 1 to 4 for 4 experts"):
+        torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, torch.zeros(2, 4, device=DEVICE), True)
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert,
+                                           torch.zeros(2, 64, dtype=torch.float64, device=DEVICE), True)
+
+
+def test_op_schema_and_fake_implementation():
+    weights, ids, token_expert = poisoned(5, 8)
+    torch.library.opcheck(torch.ops._C_sm7x.moe_topk_softmax.default,
+                          (weights, ids, token_expert, torch.randn(5, 128, device=DEVICE).half(), True))

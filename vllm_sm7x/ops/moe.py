@@ -1,0 +1,22 @@
+"""Mixture-of-experts routing on SM70/SM75 without vLLM's _moe_C (no sm_70 code there):
+csrc/moe/moe_routing.h. Same arguments and outputs as vLLM's `topk_softmax`."""
+from __future__ import annotations
+
+import torch
+
+from vllm_sm7x.ops import load_kernels
+
+load_kernels()
+
+
+def topk_softmax(gating_output: torch.Tensor, topk: int, renormalize: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """gating_output [tokens, experts] (fp16/bf16/fp32 logits) -> (weights fp32 [tokens, topk]: softmax
+    probabilities of the chosen experts, renormalised over them if asked; ids int32 [tokens, topk], most
+    probable first, lower index first on ties; token_expert_indices int32 [tokens, topk] = j * tokens + t)."""
+    tokens = gating_output.shape[0]
+    weights = torch.empty(tokens, topk, dtype=torch.float32, device=gating_output.device)
+    ids = torch.empty(tokens, topk, dtype=torch.int32, device=gating_output.device)
+    token_expert_indices = torch.empty(tokens, topk, dtype=torch.int32, device=gating_output.device)
+    torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert_indices, gating_output, renormalize)
+    return weights, ids, token_expert_indices
