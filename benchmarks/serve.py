@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""End-to-end serving speed through vllm.LLM at Qwen3.6-27B widths (8 dense layers of the
-`qwen3-27b-width` preset): decode tokens/s at batch 1 and 4, and time to first token for prompts of
-1K/8K/32K tokens, for our emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what
-it does on that card:
+"""End-to-end serving speed through vllm.LLM at Qwen3.6-27B widths, 8 layers: dense
+(`--preset qwen3-27b-width`, the default) or the hybrid layout (`qwen36-27b-width`: 6 Gated DeltaNet +
+2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels):
+decode tokens/s at batch 1 and 4, and time to first token for prompts of 1K/8K/32K tokens, for our
+emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what it does on that card:
   sm75: stock vLLM's own AWQ kernels (VLLM_SM7X_STOCK_AWQ=1, no Marlin below SM80) + TRITON_ATTN
   sm70: stock vLLM has no AWQ path on Volta: the same model's fp16 checkpoint + TRITON_ATTN
 Decode is the honest comparison (memory-bound: int4 against fp16 or stock kernels); prefill of the
 stock side runs this GPU's instructions where Triton picks them, so TTFT is reported, not claimed.
 These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
-  python benchmarks/serve.py --path sm70 sm75 [--cache DIR] [--out benchmarks/results] [--quick]
+  python benchmarks/serve.py --path sm70 sm75 [--preset P] [--cache DIR] [--out benchmarks/results] [--quick]
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import run_info  # noqa: E402
 
-PRESET = "qwen3-27b-width"
+PRESETS = ("qwen3-27b-width", "qwen36-27b-width")
+HYBRID_ENGINE = {"language_model_only": True}  # no vision tower: the presets carry no vision weights
 
 MEASURE = r"""
 import json, sys, time
@@ -32,7 +34,7 @@ from vllm import LLM, SamplingParams
 model, backend, contexts = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split(",")]
 llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts) + 256, max_num_seqs=4,
           max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0,
-          attention_backend=None if backend == "default" else backend)
+          attention_backend=None if backend == "default" else backend, **json.loads(sys.argv[4]))
 
 def run(prompts, tokens):
     params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, detokenize=False)
@@ -56,22 +58,22 @@ print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_c
 """
 
 
-def checkpoint(cache: Path, quantize: bool) -> Path:
-    folder = cache / f"{PRESET}-{'awq' if quantize else 'fp16'}"
+def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
+    folder = cache / f"{preset}-{'awq' if quantize else 'fp16'}"
     if not (folder / "model.safetensors").exists():
         sys.path.insert(0, str(ROOT))
         from vllm_sm7x.checkpoints import make_checkpoint
 
         print(f"building {folder} ...", flush=True)
-        make_checkpoint(PRESET, folder, quantize=quantize)
+        make_checkpoint(preset, folder, quantize=quantize)
     return folder
 
 
-def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path) -> dict:
+def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env.update(env_extra)
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts))],
-                            capture_output=True, text=True, env=env, timeout=1800)
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts)),
+                             json.dumps(engine_args)], capture_output=True, text=True, env=env, timeout=1800)
     log.write_text(result.stdout + result.stderr)
     line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT ")), None)
     if result.returncode != 0 or line is None:
@@ -79,10 +81,13 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path) -> 
     return json.loads(line.removeprefix("RESULT "))
 
 
-def configurations(path: str, awq: Path, fp16: Path, attention: list[str]):
-    """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card."""
+def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool):
+    """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
+    hybrids also run ours with our GDN decode kernels."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
+    if hybrid:
+        yield "ours-default-gdn_decode", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "1"}, "default"
     if path == "sm75":
         yield "stock-awq-triton_attn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
     else:
@@ -98,26 +103,32 @@ def main() -> int:
                         help="attention backends for our path: default (our platform's pick, FLASH_ATTN_V100) "
                              "and/or TRITON_ATTN (vLLM's own)")
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
+    parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
+                        help="dense 27B widths, or the Qwen3.6 hybrid layout at those widths")
     args = parser.parse_args()
 
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
-    awq = checkpoint(args.cache, True)
-    fp16 = checkpoint(args.cache, False) if "sm70" in args.path else None
+    hybrid = args.preset == "qwen36-27b-width"
+    engine_args = HYBRID_ENGINE if hybrid else {}
+    awq = checkpoint(args.cache, args.preset, True)
+    fp16 = checkpoint(args.cache, args.preset, False) if "sm70" in args.path else None
     info = run_info()
     gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.path:
         rows, notes = [], {"figures": "this GPU running the SM7x code paths, not V100/T4 figures"}
-        for name, model, env, backend in configurations(path, awq, fp16, args.attention):
-            result = measure(model, env, backend, contexts, args.out / f"serve-{path}-{name}.log")
+        for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
+            result = measure(model, env, backend, contexts, args.out / f"serve-{args.preset}-{path}-{name}.log",
+                             engine_args)
             if "error" in result:
                 notes[name] = result["error"]
                 continue
             notes[f"{name} quantization"] = str(result["quantization"])
-            rows += [{"case": f"{PRESET}-8L {name}", **row} for row in result["rows"]]
+            rows += [{"case": f"{args.preset}-8L {name}", **row} for row in result["rows"]]
         out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
                "command": info["command"], "rows": rows, "notes": notes}
-        (args.out / f"serve-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(out, indent=1) + "\n")
+        stem = "serve" if args.preset == PRESETS[0] else f"serve-{args.preset}"
+        (args.out / f"{stem}-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(out, indent=1) + "\n")
         print(f"\n{gpu}, {path} path")
         print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
         for r in rows:

