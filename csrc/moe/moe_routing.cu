@@ -40,8 +40,12 @@ __global__ void __launch_bounds__(kWarpsPerCta * 32) topk_softmax_kernel(const T
   float sum = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
-    prob[i] = lane + 32 * i < p.experts ? expf(prob[i] - row_max) : 0.f;
-    sum += prob[i];
+    if (lane + 32 * i < p.experts) {
+      prob[i] = expf(prob[i] - row_max);
+      sum += prob[i];
+    } else {
+      prob[i] = -1.f;  // past the last expert: never picked (as a picked expert is marked)
+    }
   }
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
