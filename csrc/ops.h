@@ -45,5 +45,7 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
 // MoE routing (csrc/moe/moe_routing.h): vLLM's topk_softmax (same arguments and outputs) without _moe_C.
 void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,
                       const torch::Tensor& gating_output, bool renormalize);
+// The routed rows grouped by expert: [offsets [E+1], sorted_rows [rows], active_experts [E], active_count [1]].
+std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t num_experts);
 
 }  // namespace sm7x

@@ -35,6 +35,8 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("moe_topk_softmax(Tensor(a!) topk_weights, Tensor(b!) topk_ids, Tensor(c!) token_expert_indices, "
         "Tensor gating_output, bool renormalize) -> ()");
   m.impl("moe_topk_softmax", torch::kCUDA, &sm7x::moe_topk_softmax);
+  m.def("moe_sort_rows(Tensor topk_ids, int num_experts) -> Tensor[]");
+  m.impl("moe_sort_rows", torch::kCUDA, &sm7x::moe_sort_rows);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k) -> ()",

@@ -50,4 +50,29 @@ void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torc
   launch_topk_softmax(p, dtype, c10::cuda::getCurrentCUDAStream());
 }
 
+std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t num_experts) {
+  constexpr const char* op = "moe_sort_rows";
+  TORCH_CHECK_VALUE(topk_ids.is_cuda() && topk_ids.scalar_type() == at::kInt && topk_ids.is_contiguous(), op,
+                    ": topk_ids must be a contiguous int32 CUDA tensor [tokens, k]");
+  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxRoutedExperts, op, ": ", num_experts,
+                    " experts; the sort takes 1 to ", kMaxRoutedExperts);
+  TORCH_CHECK_VALUE(topk_ids.numel() <= kMaxSortedRows, op, ": ", topk_ids.numel(),
+                    " routed rows in one call; at most ", kMaxSortedRows, " (split the batch)");
+  const auto options = topk_ids.options();
+  torch::Tensor offsets = torch::empty({num_experts + 1}, options);
+  torch::Tensor sorted_rows = torch::empty({topk_ids.numel()}, options);
+  torch::Tensor active_experts = torch::empty({num_experts}, options);
+  torch::Tensor active_count = torch::empty({1}, options);
+  SortRowsParams p{};
+  p.topk_ids = topk_ids.data_ptr<int>();
+  p.offsets = offsets.data_ptr<int>();
+  p.sorted_rows = sorted_rows.data_ptr<int>();
+  p.active_experts = active_experts.data_ptr<int>();
+  p.active_count = active_count.data_ptr<int>();
+  p.rows = static_cast<int>(topk_ids.numel()), p.experts = static_cast<int>(num_experts);
+  const c10::cuda::CUDAGuard guard(topk_ids.device());
+  launch_sort_rows(p, c10::cuda::getCurrentCUDAStream());
+  return {offsets, sorted_rows, active_experts, active_count};
+}
+
 }  // namespace sm7x

@@ -84,7 +84,64 @@ __global__ void __launch_bounds__(kWarpsPerCta * 32) topk_softmax_kernel(const T
   }
 }
 
+// One CTA: count rows per expert (shared atomics), scan the counts into offsets and the active list,
+// then place each row at its expert's cursor. A single CTA keeps the scan simple; at prefill sizes
+// (16K tokens x top-8) it is ~128 shared atomics per thread.
+constexpr int kSortThreads = 1024;
+
+__global__ void __launch_bounds__(kSortThreads) sort_rows_kernel(const SortRowsParams p) {
+  __shared__ int count[kMaxRoutedExperts], cursor[kMaxRoutedExperts];
+  __shared__ int placed_total;
+  const int e = threadIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;  // thread e owns expert e
+  if (e < p.experts) count[e] = 0;
+  __syncthreads();
+  for (int r = threadIdx.x; r < p.rows; r += kSortThreads) {
+    const int expert = p.topk_ids[r];
+    if (expert >= 0 && expert < p.experts) atomicAdd(&count[expert], 1);
+  }
+  __syncthreads();
+  // Exclusive scans (over expert = thread) of the row counts and of the has-rows flags, packed as
+  // (rows << 11) | flag: 11 bits hold up to 2047 >= kMaxRoutedExperts flags (the op caps rows at 2^20).
+  const int mine = e < p.experts ? count[e] : 0;
+  const long long packed = ((long long)mine << 11) | (mine > 0 ? 1 : 0);
+  long long inclusive = packed;
+#pragma unroll
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const long long other = __shfl_up_sync(kFullMask, inclusive, offset);
+    if (lane >= offset) inclusive += other;
+  }
+  __shared__ long long warp_sums[kSortThreads / 32];
+  if (lane == 31) warp_sums[warp] = inclusive;
+  __syncthreads();
+  long long before = 0;
+  for (int w = 0; w < warp; ++w) before += warp_sums[w];
+  const long long exclusive = before + inclusive - packed;
+  const int row_offset = static_cast<int>(exclusive >> 11), active_index = static_cast<int>(exclusive & 2047);
+  if (e < p.experts) {
+    p.offsets[e] = row_offset;
+    cursor[e] = row_offset;
+    p.active_experts[e] = -1;
+  }
+  if (e == p.experts - 1) {
+    p.offsets[p.experts] = row_offset + mine;
+    placed_total = row_offset + mine;
+    *p.active_count = active_index + (mine > 0 ? 1 : 0);
+  }
+  __syncthreads();  // every -1 is written before the active entries
+  if (e < p.experts && mine > 0) p.active_experts[active_index] = e;
+  for (int r = threadIdx.x; r < p.rows; r += kSortThreads) {
+    const int expert = p.topk_ids[r];
+    if (expert >= 0 && expert < p.experts) p.sorted_rows[atomicAdd(&cursor[expert], 1)] = r;
+  }
+  for (int r = placed_total + threadIdx.x; r < p.rows; r += kSortThreads) p.sorted_rows[r] = -1;
+}
+
 }  // namespace
+
+void launch_sort_rows(const SortRowsParams& p, cudaStream_t stream) {
+  sort_rows_kernel<<<1, kSortThreads, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
 
 void launch_topk_softmax(const TopkSoftmaxParams& p, GatingDtype dtype, cudaStream_t stream) {
   if (p.tokens == 0) return;

@@ -10,6 +10,7 @@ namespace sm7x {
 
 constexpr int kMaxRoutedExperts = 1024;  // experts per token the routing kernel scores (32 per lane)
 constexpr int kMaxTopK = 32;             // experts chosen per token (one lane each)
+constexpr int kMaxSortedRows = 1 << 20;  // routed rows (tokens x k) one sort call takes
 
 struct TopkSoftmaxParams {
   const void* gating;        // [tokens, experts] router logits (row stride gating_stride), dtype below
@@ -26,5 +27,21 @@ struct TopkSoftmaxParams {
 enum class GatingDtype { kFloat16, kBFloat16, kFloat32 };
 
 void launch_topk_softmax(const TopkSoftmaxParams& params, GatingDtype dtype, cudaStream_t stream);
+
+// The routed rows grouped by expert, for the grouped expert GEMM. Row r = token * k + slot of topk_ids.
+// Fixed-size outputs (CUDA graphs): expert e's rows are sorted_rows[offsets[e] .. offsets[e+1]-1], in
+// no particular order (each row's product is independent of the others); ids outside [0, experts)
+// (expert-parallel masking) are left out and the tail of sorted_rows holds -1; active_experts lists
+// the experts with rows, ascending, then -1s, and active_count says how many.
+struct SortRowsParams {
+  const int* topk_ids;       // [rows]
+  int* offsets;              // [experts + 1]
+  int* sorted_rows;          // [rows]
+  int* active_experts;       // [experts]
+  int* active_count;         // [1]
+  int rows, experts;
+};
+
+void launch_sort_rows(const SortRowsParams& params, cudaStream_t stream);
 
 }  // namespace sm7x

@@ -111,3 +111,55 @@ def test_op_schema_and_fake_implementation():
     weights, ids, token_expert = poisoned(5, 8)
     torch.library.opcheck(torch.ops._C_sm7x.moe_topk_softmax.default,
                           (weights, ids, token_expert, torch.randn(5, 128, device=DEVICE).half(), True))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows grouped by expert (for the grouped expert GEMM)
+
+
+@pytest.mark.parametrize("tokens, k, experts", [(1, 8, 256), (7, 8, 256), (333, 4, 60), (4096, 8, 512),
+                                                (16384, 8, 128), (5, 2, 1024), (0, 8, 64)])
+@pytest.mark.parametrize("routing", ["random", "skewed"])
+def test_sort_rows_groups_every_row_under_its_expert(tokens, k, experts, routing, seed):
+    from vllm_sm7x.ops.moe import sort_rows
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    if routing == "random":
+        # k distinct experts per token, as a top-k gives
+        ids = torch.rand(tokens, experts, generator=gen, device=DEVICE).argsort(-1)[:, :k]
+    else:  # most rows on 3 experts, many experts with none
+        ids = torch.randint(0, 3, (tokens, k), generator=gen, device=DEVICE)
+    ids = ids.int().contiguous()
+    offsets, rows, active, count = sort_rows(ids, experts)
+
+    flat = ids.flatten().long()
+    counts = torch.bincount(flat, minlength=experts)
+    expected_offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=DEVICE), counts.cumsum(0)])
+    assert torch.equal(offsets.long(), expected_offsets)
+    assert torch.equal(rows.sort().values.long(), torch.arange(flat.numel(), device=DEVICE)), "a row lost or doubled"
+    expert_of_position = torch.repeat_interleave(torch.arange(experts, device=DEVICE), counts)
+    assert torch.equal(flat[rows.long()], expert_of_position), "a row under the wrong expert"
+    expected_active = (counts > 0).nonzero().flatten()
+    assert int(count) == expected_active.numel()
+    assert torch.equal(active[:int(count)].long(), expected_active)
+    assert (active[int(count):] == -1).all()
+
+
+def test_sort_rows_drops_masked_ids():
+    from vllm_sm7x.ops.moe import sort_rows
+
+    ids = torch.tensor([[3, -1], [70, 3], [0, 5]], dtype=torch.int32, device=DEVICE)  # 64 experts: -1, 70 out
+    offsets, rows, active, count = sort_rows(ids, 64)
+    assert offsets[[0, 1, 3, 4, 5, 6, 64]].tolist() == [0, 1, 1, 3, 3, 4, 4]
+    assert sorted(rows[1:3].tolist()) == [0, 3] and rows[0].item() == 4 and rows[3].item() == 5
+    assert rows[4:].tolist() == [-1, -1]
+    assert int(count) == 3 and active[:4].tolist() == [0, 3, 5, -1]
+
+
+def test_sort_rows_inputs_are_checked_and_its_schema_holds():
+    with pytest.raises(ValueError, match="2000 experts; the sort takes 1 to 1024"):
+        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 2000)
+    with pytest.raises(ValueError, match="contiguous int32"):
+        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int64, device=DEVICE), 64)
+    torch.library.opcheck(torch.ops._C_sm7x.moe_sort_rows.default,
+                          (torch.randint(0, 64, (5, 8), dtype=torch.int32, device=DEVICE), 64))

@@ -22,3 +22,5 @@ def test_fake_implementations_give_output_shapes():
         routed = [torch.empty(3, 8, dtype=dtype, device="cuda") for dtype in (torch.float32, torch.int32, torch.int32)]
         gating = torch.empty(3, 128, dtype=torch.float16, device="cuda")
         assert torch.ops._C_sm7x.moe_topk_softmax(*routed, gating, True) is None
+        offsets, rows, active, count = torch.ops._C_sm7x.moe_sort_rows(routed[1], 128)
+        assert (offsets.shape, rows.shape, active.shape, count.shape) == ((129,), (24,), (128,), (1,))

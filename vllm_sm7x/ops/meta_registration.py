@@ -38,3 +38,10 @@ def _gdn_recurrent_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, 
 @torch.library.register_fake("_C_sm7x::moe_topk_softmax")
 def _moe_topk_softmax_fake(topk_weights, topk_ids, token_expert_indices, gating_output, renormalize) -> None:
     return None
+
+
+@torch.library.register_fake("_C_sm7x::moe_sort_rows")
+def _moe_sort_rows_fake(topk_ids, num_experts):
+    rows = topk_ids.numel()
+    return [topk_ids.new_empty(num_experts + 1), topk_ids.new_empty(rows), topk_ids.new_empty(num_experts),
+            topk_ids.new_empty(1)]
