@@ -73,23 +73,32 @@ def assert_matches_stock(stock, ours, label):
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def awq_checkpoint(tmp_path_factory, preset):
     pytest.importorskip("vllm")
     from vllm_sm7x.checkpoints import make_checkpoint
 
-    return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
+    return make_checkpoint(preset, tmp_path_factory.mktemp(f"{preset}-awq"), group_size=128, seed=0)
 
 
-@pytest.fixture(scope="module")
-def stock(checkpoint):
+def stock_samples(checkpoint, engine_args=None):
+    """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive)."""
     import torch
 
     if torch.cuda.get_device_capability() < (8, 0):
         pytest.skip("stock vLLM's AWQ reference needs a GPU newer than SM7x")
-    result = generate(checkpoint, None, "graphs")
+    result = generate(checkpoint, None, "graphs", engine_args=engine_args)
     assert result["quantization"] != "awq_sm7x"
     return result["samples"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return awq_checkpoint(tmp_path_factory, "qwen3-tiny")
+
+
+@pytest.fixture(scope="module")
+def stock(checkpoint):
+    return stock_samples(checkpoint)
 
 
 # default: our platform's pick (FLASH_ATTN_V100, registered as CUSTOM); TRITON_ATTN: vLLM's own.
@@ -132,21 +141,13 @@ HYBRID_ENGINE = {"language_model_only": True}
 
 @pytest.fixture(scope="module")
 def hybrid_checkpoint(tmp_path_factory):
-    pytest.importorskip("vllm")
-    from vllm_sm7x.checkpoints import make_checkpoint
-
-    return make_checkpoint("qwen35-tiny", tmp_path_factory.mktemp("qwen35-tiny-awq"), group_size=128, seed=0)
+    return awq_checkpoint(tmp_path_factory, "qwen35-tiny")
 
 
 @pytest.fixture(scope="module")
 def hybrid_stock(hybrid_checkpoint):
-    import torch
-
-    if torch.cuda.get_device_capability() < (8, 0):
-        pytest.skip("stock vLLM's AWQ reference needs a GPU newer than SM7x")
     # On this GPU stock picks FlashInfer's GDN prefill, which the lent machine's vLLM bundle lacks.
-    result = generate(hybrid_checkpoint, None, "graphs", engine_args={**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
-    return result["samples"]
+    return stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
 
 
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
