@@ -161,5 +161,8 @@ def test_sort_rows_inputs_are_checked_and_its_schema_holds():
         torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 2000)
     with pytest.raises(ValueError, match="contiguous int32"):
         torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int64, device=DEVICE), 64)
+    # Rows of one expert come out in any order, so two runs may differ: opcheck's AOT-dispatch test
+    # compares an eager run with a traced one and is left out; schema and fake implementation are checked.
     torch.library.opcheck(torch.ops._C_sm7x.moe_sort_rows.default,
-                          (torch.randint(0, 64, (5, 8), dtype=torch.int32, device=DEVICE), 64))
+                          (torch.randint(0, 64, (5, 8), dtype=torch.int32, device=DEVICE), 64),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

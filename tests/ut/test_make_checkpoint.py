@@ -97,7 +97,7 @@ def test_hybrid_preset_is_a_text_only_qwen35_checkpoint(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["Qwen3_5ForConditionalGeneration"]
     assert AutoConfig.from_pretrained(str(out)).text_config.layer_types.count("linear_attention") == 3
-    assert config["quantization_config"]["modules_to_not_convert"] == ["in_proj_a", "in_proj_b"]
+    assert config["quantization_config"]["modules_to_not_convert"] == ["in_proj_a", "in_proj_b", "visual"]
     tensors = load_file(str(out / "model.safetensors"))
     gdn = "model.language_model.layers.0.linear_attn."
     assert tensors[gdn + "in_proj_qkv.qweight"].shape == (256, (2 * 2 * 64 + 4 * 64) // 8)

@@ -67,10 +67,11 @@ PRESETS = {
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
 LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0}
 # Linear layers the AWQ checkpoints quantize; the GDN gate projections (in_proj_a/b, one output per
-# head) stay fp16, as in the published Qwen3.5 AWQ uploads.
+# head) and the vision tower stay fp16, as in the published Qwen3.5 AWQ uploads. vLLM builds the
+# tower's layers (on the meta device) even for text-only serving, so the config must name it.
 QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
                       "in_proj_z", "out_proj")
-NOT_QUANTIZED_HYBRID = ["in_proj_a", "in_proj_b"]
+NOT_QUANTIZED_HYBRID = ["in_proj_a", "in_proj_b", "visual"]
 GAP_PROMPTS = [[3, 17, 42, 99, 7], list(range(3, 60)), [11, 5, 11, 5, 11, 5], [200, 100, 50, 25, 12, 6, 3]]
 
 
