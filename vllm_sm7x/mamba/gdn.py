@@ -56,10 +56,11 @@ def _sm7x_layer_class(base):
 
             metadata = get_forward_context().attn_metadata
             metadata = metadata[self.prefix] if isinstance(metadata, dict) else None
-            states = self._sm7x_states()
             spec_only = (metadata is not None and metadata.spec_sequence_masks is not None
                          and metadata.num_prefills == 0 and metadata.num_decodes == 0)
-            if not spec_only or states is None:
+            # Only a spec-only batch looks at the cache: the profile run has no metadata and no cache yet.
+            states = self._sm7x_states() if spec_only else None
+            if states is None:
                 return base._forward_core(self, mixed_qkv, b, a, core_attn_out)
             from vllm_sm7x.ops.gdn import gdn_verify
 
