@@ -1,0 +1,50 @@
+"""Tensor parallel across 2 GPUs: the same AWQ checkpoints, greedy, our plugin in SM70/SM75 emulation at
+TP2 against stock vLLM native at TP2 (and the hybrid against its TP1 run), with the close-call rule of
+the single-GPU end-to-end tests. TP2 shards the AWQ groups (row-parallel K splits on group boundaries),
+the attention heads (2 q / 1 kv per rank on qwen3-tiny) and the Gated DeltaNet heads; sm70 all-reduces
+through NCCL (vLLM's custom all-reduce lives in vllm._C)."""
+import pytest
+from test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, awq_checkpoint, generate, stock_samples
+
+pytestmark = pytest.mark.gpu
+TP2 = {"tensor_parallel_size": 2}
+
+
+@pytest.fixture(autouse=True)
+def two_gpus():
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"tensor parallel needs 2 GPUs, this machine has {torch.cuda.device_count()}")
+
+
+@pytest.fixture(scope="module")
+def dense_checkpoint(tmp_path_factory):
+    return awq_checkpoint(tmp_path_factory, "qwen3-tiny")
+
+
+@pytest.fixture(scope="module")
+def dense_stock_tp2(dense_checkpoint):
+    return stock_samples(dense_checkpoint, TP2)
+
+
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_dense_tp2_matches_stock_vllm_tp2(dense_checkpoint, dense_stock_tp2, emulate):
+    ours = generate(dense_checkpoint, emulate, "graphs", engine_args=TP2)
+    assert ours["quantization"] == "awq_sm7x"
+    assert_matches_stock(dense_stock_tp2, ours, f"qwen3-tiny {emulate}/TP2")
+
+
+@pytest.fixture(scope="module")
+def hybrid_checkpoint(tmp_path_factory):
+    return awq_checkpoint(tmp_path_factory, "qwen35-tiny")
+
+
+def test_hybrid_tp2_with_our_gdn_decode_matches_stock_vllm_tp2(hybrid_checkpoint):
+    # Stock's GDN prefill pinned to Triton as in the single-GPU test (no FlashInfer on the lent machine).
+    stock = stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, **TP2, "gdn_prefill_backend": "triton"})
+    ours = generate(hybrid_checkpoint, "sm70", "graphs", engine_args={**HYBRID_ENGINE, **TP2},
+                    env_extra={"VLLM_SM7X_GDN_DECODE": "1"})
+    assert ours["quantization"] == "awq_sm7x"
+    assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
+    assert_matches_stock(stock, ours, "qwen35-tiny sm70/TP2")
