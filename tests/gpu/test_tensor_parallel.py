@@ -4,7 +4,7 @@ the single-GPU end-to-end tests. TP2 shards the AWQ groups (row-parallel K split
 the attention heads (2 q / 1 kv per rank on qwen3-tiny) and the Gated DeltaNet heads; sm70 all-reduces
 through NCCL (vLLM's custom all-reduce lives in vllm._C)."""
 import pytest
-from test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, awq_checkpoint, generate, stock_samples
+from tests.gpu.test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, awq_checkpoint, generate, stock_samples
 
 pytestmark = pytest.mark.gpu
 TP2 = {"tensor_parallel_size": 2}
