@@ -61,11 +61,10 @@ print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_c
 def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
     folder = cache / f"{preset}-{'awq' if quantize else 'fp16'}"
     if not (folder / "model.safetensors").exists():
-        sys.path.insert(0, str(ROOT))
-        from vllm_sm7x.checkpoints import make_checkpoint
-
         print(f"building {folder} ...", flush=True)
-        make_checkpoint(preset, folder, quantize=quantize)
+        # Its own process: the GPU memory the build used goes with it, before vLLM asks for 85%.
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_checkpoint.py"), "--preset", preset,
+                        "--out", str(folder)] + ([] if quantize else ["--fp16"]), check=True)
     return folder
 
 
