@@ -11,6 +11,7 @@ stock side runs this GPU's instructions where Triton picks them, so TTFT is repo
 These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/serve.py --path sm70 sm75 [--preset P] [--cache DIR] [--out benchmarks/results] [--quick]
+  python benchmarks/serve.py --path sm75 --profile     # GPU kernels of a batch-1 decode, per token
 """
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def prompt(n, seed):
     return [(seed * 7919 + 31 * i) % 200000 + 100 for i in range(n)]
 
 run([prompt(64, 0)], 8)  # warm-up (graphs, compilation caches)
+if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, kernel by kernel
+    import torch
+    run([prompt(128, 1)], 65)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        wall = run([prompt(128, 1)], 65)
+    kernels = [e for e in prof.key_averages() if e.device_time_total > 0]
+    kernels.sort(key=lambda e: -e.device_time_total)
+    top = [{"kernel": e.key[:120], "calls": e.count, "us_per_token": round(e.device_time_total / 64, 2)}
+           for e in kernels[:20]]
+    print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
+                                  "wall_ms_per_token": round(wall * 1e3 / 65, 3),
+                                  "gpu_us_per_token": round(sum(e.device_time_total for e in kernels) / 64, 1),
+                                  "top_kernels": top}))
+    sys.exit(0)
 rows = []
 for batch in (1, 4):
     prompts = [prompt(128, b + 1) for b in range(batch)]
@@ -68,11 +83,15 @@ def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
     return folder
 
 
-def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict) -> dict:
+def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict,
+            profile: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env.update(env_extra)
+    if profile:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, where the profiler is
     result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts)),
-                             json.dumps(engine_args)], capture_output=True, text=True, env=env, timeout=1800)
+                             json.dumps(engine_args), "profile" if profile else "measure"],
+                            capture_output=True, text=True, env=env, timeout=1800)
     log.write_text(result.stdout + result.stderr)
     line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT ")), None)
     if result.returncode != 0 or line is None:
@@ -93,6 +112,13 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
         yield "stock-fp16-triton_attn", fp16, {"VLLM_SM7X_EMULATE": path}, "TRITON_ATTN"
 
 
+def print_profile(title: str, result: dict) -> None:
+    print(f"\n{title}: " + (result["error"] if "error" in result else
+                            f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in kernels"))
+    for k in result.get("top_kernels", []):
+        print(f"  {k['us_per_token']:>9} us  {k['calls']:>6}  {k['kernel']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
@@ -102,6 +128,8 @@ def main() -> int:
                         help="attention backends for our path: default (our platform's pick, FLASH_ATTN_V100) "
                              "and/or TRITON_ATTN (vLLM's own)")
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: the GPU kernels of a batch-1 decode, per token (no JSON written)")
     parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
                         help="dense 27B widths, or the Qwen3.6 hybrid layout at those widths")
     args = parser.parse_args()
@@ -118,12 +146,17 @@ def main() -> int:
         rows, notes = [], {"figures": "this GPU running the SM7x code paths, not V100/T4 figures"}
         for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
             result = measure(model, env, backend, contexts, args.out / f"serve-{args.preset}-{path}-{name}.log",
-                             engine_args)
+                             engine_args, args.profile)
+            if args.profile:
+                print_profile(f"{args.preset}-8L {name}, {path} path", result)
+                continue
             if "error" in result:
                 notes[name] = result["error"]
                 continue
             notes[f"{name} quantization"] = str(result["quantization"])
             rows += [{"case": f"{args.preset}-8L {name}", **row} for row in result["rows"]]
+        if args.profile:
+            continue
         out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
                "command": info["command"], "rows": rows, "notes": notes}
         stem = "serve" if args.preset == PRESETS[0] else f"serve-{args.preset}"
