@@ -4,7 +4,8 @@ at TP4) on the SM7x paths: flash-attn-v100 against stock vLLM's TRITON_ATTN kern
 (`unified_attention`), built for this GPU ("native") and built for the emulated card ("faithful":
 Triton emits no tensor-core instruction there; benchmarks/triton_faithful.py runs that build here).
 
-  decode:  batch 1 and 4, 1 and 5 new tokens (MTP verification), contexts 4K .. 256K; bw_frac = KV
+  decode:  batch 1 and 4, 1 and 5 new tokens (MTP verification), contexts 4K .. 256K, and 512 keys in a
+           block table sized for 256K (a short chat under a 256K max_model_len); bw_frac = KV
            bytes read / time / copy bandwidth measured in this run. KV caches of several layers are
            rotated so the working set is >= 4x the L2 where memory allows.
   prefill: one causal prompt of 1K, 8K and 32K tokens.
@@ -35,12 +36,15 @@ HEAD_DIM = 256
 SHAPES = {"27b-tp1": (24, 4), "27b-tp4": (6, 1)}  # query heads, KV heads
 BLOCK_SIZE = 16
 MEMORY_BUDGET = 24 << 30  # bytes of KV caches per case
+SHORT_CONTEXT = 512
 
 
 class Problem:
     """Queries and `layers` paged KV caches in vLLM's flash layout ([blocks, block_size, kv_heads, 2 * d])."""
 
-    def __init__(self, q_heads: int, kv_heads: int, batch: int, q_len: int, context: int, layers: int):
+    def __init__(self, q_heads: int, kv_heads: int, batch: int, q_len: int, context: int, layers: int,
+                 capacity: int | None = None):
+        """capacity: tokens the block table has room for (vLLM sizes it by max_model_len), default context."""
         self.q_heads, self.kv_heads, self.batch, self.q_len, self.context = q_heads, kv_heads, batch, q_len, context
         per_seq = -(-context // BLOCK_SIZE)
         self.q = torch.randn(batch * q_len, q_heads, HEAD_DIM, device="cuda").half()
@@ -49,6 +53,9 @@ class Problem:
             kv = torch.randn(batch * per_seq, BLOCK_SIZE, kv_heads, 2 * HEAD_DIM, device="cuda").half()
             self.caches.append(kv.split(HEAD_DIM, dim=-1))  # key_cache, value_cache views
         self.block_table = torch.arange(batch * per_seq, dtype=torch.int32, device="cuda").view(batch, per_seq)
+        if capacity is not None:  # columns past the context are never read
+            width = -(-capacity // BLOCK_SIZE)
+            self.block_table = torch.nn.functional.pad(self.block_table, (0, width - per_seq)).contiguous()
         self.cu_seqlens_q = torch.arange(0, batch * q_len + 1, q_len, dtype=torch.int32, device="cuda")
         self.seqlens_k = torch.full((batch,), context, dtype=torch.int32, device="cuda")
         self.scale = 1.0 / math.sqrt(HEAD_DIM)
@@ -161,6 +168,17 @@ def main() -> int:
     prompts = (1024, 8192) if args.quick else (1024, 8192, 32768)
     rows, notes = {path: [] for path in args.path}, {}
     for shape, (q_heads, kv_heads) in SHAPES.items():
+        # Serving shape of a short conversation: 512 keys in a block table sized for 256K.
+        for batch in (1, 4):
+            kv_bytes = 2 * batch * SHORT_CONTEXT * kv_heads * HEAD_DIM * 2
+            problem = Problem(q_heads, kv_heads, batch, 1, SHORT_CONTEXT, -(-4 * l2 // kv_bytes), capacity=262144)
+            for path in args.path:
+                label = f"{shape} decode ctx={SHORT_CONTEXT} of 256K b={batch}"
+                rows[path].append({"case": f"{shape} decode-short", "phase": "decode", "context": SHORT_CONTEXT,
+                                   "capacity": 262144, "batch": batch, "q_len": 1,
+                                   "layers_rotated": len(problem.caches),
+                                   **measure(problem, path, bandwidth, notes, label)})
+            del problem
         for context in contexts:
             for batch in (1, 4):
                 for q_len in (1, 5):

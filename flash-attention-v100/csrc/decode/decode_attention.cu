@@ -64,16 +64,24 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
   if (row_block * kRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
   const int keys = min(p.seqlens_k[b], p.max_keys);
-  // This sequence's keys are cut into p.splits ranges of whole tiles (sized by its own length, so
-  // short contexts still use every split; the split count itself is fixed by shapes).
-  const int per_split = ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) / kDecodeTileTokens *
-                        kDecodeTileTokens;
+  // This sequence's keys are cut into ranges of whole tiles, at least kDecodeMinSplitTokens each, sized
+  // by its own length (the split count p.splits is fixed by shapes, so CUDA graphs stay valid; a short
+  // context leaves the last splits empty).
+  const int per_split = max(kDecodeMinSplitTokens, ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) /
+                                                       kDecodeTileTokens * kDecodeTileTokens);
   const int t_begin = split * per_split;
   int t_end = min(keys, t_begin + per_split);
   // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
   const int first_row = row_block * kRowsPerCta, last_row = min(rows, first_row + kRowsPerCta) - 1;
   if (p.causal) t_end = min(t_end, keys - q_len + last_row / group + 1);
   const int t_first = p.window_left < 0 ? t_begin : max(t_begin, keys - q_len + first_row / group - p.window_left);
+  if (p.splits > 1 && t_first >= t_end) {  // an empty split: the merge skips it by its -inf alone
+    for (int r = first_row + threadIdx.x; r <= last_row; r += kThreads) {
+      const int64_t row_index = (int64_t)(q_begin + r / group) * p.q_heads + kv_head * group + r % group;
+      p.partial_lse[(int64_t)split * p.total_q * p.q_heads + row_index] = -INFINITY;
+    }
+    return;
+  }
 
   // The first tile's loads go out before anything else.
   uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
@@ -206,19 +214,24 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   }
 }
 
-// One CTA per (sequence, query, head); each thread two columns.
+// One CTA per (sequence, query, head); each thread two columns. The splits' log-sum-exps are read once
+// into shared memory; partial outputs are read only for splits that saw a key (empty splits write none).
 template <int kHeadDim>
 __global__ void combine_kernel(const DecodeParams p) {
   const int64_t row = blockIdx.x;  // query token * q_heads + head
   const int64_t rows = (int64_t)p.total_q * p.q_heads;
+  __shared__ float lse_s[kDecodeMaxSplits];
+  for (int s = threadIdx.x; s < p.splits; s += blockDim.x) lse_s[s] = p.partial_lse[s * rows + row];
+  __syncthreads();
   float max_lse = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, p.partial_lse[s * rows + row]);
+  for (int s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, lse_s[s]);
   const int c = threadIdx.x;  // half2 column
   float2 acc = make_float2(0.f, 0.f);
   float total = 0.f;
   if (max_lse != -INFINITY) {
     for (int s = 0; s < p.splits; ++s) {
-      const float weight = __expf(p.partial_lse[s * rows + row] - max_lse);  // 0 for empty splits
+      if (lse_s[s] == -INFINITY) continue;
+      const float weight = __expf(lse_s[s] - max_lse);
       const float2 part = reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c];
       acc.x = fmaf(weight, part.x, acc.x);
       acc.y = fmaf(weight, part.y, acc.y);

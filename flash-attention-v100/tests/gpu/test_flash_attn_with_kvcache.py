@@ -117,6 +117,26 @@ def test_split_kv_agrees_with_one_pass(fa, num_splits, seed):
     assert relative_error(out, ref) < TOLERANCE
 
 
+@pytest.mark.parametrize("num_splits", [0, 64])
+@pytest.mark.parametrize("q_len, window_left", [(1, -1), (3, -1), (1, 40)])
+def test_short_contexts_in_a_wide_block_table(fa, num_splits, q_len, window_left, seed):
+    """vLLM sizes block tables by max_model_len: a few keys in room for 8192 leave most splits empty
+    (and, with a window, splits before it too); the merge must skip them. Partials are poisoned."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [q_len, 37, 300, 129]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 2, 256, 16, gen)
+    wide = torch.randint(0, k_cache.shape[0], (len(seqlens), 8192 // 16), device="cuda", generator=gen).int()
+    wide[:, :block_table.shape[1]] = block_table
+    q = torch.randn(len(seqlens), q_len, 12, 256, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    total_q = len(seqlens) * q_len
+    poison(((128, total_q, 12, 256), torch.float32), ((128, total_q, 12), torch.float32), (q.shape, torch.float16))
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=wide, causal=True,
+                                     window_size=(window_left, 0), num_splits=num_splits)
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(256), True, window_left, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+
+
 def test_contiguous_cache_equals_paged(fa, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     batch, length, kv_heads, dim = 3, 200, 2, 64
