@@ -217,7 +217,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.get_device()));
     splits = ceil_div(2 * sms, batch * kv_heads * row_blocks);
   }
-  p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kDecodeMaxSplits, ceil_div(max_keys, kDecodeMinSplitTokens))));
+  p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kDecodeMaxSplits, ceil_div(max_keys, kDecodeTileTokens))));
   torch::Tensor partial_out, partial_lse;
   if (p.splits > 1) {
     partial_out = torch::empty({p.splits, total_q, q_heads, head_dim}, q.options().dtype(at::kFloat));

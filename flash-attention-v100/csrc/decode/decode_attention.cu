@@ -64,11 +64,12 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
   if (row_block * kRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
   const int keys = min(p.seqlens_k[b], p.max_keys);
-  // This sequence's keys are cut into ranges of whole tiles, at least kDecodeMinSplitTokens each, sized
-  // by its own length (the split count p.splits is fixed by shapes, so CUDA graphs stay valid; a short
-  // context leaves the last splits empty).
-  const int per_split = max(kDecodeMinSplitTokens, ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) /
-                                                       kDecodeTileTokens * kDecodeTileTokens);
+  // This sequence's keys are cut into ranges of whole tiles sized by its own length (the split count
+  // p.splits is fixed by shapes, so CUDA graphs stay valid; a context shorter than p.splits tiles leaves
+  // the last splits empty). One tile per split at least: measured on H200, ranges of at least 4 tiles
+  // made a 4K-key decode ~1.7x slower (fewer CTAs, each a longer serial chain).
+  const int per_split = ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) / kDecodeTileTokens *
+                        kDecodeTileTokens;
   const int t_begin = split * per_split;
   int t_end = min(keys, t_begin + per_split);
   // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
@@ -229,13 +230,26 @@ __global__ void combine_kernel(const DecodeParams p) {
   float2 acc = make_float2(0.f, 0.f);
   float total = 0.f;
   if (max_lse != -INFINITY) {
-    for (int s = 0; s < p.splits; ++s) {
-      if (lse_s[s] == -INFINITY) continue;
-      const float weight = __expf(lse_s[s] - max_lse);
-      const float2 part = reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c];
-      acc.x = fmaf(weight, part.x, acc.x);
-      acc.y = fmaf(weight, part.y, acc.y);
-      total += weight;
+    // kMergeBatch partial loads in flight at once (predicated, so no branch splits them); the sum
+    // still runs in split order.
+    constexpr int kMergeBatch = 8;
+    for (int s0 = 0; s0 < p.splits; s0 += kMergeBatch) {
+      float weight[kMergeBatch];
+      float2 part[kMergeBatch];
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i) {
+        const int s = s0 + i;
+        const bool used = s < p.splits && lse_s[s] != -INFINITY;
+        weight[i] = used ? __expf(lse_s[s] - max_lse) : 0.f;
+        part[i] = used ? reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c]
+                       : make_float2(0.f, 0.f);
+      }
+#pragma unroll
+      for (int i = 0; i < kMergeBatch; ++i) {
+        acc.x = fmaf(weight[i], part[i].x, acc.x);
+        acc.y = fmaf(weight[i], part[i].y, acc.y);
+        total += weight[i];
+      }
     }
   }
   const float inv = total > 0.f ? 1.f / total : 0.f;

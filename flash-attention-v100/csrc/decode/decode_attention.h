@@ -13,9 +13,6 @@
 namespace flash_v100 {
 
 constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one per lane)
-// Fewest keys a split takes: a CTA's fixed cost (launch, query load, partial write, its share of the
-// merge) is worth a few tiles, so a short context fills a few splits, not all of them.
-constexpr int kDecodeMinSplitTokens = 4 * kDecodeTileTokens;
 constexpr int kDecodeMaxSplits = 128;  // the merge stages one log-sum-exp per split in shared memory
 constexpr int kDecodeRowsPerCta = 16;  // most query rows (q_len x heads of one KV head) per CTA
 // The row block for a call whose longest short sequence has `rows` query rows: the smallest of 4, 8, 16
