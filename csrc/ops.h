@@ -47,5 +47,13 @@ void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torc
                       const torch::Tensor& gating_output, bool renormalize);
 // The routed rows grouped by expert: [offsets [E+1], sorted_rows [rows], active_experts [E], active_count [1]].
 std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t num_experts);
+// The grouped expert GEMM's CTA rows: [tile_expert, tile_row], each [expert_tiles_bound(...)].
+std::vector<torch::Tensor> moe_expert_tiles(const torch::Tensor& offsets, int64_t rows, int64_t rows_per_tile);
+// AWQ experts (stacked packed weights [E, ...]) over routed rows: out[r] = x[r / x_row_divisor] W_e for
+// each routed row r of expert e (rows of dropped expert ids are not written).
+torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                           const torch::Tensor& sorted_rows, const torch::Tensor& offsets,
+                           const torch::Tensor& tile_expert, const torch::Tensor& tile_row, int64_t x_row_divisor,
+                           int64_t group_size, int64_t rows_per_tile, const std::string& path);
 
 }  // namespace sm7x

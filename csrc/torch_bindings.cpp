@@ -37,6 +37,12 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.impl("moe_topk_softmax", torch::kCUDA, &sm7x::moe_topk_softmax);
   m.def("moe_sort_rows(Tensor topk_ids, int num_experts) -> Tensor[]");
   m.impl("moe_sort_rows", torch::kCUDA, &sm7x::moe_sort_rows);
+  m.def("moe_expert_tiles(Tensor offsets, int rows, int rows_per_tile) -> Tensor[]");
+  m.impl("moe_expert_tiles", torch::kCUDA, &sm7x::moe_expert_tiles);
+  m.def("awq_moe_gemm(Tensor x, Tensor qweight, Tensor scale_zero, Tensor sorted_rows, Tensor offsets, "
+        "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path) "
+        "-> Tensor");
+  m.impl("awq_moe_gemm", torch::kCUDA, &sm7x::awq_moe_gemm);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k) -> ()",

@@ -75,4 +75,28 @@ std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t 
   return {offsets, sorted_rows, active_experts, active_count};
 }
 
+std::vector<torch::Tensor> moe_expert_tiles(const torch::Tensor& offsets, int64_t rows, int64_t rows_per_tile) {
+  constexpr const char* op = "moe_expert_tiles";
+  TORCH_CHECK_VALUE(offsets.is_cuda() && offsets.scalar_type() == at::kInt && offsets.is_contiguous() &&
+                        offsets.dim() == 1 && offsets.numel() >= 2 && offsets.numel() - 1 <= kMaxRoutedExperts,
+                    op, ": offsets must be moe_sort_rows' contiguous int32 [experts + 1], got ", offsets.sizes());
+  TORCH_CHECK_VALUE(rows_per_tile == 8 || rows_per_tile == 16, op, ": rows_per_tile must be 8 or 16, got ",
+                    rows_per_tile);
+  TORCH_CHECK_VALUE(rows >= 0 && rows <= kMaxSortedRows, op, ": rows must be 0 to ", kMaxSortedRows, ", got ", rows);
+  const int64_t experts = offsets.numel() - 1;
+  const int64_t max_tiles = expert_tiles_bound(rows, experts, rows_per_tile);
+  torch::Tensor tile_expert = torch::empty({max_tiles}, offsets.options());
+  torch::Tensor tile_row = torch::empty({max_tiles}, offsets.options());
+  if (max_tiles == 0) return {tile_expert, tile_row};
+  ExpertTilesParams p{};
+  p.offsets = offsets.data_ptr<int>();
+  p.tile_expert = tile_expert.data_ptr<int>();
+  p.tile_row = tile_row.data_ptr<int>();
+  p.experts = static_cast<int>(experts), p.rows_per_tile = static_cast<int>(rows_per_tile);
+  p.max_tiles = static_cast<int>(max_tiles);
+  const c10::cuda::CUDAGuard guard(offsets.device());
+  launch_expert_tiles(p, c10::cuda::getCurrentCUDAStream());
+  return {tile_expert, tile_row};
+}
+
 }  // namespace sm7x

@@ -89,22 +89,10 @@ __global__ void __launch_bounds__(kWarpsPerCta * 32) topk_softmax_kernel(const T
 // (16K tokens x top-8) it is ~128 shared atomics per thread.
 constexpr int kSortThreads = 1024;
 
-__global__ void __launch_bounds__(kSortThreads) sort_rows_kernel(const SortRowsParams p) {
-  __shared__ int count[kMaxRoutedExperts], cursor[kMaxRoutedExperts];
-  __shared__ int placed_total;
-  const int e = threadIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;  // thread e owns expert e
-  if (e < p.experts) count[e] = 0;
-  __syncthreads();
-  for (int r = threadIdx.x; r < p.rows; r += kSortThreads) {
-    const int expert = p.topk_ids[r];
-    if (expert >= 0 && expert < p.experts) atomicAdd(&count[expert], 1);
-  }
-  __syncthreads();
-  // Exclusive scans (over expert = thread) of the row counts and of the has-rows flags, packed as
-  // (rows << 11) | flag: 11 bits hold up to 2047 >= kMaxRoutedExperts flags (the op caps rows at 2^20).
-  const int mine = e < p.experts ? count[e] : 0;
-  const long long packed = ((long long)mine << 11) | (mine > 0 ? 1 : 0);
-  long long inclusive = packed;
+// Exclusive prefix sum of `value` over the CTA's kSortThreads threads, in thread order.
+__device__ long long cta_exclusive_scan(long long value) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  long long inclusive = value;
 #pragma unroll
   for (int offset = 1; offset < 32; offset *= 2) {
     const long long other = __shfl_up_sync(kFullMask, inclusive, offset);
@@ -115,7 +103,24 @@ __global__ void __launch_bounds__(kSortThreads) sort_rows_kernel(const SortRowsP
   __syncthreads();
   long long before = 0;
   for (int w = 0; w < warp; ++w) before += warp_sums[w];
-  const long long exclusive = before + inclusive - packed;
+  return before + inclusive - value;
+}
+
+__global__ void __launch_bounds__(kSortThreads) sort_rows_kernel(const SortRowsParams p) {
+  __shared__ int count[kMaxRoutedExperts], cursor[kMaxRoutedExperts];
+  __shared__ int placed_total;
+  const int e = threadIdx.x;  // thread e owns expert e
+  if (e < p.experts) count[e] = 0;
+  __syncthreads();
+  for (int r = threadIdx.x; r < p.rows; r += kSortThreads) {
+    const int expert = p.topk_ids[r];
+    if (expert >= 0 && expert < p.experts) atomicAdd(&count[expert], 1);
+  }
+  __syncthreads();
+  // Exclusive scans (over expert = thread) of the row counts and of the has-rows flags, packed as
+  // (rows << 11) | flag: 11 bits hold up to 2047 >= kMaxRoutedExperts flags (the op caps rows at 2^20).
+  const int mine = e < p.experts ? count[e] : 0;
+  const long long exclusive = cta_exclusive_scan(((long long)mine << 11) | (mine > 0 ? 1 : 0));
   const int row_offset = static_cast<int>(exclusive >> 11), active_index = static_cast<int>(exclusive & 2047);
   if (e < p.experts) {
     p.offsets[e] = row_offset;
@@ -136,7 +141,26 @@ __global__ void __launch_bounds__(kSortThreads) sort_rows_kernel(const SortRowsP
   for (int r = placed_total + threadIdx.x; r < p.rows; r += kSortThreads) p.sorted_rows[r] = -1;
 }
 
+// One CTA, thread e for expert e: its tiles of rows_per_tile rows, placed by a scan over experts.
+__global__ void __launch_bounds__(kSortThreads) expert_tiles_kernel(const ExpertTilesParams p) {
+  const int e = threadIdx.x;
+  const int rows = e < p.experts ? p.offsets[e + 1] - p.offsets[e] : 0;
+  const int tiles = (rows + p.rows_per_tile - 1) / p.rows_per_tile;
+  const int first = static_cast<int>(cta_exclusive_scan(tiles));
+  for (int t = threadIdx.x; t < p.max_tiles; t += kSortThreads) p.tile_expert[t] = -1;
+  __syncthreads();  // every -1 is written before the tiles
+  for (int t = 0; t < tiles; ++t) {
+    p.tile_expert[first + t] = e;
+    p.tile_row[first + t] = p.offsets[e] + t * p.rows_per_tile;
+  }
+}
+
 }  // namespace
+
+void launch_expert_tiles(const ExpertTilesParams& p, cudaStream_t stream) {
+  expert_tiles_kernel<<<1, kSortThreads, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
 
 void launch_sort_rows(const SortRowsParams& p, cudaStream_t stream) {
   sort_rows_kernel<<<1, kSortThreads, 0, stream>>>(p);

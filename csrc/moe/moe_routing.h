@@ -44,4 +44,21 @@ struct SortRowsParams {
 
 void launch_sort_rows(const SortRowsParams& params, cudaStream_t stream);
 
+// The grouped expert GEMM's CTA rows: each expert's sorted rows cut into tiles of rows_per_tile, in
+// expert order. Fixed size (CUDA graphs): max_tiles = expert_tiles_bound(rows, experts, rows_per_tile);
+// entries past the last tile have expert -1.
+struct ExpertTilesParams {
+  const int* offsets;  // [experts + 1] of moe_sort_rows
+  int* tile_expert;    // [max_tiles]
+  int* tile_row;       // [max_tiles]: first index into sorted_rows
+  int experts, rows_per_tile, max_tiles;
+};
+
+// Every expert's partial last tile costs at most one tile beyond rows / rows_per_tile.
+constexpr int64_t expert_tiles_bound(int64_t rows, int64_t experts, int64_t rows_per_tile) {
+  return rows / rows_per_tile + (rows < experts ? rows : experts);
+}
+
+void launch_expert_tiles(const ExpertTilesParams& params, cudaStream_t stream);
+
 }  // namespace sm7x

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from vllm_sm7x.quantization.awq_format import (AWQ_NIBBLE_OF_COLUMN, dequantize_awq, dequantize_kernel_layout,
-                                               pack_int4, pack_tiles, quantize_awq, to_kernel_layout, unpack_int4,
-                                               unpack_tiles)
+                                               pack_int4, pack_tiles, quantize_awq, stack_experts, to_kernel_layout,
+                                               unpack_int4, unpack_tiles)
 
 
 def test_unpack_follows_awq_nibble_order():
@@ -82,3 +82,15 @@ def test_unsupported_shapes_are_named():
         quantize_awq(torch.randn(100, 16), 64)
     with pytest.raises(ValueError, match="do not match"):
         to_kernel_layout(qweight, qzeros, scales, 64)
+
+
+def test_experts_stack_into_one_weight_per_projection(seed):
+    gen = torch.Generator().manual_seed(seed)
+    experts = [to_kernel_layout(*quantize_awq(torch.randn(256, 40, generator=gen), 64), 64) for _ in range(3)]
+    stacked = stack_experts(experts)
+    assert stacked.qweight.shape == (3, *experts[0].qweight.shape) and stacked.group_size == 64
+    for e, expert in enumerate(experts):
+        assert torch.equal(stacked.qweight[e], expert.qweight) and torch.equal(stacked.scale_zero[e], expert.scale_zero)
+    odd = to_kernel_layout(*quantize_awq(torch.randn(256, 48, generator=gen), 64), 64)
+    with pytest.raises(ValueError, match="must share shape"):
+        stack_experts(experts + [odd])

@@ -45,3 +45,16 @@ def _moe_sort_rows_fake(topk_ids, num_experts):
     rows = topk_ids.numel()
     return [topk_ids.new_empty(num_experts + 1), topk_ids.new_empty(rows), topk_ids.new_empty(num_experts),
             topk_ids.new_empty(1)]
+
+
+@torch.library.register_fake("_C_sm7x::moe_expert_tiles")
+def _moe_expert_tiles_fake(offsets, rows, rows_per_tile):
+    experts = offsets.shape[0] - 1
+    tiles = rows // rows_per_tile + min(rows, experts)  # expert_tiles_bound in csrc/moe/moe_routing.h
+    return [offsets.new_empty(tiles), offsets.new_empty(tiles)]
+
+
+@torch.library.register_fake("_C_sm7x::awq_moe_gemm")
+def _awq_moe_gemm_fake(x, qweight, scale_zero, sorted_rows, offsets, tile_expert, tile_row, x_row_divisor,
+                       group_size, rows_per_tile, path):
+    return x.new_empty((sorted_rows.shape[0], scale_zero.shape[2]))

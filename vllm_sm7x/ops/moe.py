@@ -1,11 +1,14 @@
 """Mixture-of-experts routing on SM70/SM75 without vLLM's _moe_C (no sm_70 code there):
 csrc/moe/moe_routing.h. `topk_softmax` takes the arguments and gives the outputs of vLLM's;
-`sort_rows` groups the routed rows by expert for the grouped expert GEMM."""
+`sort_rows` groups the routed rows by expert, `expert_tiles` cuts each expert's rows into the grouped
+GEMM's CTA rows, and `awq_moe_gemm` runs one AWQ projection of every routed row in one launch."""
 from __future__ import annotations
 
 import torch
 
+from vllm_sm7x.activation import kernel_path
 from vllm_sm7x.ops import load_kernels
+from vllm_sm7x.quantization.awq_format import AwqKernelWeight
 
 load_kernels()
 
@@ -31,3 +34,28 @@ def sort_rows(topk_ids: torch.Tensor, num_experts: int
     is -1; active_experts lists the experts with rows ascending, then -1."""
     offsets, sorted_rows, active_experts, active_count = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts)
     return offsets, sorted_rows, active_experts, active_count
+
+
+def rows_per_tile_for(rows: int, active_experts: int) -> int:
+    """CTA rows of the grouped GEMM: 8 while experts see a handful of rows each (decode: every row
+    of a 16-row tile past the expert's own would be wasted mma work), 16 beyond."""
+    return 8 if rows <= 8 * max(1, active_experts) else 16
+
+
+def expert_tiles(offsets: torch.Tensor, rows: int, rows_per_tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """offsets of sort_rows -> (tile_expert, tile_row) int32, fixed size (CUDA graphs): each expert's
+    rows cut into tiles of rows_per_tile (8 or 16) in expert order, -1 experts past the last tile."""
+    tile_expert, tile_row = torch.ops._C_sm7x.moe_expert_tiles(offsets, rows, rows_per_tile)
+    return tile_expert, tile_row
+
+
+def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
+                 tiles: tuple[torch.Tensor, torch.Tensor], x_row_divisor: int, rows_per_tile: int,
+                 path: str | None = None) -> torch.Tensor:
+    """One AWQ projection of every routed row, all experts in one launch: out [rows, N] fp16 with
+    out[r] = x[r // x_row_divisor] @ W_e for routed row r (= token * topk + slot) of expert e.
+    x holds tokens (x_row_divisor = topk, the gate/up projection) or routed rows (1, the down
+    projection); experts comes from stack_experts; rows of dropped expert ids are not written."""
+    return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
+                                          tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
+                                          path or kernel_path())

@@ -124,6 +124,16 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
     return AwqKernelWeight(packed, scale_zero.contiguous(), group_size)
 
 
+def stack_experts(weights: list[AwqKernelWeight]) -> AwqKernelWeight:
+    """Experts of one MoE projection as one kernel-layout weight with a leading expert dimension
+    (qweight [E, N/16, K/128, 2, 32, 4], scale_zero [E, K/G, N]), for the grouped expert GEMM."""
+    shapes = {(w.qweight.shape, w.scale_zero.shape, w.group_size) for w in weights}
+    if len(shapes) != 1:
+        raise ValueError(f"experts of one projection must share shape and group size, got {sorted(map(str, shapes))}")
+    return AwqKernelWeight(torch.stack([w.qweight for w in weights]), torch.stack([w.scale_zero for w in weights]),
+                           weights[0].group_size)
+
+
 def dequantize_kernel_layout(weight: AwqKernelWeight) -> torch.Tensor:
     """Reference for the kernels' dequantiser: W^T [N, K] as the kernel computes it in fp16
     (q * scale + bias with one rounding)."""

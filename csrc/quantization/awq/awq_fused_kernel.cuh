@@ -44,31 +44,47 @@ __device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const 
   return f;
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p) {
+// kGrouped: the CTA's rows and weights are one expert's (GroupedRows); otherwise rows m0 .. of x and
+// the one weight. Both share everything after that choice.
+template <class ArchTag, int kTokenTiles, int kWarps, bool kGrouped>
+__global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p, const GroupedRows g) {
   using Warp = AwqWarp<ArchTag, kTokenTiles>;
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
   __shared__ float sums[kWarps][kTileRows][kTokens + 1];  // +1: conflict-free column reads
 
   const int warp = threadIdx.x / 32, lane_id = threadIdx.x % 32;
-  const int m0 = blockIdx.x * kTokens, n_tile = blockIdx.y;
+  const int n_tile = blockIdx.y;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
+  int m0 = blockIdx.x * kTokens, m_end = p.M;  // rows of x (dense) or indices into sorted_rows (grouped)
+  const uint4* qweight = p.qweight;
+  const __half2* scale_zero = p.scale_zero;
+  if constexpr (kGrouped) {
+    const int expert = g.tile_expert[blockIdx.x];
+    if (expert < 0) return;  // the grid is sized for the most tiles any routing can make
+    m0 = g.tile_row[blockIdx.x];
+    m_end = g.expert_end[expert];
+    qweight += expert * g.expert_weight_stride;
+    scale_zero += expert * g.expert_scale_stride;
+  }
+  // Row of x (dense: m; grouped: the routed row's token or row) and of out for index m < m_end.
+  auto x_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m; };
+  auto out_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m]; else return m; };
 
   const int slot = Warp::slot(lane_id);
   LaneColumns lane;
-  lane.weights = p.qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot;
+  lane.weights = qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int n = n_tile * kTileRows + 8 * h + slot / 4;
-    lane.scale_zero[h] = n < p.N ? p.scale_zero + n : nullptr;
+    lane.scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
   }
   lane.k_in_tile = slot % 4 * kSlotK;
-  const __half* x_rows[kTokenTiles];  // this lane's token in each 8-token block, or nullptr past M
+  const __half* x_rows[kTokenTiles];  // this lane's token in each 8-token block, or nullptr past the rows
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
     const int m = m0 + t * kTokensPerMma + Warp::x_token(lane_id);
-    x_rows[t] = m < p.M ? p.x + (size_t)m * p.lda + lane.k_in_tile : nullptr;
+    x_rows[t] = m < m_end ? p.x + (size_t)x_row(m) * p.lda + lane.k_in_tile : nullptr;
   }
 
   Warp mma;
@@ -98,12 +114,12 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   for (int i = threadIdx.x; i < kTileRows * kTokens; i += kWarps * 32) {
     const int row = i % kTileRows, token = i / kTileRows;  // consecutive threads: consecutive n
     const int m = m0 + token, n = n_tile * kTileRows + row;
-    if (m >= p.M || n >= p.N) continue;
+    if (m >= m_end || n >= p.N) continue;
     float v = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) v += sums[w][row][token];
     if (p.splits == 1) {
-      p.out[(size_t)m * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
+      p.out[(size_t)out_row(m) * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
     } else {
       p.partial[((size_t)blockIdx.z * p.M + m) * p.N + n] = v;
     }
@@ -114,7 +130,14 @@ template <class ArchTag, int kTokenTiles, int kWarps>
 void launch_fused_entry(const GemmParams& p, cudaStream_t stream) {
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
   const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kTileRows - 1) / kTileRows, p.splits);
-  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps><<<grid, kWarps * 32, 0, stream>>>(p);
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, false><<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
+  SM7X_CHECK_LAUNCH();
+}
+
+template <class ArchTag, int kTokenTiles, int kWarps>
+void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, cudaStream_t stream) {
+  const dim3 grid(tiles, (p.N + kTileRows - 1) / kTileRows, 1);
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
   SM7X_CHECK_LAUNCH();
 }
 
@@ -123,7 +146,7 @@ int fused_entry_ctas_per_sm() {
   static const int ctas = [] {  // per process: one GPU model per server
     int n = 0;
     SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps>, kWarps * 32, 0));
+        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, false>, kWarps * 32, 0));
     return n;
   }();
   return ctas;
@@ -139,6 +162,19 @@ void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStrea
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
 #undef SM7X_AWQ_LAUNCH
   throw std::invalid_argument("awq: no fused kernel with " + std::to_string(config.token_tiles) +
+                              " token tiles and " + std::to_string(config.warps) + " warps (see awq_registry.h)");
+}
+
+template <class ArchTag>
+void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                         cudaStream_t stream) {
+#define SM7X_AWQ_LAUNCH_GROUPED(T, W)                            \
+  if (config.token_tiles == T && config.warps == W) {            \
+    return launch_grouped_entry<ArchTag, T, W>(p, g, tiles, stream); \
+  }
+  SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED)
+#undef SM7X_AWQ_LAUNCH_GROUPED
+  throw std::invalid_argument("awq: no grouped kernel with " + std::to_string(config.token_tiles) +
                               " token tiles and " + std::to_string(config.warps) + " warps (see awq_registry.h)");
 }
 

@@ -39,6 +39,19 @@ struct GemmParams {
   int splits, tiles_per_split;
 };
 
+// Grouped launch (MoE experts): each CTA takes the rows of one expert, gathered through the routing's
+// sorted rows, and that expert's weights. Row r of sorted_rows is a routed row (token * topk + slot);
+// x row = r / x_row_divisor (topk when x holds tokens, 1 when it holds routed rows); out row = r.
+struct GroupedRows {
+  const int* tile_expert;        // [tiles]: expert of CTA row blockIdx.x, -1 for CTAs past the last tile
+  const int* tile_row;           // [tiles]: its first index into sorted_rows
+  const int* expert_end;         // [experts]: one past each expert's last index into sorted_rows
+  const int* sorted_rows;        // routed rows grouped by expert (moe_sort_rows)
+  int x_row_divisor;
+  int64_t expert_weight_stride;  // uint4 per expert of qweight
+  int64_t expert_scale_stride;   // half2 per expert of scale_zero
+};
+
 // One instantiation of the fused kernel (registry in awq_registry.h) plus its grid split-K.
 struct FusedConfig {
   int token_tiles;  // 8-token mma column blocks per CTA: tokens per CTA = 8 * token_tiles
@@ -52,6 +65,17 @@ template <>
 void launch_fused<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 template <>
 void launch_fused<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
+
+// Grouped launch over `tiles` CTA rows (splits must be 1: experts are narrow, their CTAs fill the GPU).
+template <class ArchTag>
+void launch_grouped(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                    cudaStream_t stream);
+template <>
+void launch_grouped<Sm70>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                          cudaStream_t stream);
+template <>
+void launch_grouped<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                          cudaStream_t stream);
 
 // Occupancy (resident CTAs per SM) of a registry entry on the current device; for the cost model.
 template <class ArchTag>

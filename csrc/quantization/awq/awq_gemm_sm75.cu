@@ -10,6 +10,12 @@ void launch_fused<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStre
 }
 
 template <>
+void launch_grouped<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                          cudaStream_t stream) {
+  launch_grouped_impl<Sm75>(p, g, tiles, config, stream);
+}
+
+template <>
 int fused_ctas_per_sm<Sm75>(const FusedConfig& config) {
   return fused_ctas_per_sm_impl<Sm75>(config);
 }

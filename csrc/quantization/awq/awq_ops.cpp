@@ -158,6 +158,65 @@ torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, c
   return out;
 }
 
+torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                           const torch::Tensor& sorted_rows, const torch::Tensor& offsets,
+                           const torch::Tensor& tile_expert, const torch::Tensor& tile_row, int64_t x_row_divisor,
+                           int64_t group_size, int64_t rows_per_tile, const std::string& path) {
+  constexpr const char* op = "awq_moe_gemm";
+  TORCH_CHECK_VALUE(qweight.dim() == 6 && scale_zero.dim() == 3 && qweight.size(0) == scale_zero.size(0) &&
+                        qweight.is_contiguous() && scale_zero.is_contiguous(),
+                    op, ": qweight and scale_zero must be contiguous stacks [experts, ...] of packed expert weights "
+                    "(vllm_sm7x.quantization.awq_format.to_kernel_layout per expert), got ", qweight.sizes(), " and ",
+                    scale_zero.sizes());
+  const int64_t experts = qweight.size(0);
+  TORCH_CHECK_VALUE(experts >= 1, op, ": no experts");
+  // Every expert has the layout of expert 0 (same shape, contiguous stack).
+  const CheckedGemm g = check_gemm(x, qweight.select(0, 0), scale_zero.select(0, 0), group_size, std::nullopt, op);
+  for (const torch::Tensor* t : {&sorted_rows, &offsets, &tile_expert, &tile_row}) {
+    TORCH_CHECK_VALUE(t->is_cuda() && t->device() == x.device() && t->scalar_type() == at::kInt &&
+                          t->is_contiguous() && t->dim() == 1,
+                      op, ": routing tensors must be contiguous int32 1-D tensors on ", x.device());
+  }
+  const int64_t rows = sorted_rows.numel();
+  TORCH_CHECK_VALUE(offsets.numel() == experts + 1, op, ": offsets has ", offsets.numel(), " entries for ", experts,
+                    " experts (want experts + 1, from moe_sort_rows)");
+  TORCH_CHECK_VALUE(x_row_divisor >= 1 && rows == g.M * x_row_divisor, op, ": ", rows, " routed rows need x with ",
+                    "rows * x_row_divisor of them (tokens x top-k with divisor top-k, or routed rows with 1); x has ",
+                    g.M, " rows, divisor ", x_row_divisor);
+  TORCH_CHECK_VALUE(rows_per_tile == 8 || rows_per_tile == 16, op, ": rows_per_tile must be 8 or 16, got ",
+                    rows_per_tile);
+  TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel(), op, ": tile_expert and tile_row differ in size");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const ArchPath arch_path = resolve_arch_path_for(x, path, op);
+  auto out = torch::empty({rows, g.N}, x.options());
+  if (rows == 0 || g.N == 0 || tile_expert.numel() == 0) return out;
+  TORCH_CHECK_VALUE(tile_expert.numel() <= INT32_MAX, op, ": too many tiles");
+
+  awq::GemmParams p{};
+  p.x = reinterpret_cast<const __half*>(g.x.data_ptr<at::Half>());
+  p.qweight = reinterpret_cast<const uint4*>(qweight.data_ptr<int32_t>());
+  p.scale_zero = reinterpret_cast<const __half2*>(scale_zero.data_ptr<int32_t>());
+  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
+  p.M = static_cast<int>(rows), p.N = g.N, p.K = g.K, p.lda = g.x.stride(0), p.group_size = group_size;
+  p.group_shift = __builtin_ctz(static_cast<unsigned>(group_size));
+  p.k_tiles = ceil_div(g.K, awq::kTileK);
+  p.splits = 1, p.tiles_per_split = p.k_tiles;
+  awq::GroupedRows grouped{};
+  grouped.tile_expert = tile_expert.data_ptr<int>();
+  grouped.tile_row = tile_row.data_ptr<int>();
+  grouped.expert_end = offsets.data_ptr<int>() + 1;
+  grouped.sorted_rows = sorted_rows.data_ptr<int>();
+  grouped.x_row_divisor = static_cast<int>(x_row_divisor);
+  grouped.expert_weight_stride = qweight.stride(0) / 4;  // int32 -> uint4
+  grouped.expert_scale_stride = scale_zero.stride(0);    // int32 = half2
+  const awq::FusedConfig config{static_cast<int>(rows_per_tile / awq::kTokensPerMma), 4, 1};
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  dispatch_arch_path(arch_path, [&](auto tag) {
+    awq::launch_grouped<decltype(tag)>(p, grouped, static_cast<int>(tile_expert.numel()), config, stream);
+  });
+  return out;
+}
+
 torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size) {
   TORCH_CHECK(scale_zero.dim() == 2, "awq_dequantize: scale_zero must be [K/G, N], got ", scale_zero.sizes());
   const int64_t K = scale_zero.size(0) * group_size;

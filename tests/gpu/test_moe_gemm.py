@@ -1,0 +1,163 @@
+"""Grouped AWQ expert GEMM (one launch for every routed row of every expert) on both arch paths,
+against per-expert float32 matmuls of the dequantised AWQ weights: random, skewed and one-expert
+routing, experts with no rows, a single token, dropped (expert-parallel) ids, the gate/up form (x holds
+tokens) and the down form (x holds routed rows), and CUDA-graph replay. Outputs come from a
+NaN-poisoned allocator, so an unwritten row shows up."""
+import pytest
+import torch
+
+from vllm_sm7x.quantization.awq_format import dequantize_awq, quantize_awq, stack_experts, to_kernel_layout
+
+pytestmark = pytest.mark.gpu
+PATHS = ["sm70", "sm75"]
+TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def moe():
+    from vllm_sm7x.ops import moe
+
+    return moe
+
+
+def make_experts(experts, K, N, group_size, gen):
+    """Stacked kernel-layout weights and the float32 [E, K, N] they stand for."""
+    packed, reference = [], []
+    for _ in range(experts):
+        qweight, qzeros, scales = quantize_awq(torch.randn(K, N, device="cuda", generator=gen) * 0.05, group_size)
+        packed.append(to_kernel_layout(qweight, qzeros, scales, group_size))
+        reference.append(dequantize_awq(qweight, qzeros, scales, group_size).float())
+    return stack_experts(packed), torch.stack(reference)
+
+
+def routing(kind, tokens, experts, topk, gen):
+    """topk_ids [tokens, topk] int32: distinct experts per token, drawn as `kind` says."""
+    if kind == "random":
+        scores = torch.rand(tokens, experts, device="cuda", generator=gen)
+    elif kind == "skewed":  # most rows on the first few experts, many experts with none
+        scores = torch.rand(tokens, experts, device="cuda", generator=gen) * torch.linspace(
+            8, 0.01, experts, device="cuda") ** 3
+    else:
+        raise ValueError(kind)
+    return scores.topk(topk, dim=-1).indices.int()
+
+
+def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path):
+    offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, experts)
+    rows = topk_ids.numel()
+    per_tile = moe.rows_per_tile_for(rows, min(rows, experts))
+    tiles = moe.expert_tiles(offsets, rows, per_tile)
+    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
+    del junk
+    return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path)
+
+
+def reference(x, weights, topk_ids, x_row_divisor):
+    ids = topk_ids.reshape(-1).long()
+    rows = torch.arange(ids.numel(), device="cuda")
+    return torch.einsum("rk,rkn->rn", x.float()[rows // x_row_divisor], weights[ids])
+
+
+def relative_error(out, ref, keep=None):
+    if keep is not None:
+        out, ref = out[keep], ref[keep]
+    assert not out.isnan().any(), "unwritten (NaN) rows"
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("tokens, experts, topk, K, N, group_size", [
+    (1, 8, 2, 256, 72, 128),       # a single decode token
+    (3, 64, 8, 2048, 1024, 128),   # Qwen3.6-35B-A3B gate/up widths (TP1), MTP-sized batch
+    (8, 256, 8, 2048, 264, 64),    # 256 experts, most with no rows
+    (33, 16, 4, 640, 136, 32),     # several tokens per expert: 16-row tiles
+    (130, 8, 2, 384, 200, 128),    # long expert row lists
+])
+@pytest.mark.parametrize("kind", ["random", "skewed"])
+def test_gate_up_form_matches_per_expert_reference(moe, path, tokens, experts, topk, K, N, group_size, kind, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weight, weights = make_experts(experts, K, N, group_size, gen)
+    x = torch.randn(tokens, K, device="cuda", generator=gen).half()
+    topk_ids = routing(kind, tokens, experts, topk, gen)
+    out = run_grouped(moe, x, weight, topk_ids, experts, topk, path)
+    assert out.shape == (tokens * topk, N)
+    assert relative_error(out, reference(x, weights, topk_ids, topk)) < TOLERANCE
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_down_form_reads_routed_rows(moe, path, seed):
+    """x [tokens * topk, K]: each routed row has its own input (the down projection of 35B-A3B)."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    tokens, experts, topk, K, N = 5, 32, 8, 512, 2048
+    weight, weights = make_experts(experts, K, N, 128, gen)
+    x = torch.randn(tokens * topk, K, device="cuda", generator=gen).half()
+    topk_ids = routing("random", tokens, experts, topk, gen)
+    out = run_grouped(moe, x, weight, topk_ids, experts, 1, path)
+    assert relative_error(out, reference(x, weights, topk_ids, 1)) < TOLERANCE
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_one_expert_takes_every_row(moe, path, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weight, weights = make_experts(4, 256, 40, 64, gen)
+    x = torch.randn(37, 256, device="cuda", generator=gen).half()
+    topk_ids = torch.full((37, 1), 2, dtype=torch.int32, device="cuda")
+    out = run_grouped(moe, x, weight, topk_ids, 4, 1, path)
+    assert relative_error(out, reference(x, weights, topk_ids, 1)) < TOLERANCE
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_dropped_ids_are_left_out(moe, path, seed):
+    """Expert parallelism masks other ranks' experts as -1: their rows are skipped, the rest exact."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weight, weights = make_experts(8, 256, 48, 128, gen)
+    x = torch.randn(6, 256, device="cuda", generator=gen).half()
+    topk_ids = routing("random", 6, 8, 3, gen)
+    keep = (topk_ids.reshape(-1) < 4)
+    masked = torch.where(topk_ids < 4, topk_ids, torch.full_like(topk_ids, -1))
+    out = run_grouped(moe, x, weight, masked, 8, 3, path)
+    assert relative_error(out, reference(x, weights, topk_ids, 3), keep) < TOLERANCE
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
+    """Sizes are fixed by shapes: a graph captured once gives the eager result for every new routing."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    tokens, experts, topk, K, N = 4, 64, 8, 1024, 256
+    weight, weights = make_experts(experts, K, N, 128, gen)
+    x = torch.randn(tokens, K, device="cuda", generator=gen).half()
+    topk_ids = routing("random", tokens, experts, topk, gen)
+    per_tile = moe.rows_per_tile_for(tokens * topk, experts)
+
+    def step():
+        offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, experts)
+        tiles = moe.expert_tiles(offsets, tokens * topk, per_tile)
+        return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, topk, per_tile, path=path)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
+    for kind in ("random", "skewed"):
+        topk_ids.copy_(routing(kind, tokens, experts, topk, gen))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, step())
+        assert relative_error(captured, reference(x, weights, topk_ids, topk)) < TOLERANCE
+
+
+def test_bad_input_names_the_rule(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weight, _ = make_experts(2, 256, 32, 128, gen)
+    x = torch.randn(3, 256, device="cuda", generator=gen).half()
+    topk_ids = torch.zeros(3, 2, dtype=torch.int32, device="cuda")
+    offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, 2)
+    tiles = moe.expert_tiles(offsets, 6, 8)
+    with pytest.raises(ValueError, match="x_row_divisor"):
+        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 1, 8)
+    with pytest.raises(ValueError, match="rows_per_tile must be 8 or 16"):
+        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 32)
