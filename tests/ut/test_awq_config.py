@@ -96,12 +96,54 @@ def test_shards_that_split_a_group_name_the_layer_and_the_fix():
         make_layer(method, 256, 12)
 
 
-def test_moe_layers_are_refused_clearly():
+def test_moe_layers_get_the_grouped_expert_method():
     from vllm.model_executor.layers.fused_moe import RoutedExperts
 
+    from vllm_sm7x.quantization.awq_moe import AwqSm7xMoEMethod
+
     moe = RoutedExperts.__new__(RoutedExperts)
-    with pytest.raises(NotImplementedError, match="experts.mlp: AWQ mixture-of-experts layers are not supported"):
-        awq_sm7x.AwqSm7xConfig(128).get_quant_method(moe, "experts.mlp")
+    moe.__dict__["moe_config"] = None  # the config object is only stored by the method
+    method = awq_sm7x.AwqSm7xConfig(128).get_quant_method(moe, "model.layers.0.mlp.experts")
+    assert isinstance(method, AwqSm7xMoEMethod) and method.prefix == "model.layers.0.mlp.experts"
+
+
+def make_experts_layer(method, experts, hidden, inter):
+    layer = torch.nn.Module()
+    method.create_weights(layer, experts, hidden, inter, torch.float16, weight_loader=None)
+    return layer
+
+
+def test_moe_method_loads_awq_experts_and_stacks_them_in_the_kernel_layout(seed):
+    from vllm_sm7x.quantization.awq_moe import AwqSm7xMoEMethod
+
+    method = AwqSm7xMoEMethod(awq_sm7x.AwqSm7xConfig(128), None, "model.layers.0.mlp.experts")
+    experts, hidden, inter = 3, 256, 128
+    layer = make_experts_layer(method, experts, hidden, inter)
+    assert layer.w13_qweight.shape == (experts, hidden, 2 * inter // 8)
+    assert layer.w2_scales.shape == (experts, inter // 128, hidden)
+    gen = torch.Generator().manual_seed(seed)
+    expected = {}
+    for name, (k, n) in {"w13": (hidden, 2 * inter), "w2": (inter, hidden)}.items():
+        for e in range(experts):
+            qweight, qzeros, scales = quantize_awq(torch.randn(k, n, generator=gen), 128)
+            getattr(layer, f"{name}_qweight").data[e] = qweight
+            getattr(layer, f"{name}_qzeros").data[e] = qzeros
+            getattr(layer, f"{name}_scales").data[e] = scales
+            expected[name, e] = dequantize_awq(qweight, qzeros, scales, 128).t()
+    method.process_weights_after_loading(layer)
+    assert not hasattr(layer, "w13_qzeros") and not hasattr(layer, "w2_scales")
+    for (name, e), weight in expected.items():
+        kernel = awq_sm7x.AwqKernelWeight(getattr(layer, f"{name}_qweight")[e], getattr(layer, f"{name}_scale_zero")[e],
+                                          128)
+        assert ((dequantize_kernel_layout(kernel).double() - weight).norm() / weight.norm()) < 2e-3
+
+
+def test_moe_experts_that_split_a_group_name_the_layer_and_the_fix():
+    from vllm_sm7x.quantization.awq_moe import AwqSm7xMoEMethod
+
+    method = AwqSm7xMoEMethod(awq_sm7x.AwqSm7xConfig(128), None, "model.layers.5.mlp.experts")
+    with pytest.raises(ValueError, match=r"experts: .*intermediate per rank 96 .* group size 128.*tensor-parallel"):
+        make_experts_layer(method, 4, 256, 96)
 
 
 def test_stock_awq_switch_leaves_awq_to_vllm(active, monkeypatch):

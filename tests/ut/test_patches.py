@@ -3,6 +3,8 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import importlib
 try:
@@ -35,3 +37,21 @@ def test_patch_index_documents_every_patch():
     patch = importlib.import_module("vllm_sm7x.patch")
     for name in patch.PATCHES:
         assert f"`{name}`" in patch.__doc__
+
+
+def test_moe_routing_goes_to_our_kernel_on_sm70_only(monkeypatch):
+    import vllm._custom_ops as ops
+
+    from vllm_sm7x.activation import Activation
+    from vllm_sm7x.patch import moe_routing
+
+    stock = ops.topk_softmax
+    monkeypatch.setattr(ops, "topk_softmax", stock)  # restored after the test
+    for path in ("sm75", None):
+        monkeypatch.setattr(moe_routing, "current_activation", lambda: Activation(path is not None, path, True, ""))
+        assert not moe_routing.topk_softmax_without_moe_c() and ops.topk_softmax is stock
+    monkeypatch.setattr(moe_routing, "current_activation", lambda: Activation(True, "sm70", True, ""))
+    assert moe_routing.topk_softmax_without_moe_c() and ops.topk_softmax is moe_routing.topk_softmax
+    assert not moe_routing.topk_softmax_without_moe_c()  # idempotent
+    with pytest.raises(NotImplementedError, match="score correction bias"):
+        ops.topk_softmax(None, None, None, None, True, e_score_correction_bias=object())

@@ -86,9 +86,9 @@ class AwqSm7xConfig(QuantizationConfig):
         from vllm.model_executor.layers.fused_moe import RoutedExperts
 
         if isinstance(layer, RoutedExperts):
-            raise NotImplementedError(
-                f"{prefix}: AWQ mixture-of-experts layers are not supported on SM70/SM75 yet (grouped AWQ "
-                "GEMM is planned, see docs/roadmap.md); dense AWQ models work")
+            from vllm_sm7x.quantization.awq_moe import AwqSm7xMoEMethod
+
+            return AwqSm7xMoEMethod(self, layer.moe_config, prefix)
         if isinstance(layer, LinearBase):
             if is_layer_skipped(prefix, self.modules_to_not_convert, self.packed_modules_mapping,
                                 skip_with_substr=True):

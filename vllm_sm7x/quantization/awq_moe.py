@@ -1,0 +1,103 @@
+"""AWQ mixture-of-experts layers on SM70/SM75 (Qwen3.6-35B-A3B, Qwen3.5-122B-A10B): the experts of
+each projection in one kernel-layout stack, run by the grouped AWQ GEMM (one launch over every
+routed row), with routing and the weighted combine on our kernels and PyTorch, so nothing calls
+vLLM's _moe_C (which has no sm_70 code).
+
+vLLM runs the MoE layer inside its opaque `vllm.moe_forward` op, so apply() sees concrete shapes.
+Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from vllm.model_executor.layers.fused_moe import FusedMoEMethodBase, FusedMoeWeightScaleSupported
+from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+from vllm.model_executor.utils import set_weight_attrs
+
+from vllm_sm7x.activation import kernel_path
+from vllm_sm7x.ops.moe import awq_moe_gemm, expert_tiles, rows_per_tile_for, sort_rows
+from vllm_sm7x.quantization.awq_format import AwqKernelWeight, stack_experts, to_kernel_layout
+
+PACK_FACTOR = 8  # int4 values per int32
+# The AWQ GEMM-format tensors vLLM's FusedMoE loader fills, per projection: w13 holds each expert's
+# gate (columns 0..I-1) and up (I..2I-1) projections, w2 its down projection.
+PROJECTIONS = ("w13", "w2")
+
+
+class AwqSm7xMoEMethod(FusedMoEMethodBase):
+    def __init__(self, config, moe, prefix: str = "") -> None:
+        super().__init__(moe)
+        self.config = config
+        self.prefix = prefix
+        self.kernel_path = kernel_path()  # decided once: the op below must see a constant
+
+    def create_weights(self, layer: torch.nn.Module, num_experts: int, hidden_size: int,
+                       intermediate_size_per_partition: int, params_dtype: torch.dtype, **extra_weight_attrs) -> None:
+        group, inter = self.config.group_size, intermediate_size_per_partition
+        if hidden_size % group or inter % group:
+            raise ValueError(
+                f"{self.prefix}: expert widths hidden {hidden_size} / intermediate per rank {inter} must be "
+                f"multiples of the AWQ group size {group} (row-parallel experts split on group boundaries): "
+                "lower the tensor-parallel size")
+        if params_dtype != torch.float16:
+            raise ValueError(f"{self.prefix}: AWQ on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
+                             "float16 (the default on these GPUs)")
+        extra_weight_attrs.pop("intermediate_size_full", None)
+        extra_weight_attrs.update(is_transposed=True, quant_method=FusedMoeWeightScaleSupported.GROUP.value)
+        shapes = {"w13": (hidden_size, 2 * inter), "w2": (inter, hidden_size)}  # (K, N) of each expert
+        for name, (k, n) in shapes.items():
+            tensors = {f"{name}_qweight": (torch.int32, (k, n // PACK_FACTOR)),
+                       f"{name}_qzeros": (torch.int32, (k // group, n // PACK_FACTOR)),
+                       f"{name}_scales": (params_dtype, (k // group, n))}
+            for tensor_name, (dtype, shape) in tensors.items():
+                parameter = torch.nn.Parameter(torch.empty(num_experts, *shape, dtype=dtype), requires_grad=False)
+                layer.register_parameter(tensor_name, parameter)
+                set_weight_attrs(parameter, extra_weight_attrs)
+
+    def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
+        for name in PROJECTIONS:
+            qweight, qzeros, scales = (getattr(layer, f"{name}_{part}") for part in ("qweight", "qzeros", "scales"))
+            stacked = stack_experts([to_kernel_layout(qweight[e], qzeros[e], scales[e], self.config.group_size)
+                                     for e in range(qweight.shape[0])])
+            for part in ("qweight", "qzeros", "scales"):
+                delattr(layer, f"{name}_{part}")
+            layer.register_parameter(f"{name}_qweight", torch.nn.Parameter(stacked.qweight, requires_grad=False))
+            layer.register_parameter(f"{name}_scale_zero", torch.nn.Parameter(stacked.scale_zero,
+                                                                               requires_grad=False))
+
+    def get_fused_moe_quant_config(self, layer: torch.nn.Module):
+        return None  # our own kernels: vLLM's modular MoE kernels are not used
+
+    def _experts(self, layer: torch.nn.Module, name: str) -> AwqKernelWeight:
+        return AwqKernelWeight(getattr(layer, f"{name}_qweight"), getattr(layer, f"{name}_scale_zero"),
+                               self.config.group_size)
+
+    def apply(self, layer: torch.nn.Module, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
+              shared_experts=None, shared_experts_input=None) -> torch.Tensor:
+        if layer.activation != MoEActivation.SILU:
+            raise NotImplementedError(f"{self.prefix}: expert activation {layer.activation} is not supported on "
+                                      "SM70/SM75 (only SiLU-gated experts, as in Qwen MoE models)")
+        if layer.apply_router_weight_on_input:
+            raise NotImplementedError(f"{self.prefix}: router weights applied on the input are not supported on "
+                                      "SM70/SM75")
+        tokens, topk = topk_ids.shape
+        ids = topk_ids.to(torch.int32)
+        if layer.expert_map is not None:  # expert parallel: other ranks' experts become -1 (dropped)
+            ids = layer.expert_map[ids.long()].to(torch.int32)
+        experts = layer.local_num_experts
+        offsets, sorted_rows, _, _ = sort_rows(ids, experts)
+        rows = ids.numel()
+        per_tile = rows_per_tile_for(rows, min(rows, experts))
+        tiles = expert_tiles(offsets, rows, per_tile)
+        gate_up = awq_moe_gemm(x, self._experts(layer, "w13"), sorted_rows, offsets, tiles, topk, per_tile,
+                               self.kernel_path)
+        inter = gate_up.shape[1] // 2
+        hidden = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+        down = awq_moe_gemm(hidden, self._experts(layer, "w2"), sorted_rows, offsets, tiles, 1, per_tile,
+                            self.kernel_path).view(tokens, topk, -1)
+        weights = topk_weights.float()
+        if layer.expert_map is not None:  # dropped rows were never written: keep them out of the sum
+            kept = (ids >= 0).view(tokens, topk, 1)
+            down = down.masked_fill(~kept, 0)
+            weights = weights * kept.squeeze(-1)
+        return torch.einsum("tkh,tk->th", down.float(), weights).to(x.dtype)
