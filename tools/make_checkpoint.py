@@ -5,8 +5,10 @@ and a Qwen3.5/3.6-style chat template, peaked next-token distributions).
 
   python tools/make_checkpoint.py --preset qwen3-tiny --out /tmp/qwen3-tiny-awq [--group-size 128] [--seed 0]
 
-Presets: qwen3-tiny (dense Qwen3, 2 layers), qwen3-27b-width (Qwen3.6-27B widths, 8 layers; build it
-on a GPU machine). Outputs are meaningless; they are for checking and timing the serving path.
+Presets: qwen3-tiny (dense Qwen3, 2 layers), qwen3-27b-width (Qwen3.6-27B widths, 8 layers),
+qwen35-tiny / qwen36-27b-width (the Qwen3.5/3.6 hybrid), qwen36-35b-a3b-tiny / qwen36-35b-a3b-width
+(the hybrid MoE of Qwen3.6-35B-A3B; serve the hybrids text-only). Build the -width presets on a GPU
+machine. Outputs are meaningless; they are for checking and timing the serving path.
 """
 from __future__ import annotations
 

@@ -157,3 +157,20 @@ def test_qwen35_hybrid_with_our_gdn_decode_matches_stock_vllm(hybrid_checkpoint,
     assert ours["quantization"] == "awq_sm7x"
     assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
     assert_matches_stock(hybrid_stock, ours, f"qwen35-tiny {emulate}/graphs")
+
+
+@pytest.fixture(scope="module")
+def moe_checkpoint(tmp_path_factory):
+    return awq_checkpoint(tmp_path_factory, "qwen36-35b-a3b-tiny")
+
+
+@pytest.fixture(scope="module")
+def moe_stock(moe_checkpoint):
+    return stock_samples(moe_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
+
+
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, emulate):
+    ours = generate(moe_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE)
+    assert ours["quantization"] == "awq_sm7x"
+    assert_matches_stock(moe_stock, ours, f"qwen36-35b-a3b-tiny {emulate}/graphs")

@@ -16,7 +16,7 @@ import json, sys
 import torch
 from vllm import LLM, SamplingParams
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=True, gpu_memory_utilization=0.2,
-          max_model_len=512, max_num_seqs=4, seed=0)
+          max_model_len=512, max_num_seqs=4, seed=0, **json.loads(sys.argv[2]))
 prompts = [{"prompt_token_ids": list(range(3, 40))}, {"prompt_token_ids": [5, 9, 11]}]
 params = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.9, top_k=20, seed=1, detokenize=False)
 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
@@ -39,22 +39,25 @@ def is_vllm_cuda_kernel(name: str) -> bool:
     return "vllm::" in name and not re.fullmatch(r"vllm::\w+", name)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+# (preset, engine arguments, an op of ours the profile must show): dense, and the MoE hybrid (text-only).
+MODELS = {"qwen3-tiny": ({}, "_C_sm7x::awq_linear"),
+          "qwen36-35b-a3b-tiny": ({"language_model_only": True}, "_C_sm7x::awq_moe_gemm")}
+
+
+@pytest.mark.parametrize("preset", list(MODELS))
+def test_sm70_generate_calls_no_vllm_c_kernel(preset, tmp_path):
     pytest.importorskip("vllm")
     from vllm_sm7x.checkpoints import make_checkpoint
 
-    return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
-
-
-def test_sm70_generate_calls_no_vllm_c_kernel(checkpoint):
+    checkpoint = make_checkpoint(preset, tmp_path / preset, group_size=128, seed=0)
+    engine_args, our_op = MODELS[preset]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env.update(VLLM_SM7X_EMULATE="sm70", VLLM_ENABLE_V1_MULTIPROCESSING="0")  # profile the model in-process
-    result = subprocess.run([sys.executable, "-c", PROFILE, str(checkpoint)], capture_output=True, text=True,
-                            env=env, timeout=420)
+    result = subprocess.run([sys.executable, "-c", PROFILE, str(checkpoint), json.dumps(engine_args)],
+                            capture_output=True, text=True, env=env, timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     names = json.loads(line.removeprefix("RESULT "))
-    assert any(name.startswith("_C_sm7x::awq_linear") for name in names), "the profile did not see our GEMM"
+    assert any(name.startswith(our_op) for name in names), f"the profile did not see {our_op}"
     vllm_c = [name for name in names if name.startswith(VLLM_C_OP_PREFIXES) or is_vllm_cuda_kernel(name)]
     assert not vllm_c, f"vllm._C ops/kernels on the sm70 serving path: {vllm_c}"

@@ -119,3 +119,48 @@ def test_hybrid_width_preset_has_qwen36_27b_layer_shapes():
         "full_attention"]
     assert (text.num_attention_heads, text.num_key_value_heads, text.head_dim) == (24, 4, 256)
     assert (text.linear_num_key_heads, text.linear_num_value_heads, text.linear_key_head_dim) == (16, 48, 128)
+
+
+def test_moe_preset_writes_each_expert_in_awq_format(tmp_path):
+    """vLLM's loader and the published Qwen3.6-35B-A3B AWQ uploads name experts one by one."""
+    from safetensors.torch import load_file
+
+    from vllm_sm7x.quantization.awq_format import dequantize_awq
+
+    out = make_checkpoint("qwen36-35b-a3b-tiny", tmp_path, group_size=64, seed=2, device="cpu")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3_5MoeForConditionalGeneration"]
+    tensors = load_file(str(out / "model.safetensors"))
+    mlp = "model.language_model.layers.1.mlp."
+    for e in range(8):
+        assert tensors[f"{mlp}experts.{e}.gate_proj.qweight"].shape == (256, 128 // 8)
+        assert tensors[f"{mlp}experts.{e}.up_proj.scales"].shape == (256 // 64, 128)
+        assert tensors[f"{mlp}experts.{e}.down_proj.qweight"].shape == (128, 256 // 8)
+    assert tensors[f"{mlp}shared_expert.gate_proj.qweight"].shape == (256, 128 // 8)
+    assert tensors[f"{mlp}gate.weight"].shape == (8, 256) and tensors[f"{mlp}shared_expert_gate.weight"].shape == (1, 256)
+    assert not any("gate_up_proj" in name for name in tensors)
+    gate, up = (dequantize_awq(*(tensors[f"{mlp}experts.3.{p}.{part}"] for part in ("qweight", "qzeros", "scales")), 64)
+                for p in ("gate_proj", "up_proj"))
+    assert not torch.allclose(gate, up)  # two different halves of the fused tensor, not one twice
+    assert json.loads((out / "checkpoint_info.json").read_text())["median_top1_top2_logprob_gap"] > 0.5
+
+
+def test_moe_experts_keep_gate_up_and_down_of_the_model(tmp_path):
+    """Split back from the fused tensors in the right order: gate is the first half of gate_up."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from vllm_sm7x.checkpoints import PRESETS
+
+    out = make_checkpoint("qwen36-35b-a3b-tiny", tmp_path, seed=4, device="cpu", quantize=False)
+    tensors = load_file(str(out / "model.safetensors"))
+    preset = PRESETS["qwen36-35b-a3b-tiny"]
+    torch.manual_seed(4)  # the same draw as make_checkpoint's
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(**{k: v for k, v in preset.items() if k != "architectures"}).text_config,
+        dtype=torch.float32)
+    experts = model.model.layers[2].mlp.experts
+    mlp = "model.language_model.layers.2.mlp.experts.5."
+    assert torch.equal(tensors[mlp + "gate_proj.weight"], experts.gate_up_proj[5, :128].half())
+    assert torch.equal(tensors[mlp + "up_proj.weight"], experts.gate_up_proj[5, 128:].half())
+    assert torch.equal(tensors[mlp + "down_proj.weight"], experts.down_proj[5].half())

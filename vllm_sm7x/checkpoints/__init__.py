@@ -64,14 +64,51 @@ PRESETS = {
         vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=256),
         torch_dtype="float16"),
 }
+# Qwen3.6-35B-A3B's layout (Qwen3_5MoeForConditionalGeneration: every MLP is top-k of routed SiLU experts
+# plus one gated shared expert; hybrid attention as in qwen35-tiny), served text-only like the others.
+_MOE_TEXT = dict(model_type="qwen3_5_moe_text", attn_output_gate=True, linear_conv_kernel_dim=4,
+                 mtp_num_hidden_layers=1, rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
+                 torch_dtype="float16", layer_types=["linear_attention"] * 3 + ["full_attention"])
+PRESETS.update({
+    # 4 layers at hidden 256, 8 experts top-2 of width 128: tests.
+    "qwen36-35b-a3b-tiny": dict(
+        architectures=["Qwen3_5MoeForConditionalGeneration"], model_type="qwen3_5_moe", tie_word_embeddings=False,
+        image_token_id=505, video_token_id=506, vision_start_token_id=507, vision_end_token_id=508,
+        text_config=dict(
+            _MOE_TEXT, vocab_size=512, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=64, linear_num_key_heads=2, linear_num_value_heads=4,
+            linear_key_head_dim=64, linear_value_head_dim=64, num_experts=8, num_experts_per_tok=2,
+            moe_intermediate_size=128, shared_expert_intermediate_size=128, max_position_embeddings=1024,
+            rope_parameters=dict(rope_type="default", rope_theta=10000000.0, partial_rotary_factor=0.25,
+                                 mrope_section=[3, 3, 2], mrope_interleaved=True)),
+        vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=256),
+        torch_dtype="float16"),
+    # Qwen3.6-35B-A3B's widths (hidden 2048, 256 experts top-8 x 512, shared expert 512, attention 16 / 2
+    # x 256, GDN 16 k / 32 v heads x 128, vocab 248320) in 4 layers: benchmarks.
+    "qwen36-35b-a3b-width": dict(
+        architectures=["Qwen3_5MoeForConditionalGeneration"], model_type="qwen3_5_moe", tie_word_embeddings=False,
+        text_config=dict(
+            _MOE_TEXT, vocab_size=248320, hidden_size=2048, num_hidden_layers=4, num_attention_heads=16,
+            num_key_value_heads=2, head_dim=256, linear_num_key_heads=16, linear_num_value_heads=32,
+            linear_key_head_dim=128, linear_value_head_dim=128, num_experts=256, num_experts_per_tok=8,
+            moe_intermediate_size=512, shared_expert_intermediate_size=512, max_position_embeddings=262144,
+            rope_parameters=dict(rope_type="default", rope_theta=10000000.0, partial_rotary_factor=0.25,
+                                 mrope_section=[11, 11, 10], mrope_interleaved=True)),
+        vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=2048),
+        torch_dtype="float16"),
+})
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
-LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0}
+LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0,
+               "qwen36-35b-a3b-tiny": 24.0, "qwen36-35b-a3b-width": 24.0}
 # Linear layers the AWQ checkpoints quantize; the GDN gate projections (in_proj_a/b, one output per
 # head) and the vision tower stay fp16, as in the published Qwen3.5 AWQ uploads. vLLM builds the
 # tower's layers (on the meta device) even for text-only serving, so the config must name it.
 QUANTIZED_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
                       "in_proj_z", "out_proj")
 NOT_QUANTIZED_HYBRID = ["in_proj_a", "in_proj_b", "visual"]
+# transformers keeps each layer's experts as two fused tensors; checkpoints (and vLLM's loader) name
+# them per expert.
+FUSED_EXPERTS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 GAP_PROMPTS = [[3, 17, 42, 99, 7], list(range(3, 60)), [11, 5, 11, 5, 11, 5], [200, 100, 50, 25, 12, 6, 3]]
 
 
@@ -96,6 +133,23 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
         top2 = logprobs.topk(2, dim=-1).values
         gaps.append(top2[:, 0] - top2[:, 1])
     return float(torch.cat(gaps).median())
+
+
+def _per_expert(state_dict: dict):
+    """(name, tensor) with each fused expert tensor ([E, 2I, H] gate+up, [E, H, I] down, nn.Linear's
+    [out, in] per expert) split into experts.{e}.gate_proj / up_proj / down_proj weights."""
+    for name, tensor in state_dict.items():
+        if not name.endswith(FUSED_EXPERTS):
+            yield name, tensor
+            continue
+        layer = name.rsplit(".", 1)[0]  # ...mlp.experts
+        for e, weight in enumerate(tensor):
+            if name.endswith("gate_up_proj"):
+                gate, up = weight.chunk(2, dim=0)
+                yield f"{layer}.{e}.gate_proj.weight", gate
+                yield f"{layer}.{e}.up_proj.weight", up
+            else:
+                yield f"{layer}.{e}.down_proj.weight", weight
 
 
 def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0, device: str | None = None,
@@ -123,7 +177,7 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
     gap = median_top2_gap(model, GAP_PROMPTS, text["vocab_size"])
     model = model.half()
     tensors = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in _per_expert(model.state_dict()):
         if hybrid and name.startswith("model."):
             name = "model.language_model." + name.removeprefix("model.")
         module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
