@@ -150,6 +150,27 @@ def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
         assert relative_error(captured, reference(x, weights, topk_ids, topk)) < TOLERANCE
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("tokens", [1, 5, 40])
+def test_whole_expert_layer_matches_float32_reference(moe, path, tokens, seed):
+    """awq_moe (what the vLLM MoE method runs): gate/up, SiLU gate, down, weighted sum over the top-k.
+    The gate/up output and the gated hidden state are fp16 between the GEMMs: two more roundings than a
+    single GEMM, hence twice its tolerance."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    experts, topk, hidden, inter = 32, 4, 512, 256
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
+    x = torch.randn(tokens, hidden, device="cuda", generator=gen).half()
+    topk_ids = routing("random", tokens, experts, topk, gen)
+    topk_weights = torch.rand(tokens, topk, device="cuda", generator=gen).softmax(-1)
+    out = moe.awq_moe(x, w13, w2, topk_weights, topk_ids, path=path)
+    gate_up = torch.einsum("th,tkhn->tkn", x.float(), w13_ref[topk_ids.long()])
+    act = torch.nn.functional.silu(gate_up[..., :inter]) * gate_up[..., inter:]
+    ref = torch.einsum("tki,tkih,tk->th", act, w2_ref[topk_ids.long()], topk_weights)
+    assert out.shape == (tokens, hidden) and out.dtype == torch.float16
+    assert relative_error(out, ref) < 2 * TOLERANCE
+
+
 def test_bad_input_names_the_rule(moe, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     weight, _ = make_experts(2, 256, 32, 128, gen)

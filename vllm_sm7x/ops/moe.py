@@ -1,10 +1,12 @@
 """Mixture-of-experts routing on SM70/SM75 without vLLM's _moe_C (no sm_70 code there):
 csrc/moe/moe_routing.h. `topk_softmax` takes the arguments and gives the outputs of vLLM's;
 `sort_rows` groups the routed rows by expert, `expert_tiles` cuts each expert's rows into the grouped
-GEMM's CTA rows, and `awq_moe_gemm` runs one AWQ projection of every routed row in one launch."""
+GEMM's CTA rows, `awq_moe_gemm` runs one AWQ projection of every routed row in one launch, and
+`awq_moe` is a whole SiLU-gated expert layer on them."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from vllm_sm7x.activation import kernel_path
 from vllm_sm7x.ops import load_kernels
@@ -59,3 +61,24 @@ def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.T
     return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
                                           tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
                                           path or kernel_path())
+
+
+def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_weights: torch.Tensor,
+            topk_ids: torch.Tensor, path: str | None = None) -> torch.Tensor:
+    """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
+    with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
+    I -> H (stack_experts); ids outside [0, E) (other ranks' experts) count as zero."""
+    tokens, topk = topk_ids.shape
+    ids = topk_ids.to(torch.int32)
+    experts = w13.qweight.shape[0]
+    offsets, sorted_rows, _, _ = sort_rows(ids, experts)
+    rows = ids.numel()
+    per_tile = rows_per_tile_for(rows, min(rows, experts))
+    tiles = expert_tiles(offsets, rows, per_tile)
+    gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path)
+    inter = gate_up.shape[1] // 2
+    hidden = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+    down = awq_moe_gemm(hidden, w2, sorted_rows, offsets, tiles, 1, per_tile, path).view(tokens, topk, -1)
+    kept = ((ids >= 0) & (ids < experts)).view(tokens, topk, 1)  # dropped rows were never written
+    down = down.masked_fill(~kept, 0)
+    return torch.einsum("tkh,tk->th", down.float(), topk_weights.float() * kept.squeeze(-1)).to(x.dtype)

@@ -9,13 +9,12 @@ Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's ru
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from vllm.model_executor.layers.fused_moe import FusedMoEMethodBase, FusedMoeWeightScaleSupported
 from vllm.model_executor.layers.fused_moe.activation import MoEActivation
 from vllm.model_executor.utils import set_weight_attrs
 
 from vllm_sm7x.activation import kernel_path
-from vllm_sm7x.ops.moe import awq_moe_gemm, expert_tiles, rows_per_tile_for, sort_rows
+from vllm_sm7x.ops.moe import awq_moe
 from vllm_sm7x.quantization.awq_format import AwqKernelWeight, stack_experts, to_kernel_layout
 
 PACK_FACTOR = 8  # int4 values per int32
@@ -80,24 +79,6 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         if layer.apply_router_weight_on_input:
             raise NotImplementedError(f"{self.prefix}: router weights applied on the input are not supported on "
                                       "SM70/SM75")
-        tokens, topk = topk_ids.shape
-        ids = topk_ids.to(torch.int32)
-        if layer.expert_map is not None:  # expert parallel: other ranks' experts become -1 (dropped)
-            ids = layer.expert_map[ids.long()].to(torch.int32)
-        experts = layer.local_num_experts
-        offsets, sorted_rows, _, _ = sort_rows(ids, experts)
-        rows = ids.numel()
-        per_tile = rows_per_tile_for(rows, min(rows, experts))
-        tiles = expert_tiles(offsets, rows, per_tile)
-        gate_up = awq_moe_gemm(x, self._experts(layer, "w13"), sorted_rows, offsets, tiles, topk, per_tile,
-                               self.kernel_path)
-        inter = gate_up.shape[1] // 2
-        hidden = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
-        down = awq_moe_gemm(hidden, self._experts(layer, "w2"), sorted_rows, offsets, tiles, 1, per_tile,
-                            self.kernel_path).view(tokens, topk, -1)
-        weights = topk_weights.float()
-        if layer.expert_map is not None:  # dropped rows were never written: keep them out of the sum
-            kept = (ids >= 0).view(tokens, topk, 1)
-            down = down.masked_fill(~kept, 0)
-            weights = weights * kept.squeeze(-1)
-        return torch.einsum("tkh,tk->th", down.float(), weights).to(x.dtype)
+        ids = topk_ids if layer.expert_map is None else layer.expert_map[topk_ids.long()]  # expert parallel
+        return awq_moe(x, self._experts(layer, "w13"), self._experts(layer, "w2"), topk_weights, ids,
+                       self.kernel_path)
