@@ -40,7 +40,9 @@ def with_real_triton(module, kernel_name: str):
     package = module.__name__.rsplit(".", 1)[0] + "."
     saved = {name: mod for name, mod in sys.modules.items() if name.startswith(package)}
     try:
-        with mock.patch.multiple(vllm.triton_utils, triton=triton, tl=tl):
+        # The torch ops such a module registers on import exist already, from its first import.
+        with mock.patch.multiple(vllm.triton_utils, triton=triton, tl=tl), \
+                mock.patch("vllm.utils.torch_utils.direct_register_custom_op", lambda *args, **kwargs: None):
             for name in saved:
                 del sys.modules[name]
             return importlib.import_module(module.__name__)

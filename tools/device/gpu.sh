@@ -9,6 +9,7 @@
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
 #   bash tools/device/gpu.sh bench-gdn [ARGS...]         # build, then benchmarks/gdn.py
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
+#   bash tools/device/gpu.sh bench-moe [ARGS...]         # build, then benchmarks/moe.py (needs vLLM)
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 # SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
 #
@@ -88,6 +89,7 @@ case "$command" in
   bench-attention) benchmark attention.py attention.log "$@" ;;
   bench-gdn) benchmark gdn.py gdn.log "$@" ;;
   bench-serve) benchmark serve.py serve.log "$@" ;;
+  bench-moe) benchmark moe.py moe.log "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-gdn | bench-serve | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-gdn | bench-serve | bench-moe | all"; exit 2 ;;
 esac

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Routed experts of one MoE layer at Qwen3.6-35B-A3B widths (hidden 2048, 256 experts, top-8, expert
+width 512 at TP1 and 128 at TP4; AWQ int4, group 128) for 1, 4, 16 and 256 tokens: our grouped AWQ
+GEMM layer (vllm_sm7x.ops.moe.awq_moe: routing sort, gate/up, SiLU gate, down, weighted sum) against
+vLLM's int4 fused MoE (`fused_experts` with use_int4_w4a16: moe_align_block_size, the Triton
+`fused_moe_kernel_gptq_awq`, SiLU-and-mul, moe_sum) built for this GPU ("native"), and with its
+Triton kernel built for the emulated card ("faithful": benchmarks/triton_faithful.py). vLLM's own pick
+of its CUDA wna16 kernel for few tokens per expert is reported as "vllm_wna16_native" (a T4 has it,
+a V100 has no int4 MoE path at all). The shared expert is not part of the timed layer.
+
+bw_frac = bytes of the experts the routing touches (weights, scales, zeros) / time / copy bandwidth of
+this run; experts of several layers are rotated so the touched bytes are >= 4x the L2. Layer 0 holds
+the same AWQ weights in both formats and the outputs are compared (notes say if they disagree). All
+calls run inside CUDA graphs. These are figures of this GPU running the SM7x code paths, not V100 or
+T4 figures.
+
+  python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_info import run_info  # noqa: E402
+from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
+
+from vllm_sm7x.quantization.awq_format import (AwqKernelWeight, stack_experts, to_kernel_layout,  # noqa: E402
+                                               unpack_int4)
+from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
+
+HIDDEN, EXPERTS, TOPK, GROUP = 2048, 256, 8, 128
+SHAPES = {"35b-a3b-tp1": 512, "35b-a3b-tp4": 128}  # expert width per GPU
+MEMORY_BUDGET = 24 << 30  # bytes of expert weights per shape, both formats
+
+
+def wna16_format(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor):
+    """One expert's AWQ GEMM-format tensors ([K, N/8], [K/G, N/8], [K/G, N]) in the layout of vLLM's
+    int4 fused MoE kernel: values [N, K/2] uint8 (k pairs, low nibble first), scales [N, K/G], zero
+    points [N/2, K/G] uint8 (n pairs, low nibble first)."""
+    values = unpack_int4(qweight).t()                 # [N, K]
+    zeros = unpack_int4(qzeros).t()                   # [N, K/G]
+    packed = (values[:, 0::2] | (values[:, 1::2] << 4)).to(torch.uint8)
+    packed_zeros = (zeros[0::2] | (zeros[1::2] << 4)).to(torch.uint8)
+    return packed.contiguous(), scales.t().contiguous(), packed_zeros.contiguous()
+
+
+def random_awq(experts: int, k: int, n: int, gen: torch.Generator):
+    """AWQ GEMM-format tensors of random int4 experts: (qweight, qzeros, scales), each [E, ...]."""
+    full = dict(low=-2**31, high=2**31 - 1, dtype=torch.int32, device="cuda", generator=gen)
+    return (torch.randint(size=(experts, k, n // 8), **full), torch.randint(size=(experts, k // GROUP, n // 8), **full),
+            (torch.rand(experts, k // GROUP, n, device="cuda", generator=gen) * 0.02 + 0.001).half())
+
+
+class Layer:
+    """One MoE layer's experts in both formats (ours: kernel layout; vLLM's: wna16)."""
+
+    def __init__(self, inter: int, gen: torch.Generator):
+        self.ours, self.vllm = {}, {}
+        for name, (k, n) in {"w13": (HIDDEN, 2 * inter), "w2": (inter, HIDDEN)}.items():
+            qweight, qzeros, scales = random_awq(EXPERTS, k, n, gen)
+            self.ours[name] = stack_experts([to_kernel_layout(qweight[e], qzeros[e], scales[e], GROUP)
+                                             for e in range(EXPERTS)])
+            parts = [wna16_format(qweight[e], qzeros[e], scales[e]) for e in range(EXPERTS)]
+            self.vllm[name] = [torch.stack(tensors) for tensors in zip(*parts)]
+
+    @staticmethod
+    def expert_bytes(inter: int) -> int:
+        """Bytes of one expert (int4 weights, fp16 scales and zero terms), as our kernels read them."""
+        weights = 3 * HIDDEN * inter  # 2I x H + H x I values
+        return weights // 2 + 2 * (weights // GROUP) * 2
+
+
+class Problem:
+    def __init__(self, layers: list[Layer], inter: int, tokens: int, gen: torch.Generator):
+        self.layers, self.inter, self.tokens = layers, inter, tokens
+        self.x = torch.randn(tokens, HIDDEN, device="cuda", generator=gen).half()
+        self.weights = torch.rand(tokens, TOPK, device="cuda", generator=gen).softmax(-1)
+        self.ids = [torch.rand(tokens, EXPERTS, device="cuda", generator=gen).topk(TOPK, -1).indices.int()
+                    for _ in layers]
+
+    def touched_bytes(self) -> float:  # per layer, averaged
+        distinct = sum(ids.unique().numel() for ids in self.ids) / len(self.ids)
+        return distinct * Layer.expert_bytes(self.inter)
+
+
+def ours(problem: Problem, path: str):
+    from vllm_sm7x.ops.moe import awq_moe
+
+    return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path)
+
+
+def fused_moe_module():
+    from vllm.model_executor.layers.fused_moe import fused_moe
+
+    return with_real_triton(fused_moe, "fused_moe_kernel_gptq_awq")
+
+
+def stock(problem: Problem, emulate: str | None, triton_only: bool):
+    """vLLM's int4 fused MoE on the layer; triton_only keeps vLLM off its CUDA wna16 kernel; emulate
+    swaps the Triton kernel for its build for that card."""
+    module = fused_moe_module()
+    major, minor = torch.cuda.get_device_capability()
+    kernels = {"fused_moe_kernel_gptq_awq": EmulatedKernel(module.fused_moe_kernel_gptq_awq, EMULATED_ARCH[emulate],
+                                                           major * 10 + minor)} if emulate else {}
+
+    def run(layer, ids):
+        (w1, w1_scale, w1_zp), (w2, w2_scale, w2_zp) = layer.vllm["w13"], layer.vllm["w2"]
+        keep_triton = (mock.patch.object(module, "should_moe_wna16_use_cuda", return_value=False) if triton_only
+                       else contextlib.nullcontext())
+        with swapped(module, **kernels), keep_triton:
+            return module.fused_experts_impl(problem.x, w1, w2, problem.weights, ids, activation="silu",
+                                             use_int4_w4a16=True, w1_scale=w1_scale, w2_scale=w2_scale,
+                                             w1_zp=w1_zp, w2_zp=w2_zp, block_shape=[0, GROUP])
+    return run
+
+
+def time_per_layer(fn, problem: Problem) -> float:
+    return graph_median_ms(lambda: [fn(layer, ids) for layer, ids in zip(problem.layers, problem.ids)]) / len(
+        problem.layers)
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="1 and 16 tokens only")
+    args = parser.parse_args()
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    bandwidth = copy_bandwidth_gbs()
+    token_counts = (1, 16) if args.quick else (1, 4, 16, 256)
+    rows, notes = {path: [] for path in args.path}, {}
+    for shape, inter in SHAPES.items():
+        one_token_bytes = TOPK * Layer.expert_bytes(inter)
+        layer_bytes = 2 * EXPERTS * Layer.expert_bytes(inter)  # both formats
+        count = max(1, min(-(-4 * l2 // one_token_bytes), MEMORY_BUDGET // layer_bytes))
+        layers = [Layer(inter, gen) for _ in range(count)]
+        for tokens in token_counts:
+            problem = Problem(layers, inter, tokens, gen)
+            baselines = {}
+            for key, emulate, triton_only in ([("vllm_wna16_native", None, False), ("triton_native", None, True)] +
+                                              [(f"triton_faithful_{p}", p, True) for p in args.path]):
+                try:
+                    baselines[key] = round(time_per_layer(stock(problem, emulate, triton_only), problem), 5)
+                except Exception as e:  # reported, not fatal
+                    baselines[key] = None
+                    notes[f"{shape} t={tokens} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            reference = None
+            try:
+                reference = stock(problem, None, True)(layers[0], problem.ids[0])
+            except Exception:  # noted above
+                pass
+            for path in args.path:
+                run = ours(problem, path)
+                if reference is not None:
+                    diff = agreement(run(layers[0], problem.ids[0]), reference)
+                    if diff > 4e-3:
+                        notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
+                ms = time_per_layer(run, problem)
+                rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",
+                                   "tokens": tokens, "layers_rotated": count, "ms": round(ms, 5),
+                                   "bw_frac": round(problem.touched_bytes() / (ms * 1e-3) / (bandwidth * 1e9), 3),
+                                   "tflops": None,
+                                   "baselines": {k: v for k, v in baselines.items()
+                                                 if "faithful" not in k or k.endswith(path)}})
+            del problem
+        del layers
+        torch.cuda.empty_cache()
+
+    info = run_info()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, path_rows in rows.items():
+        result = {"benchmark": "moe", "gpu": info["gpu"], "emulate": path, "date": info["date"],
+                  "commit": info["commit"], "command": info["command"], "copy_bandwidth_gbs": round(bandwidth, 1),
+                  "rows": path_rows,
+                  "notes": {"figures": "this GPU running the SM7x code paths, not V100/T4 figures",
+                            "timed": "routed experts only (no shared expert, no router GEMM)", **notes}}
+        (args.out / f"moe-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\n{info['gpu']}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
+        print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'wna16':>9} {'triton':>9} {'faithful':>9}")
+        fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
+        for r in path_rows:
+            b = r["baselines"]
+            faithful = next((v for k, v in b.items() if "faithful" in k), None)
+            print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} "
+                  f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
+        for key, note in notes.items():
+            print(f"  {key}: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
