@@ -139,3 +139,21 @@ def test_layers_the_kernels_do_not_take_keep_vllms_decode(registry, monkeypatch,
         4, dtype=torch.int32))
     layer_cls._forward_core_decode_non_spec(layer, *inputs(4), metadata)
     assert len(fallback) == 1 and not calls
+
+
+def test_profile_run_without_metadata_or_cache_keeps_vllms_path(registry, monkeypatch):
+    """vLLM's memory-profiling forward has no attention metadata and binds no KV cache yet: the
+    override must not touch the cache then (it raised AttributeError before 64e65df)."""
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
+
+    from vllm_sm7x.mamba.gdn import register_gdn_decode
+
+    register_gdn_decode()
+    layer_cls, calls = registry["QwenGatedDeltaNetAttention"], []
+    layer = fake_layer(layer_cls, monkeypatch, calls)
+    del layer.kv_cache  # not bound yet
+    monkeypatch.setattr("vllm.forward_context.get_forward_context", lambda: types.SimpleNamespace(attn_metadata=None))
+    fallback = []
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core", lambda self, *args: fallback.append(args))
+    layer_cls._forward_core(layer, *inputs(4))
+    assert len(fallback) == 1 and calls == []
