@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end serving speed through vllm.LLM at Qwen3.6-27B widths, 8 layers: dense
 (`--preset qwen3-27b-width`, the default) or the hybrid layout (`qwen36-27b-width`: 6 Gated DeltaNet +
-2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels):
+2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels), or
+Qwen3.6-35B-A3B's MoE hybrid at its widths in 4 layers (`qwen36-35b-a3b-width`, text-only):
 decode tokens/s at batch 1 and 4, and time to first token for prompts of 1K/8K/32K tokens, for our
 emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what it does on that card:
   sm75: stock vLLM's own AWQ kernels (VLLM_SM7X_STOCK_AWQ=1, no Marlin below SM80) + TRITON_ATTN
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import run_info  # noqa: E402
 
-PRESETS = ("qwen3-27b-width", "qwen36-27b-width")
+PRESETS = ("qwen3-27b-width", "qwen36-27b-width", "qwen36-35b-a3b-width")
 HYBRID_ENGINE = {"language_model_only": True}  # no vision tower: the presets carry no vision weights
 
 MEASURE = r"""
@@ -131,11 +132,16 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: the GPU kernels of a batch-1 decode, per token (no JSON written)")
     parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
-                        help="dense 27B widths, or the Qwen3.6 hybrid layout at those widths")
+                        help="dense 27B widths, the Qwen3.6 hybrid layout at those widths, or the 35B-A3B MoE")
     args = parser.parse_args()
 
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
-    hybrid = args.preset == "qwen36-27b-width"
+    hybrid = args.preset != "qwen3-27b-width"
+    sys.path.insert(0, str(ROOT))
+    from vllm_sm7x.checkpoints import PRESETS as CHECKPOINTS
+
+    config = CHECKPOINTS[args.preset]
+    label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L"
     engine_args = HYBRID_ENGINE if hybrid else {}
     awq = checkpoint(args.cache, args.preset, True)
     fp16 = checkpoint(args.cache, args.preset, False) if "sm70" in args.path else None
@@ -148,13 +154,13 @@ def main() -> int:
             result = measure(model, env, backend, contexts, args.out / f"serve-{args.preset}-{path}-{name}.log",
                              engine_args, args.profile)
             if args.profile:
-                print_profile(f"{args.preset}-8L {name}, {path} path", result)
+                print_profile(f"{label} {name}, {path} path", result)
                 continue
             if "error" in result:
                 notes[name] = result["error"]
                 continue
             notes[f"{name} quantization"] = str(result["quantization"])
-            rows += [{"case": f"{args.preset}-8L {name}", **row} for row in result["rows"]]
+            rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
         if args.profile:
             continue
         out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
