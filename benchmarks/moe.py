@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import run_info  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
-from vllm_sm7x.quantization.awq_format import (AwqKernelWeight, stack_experts, to_kernel_layout,  # noqa: E402
-                                               unpack_int4)
+from vllm_sm7x.quantization.awq_format import experts_to_kernel_layout, unpack_int4  # noqa: E402
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
 
 HIDDEN, EXPERTS, TOPK, GROUP = 2048, 256, 8, 128
@@ -66,8 +65,7 @@ class Layer:
         self.ours, self.vllm = {}, {}
         for name, (k, n) in {"w13": (HIDDEN, 2 * inter), "w2": (inter, HIDDEN)}.items():
             qweight, qzeros, scales = random_awq(EXPERTS, k, n, gen)
-            self.ours[name] = stack_experts([to_kernel_layout(qweight[e], qzeros[e], scales[e], GROUP)
-                                             for e in range(EXPERTS)])
+            self.ours[name] = experts_to_kernel_layout(qweight, qzeros, scales, GROUP)
             parts = [wna16_format(qweight[e], qzeros[e], scales[e]) for e in range(EXPERTS)]
             self.vllm[name] = [torch.stack(tensors) for tensors in zip(*parts)]
 

@@ -6,7 +6,7 @@ NaN-poisoned allocator, so an unwritten row shows up."""
 import pytest
 import torch
 
-from vllm_sm7x.quantization.awq_format import dequantize_awq, quantize_awq, stack_experts, to_kernel_layout
+from vllm_sm7x.quantization.awq_format import dequantize_awq, experts_to_kernel_layout, quantize_awq
 
 pytestmark = pytest.mark.gpu
 PATHS = ["sm70", "sm75"]
@@ -22,12 +22,9 @@ def moe():
 
 def make_experts(experts, K, N, group_size, gen):
     """Stacked kernel-layout weights and the float32 [E, K, N] they stand for."""
-    packed, reference = [], []
-    for _ in range(experts):
-        qweight, qzeros, scales = quantize_awq(torch.randn(K, N, device="cuda", generator=gen) * 0.05, group_size)
-        packed.append(to_kernel_layout(qweight, qzeros, scales, group_size))
-        reference.append(dequantize_awq(qweight, qzeros, scales, group_size).float())
-    return stack_experts(packed), torch.stack(reference)
+    awq = [quantize_awq(torch.randn(K, N, device="cuda", generator=gen) * 0.05, group_size) for _ in range(experts)]
+    reference = torch.stack([dequantize_awq(*expert, group_size).float() for expert in awq])
+    return experts_to_kernel_layout(*(torch.stack(part) for part in zip(*awq)), group_size), reference
 
 
 def routing(kind, tokens, experts, topk, gen):
@@ -174,11 +171,14 @@ def test_whole_expert_layer_matches_float32_reference(moe, path, tokens, seed):
 def test_bad_input_names_the_rule(moe, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     weight, _ = make_experts(2, 256, 32, 128, gen)
-    x = torch.randn(3, 256, device="cuda", generator=gen).half()
-    topk_ids = torch.zeros(3, 2, dtype=torch.int32, device="cuda")
+    x = torch.randn(10, 256, device="cuda", generator=gen).half()
+    topk_ids = torch.randint(0, 2, (10, 2), dtype=torch.int32, device="cuda", generator=gen)
     offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, 2)
-    tiles = moe.expert_tiles(offsets, 6, 8)
+    tiles = moe.expert_tiles(offsets, 20, 8)
     with pytest.raises(ValueError, match="x_row_divisor"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 1, 8)
     with pytest.raises(ValueError, match="rows_per_tile must be 8 or 16"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 32)
+    coarse = moe.expert_tiles(offsets, 20, 16)  # 3 tiles, where 8-row tiles need up to 4
+    with pytest.raises(ValueError, match="must come from moe_expert_tiles with the same rows"):
+        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, coarse, 2, 8)

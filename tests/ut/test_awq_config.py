@@ -107,6 +107,17 @@ def test_moe_layers_get_the_grouped_expert_method():
     assert isinstance(method, AwqSm7xMoEMethod) and method.prefix == "model.layers.0.mlp.experts"
 
 
+def test_unquantized_experts_are_refused_clearly():
+    from vllm.model_executor.layers.fused_moe import RoutedExperts
+
+    moe = RoutedExperts.__new__(RoutedExperts)
+    moe.__dict__["moe_config"] = None
+    config = awq_sm7x.AwqSm7xConfig(128, modules_to_not_convert=["mlp.experts"])
+    with pytest.raises(NotImplementedError, match="layers.0.mlp.experts: this checkpoint leaves its experts "
+                                                  "unquantized"):
+        config.get_quant_method(moe, "model.layers.0.mlp.experts")
+
+
 def make_experts_layer(method, experts, hidden, inter):
     layer = torch.nn.Module()
     method.create_weights(layer, experts, hidden, inter, torch.float16, weight_loader=None)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from vllm_sm7x.quantization.awq_format import (AWQ_NIBBLE_OF_COLUMN, dequantize_awq, dequantize_kernel_layout,
-                                               pack_int4, pack_tiles, quantize_awq, stack_experts, to_kernel_layout,
-                                               unpack_int4, unpack_tiles)
+                                               experts_to_kernel_layout, pack_int4, pack_tiles, quantize_awq,
+                                               to_kernel_layout, unpack_int4, unpack_tiles)
 
 
 def test_unpack_follows_awq_nibble_order():
@@ -84,13 +84,13 @@ def test_unsupported_shapes_are_named():
         to_kernel_layout(qweight, qzeros, scales, 64)
 
 
-def test_experts_stack_into_one_weight_per_projection(seed):
+def test_experts_convert_into_one_weight_per_projection(seed):
     gen = torch.Generator().manual_seed(seed)
-    experts = [to_kernel_layout(*quantize_awq(torch.randn(256, 40, generator=gen), 64), 64) for _ in range(3)]
-    stacked = stack_experts(experts)
-    assert stacked.qweight.shape == (3, *experts[0].qweight.shape) and stacked.group_size == 64
-    for e, expert in enumerate(experts):
-        assert torch.equal(stacked.qweight[e], expert.qweight) and torch.equal(stacked.scale_zero[e], expert.scale_zero)
-    odd = to_kernel_layout(*quantize_awq(torch.randn(256, 48, generator=gen), 64), 64)
-    with pytest.raises(ValueError, match="must share shape"):
-        stack_experts(experts + [odd])
+    awq = [quantize_awq(torch.randn(256, 40, generator=gen), 64) for _ in range(3)]
+    stacked = experts_to_kernel_layout(*(torch.stack(part) for part in zip(*awq)), 64)
+    assert stacked.qweight.shape == (3, 3, 2, 2, 32, 4) and stacked.scale_zero.shape == (3, 4, 40)
+    for e, expert in enumerate(awq):
+        alone = to_kernel_layout(*expert, 64)
+        assert torch.equal(stacked.qweight[e], alone.qweight) and torch.equal(stacked.scale_zero[e], alone.scale_zero)
+    with pytest.raises(ValueError, match=r"\[experts, \.\.\.\] stacks"):
+        experts_to_kernel_layout(awq[0][0], awq[0][1], awq[0][2], 64)

@@ -57,7 +57,7 @@ def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.T
     """One AWQ projection of every routed row, all experts in one launch: out [rows, N] fp16 with
     out[r] = x[r // x_row_divisor] @ W_e for routed row r (= token * topk + slot) of expert e.
     x holds tokens (x_row_divisor = topk, the gate/up projection) or routed rows (1, the down
-    projection); experts comes from stack_experts; rows of dropped expert ids are not written."""
+    projection); experts comes from experts_to_kernel_layout; rows of dropped expert ids are not written."""
     return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
                                           tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
                                           path or kernel_path())
@@ -67,7 +67,7 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
             topk_ids: torch.Tensor, path: str | None = None) -> torch.Tensor:
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
-    I -> H (stack_experts); ids outside [0, E) (other ranks' experts) count as zero."""
+    I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero."""
     tokens, topk = topk_ids.shape
     ids = topk_ids.to(torch.int32)
     experts = w13.qweight.shape[0]
@@ -78,7 +78,8 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
     gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path)
     inter = gate_up.shape[1] // 2
     hidden = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
-    down = awq_moe_gemm(hidden, w2, sorted_rows, offsets, tiles, 1, per_tile, path).view(tokens, topk, -1)
+    down = awq_moe_gemm(hidden, w2, sorted_rows, offsets, tiles, 1, per_tile, path).view(tokens, topk,
+                                                                                     w2.out_features)
     kept = ((ids >= 0) & (ids < experts)).view(tokens, topk, 1)  # dropped rows were never written
     down = down.masked_fill(~kept, 0)
     return torch.einsum("tkh,tk->th", down.float(), topk_weights.float() * kept.squeeze(-1)).to(x.dtype)

@@ -124,14 +124,23 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
     return AwqKernelWeight(packed, scale_zero.contiguous(), group_size)
 
 
-def stack_experts(weights: list[AwqKernelWeight]) -> AwqKernelWeight:
-    """Experts of one MoE projection as one kernel-layout weight with a leading expert dimension
-    (qweight [E, N/16, K/128, 2, 32, 4], scale_zero [E, K/G, N]), for the grouped expert GEMM."""
-    shapes = {(w.qweight.shape, w.scale_zero.shape, w.group_size) for w in weights}
-    if len(shapes) != 1:
-        raise ValueError(f"experts of one projection must share shape and group size, got {sorted(map(str, shapes))}")
-    return AwqKernelWeight(torch.stack([w.qweight for w in weights]), torch.stack([w.scale_zero for w in weights]),
-                           weights[0].group_size)
+def experts_to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeight:
+    """The experts of one MoE projection in AWQ GEMM format ([E, K, N/8], [E, K/G, N/8], [E, K/G, N]) ->
+    one kernel-layout weight with a leading expert dimension (qweight [E, N/16, K/128, 2, 32, 4],
+    scale_zero [E, K/G, N]) for the grouped expert GEMM. Converted expert by expert into tensors
+    allocated once, so the scratch is one expert's."""
+    if not (qweight.dim() == qzeros.dim() == scales.dim() == 3 and qweight.shape[0] == qzeros.shape[0] ==
+            scales.shape[0]):
+        raise ValueError(f"expert tensors must be [experts, ...] stacks of one shape, got {tuple(qweight.shape)}, "
+                         f"{tuple(qzeros.shape)}, {tuple(scales.shape)}")
+    first = to_kernel_layout(qweight[0], qzeros[0], scales[0], group_size)
+    stacked = AwqKernelWeight(first.qweight.new_empty(qweight.shape[0], *first.qweight.shape),
+                              first.scale_zero.new_empty(qweight.shape[0], *first.scale_zero.shape), group_size)
+    for e in range(qweight.shape[0]):
+        expert = first if e == 0 else to_kernel_layout(qweight[e], qzeros[e], scales[e], group_size)
+        stacked.qweight[e].copy_(expert.qweight)
+        stacked.scale_zero[e].copy_(expert.scale_zero)
+    return stacked
 
 
 def dequantize_kernel_layout(weight: AwqKernelWeight) -> torch.Tensor:

@@ -4,7 +4,9 @@ routed row), with routing and the weighted combine on our kernels and PyTorch, s
 vLLM's _moe_C (which has no sm_70 code).
 
 vLLM runs the MoE layer inside its opaque `vllm.moe_forward` op, so apply() sees concrete shapes.
-Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds.
+Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds. Tensor
+parallel (experts split by width) and expert parallel without all-to-all kernels work; data parallel
+with vLLM's all-to-all MoE kernels does not (they replace the method with vLLM's modular kernels).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from vllm.model_executor.utils import set_weight_attrs
 
 from vllm_sm7x.activation import kernel_path
 from vllm_sm7x.ops.moe import awq_moe
-from vllm_sm7x.quantization.awq_format import AwqKernelWeight, stack_experts, to_kernel_layout
+from vllm_sm7x.quantization.awq_format import AwqKernelWeight, experts_to_kernel_layout
 
 PACK_FACTOR = 8  # int4 values per int32
 # The AWQ GEMM-format tensors vLLM's FusedMoE loader fills, per projection: w13 holds each expert's
@@ -55,9 +57,9 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         for name in PROJECTIONS:
-            qweight, qzeros, scales = (getattr(layer, f"{name}_{part}") for part in ("qweight", "qzeros", "scales"))
-            stacked = stack_experts([to_kernel_layout(qweight[e], qzeros[e], scales[e], self.config.group_size)
-                                     for e in range(qweight.shape[0])])
+            stacked = experts_to_kernel_layout(*(getattr(layer, f"{name}_{part}") for part in ("qweight", "qzeros",
+                                                                                             "scales")),
+                                               self.config.group_size)
             for part in ("qweight", "qzeros", "scales"):
                 delattr(layer, f"{name}_{part}")
             layer.register_parameter(f"{name}_qweight", torch.nn.Parameter(stacked.qweight, requires_grad=False))

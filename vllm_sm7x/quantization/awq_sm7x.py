@@ -86,6 +86,12 @@ class AwqSm7xConfig(QuantizationConfig):
         from vllm.model_executor.layers.fused_moe import RoutedExperts
 
         if isinstance(layer, RoutedExperts):
+            if is_layer_skipped(prefix, self.modules_to_not_convert, self.packed_modules_mapping,
+                                skip_with_substr=True):
+                raise NotImplementedError(
+                    f"{prefix}: this checkpoint leaves its experts unquantized (modules_to_not_convert), and "
+                    "SM70/SM75 serve mixture-of-experts layers only through the AWQ expert GEMM: use a checkpoint "
+                    "with AWQ experts")
             from vllm_sm7x.quantization.awq_moe import AwqSm7xMoEMethod
 
             return AwqSm7xMoEMethod(self, layer.moe_config, prefix)

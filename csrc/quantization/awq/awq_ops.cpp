@@ -7,6 +7,7 @@
 
 #include "core/ceil_div.h"
 #include "core/torch_arch.h"
+#include "moe/moe_routing.h"
 #include "ops.h"
 #include "quantization/awq/awq_dispatch.h"
 #include "quantization/awq/awq_gemm.h"
@@ -185,7 +186,10 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
                     g.M, " rows, divisor ", x_row_divisor);
   TORCH_CHECK_VALUE(rows_per_tile == 8 || rows_per_tile == 16, op, ": rows_per_tile must be 8 or 16, got ",
                     rows_per_tile);
-  TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel(), op, ": tile_expert and tile_row differ in size");
+  TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel() &&
+                        tile_expert.numel() >= expert_tiles_bound(rows, experts, rows_per_tile),
+                    op, ": tile_expert / tile_row must come from moe_expert_tiles with the same rows (", rows,
+                    ") and rows_per_tile (", rows_per_tile, ")");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, op);
   auto out = torch::empty({rows, g.N}, x.options());
