@@ -42,15 +42,18 @@ def test_patch_index_documents_every_patch():
 def test_moe_routing_goes_to_our_kernel_on_sm70_only(monkeypatch):
     import vllm._custom_ops as ops
 
+    from vllm_sm7x import activation
     from vllm_sm7x.activation import Activation
     from vllm_sm7x.patch import moe_routing
 
-    stock = ops.topk_softmax
-    monkeypatch.setattr(ops, "topk_softmax", stock)  # restored after the test
+    def stock(*args, **kwargs):
+        raise AssertionError("vLLM's _moe_C kernel called")
+
+    monkeypatch.setattr(ops, "topk_softmax", stock)  # vLLM's own is put back after the test
     for path in ("sm75", None):
-        monkeypatch.setattr(moe_routing, "current_activation", lambda: Activation(path is not None, path, True, ""))
+        monkeypatch.setattr(activation, "current_activation", lambda: Activation(path is not None, path, True, ""))
         assert not moe_routing.topk_softmax_without_moe_c() and ops.topk_softmax is stock
-    monkeypatch.setattr(moe_routing, "current_activation", lambda: Activation(True, "sm70", True, ""))
+    monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm70", True, ""))
     assert moe_routing.topk_softmax_without_moe_c() and ops.topk_softmax is moe_routing.topk_softmax
     assert not moe_routing.topk_softmax_without_moe_c()  # idempotent
     with pytest.raises(NotImplementedError, match="score correction bias"):

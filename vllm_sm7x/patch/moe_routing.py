@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vllm_sm7x.activation import current_activation
+from vllm_sm7x import activation
 
 
 def topk_softmax(topk_weights: torch.Tensor, topk_ids: torch.Tensor, token_expert_indices: torch.Tensor,
@@ -22,7 +22,7 @@ def topk_softmax_without_moe_c() -> bool:
     that module). Returns True if it replaced it."""
     import vllm._custom_ops as ops
 
-    if current_activation().path != "sm70" or ops.topk_softmax is topk_softmax:
+    if activation.current_activation().path != "sm70" or ops.topk_softmax is topk_softmax:
         return False
     ops.topk_softmax = topk_softmax
     return True
