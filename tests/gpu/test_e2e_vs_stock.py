@@ -27,22 +27,29 @@ llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2]
           gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend,
           kv_cache_dtype=sys.argv[4], **json.loads(sys.argv[5]))
 prompts = [{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)]} for i in range(PROMPTS)]
-params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=2, detokenize=False, ignore_eos=True)
+logprobs = int(sys.argv[6]) or None
+params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=logprobs, detokenize=False, ignore_eos=True)
 result = []
 for output in llm.generate(prompts, params):
     sample = output.outputs[0]
+    steps = sample.logprobs or []
     result.append({"tokens": list(sample.token_ids),
-                   "top2": [sorted((lp.logprob for lp in step.values()), reverse=True)[:2] for step in sample.logprobs],
-                   "chosen": [step[t].logprob for t, step in zip(sample.token_ids, sample.logprobs)]})
+                   "top2": [sorted((lp.logprob for lp in step.values()), reverse=True)[:2] for step in steps],
+                   "chosen": [step[t].logprob for t, step in zip(sample.token_ids, steps)]})
 config = llm.llm_engine.vllm_config
+spec = {}
+if config.speculative_config is not None:  # acceptance counters (the engine keeps stats for these runs)
+    spec = {m.name: m.value for m in llm.get_metrics() if m.name.startswith("vllm:spec_decode") and hasattr(m, "value")}
 print("RESULT " + json.dumps({"quantization": config.model_config.quantization, "samples": result,
-                              "kv_cache_blocks": config.cache_config.num_gpu_blocks}))
+                              "kv_cache_blocks": config.cache_config.num_gpu_blocks, "spec_decode": spec}))
 """.replace("PROMPTS", str(PROMPTS)).replace("TOKENS", str(TOKENS))
 
 
-def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None):
-    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities,
-    the quantization in use, the KV block count, and the process's log (stderr)."""
+def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None,
+             logprobs=2):
+    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
+    (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
+    (with a speculative config) and the process's log (stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
@@ -50,7 +57,8 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
         env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # stock on a GPU without flashinfer installed; greedy anyway
     env.update(env_extra or {})
     result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype,
-                             json.dumps(engine_args or {})], capture_output=True, text=True, env=env, timeout=500)
+                             json.dumps(engine_args or {}), str(logprobs)], capture_output=True, text=True, env=env,
+                            timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout}
@@ -68,7 +76,7 @@ def assert_matches_stock(stock, ours, label):
                                               f"(top-2 gap {top1 - top2:.3f})")
             flips += 1
         agree = TOKENS if diverged is None else diverged
-        for i in range(min(16, agree)):
+        for i in range(min(16, agree) if mine["chosen"] else 0):  # runs without logprobs compare tokens only
             assert abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE, f"prompt {prompt} token {i}"
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
@@ -174,3 +182,30 @@ def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint
     ours = generate(moe_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE)
     assert ours["quantization"] == "awq_sm7x"
     assert_matches_stock(moe_stock, ours, f"qwen36-35b-a3b-tiny {emulate}/graphs")
+
+
+MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative_tokens": 3},
+       "disable_log_stats": False}
+
+
+@pytest.fixture(scope="module")
+def mtp_checkpoint(tmp_path_factory):
+    return awq_checkpoint(tmp_path_factory, "qwen35-tiny-mtp")
+
+
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, emulate):
+    """MTP with 3 drafts through our GDN verification kernels: the same greedy tokens as without MTP
+    (close calls aside), and drafts accepted. The preset's head agrees with the model on ~45% of
+    greedy steps (checkpoint_info.json), so acceptance well above zero is expected."""
+    gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
+    plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
+    with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args=MTP, env_extra=gdn, logprobs=0)
+    assert with_mtp["quantization"] == "awq_sm7x"
+    assert_matches_stock(plain["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against none")
+    spec = with_mtp["spec_decode"]
+    # Counter names as the metrics reader gives them (with or without Prometheus' _total suffix).
+    drafted, accepted = (next(v for k, v in spec.items() if k.removesuffix("_total") == f"vllm:spec_decode_num_{n}")
+                         for n in ("draft_tokens", "accepted_tokens"))
+    print(f"qwen35-tiny-mtp {emulate}: {accepted} of {drafted} draft tokens accepted ({accepted / drafted:.2f})")
+    assert accepted / drafted > 0.15

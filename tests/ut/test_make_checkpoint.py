@@ -164,3 +164,23 @@ def test_moe_experts_keep_gate_up_and_down_of_the_model(tmp_path):
     assert torch.equal(tensors[mlp + "gate_proj.weight"], experts.gate_up_proj[5, :128].half())
     assert torch.equal(tensors[mlp + "up_proj.weight"], experts.gate_up_proj[5, 128:].half())
     assert torch.equal(tensors[mlp + "down_proj.weight"], experts.down_proj[5].half())
+
+
+def test_mtp_preset_has_an_fp16_head_that_often_agrees_with_the_model(tmp_path):
+    """The head is built, not trained: fc keeps the embedding half, its layer adds nothing, so it
+    guesses the next token from the token alone; the model is scaled so that guess is often right."""
+    from safetensors.torch import load_file
+
+    out = make_checkpoint("qwen35-tiny-mtp", tmp_path, group_size=128, seed=0, device="cpu")
+    config = json.loads((out / "config.json").read_text())
+    assert "mtp" in config["quantization_config"]["modules_to_not_convert"]
+    assert config["text_config"]["mtp_num_hidden_layers"] == 1
+    tensors = load_file(str(out / "model.safetensors"))
+    fc = tensors["mtp.fc.weight"]
+    assert fc.shape == (256, 512) and torch.equal(fc[:, :256], torch.eye(256).half()) and not fc[:, 256:].any()
+    assert not tensors["mtp.layers.0.self_attn.o_proj.weight"].any() and not tensors["mtp.layers.0.mlp.down_proj.weight"].any()
+    assert tensors["mtp.layers.0.self_attn.q_proj.weight"].shape == (2 * 4 * 64, 256)  # gated attention
+    assert not any(name.startswith("mtp.") and name.endswith("qweight") for name in tensors)
+    assert "model.language_model.layers.3.self_attn.o_proj.qweight" in tensors  # the model itself is AWQ
+    agreement = json.loads((out / "checkpoint_info.json").read_text())["mtp_head_agreement"]
+    assert 0.25 < agreement < 0.9  # drafts get accepted, and the layers still decide many tokens

@@ -97,9 +97,18 @@ PRESETS.update({
         vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=2048),
         torch_dtype="float16"),
 })
+# qwen35-tiny with an MTP head that agrees with the model often enough to test MTP (a random head
+# accepts nothing): see MTP_RESIDUAL_SCALE.
+PRESETS["qwen35-tiny-mtp"] = json.loads(json.dumps(PRESETS["qwen35-tiny"]))
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
 LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0,
-               "qwen36-35b-a3b-tiny": 24.0, "qwen36-35b-a3b-width": 24.0}
+               "qwen36-35b-a3b-tiny": 24.0, "qwen36-35b-a3b-width": 24.0, "qwen35-tiny-mtp": 24.0}
+# MTP presets: the head guesses the next token from the token alone (its fc keeps the embedding half,
+# its decoder layer adds nothing), and the model's residual-writing projections are scaled by this
+# factor so that its own next token is that guess often (~45% of greedy steps at 0.3, measured on the
+# CPU and written to checkpoint_info.json) while its layers still decide the rest.
+MTP_RESIDUAL_SCALE = {"qwen35-tiny-mtp": 0.3}
+RESIDUAL_WRITERS = ("o_proj.weight", "out_proj.weight", "down_proj.weight")
 # Linear layers the AWQ checkpoints quantize; the GDN gate projections (in_proj_a/b, one output per
 # head) and the vision tower stay fp16, as in the published Qwen3.5 AWQ uploads. vLLM builds the
 # tower's layers (on the meta device) even for text-only serving, so the config must name it.
@@ -133,6 +142,45 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
         top2 = logprobs.topk(2, dim=-1).values
         gaps.append(top2[:, 0] - top2[:, 1])
     return float(torch.cat(gaps).median())
+
+
+def _final_rms_norm(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's final norm (Qwen3.5's x * (1 + w) RMSNorm) of hidden."""
+    normed = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + model.config.rms_norm_eps)
+    return normed * (1 + model.model.norm.weight)
+
+
+def mtp_agreement(model, prompts, steps: int = 24) -> float:
+    """How often the token-only guess of the MTP presets' head equals the model's greedy next token,
+    over greedy continuations of the prompts."""
+    embed = model.model.embed_tokens.weight
+    agree = total = 0
+    for prompt in prompts:
+        ids = list(prompt)
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids], device=embed.device)).logits[0, -1].argmax()))
+        generated = ids[len(prompt) - 1:]
+        guesses = (model.lm_head.weight @ _final_rms_norm(model, embed[generated[:-1]]).t()).argmax(0).tolist()
+        agree += sum(g == t for g, t in zip(guesses, generated[1:]))
+        total += len(guesses)
+    return agree / total
+
+
+def _agreeing_mtp_head(state_dict: dict, text: dict) -> dict:
+    """fp16 weights of an MTP head (vLLM's Qwen3_5MTP names) that predicts from the token's embedding
+    alone: fc = [I | 0] over [norm(embed), norm(hidden)], norms at 1 (weights 0 in x * (1 + w)), and a
+    copy of the first full-attention layer whose o_proj and down_proj are zero (it adds nothing)."""
+    hidden = text["hidden_size"]
+    source = f"model.layers.{text['layer_types'].index('full_attention')}."
+    head = {"mtp.fc.weight": torch.cat([torch.eye(hidden), torch.zeros(hidden, hidden)], dim=1).half()}
+    for norm in ("norm", "pre_fc_norm_embedding", "pre_fc_norm_hidden"):
+        head[f"mtp.{norm}.weight"] = torch.zeros(hidden, dtype=torch.float16)
+    for name, tensor in state_dict.items():
+        if name.startswith(source):
+            layer_part = name.removeprefix(source)
+            zero = layer_part.endswith(("o_proj.weight", "down_proj.weight"))
+            head[f"mtp.layers.0.{layer_part}"] = (torch.zeros_like(tensor) if zero else tensor).half().cpu().clone()
+    return head
 
 
 def _per_expert(state_dict: dict):
@@ -174,9 +222,14 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
         model = AutoModelForCausalLM.from_config(config.text_config if hybrid else config,
                                                  dtype=torch.float32).requires_grad_(False)
     model.lm_head.weight.mul_(LOGIT_SCALE[preset])
+    if preset in MTP_RESIDUAL_SCALE:
+        for name, parameter in model.named_parameters():
+            if name.endswith(RESIDUAL_WRITERS):
+                parameter.mul_(MTP_RESIDUAL_SCALE[preset])
     gap = median_top2_gap(model, GAP_PROMPTS, text["vocab_size"])
+    agreement = mtp_agreement(model, GAP_PROMPTS) if preset in MTP_RESIDUAL_SCALE else None
     model = model.half()
-    tensors = {}
+    tensors = _agreeing_mtp_head(model.state_dict(), text) if preset in MTP_RESIDUAL_SCALE else {}
     for name, tensor in _per_expert(model.state_dict()):
         if hybrid and name.startswith("model."):
             name = "model.language_model." + name.removeprefix("model.")
@@ -199,11 +252,15 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
         config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
                                               "zero_point": True, "version": "gemm"}
         if hybrid:
-            config_dict["quantization_config"]["modules_to_not_convert"] = NOT_QUANTIZED_HYBRID
+            # The MTP head stays fp16 (its fc and layer are built, not trained: see MTP_RESIDUAL_SCALE).
+            config_dict["quantization_config"]["modules_to_not_convert"] = NOT_QUANTIZED_HYBRID + (
+                ["mtp"] if preset in MTP_RESIDUAL_SCALE else [])
     (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
     info = {"preset": preset, "seed": seed, "group_size": group_size if quantize else None,
             "lm_head_scale": LOGIT_SCALE[preset],
             "median_top1_top2_logprob_gap": round(gap, 4), "gap_prompts": GAP_PROMPTS}
+    if agreement is not None:
+        info["mtp_head_agreement"] = round(agreement, 3)
     (out / "checkpoint_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
