@@ -182,5 +182,8 @@ def test_mtp_preset_has_an_fp16_head_that_often_agrees_with_the_model(tmp_path):
     assert tensors["mtp.layers.0.self_attn.q_proj.weight"].shape == (2 * 4 * 64, 256)  # gated attention
     assert not any(name.startswith("mtp.") and name.endswith("qweight") for name in tensors)
     assert "model.language_model.layers.3.self_attn.o_proj.qweight" in tensors  # the model itself is AWQ
+    from vllm_sm7x.profiles.model_facts import read_model_facts
+
+    assert read_model_facts(out).has_mtp_weights  # so the serving profile turns MTP on for it
     agreement = json.loads((out / "checkpoint_info.json").read_text())["mtp_head_agreement"]
     assert 0.25 < agreement < 0.9  # drafts get accepted, and the layers still decide many tokens
