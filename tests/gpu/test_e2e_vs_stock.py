@@ -209,3 +209,15 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, emulate)
                          for n in ("draft_tokens", "accepted_tokens"))
     print(f"qwen35-tiny-mtp {emulate}: {accepted} of {drafted} draft tokens accepted ({accepted / drafted:.2f})")
     assert accepted / drafted > 0.15
+
+
+def test_serving_profile_turns_mtp_on_where_the_checkpoint_has_a_head(mtp_checkpoint):
+    """VLLM_SM7X_PROFILE=on fills what the command left unset: here MTP (the checkpoint has mtp.*
+    weights); the engine then speculates, and the greedy tokens stay those of a run without it."""
+    gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
+    plain = generate(mtp_checkpoint, "sm75", "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
+    profiled = generate(mtp_checkpoint, "sm75", "graphs", engine_args={**HYBRID_ENGINE, "disable_log_stats": False},
+                        env_extra={**gdn, "VLLM_SM7X_PROFILE": "on"}, logprobs=0)
+    assert "vllm-sm7x profile for" in profiled["log"]
+    assert profiled["spec_decode"], "the profile did not turn MTP on"
+    assert_matches_stock(plain["samples"], profiled, "qwen35-tiny-mtp sm75: profile (MTP on) against none")
