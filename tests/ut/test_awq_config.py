@@ -161,3 +161,29 @@ def test_stock_awq_switch_leaves_awq_to_vllm(active, monkeypatch):
     active(True)
     monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None
+
+
+def test_moe_method_maps_expert_parallel_ids_and_refuses_what_it_cannot_run(monkeypatch):
+    """Expert parallel: vLLM routes over all experts and hands each rank its expert_map (global ->
+    local, -1 elsewhere); the method runs the layer on local ids, other ranks' rows dropped."""
+    import types
+
+    from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+
+    from vllm_sm7x.quantization import awq_moe
+
+    calls = []
+    monkeypatch.setattr(awq_moe, "awq_moe", lambda x, w13, w2, weights, ids, path: calls.append(ids) or x)
+    method = awq_moe.AwqSm7xMoEMethod(awq_sm7x.AwqSm7xConfig(128), None, "model.layers.0.mlp.experts")
+    layer = types.SimpleNamespace(activation=MoEActivation.SILU, apply_router_weight_on_input=False,
+                                  expert_map=torch.tensor([-1, -1, 0, 1], dtype=torch.int32),
+                                  w13_qweight=None, w13_scale_zero=None, w2_qweight=None, w2_scale_zero=None)
+    x, weights = torch.zeros(2, 8, dtype=torch.float16), torch.full((2, 2), 0.5)
+    method.apply(layer, x, weights, torch.tensor([[0, 2], [3, 1]], dtype=torch.int32))
+    assert calls[0].tolist() == [[-1, 0], [1, -1]]
+    layer.activation = MoEActivation.GELU
+    with pytest.raises(NotImplementedError, match="only SiLU-gated experts"):
+        method.apply(layer, x, weights, torch.zeros(2, 2, dtype=torch.int32))
+    layer.activation, layer.apply_router_weight_on_input = MoEActivation.SILU, True
+    with pytest.raises(NotImplementedError, match="router weights applied on the input"):
+        method.apply(layer, x, weights, torch.zeros(2, 2, dtype=torch.int32))
