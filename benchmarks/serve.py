@@ -60,6 +60,7 @@ if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, ker
     print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
                                   "wall_ms_per_token": round(wall * 1e3 / 65, 3),
                                   "gpu_us_per_token": round(sum(e.device_time_total for e in kernels) / 64, 1),
+                                  "kernels_per_token": round(sum(e.count for e in kernels) / 64, 1),
                                   "top_kernels": top}))
     sys.exit(0)
 rows = []
@@ -115,7 +116,8 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
 
 def print_profile(title: str, result: dict) -> None:
     print(f"\n{title}: " + (result["error"] if "error" in result else
-                            f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in kernels"))
+                            f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in "
+                            f"{result['kernels_per_token']} kernels"))
     for k in result.get("top_kernels", []):
         print(f"  {k['us_per_token']:>9} us  {k['calls']:>6}  {k['kernel']}")
 
