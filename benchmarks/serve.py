@@ -51,9 +51,13 @@ run([prompt(64, 0)], 8)  # warm-up (graphs, compilation caches)
 if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, kernel by kernel
     import torch
     run([prompt(128, 1)], 65)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
         wall = run([prompt(128, 1)], 65)
-    kernels = [e for e in prof.key_averages() if e.device_time_total > 0]
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time_total > 0]
+    # One launch per step means a FULL decode graph; piecewise graphs launch one per piece.
+    graph_launches = sum(e.count for e in events if e.key == "cudaGraphLaunch")
     kernels.sort(key=lambda e: -e.device_time_total)
     top = [{"kernel": e.key[:120], "calls": e.count, "us_per_token": round(e.device_time_total / 64, 2)}
            for e in kernels[:20]]
@@ -61,6 +65,7 @@ if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, ker
                                   "wall_ms_per_token": round(wall * 1e3 / 65, 3),
                                   "gpu_us_per_token": round(sum(e.device_time_total for e in kernels) / 64, 1),
                                   "kernels_per_token": round(sum(e.count for e in kernels) / 64, 1),
+                                  "graph_launches_per_token": round(graph_launches / 64, 2),
                                   "top_kernels": top}))
     sys.exit(0)
 rows = []
@@ -117,7 +122,8 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
 def print_profile(title: str, result: dict) -> None:
     print(f"\n{title}: " + (result["error"] if "error" in result else
                             f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in "
-                            f"{result['kernels_per_token']} kernels"))
+                            f"{result['kernels_per_token']} kernels, {result['graph_launches_per_token']} graph "
+                            "launches"))
     for k in result.get("top_kernels", []):
         print(f"  {k['us_per_token']:>9} us  {k['calls']:>6}  {k['kernel']}")
 
