@@ -4,7 +4,9 @@
 CUDA 13's nvcc cannot target sm_70, so every kernel translation unit that may run on a V100 (all
 .cu files except the Turing-only *_sm75.cu) is compiled to PTX for compute_75 with the local nvcc,
 retargeted to sm_70, and assembled by the ptxas of CUDA 12.8 (PyPI: nvidia-cuda-nvcc-cu12, which
-ships ptxas only). ptxas rejects every instruction Volta lacks (ldmatrix, cp.async, bf16 mma, ...).
+ships ptxas only). ptxas rejects every instruction Volta lacks (ldmatrix, cp.async, bf16 mma, ...). Each file's line also
+reports what ptxas allots on sm_70 (most registers and shared memory of its kernels, and any
+register spills: Volta's allocation can differ from the GPU the kernels are tested on).
 
 Rule this relies on: SM70-path code selects its instructions by arch tag, not by
 `#if __CUDA_ARCH__ >= 750` (which this check would see from the sm_75 side and reject).
@@ -72,13 +74,24 @@ def check_file(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -
     ptx = retarget_to_sm70(ptx_path.read_text(), isa)
     volta_ptx = workdir / (source.stem + ".sm70.ptx")
     volta_ptx.write_text(ptx)
-    result = subprocess.run([str(ptxas), "-arch=sm_70", "-o", str(workdir / "out.cubin"), str(volta_ptx)],
+    result = subprocess.run([str(ptxas), "-v", "-arch=sm_70", "-o", str(workdir / "out.cubin"), str(volta_ptx)],
                             capture_output=True, text=True)
     kernels = len(re.findall(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s", ptx, flags=re.MULTILINE))
     hmma = ptx.count("mma.sync.aligned.m8n8k4")
     if result.returncode != 0:
         return False, f"ptxas rejects it for sm_70:\n{result.stderr.strip()}"
-    return True, f"{kernels} kernels, {hmma} m8n8k4 mma"
+    return True, f"{kernels} kernels, {hmma} m8n8k4 mma, {resources(result.stdout + result.stderr)}"
+
+
+def resources(ptxas_verbose: str) -> str:
+    """Most registers and shared memory over the file's kernels, and the kernels that spill."""
+    registers = [int(n) for n in re.findall(r"Used (\d+) registers", ptxas_verbose)]
+    smem = [int(n) for n in re.findall(r"(\d+) bytes smem", ptxas_verbose)]
+    spilling = [name for name, stores in re.findall(
+        r"Function properties for (\S+)\s+\d+ bytes stack frame, (\d+) bytes spill stores", ptxas_verbose)
+        if int(stores)]
+    summary = f"<= {max(registers, default=0)} registers, <= {max(smem, default=0)} B smem"
+    return summary + (f", spills in {len(spilling)}: {', '.join(spilling[:3])}" if spilling else ", no spills")
 
 
 def main(argv: list[str] | None = None) -> int:
