@@ -144,11 +144,11 @@ def main() -> int:
     args = parser.parse_args()
 
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
-    hybrid = args.preset != "qwen3-27b-width"
     sys.path.insert(0, str(ROOT))
     from vllm_sm7x.checkpoints import PRESETS as CHECKPOINTS
 
     config = CHECKPOINTS[args.preset]
+    hybrid = "text_config" in config  # the Qwen3.5/3.6 layouts (served text-only), as make_checkpoint tells them
     label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L"
     engine_args = HYBRID_ENGINE if hybrid else {}
     awq = checkpoint(args.cache, args.preset, True)

@@ -144,12 +144,6 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
     return float(torch.cat(gaps).median())
 
 
-def _final_rms_norm(model, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's final norm (Qwen3.5's x * (1 + w) RMSNorm) of hidden."""
-    normed = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + model.config.rms_norm_eps)
-    return normed * (1 + model.model.norm.weight)
-
-
 def mtp_agreement(model, prompts, steps: int = 24) -> float:
     """How often the token-only guess of the MTP presets' head equals the model's greedy next token,
     over greedy continuations of the prompts."""
@@ -160,7 +154,7 @@ def mtp_agreement(model, prompts, steps: int = 24) -> float:
         for _ in range(steps):
             ids.append(int(model(torch.tensor([ids], device=embed.device)).logits[0, -1].argmax()))
         generated = ids[len(prompt) - 1:]
-        guesses = (model.lm_head.weight @ _final_rms_norm(model, embed[generated[:-1]]).t()).argmax(0).tolist()
+        guesses = model.lm_head(model.model.norm(embed[generated[:-1]])).argmax(-1).tolist()
         agree += sum(g == t for g, t in zip(guesses, generated[1:]))
         total += len(guesses)
     return agree / total
@@ -169,7 +163,7 @@ def mtp_agreement(model, prompts, steps: int = 24) -> float:
 def _agreeing_mtp_head(state_dict: dict, text: dict) -> dict:
     """fp16 weights of an MTP head (vLLM's Qwen3_5MTP names) that predicts from the token's embedding
     alone: fc = [I | 0] over [norm(embed), norm(hidden)], norms at 1 (weights 0 in x * (1 + w)), and a
-    copy of the first full-attention layer whose o_proj and down_proj are zero (it adds nothing)."""
+    copy of the first full-attention layer whose residual writers are zero (it adds nothing)."""
     hidden = text["hidden_size"]
     source = f"model.layers.{text['layer_types'].index('full_attention')}."
     head = {"mtp.fc.weight": torch.cat([torch.eye(hidden), torch.zeros(hidden, hidden)], dim=1).half()}
@@ -178,7 +172,7 @@ def _agreeing_mtp_head(state_dict: dict, text: dict) -> dict:
     for name, tensor in state_dict.items():
         if name.startswith(source):
             layer_part = name.removeprefix(source)
-            zero = layer_part.endswith(("o_proj.weight", "down_proj.weight"))
+            zero = layer_part.endswith(RESIDUAL_WRITERS)
             head[f"mtp.layers.0.{layer_part}"] = (torch.zeros_like(tensor) if zero else tensor).half().cpu().clone()
     return head
 

@@ -18,8 +18,8 @@ from vllm.model_executor.utils import set_weight_attrs
 from vllm_sm7x.activation import kernel_path
 from vllm_sm7x.ops.moe import awq_moe
 from vllm_sm7x.quantization.awq_format import AwqKernelWeight, experts_to_kernel_layout
+from vllm_sm7x.quantization.awq_sm7x import PACK_FACTOR
 
-PACK_FACTOR = 8  # int4 values per int32
 # The AWQ GEMM-format tensors vLLM's FusedMoE loader fills, per projection: w13 holds each expert's
 # gate (columns 0..I-1) and up (I..2I-1) projections, w2 its down projection.
 PROJECTIONS = ("w13", "w2")
