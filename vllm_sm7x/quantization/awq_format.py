@@ -71,18 +71,18 @@ _CONVERT_COLUMNS = 1024
 
 @dataclass(frozen=True)
 class AwqKernelWeight:
-    """One linear layer's weights in the kernel layout."""
+    """One linear layer's weights in the kernel layout (or a stack of experts' weights, leading dim E)."""
     qweight: torch.Tensor     # int32 [N/16, K/128, 2, 32, 4]
     scale_zero: torch.Tensor  # int32 (half2) [K/G, N]
     group_size: int
 
     @property
     def in_features(self) -> int:
-        return self.scale_zero.shape[0] * self.group_size
+        return self.scale_zero.shape[-2] * self.group_size
 
     @property
     def out_features(self) -> int:
-        return self.scale_zero.shape[1]
+        return self.scale_zero.shape[-1]
 
 
 def _round_up(value: int, multiple: int) -> int:
