@@ -43,9 +43,10 @@ def record_method(self, layer, x, topk_weights, topk_ids, *args, **kwargs):
 qwen3_next.Qwen3NextSparseMoeBlock.forward = record_block
 awq_moe.AwqSm7xMoEMethod.apply = record_method
 llm = LLM(model=checkpoint, skip_tokenizer_init=True, enforce_eager=True, gpu_memory_utilization=0.25,
-          max_model_len=512, max_num_seqs=1, seed=0, language_model_only=True, compilation_config={"mode": 0})
+          max_model_len=512, max_num_seqs=8, seed=0, language_model_only=True, compilation_config={"mode": 0})
 blocks.clear(), methods.clear()  # the start-up dummy runs are not the prompt
-llm.generate([{"prompt_token_ids": [(7 * j) % 500 + 3 for j in range(37)]}],
+# The end-to-end test's 8 prompts in one prefill batch (292 tokens: 16-row expert tiles).
+llm.generate([{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)]} for i in range(8)],
              SamplingParams(max_tokens=1, temperature=0.0, detokenize=False))
 assert llm.llm_engine.vllm_config.model_config.quantization == "awq_sm7x"
 tensors = load_file(os.path.join(checkpoint, "model.safetensors"), device="cuda")
