@@ -45,10 +45,14 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
 // MoE routing (csrc/moe/moe_routing.h): vLLM's topk_softmax (same arguments and outputs) without _moe_C.
 void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,
                       const torch::Tensor& gating_output, bool renormalize);
-// The routed rows grouped by expert: [offsets [E+1], sorted_rows [rows], active_experts [E], active_count [1]].
-std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t num_experts);
-// The grouped expert GEMM's CTA rows: [tile_expert, tile_row], each [expert_tiles_bound(...)].
-std::vector<torch::Tensor> moe_expert_tiles(const torch::Tensor& offsets, int64_t rows, int64_t rows_per_tile);
+// The routed rows grouped by expert and the grouped GEMM's CTA rows, in one launch:
+// [offsets [E+1], sorted_rows [rows], tile_expert, tile_row (each [expert_tiles_bound(...)])].
+std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t num_experts, int64_t rows_per_tile);
+// The routed experts' weighted sum per token (down [tokens * k, H] -> [tokens, H]), other ranks' ids skipped.
+torch::Tensor moe_combine(const torch::Tensor& down, const torch::Tensor& topk_weights, const torch::Tensor& topk_ids,
+                          int64_t num_experts);
+// silu(gate) * up of a gate/up projection [rows, 2I] -> [rows, I].
+torch::Tensor moe_silu_mul(const torch::Tensor& gate_up);
 // AWQ experts (stacked packed weights [E, ...]) over routed rows: out[r] = x[r / x_row_divisor] W_e for
 // each routed row r of expert e (rows of dropped expert ids are not written).
 torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,

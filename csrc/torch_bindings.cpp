@@ -35,10 +35,12 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("moe_topk_softmax(Tensor(a!) topk_weights, Tensor(b!) topk_ids, Tensor(c!) token_expert_indices, "
         "Tensor gating_output, bool renormalize) -> ()");
   m.impl("moe_topk_softmax", torch::kCUDA, &sm7x::moe_topk_softmax);
-  m.def("moe_sort_rows(Tensor topk_ids, int num_experts) -> Tensor[]");
+  m.def("moe_sort_rows(Tensor topk_ids, int num_experts, int rows_per_tile) -> Tensor[]");
   m.impl("moe_sort_rows", torch::kCUDA, &sm7x::moe_sort_rows);
-  m.def("moe_expert_tiles(Tensor offsets, int rows, int rows_per_tile) -> Tensor[]");
-  m.impl("moe_expert_tiles", torch::kCUDA, &sm7x::moe_expert_tiles);
+  m.def("moe_combine(Tensor down, Tensor topk_weights, Tensor topk_ids, int num_experts) -> Tensor");
+  m.impl("moe_combine", torch::kCUDA, &sm7x::moe_combine);
+  m.def("moe_silu_mul(Tensor gate_up) -> Tensor");
+  m.impl("moe_silu_mul", torch::kCUDA, &sm7x::moe_silu_mul);
   m.def("awq_moe_gemm(Tensor x, Tensor qweight, Tensor scale_zero, Tensor sorted_rows, Tensor offsets, "
         "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path) "
         "-> Tensor");

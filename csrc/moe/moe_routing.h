@@ -1,7 +1,9 @@
-// Mixture-of-experts routing for SM70/SM75 without vLLM's _moe_C (which has no sm_70 code): the
-// softmax top-k of vLLM's topk_softmax, with its arguments and outputs, so the MoE layer can call
-// either. Equal probabilities: the lower expert index first (deterministic; tested).
+// Mixture-of-experts steps for SM70/SM75 other than the expert GEMM, without vLLM's _moe_C (which
+// has no sm_70 code): the softmax top-k of vLLM's topk_softmax, with its arguments and outputs, so the
+// MoE layer can call either (equal probabilities: the lower expert index first, deterministic and
+// tested); the row sort with the GEMM's tile list; the SiLU gate; the weighted combine.
 #pragma once
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -28,30 +30,19 @@ enum class GatingDtype { kFloat16, kBFloat16, kFloat32 };
 
 void launch_topk_softmax(const TopkSoftmaxParams& params, GatingDtype dtype, cudaStream_t stream);
 
-// The routed rows grouped by expert, for the grouped expert GEMM. Row r = token * k + slot of topk_ids.
-// Fixed-size outputs (CUDA graphs): expert e's rows are sorted_rows[offsets[e] .. offsets[e+1]-1], in
-// no particular order (each row's product is independent of the others); ids outside [0, experts)
-// (expert-parallel masking) are left out and the tail of sorted_rows holds -1; active_experts lists
-// the experts with rows, ascending, then -1s, and active_count says how many.
+// The routed rows grouped by expert and cut into the grouped expert GEMM's CTA rows, in one launch.
+// Row r = token * k + slot of topk_ids. Fixed-size outputs (CUDA graphs): expert e's rows are
+// sorted_rows[offsets[e] .. offsets[e+1]-1], in no particular order (each row's product is independent
+// of the others); ids outside [0, experts) (expert-parallel masking) are left out and the tail of
+// sorted_rows holds -1. Tile i covers rows_per_tile entries of sorted_rows from tile_row[i], all of
+// expert tile_expert[i], in expert order; entries past the last tile have expert -1.
 struct SortRowsParams {
-  const int* topk_ids;       // [rows]
-  int* offsets;              // [experts + 1]
-  int* sorted_rows;          // [rows]
-  int* active_experts;       // [experts]
-  int* active_count;         // [1]
-  int rows, experts;
-};
-
-void launch_sort_rows(const SortRowsParams& params, cudaStream_t stream);
-
-// The grouped expert GEMM's CTA rows: each expert's sorted rows cut into tiles of rows_per_tile, in
-// expert order. Fixed size (CUDA graphs): max_tiles = expert_tiles_bound(rows, experts, rows_per_tile);
-// entries past the last tile have expert -1.
-struct ExpertTilesParams {
-  const int* offsets;  // [experts + 1] of moe_sort_rows
-  int* tile_expert;    // [max_tiles]
-  int* tile_row;       // [max_tiles]: first index into sorted_rows
-  int experts, rows_per_tile, max_tiles;
+  const int* topk_ids;  // [rows]
+  int* offsets;         // [experts + 1]
+  int* sorted_rows;     // [rows]
+  int* tile_expert;     // [max_tiles]
+  int* tile_row;        // [max_tiles]
+  int rows, experts, rows_per_tile, max_tiles;
 };
 
 // Every expert's partial last tile costs at most one tile beyond rows / rows_per_tile.
@@ -59,6 +50,29 @@ constexpr int64_t expert_tiles_bound(int64_t rows, int64_t experts, int64_t rows
   return rows / rows_per_tile + (rows < experts ? rows : experts);
 }
 
-void launch_expert_tiles(const ExpertTilesParams& params, cudaStream_t stream);
+void launch_sort_rows(const SortRowsParams& params, cudaStream_t stream);
+
+// The routed experts' weighted sum, after the down projection: out[t] = sum over slots j of
+// weights[t, j] * down[t * k + j] for the slots whose expert id is in [0, experts) (rows of other ids
+// were never written and are not read). fp32 sums, fp16 out; hidden must be a multiple of 8.
+struct CombineParams {
+  const __half* down;     // [tokens * k, hidden]
+  const float* weights;   // [tokens, k]
+  const int* ids;         // [tokens, k]
+  __half* out;            // [tokens, hidden]
+  int tokens, k, hidden, experts;
+};
+
+void launch_combine(const CombineParams& params, cudaStream_t stream);
+
+// SiLU-gated product of the gate/up projection: out[r, i] = silu(gate_up[r, i]) * gate_up[r, I + i]
+// (fp32 math, one rounding), I = width / 2 a multiple of 8.
+struct SiluMulParams {
+  const __half* gate_up;  // [rows, 2I]
+  __half* out;            // [rows, I]
+  int rows, width;        // width = I
+};
+
+void launch_silu_mul(const SiluMulParams& params, cudaStream_t stream);
 
 }  // namespace sm7x

@@ -40,10 +40,9 @@ def routing(kind, tokens, experts, topk, gen):
 
 
 def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path):
-    offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, experts)
     rows = topk_ids.numel()
     per_tile = moe.rows_per_tile_for(rows, min(rows, experts))
-    tiles = moe.expert_tiles(offsets, rows, per_tile)
+    offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
     junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
     del junk
     return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path)
@@ -127,8 +126,7 @@ def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
     per_tile = moe.rows_per_tile_for(tokens * topk, experts)
 
     def step():
-        offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, experts)
-        tiles = moe.expert_tiles(offsets, tokens * topk, per_tile)
+        offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
         return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, topk, per_tile, path=path)
 
     stream = torch.cuda.Stream()
@@ -173,12 +171,11 @@ def test_bad_input_names_the_rule(moe, seed):
     weight, _ = make_experts(2, 256, 32, 128, gen)
     x = torch.randn(10, 256, device="cuda", generator=gen).half()
     topk_ids = torch.randint(0, 2, (10, 2), dtype=torch.int32, device="cuda", generator=gen)
-    offsets, sorted_rows, _, _ = moe.sort_rows(topk_ids, 2)
-    tiles = moe.expert_tiles(offsets, 20, 8)
+    offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, 2, 8)
     with pytest.raises(ValueError, match="x_row_divisor"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 1, 8)
     with pytest.raises(ValueError, match="rows_per_tile must be 8 or 16"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 32)
-    coarse = moe.expert_tiles(offsets, 20, 16)  # 3 tiles, where 8-row tiles need up to 4
-    with pytest.raises(ValueError, match="must come from moe_expert_tiles with the same rows"):
+    _, _, coarse = moe.sort_rows(topk_ids, 2, 16)  # 3 tiles, where 8-row tiles need up to 4
+    with pytest.raises(ValueError, match="must come from moe_sort_rows with the same rows"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, coarse, 2, 8)

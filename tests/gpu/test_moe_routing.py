@@ -1,6 +1,7 @@
-"""MoE top-k softmax routing (csrc/moe) against a float64 reference and against vLLM's own
-_moe_C.topk_softmax: chosen experts in order (ties: lower index first), their probabilities,
-renormalisation, token_expert_indices; odd sizes, strided rows, poisoned outputs."""
+"""The MoE steps around the expert GEMM (csrc/moe): top-k softmax routing against a float64 reference
+and against vLLM's own _moe_C.topk_softmax (chosen experts in order, ties: lower index first, their
+probabilities, renormalisation, token_expert_indices; odd sizes, strided rows, poisoned outputs); the
+row sort with its tile list; the SiLU gate and the weighted combine against float64."""
 import pytest
 import torch
 
@@ -117,10 +118,21 @@ def test_op_schema_and_fake_implementation():
 # Rows grouped by expert (for the grouped expert GEMM)
 
 
+def expected_tiles(offsets, rows_per_tile, max_tiles):
+    """Each expert's rows cut into rows_per_tile tiles in expert order, then -1 experts."""
+    tile_expert, tile_row = [], []
+    for e, (begin, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+        for row in range(begin, end, rows_per_tile):
+            tile_expert.append(e), tile_row.append(row)
+    return tile_expert + [-1] * (max_tiles - len(tile_expert)), tile_row
+
+
 @pytest.mark.parametrize("tokens, k, experts", [(1, 8, 256), (7, 8, 256), (333, 4, 60), (4096, 8, 512),
                                                 (16384, 8, 128), (5, 2, 1024), (0, 8, 64)])
 @pytest.mark.parametrize("routing", ["random", "skewed"])
-def test_sort_rows_groups_every_row_under_its_expert(tokens, k, experts, routing, seed):
+@pytest.mark.parametrize("rows_per_tile", [8, 16])
+def test_sort_rows_groups_every_row_under_its_expert_and_tiles_them(tokens, k, experts, routing, rows_per_tile,
+                                                                   seed):
     from vllm_sm7x.ops.moe import sort_rows
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
@@ -130,7 +142,7 @@ def test_sort_rows_groups_every_row_under_its_expert(tokens, k, experts, routing
     else:  # most rows on 3 experts, many experts with none
         ids = torch.randint(0, 3, (tokens, k), generator=gen, device=DEVICE)
     ids = ids.int().contiguous()
-    offsets, rows, active, count = sort_rows(ids, experts)
+    offsets, rows, (tile_expert, tile_row) = sort_rows(ids, experts, rows_per_tile)
 
     flat = ids.flatten().long()
     counts = torch.bincount(flat, minlength=experts)
@@ -139,30 +151,100 @@ def test_sort_rows_groups_every_row_under_its_expert(tokens, k, experts, routing
     assert torch.equal(rows.sort().values.long(), torch.arange(flat.numel(), device=DEVICE)), "a row lost or doubled"
     expert_of_position = torch.repeat_interleave(torch.arange(experts, device=DEVICE), counts)
     assert torch.equal(flat[rows.long()], expert_of_position), "a row under the wrong expert"
-    expected_active = (counts > 0).nonzero().flatten()
-    assert int(count) == expected_active.numel()
-    assert torch.equal(active[:int(count)].long(), expected_active)
-    assert (active[int(count):] == -1).all()
+    want_expert, want_row = expected_tiles(expected_offsets.tolist(), rows_per_tile, tile_expert.numel())
+    assert tile_expert.tolist() == want_expert
+    assert tile_row[:len(want_row)].tolist() == want_row
 
 
 def test_sort_rows_drops_masked_ids():
     from vllm_sm7x.ops.moe import sort_rows
 
     ids = torch.tensor([[3, -1], [70, 3], [0, 5]], dtype=torch.int32, device=DEVICE)  # 64 experts: -1, 70 out
-    offsets, rows, active, count = sort_rows(ids, 64)
+    offsets, rows, (tile_expert, tile_row) = sort_rows(ids, 64, 8)
     assert offsets[[0, 1, 3, 4, 5, 6, 64]].tolist() == [0, 1, 1, 3, 3, 4, 4]
     assert sorted(rows[1:3].tolist()) == [0, 3] and rows[0].item() == 4 and rows[3].item() == 5
     assert rows[4:].tolist() == [-1, -1]
-    assert int(count) == 3 and active[:4].tolist() == [0, 3, 5, -1]
+    assert tile_expert.tolist() == [0, 3, 5] + [-1] * 4 and tile_row[:3].tolist() == [0, 1, 3]
 
 
 def test_sort_rows_inputs_are_checked_and_its_schema_holds():
     with pytest.raises(ValueError, match="2000 experts; the sort takes 1 to 1024"):
-        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 2000)
+        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 2000, 8)
     with pytest.raises(ValueError, match="contiguous int32"):
-        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int64, device=DEVICE), 64)
+        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int64, device=DEVICE), 64, 8)
+    with pytest.raises(ValueError, match="rows_per_tile must be 8 or 16"):
+        torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 64, 12)
     # Rows of one expert come out in any order, so two runs may differ: opcheck's AOT-dispatch test
     # compares an eager run with a traced one and is left out; schema and fake implementation are checked.
     torch.library.opcheck(torch.ops._C_sm7x.moe_sort_rows.default,
-                          (torch.randint(0, 64, (5, 8), dtype=torch.int32, device=DEVICE), 64),
+                          (torch.randint(0, 64, (5, 8), dtype=torch.int32, device=DEVICE), 64, 8),
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The expert layer's steps between and after the GEMMs: SiLU gate, weighted combine
+
+
+def nan_poisoned_allocator():
+    """Fill the caching allocator's free memory with NaN, so an output element the kernel does not
+    write shows up."""
+    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device=DEVICE)
+    del junk
+
+
+def relative_error(out, ref):
+    assert not out.isnan().any(), "unwritten (NaN) or poisoned elements in the output"
+    return float((out.double() - ref).norm() / ref.norm())
+
+
+@pytest.mark.parametrize("rows, width", [(1, 8), (7, 128), (333, 520), (64, 2048)])
+def test_silu_mul_gates_up_with_silu_of_gate(rows, width, seed):
+    from vllm_sm7x.ops.moe import silu_mul
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    gate_up = (torch.randn(rows, 2 * width, generator=gen, device=DEVICE) * 3).half()
+    nan_poisoned_allocator()
+    out = silu_mul(gate_up)
+    g, u = gate_up.double().split(width, dim=1)
+    assert out.shape == (rows, width) and out.dtype == torch.float16
+    assert relative_error(out, torch.nn.functional.silu(g) * u) < 1e-3  # one fp16 rounding
+
+
+@pytest.mark.parametrize("tokens, k, hidden, experts", [(1, 8, 2048, 256), (5, 2, 256, 8), (37, 4, 1032, 60)])
+def test_combine_sums_each_tokens_weighted_rows_and_skips_other_ranks(tokens, k, hidden, experts, seed):
+    """Slots whose id is another rank's (-1, or >= experts) hold rows nobody wrote: NaN here, and they
+    must neither be read into the sum nor poison it."""
+    from vllm_sm7x.ops.moe import combine
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    ids = torch.randint(-1, experts + 2, (tokens, k), generator=gen, device=DEVICE, dtype=torch.int32)
+    ids[:, 0] = 0  # every token keeps one expert
+    weights = torch.rand(tokens, k, generator=gen, device=DEVICE).softmax(-1)
+    down = torch.randn(tokens * k, hidden, generator=gen, device=DEVICE).half()
+    local = ((ids >= 0) & (ids < experts)).reshape(-1)
+    down[~local] = float("nan")
+    nan_poisoned_allocator()
+    out = combine(down, weights, ids, experts)
+    kept = torch.where(local.view(tokens, k, 1), down.double().view(tokens, k, hidden), 0)
+    reference = (kept * weights.double().unsqueeze(-1)).sum(1)
+    assert out.shape == (tokens, hidden) and out.dtype == torch.float16
+    assert relative_error(out, reference) < 1e-3
+
+
+def test_silu_mul_and_combine_check_inputs_and_schemas():
+    with pytest.raises(ValueError, match="2 x a multiple of 8"):
+        torch.ops._C_sm7x.moe_silu_mul(torch.zeros(3, 20, dtype=torch.float16, device=DEVICE))
+    with pytest.raises(ValueError, match="contiguous float16"):
+        torch.ops._C_sm7x.moe_silu_mul(torch.zeros(3, 32, dtype=torch.float32, device=DEVICE))
+    ids = torch.zeros(2, 4, dtype=torch.int32, device=DEVICE)
+    weights = torch.full((2, 4), 0.25, device=DEVICE)
+    with pytest.raises(ValueError, match="hidden size 12 must be a multiple of 8"):
+        torch.ops._C_sm7x.moe_combine(torch.zeros(8, 12, dtype=torch.float16, device=DEVICE), weights, ids, 4)
+    with pytest.raises(ValueError, match=r"down must be \[tokens \* k = 8"):
+        torch.ops._C_sm7x.moe_combine(torch.zeros(6, 16, dtype=torch.float16, device=DEVICE), weights, ids, 4)
+    with pytest.raises(ValueError, match="topk_weights float32"):
+        torch.ops._C_sm7x.moe_combine(torch.zeros(8, 16, dtype=torch.float16, device=DEVICE), weights.half(), ids, 4)
+    torch.library.opcheck(torch.ops._C_sm7x.moe_silu_mul.default,
+                          (torch.randn(5, 64, device=DEVICE).half(),))
+    torch.library.opcheck(torch.ops._C_sm7x.moe_combine.default,
+                          (torch.randn(8, 16, device=DEVICE).half(), weights, ids, 4))

@@ -22,12 +22,15 @@ def test_fake_implementations_give_output_shapes():
         routed = [torch.empty(3, 8, dtype=dtype, device="cuda") for dtype in (torch.float32, torch.int32, torch.int32)]
         gating = torch.empty(3, 128, dtype=torch.float16, device="cuda")
         assert torch.ops._C_sm7x.moe_topk_softmax(*routed, gating, True) is None
-        offsets, rows, active, count = torch.ops._C_sm7x.moe_sort_rows(routed[1], 128)
-        assert (offsets.shape, rows.shape, active.shape, count.shape) == ((129,), (24,), (128,), (1,))
-        tile_expert, tile_row = torch.ops._C_sm7x.moe_expert_tiles(offsets, 24, 8)
+        offsets, rows, tile_expert, tile_row = torch.ops._C_sm7x.moe_sort_rows(routed[1], 128, 8)
+        assert (offsets.shape, rows.shape) == ((129,), (24,))
         assert tile_expert.shape == tile_row.shape == (24 // 8 + 24,)  # 24 rows over 128 experts
         experts_q = torch.empty(128, 2, 2, 2, 32, 4, dtype=torch.int32, device="cuda")
         experts_sz = torch.empty(128, 2, 24, dtype=torch.int32, device="cuda")
         out = torch.ops._C_sm7x.awq_moe_gemm(x, experts_q, experts_sz, rows, offsets, tile_expert, tile_row, 8,
                                              128, 8, "sm70")
         assert out.shape == (24, 24) and out.dtype == torch.float16
+        gated = torch.ops._C_sm7x.moe_silu_mul(out)
+        assert gated.shape == (24, 12) and gated.dtype == torch.float16
+        combined = torch.ops._C_sm7x.moe_combine(out, routed[0], routed[1], 128)
+        assert combined.shape == (3, 24) and combined.dtype == torch.float16

@@ -41,17 +41,21 @@ def _moe_topk_softmax_fake(topk_weights, topk_ids, token_expert_indices, gating_
 
 
 @torch.library.register_fake("_C_sm7x::moe_sort_rows")
-def _moe_sort_rows_fake(topk_ids, num_experts):
+def _moe_sort_rows_fake(topk_ids, num_experts, rows_per_tile):
     rows = topk_ids.numel()
-    return [topk_ids.new_empty(num_experts + 1), topk_ids.new_empty(rows), topk_ids.new_empty(num_experts),
-            topk_ids.new_empty(1)]
+    tiles = rows // rows_per_tile + min(rows, num_experts)  # expert_tiles_bound in csrc/moe/moe_routing.h
+    return [topk_ids.new_empty(num_experts + 1), topk_ids.new_empty(rows), topk_ids.new_empty(tiles),
+            topk_ids.new_empty(tiles)]
 
 
-@torch.library.register_fake("_C_sm7x::moe_expert_tiles")
-def _moe_expert_tiles_fake(offsets, rows, rows_per_tile):
-    experts = offsets.shape[0] - 1
-    tiles = rows // rows_per_tile + min(rows, experts)  # expert_tiles_bound in csrc/moe/moe_routing.h
-    return [offsets.new_empty(tiles), offsets.new_empty(tiles)]
+@torch.library.register_fake("_C_sm7x::moe_combine")
+def _moe_combine_fake(down, topk_weights, topk_ids, num_experts):
+    return down.new_empty((topk_ids.shape[0], down.shape[1]))
+
+
+@torch.library.register_fake("_C_sm7x::moe_silu_mul")
+def _moe_silu_mul_fake(gate_up):
+    return gate_up.new_empty((gate_up.shape[0], gate_up.shape[1] // 2))
 
 
 @torch.library.register_fake("_C_sm7x::awq_moe_gemm")

@@ -1,12 +1,12 @@
 """Mixture-of-experts routing on SM70/SM75 without vLLM's _moe_C (no sm_70 code there):
 csrc/moe/moe_routing.h. `topk_softmax` takes the arguments and gives the outputs of vLLM's;
-`sort_rows` groups the routed rows by expert, `expert_tiles` cuts each expert's rows into the grouped
-GEMM's CTA rows, `awq_moe_gemm` runs one AWQ projection of every routed row in one launch, and
-`awq_moe` is a whole SiLU-gated expert layer on them."""
+`sort_rows` groups the routed rows by expert and cuts each expert's rows into the grouped GEMM's CTA
+rows, `awq_moe_gemm` runs one AWQ projection of every routed row in one launch, and `awq_moe` is a
+whole SiLU-gated expert layer on them: five launches (sort, gate/up, SiLU gate, down, weighted sum),
+because at decode the layer's few microseconds of weight reads are comparable to a launch."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from vllm_sm7x.activation import kernel_path
 from vllm_sm7x.ops import load_kernels
@@ -28,27 +28,22 @@ def topk_softmax(gating_output: torch.Tensor, topk: int, renormalize: bool
     return weights, ids, token_expert_indices
 
 
-def sort_rows(topk_ids: torch.Tensor, num_experts: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """topk_ids int32 [tokens, k] -> (offsets [E+1], sorted_rows [tokens*k], active_experts [E],
-    active_count [1]), all int32 on the GPU with fixed sizes: expert e's rows (row = token * k + slot)
-    are sorted_rows[offsets[e]:offsets[e+1]] in any order; ids outside [0, E) are dropped and the tail
-    is -1; active_experts lists the experts with rows ascending, then -1."""
-    offsets, sorted_rows, active_experts, active_count = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts)
-    return offsets, sorted_rows, active_experts, active_count
+def sort_rows(topk_ids: torch.Tensor, num_experts: int, rows_per_tile: int
+              ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """topk_ids int32 [tokens, k] -> (offsets [E+1], sorted_rows [tokens*k], (tile_expert, tile_row)),
+    int32 on the GPU with fixed sizes (CUDA graphs), one launch. Expert e's rows (row = token * k + slot)
+    are sorted_rows[offsets[e]:offsets[e+1]] in any order; ids outside [0, E) are dropped and the tail is
+    -1. Tile i is rows_per_tile (8 or 16) entries of sorted_rows from tile_row[i], all of expert
+    tile_expert[i], in expert order; -1 experts past the last tile."""
+    offsets, sorted_rows, tile_expert, tile_row = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts,
+                                                                                rows_per_tile)
+    return offsets, sorted_rows, (tile_expert, tile_row)
 
 
 def rows_per_tile_for(rows: int, active_experts: int) -> int:
     """CTA rows of the grouped GEMM: 8 while experts see a handful of rows each (decode: every row
     of a 16-row tile past the expert's own would be wasted mma work), 16 beyond."""
     return 8 if rows <= 8 * max(1, active_experts) else 16
-
-
-def expert_tiles(offsets: torch.Tensor, rows: int, rows_per_tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """offsets of sort_rows -> (tile_expert, tile_row) int32, fixed size (CUDA graphs): each expert's
-    rows cut into tiles of rows_per_tile (8 or 16) in expert order, -1 experts past the last tile."""
-    tile_expert, tile_row = torch.ops._C_sm7x.moe_expert_tiles(offsets, rows, rows_per_tile)
-    return tile_expert, tile_row
 
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
@@ -63,23 +58,29 @@ def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.T
                                           path or kernel_path())
 
 
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """fp16 [rows, 2I] (gate, then up) -> silu(gate) * up [rows, I], fp32 math and one rounding."""
+    return torch.ops._C_sm7x.moe_silu_mul(gate_up)
+
+
+def combine(down: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """down fp16 [tokens * k, H] (routed row = token * k + slot), weights fp32 and ids int32 [tokens, k]
+    -> fp16 [tokens, H]: each token's weighted sum over its slots, fp32 sums; slots whose id is outside
+    [0, num_experts) (other ranks' experts, rows never written) are skipped."""
+    return torch.ops._C_sm7x.moe_combine(down, topk_weights, topk_ids, num_experts)
+
+
 def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_weights: torch.Tensor,
             topk_ids: torch.Tensor, path: str | None = None) -> torch.Tensor:
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
     I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero."""
-    tokens, topk = topk_ids.shape
-    ids = topk_ids.to(torch.int32)
+    ids = topk_ids.to(torch.int32).contiguous()
+    topk = ids.shape[1]
     experts = w13.qweight.shape[0]
-    offsets, sorted_rows, _, _ = sort_rows(ids, experts)
     rows = ids.numel()
     per_tile = rows_per_tile_for(rows, min(rows, experts))
-    tiles = expert_tiles(offsets, rows, per_tile)
+    offsets, sorted_rows, tiles = sort_rows(ids, experts, per_tile)
     gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path)
-    inter = gate_up.shape[1] // 2
-    hidden = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
-    down = awq_moe_gemm(hidden, w2, sorted_rows, offsets, tiles, 1, per_tile, path).view(tokens, topk,
-                                                                                     w2.out_features)
-    kept = ((ids >= 0) & (ids < experts)).view(tokens, topk, 1)  # dropped rows were never written
-    down = down.masked_fill(~kept, 0)
-    return torch.einsum("tkh,tk->th", down.float(), topk_weights.float() * kept.squeeze(-1)).to(x.dtype)
+    down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path)
+    return combine(down, topk_weights.float().contiguous(), ids, experts)

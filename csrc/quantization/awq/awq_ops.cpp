@@ -188,7 +188,7 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
                     rows_per_tile);
   TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel() &&
                         tile_expert.numel() >= expert_tiles_bound(rows, experts, rows_per_tile),
-                    op, ": tile_expert / tile_row must come from moe_expert_tiles with the same rows (", rows,
+                    op, ": tile_expert / tile_row must come from moe_sort_rows with the same rows (", rows,
                     ") and rows_per_tile (", rows_per_tile, ")");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, op);
