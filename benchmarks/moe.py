@@ -10,7 +10,8 @@ a V100 has no int4 MoE path at all). The shared expert is not part of the timed 
 
 bw_frac = bytes of the experts the routing touches (weights, scales, zeros) / time / copy bandwidth of
 this run; experts of several layers are rotated so the touched bytes are >= 4x the L2. Layer 0 holds
-the same AWQ weights in both formats and the outputs are compared (notes say if they disagree). All
+the same AWQ weights in both formats and the outputs are compared (notes say if they disagree). Where
+ours takes its decode kernels (few tokens), its grouped-GEMM form is timed too ("ours_grouped"). All
 calls run inside CUDA graphs. These are figures of this GPU running the SM7x code paths, not V100 or
 T4 figures.
 
@@ -89,10 +90,13 @@ class Problem:
         return distinct * Layer.expert_bytes(self.inter)
 
 
-def ours(problem: Problem, path: str):
-    from vllm_sm7x.ops.moe import awq_moe
+def ours(problem: Problem, path: str, decode_max_tokens: int | None = None):
+    """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs."""
+    from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS, awq_moe
 
-    return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path)
+    limit = DECODE_MAX_TOKENS if decode_max_tokens is None else decode_max_tokens
+    return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path,
+                                      decode_max_tokens=limit)
 
 
 def fused_moe_module():
@@ -135,6 +139,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help="1 and 16 tokens only")
     args = parser.parse_args()
+    from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
@@ -168,12 +173,13 @@ def main() -> int:
                     if diff > 4e-3:
                         notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
                 ms = time_per_layer(run, problem)
+                path_baselines = {k: v for k, v in baselines.items() if "faithful" not in k or k.endswith(path)}
+                if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
+                    path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
                 rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",
                                    "tokens": tokens, "layers_rotated": count, "ms": round(ms, 5),
                                    "bw_frac": round(problem.touched_bytes() / (ms * 1e-3) / (bandwidth * 1e9), 3),
-                                   "tflops": None,
-                                   "baselines": {k: v for k, v in baselines.items()
-                                                 if "faithful" not in k or k.endswith(path)}})
+                                   "tflops": None, "baselines": path_baselines})
             del problem
         del layers
         torch.cuda.empty_cache()
@@ -188,12 +194,13 @@ def main() -> int:
                             "timed": "routed experts only (no shared expert, no router GEMM)", **notes}}
         (args.out / f"moe-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(f"\n{info['gpu']}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
-        print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'wna16':>9} {'triton':>9} {'faithful':>9}")
+        print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'grouped':>9} {'wna16':>9} {'triton':>9} "
+              f"{'faithful':>9}")
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         for r in path_rows:
             b = r["baselines"]
             faithful = next((v for k, v in b.items() if "faithful" in k), None)
-            print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} "
+            print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
                   f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
         for key, note in notes.items():
             print(f"  {key}: {note}")

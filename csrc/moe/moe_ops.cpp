@@ -3,6 +3,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
+#include "moe/awq_moe_decode.h"
 #include "moe/moe_routing.h"
 #include "ops.h"
 
@@ -129,6 +130,77 @@ torch::Tensor moe_silu_mul(const torch::Tensor& gate_up) {
   p.rows = static_cast<int>(rows), p.width = static_cast<int>(width);
   const c10::cuda::CUDAGuard guard(gate_up.device());
   launch_silu_mul(p, c10::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+namespace {
+
+// Packed expert weights of one projection K -> N: qweight [E, N/16, ceil(K/128), 2, 32, 4] int32 and
+// scale_zero [E, K/G, N] int32 (half2), contiguous (experts_to_kernel_layout).
+void check_expert_stack(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t experts, int64_t K,
+                        int64_t N, int64_t group_size, const char* name, const char* op) {
+  const std::vector<int64_t> packed{experts, N / 16, (K + 127) / 128, 2, 32, 4};
+  TORCH_CHECK_VALUE(qweight.scalar_type() == at::kInt && scale_zero.scalar_type() == at::kInt &&
+                        qweight.is_contiguous() && scale_zero.is_contiguous() && qweight.sizes() == packed &&
+                        scale_zero.sizes() == c10::IntArrayRef({experts, K / group_size, N}),
+                    op, ": ", name, " must be contiguous int32 stacks qweight ", c10::IntArrayRef(packed),
+                    " and scale_zero [", experts, ", ", K / group_size, ", ", N,
+                    "] (experts_to_kernel_layout), got ", qweight.sizes(), " and ", scale_zero.sizes());
+}
+
+}  // namespace
+
+torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qweight,
+                             const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
+                             const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
+                             const torch::Tensor& topk_ids, int64_t group_size) {
+  constexpr const char* op = "awq_moe_decode";
+  TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128, op, ": group size ", group_size,
+                    " is not supported (32, 64 or 128)");
+  TORCH_CHECK_VALUE(x.is_cuda() && x.scalar_type() == at::kHalf && x.dim() == 2 && x.is_contiguous() &&
+                        reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0,
+                    op, ": x must be a contiguous, 16-byte aligned float16 CUDA tensor [tokens, hidden], got ",
+                    x.sizes());
+  TORCH_CHECK_VALUE(w13_scale_zero.dim() == 3 && w2_scale_zero.dim() == 3, op,
+                    ": scale_zero stacks must be [experts, K/G, N], got ", w13_scale_zero.sizes(), " and ",
+                    w2_scale_zero.sizes());
+  const int64_t tokens = x.size(0), hidden = x.size(1), experts = w13_scale_zero.size(0);
+  const int64_t inter = w13_scale_zero.size(2) / 2;
+  TORCH_CHECK_VALUE(hidden % group_size == 0 && inter % group_size == 0 && inter % 16 == 0, op, ": hidden ", hidden,
+                    " and expert width ", inter, " must be multiples of the group size ", group_size);
+  check_expert_stack(w13_qweight, w13_scale_zero, experts, hidden, 2 * inter, group_size, "w13 (hidden -> 2 x width)",
+                     op);
+  check_expert_stack(w2_qweight, w2_scale_zero, experts, inter, hidden, group_size, "w2 (width -> hidden)", op);
+  TORCH_CHECK_VALUE(topk_ids.dim() == 2 && topk_ids.size(0) == tokens && topk_weights.sizes() == topk_ids.sizes() &&
+                        topk_ids.scalar_type() == at::kInt && topk_weights.scalar_type() == at::kFloat &&
+                        topk_ids.is_contiguous() && topk_weights.is_contiguous(),
+                    op, ": topk_weights (float32) and topk_ids (int32) must be contiguous [tokens = ", tokens,
+                    ", k], got ", topk_weights.sizes(), " and ", topk_ids.sizes());
+  for (const torch::Tensor* t : {&w13_qweight, &w13_scale_zero, &w2_qweight, &w2_scale_zero, &topk_weights,
+                                 &topk_ids}) {
+    TORCH_CHECK_VALUE(t->is_cuda() && t->device() == x.device(), op, ": every tensor must be on ", x.device());
+  }
+  const int64_t k = topk_ids.size(1);
+  TORCH_CHECK_VALUE(tokens * k <= INT32_MAX, op, ": too many routed rows");
+  auto act = torch::empty({tokens * k, inter}, x.options());
+  auto out = torch::empty({tokens, hidden}, x.options());
+  AwqMoeDecodeParams p{};
+  p.x = reinterpret_cast<const __half*>(x.data_ptr<at::Half>());
+  p.w13 = reinterpret_cast<const uint4*>(w13_qweight.data_ptr<int32_t>());
+  p.w13_sz = reinterpret_cast<const __half2*>(w13_scale_zero.data_ptr<int32_t>());
+  p.w2 = reinterpret_cast<const uint4*>(w2_qweight.data_ptr<int32_t>());
+  p.w2_sz = reinterpret_cast<const __half2*>(w2_scale_zero.data_ptr<int32_t>());
+  p.w13_stride = w13_qweight.stride(0) / 4, p.w13_sz_stride = w13_scale_zero.stride(0);
+  p.w2_stride = w2_qweight.stride(0) / 4, p.w2_sz_stride = w2_scale_zero.stride(0);
+  p.weights = topk_weights.data_ptr<float>();
+  p.ids = topk_ids.data_ptr<int>();
+  p.act = reinterpret_cast<__half*>(act.data_ptr<at::Half>());
+  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
+  p.tokens = static_cast<int>(tokens), p.k = static_cast<int>(k), p.experts = static_cast<int>(experts);
+  p.hidden = static_cast<int>(hidden), p.inter = static_cast<int>(inter);
+  p.group_shift = __builtin_ctz(static_cast<unsigned>(group_size));
+  const c10::cuda::CUDAGuard guard(x.device());
+  launch_awq_moe_decode(p, c10::cuda::getCurrentCUDAStream());
   return out;
 }
 

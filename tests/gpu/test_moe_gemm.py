@@ -145,25 +145,98 @@ def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
         assert relative_error(captured, reference(x, weights, topk_ids, topk)) < TOLERANCE
 
 
+def layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts):
+    """float64 expert layer; slots of ids outside [0, experts) count as zero."""
+    kept = (topk_ids >= 0) & (topk_ids < experts)
+    ids = torch.where(kept, topk_ids, 0).long()
+    inter = w2_ref.shape[1]
+    gate_up = torch.einsum("th,tkhn->tkn", x.double(), w13_ref[ids].double())
+    act = torch.nn.functional.silu(gate_up[..., :inter]) * gate_up[..., inter:]
+    return torch.einsum("tki,tkih,tk->th", act, w2_ref[ids].double(), topk_weights.double() * kept)
+
+
+# Both forms of the layer: the SIMT decode kernels (tokens <= DECODE_MAX_TOKENS) and the grouped GEMMs.
+FORMS = {"decode": 4, "grouped": 0}
+
+
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("tokens", [1, 5, 40])
-def test_whole_expert_layer_matches_float32_reference(moe, path, tokens, seed):
-    """awq_moe (what the vLLM MoE method runs): gate/up, SiLU gate, down, weighted sum over the top-k.
-    The gate/up output and the gated hidden state are fp16 between the GEMMs: two more roundings than a
-    single GEMM, hence twice its tolerance."""
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("tokens, experts, topk, hidden, inter, group_size", [
+    (1, 256, 8, 2048, 512, 128),  # Qwen3.6-35B-A3B at TP1, one decode token
+    (1, 256, 8, 2048, 128, 128),  # ... at TP4
+    (3, 8, 2, 384, 96, 32),       # 3 k tiles over 4 warps; a width shorter than one k tile
+    (4, 60, 4, 640, 160, 64),     # a partial last k tile of the down projection
+    (5, 32, 4, 512, 256, 128),
+    (40, 32, 4, 512, 256, 128),
+])
+def test_whole_expert_layer_matches_float64_reference(moe, path, form, tokens, experts, topk, hidden, inter,
+                                                      group_size, seed):
+    """awq_moe (what the vLLM MoE method runs): gate/up, SiLU gate, down, weighted sum over the top-k,
+    with some slots on other ranks' experts (-1 and ids past the last). The intermediate values are
+    fp16 between the projections: more roundings than a single GEMM, hence twice its tolerance."""
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    experts, topk, hidden, inter = 32, 4, 512, 256
-    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
-    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, group_size, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, group_size, gen)
     x = torch.randn(tokens, hidden, device="cuda", generator=gen).half()
     topk_ids = routing("random", tokens, experts, topk, gen)
+    dropped = torch.rand(tokens, topk, device="cuda", generator=gen) < 0.2
+    dropped[:, 0] = False
+    topk_ids = torch.where(dropped, torch.where(dropped.roll(1, 1), -1, experts + 1), topk_ids).int()
     topk_weights = torch.rand(tokens, topk, device="cuda", generator=gen).softmax(-1)
-    out = moe.awq_moe(x, w13, w2, topk_weights, topk_ids, path=path)
-    gate_up = torch.einsum("th,tkhn->tkn", x.float(), w13_ref[topk_ids.long()])
-    act = torch.nn.functional.silu(gate_up[..., :inter]) * gate_up[..., inter:]
-    ref = torch.einsum("tki,tkih,tk->th", act, w2_ref[topk_ids.long()], topk_weights)
+    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
+    del junk
+    out = moe.awq_moe(x, w13, w2, topk_weights, topk_ids, path=path, decode_max_tokens=FORMS[form])
     assert out.shape == (tokens, hidden) and out.dtype == torch.float16
-    assert relative_error(out, ref) < 2 * TOLERANCE
+    reference = layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts)
+    assert relative_error(out, reference) < 2 * TOLERANCE
+
+
+def test_decode_form_replays_in_a_cuda_graph_with_new_routing(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    experts, topk, hidden, inter = 64, 8, 1024, 256
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
+    x = torch.randn(2, hidden, device="cuda", generator=gen).half()
+    topk_ids = routing("random", 2, experts, topk, gen)
+    topk_weights = torch.rand(2, topk, device="cuda", generator=gen).softmax(-1)
+
+    def step():
+        return moe.awq_moe(x, w13, w2, topk_weights, topk_ids, decode_max_tokens=4)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
+    for kind in ("random", "skewed"):
+        topk_ids.copy_(routing(kind, 2, experts, topk, gen))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, step()), "the decode form must be deterministic"
+        reference = layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts)
+        assert relative_error(captured, reference) < 2 * TOLERANCE
+
+
+def test_decode_form_checks_its_inputs(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    w13, _ = make_experts(4, 256, 256, 128, gen)  # hidden 256 -> 2 x width 128
+    w2, _ = make_experts(4, 128, 256, 128, gen)
+    w2_group64, _ = make_experts(4, 128, 256, 64, gen)
+    x = torch.randn(1, 256, device="cuda", generator=gen).half()
+    ids = torch.zeros(1, 2, dtype=torch.int32, device="cuda")
+    weights = torch.full((1, 2), 0.5, device="cuda")
+    decode = torch.ops._C_sm7x.awq_moe_decode
+    with pytest.raises(ValueError, match="group size 16 is not supported"):
+        decode(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights, ids, 16)
+    with pytest.raises(ValueError, match=r"w2 \(width -> hidden\) must be contiguous int32 stacks"):
+        decode(x, w13.qweight, w13.scale_zero, w2_group64.qweight, w2_group64.scale_zero, weights, ids, 128)
+    with pytest.raises(ValueError, match="topk_ids"):
+        decode(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights, ids.long(), 128)
+    torch.library.opcheck(decode.default, (x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights, ids,
+                                           128))
 
 
 def test_bad_input_names_the_rule(moe, seed):

@@ -34,3 +34,9 @@ def test_fake_implementations_give_output_shapes():
         assert gated.shape == (24, 12) and gated.dtype == torch.float16
         combined = torch.ops._C_sm7x.moe_combine(out, routed[0], routed[1], 128)
         assert combined.shape == (3, 24) and combined.dtype == torch.float16
+        w13_q = torch.empty(128, 2, 2, 2, 32, 4, dtype=torch.int32, device="cuda")  # 256 -> 2 x 16
+        w13_sz = torch.empty(128, 2, 32, dtype=torch.int32, device="cuda")
+        w2_q = torch.empty(128, 16, 1, 2, 32, 4, dtype=torch.int32, device="cuda")    # 16 -> 256
+        w2_sz = torch.empty(128, 1, 256, dtype=torch.int32, device="cuda")
+        layer = torch.ops._C_sm7x.awq_moe_decode(x, w13_q, w13_sz, w2_q, w2_sz, routed[0], routed[1], 16)
+        assert layer.shape == (3, 256) and layer.dtype == torch.float16

@@ -58,6 +58,12 @@ def _moe_silu_mul_fake(gate_up):
     return gate_up.new_empty((gate_up.shape[0], gate_up.shape[1] // 2))
 
 
+@torch.library.register_fake("_C_sm7x::awq_moe_decode")
+def _awq_moe_decode_fake(x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_zero, topk_weights, topk_ids,
+                         group_size):
+    return torch.empty_like(x)
+
+
 @torch.library.register_fake("_C_sm7x::awq_moe_gemm")
 def _awq_moe_gemm_fake(x, qweight, scale_zero, sorted_rows, offsets, tile_expert, tile_row, x_row_divisor,
                        group_size, rows_per_tile, path):

@@ -2,8 +2,9 @@
 csrc/moe/moe_routing.h. `topk_softmax` takes the arguments and gives the outputs of vLLM's;
 `sort_rows` groups the routed rows by expert and cuts each expert's rows into the grouped GEMM's CTA
 rows, `awq_moe_gemm` runs one AWQ projection of every routed row in one launch, and `awq_moe` is a
-whole SiLU-gated expert layer on them: five launches (sort, gate/up, SiLU gate, down, weighted sum),
-because at decode the layer's few microseconds of weight reads are comparable to a launch."""
+whole SiLU-gated expert layer: for a few tokens two SIMT launches (csrc/moe/awq_moe_decode.h), else
+five (sort, gate/up, SiLU gate, down, weighted sum), because at decode the layer's few microseconds
+of weight reads are comparable to a launch."""
 from __future__ import annotations
 
 import torch
@@ -70,17 +71,28 @@ def combine(down: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tens
     return torch.ops._C_sm7x.moe_combine(down, topk_weights, topk_ids, num_experts)
 
 
+# Up to this many tokens the layer takes the two-launch SIMT path (awq_moe_decode: no row sort, each
+# routed row reads its expert's columns); beyond, the grouped tensor-core GEMMs, which read each
+# active expert once however many tokens share it. benchmarks/moe.py times both.
+DECODE_MAX_TOKENS = 4
+
+
 def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_weights: torch.Tensor,
-            topk_ids: torch.Tensor, path: str | None = None) -> torch.Tensor:
+            topk_ids: torch.Tensor, path: str | None = None, decode_max_tokens: int = DECODE_MAX_TOKENS
+            ) -> torch.Tensor:
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
     I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero."""
     ids = topk_ids.to(torch.int32).contiguous()
-    topk = ids.shape[1]
+    weights = topk_weights.float().contiguous()
+    tokens, topk = ids.shape
+    if tokens <= decode_max_tokens:
+        return torch.ops._C_sm7x.awq_moe_decode(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights,
+                                                ids, w13.group_size)
     experts = w13.qweight.shape[0]
     rows = ids.numel()
     per_tile = rows_per_tile_for(rows, min(rows, experts))
     offsets, sorted_rows, tiles = sort_rows(ids, experts, per_tile)
     gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path)
     down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path)
-    return combine(down, topk_weights.float().contiguous(), ids, experts)
+    return combine(down, weights, ids, experts)

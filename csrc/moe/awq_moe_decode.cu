@@ -1,0 +1,162 @@
+// Decode-size AWQ expert layer (awq_moe_decode.h): two SIMT kernels over the packed tiles.
+// Lane s of a warp reads slot s of a tile half: column 8h + s/4 of the tile, k segment s%4 (32 k);
+// the four lanes of a column meet with two shuffles, the warps of a CTA in shared memory. Warps take
+// k tiles (and, for the down projection, the token's experts) round-robin, so a CTA streams its
+// columns' tiles once, with evict-first loads: each weight byte is used once per routed row.
+#include <cuda_fp16.h>
+
+#include "core/cuda_check.h"
+#include "core/int4.cuh"
+#include "moe/awq_moe_decode.h"
+#include "quantization/awq/awq_gemm.h"
+
+namespace sm7x {
+namespace {
+
+using awq::kSlotK;
+using awq::kSlots;
+using awq::kTileK;
+using awq::kTileRows;
+
+constexpr int kWarps = 4;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
+
+// The 32 halves of x at k .. k+31 (one lane's segment) as floats.
+__device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {
+#pragma unroll
+  for (int v = 0; v < 4; ++v) {
+    const uint4 chunk = __ldg(reinterpret_cast<const uint4*>(x) + v);
+    const __half2* halves = reinterpret_cast<const __half2*>(&chunk);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 pair = __half22float2(halves[j]);
+      xf[8 * v + 2 * j] = pair.x, xf[8 * v + 2 * j + 1] = pair.y;
+    }
+  }
+}
+
+// One slot (32 k of one column) dotted with the segment's x: dequantised as the GEMM kernels do
+// (q * scale + bias in one fp16 FMA), summed in fp32.
+__device__ __forceinline__ float dot_slot(const uint4& w, __half2 scale_zero, const float (&xf)[kSlotK]) {
+  float sum = 0.f;
+#pragma unroll
+  for (int v = 0; v < 4; ++v) {
+    __half2 deq[4];
+    dequant_int4x8(word(w, v), scale_zero, deq);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 pair = __half22float2(deq[j]);
+      sum = fmaf(pair.x, xf[8 * v + 2 * j], fmaf(pair.y, xf[8 * v + 2 * j + 1], sum));
+    }
+  }
+  return sum;
+}
+
+// Slot `lane` of half h of packed tile (n_tile, k_tile) in a weight with k_tiles tiles along k.
+__device__ __forceinline__ uint4 load_slot(const uint4* w, int n_tile, int k_tiles, int k_tile, int h, int lane) {
+  return __ldcs(w + ((size_t)(n_tile * k_tiles + k_tile) * 2 + h) * kSlots + lane);
+}
+
+// Sums of a column's four k segments (lanes 4i .. 4i+3) into every one of them.
+__device__ __forceinline__ float column_sum(float v) {
+  v += __shfl_xor_sync(kFullMask, v, 1);
+  return v + __shfl_xor_sync(kFullMask, v, 2);
+}
+
+// Grid (routed rows, inter / 16): act[row, 16 columns] = silu(gate) * up of x[row / k] through the
+// row's expert.
+__global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
+  __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
+  const int row = blockIdx.x, tile = blockIdx.y;
+  const int expert = p.ids[row];
+  if (expert < 0 || expert >= p.experts) return;  // another rank's expert: the combine skips the row
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
+  const int k_tiles = (p.hidden + kTileK - 1) / kTileK, columns = 2 * p.inter;
+  const int up_tile = tile + p.inter / kTileRows;
+  const uint4* w = p.w13 + expert * p.w13_stride;
+  const __half2* scale_zero = p.w13_sz + expert * p.w13_sz_stride;
+  const __half* x = p.x + (size_t)(row / p.k) * p.hidden;
+  float gate[2] = {}, up[2] = {};
+  for (int k_tile = warp; k_tile < k_tiles; k_tile += kWarps) {
+    const int k = k_tile * kTileK + segment * kSlotK;
+    if (k >= p.hidden) continue;  // hidden is a multiple of 32: a segment is all in or all out
+    float xf[kSlotK];
+    load_segment(x + k, xf);
+    const __half2* group_row = scale_zero + (size_t)(k >> p.group_shift) * columns;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = tile * kTileRows + 8 * h + lane / 4;
+      gate[h] += dot_slot(load_slot(w, tile, k_tiles, k_tile, h, lane), group_row[n], xf);
+      up[h] += dot_slot(load_slot(w, up_tile, k_tiles, k_tile, h, lane), group_row[p.inter + n], xf);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    gate[h] = column_sum(gate[h]);
+    up[h] = column_sum(up[h]);
+    if (segment == 0) {
+      sums[warp][0][8 * h + lane / 4] = gate[h];
+      sums[warp][1][8 * h + lane / 4] = up[h];
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < kTileRows) {
+    float g = 0.f, u = 0.f;
+#pragma unroll
+    for (int i = 0; i < kWarps; ++i) g += sums[i][0][threadIdx.x], u += sums[i][1][threadIdx.x];
+    p.act[(size_t)row * p.inter + tile * kTileRows + threadIdx.x] = __float2half_rn(g / (1.f + expf(-g)) * u);
+  }
+}
+
+// Grid (tokens, hidden / 16): out[token, 16 columns] = sum over the token's slots of weight * act[slot]
+// through the slot's expert's down projection.
+__global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeDecodeParams p) {
+  __shared__ float sums[kWarps][kTileRows];
+  const int token = blockIdx.x, tile = blockIdx.y;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
+  const int k_tiles = (p.inter + kTileK - 1) / kTileK;
+  float acc[2] = {};
+  for (int item = warp; item < p.k * k_tiles; item += kWarps) {
+    const int slot = item / k_tiles, k_tile = item % k_tiles;
+    const int row = token * p.k + slot;
+    const int expert = p.ids[row];
+    const int k = k_tile * kTileK + segment * kSlotK;
+    if (expert < 0 || expert >= p.experts || k >= p.inter) continue;
+    float xf[kSlotK];
+    load_segment(p.act + (size_t)row * p.inter + k, xf);
+    const uint4* w = p.w2 + expert * p.w2_stride;
+    const __half2* group_row = p.w2_sz + expert * p.w2_sz_stride + (size_t)(k >> p.group_shift) * p.hidden;
+    const float weight = p.weights[row];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = tile * kTileRows + 8 * h + lane / 4;
+      acc[h] = fmaf(weight, dot_slot(load_slot(w, tile, k_tiles, k_tile, h, lane), group_row[n], xf), acc[h]);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    acc[h] = column_sum(acc[h]);
+    if (segment == 0) sums[warp][8 * h + lane / 4] = acc[h];
+  }
+  __syncthreads();
+  if (threadIdx.x < kTileRows) {
+    float v = 0.f;
+#pragma unroll
+    for (int i = 0; i < kWarps; ++i) v += sums[i][threadIdx.x];
+    p.out[(size_t)token * p.hidden + tile * kTileRows + threadIdx.x] = __float2half_rn(v);
+  }
+}
+
+}  // namespace
+
+void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
+  if (p.tokens == 0) return;
+  gate_up_kernel<<<dim3(p.tokens * p.k, p.inter / kTileRows), kWarps * 32, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+  down_combine_kernel<<<dim3(p.tokens, p.hidden / kTileRows), kWarps * 32, 0, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
+
+}  // namespace sm7x
