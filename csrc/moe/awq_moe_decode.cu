@@ -6,9 +6,9 @@
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
-#include "core/int4.cuh"
 #include "moe/awq_moe_decode.h"
 #include "quantization/awq/awq_gemm.h"
+#include "quantization/awq/awq_warp.cuh"
 
 namespace sm7x {
 namespace {
@@ -17,11 +17,10 @@ using awq::kSlotK;
 using awq::kSlots;
 using awq::kTileK;
 using awq::kTileRows;
+using awq::word;
 
 constexpr int kWarps = 4;
 constexpr unsigned kFullMask = 0xffffffffu;
-
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
 
 // The 32 halves of x at k .. k+31 (one lane's segment) as floats.
 __device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {

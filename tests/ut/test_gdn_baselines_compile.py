@@ -48,3 +48,97 @@ def test_vllms_gdn_decode_kernels_compile_for_the_emulated_card(gdn_benchmark, a
     assert len(compiled) == 2
     for kernel in compiled:
         assert f".target sm_{arch}" in kernel.asm["ptx"] and not MMA_PTX.search(kernel.asm["ptx"])
+
+
+# Turing gives a CTA at most 64 KB of shared memory (Volta 96 KB); a Triton config over that fails to
+# launch there, and Triton builds other GPUs' GDN kernels past it (lmdeploy's issue 4385 on a 2080 Ti).
+TURING_SHARED_MEMORY = 64 << 10
+
+
+def triton_kernels_reachable_from(namespace: dict, seen=None):
+    """(globals dict, name, kernel) of every Triton kernel (JIT function, autotuned or with heuristics)
+    that the FLA functions in `namespace` can reach through their module globals."""
+    import types
+
+    from triton.runtime import JITFunction
+    from triton.runtime.autotuner import Autotuner, Heuristics
+
+    seen = set() if seen is None else seen
+    for name, value in list(namespace.items()):
+        if isinstance(value, (Autotuner, Heuristics, JITFunction)):
+            if (id(namespace), name) not in seen:
+                seen.add((id(namespace), name))
+                yield namespace, name, value
+        elif isinstance(value, types.FunctionType) and "flash_linear_attention" in (value.__module__ or ""):
+            for function in (value, *(cell.cell_contents for cell in value.__closure__ or ())):
+                if isinstance(function, types.FunctionType) and id(function.__globals__) not in seen:
+                    seen.add(id(function.__globals__))
+                    yield from triton_kernels_reachable_from(function.__globals__, seen)
+
+
+class EveryConfig:
+    """Stands in for an autotuned kernel: each launch compiles its configs for `arch` and records (config,
+    shared memory bytes) under the kernel's name. Of configs that differ only in pipeline depth, the
+    deepest (more stages never need less shared memory), so a CI run compiles a third of them."""
+
+    def __init__(self, kernel, arch: int, found: dict):
+        from triton.runtime import JITFunction
+        from triton.runtime.autotuner import Autotuner, Heuristics
+
+        self.configs, self.heuristics = [None], []
+        while not isinstance(kernel, JITFunction):
+            if isinstance(kernel, Autotuner):
+                deepest = {}
+                for config in kernel.configs:
+                    key = (tuple(sorted(config.kwargs.items())), config.num_warps)
+                    if key not in deepest or config.num_stages > deepest[key].num_stages:
+                        deepest[key] = config
+                self.configs = list(deepest.values())
+            elif isinstance(kernel, Heuristics):
+                self.heuristics.append(kernel.values)
+            kernel = kernel.fn
+        self.fn, self.arch, self.found = kernel, arch, found
+
+    def __getitem__(self, grid):
+        from triton_faithful import EmulatedKernel
+
+        def launch(*args, **kwargs):
+            emulated = EmulatedKernel(self.fn, self.arch, None)
+            bound = {**dict(zip(self.fn.arg_names, args)), **kwargs}
+            for values in self.heuristics:
+                bound.update({key: rule(bound) for key, rule in values.items()})
+            for config in self.configs:
+                options = {} if config is None else {**config.kwargs, "num_warps": config.num_warps,
+                                                     "num_stages": config.num_stages}
+                compiled, _ = emulated.compile(**{**bound, **options})
+                self.found.setdefault(self.fn.__name__, []).append((str(config), compiled.metadata.shared))
+        return launch
+
+
+@pytest.mark.parametrize("arch", [75])
+def test_vllms_gdn_chunked_prefill_fits_turing_shared_memory(gdn_benchmark, arch):
+    """vLLM 0.26's FLA chunked prefill (the path our platform keeps for GDN prefill) compiled for the
+    emulated card: no tensor-core instruction (EmulatedKernel checks), and the autotune configs of every
+    kernel within Turing's 64 KB of shared memory at Qwen3.5/3.6's head dims (128), so a T4 or 2080 Ti
+    can prefill on it (32 KB at most, seen 2026-11-30)."""
+    from triton_faithful import with_real_triton
+    from vllm.third_party.flash_linear_attention.ops import chunk as chunk_module
+    from vllm.third_party.flash_linear_attention.ops.index import prepare_chunk_indices, prepare_chunk_offsets
+
+    chunk = with_real_triton(chunk_module, "chunk_gated_delta_rule_fwd")
+    found = {}
+    for namespace, name, kernel in list(triton_kernels_reachable_from(vars(chunk))):
+        namespace[name] = EveryConfig(kernel, arch, found)
+    tokens, k_heads, v_heads, dim = 300, 4, 12, 128  # Qwen3.6-27B at TP4; two sequences, a partial chunk
+    cu_seqlens = torch.tensor([0, 100, tokens], dtype=torch.int32)
+    chunk.chunk_gated_delta_rule_fwd(
+        torch.zeros(1, tokens, k_heads, dim, dtype=torch.float16), torch.zeros(1, tokens, k_heads, dim,
+                                                                               dtype=torch.float16),
+        torch.zeros(1, tokens, v_heads, dim, dtype=torch.float16), torch.zeros(1, tokens, v_heads),
+        torch.zeros(1, tokens, v_heads, dtype=torch.float16), dim ** -0.5, torch.zeros(2, v_heads, dim, dim), True,
+        cu_seqlens=cu_seqlens, chunk_indices=prepare_chunk_indices(cu_seqlens, 64),
+        chunk_offsets=prepare_chunk_offsets(cu_seqlens, 64))
+    assert {"chunk_scaled_dot_kkt_fwd_kernel", "recompute_w_u_fwd_kernel", "chunk_fwd_kernel_o"} <= set(found), found
+    over = {name: [(config, shared) for config, shared in configs if shared > TURING_SHARED_MEMORY]
+            for name, configs in found.items()}
+    assert not any(over.values()), f"configs over Turing's 64 KB: {over}"
