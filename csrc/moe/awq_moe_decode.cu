@@ -78,6 +78,7 @@ __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecode
   const __half2* scale_zero = p.w13_sz + expert * p.w13_sz_stride;
   const __half* x = p.x + (size_t)(row / p.k) * p.hidden;
   float gate[2] = {}, up[2] = {};
+#pragma unroll 4  // independent iterations: their loads can be in flight together
   for (int k_tile = warp; k_tile < k_tiles; k_tile += kWarps) {
     const int k = k_tile * kTileK + segment * kSlotK;
     if (k >= p.hidden) continue;  // hidden is a multiple of 32: a segment is all in or all out
@@ -117,6 +118,7 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
   const int k_tiles = (p.inter + kTileK - 1) / kTileK;
   float acc[2] = {};
+#pragma unroll 2
   for (int item = warp; item < p.k * k_tiles; item += kWarps) {
     const int slot = item / k_tiles, k_tile = item % k_tiles;
     const int row = token * p.k + slot;
