@@ -27,11 +27,8 @@ print("RESULT " + json.dumps({"quantization": model_config.quantization,
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    pytest.importorskip("vllm")
-    from vllm_sm7x.checkpoints import make_checkpoint
-
-    return make_checkpoint("qwen3-tiny", tmp_path_factory.mktemp("qwen3-tiny-awq"), group_size=128, seed=0)
+def checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen3-tiny")
 
 
 def generate(checkpoint: Path, emulate: str, quantization: str | None, mode: str) -> dict:

@@ -81,13 +81,6 @@ def assert_matches_stock(stock, ours, label):
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
 
-def awq_checkpoint(tmp_path_factory, preset):
-    pytest.importorskip("vllm")
-    from vllm_sm7x.checkpoints import make_checkpoint
-
-    return make_checkpoint(preset, tmp_path_factory.mktemp(f"{preset}-awq"), group_size=128, seed=0)
-
-
 def stock_samples(checkpoint, engine_args=None):
     """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive)."""
     import torch
@@ -100,8 +93,8 @@ def stock_samples(checkpoint, engine_args=None):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen3-tiny")
+def checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen3-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +141,8 @@ HYBRID_ENGINE = {"language_model_only": True}
 
 
 @pytest.fixture(scope="module")
-def hybrid_checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen35-tiny")
+def hybrid_checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen35-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +161,8 @@ def test_qwen35_hybrid_with_our_gdn_decode_matches_stock_vllm(hybrid_checkpoint,
 
 
 @pytest.fixture(scope="module")
-def moe_checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen36-35b-a3b-tiny")
+def moe_checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen36-35b-a3b-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +185,8 @@ MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative
 
 
 @pytest.fixture(scope="module")
-def mtp_checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen35-tiny-mtp")
+def mtp_checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen35-tiny-mtp")
 
 
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])

@@ -82,9 +82,8 @@ for name, x, weights, ids, out in methods:
 for name, x, out in blocks:
     prefix, x64 = checkpoint_prefix(name), x.double()
     logits = x64 @ tensors[f"{prefix}.gate.weight"].double().t()
-    weights, ids = logits.softmax(-1).topk(int(re.search(r'"num_experts_per_tok": (\d+)',
-                                                         open(os.path.join(checkpoint, "config.json")).read()).group(1)),
-                                           dim=-1)
+    topk = json.load(open(os.path.join(checkpoint, "config.json")))["text_config"]["num_experts_per_tok"]
+    weights, ids = logits.softmax(-1).topk(topk, dim=-1)
     weights = weights / weights.sum(-1, keepdim=True)
     shared_gate = torch.sigmoid(x64 @ tensors[f"{prefix}.shared_expert_gate.weight"].double().t())
     ref = routed_reference(x64, ids, weights, prefix) + shared_gate * swiglu(x64, f"{prefix}.shared_expert")
@@ -96,16 +95,9 @@ print("RESULT " + json.dumps(report))
 """
 
 
-@pytest.fixture(scope="module")
-def moe_checkpoint(tmp_path_factory):
-    pytest.importorskip("vllm")
-    from vllm_sm7x.checkpoints import make_checkpoint
-
-    return make_checkpoint("qwen36-35b-a3b-tiny", tmp_path_factory.mktemp("qwen36-moe-awq"), group_size=128, seed=0)
-
-
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_moe_block_in_vllm_matches_the_checkpoint_reference(moe_checkpoint, emulate):
+def test_moe_block_in_vllm_matches_the_checkpoint_reference(awq_checkpoint, emulate):
+    moe_checkpoint = awq_checkpoint("qwen36-35b-a3b-tiny")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env.update(VLLM_SM7X_EMULATE=emulate, VLLM_ENABLE_V1_MULTIPROCESSING="0")
     result = subprocess.run([sys.executable, "-c", CHECK, str(moe_checkpoint), "128"], capture_output=True, text=True,

@@ -5,7 +5,7 @@ against our TP1, with the close-call rule of the single-GPU end-to-end tests. TP
 the Gated DeltaNet heads and the experts' width; sm70 all-reduces through NCCL (vLLM's custom
 all-reduce lives in vllm._C)."""
 import pytest
-from tests.gpu.test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, awq_checkpoint, generate, stock_samples
+from tests.gpu.test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, generate, stock_samples
 
 pytestmark = pytest.mark.gpu
 TP2 = {"tensor_parallel_size": 2}
@@ -20,8 +20,8 @@ def two_gpus():
 
 
 @pytest.fixture(scope="module")
-def dense_checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen3-tiny")
+def dense_checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen3-tiny")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def test_dense_tp2_matches_stock_vllm_tp2(dense_checkpoint, dense_stock_tp2, emu
 
 
 @pytest.fixture(scope="module")
-def hybrid_checkpoint(tmp_path_factory):
-    return awq_checkpoint(tmp_path_factory, "qwen35-tiny")
+def hybrid_checkpoint(awq_checkpoint):
+    return awq_checkpoint("qwen35-tiny")
 
 
 def test_hybrid_tp2_with_our_gdn_decode_matches_stock_vllm_tp2(hybrid_checkpoint):

@@ -87,8 +87,8 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
     weights = topk_weights.float().contiguous()
     tokens, topk = ids.shape
     if tokens <= decode_max_tokens:
-        return torch.ops._C_sm7x.awq_moe_decode(x.contiguous(), w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights,
-                                                ids, w13.group_size)
+        return torch.ops._C_sm7x.awq_moe_decode(x.contiguous(), w13.qweight, w13.scale_zero, w2.qweight,
+                                                w2.scale_zero, weights, ids, w13.group_size)
     experts = w13.qweight.shape[0]
     rows = ids.numel()
     per_tile = rows_per_tile_for(rows, min(rows, experts))
