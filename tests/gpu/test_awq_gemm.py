@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from tests.gpu.kernel_checks import poison_free_memory
 from vllm_sm7x.quantization.awq_format import (dequantize_awq, dequantize_kernel_layout, quantize_awq,
                                                to_kernel_layout)
 
@@ -41,9 +42,8 @@ def make_layer(K, N, group_size, seed, bias=False, reference_dtype=torch.float64
 
 
 def poisoned(fn, *args, **kwargs):
-    """Run fn after filling freed allocator blocks with NaN (torch.empty in the op reuses them)."""
-    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
-    del junk
+    """Run fn on NaN-poisoned free memory (kernel_checks.poison_free_memory)."""
+    poison_free_memory()
     return fn(*args, **kwargs)
 
 

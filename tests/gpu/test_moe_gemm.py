@@ -6,6 +6,7 @@ NaN-poisoned allocator, so an unwritten row shows up."""
 import pytest
 import torch
 
+from tests.gpu.kernel_checks import capture, poison_free_memory
 from vllm_sm7x.quantization.awq_format import dequantize_awq, experts_to_kernel_layout, quantize_awq
 
 pytestmark = pytest.mark.gpu
@@ -43,8 +44,7 @@ def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path):
     rows = topk_ids.numel()
     per_tile = moe.rows_per_tile_for(rows, min(rows, experts))
     offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
-    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
-    del junk
+    poison_free_memory()
     return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path)
 
 
@@ -129,14 +129,7 @@ def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
         offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
         return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, topk, per_tile, path=path)
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = step()
+    graph, captured = capture(step)
     for kind in ("random", "skewed"):
         topk_ids.copy_(routing(kind, tokens, experts, topk, gen))
         graph.replay()
@@ -183,8 +176,7 @@ def test_whole_expert_layer_matches_float64_reference(moe, path, form, tokens, e
     dropped[:, 0] = False
     topk_ids = torch.where(dropped, torch.where(dropped.roll(1, 1), -1, experts + 1), topk_ids).int()
     topk_weights = torch.rand(tokens, topk, device="cuda", generator=gen).softmax(-1)
-    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
-    del junk
+    poison_free_memory()
     out = moe.awq_moe(x, w13, w2, topk_weights, topk_ids, path=path, decode_max_tokens=FORMS[form])
     assert out.shape == (tokens, hidden) and out.dtype == torch.float16
     reference = layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts)
@@ -203,14 +195,7 @@ def test_decode_form_replays_in_a_cuda_graph_with_new_routing(moe, seed):
     def step():
         return moe.awq_moe(x, w13, w2, topk_weights, topk_ids, decode_max_tokens=4)
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = step()
+    graph, captured = capture(step)
     for kind in ("random", "skewed"):
         topk_ids.copy_(routing(kind, 2, experts, topk, gen))
         graph.replay()

@@ -5,6 +5,8 @@ row sort with its tile list; the SiLU gate and the weighted combine against floa
 import pytest
 import torch
 
+from tests.gpu.kernel_checks import poison_free_memory
+
 pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
 
@@ -185,13 +187,6 @@ def test_sort_rows_inputs_are_checked_and_its_schema_holds():
 # The expert layer's steps between and after the GEMMs: SiLU gate, weighted combine
 
 
-def nan_poisoned_allocator():
-    """Fill the caching allocator's free memory with NaN, so an output element the kernel does not
-    write shows up."""
-    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device=DEVICE)
-    del junk
-
-
 def relative_error(out, ref):
     assert not out.isnan().any(), "unwritten (NaN) or poisoned elements in the output"
     return float((out.double() - ref).norm() / ref.norm())
@@ -203,7 +198,7 @@ def test_silu_mul_gates_up_with_silu_of_gate(rows, width, seed):
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     gate_up = (torch.randn(rows, 2 * width, generator=gen, device=DEVICE) * 3).half()
-    nan_poisoned_allocator()
+    poison_free_memory()
     out = silu_mul(gate_up)
     g, u = gate_up.double().split(width, dim=1)
     assert out.shape == (rows, width) and out.dtype == torch.float16
@@ -223,7 +218,7 @@ def test_combine_sums_each_tokens_weighted_rows_and_skips_other_ranks(tokens, k,
     down = torch.randn(tokens * k, hidden, generator=gen, device=DEVICE).half()
     local = ((ids >= 0) & (ids < experts)).reshape(-1)
     down[~local] = float("nan")
-    nan_poisoned_allocator()
+    poison_free_memory()
     out = combine(down, weights, ids, experts)
     kept = torch.where(local.view(tokens, k, 1), down.double().view(tokens, k, hidden), 0)
     reference = (kept * weights.double().unsqueeze(-1)).sum(1)
