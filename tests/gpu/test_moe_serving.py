@@ -83,14 +83,28 @@ for name, x, out in blocks:
     prefix, x64 = checkpoint_prefix(name), x.double()
     logits = x64 @ tensors[f"{prefix}.gate.weight"].double().t()
     topk = json.load(open(os.path.join(checkpoint, "config.json")))["text_config"]["num_experts_per_tok"]
-    weights, ids = logits.softmax(-1).topk(topk, dim=-1)
+    ids = logits.topk(topk, dim=-1).indices
+    recorded_ids = next((m[3] for m in methods if m[0] == name), None)
+    flips, worst_gap = 0, 0.0
+    if recorded_ids is not None:
+        # fp16 router logits may swap experts whose float64 logits nearly tie: such a token is
+        # checked with the experts vLLM chose, and the tie's width is reported (and bounded by the test)
+        recorded_ids = recorded_ids.long()
+        flipped = (recorded_ids.sort(-1).values != ids.sort(-1).values).any(-1)
+        flips = int(flipped.sum())
+        if flips:
+            kth_best = logits.gather(1, ids).min(-1).values
+            worst_chosen = logits.gather(1, recorded_ids).min(-1).values
+            worst_gap = float((kth_best - worst_chosen)[flipped].max())
+            ids = torch.where(flipped[:, None], recorded_ids, ids)
+    probabilities = logits.softmax(-1)
+    weights = probabilities.gather(1, ids)
     weights = weights / weights.sum(-1, keepdim=True)
     shared_gate = torch.sigmoid(x64 @ tensors[f"{prefix}.shared_expert_gate.weight"].double().t())
     ref = routed_reference(x64, ids, weights, prefix) + shared_gate * swiglu(x64, f"{prefix}.shared_expert")
-    recorded_ids = next((m[3] for m in methods if m[0] == name), None)
-    same_ids = None if recorded_ids is None else bool(
-        (recorded_ids.long().sort(-1).values == ids.sort(-1).values).all())
-    report["blocks"].append({"layer": name, "error": relative(out, ref), "same_experts": same_ids})
+    report["blocks"].append({"layer": name, "error": relative(out, ref), "tokens": x.shape[0],
+                             "routing_known": recorded_ids is not None, "flipped_tokens": flips,
+                             "widest_flipped_logit_gap": worst_gap})
 print("RESULT " + json.dumps(report))
 """
 
@@ -110,4 +124,6 @@ def test_moe_block_in_vllm_matches_the_checkpoint_reference(awq_checkpoint, emul
     for part in ("methods", "blocks"):
         for row in report[part]:
             assert row["error"] < 1e-2, f"{part}: {row}"
-    assert all(row["same_experts"] is not False for row in report["blocks"]), report["blocks"]
+    for row in report["blocks"]:
+        # fp16 logits round at ~2e-3 near 1: a swap is a tie only inside a few of those steps, and rare
+        assert row["routing_known"] and row["widest_flipped_logit_gap"] < 1e-2 and row["flipped_tokens"] <= row["tokens"] // 50, row
