@@ -1,11 +1,15 @@
 """Fixtures the GPU tests share."""
+import os
+from pathlib import Path
+
 import pytest
 
 
 @pytest.fixture(scope="session")
 def awq_checkpoint(tmp_path_factory):
     """preset -> the folder of its AWQ checkpoint (group 128, seed 0; vllm_sm7x.checkpoints), written once
-    per test session however many test files serve it: generating one costs GPU time."""
+    per test session however many test files serve it: generating one costs GPU time. With
+    SM7X_CHECKPOINT_CACHE set, the folders live there and later pytest runs on the machine reuse them."""
     pytest.importorskip("vllm")
     from vllm_sm7x.checkpoints import make_checkpoint
 
@@ -13,7 +17,13 @@ def awq_checkpoint(tmp_path_factory):
 
     def checkpoint(preset: str):
         if preset not in made:
-            made[preset] = make_checkpoint(preset, tmp_path_factory.mktemp(f"{preset}-awq"), group_size=128, seed=0)
+            cache = os.environ.get("SM7X_CHECKPOINT_CACHE")
+            folder = Path(cache) / f"{preset}-awq-g128-seed0" if cache else tmp_path_factory.mktemp(f"{preset}-awq")
+            done = folder / "sm7x-checkpoint-complete"  # written last: a killed run leaves no half folder in use
+            if not done.exists():
+                make_checkpoint(preset, folder, group_size=128, seed=0)
+                done.touch()
+            made[preset] = folder
         return made[preset]
 
     return checkpoint

@@ -72,6 +72,7 @@ def assert_matches_stock(stock, ours, label):
         diverged = next((i for i, (a, b) in enumerate(zip(theirs["tokens"], mine["tokens"])) if a != b), None)
         if diverged is not None:
             top1, top2 = theirs["top2"][diverged]
+            print(f"{label}: prompt {prompt} first differs at token {diverged} (stock top-2 gap {top1 - top2:.3f})")
             assert top1 - top2 < CLOSE_CALL, (f"prompt {prompt}: token {diverged} differs where stock vLLM was sure "
                                               f"(top-2 gap {top1 - top2:.3f})")
             flips += 1
