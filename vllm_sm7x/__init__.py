@@ -34,4 +34,8 @@ def register_general() -> None:
         from vllm_sm7x.mamba.gdn import register_gdn_decode
 
         register_gdn_decode()
+    if envs.VLLM_SM7X_GDN_PREFILL:
+        from vllm_sm7x.mamba.gdn import register_gdn_prefill
+
+        register_gdn_prefill()
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)

@@ -10,6 +10,7 @@
 
 #include "core/cuda_check.h"
 #include "gdn/gdn_decode.h"
+#include "gdn/gdn_state_io.cuh"
 
 namespace sm7x {
 namespace {
@@ -80,29 +81,6 @@ __global__ void conv_update_kernel(GdnConvUpdateParams p) {
     if (width > 1) state[(width - 2 + t) * p.state_pos_stride] = input;
     *x = __float2half_rn(p.silu ? silu(acc) : acc);
   }
-}
-
-// Four consecutive state columns (16 bytes fp32, 8 bytes fp16): the four lanes of a row read 4 x that
-// contiguous, so a warp's access covers whole sectors (the op checks the alignment).
-__device__ __forceinline__ void load4(const float* src, float (&x)[4]) {
-  const float4 v = *reinterpret_cast<const float4*>(src);
-  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-}
-__device__ __forceinline__ void load4(const __half* src, float (&x)[4]) {
-  const uint2 v = *reinterpret_cast<const uint2*>(src);
-  const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&v.x));
-  const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&v.y));
-  x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
-}
-__device__ __forceinline__ void store4(float* dst, const float* x) {
-  *reinterpret_cast<float4*>(dst) = make_float4(x[0], x[1], x[2], x[3]);
-}
-__device__ __forceinline__ void store4(__half* dst, const float* x) {
-  const __half2 lo = __floats2half2_rn(x[0], x[1]), hi = __floats2half2_rn(x[2], x[3]);
-  uint2 v;
-  v.x = *reinterpret_cast<const unsigned*>(&lo);
-  v.y = *reinterpret_cast<const unsigned*>(&hi);
-  *reinterpret_cast<uint2*>(dst) = v;
 }
 
 template <int kKDim, typename State>

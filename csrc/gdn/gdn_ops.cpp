@@ -1,9 +1,11 @@
-// Torch ops of the Gated DeltaNet decode kernels: input checks that name the problem, then launch.
+// Torch ops of the Gated DeltaNet kernels (decode, MTP verification, chunked prefill): input checks that
+// name the problem, then launch.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
 #include "gdn/gdn_decode.h"
+#include "gdn/gdn_prefill.h"
 #include "ops.h"
 
 namespace sm7x {
@@ -167,6 +169,69 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
   p.state_fp32 = state.scalar_type() == at::kFloat;
   p.round_beta = round_beta;
   launch_gdn_recurrent(p, k_dim, c10::cuda::getCurrentCUDAStream());
+}
+
+std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& q, const torch::Tensor& k,
+                                                         const torch::Tensor& v, const torch::Tensor& g,
+                                                         const torch::Tensor& beta, double scale,
+                                                         const std::optional<torch::Tensor>& initial_state,
+                                                         const torch::Tensor& cu_seqlens) {
+  constexpr const char* op = "gdn_chunk_prefill";
+  for (const torch::Tensor* t : TensorPtrs{&k, &v, &g, &beta, &cu_seqlens}) check_cuda_on(*t, q, op, "every tensor");
+  check_half(q, op, "q");
+  check_half(k, op, "k");
+  check_half(v, op, "v");
+  for (const torch::Tensor* t : TensorPtrs{&q, &k, &v}) {
+    TORCH_CHECK_VALUE(t->dim() == 3 && t->stride(2) == 1 && t->stride(1) == t->size(2), op,
+                      ": q, k and v must be [tokens, heads, head_dim] with each token's heads contiguous, got ",
+                      t->sizes(), " strides ", t->strides());
+  }
+  const int64_t tokens = q.size(0), k_heads = q.size(1), k_dim = q.size(2);
+  const int64_t v_heads = v.size(1), v_dim = v.size(2);
+  TORCH_CHECK_VALUE(k.sizes() == q.sizes() && v.size(0) == tokens, op, ": q ", q.sizes(), ", k ", k.sizes(),
+                    " and v ", v.sizes(), " must agree on tokens (and q, k on heads and head_dim)");
+  TORCH_CHECK_VALUE(k_dim == 64 || k_dim == 128, op, ": head_k_dim ", k_dim,
+                    " is not supported by the chunked prefill; use 64 or 128 (vLLM's Triton kernel serves others)");
+  TORCH_CHECK_VALUE(v_dim % 32 == 0, op, ": head_v_dim ", v_dim, " must be a multiple of 32");
+  TORCH_CHECK_VALUE(v_heads % k_heads == 0, op, ": ", v_heads, " v-heads are not a multiple of ", k_heads,
+                    " k-heads");
+  for (const torch::Tensor* t : TensorPtrs{&g, &beta}) {
+    TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->dim() == 2 && t->size(0) == tokens &&
+                          t->size(1) == v_heads && t->stride(1) == 1,
+                      op, ": g and beta must be float32 [tokens = ", tokens, ", v_heads = ", v_heads,
+                      "] with contiguous rows, got ", t->scalar_type(), " ", t->sizes());
+  }
+  TORCH_CHECK_VALUE(cu_seqlens.scalar_type() == at::kInt && cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 1 &&
+                        cu_seqlens.is_contiguous(),
+                    op, ": cu_seqlens must be a contiguous int32 [seqs + 1] tensor");
+  const int64_t seqs = cu_seqlens.size(0) - 1;
+  if (initial_state) {
+    check_cuda_on(*initial_state, q, op, "initial_state");
+    TORCH_CHECK_VALUE(initial_state->scalar_type() == at::kFloat || initial_state->scalar_type() == at::kHalf, op,
+                      ": initial_state must be float32 or float16, got ", initial_state->scalar_type());
+    TORCH_CHECK_VALUE(initial_state->dim() == 4 && initial_state->size(0) == seqs &&
+                          initial_state->size(1) == v_heads && initial_state->size(2) == v_dim &&
+                          initial_state->size(3) == k_dim && initial_state->is_contiguous(),
+                      op, ": initial_state must be contiguous [seqs = ", seqs, ", v_heads = ", v_heads,
+                      ", v_dim = ", v_dim, ", k_dim = ", k_dim, "], got ", initial_state->sizes());
+  }
+  torch::Tensor out = torch::empty({tokens, v_heads, v_dim}, q.options());
+  torch::Tensor final_state = torch::empty({seqs, v_heads, v_dim, k_dim}, q.options().dtype(at::kFloat));
+  GdnPrefillParams p{};
+  const c10::cuda::CUDAGuard guard(q.device());
+  p.q = q.data_ptr(), p.k = k.data_ptr(), p.v = v.data_ptr();
+  p.g = g.data_ptr<float>(), p.beta = beta.data_ptr<float>();
+  p.cu_seqlens = cu_seqlens.data_ptr<int>();
+  p.initial_state = initial_state ? initial_state->data_ptr() : nullptr;
+  p.initial_state_fp32 = initial_state && initial_state->scalar_type() == at::kFloat;
+  p.final_state = final_state.data_ptr<float>();
+  p.out = out.data_ptr();
+  p.q_stride = q.stride(0), p.k_stride = k.stride(0), p.v_stride = v.stride(0);
+  p.g_stride = g.stride(0), p.beta_stride = beta.stride(0);
+  p.tokens = tokens, p.seqs = seqs, p.k_heads = k_heads, p.v_heads = v_heads, p.v_dim = v_dim;
+  p.scale = scale;
+  launch_gdn_chunk_prefill(p, k_dim, c10::cuda::getCurrentCUDAStream());
+  return {out, final_state};
 }
 
 }  // namespace sm7x

@@ -159,13 +159,19 @@ def hybrid_stock(hybrid_checkpoint):
     return stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
 
 
+GDN_KERNELS = {"decode": {"VLLM_SM7X_GDN_DECODE": "1"},
+               "decode+prefill": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}}
+
+
+@pytest.mark.parametrize("gdn", list(GDN_KERNELS))
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_qwen35_hybrid_with_our_gdn_decode_matches_stock_vllm(hybrid_checkpoint, hybrid_stock, emulate):
-    ours = generate(hybrid_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE,
-                    env_extra={"VLLM_SM7X_GDN_DECODE": "1"})
+def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint, hybrid_stock, emulate, gdn):
+    ours = generate(hybrid_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=GDN_KERNELS[gdn])
     assert ours["quantization"] == "awq_sm7x"
     assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
-    assert_matches_stock(hybrid_stock, ours, f"qwen35-tiny {emulate}/graphs")
+    if "prefill" in gdn:
+        assert "Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel" in ours["log"]
+    assert_matches_stock(hybrid_stock, ours, f"qwen35-tiny {emulate}/graphs/gdn {gdn}")
 
 
 @pytest.fixture(scope="module")

@@ -157,3 +157,47 @@ def test_profile_run_without_metadata_or_cache_keeps_vllms_path(registry, monkey
     monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core", lambda self, *args: fallback.append(args))
     layer_cls._forward_core(layer, *inputs(4))
     assert len(fallback) == 1 and calls == []
+
+
+def test_prefill_rule_registered_once_in_place_of_vllms(registry):
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import ChunkGatedDeltaRule
+
+    from vllm_sm7x.mamba.gdn import register_gdn_prefill
+
+    assert register_gdn_prefill() is True
+    assert register_gdn_prefill() is False
+    replacement = registry["ChunkGatedDeltaRule"]
+    assert issubclass(replacement, ChunkGatedDeltaRule) and replacement is not ChunkGatedDeltaRule
+
+
+def prefill_call(dtype, k_dim=K_DIM, tokens=7):
+    q = torch.zeros(1, tokens, K_HEADS, k_dim, dtype=dtype)
+    v = torch.zeros(1, tokens, V_HEADS, V_DIM, dtype=dtype)
+    g, beta = torch.zeros(1, tokens, V_HEADS), torch.zeros(1, tokens, V_HEADS)
+    return q, q.clone(), v, g, beta, torch.zeros(2, V_HEADS, V_DIM, k_dim), torch.tensor([0, 3, tokens])
+
+
+@pytest.mark.parametrize("dtype, k_dim, ours", [(torch.float16, 128, True), (torch.float16, 64, True),
+                                                (torch.bfloat16, 128, False), (torch.float16, 256, False)])
+def test_prefill_rule_sends_what_the_kernel_takes_and_hands_back_the_rest(registry, monkeypatch, dtype, k_dim, ours):
+    import vllm_sm7x.ops.gdn as gdn_ops
+    from vllm_sm7x.mamba.gdn import register_gdn_prefill
+
+    register_gdn_prefill()
+    rule_cls, calls = registry["ChunkGatedDeltaRule"], []
+    result = torch.ones(1, 7, V_HEADS, V_DIM), torch.ones(2, V_HEADS, V_DIM, k_dim)
+    monkeypatch.setattr(gdn_ops, "chunk_gated_delta_rule", lambda *a, **kw: calls.append(("ours", a, kw)) or result)
+    rule = types.SimpleNamespace(forward_native=lambda *a: calls.append(("vllm", a, {})) or result)
+    q, k, v, g, beta, state, cu_seqlens = prefill_call(dtype, k_dim)
+    buffer = torch.zeros(7, V_HEADS, V_DIM)
+    o, final = rule_cls.forward_sm7x(rule, q, k, v, g, beta, state, True, cu_seqlens, None, None, False, buffer)
+
+    ((who, args, kwargs),) = calls
+    assert who == ("ours" if ours else "vllm")
+    if ours:
+        assert args[0] is q and args[2] is v and kwargs["initial_state"] is state
+        assert kwargs["cu_seqlens"] is cu_seqlens and kwargs["use_qk_l2norm_in_kernel"] is False
+        assert torch.equal(buffer, torch.ones_like(buffer)), "the caller's output buffer was not filled"
+        assert o is result[0] and final is result[1]
+        calls.clear()
+        assert rule_cls.forward_sm7x(rule, q, k, v, g, beta, state, False, cu_seqlens)[1] is None

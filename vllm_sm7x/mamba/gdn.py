@@ -5,7 +5,11 @@ hold a 32 x 128 fp32 state tile per single-warp program. The layer class is a Pl
 out-of-tree subclass replaces it at construction. It sends two kinds of batch to csrc/gdn's conv
 update + recurrence: pure decode (one token per sequence) and pure MTP verification (1 + k tokens per
 sequence). Batches with prefill tokens, and layers whose dtypes the kernels do not take, keep vLLM's
-path. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the kernels have run end to end on a GPU."""
+path. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the kernels have run end to end on a GPU.
+
+Prefill goes through vLLM's ChunkGatedDeltaRule op (a CustomOp): its out-of-tree subclass runs our
+chunked SIMT kernel where it takes the inputs (fp16, k_dim 64 or 128). Opt-in (VLLM_SM7X_GDN_PREFILL=1)
+until it has run on a GPU."""
 from __future__ import annotations
 
 import logging
@@ -85,3 +89,42 @@ def _sm7x_layer_class(base):
                        core_attn_out[:tokens], k_heads, self.head_k_dim ** -0.5)
 
     return Sm7xQwenGatedDeltaNetAttention
+
+
+def register_gdn_prefill() -> bool:
+    """Registers the ChunkGatedDeltaRule subclass once; True if it did now."""
+    from vllm.model_executor.custom_op import op_registry_oot
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import ChunkGatedDeltaRule
+
+    if ChunkGatedDeltaRule.__name__ in op_registry_oot:
+        return False
+    ChunkGatedDeltaRule.register_oot(_sm7x_chunk_rule_class(ChunkGatedDeltaRule))
+    logger.info("vllm-sm7x: Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel")
+    return True
+
+
+def _sm7x_chunk_rule_class(base):
+    class Sm7xChunkGatedDeltaRule(base):
+        """vLLM picks FLA's Triton kernel on these GPUs (FlashInfer and CuTe DSL need newer ones); this
+        takes that place for the inputs our kernel serves and hands the rest to it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            if self._forward_method == self.forward_native:
+                self._forward_method = self.forward_sm7x
+
+        def forward_sm7x(self, q, k, v, g, beta, initial_state, output_final_state, cu_seqlens=None,
+                         chunk_indices=None, chunk_offsets=None, use_qk_l2norm_in_kernel=True, core_attn_out=None):
+            from vllm_sm7x.ops.gdn import chunk_gated_delta_rule, chunk_prefill_supports
+
+            if not chunk_prefill_supports(q, v):
+                return self.forward_native(q, k, v, g, beta, initial_state, output_final_state, cu_seqlens,
+                                           chunk_indices, chunk_offsets, use_qk_l2norm_in_kernel, core_attn_out)
+            o, final_state = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=initial_state,
+                                                    cu_seqlens=cu_seqlens,
+                                                    use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+            if core_attn_out is not None:  # the caller's buffer, as vLLM's FlashInfer path fills it
+                core_attn_out.reshape(-1)[:o.numel()].copy_(o.reshape(-1))
+            return o, final_state if output_final_state else None
+
+    return Sm7xChunkGatedDeltaRule

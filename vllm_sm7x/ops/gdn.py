@@ -1,7 +1,8 @@
-"""Gated DeltaNet decode steps on SM70/SM75 (Qwen3.5/3.6 linear-attention layers) in vLLM's state
-layouts (csrc/gdn/gdn_decode.h): one token per sequence, or MTP verification (1 + k draft tokens per
-sequence, the state saved after each). Each replaces vLLM's Triton pair for that step: the conv
-update, then the recurrence."""
+"""Gated DeltaNet on SM70/SM75 (Qwen3.5/3.6 linear-attention layers) in vLLM's state layouts: decode
+steps (csrc/gdn/gdn_decode.h: one token per sequence, or MTP verification, 1 + k draft tokens per
+sequence with the state saved after each; each replaces vLLM's Triton pair for that step, the conv
+update then the recurrence) and the chunked prefill (csrc/gdn/gdn_prefill.h: vLLM's
+chunk_gated_delta_rule)."""
 from __future__ import annotations
 
 import torch
@@ -36,3 +37,39 @@ def gdn_verify(qkv: torch.Tensor, a: torch.Tensor, b: torch.Tensor, conv_state: 
                                       num_accepted)
     torch.ops._C_sm7x.gdn_recurrent(qkv, a, b, a_log, dt_bias, scale, ssm_state, state_indices, out, k_heads,
                                     cu_seqlens, num_accepted)
+
+
+PREFILL_K_DIMS = (64, 128)
+
+
+def chunk_prefill_supports(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether gdn_chunk_prefill takes these inputs ([..., heads, head_dim]); vLLM's kernel serves the rest."""
+    return (q.dtype == torch.float16 and v.dtype == torch.float16 and q.shape[-1] in PREFILL_K_DIMS
+            and v.shape[-1] % 32 == 0)
+
+
+def _l2_normalized(x: torch.Tensor) -> torch.Tensor:
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.square().sum(-1, keepdim=True) + 1e-6)).to(x.dtype)
+
+
+def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                           scale: float | None = None, initial_state: torch.Tensor | None = None,
+                           cu_seqlens: torch.Tensor | None = None, use_qk_l2norm_in_kernel: bool = False
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """vLLM's (FLA's) chunk_gated_delta_rule on our kernel, same arguments: q, k [B, T, k_heads, k_dim] and
+    v [B, T, v_heads, v_dim] fp16, g (log decay) and beta [B, T, v_heads]; with cu_seqlens [N + 1], B is 1
+    and the N sequences lie end to end, else each of the B rows is a sequence. initial_state
+    [N, v_heads, v_dim, k_dim] (None: zeros). Returns (o [B, T, v_heads, v_dim] fp16, final state fp32)."""
+    batch, tokens = q.shape[:2]
+    if cu_seqlens is None:
+        cu_seqlens = torch.arange(0, batch * tokens + 1, tokens, dtype=torch.int32, device=q.device)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2_normalized(q), _l2_normalized(k)
+    flat = [x.reshape(batch * tokens, *x.shape[2:]) for x in (q, k, v, g, beta)]
+    q, k, v = (x if x.stride(1) == x.shape[2] and x.stride(2) == 1 else x.contiguous() for x in flat[:3])
+    g, beta = (x.float() if x.stride(1) == 1 else x.float().contiguous() for x in flat[3:])
+    out, final_state = torch.ops._C_sm7x.gdn_chunk_prefill(
+        q, k, v, g, beta, scale if scale is not None else q.shape[-1] ** -0.5,
+        None if initial_state is None else initial_state.contiguous(), cu_seqlens.int())
+    return out.view(batch, tokens, *out.shape[1:]), final_state
