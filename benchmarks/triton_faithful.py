@@ -124,3 +124,106 @@ def swapped(module, **kernels):
     finally:
         for name, kernel in saved.items():
             setattr(module, name, kernel)
+
+
+# Shared memory a CTA may use on the emulated card: a config over it cannot launch there.
+SHARED_MEMORY_LIMIT = {70: 96 << 10, 75: 64 << 10}
+
+
+def unwrap_tuned(kernel):
+    """(JIT function, autotune configs or [None], heuristics value dicts, autotune key names) of a
+    Triton kernel as vLLM declares it (JIT function under @triton.autotune / @triton.heuristics)."""
+    from triton.runtime import JITFunction
+    from triton.runtime.autotuner import Autotuner, Heuristics
+
+    configs, heuristics, keys = [None], [], []
+    while not isinstance(kernel, JITFunction):
+        if isinstance(kernel, Autotuner):
+            configs, keys = list(kernel.configs), list(kernel.keys)
+        elif isinstance(kernel, Heuristics):
+            heuristics.append(kernel.values)
+        kernel = kernel.fn
+    return kernel, configs, heuristics, keys
+
+
+def triton_kernels_reachable_from(namespace: dict, seen=None):
+    """(globals dict, name, kernel) of every Triton kernel (JIT function, autotuned or with heuristics)
+    that the FLA functions in `namespace` can reach through their module globals."""
+    import types
+
+    from triton.runtime import JITFunction
+    from triton.runtime.autotuner import Autotuner, Heuristics
+
+    seen = set() if seen is None else seen
+    for name, value in list(namespace.items()):
+        if isinstance(value, (Autotuner, Heuristics, JITFunction)):
+            if (id(namespace), name) not in seen:
+                seen.add((id(namespace), name))
+                yield namespace, name, value
+        elif isinstance(value, types.FunctionType) and "flash_linear_attention" in (value.__module__ or ""):
+            for function in (value, *(cell.cell_contents for cell in value.__closure__ or ())):
+                if isinstance(function, types.FunctionType) and id(function.__globals__) not in seen:
+                    seen.add(id(function.__globals__))
+                    yield from triton_kernels_reachable_from(function.__globals__, seen)
+
+
+def bound_arguments(fn, heuristics, args, kwargs) -> dict:
+    """A launch's arguments by name, with the values its @triton.heuristics derive added."""
+    bound = {**dict(zip(fn.arg_names, args)), **kwargs}
+    for values in heuristics:
+        bound.update({key: rule(bound) for key, rule in values.items()})
+    return bound
+
+
+def config_options(config) -> dict:
+    return {} if config is None else {**config.kwargs, "num_warps": config.num_warps,
+                                      "num_stages": config.num_stages}
+
+
+class FastestConfig:
+    """Stands in for an autotuned vLLM kernel compiled for the emulated card (see EmulatedKernel): the
+    first launch of each autotune key compiles every config for the card, drops those over its shared
+    memory (they could not launch there), times the rest on this GPU and keeps the fastest, as Triton's
+    autotuner would on the card. Later launches reuse that choice, so they can be graph-captured."""
+
+    def __init__(self, kernel, arch: int, run_arch: int):
+        self.fn, self.configs, self.heuristics, self.keys = unwrap_tuned(kernel)
+        self.emulated = EmulatedKernel(self.fn, arch, run_arch)
+        self.limit = SHARED_MEMORY_LIMIT[arch]
+        self.best = {}  # autotune key -> launch options
+
+    def _key(self, bound: dict):
+        return tuple(repr(bound[name].dtype) if hasattr(bound[name], "dtype") else repr(bound[name])
+                     for name in self.keys if name in bound)
+
+    def _fastest(self, grid, bound: dict) -> dict:
+        import torch
+
+        timings = []
+        for config in self.configs:
+            options = config_options(config)
+            compiled, _ = self.emulated.compile(**{**bound, **options})
+            if compiled.metadata.shared > self.limit:
+                continue
+            launch = self.emulated[grid]
+            launch(**{**bound, **options})  # warm-up
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(3):
+                launch(**{**bound, **options})
+            end.record()
+            end.synchronize()
+            timings.append((start.elapsed_time(end), options))
+        if not timings:
+            raise FaithfulCompileError(f"every config of {self.fn.__name__} needs more than {self.limit} bytes of "
+                                       f"shared memory on sm_{self.emulated.arch}")
+        return min(timings, key=lambda timing: timing[0])[1]
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            bound = bound_arguments(self.fn, self.heuristics, args, kwargs)
+            key = self._key(bound)
+            if key not in self.best:
+                self.best[key] = self._fastest(grid, bound)
+            self.emulated[grid](**{**bound, **self.best[key]})
+        return launch

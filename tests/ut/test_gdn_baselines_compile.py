@@ -55,62 +55,34 @@ def test_vllms_gdn_decode_kernels_compile_for_the_emulated_card(gdn_benchmark, a
 TURING_SHARED_MEMORY = 64 << 10
 
 
-def triton_kernels_reachable_from(namespace: dict, seen=None):
-    """(globals dict, name, kernel) of every Triton kernel (JIT function, autotuned or with heuristics)
-    that the FLA functions in `namespace` can reach through their module globals."""
-    import types
-
-    from triton.runtime import JITFunction
-    from triton.runtime.autotuner import Autotuner, Heuristics
-
-    seen = set() if seen is None else seen
-    for name, value in list(namespace.items()):
-        if isinstance(value, (Autotuner, Heuristics, JITFunction)):
-            if (id(namespace), name) not in seen:
-                seen.add((id(namespace), name))
-                yield namespace, name, value
-        elif isinstance(value, types.FunctionType) and "flash_linear_attention" in (value.__module__ or ""):
-            for function in (value, *(cell.cell_contents for cell in value.__closure__ or ())):
-                if isinstance(function, types.FunctionType) and id(function.__globals__) not in seen:
-                    seen.add(id(function.__globals__))
-                    yield from triton_kernels_reachable_from(function.__globals__, seen)
-
-
 class EveryConfig:
     """Stands in for an autotuned kernel: each launch compiles its configs for `arch` and records (config,
     shared memory bytes) under the kernel's name. Of configs that differ only in pipeline depth, the
     deepest (more stages never need less shared memory), so a CI run compiles a third of them."""
 
     def __init__(self, kernel, arch: int, found: dict):
-        from triton.runtime import JITFunction
-        from triton.runtime.autotuner import Autotuner, Heuristics
+        from triton_faithful import unwrap_tuned
 
-        self.configs, self.heuristics = [None], []
-        while not isinstance(kernel, JITFunction):
-            if isinstance(kernel, Autotuner):
-                deepest = {}
-                for config in kernel.configs:
-                    key = (tuple(sorted(config.kwargs.items())), config.num_warps)
-                    if key not in deepest or config.num_stages > deepest[key].num_stages:
-                        deepest[key] = config
-                self.configs = list(deepest.values())
-            elif isinstance(kernel, Heuristics):
-                self.heuristics.append(kernel.values)
-            kernel = kernel.fn
+        kernel, configs, self.heuristics, _ = unwrap_tuned(kernel)
+        deepest = {}
+        for config in configs:
+            if config is None:
+                deepest[None] = None
+                continue
+            key = (tuple(sorted(config.kwargs.items())), config.num_warps)
+            if key not in deepest or config.num_stages > deepest[key].num_stages:
+                deepest[key] = config
+        self.configs = list(deepest.values())
         self.fn, self.arch, self.found = kernel, arch, found
 
     def __getitem__(self, grid):
-        from triton_faithful import EmulatedKernel
+        from triton_faithful import EmulatedKernel, bound_arguments, config_options
 
         def launch(*args, **kwargs):
             emulated = EmulatedKernel(self.fn, self.arch, None)
-            bound = {**dict(zip(self.fn.arg_names, args)), **kwargs}
-            for values in self.heuristics:
-                bound.update({key: rule(bound) for key, rule in values.items()})
+            bound = bound_arguments(self.fn, self.heuristics, args, kwargs)
             for config in self.configs:
-                options = {} if config is None else {**config.kwargs, "num_warps": config.num_warps,
-                                                     "num_stages": config.num_stages}
-                compiled, _ = emulated.compile(**{**bound, **options})
+                compiled, _ = emulated.compile(**{**bound, **config_options(config)})
                 self.found.setdefault(self.fn.__name__, []).append((str(config), compiled.metadata.shared))
         return launch
 
@@ -121,7 +93,7 @@ def test_vllms_gdn_chunked_prefill_fits_turing_shared_memory(gdn_benchmark, arch
     emulated card: no tensor-core instruction (EmulatedKernel checks), and the autotune configs of every
     kernel within Turing's 64 KB of shared memory at Qwen3.5/3.6's head dims (128), so a T4 or 2080 Ti
     can prefill on it (32 KB at most, seen 2026-11-30)."""
-    from triton_faithful import with_real_triton
+    from triton_faithful import triton_kernels_reachable_from, with_real_triton
     from vllm.third_party.flash_linear_attention.ops import chunk as chunk_module
     from vllm.third_party.flash_linear_attention.ops.index import prepare_chunk_indices, prepare_chunk_offsets
 

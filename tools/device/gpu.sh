@@ -8,10 +8,15 @@
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
 #   bash tools/device/gpu.sh bench-gdn [ARGS...]         # build, then benchmarks/gdn.py
+#   bash tools/device/gpu.sh bench-gdn-prefill [ARGS...] # build, then benchmarks/gdn_prefill.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-moe [ARGS...]         # build, then benchmarks/moe.py (needs vLLM)
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 # SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
+# Tests stop themselves (SIGINT, so pytest still writes its summary) SM7X_CALL_LIMIT_S (570) seconds
+# after this script started, before the run tool's 600 s limit would kill them without a report; their
+# output is unbuffered, and generated checkpoints stay in SM7X_CHECKPOINT_CACHE (/tmp/sm7x-checkpoints)
+# for the next call on the same machine.
 #
 # vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
 # first call of this script; it extracts the bundle once (into /tmp/vllm-site, kept while the
@@ -59,8 +64,10 @@ build() {
 }
 
 gpu_tests() {
-  python3 -m pytest tests/gpu flash-attention-v100/tests -m gpu -q -p no:cacheprovider -ra \
-    --junitxml="$OUT/gpu-tests.xml" "$@" > "$OUT/gpu-tests.log" 2>&1
+  local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS ))
+  PYTHONUNBUFFERED=1 SM7X_CHECKPOINT_CACHE="${SM7X_CHECKPOINT_CACHE:-/tmp/sm7x-checkpoints}" \
+    timeout -s INT -k 20 "$budget" python3 -m pytest tests/gpu flash-attention-v100/tests -m gpu -q \
+    -p no:cacheprovider -ra --durations=10 --junitxml="$OUT/gpu-tests.xml" "$@" > "$OUT/gpu-tests.log" 2>&1
   local rc=$?
   tail -25 "$OUT/gpu-tests.log"
   return $rc
@@ -88,8 +95,9 @@ case "$command" in
   bench) benchmark awq_gemm.py awq_gemm.log "$@" ;;
   bench-attention) benchmark attention.py attention.log "$@" ;;
   bench-gdn) benchmark gdn.py gdn.log "$@" ;;
+  bench-gdn-prefill) benchmark gdn_prefill.py gdn_prefill.log "$@" ;;
   bench-serve) benchmark serve.py serve.log "$@" ;;
   bench-moe) benchmark moe.py moe.log "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-gdn | bench-serve | bench-moe | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all"; exit 2 ;;
 esac

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Gated DeltaNet prefill (chunk_gated_delta_rule: one sequence of 1K/8K/32K tokens, fp32 initial and
+final state) at Qwen3.6-27B and 35B-A3B linear-attention shapes, TP1 and TP4: our chunked SIMT kernel
+(csrc/gdn/gdn_prefill.cu) against vLLM's FLA Triton kernels built for this GPU ("native", tensor cores:
+a reference, not what a V100/T4 runs) and for the emulated card ("faithful": every Triton kernel of the
+chain compiled for sm_70/sm_75, each autotuned kernel on its fastest config that fits the card's shared
+memory; benchmarks/triton_faithful.py). Median ms per layer; outputs of ours and native are compared.
+These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
+
+  python benchmarks/gdn_prefill.py --path sm70 sm75 [--out benchmarks/results] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_info import run_info  # noqa: E402
+from triton_faithful import EMULATED_ARCH, FastestConfig, triton_kernels_reachable_from  # noqa: E402
+
+from vllm_sm7x.timing import graph_median_ms  # noqa: E402
+
+K_DIM = V_DIM = 128
+# (k_heads, v_heads) per GPU.
+SHAPES = {"27b-tp1": (16, 48), "27b-tp4": (4, 12), "35b-a3b-tp1": (16, 32), "35b-a3b-tp4": (4, 8)}
+FLA_CHUNK = 64  # FLA's chunk size: vLLM's metadata builder precomputes chunk indices for it
+
+
+class Problem:
+    """What vLLM's GDN layer hands the chunk rule for one prompt: l2-normalised q/k, v, log decay, beta."""
+
+    def __init__(self, k_heads: int, v_heads: int, tokens: int):
+        def unit(*shape):
+            return torch.nn.functional.normalize(torch.randn(*shape, device="cuda"), dim=-1).half()
+
+        self.tokens = tokens
+        self.q, self.k = unit(tokens, k_heads, K_DIM), unit(tokens, k_heads, K_DIM)
+        self.v = torch.randn(tokens, v_heads, V_DIM, device="cuda").half()
+        self.g = -torch.rand(tokens, v_heads, device="cuda")
+        self.beta = torch.rand(tokens, v_heads, device="cuda")
+        self.state = 0.1 * torch.randn(1, v_heads, V_DIM, K_DIM, device="cuda")
+        self.cu_seqlens = torch.tensor([0, tokens], dtype=torch.int32, device="cuda")
+
+
+def ours(problem: Problem):
+    def run():
+        return torch.ops._C_sm7x.gdn_chunk_prefill(problem.q, problem.k, problem.v, problem.g, problem.beta,
+                                                   K_DIM ** -0.5, problem.state, problem.cu_seqlens)[0]
+    return run
+
+
+def stock(problem: Problem, emulate: str | None):
+    """vLLM's FLA chain as its GDN layer calls it; emulate=None runs it as built for this GPU."""
+    from vllm.third_party.flash_linear_attention.ops import chunk
+    from vllm.third_party.flash_linear_attention.ops.index import prepare_chunk_indices, prepare_chunk_offsets
+
+    cu_seqlens = problem.cu_seqlens
+    indices, offsets = prepare_chunk_indices(cu_seqlens, FLA_CHUNK), prepare_chunk_offsets(cu_seqlens, FLA_CHUNK)
+    major, minor = torch.cuda.get_device_capability()
+    replacements = [] if emulate is None else [
+        (namespace, name, FastestConfig(kernel, EMULATED_ARCH[emulate], major * 10 + minor))
+        for namespace, name, kernel in list(triton_kernels_reachable_from(vars(chunk)))]
+    batch = [x.unsqueeze(0) for x in (problem.q, problem.k, problem.v, problem.g, problem.beta)]
+
+    def run():
+        saved = [(namespace, name, namespace[name]) for namespace, name, _ in replacements]
+        try:
+            for namespace, name, kernel in replacements:
+                namespace[name] = kernel
+            _, o, *_ = chunk.chunk_gated_delta_rule_fwd(*batch, K_DIM ** -0.5, problem.state, True, cu_seqlens,
+                                                        indices, offsets)
+            return o[0]
+        finally:
+            for namespace, name, kernel in saved:
+                namespace[name] = kernel
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="TP4 shapes, 1K and 8K tokens only")
+    args = parser.parse_args()
+
+    from vllm_sm7x.ops import load_kernels
+
+    load_kernels()
+    torch.manual_seed(0)
+    rows, notes = {path: [] for path in args.path}, {}
+    shapes = {k: v for k, v in SHAPES.items() if not args.quick or k.endswith("tp4")}
+    for shape, (k_heads, v_heads) in shapes.items():
+        for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
+            problem = Problem(k_heads, v_heads, tokens)
+            ms = graph_median_ms(ours(problem))  # SIMT: the same kernel on both paths
+            ours_out, native_out = ours(problem)(), None
+            baselines = {}
+            for key, emulate in [("fla_native", None)] + [(f"fla_faithful_{p}", p) for p in args.path]:
+                try:
+                    run = stock(problem, emulate)
+                    if emulate is None:
+                        native_out = run()
+                    baselines[key] = round(graph_median_ms(run), 4)
+                except Exception as e:  # reported, not fatal
+                    baselines[key] = None
+                    notes[f"{shape} {tokens} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            if native_out is not None:
+                error = ((ours_out.double() - native_out.double()).norm() / native_out.double().norm()).item()
+                notes[f"{shape} {tokens} ours vs native"] = f"relative error {error:.2e}"
+            for path in args.path:
+                rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": tokens,
+                                   "ms": round(ms, 4), "bw_frac": None, "tflops": None,
+                                   "baselines": {k: v for k, v in baselines.items()
+                                                 if k == "fla_native" or k.endswith(path)}})
+            del problem
+            torch.cuda.empty_cache()
+
+    info = run_info()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, path_rows in rows.items():
+        result = {"benchmark": "gdn_prefill", "gpu": info["gpu"], "emulate": path, "date": info["date"],
+                  "commit": info["commit"], "command": info["command"], "rows": path_rows,
+                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
+        (args.out / f"gdn_prefill-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(
+            json.dumps(result, indent=1) + "\n")
+        print(f"\n{info['gpu']}, {path} path (ms per layer, one prompt)")
+        print(f"{'case':<22} {'tokens':>6} {'ours':>9} {'native':>9} {'faithful':>9} {'vs faithful':>11}")
+        for r in path_rows:
+            native, faithful = (list(r["baselines"].values()) + [None])[:2]
+            fmt = lambda v: f"{v:>9.3f}" if v is not None else f"{'-':>9}"  # noqa: E731
+            ratio = f"{faithful / r['ms']:>10.1f}x" if faithful else f"{'-':>11}"
+            print(f"{r['case']:<22} {r['context']:>6} {fmt(r['ms'])} {fmt(native)} {fmt(faithful)} {ratio}")
+    for key, note in notes.items():
+        print(f"note: {key}: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
