@@ -192,9 +192,10 @@ std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& 
                     " and v ", v.sizes(), " must agree on tokens (and q, k on heads and head_dim)");
   TORCH_CHECK_VALUE(k_dim == 64 || k_dim == 128, op, ": head_k_dim ", k_dim,
                     " is not supported by the chunked prefill; use 64 or 128 (vLLM's Triton kernel serves others)");
-  TORCH_CHECK_VALUE(v_dim % 32 == 0, op, ": head_v_dim ", v_dim, " must be a multiple of 32");
-  TORCH_CHECK_VALUE(v_heads % k_heads == 0, op, ": ", v_heads, " v-heads are not a multiple of ", k_heads,
-                    " k-heads");
+  TORCH_CHECK_VALUE(v_dim > 0 && v_dim % 32 == 0, op, ": head_v_dim ", v_dim, " must be a positive multiple of 32");
+  TORCH_CHECK_VALUE(k_heads > 0 && v_heads > 0 && v_heads % k_heads == 0, op, ": ", v_heads,
+                    " v-heads are not a positive multiple of ", k_heads, " k-heads");
+  TORCH_CHECK_VALUE(tokens < (int64_t{1} << 31), op, ": ", tokens, " tokens in one call; at most 2^31 - 1");
   for (const torch::Tensor* t : TensorPtrs{&g, &beta}) {
     TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->dim() == 2 && t->size(0) == tokens &&
                           t->size(1) == v_heads && t->stride(1) == 1,
@@ -205,6 +206,7 @@ std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& 
                         cu_seqlens.is_contiguous(),
                     op, ": cu_seqlens must be a contiguous int32 [seqs + 1] tensor");
   const int64_t seqs = cu_seqlens.size(0) - 1;
+  TORCH_CHECK_VALUE(seqs < (int64_t{1} << 31), op, ": ", seqs, " sequences in one call; at most 2^31 - 1");
   if (initial_state) {
     check_cuda_on(*initial_state, q, op, "initial_state");
     TORCH_CHECK_VALUE(initial_state->scalar_type() == at::kFloat || initial_state->scalar_type() == at::kHalf, op,
@@ -214,6 +216,11 @@ std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& 
                           initial_state->size(3) == k_dim && initial_state->is_contiguous(),
                       op, ": initial_state must be contiguous [seqs = ", seqs, ", v_heads = ", v_heads,
                       ", v_dim = ", v_dim, ", k_dim = ", k_dim, "], got ", initial_state->sizes());
+    // The kernel reads the state 4 elements at a time (16 bytes fp32, 8 bytes fp16).
+    TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(initial_state->data_ptr()) % (4 * initial_state->element_size()) ==
+                          0,
+                      op, ": initial_state's base address must be a multiple of ", 4 * initial_state->element_size(),
+                      " bytes (a fresh tensor's is; clone a view that starts inside a block)");
   }
   torch::Tensor out = torch::empty({tokens, v_heads, v_dim}, q.options());
   torch::Tensor final_state = torch::empty({seqs, v_heads, v_dim, k_dim}, q.options().dtype(at::kFloat));

@@ -3,9 +3,12 @@ import torch
 
 
 def poison_free_memory() -> None:
-    """Fill the caching allocator's free blocks with NaN, so an output element a kernel does not write
-    (its op allocates with torch.empty, which reuses those blocks) shows up as NaN."""
-    junk = torch.full((64 << 20,), float("nan"), dtype=torch.float16, device="cuda")
+    """Fill the caching allocator's free blocks with all-ones bytes (NaN read as fp16 or fp32), so an
+    output element a kernel does not write (its op allocates with torch.empty, which reuses those
+    blocks) shows up as NaN: one large block for the large pool, and 1 MB blocks for the small pool
+    (allocations up to 1 MB come from there)."""
+    junk = [torch.full((64 << 20,), 255, dtype=torch.uint8, device="cuda")]
+    junk += [torch.full((1 << 20,), 255, dtype=torch.uint8, device="cuda") for _ in range(16)]
     del junk
 
 

@@ -4,6 +4,7 @@ default) and with vLLM's TRITON_ATTN. Tokens must match; where fp16
 summation order flips a late token, the first divergence is allowed only where stock's top-2
 log-probabilities are closer than the error allowed on the two of them (2 x 2e-2). Log-probabilities of the
 first 16 tokens agree within 2e-2."""
+import functools
 import json
 import os
 import subprocess
@@ -26,7 +27,15 @@ PROMPT_IDS = [[(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)] for i in ra
 REFERENCE_MARGIN = 0.1
 
 GENERATE = """
-import json, sys
+import json, os, sys
+if os.environ.get("SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES") == "1":
+    # vLLM 0.26 permutes the Marlin MoE gate/up scales for K = the expert width instead of the hidden
+    # size (fused_moe/oracle/int_wna16.py); wrong wherever width <= group size < hidden (upstream PR
+    # 50196). The same fix here: K of each expert GEMM = its scale groups x the group size.
+    import vllm.model_executor.layers.fused_moe.oracle.int_wna16 as int_wna16
+    permute = int_wna16.marlin_moe_permute_scales
+    int_wna16.marlin_moe_permute_scales = lambda s, size_k, size_n, group_size, is_a_8bit=False: permute(
+        s, s.shape[1] * group_size if group_size > 0 else size_k, size_n, group_size, is_a_8bit)
 from vllm import LLM, SamplingParams
 backend = None if sys.argv[3] == "default" else sys.argv[3]
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
@@ -89,13 +98,17 @@ def assert_matches_stock(stock, ours, label):
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
 
-def stock_samples(checkpoint, engine_args=None):
-    """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive)."""
+def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
+    """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive);
+    fix_marlin_moe_scales applies the upstream fix of its Marlin MoE scale layout (see GENERATE) in
+    its engine process."""
     import torch
 
     if torch.cuda.get_device_capability() < (8, 0):
         pytest.skip("stock vLLM's AWQ reference needs a GPU newer than SM7x")
-    result = generate(checkpoint, None, "graphs", engine_args=engine_args)
+    fix = {"SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    result = generate(checkpoint, None, "graphs", engine_args=engine_args,
+                      env_extra=fix if fix_marlin_moe_scales else None)
     assert result["quantization"] != "awq_sm7x"
     return result["samples"]
 
@@ -159,6 +172,23 @@ def hybrid_stock(hybrid_checkpoint):
     return stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
 
 
+@functools.cache
+def reference_model(checkpoint):
+    """The checkpoint's float32 transformers model on the GPU (vllm_sm7x.checkpoints.reference), once."""
+    from vllm_sm7x.checkpoints.reference import float_reference_model
+
+    return float_reference_model(checkpoint, device="cuda")
+
+
+def reference_disagreements(reference, samples):
+    """{prompt: [(position, shortfall)]} where the float32 reference is sure of another token."""
+    from vllm_sm7x.checkpoints.reference import sure_disagreements
+
+    found = {prompt: sure_disagreements(reference, PROMPT_IDS[prompt], sample["tokens"], REFERENCE_MARGIN)
+             for prompt, sample in enumerate(samples)}
+    return {prompt: where for prompt, where in found.items() if where}
+
+
 GDN_KERNELS = {"decode": {"VLLM_SM7X_GDN_DECODE": "1"},
                "decode+prefill": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}}
 
@@ -171,7 +201,13 @@ def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint
     assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
     if "prefill" in gdn:
         assert "Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel" in ours["log"]
-    assert_matches_stock(hybrid_stock, ours, f"qwen35-tiny {emulate}/graphs/gdn {gdn}")
+    label = f"qwen35-tiny {emulate}/graphs/gdn {gdn}"
+    # Calibrates the float32 reference the MoE test leans on: on this model both engines should agree
+    # with it (printed, not asserted: the comparison with stock below is this test's claim).
+    print(f"{label}: float32 reference sure of another token: ours "
+          f"{reference_disagreements(reference_model(hybrid_checkpoint), ours['samples'])}, stock vLLM "
+          f"{reference_disagreements(reference_model(hybrid_checkpoint), hybrid_stock)}")
+    assert_matches_stock(hybrid_stock, ours, label)
 
 
 @pytest.fixture(scope="module")
@@ -181,23 +217,12 @@ def moe_checkpoint(awq_checkpoint):
 
 @pytest.fixture(scope="module")
 def moe_stock(moe_checkpoint):
-    return stock_samples(moe_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
-
-
-@pytest.fixture(scope="module")
-def moe_reference(moe_checkpoint):
-    from vllm_sm7x.checkpoints.reference import float_reference_model
-
-    return float_reference_model(moe_checkpoint, device="cuda")
-
-
-def reference_disagreements(reference, samples):
-    """{prompt: [(position, shortfall)]} where the float32 reference is sure of another token."""
-    from vllm_sm7x.checkpoints.reference import sure_disagreements
-
-    found = {prompt: sure_disagreements(reference, PROMPT_IDS[prompt], sample["tokens"], REFERENCE_MARGIN)
-             for prompt, sample in enumerate(samples)}
-    return {prompt: where for prompt, where in found.items() if where}
+    # The tiny preset's experts are 128 wide, as Qwen3.6-35B-A3B's at TP4: exactly where stock's Marlin
+    # MoE lays out the gate/up scales wrongly (2026-11-30, H200: its first tokens differed from ours at
+    # top-2 gaps over 1; that layout applied to the float32 model on the CPU flips 5 of the 8 prompts'
+    # first tokens as confidently), so stock runs with the upstream fix.
+    return stock_samples(moe_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"},
+                         fix_marlin_moe_scales=True)
 
 
 # Eager first: it tells a graph-capture fault from one in the layers. Each side is also checked against
@@ -205,12 +230,12 @@ def reference_disagreements(reference, samples):
 # engine that is off: ours must agree with the reference, and with stock where stock does.
 @pytest.mark.parametrize("mode", ["eager", "graphs"])
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, moe_reference, emulate,
-                                                                 mode):
+def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, emulate, mode):
     ours = generate(moe_checkpoint, emulate, mode, engine_args=HYBRID_ENGINE)
     assert ours["quantization"] == "awq_sm7x"
     label = f"qwen36-35b-a3b-tiny {emulate}/{mode}"
-    ours_off, stock_off = (reference_disagreements(moe_reference, samples) for samples in (ours["samples"], moe_stock))
+    reference = reference_model(moe_checkpoint)
+    ours_off, stock_off = (reference_disagreements(reference, samples) for samples in (ours["samples"], moe_stock))
     print(f"{label}: float32 reference sure of another token (prompt: [(position, nats)]): ours {ours_off}, "
           f"stock vLLM {stock_off}")
     assert not ours_off, f"{label}: tokens the float32 reference rules out: {ours_off}"

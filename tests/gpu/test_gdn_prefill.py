@@ -10,8 +10,10 @@ from tests.gpu.kernel_checks import capture, poison_free_memory
 
 pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
-# (k_heads, v_heads, k_dim, v_dim): Qwen3.6-27B GDN at TP1 and TP4, 35B-A3B at TP1, the tiny presets.
-SHAPES = [(16, 48, 128, 128), (4, 12, 128, 128), (16, 32, 128, 128), (2, 4, 64, 64)]
+# (k_heads, v_heads, k_dim, v_dim): Qwen3.6-27B GDN at TP1 and TP4, 35B-A3B at TP1, the tiny presets,
+# and k_dim != v_dim both ways (a swapped index would pass on square heads).
+SHAPES = [(16, 48, 128, 128), (4, 12, 128, 128), (16, 32, 128, 128), (2, 4, 64, 64), (2, 4, 64, 128),
+          (4, 8, 128, 64)]
 LENGTHS = [[1], [17], [5, 33, 16, 0, 40], [301, 2, 64]]
 
 
@@ -44,6 +46,14 @@ def relative_error(actual, expected):
     return ((actual.double() - expected).norm() / expected.norm()).item()
 
 
+def worst_sequence_error(out, expected, cu_seqlens):
+    """The largest relative error of any one sequence's outputs: one bad sequence (or chunk) must not
+    hide in the norm of a long batch."""
+    bounds = cu_seqlens.tolist()
+    return max((relative_error(out[b:e], expected[b:e]) for b, e in zip(bounds[:-1], bounds[1:]) if e > b),
+               default=0.0)
+
+
 def run_prefill(q, k, v, g, beta, state, cu_seqlens, scale):
     poison_free_memory()
     return torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, scale, state, cu_seqlens)
@@ -62,7 +72,26 @@ def test_prefill_matches_the_float64_recurrence(k_heads, v_heads, k_dim, v_dim, 
     ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, scale, state, cu_seqlens)
     assert out.shape == (sum(lengths), v_heads, v_dim) and out.dtype == torch.float16
     assert final_state.shape == (len(lengths), v_heads, v_dim, k_dim) and final_state.dtype == torch.float32
-    assert relative_error(out, ref_out) < 2e-3
+    assert worst_sequence_error(out, ref_out, cu_seqlens) < 2e-3
+    for n in range(len(lengths)):
+        assert relative_error(final_state[n], ref_state[n]) < 1e-3, f"state of sequence {n}"
+
+
+def test_rows_wider_than_the_heads_are_read_through_their_stride(seed):
+    """q, k and v as slices of one wider projection output per token (the op takes any row stride)."""
+    from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
+
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    q, k, v, g, beta, state, cu_seqlens = prefill_inputs(gen, [37, 20], 2, 6, 128, 128)
+    tokens, width = q.shape[0], 2 * 2 * 128 + 6 * 128 + 40
+    fused = torch.randn(tokens, width, generator=gen, device=DEVICE).half()
+    fused[:, :256], fused[:, 256:512], fused[:, 512:1280] = q.flatten(1), k.flatten(1), v.flatten(1)
+    views = fused[:, :256].view(tokens, 2, 128), fused[:, 256:512].view(tokens, 2, 128), \
+        fused[:, 512:1280].view(tokens, 6, 128)
+    assert views[0].stride(0) == width
+    out, final_state = run_prefill(*views, g, beta, state, cu_seqlens, 0.09)
+    ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, 0.09, state, cu_seqlens)
+    assert worst_sequence_error(out, ref_out, cu_seqlens) < 2e-3
     assert relative_error(final_state, ref_state) < 1e-3
 
 
@@ -147,17 +176,24 @@ def test_bad_inputs_are_refused_with_the_rule():
         op(q, k, v, g.half(), beta, 0.1, None, cu_seqlens)
     with pytest.raises(ValueError, match="initial_state must be contiguous \\[seqs = 2"):
         op(q, k, v, g, beta, 0.1, state[:1], cu_seqlens)
-    with pytest.raises(ValueError, match="v-heads are not a multiple of"):
+    with pytest.raises(ValueError, match="base address must be a multiple of 16 bytes"):
+        misaligned = torch.zeros(state.numel() + 1, device=DEVICE)[1:].view_as(state)
+        op(q, k, v, g, beta, 0.1, misaligned, cu_seqlens)
+    with pytest.raises(ValueError, match="v-heads are not a positive multiple of"):
         op(q, k, v[:, :3].contiguous(), g[:, :3].contiguous(), beta[:, :3].contiguous(), 0.1, None, cu_seqlens)
 
 
 def test_cu_seqlens_past_the_tokens_cannot_fault():
+    from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
+
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     q, k, v, g, beta, _, _ = prefill_inputs(gen, [6], 2, 4, 64, 64)
     wild = torch.tensor([0, 4, 1 << 20], dtype=torch.int32, device=DEVICE)  # the last sequence cut to 2 tokens
     out, state = torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, 0.1, None, wild)
     torch.cuda.synchronize()
-    assert state.shape[0] == 2 and not state.isnan().any()
+    ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, 0.1, None,
+                                                    torch.tensor([0, 4, 6], device=DEVICE))
+    assert relative_error(out, ref_out) < 2e-3 and relative_error(state, ref_state) < 1e-3
 
 
 def test_op_schema_and_fake_implementation():

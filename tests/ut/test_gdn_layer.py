@@ -177,9 +177,12 @@ def prefill_call(dtype, k_dim=K_DIM, tokens=7):
     return q, q.clone(), v, g, beta, torch.zeros(2, V_HEADS, V_DIM, k_dim), torch.tensor([0, 3, tokens])
 
 
-@pytest.mark.parametrize("dtype, k_dim, ours", [(torch.float16, 128, True), (torch.float16, 64, True),
-                                                (torch.bfloat16, 128, False), (torch.float16, 256, False)])
-def test_prefill_rule_sends_what_the_kernel_takes_and_hands_back_the_rest(registry, monkeypatch, dtype, k_dim, ours):
+@pytest.mark.parametrize("dtype, k_dim, state_dtype, ours", [
+    (torch.float16, 128, torch.float32, True), (torch.float16, 64, torch.float16, True),
+    (torch.bfloat16, 128, torch.float32, False), (torch.float16, 256, torch.float32, False),
+    (torch.float16, 128, torch.bfloat16, False)])  # --mamba-ssm-cache-dtype bfloat16
+def test_prefill_rule_sends_what_the_kernel_takes_and_hands_back_the_rest(registry, monkeypatch, dtype, k_dim,
+                                                                          state_dtype, ours):
     import vllm_sm7x.ops.gdn as gdn_ops
     from vllm_sm7x.mamba.gdn import register_gdn_prefill
 
@@ -189,6 +192,7 @@ def test_prefill_rule_sends_what_the_kernel_takes_and_hands_back_the_rest(regist
     monkeypatch.setattr(gdn_ops, "chunk_gated_delta_rule", lambda *a, **kw: calls.append(("ours", a, kw)) or result)
     rule = types.SimpleNamespace(forward_native=lambda *a: calls.append(("vllm", a, {})) or result)
     q, k, v, g, beta, state, cu_seqlens = prefill_call(dtype, k_dim)
+    state = state.to(state_dtype)
     buffer = torch.zeros(7, V_HEADS, V_DIM)
     o, final = rule_cls.forward_sm7x(rule, q, k, v, g, beta, state, True, cu_seqlens, None, None, False, buffer)
 

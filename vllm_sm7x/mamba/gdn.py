@@ -117,7 +117,7 @@ def _sm7x_chunk_rule_class(base):
                          chunk_indices=None, chunk_offsets=None, use_qk_l2norm_in_kernel=True, core_attn_out=None):
             from vllm_sm7x.ops.gdn import chunk_gated_delta_rule, chunk_prefill_supports
 
-            if not chunk_prefill_supports(q, v):
+            if not chunk_prefill_supports(q, v, initial_state):
                 return self.forward_native(q, k, v, g, beta, initial_state, output_final_state, cu_seqlens,
                                            chunk_indices, chunk_offsets, use_qk_l2norm_in_kernel, core_attn_out)
             o, final_state = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=initial_state,

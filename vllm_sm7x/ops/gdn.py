@@ -42,10 +42,12 @@ def gdn_verify(qkv: torch.Tensor, a: torch.Tensor, b: torch.Tensor, conv_state: 
 PREFILL_K_DIMS = (64, 128)
 
 
-def chunk_prefill_supports(q: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether gdn_chunk_prefill takes these inputs ([..., heads, head_dim]); vLLM's kernel serves the rest."""
+def chunk_prefill_supports(q: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor | None) -> bool:
+    """Whether gdn_chunk_prefill takes these inputs ([..., heads, head_dim]; the state as vLLM's mamba
+    cache keeps it, e.g. bf16 under --mamba-ssm-cache-dtype); vLLM's kernel serves the rest."""
     return (q.dtype == torch.float16 and v.dtype == torch.float16 and q.shape[-1] in PREFILL_K_DIMS
-            and v.shape[-1] % 32 == 0)
+            and v.shape[-1] > 0 and v.shape[-1] % 32 == 0
+            and (initial_state is None or initial_state.dtype in (torch.float32, torch.float16)))
 
 
 def _l2_normalized(x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +65,7 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
     [N, v_heads, v_dim, k_dim] (None: zeros). Returns (o [B, T, v_heads, v_dim] fp16, final state fp32)."""
     batch, tokens = q.shape[:2]
     if cu_seqlens is None:
-        cu_seqlens = torch.arange(0, batch * tokens + 1, tokens, dtype=torch.int32, device=q.device)
+        cu_seqlens = torch.arange(batch + 1, dtype=torch.int32, device=q.device) * tokens
     if use_qk_l2norm_in_kernel:
         q, k = _l2_normalized(q), _l2_normalized(k)
     flat = [x.reshape(batch * tokens, *x.shape[2:]) for x in (q, k, v, g, beta)]
