@@ -29,13 +29,9 @@ REFERENCE_MARGIN = 0.1
 GENERATE = """
 import json, os, sys
 if os.environ.get("SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES") == "1":
-    # vLLM 0.26 permutes the Marlin MoE gate/up scales for K = the expert width instead of the hidden
-    # size (fused_moe/oracle/int_wna16.py); wrong wherever width <= group size < hidden (upstream PR
-    # 50196). The same fix here: K of each expert GEMM = its scale groups x the group size.
-    import vllm.model_executor.layers.fused_moe.oracle.int_wna16 as int_wna16
-    permute = int_wna16.marlin_moe_permute_scales
-    int_wna16.marlin_moe_permute_scales = lambda s, size_k, size_n, group_size, is_a_8bit=False: permute(
-        s, s.shape[1] * group_size if group_size > 0 else size_k, size_n, group_size, is_a_8bit)
+    # Stock vLLM (plugin inactive) with our patch of its Marlin MoE scale layout (vllm_sm7x/patch).
+    from vllm_sm7x.patch.marlin_moe_scales import permute_for_each_gemms_k
+    permute_for_each_gemms_k()
 from vllm import LLM, SamplingParams
 backend = None if sys.argv[3] == "default" else sys.argv[3]
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
@@ -100,8 +96,8 @@ def assert_matches_stock(stock, ours, label):
 
 def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
     """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive);
-    fix_marlin_moe_scales applies the upstream fix of its Marlin MoE scale layout (see GENERATE) in
-    its engine process."""
+    fix_marlin_moe_scales applies our patch of its Marlin MoE scale layout (vllm_sm7x/patch/
+    marlin_moe_scales.py, the fix of upstream PR 50196) in its engine process."""
     import torch
 
     if torch.cuda.get_device_capability() < (8, 0):

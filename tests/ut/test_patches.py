@@ -26,11 +26,12 @@ def test_flash_attn_package_imports_without_its_kernels():
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     applied = next(line for line in lines if line.startswith("APPLIED")).split(maxsplit=1)[1]
-    profile = "'engine_profile.apply_profile_at_engine_start'"  # always applies once: it wraps a method
+    # These two always apply once: they wrap a function.
+    wrappers = "'engine_profile.apply_profile_at_engine_start', 'marlin_moe_scales.permute_for_each_gemms_k'"
     if any(line.startswith("FAILS:") for line in lines):  # no FA kernels here (no GPU driver, or an SM7x build)
-        assert applied == f"['vllm_flash_attn.allow_missing_extensions', {profile}] [] False True"
+        assert applied == f"['vllm_flash_attn.allow_missing_extensions', {wrappers}] [] False True"
     else:
-        assert applied.startswith(f"[{profile}] []")
+        assert applied.startswith(f"[{wrappers}] []")
 
 
 def test_patch_index_documents_every_patch():
@@ -58,3 +59,32 @@ def test_moe_routing_goes_to_our_kernel_on_sm70_only(monkeypatch):
     assert not moe_routing.topk_softmax_without_moe_c()  # idempotent
     with pytest.raises(NotImplementedError, match="score correction bias"):
         ops.topk_softmax(None, None, None, None, True, e_score_correction_bias=object())
+
+
+def test_marlin_moe_gate_up_scales_get_the_layout_of_the_hidden_size_k(monkeypatch):
+    """Qwen3.6-35B-A3B at TP4: 128-wide experts, group 128, hidden 2048 -> the gate/up weight has 16
+    scale groups along K, so Marlin reads the grouped layout; vLLM 0.26 asks for K = 128 (the expert
+    width), which gives the per-channel one. Through the patch the same call yields the grouped layout,
+    and calls that already pass the right K are unchanged."""
+    import torch
+    from vllm.model_executor.layers.fused_moe.oracle import int_wna16
+    from vllm.model_executor.layers.quantization.utils.marlin_utils import (marlin_moe_permute_scales,
+                                                                            marlin_permute_scales)
+
+    from vllm_sm7x.patch import marlin_moe_scales
+
+    # vLLM's own function (another test may have applied the patch in this process); restored after.
+    monkeypatch.setattr(int_wna16, "marlin_moe_permute_scales", marlin_moe_permute_scales)
+    experts, hidden, width, group = 3, 2048, 128, 128
+    gate_up = torch.randn(experts, hidden // group, 2 * width)
+    down = torch.randn(experts, width // group, hidden)
+    stock_gate_up = int_wna16.marlin_moe_permute_scales(gate_up, width, 2 * width, group)
+    assert marlin_moe_scales.permute_for_each_gemms_k() and not marlin_moe_scales.permute_for_each_gemms_k()
+    fixed_gate_up = int_wna16.marlin_moe_permute_scales(gate_up, width, 2 * width, group)
+    grouped = torch.stack([marlin_permute_scales(s, hidden, 2 * width, group) for s in gate_up])
+    assert torch.equal(fixed_gate_up, grouped) and not torch.equal(stock_gate_up, grouped)
+    assert torch.equal(int_wna16.marlin_moe_permute_scales(down, width, hidden, group),
+                       torch.stack([marlin_permute_scales(s, width, hidden, group) for s in down]))
+    channelwise = torch.randn(experts, 1, 2 * width)
+    assert torch.equal(int_wna16.marlin_moe_permute_scales(channelwise, hidden, 2 * width, -1),
+                       torch.stack([marlin_permute_scales(s, hidden, 2 * width, -1) for s in channelwise]))
