@@ -80,3 +80,13 @@ def test_a_check_that_breaks_is_reported_not_raised(monkeypatch):
 @pytest.mark.parametrize("statuses, ready", [(["ok", "info", "warn"], True), (["ok", "fail"], False)])
 def test_ready_means_no_failed_check(statuses, ready):
     assert doctor.is_ready([Check(str(i), s, "") for i, s in enumerate(statuses)]) is ready
+
+
+def test_opt_in_paths_are_reported_as_set(monkeypatch):
+    monkeypatch.setenv("VLLM_SM7X_GDN_PREFILL", "1")
+    monkeypatch.delenv("VLLM_SM7X_GDN_DECODE", raising=False)
+    monkeypatch.setenv("VLLM_SM7X_PROFILE", "on")
+    check = doctor.check_opt_in(Context(gpus=[]))
+    assert check.status == "info"
+    assert check.data == {"VLLM_SM7X_GDN_DECODE": False, "VLLM_SM7X_GDN_PREFILL": True, "VLLM_SM7X_PROFILE": True}
+    assert "GDN prefill on our kernel on (VLLM_SM7X_GDN_PREFILL)" in check.detail
