@@ -65,7 +65,9 @@ def float_reference_model(checkpoint: str | Path, device: str = "cpu"):
         weights = {name.replace("model.language_model.", "model.", 1): tensor for name, tensor in weights.items()
                    if not name.startswith("mtp.")}
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config.text_config if hybrid else config, dtype=torch.float32)
+        # eager experts and attention: plain float32 matmuls, no fused or grouped kernels
+        model = AutoModelForCausalLM.from_config(config.text_config if hybrid else config, dtype=torch.float32,
+                                                 attn_implementation="eager", experts_implementation="eager")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(f"{checkpoint}: the reference model does not match the checkpoint "
