@@ -80,7 +80,12 @@ def sure_disagreements(model, prompt: list[int], tokens: list[int], margin: floa
     finds a token more than `margin` nats likelier than the one the engine chose after the same
     history. Every position is checked, not only those before a first divergence."""
     ids = torch.tensor([prompt + tokens], device=model.device)
-    logprobs = model(ids).logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference, whatever the process set
+    try:
+        logprobs = model(ids).logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     chosen = logprobs.gather(1, torch.tensor(tokens, device=model.device)[:, None])[:, 0]
     shortfall = logprobs.max(-1).values - chosen
     return [(int(i), round(float(shortfall[i]), 3)) for i in torch.nonzero(shortfall > margin)[:, 0]]
