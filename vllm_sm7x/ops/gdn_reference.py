@@ -17,16 +17,21 @@ def _sequences(cu_seqlens: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _float64_problem(q, k, v, g, beta, initial_state, cu_seqlens):
+    """Inputs in float64 with q and k per v-head, the states to evolve (zeros without initial_state)
+    and a zero output."""
+    v_heads = v.shape[1]
+    q, k, v, g, beta = _per_v_head(q, v_heads), _per_v_head(k, v_heads), v.double(), g.double(), beta.double()
+    states = (torch.zeros(cu_seqlens.numel() - 1, v_heads, v.shape[2], k.shape[2], dtype=torch.float64,
+                          device=v.device) if initial_state is None else initial_state.double().clone())
+    return q, k, v, g, beta, states, torch.zeros_like(v)
+
+
 def gated_delta_rule_reference(q, k, v, g, beta, scale: float, initial_state, cu_seqlens):
     """q, k [T, k_heads, k_dim], v [T, v_heads, v_dim], g and beta [T, v_heads], initial_state
     [N, v_heads, v_dim, k_dim] or None -> (o [T, v_heads, v_dim], final state [N, v_heads, v_dim, k_dim]),
     float64: per token S = exp(g) S;  S += beta (v - S k) k^T;  o = scale S q."""
-    v_heads = v.shape[1]
-    q, k, v, g, beta = _per_v_head(q, v_heads), _per_v_head(k, v_heads), v.double(), g.double(), beta.double()
-    seqs = cu_seqlens.numel() - 1
-    states = (torch.zeros(seqs, v_heads, v.shape[2], k.shape[2], dtype=torch.float64, device=v.device)
-              if initial_state is None else initial_state.double().clone())
-    out = torch.zeros_like(v)
+    q, k, v, g, beta, states, out = _float64_problem(q, k, v, g, beta, initial_state, cu_seqlens)
     for n, (begin, end) in enumerate(_sequences(cu_seqlens)):
         state = states[n]
         for t in range(begin, end):
@@ -41,12 +46,7 @@ def chunked_gated_delta_rule_reference(q, k, v, g, beta, scale: float, initial_s
     """The same result through the kernel's chunk algebra (gdn_prefill.cu's header comment): per chunk,
     A and the right-hand sides, a triangular solve for W and Uraw, then U = Uraw - W S0^T, the outputs
     and the chunk's closing state."""
-    v_heads = v.shape[1]
-    q, k, v, g, beta = _per_v_head(q, v_heads), _per_v_head(k, v_heads), v.double(), g.double(), beta.double()
-    seqs = cu_seqlens.numel() - 1
-    states = (torch.zeros(seqs, v_heads, v.shape[2], k.shape[2], dtype=torch.float64, device=v.device)
-              if initial_state is None else initial_state.double().clone())
-    out = torch.zeros_like(v)
+    q, k, v, g, beta, states, out = _float64_problem(q, k, v, g, beta, initial_state, cu_seqlens)
     for n, (begin, end) in enumerate(_sequences(cu_seqlens)):
         for first in range(begin, end, chunk):
             rows = slice(first, min(first + chunk, end))
