@@ -28,9 +28,9 @@ def test_dry_run_prints_the_server_command_and_the_curl(monkeypatch, capsys, tmp
                      "--max-num-seqs", "2"]) == 0
     out = capsys.readouterr().out
     assert "VLLM_SM7X_EMULATE=sm75 " in out and "-m vllm.entrypoints.openai.api_server" in out
-    assert f"--model {tmp_path / demo.DEMO_MODEL}" in out and out.rstrip().count("--max-num-seqs 2") == 1
+    assert f"--model {tmp_path / demo.served_name('qwen3-tiny')}" in out and out.rstrip().count("--max-num-seqs 2") == 1
     assert "curl http://localhost:8123/v1/chat/completions" in out
-    assert not (tmp_path / demo.DEMO_MODEL).exists()  # a dry run builds nothing
+    assert not (tmp_path / demo.served_name('qwen3-tiny')).exists()  # a dry run builds nothing
 
 
 def test_checkpoint_is_built_once(tmp_path, monkeypatch):
@@ -38,3 +38,13 @@ def test_checkpoint_is_built_once(tmp_path, monkeypatch):
     assert (folder / "config.json").exists() and (folder / "tokenizer.json").exists()
     monkeypatch.setattr("vllm_sm7x.checkpoints.make_checkpoint", lambda *a, **k: pytest.fail("rebuilt"))
     assert demo.ensure_checkpoint(tmp_path) == folder
+
+
+@pytest.mark.parametrize("preset", ["qwen35-tiny", "qwen36-35b-a3b-tiny"])
+def test_hybrid_presets_are_served_text_only_under_their_own_name(monkeypatch, capsys, tmp_path, preset):
+    monkeypatch.setattr(demo, "visible_gpus", lambda: [T4])
+    assert cli.main(["serve-demo", "--dry-run", "--preset", preset, "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"--model {tmp_path / (preset + '-awq')}" in out and f"--served-model-name {preset}-awq" in out
+    assert "--language-model-only" in out and f'"model": "{preset}-awq"' in out
+    assert "VLLM_SM7X_EMULATE" not in out  # a T4 runs its own path

@@ -60,7 +60,7 @@ PROFILE_USER_ARGS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", 
 def serve_demo(args: argparse.Namespace) -> int:
     from vllm_sm7x.entrypoints.demo import serve_demo as run
 
-    return run(args.cache, args.port, args.emulate, args.vllm_args, args.dry_run)
+    return run(args.cache, args.port, args.emulate, args.vllm_args, args.dry_run, args.preset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-batched-tokens", type=int)
     p.add_argument("--kv-cache-dtype", choices=["auto", "float16", "fp8_e5m2"])
     p.set_defaults(func=doctor)
-    from vllm_sm7x.entrypoints.demo import DEFAULT_CACHE
+    from vllm_sm7x.entrypoints.demo import DEFAULT_CACHE, DEMO_PRESETS
 
     p = sub.add_parser("serve-demo", help="build a tiny AWQ model and serve it with vLLM's OpenAI server on this GPU")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--preset", choices=list(DEMO_PRESETS), default="qwen3-tiny",
+                   help="dense Qwen3 (default), the Qwen3.5 hybrid or the Qwen3.6 MoE layout, tiny and random")
     p.add_argument("--emulate", choices=["sm70", "sm75"], help="force an arch path (default: native on "
                    "V100/T4-class GPUs, sm75 emulation on newer ones)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"checkpoint folder (default {DEFAULT_CACHE})")

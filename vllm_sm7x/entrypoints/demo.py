@@ -1,7 +1,7 @@
-"""`vllm-sm7x serve-demo`: the main job on any NVIDIA GPU in one command. Builds the `qwen3-tiny`
-AWQ checkpoint (random weights, seconds) in a cache folder if absent, then starts vLLM's OpenAI
-server on it through the same entry point users type, with our plugin active (emulating a Turing
-card on newer GPUs)."""
+"""`vllm-sm7x serve-demo`: the main job on any NVIDIA GPU in one command. Builds a tiny AWQ checkpoint
+(random weights, seconds; `qwen3-tiny` by default, or the Qwen3.5 hybrid or Qwen3.6 MoE layout) in a
+cache folder if absent, then starts vLLM's OpenAI server on it through the same entry point users
+type, with our plugin active (emulating a Turing card on newer GPUs)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,10 @@ from pathlib import Path
 
 from vllm_sm7x.activation import Gpu, native_path, visible_gpus
 
-DEMO_MODEL = "qwen3-tiny-awq"
+# Presets the demo serves: dense Qwen3, the Qwen3.5 hybrid (Gated DeltaNet + gated attention), the
+# Qwen3.6 MoE hybrid. The hybrids declare a vision tower without weights: served text-only.
+DEMO_PRESETS = {"qwen3-tiny": [], "qwen35-tiny": ["--language-model-only"],
+                "qwen36-35b-a3b-tiny": ["--language-model-only"]}
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vllm-sm7x"
 
 
@@ -34,40 +37,45 @@ def choose_emulation(gpus: list[Gpu], requested: str | None) -> tuple[str | None
                     "(use --emulate sm70 for the Volta path)")
 
 
-def ensure_checkpoint(cache: Path) -> Path:
-    folder = cache / DEMO_MODEL
+def served_name(preset: str) -> str:
+    return f"{preset}-awq"
+
+
+def ensure_checkpoint(cache: Path, preset: str = "qwen3-tiny") -> Path:
+    folder = cache / served_name(preset)
     if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
         from vllm_sm7x.checkpoints import make_checkpoint
 
         print(f"building the demo checkpoint in {folder} ...", flush=True)
-        make_checkpoint("qwen3-tiny", folder)
+        make_checkpoint(preset, folder)
     return folder
 
 
-def server_command(model: Path, port: int, extra: list[str]) -> list[str]:
+def server_command(model: Path, port: int, extra: list[str], preset: str = "qwen3-tiny") -> list[str]:
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-            "--served-model-name", DEMO_MODEL, "--port", str(port), "--max-model-len", "1024",
+            "--served-model-name", served_name(preset), "--port", str(port), "--max-model-len", "1024",
             "--gpu-memory-utilization", "0.3", "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_coder",
-            "--reasoning-parser", "qwen3", *extra]
+            "--reasoning-parser", "qwen3", *DEMO_PRESETS[preset], *extra]
 
 
-def try_it(port: int) -> str:
-    body = ('{"model": "' + DEMO_MODEL + '", "messages": [{"role": "user", "content": "Hello"}], '
+def try_it(port: int, preset: str = "qwen3-tiny") -> str:
+    body = ('{"model": "' + served_name(preset) + '", "messages": [{"role": "user", "content": "Hello"}], '
             '"max_tokens": 32}')
     return f"curl http://localhost:{port}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
 
 
-def serve_demo(cache: Path, port: int, emulate: str | None, extra: list[str], dry_run: bool) -> int:
+def serve_demo(cache: Path, port: int, emulate: str | None, extra: list[str], dry_run: bool,
+               preset: str = "qwen3-tiny") -> int:
     emulate, how = choose_emulation(visible_gpus(), emulate)
-    model = ensure_checkpoint(cache) if not dry_run else cache / DEMO_MODEL
-    command = server_command(model, port, extra)
+    model = ensure_checkpoint(cache, preset) if not dry_run else cache / served_name(preset)
+    command = server_command(model, port, extra, preset)
     env = dict(os.environ)
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     print(f"vllm-sm7x demo: {how}. The model has random weights: answers are gibberish; the point is "
           "that the whole serving path runs on our kernels.")
     print("starting: " + (f"VLLM_SM7X_EMULATE={emulate} " if emulate else "") + shlex.join(command))
-    print(f"when it says 'Application startup complete', try:\n  {try_it(port)}", flush=True)
+    print(f"when it says 'Application startup complete', try:\n  {try_it(port, preset)}", flush=True)
     if dry_run:
         return 0
     os.execvpe(command[0], command, env)  # the server replaces this process (Ctrl-C stops it)
