@@ -220,6 +220,9 @@ def test_decode_form_checks_its_inputs(moe, seed):
         decode(x, w13.qweight, w13.scale_zero, w2_group64.qweight, w2_group64.scale_zero, weights, ids, 128)
     with pytest.raises(ValueError, match="topk_ids"):
         decode(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights, ids.long(), 128)
+    with pytest.raises(ValueError, match="top-k 33 must be 1 to 32"):
+        decode(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, torch.full((1, 33), 0.03, device="cuda"),
+               torch.zeros(1, 33, dtype=torch.int32, device="cuda"), 128)
     torch.library.opcheck(decode.default, (x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, weights, ids,
                                            128))
 
