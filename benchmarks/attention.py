@@ -17,7 +17,6 @@ this GPU running the SM7x code paths, not V100 or T4 figures.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -27,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
@@ -207,14 +206,10 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     info = run_info()
-    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
-    args.out.mkdir(parents=True, exist_ok=True)
+    gpu = info["gpu"]
     for path, path_rows in rows.items():
-        result = {"benchmark": "attention", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
-                  "command": info["command"], "copy_bandwidth_gbs": round(bandwidth, 1), "head_dim": HEAD_DIM,
-                  "rows": path_rows,
-                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
-        (args.out / f"attention-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, info, "attention", path, path_rows, notes, copy_bandwidth_gbs=round(bandwidth, 1),
+                     head_dim=HEAD_DIM)
         print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
         print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
         for r in path_rows:

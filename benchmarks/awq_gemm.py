@@ -18,7 +18,6 @@ On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs  # noqa: E402
 
@@ -254,15 +253,11 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     info = run_info()
-    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
-    args.out.mkdir(parents=True, exist_ok=True)
+    gpu = info["gpu"]
+    subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
     for path, path_rows in rows.items():
-        result = {"benchmark": "awq_gemm", "gpu": gpu, "emulate": path, "date": date,
-                  "commit": commit, "command": info["command"],
-                  "copy_bandwidth_gbs": round(bandwidth, 1), "group_size": GROUP, "rows": path_rows,
-                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
-        subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
-        (args.out / f"awq_gemm-{path}-{gpu_tag}-{date}{subset}.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, info, "awq_gemm", path, path_rows, notes, subset,
+                     copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP)
         print_table(gpu, path, bandwidth, path_rows)
     return 0
 

@@ -13,7 +13,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
@@ -131,14 +130,8 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     info = run_info()
-    args.out.mkdir(parents=True, exist_ok=True)
     for path, path_rows in rows.items():
-        result = {"benchmark": "gdn_decode", "gpu": info["gpu"], "emulate": path, "date": info["date"],
-                  "commit": info["commit"], "command": info["command"], "copy_bandwidth_gbs": round(bandwidth, 1),
-                  "rows": path_rows,
-                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
-        (args.out / f"gdn_decode-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(
-            json.dumps(result, indent=1) + "\n")
+        write_result(args.out, info, "gdn_decode", path, path_rows, notes, copy_bandwidth_gbs=round(bandwidth, 1))
         print(f"\n{info['gpu']}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
         print(f"{'case':<20} {'b':>2} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
         for r in path_rows:

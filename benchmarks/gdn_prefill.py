@@ -12,7 +12,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, FastestConfig, triton_kernels_reachable_from  # noqa: E402
 
 from vllm_sm7x.timing import graph_median_ms  # noqa: E402
@@ -121,13 +120,8 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     info = run_info()
-    args.out.mkdir(parents=True, exist_ok=True)
     for path, path_rows in rows.items():
-        result = {"benchmark": "gdn_prefill", "gpu": info["gpu"], "emulate": path, "date": info["date"],
-                  "commit": info["commit"], "command": info["command"], "rows": path_rows,
-                  "notes": {"figures": "this GPU running the SM7x code path, not V100/T4 figures", **notes}}
-        (args.out / f"gdn_prefill-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(
-            json.dumps(result, indent=1) + "\n")
+        write_result(args.out, info, "gdn_prefill", path, path_rows, notes)
         print(f"\n{info['gpu']}, {path} path (ms per layer, one prompt)")
         print(f"{'case':<22} {'tokens':>6} {'ours':>9} {'native':>9} {'faithful':>9} {'vs faithful':>11}")
         for r in path_rows:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 from unittest import mock
@@ -30,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.quantization.awq_format import experts_to_kernel_layout, unpack_int4  # noqa: E402
@@ -185,14 +184,11 @@ def main() -> int:
         torch.cuda.empty_cache()
 
     info = run_info()
-    args.out.mkdir(parents=True, exist_ok=True)
     for path, path_rows in rows.items():
-        result = {"benchmark": "moe", "gpu": info["gpu"], "emulate": path, "date": info["date"],
-                  "commit": info["commit"], "command": info["command"], "copy_bandwidth_gbs": round(bandwidth, 1),
-                  "rows": path_rows,
-                  "notes": {"figures": "this GPU running the SM7x code paths, not V100/T4 figures",
-                            "timed": "routed experts only (no shared expert, no router GEMM)", **notes}}
-        (args.out / f"moe-{path}-{info['gpu_tag']}-{info['date']}.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, info, "moe", path, path_rows,
+                     {"figures": "this GPU running the SM7x code paths, not V100/T4 figures",
+                      "timed": "routed experts only (no shared expert, no router GEMM)", **notes},
+                     copy_bandwidth_gbs=round(bandwidth, 1))
         print(f"\n{info['gpu']}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
         print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'grouped':>9} {'wna16':>9} {'triton':>9} "
               f"{'faithful':>9}")
