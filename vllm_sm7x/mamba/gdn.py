@@ -19,16 +19,24 @@ import torch
 logger = logging.getLogger("vllm.sm7x")
 
 
-def register_gdn_decode() -> bool:
-    """Registers the subclass once (vLLM's OOT registry is process-global); True if it did now."""
+def _register_once(base, make_subclass, message: str) -> bool:
+    """Registers make_subclass(base) as vLLM's out-of-tree replacement of base, once (the registry is
+    process-global); True if it did now."""
     from vllm.model_executor.custom_op import op_registry_oot
+
+    if base.__name__ in op_registry_oot:
+        return False
+    base.register_oot(make_subclass(base))
+    logger.info(message)
+    return True
+
+
+def register_gdn_decode() -> bool:
+    """The layer subclass that sends decode and MTP-verification batches to our kernels."""
     from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
 
-    if QwenGatedDeltaNetAttention.__name__ in op_registry_oot:
-        return False
-    QwenGatedDeltaNetAttention.register_oot(_sm7x_layer_class(QwenGatedDeltaNetAttention))
-    logger.info("vllm-sm7x: Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels")
-    return True
+    return _register_once(QwenGatedDeltaNetAttention, _sm7x_layer_class,
+                          "vllm-sm7x: Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels")
 
 
 def _sm7x_layer_class(base):
@@ -92,15 +100,11 @@ def _sm7x_layer_class(base):
 
 
 def register_gdn_prefill() -> bool:
-    """Registers the ChunkGatedDeltaRule subclass once; True if it did now."""
-    from vllm.model_executor.custom_op import op_registry_oot
+    """The ChunkGatedDeltaRule subclass that sends prefill to our chunked kernel."""
     from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import ChunkGatedDeltaRule
 
-    if ChunkGatedDeltaRule.__name__ in op_registry_oot:
-        return False
-    ChunkGatedDeltaRule.register_oot(_sm7x_chunk_rule_class(ChunkGatedDeltaRule))
-    logger.info("vllm-sm7x: Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel")
-    return True
+    return _register_once(ChunkGatedDeltaRule, _sm7x_chunk_rule_class,
+                          "vllm-sm7x: Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel")
 
 
 def _sm7x_chunk_rule_class(base):
