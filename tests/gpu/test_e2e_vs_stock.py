@@ -185,13 +185,20 @@ def reference_disagreements(reference, samples):
     return {prompt: where for prompt, where in found.items() if where}
 
 
+@pytest.fixture(scope="module")
+def hybrid_stock_off(hybrid_checkpoint, hybrid_stock):
+    """Stock's tokens the float32 reference rules out (the same for every case: computed once)."""
+    return reference_disagreements(reference_model(hybrid_checkpoint), hybrid_stock)
+
+
 GDN_KERNELS = {"decode": {"VLLM_SM7X_GDN_DECODE": "1"},
                "decode+prefill": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}}
 
 
 @pytest.mark.parametrize("gdn", list(GDN_KERNELS))
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint, hybrid_stock, emulate, gdn):
+def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint, hybrid_stock, hybrid_stock_off,
+                                                               emulate, gdn):
     ours = generate(hybrid_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=GDN_KERNELS[gdn])
     assert ours["quantization"] == "awq_sm7x"
     assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
@@ -202,7 +209,7 @@ def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint
     # with it (printed, not asserted: the comparison with stock below is this test's claim).
     print(f"{label}: float32 reference sure of another token: ours "
           f"{reference_disagreements(reference_model(hybrid_checkpoint), ours['samples'])}, stock vLLM "
-          f"{reference_disagreements(reference_model(hybrid_checkpoint), hybrid_stock)}")
+          f"{hybrid_stock_off}")
     assert_matches_stock(hybrid_stock, ours, label)
 
 
@@ -221,17 +228,23 @@ def moe_stock(moe_checkpoint):
                          fix_marlin_moe_scales=True)
 
 
+@pytest.fixture(scope="module")
+def moe_stock_off(moe_checkpoint, moe_stock):
+    """Stock's tokens the float32 reference rules out (the same for every case: computed once)."""
+    return reference_disagreements(reference_model(moe_checkpoint), moe_stock)
+
+
 # Eager first: it tells a graph-capture fault from one in the layers. Each side is also checked against
 # the checkpoint's float32 model (teacher forced on its own tokens), so a disagreement names the
 # engine that is off: ours must agree with the reference, and with stock where stock does.
 @pytest.mark.parametrize("mode", ["eager", "graphs"])
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, emulate, mode):
+def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, moe_stock_off, emulate,
+                                                                 mode):
     ours = generate(moe_checkpoint, emulate, mode, engine_args=HYBRID_ENGINE)
     assert ours["quantization"] == "awq_sm7x"
     label = f"qwen36-35b-a3b-tiny {emulate}/{mode}"
-    reference = reference_model(moe_checkpoint)
-    ours_off, stock_off = (reference_disagreements(reference, samples) for samples in (ours["samples"], moe_stock))
+    ours_off, stock_off = reference_disagreements(reference_model(moe_checkpoint), ours["samples"]), moe_stock_off
     print(f"{label}: float32 reference sure of another token (prompt: [(position, nats)]): ours {ours_off}, "
           f"stock vLLM {stock_off}")
     assert not ours_off, f"{label}: tokens the float32 reference rules out: {ours_off}"
