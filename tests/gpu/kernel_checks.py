@@ -1,4 +1,4 @@
-"""Helpers the kernel tests share: NaN-poisoned allocator memory and CUDA-graph capture."""
+"""Helpers the kernel tests share: NaN-poisoned allocator memory, the error measure, CUDA-graph capture."""
 import torch
 
 
@@ -10,6 +10,13 @@ def poison_free_memory() -> None:
     junk = [torch.full((64 << 20,), 255, dtype=torch.uint8, device="cuda")]
     junk += [torch.full((1 << 20,), 255, dtype=torch.uint8, device="cuda") for _ in range(16)]
     del junk
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """||actual - expected|| / ||expected|| (Frobenius, in float64) of an output that must hold no NaN:
+    a NaN is an element the kernel did not write (see poison_free_memory)."""
+    assert not actual.isnan().any(), "NaN in the output: an element the kernel did not write, or poison"
+    return float((actual.double() - expected).norm() / expected.norm())
 
 
 def capture(step):

@@ -6,7 +6,7 @@ run covers both emulated cards; its shared memory (~30 KB) fits both."""
 import pytest
 import torch
 
-from tests.gpu.kernel_checks import capture, poison_free_memory
+from tests.gpu.kernel_checks import capture, poison_free_memory, relative_error
 
 pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
@@ -39,11 +39,6 @@ def prefill_inputs(gen, lengths, k_heads, v_heads, k_dim, v_dim, state_dtype=tor
         0.5 * torch.randn(len(lengths), v_heads, v_dim, k_dim, generator=gen, device=DEVICE)).to(state_dtype)
     cu_seqlens = torch.tensor([0] + lengths, device=DEVICE).cumsum(0).int()
     return q, k, v, g, beta, state, cu_seqlens
-
-
-def relative_error(actual, expected):
-    assert not actual.isnan().any(), "NaN in the output (an element the kernel did not write?)"
-    return ((actual.double() - expected).norm() / expected.norm()).item()
 
 
 def worst_sequence_error(out, expected, cu_seqlens):

@@ -5,7 +5,7 @@ row sort with its tile list; the SiLU gate and the weighted combine against floa
 import pytest
 import torch
 
-from tests.gpu.kernel_checks import poison_free_memory
+from tests.gpu.kernel_checks import poison_free_memory, relative_error
 
 pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
@@ -186,11 +186,6 @@ def test_sort_rows_inputs_are_checked_and_its_schema_holds():
 
 # ---------------------------------------------------------------------------------------------------
 # The expert layer's steps between and after the GEMMs: SiLU gate, weighted combine
-
-
-def relative_error(out, ref):
-    assert not out.isnan().any(), "unwritten (NaN) or poisoned elements in the output"
-    return float((out.double() - ref).norm() / ref.norm())
 
 
 @pytest.mark.parametrize("rows, width", [(1, 8), (7, 128), (333, 520), (64, 2048)])
