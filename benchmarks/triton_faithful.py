@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 EMULATED_ARCH = {"sm70": 70, "sm75": 75}
@@ -175,6 +177,19 @@ def bound_arguments(fn, heuristics, args, kwargs) -> dict:
     return bound
 
 
+def compile_configs(emulated: EmulatedKernel, bound: dict, configs: list) -> list:
+    """emulated.compile of each config on the same arguments, the first alone (it initialises LLVM's
+    targets) and the rest on a thread pool: compiling, two ptxas runs per config among it, is most of
+    a faithful benchmark's time (~150 configs per arch for FLA's chunked prefill), and ptxas runs as a
+    subprocess, so threads overlap it."""
+    def compile_one(config):
+        return emulated.compile(**{**bound, **config_options(config)})[0]
+
+    first = compile_one(configs[0])
+    with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
+        return [first, *pool.map(compile_one, configs[1:])]
+
+
 def config_options(config) -> dict:
     return {} if config is None else {**config.kwargs, "num_warps": config.num_warps,
                                       "num_stages": config.num_stages}
@@ -199,10 +214,10 @@ class FastestConfig:
     def _fastest(self, grid, bound: dict) -> dict:
         import torch
 
+        compiled_configs = compile_configs(self.emulated, bound, self.configs)
         timings = []
-        for config in self.configs:
+        for config, compiled in zip(self.configs, compiled_configs):
             options = config_options(config)
-            compiled, _ = self.emulated.compile(**{**bound, **options})
             if compiled.metadata.shared > self.limit:
                 continue
             launch = self.emulated[grid]

@@ -117,23 +117,19 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
   const int token = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
   const int k_tiles = (p.inter + kTileK - 1) / kTileK;
-  // The token's experts and weights, lane s holding slot s (k <= 32, checked by the op): loaded once,
-  // so no item's weight loads wait behind a load of its expert id.
-  const int slot_expert = lane < p.k ? p.ids[token * p.k + lane] : -1;
-  const float slot_weight = lane < p.k ? p.weights[token * p.k + lane] : 0.f;
   float acc[2] = {};
 #pragma unroll 2
   for (int item = warp; item < p.k * k_tiles; item += kWarps) {
-    const int slot = item / k_tiles, k_tile = item % k_tiles;  // warp-uniform: the shuffles see every lane
-    const int expert = __shfl_sync(kFullMask, slot_expert, slot);
-    const float weight = __shfl_sync(kFullMask, slot_weight, slot);
+    const int slot = item / k_tiles, k_tile = item % k_tiles;
     const int row = token * p.k + slot;
+    const int expert = p.ids[row];
     const int k = k_tile * kTileK + segment * kSlotK;
     if (expert < 0 || expert >= p.experts || k >= p.inter) continue;
     float xf[kSlotK];
     load_segment(p.act + (size_t)row * p.inter + k, xf);
     const uint4* w = p.w2 + expert * p.w2_stride;
     const __half2* group_row = p.w2_sz + expert * p.w2_sz_stride + (size_t)(k >> p.group_shift) * p.hidden;
+    const float weight = p.weights[row];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int n = tile * kTileRows + 8 * h + lane / 4;

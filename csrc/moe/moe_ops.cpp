@@ -182,7 +182,7 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
   }
   const int64_t k = topk_ids.size(1);
   TORCH_CHECK_VALUE(k >= 1 && k <= kMaxTopK, op, ": top-k ", k, " must be 1 to ", kMaxTopK,
-                    " (the down kernel holds a token's slots in one warp's lanes)");
+                    " (the routing kernels' limit: one lane per chosen expert)");
   TORCH_CHECK_VALUE(tokens * k <= INT32_MAX, op, ": too many routed rows");
   auto act = torch::empty({tokens * k, inter}, x.options());
   auto out = torch::empty({tokens, hidden}, x.options());

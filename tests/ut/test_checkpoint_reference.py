@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vllm_sm7x.checkpoints import GAP_PROMPTS, make_checkpoint, median_top2_gap
-from vllm_sm7x.checkpoints.reference import float_reference_model, sure_disagreements
+from vllm_sm7x.checkpoints.reference import chosen_logprobs, float_reference_model, sure_disagreements
 from vllm_sm7x.quantization.awq_format import dequantize_awq
 
 
@@ -49,6 +49,10 @@ def test_teacher_forced_check_flags_only_the_tokens_the_reference_would_not_pick
     unlikely = int(logits[7].argmin())
     flagged = sure_disagreements(model, prompt, tokens[:7] + [unlikely] + tokens[8:], margin=0.1)
     assert [position for position, _ in flagged][:1] == [7] and flagged[0][1] > 1
+    # The arbiter of two engines' log-probabilities: the same numbers a full forward pass gives.
+    exact = logits.double().log_softmax(-1)
+    assert chosen_logprobs(model, prompt, tokens) == pytest.approx(
+        [float(exact[i, t]) for i, t in enumerate(tokens)], abs=1e-5)
 
 
 def test_a_checkpoint_that_does_not_fit_its_config_is_named(tmp_path):

@@ -114,3 +114,25 @@ def test_vllms_gdn_chunked_prefill_fits_turing_shared_memory(gdn_benchmark, arch
     over = {name: [(config, shared) for config, shared in configs if shared > TURING_SHARED_MEMORY]
             for name, configs in found.items()}
     assert not any(over.values()), f"configs over Turing's 64 KB: {over}"
+
+
+def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
+    """FastestConfig times configs by zipping them with compile_configs' results: a thread pool must
+    not reorder them (each compiled kernel carries its config's warp count)."""
+    from triton_faithful import (EmulatedKernel, bound_arguments, compile_configs, swapped, unwrap_tuned,
+                                 with_real_triton)
+    from vllm.third_party.flash_linear_attention.ops import cumsum as cumsum_module
+
+    cumsum = with_real_triton(cumsum_module, "chunk_local_cumsum_scalar_kernel")
+    fn, configs, heuristics, _ = unwrap_tuned(cumsum.chunk_local_cumsum_scalar_kernel)
+    launches = []
+
+    class FirstLaunch:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(bound_arguments(fn, heuristics, args, kwargs))
+
+    with swapped(cumsum, chunk_local_cumsum_scalar_kernel=FirstLaunch()):
+        cumsum.chunk_local_cumsum(torch.zeros(1, 100, 4), chunk_size=64)
+    configs = sorted(configs, key=lambda config: -config.num_warps)  # an order the pool cannot guess
+    compiled = compile_configs(EmulatedKernel(fn, 75, None), launches[0], configs)
+    assert [kernel.metadata.num_warps for kernel in compiled] == [config.num_warps for config in configs]

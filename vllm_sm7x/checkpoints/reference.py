@@ -75,17 +75,30 @@ def float_reference_model(checkpoint: str | Path, device: str = "cpu"):
     return model.eval().requires_grad_(False)
 
 
+def teacher_forced_logprobs(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    """[len(tokens), vocab] float64 log-probabilities the reference gives each next token after the
+    prompt and the tokens before it (one forward pass, TF32 off whatever the process set)."""
+    ids = torch.tensor([prompt + tokens], device=model.device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference
+    try:
+        with torch.no_grad():
+            return model(ids).logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def chosen_logprobs(model, prompt: list[int], tokens: list[int]) -> list[float]:
+    """The reference's log-probability of each token an engine chose, after the same history."""
+    logprobs = teacher_forced_logprobs(model, prompt, tokens)
+    return logprobs.gather(1, torch.tensor(tokens, device=model.device)[:, None])[:, 0].tolist()
+
+
 def sure_disagreements(model, prompt: list[int], tokens: list[int], margin: float) -> list[tuple[int, float]]:
     """Teacher-forced check of a greedy continuation: (position, shortfall) wherever the reference
     finds a token more than `margin` nats likelier than the one the engine chose after the same
     history. Every position is checked, not only those before a first divergence."""
-    ids = torch.tensor([prompt + tokens], device=model.device)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference, whatever the process set
-    try:
-        logprobs = model(ids).logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    logprobs = teacher_forced_logprobs(model, prompt, tokens)
     chosen = logprobs.gather(1, torch.tensor(tokens, device=model.device)[:, None])[:, 0]
     shortfall = logprobs.max(-1).values - chosen
     return [(int(i), round(float(shortfall[i]), 3)) for i in torch.nonzero(shortfall > margin)[:, 0]]

@@ -1,0 +1,41 @@
+"""The rule the GPU end-to-end tests judge our engine by (tests/gpu/test_e2e_vs_stock.py,
+assert_matches_stock), checked on made-up samples: it must fail where ours is off and pass only
+where the evidence says ours is not the one that is wrong."""
+import pytest
+
+from tests.gpu.test_e2e_vs_stock import LOGPROB_TOLERANCE, PROMPTS, TOKENS, assert_matches_stock
+
+
+def samples(chosen_first=-0.5, top2=(-0.1, -3.0)):
+    one = {"tokens": list(range(TOKENS)), "chosen": [chosen_first] + [-0.2] * 15, "top2": [top2] * TOKENS}
+    return [dict(one) for _ in range(PROMPTS)]
+
+
+def test_identical_samples_pass():
+    assert_matches_stock(samples(), {"samples": samples()}, "same")
+
+
+def test_a_token_that_differs_where_stock_was_sure_fails():
+    ours = samples()
+    ours[3] = {**ours[3], "tokens": [0, 1, 99] + list(range(3, TOKENS))}
+    with pytest.raises(AssertionError, match="prompt 3: token 2 differs where stock vLLM was sure"):
+        assert_matches_stock(samples(), {"samples": ours}, "flip")
+
+
+def test_a_logprob_off_by_more_than_the_tolerance_fails_without_a_reference():
+    with pytest.raises(AssertionError, match="prompt 0 token 0"):
+        assert_matches_stock(samples(-0.5), {"samples": samples(-0.5 + 1.5 * LOGPROB_TOLERANCE)}, "off")
+
+
+@pytest.mark.parametrize("reference_first, passes", [(-0.5 + 1.4 * LOGPROB_TOLERANCE, True), (-0.5, False)])
+def test_the_float32_model_decides_which_engine_is_off(reference_first, passes):
+    ours = samples(-0.5 + 1.5 * LOGPROB_TOLERANCE)
+
+    def reference(prompt, tokens):
+        return [reference_first] + [-0.2] * (len(tokens) - 1)
+
+    if passes:
+        assert_matches_stock(samples(-0.5), {"samples": ours}, "arbiter", reference=reference)
+    else:
+        with pytest.raises(AssertionError, match="further from the float32 model than stock"):
+            assert_matches_stock(samples(-0.5), {"samples": ours}, "arbiter", reference=reference)
