@@ -25,6 +25,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/sm7x-out}"
 mkdir -p "$OUT"
+# Each serving test starts a fresh engine process, and vLLM's FLA kernels autotune again in each (the
+# compiled kernels are cached on disk already): keep the autotune choices on disk too.
+export TRITON_CACHE_AUTOTUNING=1
 
 use_vllm_bundle() {
   if [ -f .device/vllm/p3/activate.sh ]; then
