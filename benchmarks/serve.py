@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info  # noqa: E402
+from run_info import run_info, write_result  # noqa: E402
 
 PRESETS = ("qwen3-27b-width", "qwen36-27b-width", "qwen36-35b-a3b-width")
 HYBRID_ENGINE = {"language_model_only": True}  # no vision tower: the presets carry no vision weights
@@ -154,10 +154,9 @@ def main() -> int:
     awq = checkpoint(args.cache, args.preset, True)
     fp16 = checkpoint(args.cache, args.preset, False) if "sm70" in args.path else None
     info = run_info()
-    gpu, date, commit, gpu_tag = info["gpu"], info["date"], info["commit"], info["gpu_tag"]
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)  # the engines' logs go there before any result
     for path in args.path:
-        rows, notes = [], {"figures": "this GPU running the SM7x code paths, not V100/T4 figures"}
+        rows, notes = [], {}
         for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
             result = measure(model, env, backend, contexts, args.out / f"serve-{args.preset}-{path}-{name}.log",
                              engine_args, args.profile)
@@ -171,11 +170,9 @@ def main() -> int:
             rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
         if args.profile:
             continue
-        out = {"benchmark": "serve", "gpu": gpu, "emulate": path, "date": date, "commit": commit,
-               "command": info["command"], "rows": rows, "notes": notes}
-        stem = "serve" if args.preset == PRESETS[0] else f"serve-{args.preset}"
-        (args.out / f"{stem}-{path}-{gpu_tag}-{date}.json").write_text(json.dumps(out, indent=1) + "\n")
-        print(f"\n{gpu}, {path} path")
+        write_result(args.out, info, "serve" if args.preset == PRESETS[0] else f"serve-{args.preset}", path, rows,
+                     notes)
+        print(f"\n{info['gpu']}, {path} path")
         print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
         for r in rows:
             print(f"{r['case']:<45} {r['phase']:<8} {r['context']:>6} {r['batch']:>2} {r.get('tok_s', ''):>9} "
