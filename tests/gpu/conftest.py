@@ -1,5 +1,6 @@
 """Fixtures the GPU tests share."""
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ def awq_checkpoint(tmp_path_factory):
             folder = Path(cache) / f"{preset}-awq-g128-seed0" if cache else tmp_path_factory.mktemp(f"{preset}-awq")
             done = folder / "sm7x-checkpoint-complete"  # written last: a killed run leaves no half folder in use
             if not done.exists():
+                start = time.monotonic()
                 make_checkpoint(preset, folder, group_size=128, seed=0)
                 done.touch()
+                print(f"checkpoint {preset}: made in {time.monotonic() - start:.0f} s")
             made[preset] = folder
         return made[preset]
 

@@ -7,8 +7,10 @@ first 16 tokens agree within 2e-2."""
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -56,6 +58,12 @@ print("RESULT " + json.dumps({"quantization": config.model_config.quantization, 
 """.replace("TOKENS", str(TOKENS))
 
 
+# vLLM's log lines that time a start-up phase (model loading, compilation, graph capture, engine init).
+STARTUP_PHASE = re.compile(r"(?:Model loading took|torch\.compile took|Graph capturing finished in|"
+                           r"init engine \(profile, create kv cache, warmup model\) took)"
+                           r"[^\n]*?[\d.]+ ?(?:s|secs|seconds)\b")
+
+
 def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None,
              logprobs=2):
     """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
@@ -67,11 +75,15 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
     else:
         env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # stock on a GPU without flashinfer installed; greedy anyway
     env.update(env_extra or {})
+    start = time.monotonic()
     result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype,
                              json.dumps(engine_args or {}), str(logprobs), json.dumps(PROMPT_IDS)],
                             capture_output=True, text=True, env=env,
                             timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    # Where an engine's start-up time goes (device time is scarce): vLLM's own phase timings.
+    phases = [match.group(0) for match in STARTUP_PHASE.finditer(result.stderr)]
+    print(f"engine {emulate or 'stock'}/{mode}: {time.monotonic() - start:.0f} s; {'; '.join(phases)}")
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout}
 

@@ -3,7 +3,7 @@ assert_matches_stock), checked on made-up samples: it must fail where ours is of
 where the evidence says ours is not the one that is wrong."""
 import pytest
 
-from tests.gpu.test_e2e_vs_stock import LOGPROB_TOLERANCE, PROMPTS, TOKENS, assert_matches_stock
+from tests.gpu.test_e2e_vs_stock import LOGPROB_TOLERANCE, PROMPTS, STARTUP_PHASE, TOKENS, assert_matches_stock
 
 
 def samples(chosen_first=-0.5, top2=(-0.1, -3.0)):
@@ -39,3 +39,13 @@ def test_the_float32_model_decides_which_engine_is_off(reference_first, passes):
     else:
         with pytest.raises(AssertionError, match="further from the float32 model than stock"):
             assert_matches_stock(samples(-0.5), {"samples": ours}, "arbiter", reference=reference)
+
+
+def test_engine_start_up_phases_are_read_from_vllms_log():
+    log = ("INFO [gpu_model_runner.py:5348] Model loading took 0.12 GiB memory and 1.234567 seconds\n"
+           "INFO [monitor.py:34] torch.compile took 31.20 s in total\n"
+           "INFO [gpu_model_runner.py:6845] Graph capturing finished in 5 secs, took 0.10 GiB\n"
+           "INFO [core.py:348] init engine (profile, create kv cache, warmup model) took 50.12 s\n")
+    assert [match.group(0) for match in STARTUP_PHASE.finditer(log)] == [
+        "Model loading took 0.12 GiB memory and 1.234567 seconds", "torch.compile took 31.20 s",
+        "Graph capturing finished in 5 secs", "init engine (profile, create kv cache, warmup model) took 50.12 s"]
