@@ -27,6 +27,13 @@ PROMPT_IDS = [[(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)] for i in ra
 # reference finds less likely by its rounding (CLOSE_CALL between two fp16 engines); a wrong one,
 # seen by a sure margin. 2026-11-30 (H200): the MoE runs differed from stock at a top-2 gap of 1.2.
 REFERENCE_MARGIN = 0.1
+# MoE: a router's k-th and (k+1)-th logits within this fraction of the token's logit spread form a
+# near-tie that fp16 rounding (~1e-3 of the spread after a few layers) can break either way; a
+# disagreement with the reference there is a close call, not a fault. An fp16 copy of the tiny MoE
+# model on the CPU (2026-11-30) left its float32 original on 2 of the first 4 prompts, by 2.3 nats,
+# each time at such a tie; a wrong router or expert shows at positions without one.
+ROUTER_TIE = 1e-2
+MAX_ROUTER_FLIPS = PROMPTS // 2
 
 GENERATE = """
 import json, os, sys
@@ -108,7 +115,8 @@ def assert_matches_stock(stock, ours, label, reference=None):
         for i in range(agree):
             if abs(theirs["chosen"][i] - mine["chosen"][i]) < LOGPROB_TOLERANCE:
                 continue
-            assert exact is not None, f"prompt {prompt} token {i}: {mine['chosen'][i]:.4f}, stock {theirs['chosen'][i]:.4f}"
+            assert exact is not None, (f"prompt {prompt} token {i}: {mine['chosen'][i]:.4f}, "
+                                       f"stock {theirs['chosen'][i]:.4f}")
             ours_off, stock_off = abs(mine["chosen"][i] - exact[i]), abs(theirs["chosen"][i] - exact[i])
             print(f"{label}: prompt {prompt} token {i}: log-probability off the float32 model by {ours_off:.4f} "
                   f"(stock {stock_off:.4f})")
@@ -214,6 +222,19 @@ def reference_disagreements(reference, samples):
     return {prompt: where for prompt, where in found.items() if where}
 
 
+def at_router_ties(reference, samples, disagreements):
+    """disagreements -> (those at no router near-tie, those at one): where the reference's own routers
+    nearly tie for the token, an fp16 engine may rightly pick other experts (ROUTER_TIE)."""
+    from vllm_sm7x.checkpoints.reference import router_near_ties
+
+    wrong, ties = {}, {}
+    for prompt, where in disagreements.items():
+        near = router_near_ties(reference, PROMPT_IDS[prompt], samples[prompt]["tokens"], ROUTER_TIE)
+        for position, shortfall in where:
+            (ties if position in near else wrong).setdefault(prompt, []).append((position, shortfall))
+    return wrong, ties
+
+
 @pytest.fixture(scope="module")
 def hybrid_stock_off(hybrid_checkpoint, hybrid_stock):
     """Stock's tokens the float32 reference rules out (the same for every case: computed once)."""
@@ -259,13 +280,16 @@ def moe_stock(moe_checkpoint):
 
 @pytest.fixture(scope="module")
 def moe_stock_off(moe_checkpoint, moe_stock):
-    """Stock's tokens the float32 reference rules out (the same for every case: computed once)."""
-    return reference_disagreements(reference_model(moe_checkpoint), moe_stock)
+    """Stock's tokens the float32 reference finds less likely by a sure margin, at no router near-tie
+    and at one (the same for every case: computed once)."""
+    reference = reference_model(moe_checkpoint)
+    return at_router_ties(reference, moe_stock, reference_disagreements(reference, moe_stock))
 
 
 # Eager first: it tells a graph-capture fault from one in the layers. Each side is also checked against
 # the checkpoint's float32 model (teacher forced on its own tokens), so a disagreement names the
-# engine that is off: ours must agree with the reference, and with stock where stock does.
+# engine that is off: ours must agree with the reference (router near-ties aside, a bounded number),
+# and with stock where both agree with it everywhere.
 @pytest.mark.parametrize("mode", ["eager", "graphs"])
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
 def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint, moe_stock, moe_stock_off, emulate,
@@ -273,12 +297,16 @@ def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint
     ours = generate(moe_checkpoint, emulate, mode, engine_args=HYBRID_ENGINE)
     assert ours["quantization"] == "awq_sm7x"
     label = f"qwen36-35b-a3b-tiny {emulate}/{mode}"
-    ours_off, stock_off = reference_disagreements(reference_model(moe_checkpoint), ours["samples"]), moe_stock_off
-    print(f"{label}: float32 reference sure of another token (prompt: [(position, nats)]): ours {ours_off}, "
-          f"stock vLLM {stock_off}")
+    reference = reference_model(moe_checkpoint)
+    ours_off, ours_ties = at_router_ties(reference, ours["samples"],
+                                         reference_disagreements(reference, ours["samples"]))
+    stock_off, stock_ties = moe_stock_off
+    print(f"{label}: float32 reference sure of another token (prompt: [(position, nats)]): ours {ours_off} "
+          f"(at router near-ties: {ours_ties}), stock vLLM {stock_off} (at router near-ties: {stock_ties})")
     assert not ours_off, f"{label}: tokens the float32 reference rules out: {ours_off}"
-    if stock_off:
-        print(f"{label}: stock vLLM's tokens disagree with the float32 reference; compared with the reference only")
+    assert len(ours_ties) <= MAX_ROUTER_FLIPS, f"{label}: too many prompts leave the reference at router ties"
+    if stock_off or stock_ties or ours_ties:
+        print(f"{label}: an engine's tokens left the float32 reference; compared with the reference only")
     else:
         assert_matches_stock(moe_stock, ours, label, reference=reference_logprobs(moe_checkpoint))
 

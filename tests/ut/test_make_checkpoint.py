@@ -144,8 +144,9 @@ def test_moe_preset_writes_each_expert_in_awq_format(tmp_path):
     assert not torch.allclose(gate, up)  # two different halves of the fused tensor, not one twice
     info = json.loads((out / "checkpoint_info.json").read_text())
     assert info["median_top1_top2_logprob_gap"] > 0.5
-    # A decisive router: fp16 rounding (~1e-3 of a logit) must rarely be enough to swap an expert.
-    assert info["median_router_topk_margin"] > 0.5
+    # A peaked router, as trained ones are: an expert swap at the k-th place (rounding at a near-tie)
+    # moves little, while the k-th expert still counts in the output.
+    assert 0.02 < info["median_kth_expert_weight"] < 0.3
 
 
 def test_moe_experts_keep_gate_up_and_down_of_the_model(tmp_path):

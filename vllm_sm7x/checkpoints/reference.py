@@ -4,6 +4,7 @@ emulation, stock vLLM native) computes the checkpoint's model. It runs a whole m
 (transformers' PyTorch Gated DeltaNet and MoE), so it is for the tiny presets."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -75,23 +76,44 @@ def float_reference_model(checkpoint: str | Path, device: str = "cpu"):
     return model.eval().requires_grad_(False)
 
 
-def teacher_forced_logprobs(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
-    """[len(tokens), vocab] float64 log-probabilities the reference gives each next token after the
-    prompt and the tokens before it (one forward pass, TF32 off whatever the process set)."""
-    ids = torch.tensor([prompt + tokens], device=model.device)
+@contextlib.contextmanager
+def _float32_matmuls():
+    """A float32 reference whatever the process set: no TF32 inside the block."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         with torch.no_grad():
-            return model(ids).logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def teacher_forced_logprobs(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    """[len(tokens), vocab] float64 log-probabilities the reference gives each next token after the
+    prompt and the tokens before it (one forward pass)."""
+    with _float32_matmuls():
+        logits = model(torch.tensor([prompt + tokens], device=model.device)).logits
+    return logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
 
 
 def chosen_logprobs(model, prompt: list[int], tokens: list[int]) -> list[float]:
     """The reference's log-probability of each token an engine chose, after the same history."""
     logprobs = teacher_forced_logprobs(model, prompt, tokens)
     return logprobs.gather(1, torch.tensor(tokens, device=model.device)[:, None])[:, 0].tolist()
+
+
+def router_near_ties(model, prompt: list[int], tokens: list[int], relative_gap: float) -> set[int]:
+    """Positions of `tokens` (as sure_disagreements counts them) where some MoE layer's k-th and
+    (k+1)-th router logits, for the token that predicts it, lie within relative_gap of that token's
+    logit spread: where an fp16 engine's rounding may pick other experts than the float32 model."""
+    from vllm_sm7x.checkpoints.routers import recorded_routers, relative_topk_gaps
+
+    with recorded_routers(model) as records, _float32_matmuls():
+        model(torch.tensor([prompt + tokens], device=model.device))
+    if not records:
+        return set()
+    closest = relative_topk_gaps(records).min(0).values[len(prompt) - 1:-1]
+    return {int(i) for i in torch.nonzero(closest < relative_gap)[:, 0]}
 
 
 def sure_disagreements(model, prompt: list[int], tokens: list[int], margin: float) -> list[tuple[int, float]]:
