@@ -156,3 +156,7 @@ def log_activation_once(activation: Activation) -> None:
         logger.error("vllm-sm7x: %s", activation.reason)
     elif activation.active:
         logger.info("vllm-sm7x platform active: %s", activation.reason)
+        from vllm_sm7x.legacy_env import legacy_notes
+
+        for note in legacy_notes(os.environ):
+            logger.warning("vllm-sm7x: %s", note)

@@ -228,9 +228,20 @@ def check_opt_in(ctx: Context) -> Check:
     return Check("opt-in", "info", detail, data=state)
 
 
+def check_legacy_env(ctx: Context) -> Check:
+    """Variables of the forks users come from, which this plugin does not read (legacy_env)."""
+    import os
+
+    from vllm_sm7x.legacy_env import legacy_notes
+
+    notes = legacy_notes(os.environ)
+    return Check("legacy-env", "info", " ".join(notes) if notes else "none set")
+
+
 CHECKS: list[Callable[[Context], Check]] = [
     check_python, check_gpus, check_driver, check_torch, check_vllm,
     check_sm7x_extension, check_flash_attn_extension, check_kernels, check_plugin, check_opt_in,
+    check_legacy_env,
 ]
 # Checks that mean nothing without a GPU; on a GPU-less machine they are reported as skipped.
 NEEDS_GPU = {check_driver, check_kernels}

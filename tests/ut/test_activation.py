@@ -6,6 +6,7 @@ import pytest
 
 from vllm_sm7x import activation
 from vllm_sm7x.activation import Gpu, decide
+from vllm_sm7x.legacy_env import LEGACY_VARIABLES
 
 V100 = Gpu(0, "Tesla V100-SXM2-32GB", (7, 0))
 T4 = Gpu(0, "Tesla T4", (7, 5))
@@ -144,6 +145,8 @@ def test_no_driver_means_no_gpus(nvml):
 
 def test_activation_is_logged_once_per_process_tree(monkeypatch, caplog):
     monkeypatch.delenv(activation._LOGGED_MARKER, raising=False)
+    for name in LEGACY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     result = decide([H100], emulate="sm70")
     with caplog.at_level("INFO", logger="vllm.sm7x"):
         activation.log_activation_once(result)
