@@ -3,7 +3,8 @@ SM70/SM75 emulation, with CUDA graphs (the default) and eager, with our FLASH_AT
 default) and with vLLM's TRITON_ATTN. Tokens must match; where fp16
 summation order flips a late token, the first divergence is allowed only where stock's top-2
 log-probabilities are closer than the error allowed on the two of them (2 x 2e-2). Log-probabilities of the
-first 16 tokens agree within 2e-2."""
+first 16 tokens agree within 2e-2, or, where a float32 model of the checkpoint is at hand, ours is the
+nearer of the two to it and within REFERENCE_MARGIN of it."""
 import functools
 import json
 import os
@@ -29,9 +30,11 @@ PROMPT_IDS = [[(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)] for i in ra
 REFERENCE_MARGIN = 0.1
 # MoE: a router's k-th and (k+1)-th logits within this fraction of the token's logit spread form a
 # near-tie that fp16 rounding (~1e-3 of the spread after a few layers) can break either way; a
-# disagreement with the reference there is a close call, not a fault. An fp16 copy of the tiny MoE
-# model on the CPU (2026-11-30) left its float32 original on 2 of the first 4 prompts, by 2.3 nats,
-# each time at such a tie; a wrong router or expert shows at positions without one.
+# disagreement with the reference there is a close call, not a fault. An fp16 copy of the AWQ tiny MoE
+# model (routers x16, seed 0) on the CPU left its float32 original on 2 of the first 4 prompts, by 2.3
+# nats, each time at such a tie (2026-11-30); a wrong router or expert shows at positions without one.
+# Only a tie at the disagreeing token's own position counts: a swap earlier reaches later tokens
+# through attention and the GDN state, so this errs toward failing a correct engine.
 ROUTER_TIE = 1e-2
 MAX_ROUTER_FLIPS = PROMPTS // 2
 
@@ -75,7 +78,7 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
              logprobs=2):
     """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
     (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
-    (with a speculative config) and the process's log (stderr)."""
+    (with a speculative config) and the process's log (stdout and stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
@@ -89,20 +92,23 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
                             timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     # Where an engine's start-up time goes (device time is scarce): vLLM's own phase timings.
-    phases = [match.group(0) for match in STARTUP_PHASE.finditer(result.stderr)]
+    phases = [match.group(0) for match in STARTUP_PHASE.finditer(result.stdout + result.stderr)]
     print(f"engine {emulate or 'stock'}/{mode}: {time.monotonic() - start:.0f} s; {'; '.join(phases)}")
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout}
 
 
-def assert_matches_stock(stock, ours, label, reference=None):
+def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
     """Tokens identical, or a first divergence only at a close call of stock's; log-probabilities of
     the first 16 agreeing tokens within the tolerance. Prints the number of close-call flips.
     reference (prompt, tokens) -> float32 log-probabilities of those tokens: where the two engines'
     log-probabilities differ by more than the tolerance, ours passes if it is the nearer of the two
-    to the float32 model (stock is an fp16 engine too, not the truth)."""
+    to the float32 model (stock is an fp16 engine too, not the truth) and within REFERENCE_MARGIN of
+    it. prompts: the indices compared (default all)."""
     flips = 0
     for prompt, (theirs, mine) in enumerate(zip(stock, ours["samples"])):
+        if prompts is not None and prompt not in prompts:
+            continue
         diverged = next((i for i, (a, b) in enumerate(zip(theirs["tokens"], mine["tokens"])) if a != b), None)
         if diverged is not None:
             top1, top2 = theirs["top2"][diverged]
@@ -121,6 +127,7 @@ def assert_matches_stock(stock, ours, label, reference=None):
             print(f"{label}: prompt {prompt} token {i}: log-probability off the float32 model by {ours_off:.4f} "
                   f"(stock {stock_off:.4f})")
             assert ours_off <= stock_off, f"prompt {prompt} token {i}: further from the float32 model than stock"
+            assert ours_off < REFERENCE_MARGIN, f"prompt {prompt} token {i}: off the float32 model by {ours_off:.3f}"
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
 
 
@@ -305,10 +312,11 @@ def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint
           f"(at router near-ties: {ours_ties}), stock vLLM {stock_off} (at router near-ties: {stock_ties})")
     assert not ours_off, f"{label}: tokens the float32 reference rules out: {ours_off}"
     assert len(ours_ties) <= MAX_ROUTER_FLIPS, f"{label}: too many prompts leave the reference at router ties"
-    if stock_off or stock_ties or ours_ties:
-        print(f"{label}: an engine's tokens left the float32 reference; compared with the reference only")
-    else:
-        assert_matches_stock(moe_stock, ours, label, reference=reference_logprobs(moe_checkpoint))
+    # Stock is compared on the prompts where neither engine left the reference (a tie flip ends the
+    # comparison of that prompt's tokens, not of the others').
+    clean = [p for p in range(PROMPTS) if p not in stock_off and p not in stock_ties and p not in ours_ties]
+    print(f"{label}: compared with stock on prompts {clean}")
+    assert_matches_stock(moe_stock, ours, label, reference=reference_logprobs(moe_checkpoint), prompts=clean)
 
 
 MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative_tokens": 3},

@@ -49,3 +49,23 @@ def test_engine_start_up_phases_are_read_from_vllms_log():
     assert [match.group(0) for match in STARTUP_PHASE.finditer(log)] == [
         "Model loading took 0.12 GiB memory and 1.234567 seconds", "torch.compile took 31.20 s",
         "Graph capturing finished in 5 secs", "init engine (profile, create kv cache, warmup model) took 50.12 s"]
+
+
+def test_nearer_than_stock_is_not_enough_when_both_are_far_off():
+    """A broken stock must not excuse a broken ours: the nearer engine must still be within
+    REFERENCE_MARGIN of the float32 model."""
+    ours = samples(-0.5 + 10 * LOGPROB_TOLERANCE)
+
+    def reference(prompt, tokens):
+        return [-0.5 + 20 * LOGPROB_TOLERANCE] + [-0.2] * (len(tokens) - 1)
+
+    with pytest.raises(AssertionError, match="off the float32 model by"):
+        assert_matches_stock(samples(-0.5), {"samples": ours}, "both off", reference=reference)
+
+
+def test_only_the_prompts_asked_for_are_compared():
+    ours = samples()
+    ours[5] = {**ours[5], "tokens": [0, 99] + list(range(2, TOKENS))}  # differs where stock was sure
+    assert_matches_stock(samples(), {"samples": ours}, "subset", prompts=[p for p in range(PROMPTS) if p != 5])
+    with pytest.raises(AssertionError, match="prompt 5"):
+        assert_matches_stock(samples(), {"samples": ours}, "all")

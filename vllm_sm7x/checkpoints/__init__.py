@@ -10,8 +10,8 @@ unquantized weights) is written to `checkpoint_info.json`.
 MoE routers have the same trouble one step earlier: a random router is nearly uniform, so the k
 chosen experts share a token about equally, and where fp16 rounding swaps the k-th and (k+1)-th
 expert at a near-tie it replaces ~1/k of the layer's output (2026-11-30: our engine and stock vLLM
-both 1.6 nats off the float32 model at one position; a bf16 copy on the CPU left it where its
-routers nearly tied). Scaling a router does not make ties
+both 1.6 nats off the float32 model at one position; fp16 and bf16 copies on the CPU left it where
+its routers nearly tied). Scaling a router does not make ties
 rarer (rounding scales with the logits) but makes it peaked like a trained one, so the k-th expert
 carries a small weight and a swap there moves little; its median weight is recorded too.
 """

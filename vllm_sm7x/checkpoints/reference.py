@@ -77,21 +77,22 @@ def float_reference_model(checkpoint: str | Path, device: str = "cpu"):
 
 
 @contextlib.contextmanager
-def _float32_matmuls():
-    """A float32 reference whatever the process set: no TF32 inside the block."""
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+def _float32_math():
+    """A float32 reference whatever the process set: no TF32 in matmuls or in cuDNN's convolutions
+    (the GDN layers' short convolution) inside the block."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.no_grad():
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def teacher_forced_logprobs(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
     """[len(tokens), vocab] float64 log-probabilities the reference gives each next token after the
     prompt and the tokens before it (one forward pass)."""
-    with _float32_matmuls():
+    with _float32_math():
         logits = model(torch.tensor([prompt + tokens], device=model.device)).logits
     return logits[0, len(prompt) - 1:-1].double().log_softmax(-1)
 
@@ -108,7 +109,7 @@ def router_near_ties(model, prompt: list[int], tokens: list[int], relative_gap: 
     logit spread: where an fp16 engine's rounding may pick other experts than the float32 model."""
     from vllm_sm7x.checkpoints.routers import recorded_routers, relative_topk_gaps
 
-    with recorded_routers(model) as records, _float32_matmuls():
+    with recorded_routers(model) as records, _float32_math():
         model(torch.tensor([prompt + tokens], device=model.device))
     if not records:
         return set()
