@@ -85,7 +85,7 @@ for name, x, out in blocks:
     topk = json.load(open(os.path.join(checkpoint, "config.json")))["text_config"]["num_experts_per_tok"]
     ids = logits.topk(topk, dim=-1).indices
     recorded_ids = next((m[3] for m in methods if m[0] == name), None)
-    flips, worst_gap = 0, 0.0
+    flips, worst_gap = 0, 0.0  # the widest swapped tie, over the token's largest |logit|
     if recorded_ids is not None:
         # fp16 router logits may swap experts whose float64 logits nearly tie: such a token is
         # checked with the experts vLLM chose, and the tie's width is reported (and bounded by the test)
@@ -95,7 +95,8 @@ for name, x, out in blocks:
         if flips:
             kth_best = logits.gather(1, ids).min(-1).values
             worst_chosen = logits.gather(1, recorded_ids).min(-1).values
-            worst_gap = float((kth_best - worst_chosen)[flipped].max())
+            scale = logits.abs().max(-1).values
+            worst_gap = float(((kth_best - worst_chosen) / scale)[flipped].max())
             ids = torch.where(flipped[:, None], recorded_ids, ids)
     probabilities = logits.softmax(-1)
     weights = probabilities.gather(1, ids)
@@ -104,7 +105,7 @@ for name, x, out in blocks:
     ref = routed_reference(x64, ids, weights, prefix) + shared_gate * swiglu(x64, f"{prefix}.shared_expert")
     report["blocks"].append({"layer": name, "error": relative(out, ref), "tokens": x.shape[0],
                              "routing_known": recorded_ids is not None, "flipped_tokens": flips,
-                             "widest_flipped_logit_gap": worst_gap})
+                             "widest_flipped_relative_gap": worst_gap})
 print("RESULT " + json.dumps(report))
 """
 
@@ -125,5 +126,7 @@ def test_moe_block_in_vllm_matches_the_checkpoint_reference(awq_checkpoint, emul
         for row in report[part]:
             assert row["error"] < 1e-2, f"{part}: {row}"
     for row in report["blocks"]:
-        # fp16 logits round at ~2e-3 near 1: a swap is a tie only inside a few of those steps, and rare
-        assert row["routing_known"] and row["widest_flipped_logit_gap"] < 1e-2 and row["flipped_tokens"] <= row["tokens"] // 50, row
+        # fp16 logits round to 2^-11 of their size: a swap is a tie only within a few of those steps
+        # (relative, so the presets' router scale does not matter), and rare
+        assert row["routing_known"] and row["widest_flipped_relative_gap"] < 4e-3 and \
+            row["flipped_tokens"] <= row["tokens"] // 50, row
