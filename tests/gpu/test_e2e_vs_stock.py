@@ -239,6 +239,8 @@ def at_router_ties(reference, samples, disagreements):
         near = router_near_ties(reference, PROMPT_IDS[prompt], samples[prompt]["tokens"], ROUTER_TIE)
         for position, shortfall in where:
             (ties if position in near else wrong).setdefault(prompt, []).append((position, shortfall))
+        if prompt in wrong:  # how far back the last tie was: tells a late effect of a swap from a fault
+            print(f"prompt {prompt}: router near-ties at positions {sorted(near)}")
     return wrong, ties
 
 
