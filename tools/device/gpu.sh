@@ -5,6 +5,7 @@
 #
 #   bash tools/device/gpu.sh build                       # build only
 #   bash tools/device/gpu.sh test [PYTEST ARGS...]       # build, then every GPU test (junit in $OUT)
+#   bash tools/device/gpu.sh test-per-gpu EXPR...        # build, then one pytest -k EXPR per GPU, at once
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
 #   bash tools/device/gpu.sh bench-gdn [ARGS...]         # build, then benchmarks/gdn.py
@@ -66,13 +67,47 @@ build() {
   echo "build: ok in $((SECONDS - start)) s"
 }
 
-gpu_tests() {
+# pytest_gpu NAME [PYTEST ARGS...]: the GPU tests, log NAME.log and junit NAME.xml in $OUT, stopped
+# (SIGINT, summary kept) at the call's time limit.
+pytest_gpu() {
+  local name=$1
+  shift
   local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS ))
   PYTHONUNBUFFERED=1 SM7X_CHECKPOINT_CACHE="${SM7X_CHECKPOINT_CACHE:-/tmp/sm7x-checkpoints}" \
     timeout -s INT -k 20 "$budget" python3 -m pytest tests/gpu flash-attention-v100/tests -m gpu -q \
-    -p no:cacheprovider -ra --durations=10 --junitxml="$OUT/gpu-tests.xml" "$@" > "$OUT/gpu-tests.log" 2>&1
+    -p no:cacheprovider -ra --durations=10 --junitxml="$OUT/$name.xml" "$@" > "$OUT/$name.log" 2>&1
+}
+
+gpu_tests() {
+  pytest_gpu gpu-tests "$@"
   local rc=$?
   tail -25 "$OUT/gpu-tests.log"
+  return $rc
+}
+
+# test-per-gpu EXPR...: one pytest per -k expression, all at once, each on its own GPU of a multi-GPU
+# machine (independent serving tests: a call does N calls' work). Each keeps its own checkpoint cache,
+# so two never write one folder; logs gpu-tests-<i>.log.
+gpu_tests_per_gpu() {
+  local gpus i=0 rc=0 pids=()
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  if [ "$#" -gt "$gpus" ]; then
+    echo "test-per-gpu: $# expressions for $gpus GPU(s); ask for a machine with more, or give fewer"
+    exit 2
+  fi
+  for expression in "$@"; do
+    CUDA_VISIBLE_DEVICES=$i SM7X_CHECKPOINT_CACHE="/tmp/sm7x-checkpoints-gpu$i" \
+      pytest_gpu "gpu-tests-$i" -s -k "$expression" &
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  i=0
+  for expression in "$@"; do
+    echo "== GPU $i: -k \"$expression\""
+    tail -12 "$OUT/gpu-tests-$i.log"
+    i=$((i + 1))
+  done
   return $rc
 }
 
@@ -95,6 +130,7 @@ build
 case "$command" in
   build) ;;
   test) gpu_tests "$@" ;;
+  test-per-gpu) gpu_tests_per_gpu "$@" ;;
   bench) benchmark awq_gemm.py awq_gemm.log "$@" ;;
   bench-attention) benchmark attention.py attention.log "$@" ;;
   bench-gdn) benchmark gdn.py gdn.log "$@" ;;
@@ -102,5 +138,5 @@ case "$command" in
   bench-serve) benchmark serve.py serve.log "$@" ;;
   bench-moe) benchmark moe.py moe.log "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all"; exit 2 ;;
 esac
