@@ -16,7 +16,6 @@ this GPU running the SM7x code paths, not V100 or T4 figures.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -26,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import benchmark_parser, error_note, run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
@@ -143,7 +142,7 @@ def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: s
             baselines[key] = round(time_per_layer(stock(problem, emulate), problem), 5)
         except Exception as e:  # reported, not fatal
             baselines[key] = None
-            notes[f"{label} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            notes[f"{label} {key}"] = error_note(e)
     result = {"ms": round(ms, 5), "bw_frac": round(problem.kv_bytes / (ms * 1e-3) / (bandwidth * 1e9), 3),
               "baselines": baselines}
     if by_splits:
@@ -152,9 +151,7 @@ def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="fewer cases")
     parser.add_argument("--splits", type=int, nargs="*", default=[],
                         help="also time decode with these KV split counts (tuning the op's choice)")

@@ -17,7 +17,6 @@ On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import benchmark_parser, error_note, run_info, write_result  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs  # noqa: E402
 
@@ -103,7 +102,7 @@ def try_ms(measure):
     try:
         return measure(), None
     except Exception as e:  # a baseline that fails here is reported, not fatal
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        return None, error_note(e)
 
 
 def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_m, notes, tune: bool) -> dict:
@@ -223,9 +222,7 @@ def print_table(gpu, path, bandwidth, rows):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="fewer M values, no stock vLLM baselines")
     parser.add_argument("--no-stock", action="store_true", help="skip the stock vLLM baselines")
     parser.add_argument("--tune", action="store_true", help="also time the layer graphs with measured choices")

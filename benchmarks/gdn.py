@@ -12,7 +12,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
@@ -95,9 +94,7 @@ def time_per_layer(fn, problem: Problem) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="TP4 shapes, batch 1 and 4 only")
     args = parser.parse_args()
 
@@ -118,14 +115,13 @@ def main() -> int:
                     baselines[key] = round(time_per_layer(stock(problem, emulate), problem), 5)
                 except Exception as e:  # reported, not fatal
                     baselines[key] = None
-                    notes[f"{shape} b={batch} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    notes[f"{shape} b={batch} {key}"] = error_note(e)
             ms = time_per_layer(ours(problem), problem)  # SIMT: the same kernels on both paths
             for path in args.path:
                 rows[path].append({"case": f"{shape} decode", "phase": "decode", "batch": batch,
                                    "layers_rotated": layers, "ms": round(ms, 5),
                                    "bw_frac": round(problem.state_bytes / (ms * 1e-3) / (bandwidth * 1e9), 3),
-                                   "baselines": {k: v for k, v in baselines.items()
-                                                 if k == "triton_native" or k.endswith(path)}})
+                                   "baselines": baselines_for_path(baselines, path)})
             del problem
             torch.cuda.empty_cache()
 

@@ -11,7 +11,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, FastestConfig, triton_kernels_reachable_from  # noqa: E402
 
 from vllm_sm7x.timing import graph_median_ms  # noqa: E402
@@ -92,9 +91,7 @@ def stock(problem: Problem, emulate: str | None):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="TP4 shapes, 1K and 8K tokens only")
     args = parser.parse_args()
 
@@ -118,7 +115,7 @@ def main() -> int:
                     baselines[key] = round(graph_median_ms(run), 4)
                 except Exception as e:  # reported, not fatal
                     baselines[key] = None
-                    notes[f"{shape} {tokens} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    notes[f"{shape} {tokens} {key}"] = error_note(e)
             if native_out is not None:
                 error = ((ours_out.double() - native_out.double()).norm() / native_out.double().norm()).item()
                 notes[f"{shape} {tokens} ours vs native"] = f"relative error {error:.2e}"
@@ -127,8 +124,7 @@ def main() -> int:
             for path in args.path:
                 rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": tokens,
                                    "ms": round(ms, 4), "bw_frac": None, "tflops": None,
-                                   "baselines": {k: v for k, v in baselines.items()
-                                                 if k == "fla_native" or k.endswith(path)}})
+                                   "baselines": baselines_for_path(baselines, path)})
             del problem
             torch.cuda.empty_cache()
 

@@ -19,7 +19,6 @@ T4 figures.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.quantization.awq_format import experts_to_kernel_layout, unpack_int4  # noqa: E402
@@ -133,9 +132,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="1, 4 and 16 tokens only")
     args = parser.parse_args()
     from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS
@@ -159,7 +156,7 @@ def main() -> int:
                     baselines[key] = round(time_per_layer(stock(problem, emulate, triton_only), problem), 5)
                 except Exception as e:  # reported, not fatal
                     baselines[key] = None
-                    notes[f"{shape} t={tokens} {key}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    notes[f"{shape} t={tokens} {key}"] = error_note(e)
             reference = None
             try:
                 reference = stock(problem, None, True)(layers[0], problem.ids[0])
@@ -172,7 +169,7 @@ def main() -> int:
                     if diff > 4e-3:
                         notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
                 ms = time_per_layer(run, problem)
-                path_baselines = {k: v for k, v in baselines.items() if "faithful" not in k or k.endswith(path)}
+                path_baselines = baselines_for_path(baselines, path)
                 if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
                 rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",

@@ -1,6 +1,7 @@
 """What every benchmark result file records about its run (DESIGN.md section 8)."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import subprocess
@@ -25,6 +26,27 @@ def run_info() -> dict:
 
 
 FIGURES = "this GPU running the SM7x code path, not V100/T4 figures"
+PATHS = ("sm70", "sm75")
+
+
+def benchmark_parser() -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: the emulated paths to run and where results go."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--path", choices=PATHS, nargs="+", required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    return parser
+
+
+def error_note(error: Exception) -> str:
+    """A failed baseline as its result file reports it: the exception's type and first line."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
+def baselines_for_path(baselines: dict, path: str) -> dict:
+    """The baselines of one path's rows: all but those built for the other emulated card (keys ending
+    in its name, e.g. triton_faithful_sm70 in the sm75 rows)."""
+    return {key: value for key, value in baselines.items()
+            if not any(key.endswith(other) for other in PATHS if other != path)}
 
 
 def write_result(out: Path, info: dict, benchmark: str, path: str, rows: list, notes: dict, suffix: str = "",

@@ -16,7 +16,6 @@ These are figures of this GPU running the SM7x code paths, not V100 or T4 figure
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import run_info, write_result  # noqa: E402
+from run_info import benchmark_parser, run_info, write_result  # noqa: E402
 
 PRESETS = ("qwen3-27b-width", "qwen36-27b-width", "qwen36-35b-a3b-width")
 HYBRID_ENGINE = {"language_model_only": True}  # no vision tower: the presets carry no vision weights
@@ -129,10 +128,8 @@ def print_profile(title: str, result: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--path", choices=["sm70", "sm75"], nargs="+", required=True)
+    parser = benchmark_parser()
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sm7x-checkpoints"))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--attention", nargs="+", default=["default", "TRITON_ATTN"],
                         help="attention backends for our path: default (our platform's pick, FLASH_ATTN_V100) "
                              "and/or TRITON_ATTN (vLLM's own)")

@@ -25,3 +25,19 @@ def test_result_file_carries_the_run_and_the_rows(tmp_path):
 def test_a_benchmark_may_word_its_figures_note(tmp_path):
     target = write_result(tmp_path, INFO, "moe", "sm70", [], {"figures": "paths, not V100/T4 figures"})
     assert json.loads(target.read_text())["notes"] == {"figures": "paths, not V100/T4 figures"}
+
+
+def test_a_paths_rows_keep_every_baseline_but_the_other_cards_builds():
+    from run_info import baselines_for_path
+
+    baselines = {"triton_native": 1.0, "triton_faithful_sm70": 2.0, "triton_faithful_sm75": 3.0, "ours_grouped": 4.0}
+    assert baselines_for_path(baselines, "sm70") == {"triton_native": 1.0, "triton_faithful_sm70": 2.0,
+                                                     "ours_grouped": 4.0}
+    assert baselines_for_path(baselines, "sm75") == {"triton_native": 1.0, "triton_faithful_sm75": 3.0,
+                                                     "ours_grouped": 4.0}
+
+
+def test_a_failed_baseline_is_noted_by_type_and_first_line():
+    from run_info import error_note
+
+    assert error_note(RuntimeError("out of shared memory\ntraceback...")) == "RuntimeError: out of shared memory"
