@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from vllm_sm7x.checkpoints.routers import kth_expert_weights, recorded_routers
 from vllm_sm7x.checkpoints.tokenizer import EOS_TOKENS, build_tokenizer
 from vllm_sm7x.quantization.awq_format import quantize_awq
 
@@ -156,17 +157,6 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
     return float(torch.cat(gaps).median())
 
 
-@torch.no_grad()
-def median_kth_expert_weight(model, prompts, vocab_size: int) -> float:
-    """Median over the prompts' positions and the MoE layers of the k-th chosen expert's routing weight."""
-    from vllm_sm7x.checkpoints.routers import kth_expert_weights, recorded_routers
-
-    with recorded_routers(model) as records:
-        for prompt in prompts:
-            model(torch.tensor([[t % vocab_size for t in prompt]], device=model.device))
-    return float(kth_expert_weights(records).median())
-
-
 def mtp_agreement(model, prompts, steps: int = 24) -> float:
     """How often the token-only guess of the MTP presets' head equals the model's greedy next token,
     over greedy continuations of the prompts."""
@@ -247,9 +237,10 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
         for name, parameter in model.named_parameters():
             if name.endswith(RESIDUAL_WRITERS):
                 parameter.mul_(MTP_RESIDUAL_SCALE[preset])
-    gap = median_top2_gap(model, GAP_PROMPTS, text["vocab_size"])
+    with recorded_routers(model) as routers:  # the same forward passes give the routers' choices
+        gap = median_top2_gap(model, GAP_PROMPTS, text["vocab_size"])
     agreement = mtp_agreement(model, GAP_PROMPTS) if preset in MTP_RESIDUAL_SCALE else None
-    kth_weight = median_kth_expert_weight(model, GAP_PROMPTS, text["vocab_size"]) if preset in ROUTER_SCALE else None
+    kth_weight = float(kth_expert_weights(routers).median()) if preset in ROUTER_SCALE else None
     model = model.half()
     tensors = _agreeing_mtp_head(model.state_dict(), text) if preset in MTP_RESIDUAL_SCALE else {}
     for name, tensor in _per_expert(model.state_dict()):
