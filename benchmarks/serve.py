@@ -33,8 +33,10 @@ MEASURE = r"""
 import json, sys, time
 from vllm import LLM, SamplingParams
 model, backend, contexts = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split(",")]
+# No prefix caching: each timing repeats its prompts, and a cached prompt would time a cache hit, not a
+# prefill (the TTFT rows of 2026-11-30 did).
 llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts) + 256, max_num_seqs=4,
-          max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0,
+          max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0, enable_prefix_caching=False,
           attention_backend=None if backend == "default" else backend, **json.loads(sys.argv[4]))
 
 def run(prompts, tokens):
