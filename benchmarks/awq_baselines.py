@@ -4,6 +4,8 @@ Imported by benchmarks/awq_gemm.py and the tests (benchmarks/ is not a package: 
 
   vllm_awq_cuda              vLLM's AWQ linear method on a CUDA GPU (AutoAWQLinearMethod.apply): the CUDA
                              awq_gemm op below 256 tokens, CUDA awq_dequantize + torch.matmul from 256 up.
+  vllm_marlin                vLLM's Marlin AWQ linear (AutoAWQMarlinLinearMethod with MarlinLinearKernel): what
+                             vLLM 0.26 runs on a T4; sm75 only (Marlin needs capability 7.5).
   triton_awq_native          vLLM's Triton AWQ GEMM (awq_gemm_triton), compiled for this GPU.
   triton_awq_faithful_<emu>  the same call, but vLLM's awq_gemm_kernel is compiled the way Triton compiles it
                              on that card (GPUTarget("cuda", 70 or 75, 32): tl.dot becomes FMAs, no mma), then
@@ -41,6 +43,26 @@ def awq_gemm_triton_with(module, kernel) -> Callable:
 _EMULATED: dict = {}  # (arch, run_arch) -> EmulatedKernel
 
 
+def marlin_baseline(qweight, qzeros, scales, config) -> Callable[[torch.Tensor], torch.Tensor]:
+    """vLLM's Marlin AWQ linear on these weights, built as vLLM builds a layer (create_weights, the
+    checkpoint's tensors, process_weights_after_loading), with MarlinLinearKernel whatever this GPU's
+    first choice would be."""
+    from vllm.model_executor.kernels.linear import MarlinLinearKernel
+    from vllm.model_executor.layers.quantization.auto_awq import AutoAWQMarlinLinearMethod
+
+    K, N = qweight.shape[0], qweight.shape[1] * 8
+    method, layer = AutoAWQMarlinLinearMethod(config), torch.nn.Module()
+    with torch.device(qweight.device):  # as vLLM's loader does: parameters are made on the GPU
+        method.create_weights(layer, K, [N], K, N, scales.dtype, weight_loader=None)
+    if not isinstance(method.kernel, MarlinLinearKernel):
+        method.kernel = MarlinLinearKernel(method.kernel.config, w_q_param_name="qweight", w_s_param_name="scales",
+                                           w_zp_param_name="qzeros")
+    for name, tensor in (("qweight", qweight), ("qzeros", qzeros), ("scales", scales)):
+        getattr(layer, name).data.copy_(tensor)
+    method.process_weights_after_loading(layer)
+    return lambda x: method.apply(layer, x)
+
+
 def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
                     ) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]], dict[str, str]]:
     """name -> fn(x [M, K] fp16) -> out [M, N] fp16; and name -> note. A baseline missing from the first dict
@@ -57,7 +79,8 @@ def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
     split_k = config.pack_factor  # what AutoAWQLinearMethod.apply passes as split_k_iters (8)
     awq_triton = vllm_awq_triton()
 
-    # 1. vLLM's own method object (the one vLLM picks where Marlin cannot run: SM75, batch-invariant mode).
+    # 1. vLLM's unoptimised AWQ method object (what vLLM 0.26 runs where Marlin cannot: a layer Marlin's
+    # tiles refuse, batch-invariant mode).
     name = "vllm_awq_cuda"
     missing = [op for op in ("awq_gemm", "awq_dequantize") if not hasattr(torch.ops._C, op)]
     # The CUDA op's own argument checks (csrc/quantization/awq/gemm_kernels.cu), which throw otherwise.
@@ -79,10 +102,23 @@ def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
             notes[name] = ("CUDA awq_gemm (split_k=8) below 256 tokens, awq_dequantize + torch.matmul from 256; "
                            "on a T4 its mma is m16n8k8, on this GPU the sm_80+ m16n8k16 branch runs")
 
-    # 2. vLLM's Triton kernel as vLLM calls it (ops.awq_gemm under VLLM_USE_TRITON_AWQ=1), built for this GPU.
+    # 2. Marlin: what vLLM 0.26 picks for AWQ from capability 7.5 (AutoAWQMarlinLinearMethod).
+    name = "vllm_marlin"
+    if emulate == "sm70":
+        notes[name] = "vLLM's Marlin needs capability 7.5 (MarlinLinearKernel.get_min_capability): no V100 baseline"
+    else:
+        try:
+            fns[name] = marlin_baseline(qweight, qzeros, scales, config)
+            notes[name] = ("vLLM's AutoAWQMarlinLinearMethod with MarlinLinearKernel (what it picks on a T4; here "
+                           "forced past Hopper's Machete/CUTLASS choices): on this GPU Marlin's sm_90 build runs "
+                           "(cp.async, m16n8k16), on a T4 its sm_75 build")
+        except Exception as e:  # a baseline that cannot be built here is reported, not fatal
+            notes[name] = f"could not be built: {type(e).__name__}: {e}"
+
+    # 3. vLLM's Triton kernel as vLLM calls it (ops.awq_gemm under VLLM_USE_TRITON_AWQ=1), built for this GPU.
     fns["triton_awq_native"] = lambda x: awq_triton.awq_gemm_triton(x, qweight, scales, qzeros, split_k)
 
-    # 3. The same call with the kernel compiled for the emulated card, run here.
+    # 4. The same call with the kernel compiled for the emulated card, run here.
     name = f"triton_awq_faithful_{emulate}"
     arch, run_arch = EMULATED_ARCH[emulate], driver.active.get_current_target().arch
     # One EmulatedKernel per target, shared by every weight: its specialisation cache then works like

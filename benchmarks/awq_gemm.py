@@ -29,6 +29,9 @@ LAYERS = [("qkv", 5120, 2 * 6144 + 2 * 1024), ("o_proj", 6144, 5120), ("gate_up"
           ("down", 17408, 5120)]
 ROW_PARALLEL = {"o_proj", "down"}
 DECODE_M = (1, 2, 3, 4, 5, 6, 7, 8, 16)
+# The baselines of awq_baselines.py that users of the card get from stock vLLM: the "stock" column is the
+# fastest of those that ran (Marlin is what vLLM 0.26 picks on a T4).
+STOCK_BASELINES = ("vllm_awq_cuda", "vllm_marlin", "triton_awq_native")
 SHAPE_M = (1, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 
 
@@ -212,7 +215,7 @@ def print_table(gpu, path, bandwidth, rows):
     for r in rows:
         b = r["baselines"]
         cublas = b.get("cublas_fp16_dequant", b.get("dequant_cublas_fp16"))
-        stock = [v for k, v in b.items() if k in ("vllm_awq_cuda", "triton_awq_native") and v is not None]
+        stock = [v for k, v in b.items() if k in STOCK_BASELINES and v is not None]
         faithful = next((v for k, v in b.items() if "faithful" in k), None)
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         tuned = r.get("tuned") or {}
