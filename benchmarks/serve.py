@@ -5,7 +5,7 @@
 Qwen3.6-35B-A3B's MoE hybrid at its widths in 4 layers (`qwen36-35b-a3b-width`, text-only):
 decode tokens/s at batch 1 and 4, and time to first token for prompts of 1K/8K/32K tokens, for our
 emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what it does on that card:
-  sm75: stock vLLM's own AWQ kernels (VLLM_SM7X_STOCK_AWQ=1, no Marlin below SM80) + TRITON_ATTN
+  sm75: stock vLLM's own AWQ path (VLLM_SM7X_STOCK_AWQ=1: vLLM 0.26 picks Marlin from SM75) + TRITON_ATTN
   sm70: stock vLLM has no AWQ path on Volta: the same model's fp16 checkpoint + TRITON_ATTN
 Decode is the honest comparison (memory-bound: int4 against fp16 or stock kernels); prefill of the
 stock side runs this GPU's instructions where Triton picks them, so TTFT is reported, not claimed.
