@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,17 @@ def run_info() -> dict:
         commit = git.stdout.strip() if git.returncode == 0 else "unknown"
     return {"gpu": gpu, "date": datetime.date.today().isoformat(), "commit": commit, "command": " ".join(sys.argv),
             "gpu_tag": gpu.replace("NVIDIA", "").split()[0].lower()}
+
+
+def host_load() -> dict:
+    """What else the machine was doing when a result was written: CPU load averages (a decode loop of a
+    few ms per step feels a neighbour's compile on the shared CPUs) and each GPU's used memory (a
+    neighbour on another GPU of the host shows there). Best effort: None where nvidia-smi is missing."""
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True) if shutil.which("nvidia-smi") else None
+    used = [int(v) for v in smi.stdout.split()] if smi is not None and smi.returncode == 0 else None
+    return {"cpus": os.cpu_count(), "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
+            "gpu_memory_used_mib": used}
 
 
 FIGURES = "this GPU running the SM7x code path, not V100/T4 figures"
@@ -56,7 +68,7 @@ def write_result(out: Path, info: dict, benchmark: str, path: str, rows: list, n
     import json
 
     result = {"benchmark": benchmark, "gpu": info["gpu"], "emulate": path, "date": info["date"],
-              "commit": info["commit"], "command": info["command"], **fields, "rows": rows,
+              "commit": info["commit"], "command": info["command"], "host": host_load(), **fields, "rows": rows,
               "notes": {"figures": FIGURES, **notes}}
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{benchmark}-{path}-{info['gpu_tag']}-{info['date']}{suffix}.json"

@@ -16,8 +16,9 @@ def test_result_file_carries_the_run_and_the_rows(tmp_path):
                           copy_bandwidth_gbs=2680.0)
     assert target.name == "gdn_decode-sm75-h200-2026-11-30-tp4.json"
     result = json.loads(target.read_text())
-    assert list(result) == ["benchmark", "gpu", "emulate", "date", "commit", "command", "copy_bandwidth_gbs", "rows",
-                            "notes"]
+    assert list(result) == ["benchmark", "gpu", "emulate", "date", "commit", "command", "host", "copy_bandwidth_gbs",
+                            "rows", "notes"]
+    assert result["host"]["cpus"] >= 1 and len(result["host"]["load_average_1_5_15_min"]) == 3
     assert result["emulate"] == "sm75" and result["rows"] == rows and result["commit"] == "abc1234"
     assert result["notes"] == {"figures": FIGURES, "x": "y"}
 
