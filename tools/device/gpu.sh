@@ -13,11 +13,20 @@
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-moe [ARGS...]         # build, then benchmarks/moe.py (needs vLLM)
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
+#   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
+#   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
 # SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
 # Tests stop themselves (SIGINT, so pytest still writes its summary) SM7X_CALL_LIMIT_S (570) seconds
 # after this script started, before the run tool's 600 s limit would kill them without a report; their
 # output is unbuffered, and generated checkpoints stay in SM7X_CHECKPOINT_CACHE (/tmp/sm7x-checkpoints)
 # for the next call on the same machine.
+#
+# Compile caches: each engine start of a serving test spends most of its 100-250 s compiling and
+# autotuning Triton kernels (FLA's GDN kernels, fused MoE) and in torch.compile, and a fresh machine
+# has none of it. `save-caches` packs Triton's cache (autotune choices too, TRITON_CACHE_AUTOTUNING)
+# and vLLM's torch.compile cache into <= 15 MiB parts under $OUT/caches; copied into .device/caches
+# here, a later session stashes them (`stash-caches`, carrying .device/caches) and every test call
+# restores them before it starts (same GPU model, Triton and vLLM: the caches are keyed by content).
 #
 # vLLM: after the two stash calls of ../shared/device/pack-vllm.sh, carry .device/vllm/p3 with the
 # first call of this script; it extracts the bundle once (into /tmp/vllm-site, kept while the
@@ -29,6 +38,9 @@ mkdir -p "$OUT"
 # Each serving test starts a fresh engine process, and vLLM's FLA kernels autotune again in each (the
 # compiled kernels are cached on disk already): keep the autotune choices on disk too.
 export TRITON_CACHE_AUTOTUNING=1
+
+# shellcheck source=tools/device/caches.sh
+source tools/device/caches.sh
 
 use_vllm_bundle() {
   if [ -f .device/vllm/p3/activate.sh ]; then
@@ -124,7 +136,12 @@ benchmark() {
 
 command="${1:-all}"
 shift || true
+case "$command" in  # the cache commands need no GPU work, build or vLLM
+  save-caches) save_caches; exit ;;
+  stash-caches) stash_caches; exit ;;
+esac
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+restore_caches
 use_vllm_bundle
 build
 case "$command" in
@@ -138,5 +155,5 @@ case "$command" in
   bench-serve) benchmark serve.py serve.log "$@" ;;
   bench-moe) benchmark moe.py moe.log "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all | save-caches | stash-caches"; exit 2 ;;
 esac
