@@ -30,9 +30,14 @@ def host_load() -> dict:
     """What else the machine was doing when a result was written: CPU load averages (a decode loop of a
     few ms per step feels a neighbour's compile on the shared CPUs) and each GPU's used memory (a
     neighbour on another GPU of the host shows there). Best effort: None where nvidia-smi is missing."""
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True) if shutil.which("nvidia-smi") else None
-    used = [int(v) for v in smi.stdout.split()] if smi is not None and smi.returncode == 0 else None
+    used = None
+    try:
+        if shutil.which("nvidia-smi"):
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30)
+            used = [int(v) for v in smi.stdout.split()] if smi.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError):  # a hung or odd nvidia-smi must not lose the result file
+        used = None
     return {"cpus": os.cpu_count(), "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
             "gpu_memory_used_mib": used}
 

@@ -107,7 +107,7 @@ def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
     to the float32 model (stock is an fp16 engine too, not the truth) and within REFERENCE_MARGIN of
     it; a divergence where stock was sure is judged by it too (assert_reference_calls_it_close).
     prompts: the indices compared (default all)."""
-    flips = 0
+    flips = judged = 0
     for prompt, (theirs, mine) in enumerate(zip(stock, ours["samples"])):
         if prompts is not None and prompt not in prompts:
             continue
@@ -119,6 +119,7 @@ def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
                 assert reference, (f"prompt {prompt}: token {diverged} differs where stock vLLM was sure "
                                    f"(top-2 gap {top1 - top2:.3f})")
                 assert_reference_calls_it_close(reference, prompt, theirs["tokens"], mine["tokens"], diverged, label)
+                judged += 1
             flips += 1
         agree = min(16, TOKENS if diverged is None else diverged) if mine["chosen"] else 0  # no logprobs: tokens only
         exact = reference(prompt, mine["tokens"][:agree]) if reference and agree else None
@@ -132,13 +133,16 @@ def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
                   f"(stock {stock_off:.4f})")
             assert ours_off <= stock_off, f"prompt {prompt} token {i}: further from the float32 model than stock"
             assert ours_off < REFERENCE_MARGIN, f"prompt {prompt} token {i}: off the float32 model by {ours_off:.3f}"
-    print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call")
+    print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call ({judged} of them where stock was sure, "
+          "judged by the float32 model)")
 
 
 def assert_reference_calls_it_close(reference, prompt, theirs, mine, diverged, label):
     """Where stock was surer than CLOSE_CALL of a token ours did not pick, the float32 model judges:
-    it must find ours' token within REFERENCE_MARGIN of stock's after the same history (so the two
-    fp16 engines' certainty is their rounding, as at a router near-tie of a MoE model)."""
+    it must find ours' token within REFERENCE_MARGIN of stock's after the same history (the two fp16
+    engines' certainty there is their rounding, which a MoE model's routers and expert sums amplify).
+    Where every token of ours is already held within REFERENCE_MARGIN of the float32 model's best (the
+    MoE test), this adds nothing to that check: it makes the divergence's judgement explicit."""
     exact_mine = reference(prompt, mine[:diverged + 1])[diverged]
     exact_theirs = reference(prompt, theirs[:diverged + 1])[diverged]
     print(f"{label}: prompt {prompt} token {diverged}: the float32 model gives ours' token {exact_mine:.4f}, "

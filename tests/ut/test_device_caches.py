@@ -53,3 +53,17 @@ def test_nothing_to_save_is_said_and_restoring_nothing_is_silent(tmp_path):
     home.mkdir()
     assert "nothing to save" in caches("save_caches", home, tmp_path, tmp_path / "out", tmp_path / "stash")
     assert caches("restore_caches", home, tmp_path, tmp_path / "out", tmp_path / "stash") == ""
+
+
+def test_a_failed_save_leaves_no_parts_behind(tmp_path):
+    home, out, fake_bin = tmp_path / "home", tmp_path / "out", tmp_path / "bin"
+    (home / ".triton" / "cache").mkdir(parents=True)
+    (home / ".triton" / "cache" / "kernel").write_text("x")
+    fake_bin.mkdir()
+    (fake_bin / "xz").write_text("#!/bin/sh\nexit 1\n")  # a compressor that dies half-way
+    (fake_bin / "xz").chmod(0o755)
+    env = {**os.environ, "HOME": str(home), "OUT": str(out), "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", f"source {CACHES_SH} && save_caches"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "save FAILED" in result.stdout
+    assert not (out / "caches").exists()

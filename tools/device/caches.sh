@@ -11,11 +11,18 @@ save_caches() {
   [ ${#dirs[@]} -gt 0 ] || { echo "caches: nothing to save"; return 0; }
   mkdir -p "$OUT/caches"
   tar -C / -cf - "${dirs[@]}" | xz -T0 -6 | split -b 15M -d -a 1 - "$OUT/caches/device-caches.tar.xz.part-"
-  local parts
+  local status="${PIPESTATUS[*]}"
+  if [ "$status" != "0 0 0" ]; then  # a half-written set would restore as a corrupt archive
+    rm -rf "$OUT/caches"
+    echo "caches: save FAILED (tar, xz, split exited $status; more than 10 parts of 15 MiB?)"
+    return 1
+  fi
+  local parts mib
   parts=$(ls "$OUT/caches" | wc -l)
-  echo "caches: $(du -sh "$OUT/caches" | cut -f1) in $parts part(s) under \$OUT/caches"
-  # The run tool brings back at most 8 files of 16 MiB: more parts than fit would come back cut.
-  [ "$parts" -le 6 ] || echo "caches: WARNING $parts parts; only the first 8 files of \$OUT come back"
+  mib=$(du -sm "$OUT/caches" | cut -f1)
+  echo "caches: $mib MiB in $parts part(s) under \$OUT/caches"
+  # The run tool brings back at most 8 files and 64 MiB in all (logs included): 4 parts at most.
+  [ "$parts" -le 4 ] || echo "caches: WARNING $parts parts ($mib MiB) will not all come back (8 files, 64 MiB)"
 }
 
 # From the carried .device/caches (stash-caches) or an earlier stash on this machine; once per machine.
