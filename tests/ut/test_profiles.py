@@ -76,6 +76,11 @@ def test_27b_mtp_on_four_32gb_v100s_is_the_published_profile(seed):
     assert 0.5 < chosen["gpu_memory_utilization"] <= 0.92
 
 
+def test_prefix_caching_turned_off_by_the_user_leaves_the_state_cache_mode_alone(seed):
+    chosen = settings(resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=4, user={"enable_prefix_caching": False}))
+    assert "enable_prefix_caching" not in chosen and "mamba_cache_mode" not in chosen
+
+
 def test_mtp_needs_the_weights_in_the_files_not_only_the_config(seed):
     chosen = settings(resolve_profile(seed("Qwen3.5-27B-AWQ", mtp_weights=False), V100_32GB, tp=4))
     assert chosen["speculative_config"] is None

@@ -148,7 +148,7 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     used = fixed + workspace + pool
     profile.set("gpu_memory_utilization", math.ceil(used / card * 100) / 100,
                 "weights + workspace + KV pool + runtime, rounded up", user)
-    if facts.is_hybrid:
+    if facts.is_hybrid and user.get("enable_prefix_caching", True):  # aligned state serves prefix caching only
         profile.set("enable_prefix_caching", True, "hybrid model: prefix caching with aligned state", user)
         profile.set("mamba_cache_mode", "align", "cache the state only at block boundaries", user)
     if facts.has_vision and "limit_mm_per_prompt" not in user:
