@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,15 +156,30 @@ def assert_reference_calls_it_close(reference, prompt, theirs, mine, diverged, l
 def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
     """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive);
     fix_marlin_moe_scales applies our patch of its Marlin MoE scale layout (vllm_sm7x/patch/
-    marlin_moe_scales.py, the fix of upstream PR 50196) in its engine process."""
+    marlin_moe_scales.py, the fix of upstream PR 50196) in its engine process. Kept beside the
+    checkpoint, keyed by everything that decides them (GPU, vLLM, the generate script, prompts,
+    engine arguments, the weight files): a later pytest run on the machine (SM7X_CHECKPOINT_CACHE)
+    skips stock's engine, which costs a MoE test call ~250 s."""
+    import hashlib
+
     import torch
+    import vllm
 
     if torch.cuda.get_device_capability() < (8, 0):
         pytest.skip("stock vLLM's AWQ reference needs a GPU newer than SM7x")
+    folder = Path(checkpoint)
+    weights = sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.glob("*.safetensors"))
+    key = hashlib.sha256(json.dumps([torch.cuda.get_device_name(), vllm.__version__, GENERATE, PROMPT_IDS,
+                                     engine_args or {}, fix_marlin_moe_scales, weights]).encode()).hexdigest()[:16]
+    kept = folder.parent / f"{folder.name}-stock-samples-{key}.json"  # beside it: vLLM reads the folder
+    if kept.exists():
+        print(f"stock vLLM samples: reused {kept.name}")
+        return json.loads(kept.read_text())
     fix = {"SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     result = generate(checkpoint, None, "graphs", engine_args=engine_args,
                       env_extra=fix if fix_marlin_moe_scales else None)
     assert result["quantization"] != "awq_sm7x"
+    kept.write_text(json.dumps(result["samples"]))
     return result["samples"]
 
 
