@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_info import error_note  # noqa: E402
 from triton_faithful import (EMULATED_ARCH, MMA_PTX, EmulatedKernel, FaithfulCompileError,  # noqa: E402,F401
                              assemble, swapped, with_real_triton)
 
@@ -113,7 +114,7 @@ def stock_baselines(qweight, qzeros, scales, group_size: int, emulate: str
                            "forced past Hopper's Machete/CUTLASS choices): on this GPU Marlin's sm_90 build runs "
                            "(cp.async, m16n8k16), on a T4 its sm_75 build")
         except Exception as e:  # a baseline that cannot be built here is reported, not fatal
-            notes[name] = f"could not be built: {type(e).__name__}: {e}"
+            notes[name] = f"could not be built: {error_note(e)}"
 
     # 3. vLLM's Triton kernel as vLLM calls it (ops.awq_gemm under VLLM_USE_TRITON_AWQ=1), built for this GPU.
     fns["triton_awq_native"] = lambda x: awq_triton.awq_gemm_triton(x, qweight, scales, qzeros, split_k)
