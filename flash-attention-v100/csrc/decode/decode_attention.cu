@@ -142,18 +142,26 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     __syncthreads();
     if (t0 + kDecodeTileTokens < t_end) fetch(t0 + kDecodeTileTokens);  // lands while this tile is scored
 
-    // Scores: lane = token of the tile.
+    // Scores: lane = token of the tile. Four partial sums per row (even/odd pair, x/y half): one running
+    // sum would chain all head_dim FMAs of a row one after another, and with a few warps per SM (two
+    // CTAs on a V100) that chain's latency, not memory, would set the tile's time.
     const int t = t0 + lane;
-    float s[kRowsPerWarp] = {};
-#pragma unroll 8
-    for (int c = 0; c < kPairs; ++c) {
-      const float2 k = __half22float2(k_s[lane][c]);
+    float partial[kRowsPerWarp][4] = {};
+#pragma unroll 4
+    for (int c = 0; c < kPairs; c += 2) {
+      const float2 k0 = __half22float2(k_s[lane][c]), k1 = __half22float2(k_s[lane][c + 1]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
-        const float2 q = as_float2(q_s[warp + kWarps * j][c]);
-        s[j] = fmaf(q.x, k.x, fmaf(q.y, k.y, s[j]));
+        const float2 q0 = as_float2(q_s[warp + kWarps * j][c]), q1 = as_float2(q_s[warp + kWarps * j][c + 1]);
+        partial[j][0] = fmaf(q0.x, k0.x, partial[j][0]);
+        partial[j][1] = fmaf(q0.y, k0.y, partial[j][1]);
+        partial[j][2] = fmaf(q1.x, k1.x, partial[j][2]);
+        partial[j][3] = fmaf(q1.y, k1.y, partial[j][3]);
       }
     }
+    float s[kRowsPerWarp];
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j) s[j] = (partial[j][0] + partial[j][1]) + (partial[j][2] + partial[j][3]);
     float prob[kRowsPerWarp];
 #pragma unroll
     for (int j = 0; j < kRowsPerWarp; ++j) {
