@@ -13,7 +13,10 @@
 namespace flash_v100 {
 
 constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one per lane)
-constexpr int kDecodeMaxSplits = 128;  // the merge stages one log-sum-exp per split in shared memory
+// The merge stages one log-sum-exp per split in shared memory (2 KB). 128 capped a single KV head
+// (TP4 of Qwen3.6-27B, batch 1: the seed's long-context case) at 128 CTAs, under one per SM of an
+// H100 and 1.6 per SM of a V100, where the split rule asks for two.
+constexpr int kDecodeMaxSplits = 512;
 constexpr int kDecodeRowsPerCta = 16;  // most query rows (q_len x heads of one KV head) per CTA
 // The row block for a call whose longest short sequence has `rows` query rows: the smallest of 4, 8, 16
 // that holds them (row blocks per sequence are ceil(rows / 16) either way).
