@@ -37,6 +37,13 @@ void awq_clear_tuned();
 void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
                      const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu,
                      const std::optional<torch::Tensor>& cu_seqlens, const std::optional<torch::Tensor>& num_accepted);
+// Causal conv1d over whole prompts (csrc/gdn/gdn_conv_prefill.h), vLLM's causal_conv1d_fn for fp16: returns
+// out with x's shape and strides; conv_state[cache_indices[n]] becomes each sequence's last inputs.
+torch::Tensor gdn_conv_prefill(const torch::Tensor& x, const torch::Tensor& weight,
+                               const std::optional<torch::Tensor>& bias, torch::Tensor& conv_state,
+                               const torch::Tensor& query_start_loc, const std::optional<torch::Tensor>& cache_indices,
+                               const std::optional<torch::Tensor>& has_initial_state, bool silu, int64_t pad_slot_id,
+                               int64_t null_block_id);
 void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,
                    const torch::Tensor& a_log, const torch::Tensor& dt_bias, double scale, torch::Tensor& state,
                    const torch::Tensor& state_indices, torch::Tensor& out, int64_t k_heads,

@@ -28,6 +28,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("gdn_conv_update(Tensor(a!) x, Tensor(b!) conv_state, Tensor weight, Tensor? bias, Tensor state_indices, "
         "bool silu, Tensor? cu_seqlens=None, Tensor? num_accepted=None) -> ()");
   m.impl("gdn_conv_update", torch::kCUDA, &sm7x::gdn_conv_update);
+  m.def("gdn_conv_prefill(Tensor x, Tensor weight, Tensor? bias, Tensor(a!) conv_state, Tensor query_start_loc, "
+        "Tensor? cache_indices, Tensor? has_initial_state, bool silu, int pad_slot_id, int null_block_id) -> Tensor");
+  m.impl("gdn_conv_prefill", torch::kCUDA, &sm7x::gdn_conv_prefill);
   m.def("gdn_recurrent(Tensor qkv, Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, float scale, "
         "Tensor(a!) state, Tensor state_indices, Tensor(b!) out, int k_heads, Tensor? cu_seqlens=None, "
         "Tensor? num_accepted=None, bool round_beta=False) -> ()");

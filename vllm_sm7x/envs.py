@@ -35,9 +35,9 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
     ),
     "VLLM_SM7X_GDN_PREFILL": (
         lambda: os.environ.get("VLLM_SM7X_GDN_PREFILL", "0").strip().lower() in ("1", "true", "yes"),
-        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet prefill (vLLM's chunk_gated_delta_rule) on our chunked "
-        "CUDA kernel instead of FLA's Triton one, for fp16 layers with head_k_dim 64 or 128 (opt-in until it "
-        "has run end to end on a GPU).",
+        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet prefill on our CUDA kernels instead of vLLM's Triton ones: "
+        "the chunked delta rule (chunk_gated_delta_rule) for fp16 layers with head_k_dim 64 or 128, and the "
+        "causal conv1d before it (opt-in until they have run end to end on a GPU).",
     ),
     "VLLM_SM7X_PROFILE": (
         lambda: os.environ.get("VLLM_SM7X_PROFILE", "off").strip().lower(),

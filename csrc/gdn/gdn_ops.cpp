@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/all.h>
 
+#include "gdn/gdn_conv_prefill.h"
 #include "gdn/gdn_decode.h"
 #include "gdn/gdn_prefill.h"
 #include "ops.h"
@@ -60,19 +61,11 @@ GdnSequences sequences_of(const torch::Tensor& like, int64_t tokens, const torch
   return s;
 }
 
-}  // namespace
-
-void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
-                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu,
-                     const std::optional<torch::Tensor>& cu_seqlens,
-                     const std::optional<torch::Tensor>& num_accepted) {
-  constexpr const char* op = "gdn_conv_update";
-  for (const torch::Tensor* t : TensorPtrs{&conv_state, &weight}) check_cuda_on(*t, x, op, "every tensor");
-  check_half(x, op, "x");
-  check_half(conv_state, op, "conv_state");
-  check_half(weight, op, "weight");
-  TORCH_CHECK_VALUE(x.dim() == 2 && x.stride(1) == 1, op, ": x must be [tokens, dim] with contiguous rows");
-  const int64_t tokens = x.size(0), dim = x.size(1);
+// The conv weight [dim, width <= 8], optional bias [dim] and conv state [blocks, dim, >= width - 1] of
+// both conv ops (dtypes and devices checked by the caller for the first three); returns width.
+int64_t check_conv_weights(const torch::Tensor& x, const torch::Tensor& weight,
+                           const std::optional<torch::Tensor>& bias, const torch::Tensor& conv_state, int64_t dim,
+                           const char* op) {
   TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == dim && weight.is_contiguous() && weight.size(1) >= 1 &&
                         weight.size(1) <= 8,
                     op, ": weight must be contiguous [dim = ", dim, ", width <= 8], got ", weight.sizes());
@@ -86,6 +79,23 @@ void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::T
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == dim && bias->is_contiguous(), op,
                       ": bias must be contiguous [dim]");
   }
+  return width;
+}
+
+}  // namespace
+
+void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::Tensor& weight,
+                     const std::optional<torch::Tensor>& bias, const torch::Tensor& state_indices, bool silu,
+                     const std::optional<torch::Tensor>& cu_seqlens,
+                     const std::optional<torch::Tensor>& num_accepted) {
+  constexpr const char* op = "gdn_conv_update";
+  for (const torch::Tensor* t : TensorPtrs{&conv_state, &weight}) check_cuda_on(*t, x, op, "every tensor");
+  check_half(x, op, "x");
+  check_half(conv_state, op, "conv_state");
+  check_half(weight, op, "weight");
+  TORCH_CHECK_VALUE(x.dim() == 2 && x.stride(1) == 1, op, ": x must be [tokens, dim] with contiguous rows");
+  const int64_t tokens = x.size(0), dim = x.size(1);
+  const int64_t width = check_conv_weights(x, weight, bias, conv_state, dim, op);
   GdnConvUpdateParams p{};
   p.seq = sequences_of(x, tokens, state_indices, cu_seqlens, num_accepted, op);
   // A window starts at most positions - 1 columns in and the inputs are written after width - 2 kept ones.
@@ -102,6 +112,65 @@ void gdn_conv_update(torch::Tensor& x, torch::Tensor& conv_state, const torch::T
   p.state_pos_stride = conv_state.stride(2);
   p.dim = dim, p.width = width, p.silu = silu;
   launch_gdn_conv_update(p, c10::cuda::getCurrentCUDAStream());
+}
+
+torch::Tensor gdn_conv_prefill(const torch::Tensor& x, const torch::Tensor& weight,
+                               const std::optional<torch::Tensor>& bias, torch::Tensor& conv_state,
+                               const torch::Tensor& query_start_loc, const std::optional<torch::Tensor>& cache_indices,
+                               const std::optional<torch::Tensor>& has_initial_state, bool silu, int64_t pad_slot_id,
+                               int64_t null_block_id) {
+  constexpr const char* op = "gdn_conv_prefill";
+  for (const torch::Tensor* t : TensorPtrs{&weight, &conv_state}) check_cuda_on(*t, x, op, "every tensor");
+  check_half(x, op, "x");
+  check_half(weight, op, "weight");
+  check_half(conv_state, op, "conv_state");
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be [dim, tokens] (vLLM passes mixed_qkv transposed), got ",
+                    x.sizes());
+  const int64_t dim = x.size(0), tokens = x.size(1);
+  const int64_t width = check_conv_weights(x, weight, bias, conv_state, dim, op);
+  check_cuda_on(query_start_loc, x, op, "query_start_loc");
+  TORCH_CHECK_VALUE(query_start_loc.scalar_type() == at::kInt && query_start_loc.dim() == 1 &&
+                        query_start_loc.size(0) >= 2 && query_start_loc.is_contiguous(),
+                    op, ": query_start_loc must be a contiguous int32 [seqs + 1] tensor");
+  const int64_t seqs = query_start_loc.size(0) - 1;
+  if (cache_indices) {
+    check_cuda_on(*cache_indices, x, op, "cache_indices");
+    TORCH_CHECK_VALUE(cache_indices->scalar_type() == at::kInt && cache_indices->dim() >= 1 &&
+                          cache_indices->dim() <= 2 && cache_indices->size(0) >= seqs &&
+                          cache_indices->stride(-1) == 1,
+                      op, ": cache_indices must be int32 [seqs = ", seqs, "] or [seqs, k] with contiguous rows");
+  }
+  if (has_initial_state) {
+    check_cuda_on(*has_initial_state, x, op, "has_initial_state");
+    TORCH_CHECK_VALUE(has_initial_state->scalar_type() == at::kBool && has_initial_state->dim() == 1 &&
+                          has_initial_state->size(0) >= seqs && has_initial_state->is_contiguous(),
+                      op, ": has_initial_state must be a contiguous bool [seqs = ", seqs, "] tensor");
+  }
+  for (int64_t id : {pad_slot_id, null_block_id}) {
+    TORCH_CHECK_VALUE(id >= INT32_MIN && id <= INT32_MAX, op, ": padding block ids must fit int32, got ", id);
+  }
+  TORCH_CHECK_VALUE(tokens <= INT32_MAX, op, ": ", tokens, " tokens do not fit int32");
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = torch::empty_like(x);  // x's strides: vLLM transposes the result back
+  GdnConvPrefillParams p{};
+  p.x = reinterpret_cast<const __half*>(x.data_ptr<at::Half>());
+  p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
+  p.conv_state = reinterpret_cast<__half*>(conv_state.data_ptr<at::Half>());
+  p.weight = reinterpret_cast<const __half*>(weight.data_ptr<at::Half>());
+  p.bias = bias ? reinterpret_cast<const __half*>(bias->data_ptr<at::Half>()) : nullptr;
+  p.query_start_loc = query_start_loc.data_ptr<int>();
+  p.cache_indices = cache_indices ? cache_indices->data_ptr<int>() : nullptr;
+  p.has_initial_state = has_initial_state ? has_initial_state->data_ptr<bool>() : nullptr;
+  p.x_dim_stride = x.stride(0), p.x_token_stride = x.stride(1);
+  p.out_dim_stride = out.stride(0), p.out_token_stride = out.stride(1);
+  p.state_block_stride = conv_state.stride(0), p.state_dim_stride = conv_state.stride(1);
+  p.state_pos_stride = conv_state.stride(2);
+  p.indices_stride = cache_indices && cache_indices->dim() == 2 ? cache_indices->stride(0) : 1;
+  p.seqs = static_cast<int>(seqs), p.tokens = static_cast<int>(tokens), p.dim = static_cast<int>(dim);
+  p.width = static_cast<int>(width), p.silu = silu;
+  p.pad_slot_id = static_cast<int>(pad_slot_id), p.null_block_id = static_cast<int>(null_block_id);
+  launch_gdn_conv_prefill(p, c10::cuda::getCurrentCUDAStream());
+  return out;
 }
 
 void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch::Tensor& b,

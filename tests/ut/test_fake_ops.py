@@ -40,3 +40,14 @@ def test_fake_implementations_give_output_shapes():
         w2_sz = torch.empty(128, 1, 256, dtype=torch.int32, device="cuda")
         layer = torch.ops._C_sm7x.awq_moe_decode(x, w13_q, w13_sz, w2_q, w2_sz, routed[0], routed[1], 16)
         assert layer.shape == (3, 256) and layer.dtype == torch.float16
+
+
+def test_conv_prefill_fake_keeps_the_layout_vllm_transposes_back():
+    ops.load_kernels()
+    with FakeTensorMode():
+        x = torch.empty(7, 200, dtype=torch.float16, device="cuda").transpose(0, 1)  # mixed_qkv.T: [dim, tokens]
+        weight = torch.empty(200, 4, dtype=torch.float16, device="cuda")
+        states = torch.empty(3, 5, 200, dtype=torch.float16, device="cuda").transpose(1, 2)
+        starts = torch.empty(3, dtype=torch.int32, device="cuda")
+        out = torch.ops._C_sm7x.gdn_conv_prefill(x, weight, None, states, starts, None, None, True, -1, 0)
+        assert out.shape == (200, 7) and out.stride() == x.stride() and out.dtype == torch.float16

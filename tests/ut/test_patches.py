@@ -88,3 +88,35 @@ def test_marlin_moe_gate_up_scales_get_the_layout_of_the_hidden_size_k(monkeypat
     channelwise = torch.randn(experts, 1, 2 * width)
     assert torch.equal(int_wna16.marlin_moe_permute_scales(channelwise, hidden, 2 * width, -1),
                        torch.stack([marlin_permute_scales(s, hidden, 2 * width, -1) for s in channelwise]))
+
+
+def test_gdn_prefill_conv_goes_to_our_kernel_only_when_asked_and_only_for_calls_it_takes(monkeypatch):
+    import torch
+    from vllm.model_executor.layers.mamba.gdn import qwen_gdn_linear_attn as gdn_module
+
+    from vllm_sm7x import activation
+    from vllm_sm7x.activation import Activation
+    from vllm_sm7x.patch import gdn_conv_prefill
+
+    calls = []
+
+    def stock(*args, **kwargs):
+        calls.append(kwargs)
+        return "vllm's"
+
+    monkeypatch.setattr(gdn_module, "causal_conv1d_fn", stock)  # vLLM's own is put back after the test
+    monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm75", True, ""))
+    monkeypatch.delenv("VLLM_SM7X_GDN_PREFILL", raising=False)
+    assert not gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel() and gdn_module.causal_conv1d_fn is stock
+    monkeypatch.setenv("VLLM_SM7X_GDN_PREFILL", "1")
+    assert gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel()
+    assert gdn_module.causal_conv1d_fn.sm7x_original is stock
+    assert not gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel()  # idempotent
+
+    # Tensors our kernel does not take (here: on the CPU) go to vLLM's, every argument passed on.
+    x, weight = torch.zeros(8, 5, dtype=torch.float16), torch.zeros(8, 4, dtype=torch.float16)
+    states = torch.zeros(2, 8, 3, dtype=torch.float16)
+    assert gdn_module.causal_conv1d_fn(x, weight, None, states, torch.tensor([0, 5]), metadata="batch") == "vllm's"
+    assert calls[-1]["metadata"] == "batch" and calls[-1]["activation"] == "silu"
+    # Mamba-style prefix caching (block bookkeeping) is never ours, whatever the tensors.
+    assert not gdn_conv_prefill.takes(x, weight, states, "silu", prefix_caching=True)

@@ -9,7 +9,8 @@ path. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the kernels have run end to end on a
 
 Prefill goes through vLLM's ChunkGatedDeltaRule op (a CustomOp): its out-of-tree subclass runs our
 chunked SIMT kernel where it takes the inputs (fp16, k_dim 64 or 128). Opt-in (VLLM_SM7X_GDN_PREFILL=1)
-until it has run on a GPU."""
+until it has run on a GPU; the same switch sends the prefill's causal conv1d to our kernel
+(vllm_sm7x/patch/gdn_conv_prefill.py)."""
 from __future__ import annotations
 
 import logging

@@ -29,6 +29,12 @@ def _gdn_conv_update_fake(x, conv_state, weight, bias, state_indices, silu, cu_s
     return None
 
 
+@torch.library.register_fake("_C_sm7x::gdn_conv_prefill")
+def _gdn_conv_prefill_fake(x, weight, bias, conv_state, query_start_loc, cache_indices, has_initial_state, silu,
+                           pad_slot_id, null_block_id):
+    return torch.empty_like(x)  # as the op allocates it: x's strides
+
+
 @torch.library.register_fake("_C_sm7x::gdn_recurrent")
 def _gdn_recurrent_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, out, k_heads, cu_seqlens=None,
                         num_accepted=None, round_beta=False) -> None:
