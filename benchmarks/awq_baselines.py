@@ -14,6 +14,7 @@ Imported by benchmarks/awq_gemm.py and the tests (benchmarks/ is not a package: 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -44,6 +45,24 @@ def awq_gemm_triton_with(module, kernel) -> Callable:
 _EMULATED: dict = {}  # (arch, run_arch) -> EmulatedKernel
 
 
+def one_process_tensor_parallel_group() -> None:
+    """vLLM's layers ask the tensor-parallel group for their shard when they make their weights (the
+    Marlin method's did, and failed outside an engine: "tensor model parallel group is not
+    initialized"); a group of this one process, as the engine makes for TP1. Once per process."""
+    from vllm.config import DeviceConfig, VllmConfig, set_current_vllm_config
+    from vllm.distributed import parallel_state
+
+    if parallel_state.model_parallel_is_initialized():
+        return
+    init_file = Path(tempfile.mkdtemp(prefix="sm7x-tp1-")) / "init"
+    # The groups read only the parallel settings (defaults: one process); a one-process gloo group
+    # needs no device, so "cpu" spares the device probe (and lets the CPU tests run this).
+    with set_current_vllm_config(VllmConfig(device_config=DeviceConfig(device="cpu"))):
+        parallel_state.init_distributed_environment(world_size=1, rank=0, local_rank=0,
+                                                    distributed_init_method=f"file://{init_file}", backend="gloo")
+        parallel_state.initialize_model_parallel(tensor_model_parallel_size=1)
+
+
 def marlin_baseline(qweight, qzeros, scales, config) -> Callable[[torch.Tensor], torch.Tensor]:
     """vLLM's Marlin AWQ linear on these weights, built as vLLM builds a layer (create_weights, the
     checkpoint's tensors, process_weights_after_loading), with MarlinLinearKernel whatever this GPU's
@@ -51,6 +70,7 @@ def marlin_baseline(qweight, qzeros, scales, config) -> Callable[[torch.Tensor],
     from vllm.model_executor.kernels.linear import MarlinLinearKernel
     from vllm.model_executor.layers.quantization.auto_awq import AutoAWQMarlinLinearMethod
 
+    one_process_tensor_parallel_group()
     K, N = qweight.shape[0], qweight.shape[1] * 8
     method, layer = AutoAWQMarlinLinearMethod(config), torch.nn.Module()
     with torch.device(qweight.device):  # as vLLM's loader does: parameters are made on the GPU
