@@ -26,7 +26,12 @@ def graph_median_ms(step, replays: int = 10) -> float:
 
 def copy_bandwidth_gbs() -> float:
     """Device-to-device copy bandwidth of this GPU (GB/s, bytes read + written): the roofline the
-    memory-bound benchmarks report their fraction of."""
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    memory-bound benchmarks report their fraction of. The faster of two copies of 1 GiB: the driver's
+    memcpy and an SM kernel (an elementwise multiply by one). The memcpy alone understated an H200:
+    captured in a graph it measured 2.7 TB/s there, while cuBLAS read fp16 weights at 4.0 TB/s in the
+    same run (awq_gemm-sm75-h200-2026-11-30.json), so fractions of it were 1.5x too high."""
+    src = torch.rand(1 << 28, device="cuda")  # float32: 1 GiB
     dst = torch.empty_like(src)
-    return 2 * src.numel() / graph_median_ms(lambda: dst.copy_(src)) / 1e6
+    memcpy_ms = graph_median_ms(lambda: dst.copy_(src))
+    kernel_ms = graph_median_ms(lambda: torch.mul(src, 1.0, out=dst))
+    return 2 * src.numel() * src.element_size() / min(memcpy_ms, kernel_ms) / 1e6
