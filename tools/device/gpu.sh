@@ -12,6 +12,8 @@
 #   bash tools/device/gpu.sh bench-gdn-prefill [ARGS...] # build, then benchmarks/gdn_prefill.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-moe [ARGS...]         # build, then benchmarks/moe.py (needs vLLM)
+#   bash tools/device/gpu.sh profile [sm70|sm75]         # build, then Nsight Compute counters of the decode
+#                                                        # kernels (benchmarks/profile_kernels.py), summarised
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
 #   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
@@ -134,6 +136,30 @@ benchmark() {
   return $rc
 }
 
+# profile [PATH]: each case of benchmarks/profile_kernels.py (SM7X_PROFILE_CASES narrows them) under
+# ncu, the counters of its "measured" launch as a raw CSV per case (ncu-raw.tgz), then one summary
+# (ncu-summary.txt).
+# Clocks are left as they are (--clock-control none). ncu reads counters on Firecracker machines only
+# (KINDS.md); elsewhere the summary says nothing was profiled.
+profile_kernels() {
+  local path=${1:-sm75} ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+  if [ -z "$ncu" ]; then
+    echo "profile: ncu not found"
+    return 1
+  fi
+  for case in ${SM7X_PROFILE_CASES:-$(python3 benchmarks/profile_kernels.py --list)}; do
+    "$ncu" --clock-control none --nvtx --nvtx-include "measured/" --print-units base --csv --page raw \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section MemoryWorkloadAnalysis --log-file "$OUT/ncu-$case.csv" \
+      python3 benchmarks/profile_kernels.py --path "$path" --case "$case" >> "$OUT/ncu.log" 2>&1 \
+      || echo "profile: ncu failed on $case (ncu.log)"
+  done
+  python3 tools/device/ncu_summary.py "$OUT"/ncu-*.csv | tee "$OUT/ncu-summary.txt"
+  # One archive for the raw pages: the run tool brings back 8 files.
+  tar czf "$OUT/ncu-raw.tgz" -C "$OUT" $(cd "$OUT" && ls ncu-*.csv) && rm -f "$OUT"/ncu-*.csv
+}
+
 command="${1:-all}"
 shift || true
 case "$command" in  # the cache commands need no GPU work, build or vLLM
@@ -154,6 +180,7 @@ case "$command" in
   bench-gdn-prefill) benchmark gdn_prefill.py gdn_prefill.log "$@" ;;
   bench-serve) benchmark serve.py serve.log "$@" ;;
   bench-moe) benchmark moe.py moe.log "$@" ;;
+  profile) profile_kernels "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | all | save-caches | stash-caches"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | all | save-caches | stash-caches"; exit 2 ;;
 esac
