@@ -5,7 +5,8 @@ summation order flips a late token, the first divergence is allowed only where s
 log-probabilities are closer than the error allowed on the two of them (2 x 2e-2), or, where a float32
 model of the checkpoint is at hand, where that model finds ours' token within REFERENCE_MARGIN of
 stock's. Log-probabilities of the first 16 tokens agree within 2e-2, or, with the float32 model, ours
-is the nearer of the two to it and within REFERENCE_MARGIN of it."""
+is within REFERENCE_MARGIN of it and, over all compared tokens, not ACCURACY_RATIO times further from
+it than stock."""
 import functools
 import json
 import os
@@ -17,15 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from vllm_sm7x.checkpoints import E2E_PROMPT_IDS as PROMPT_IDS
+from vllm_sm7x.checkpoints import E2E_TOKENS as TOKENS
+from vllm_sm7x.checkpoints import MTP_DRAFTS
+
 pytestmark = pytest.mark.gpu
-PROMPTS = 8
-TOKENS = 64
+PROMPTS = len(PROMPT_IDS)
 LOGPROB_TOLERANCE = 2e-2
 # Each of the two candidates may be off by the tolerance in opposite directions. Seen on the H100
 # (2026-11-23): both emulated paths flip token 22 of prompt 1 where stock's top-2 gap is 0.016.
 CLOSE_CALL = 2 * LOGPROB_TOLERANCE
-# Token ids of the test prompts: 8 lengths from 5 to 68.
-PROMPT_IDS = [[(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)] for i in range(PROMPTS)]
 # Against the float32 reference (vllm_sm7x.checkpoints.reference): an fp16 engine may pick a token the
 # reference finds less likely by its rounding (CLOSE_CALL between two fp16 engines); a wrong one,
 # seen by a sure margin. 2026-11-30 (H200): the MoE runs differed from stock at a top-2 gap of 1.2.
@@ -171,8 +173,9 @@ def assert_reference_calls_it_close(reference, prompt, theirs, mine, diverged, l
         f"stock's token by {exact_theirs - exact_mine:.3f}")
 
 
-def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
-    """Stock vLLM's greedy samples of the checkpoint, native on this GPU (our plugin inactive);
+def stock_run(checkpoint, engine_args=None, fix_marlin_moe_scales=False) -> dict:
+    """Stock vLLM's greedy run of the checkpoint, native on this GPU (our plugin inactive): its
+    samples and speculative decoding's counters (with a speculative config);
     fix_marlin_moe_scales applies our patch of its Marlin MoE scale layout (vllm_sm7x/patch/
     marlin_moe_scales.py, the fix of upstream PR 50196) in its engine process. Kept beside the
     checkpoint, keyed by everything that decides them (GPU, vLLM, the generate script, prompts,
@@ -191,14 +194,19 @@ def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
                                      engine_args or {}, fix_marlin_moe_scales, weights]).encode()).hexdigest()[:16]
     kept = folder.parent / f"{folder.name}-stock-samples-{key}.json"  # beside it: vLLM reads the folder
     if kept.exists():
-        print(f"stock vLLM samples: reused {kept.name}")
+        print(f"stock vLLM run: reused {kept.name}")
         return json.loads(kept.read_text())
     fix = {"SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     result = generate(checkpoint, None, "graphs", engine_args=engine_args,
                       env_extra=fix if fix_marlin_moe_scales else None)
     assert result["quantization"] != "awq_sm7x"
-    kept.write_text(json.dumps(result["samples"]))
-    return result["samples"]
+    run = {"samples": result["samples"], "spec_decode": result["spec_decode"]}
+    kept.write_text(json.dumps(run))
+    return run
+
+
+def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):
+    return stock_run(checkpoint, engine_args, fix_marlin_moe_scales)["samples"]
 
 
 @pytest.fixture(scope="module")
@@ -376,8 +384,12 @@ def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint
     assert_matches_stock(moe_stock, ours, label, reference=reference_logprobs(moe_checkpoint), prompts=clean)
 
 
-MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative_tokens": 3},
+MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative_tokens": MTP_DRAFTS},
        "disable_log_stats": False}
+# Ours against stock's acceptance rate on the same checkpoint: ~1300 drafts at a rate near 0.25 give
+# a sampling spread of ~5% of the rate, and fp16 differences between the engines change a few greedy
+# trajectories; 0.8 leaves room for both and fails a head or verification that loses many drafts.
+ACCEPTANCE_RATIO = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -385,22 +397,39 @@ def mtp_checkpoint(awq_checkpoint):
     return awq_checkpoint("qwen35-tiny-mtp")
 
 
+def acceptance(run) -> tuple[float, int, int]:
+    """Share of draft tokens accepted, accepted, drafted: speculative decoding's counters (named with
+    or without Prometheus' _total suffix)."""
+    spec = run["spec_decode"]
+    drafted, accepted = (next(v for k, v in spec.items() if k.removesuffix("_total") == f"vllm:spec_decode_num_{n}")
+                         for n in ("draft_tokens", "accepted_tokens"))
+    return accepted / drafted, accepted, drafted
+
+
+@pytest.fixture(scope="module")
+def mtp_stock(mtp_checkpoint):
+    return stock_run(mtp_checkpoint, MTP)
+
+
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, emulate):
+def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stock, emulate):
     """MTP with 3 drafts through our GDN verification kernels: the same greedy tokens as without MTP
-    (close calls aside), and drafts accepted. The preset's head agrees with the model on ~45% of
-    greedy steps (checkpoint_info.json), so acceptance well above zero is expected."""
+    (close calls aside), and drafts accepted about as often as stock vLLM accepts them on the same
+    checkpoint. checkpoint_info.json holds the rate a CPU replay of vLLM's drafting expects (0.26 for
+    seed 0); 2026-11-30 (H200, f8becbe, scale 0.3): ours accepted 70 of 1311 (0.05) where the replay
+    expects 0.12, so stock's rate tells whether a shortfall is ours."""
     gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
     plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
     with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args=MTP, env_extra=gdn, logprobs=0)
     assert with_mtp["quantization"] == "awq_sm7x"
     assert_matches_stock(plain["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against none")
-    spec = with_mtp["spec_decode"]
-    # Counter names as the metrics reader gives them (with or without Prometheus' _total suffix).
-    drafted, accepted = (next(v for k, v in spec.items() if k.removesuffix("_total") == f"vllm:spec_decode_num_{n}")
-                         for n in ("draft_tokens", "accepted_tokens"))
-    print(f"qwen35-tiny-mtp {emulate}: {accepted} of {drafted} draft tokens accepted ({accepted / drafted:.2f})")
-    assert accepted / drafted > 0.15
+    expected = json.loads((Path(mtp_checkpoint) / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]
+    ours, ours_accepted, ours_drafted = acceptance(with_mtp)
+    theirs, stock_accepted, stock_drafted = acceptance(mtp_stock)
+    print(f"qwen35-tiny-mtp {emulate}: drafts accepted: ours {ours_accepted} of {ours_drafted} ({ours:.3f}), "
+          f"stock vLLM {stock_accepted} of {stock_drafted} ({theirs:.3f}); the CPU replay expects {expected:.3f}")
+    assert theirs > 0, "stock vLLM accepted no draft: the checkpoint's head or the replay is wrong, not our engine"
+    assert ours >= ACCEPTANCE_RATIO * theirs, f"ours accepts {ours:.3f} of drafts, stock vLLM {theirs:.3f}"
 
 
 def test_serving_profile_turns_mtp_on_where_the_checkpoint_has_a_head(mtp_checkpoint):

@@ -170,7 +170,7 @@ def test_moe_experts_keep_gate_up_and_down_of_the_model(tmp_path):
     assert torch.equal(tensors[mlp + "down_proj.weight"], experts.down_proj[5].half())
 
 
-def test_mtp_preset_has_an_fp16_head_that_often_agrees_with_the_model(tmp_path):
+def test_mtp_preset_has_an_fp16_head_whose_drafts_are_often_accepted(tmp_path):
     """The head is built, not trained: fc keeps the embedding half, its layer adds nothing, so it
     guesses the next token from the token alone; the model is scaled so that guess is often right."""
     from safetensors.torch import load_file
@@ -189,5 +189,7 @@ def test_mtp_preset_has_an_fp16_head_that_often_agrees_with_the_model(tmp_path):
     from vllm_sm7x.profiles.model_facts import read_model_facts
 
     assert read_model_facts(out).has_mtp_weights  # so the serving profile turns MTP on for it
-    agreement = json.loads((out / "checkpoint_info.json").read_text())["mtp_head_agreement"]
-    assert 0.25 < agreement < 0.9  # drafts get accepted, and the layers still decide many tokens
+    # vLLM's drafting replayed on the served weights (AWQ dequantized): measured 0.26 on the CPU
+    # (seed 0). The end-to-end MTP test expects this rate from the engines.
+    expected = json.loads((out / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]
+    assert 0.2 < expected < 0.9  # drafts get accepted, and the layers still decide many tokens
