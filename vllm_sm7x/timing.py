@@ -28,8 +28,8 @@ def copy_bandwidth_gbs() -> float:
     """Device-to-device copy bandwidth of this GPU (GB/s, bytes read + written): the roofline the
     memory-bound benchmarks report their fraction of. The faster of two copies of 1 GiB: the driver's
     memcpy and an SM kernel (an elementwise multiply by one). The memcpy alone understated an H200:
-    captured in a graph it measured 2.7 TB/s there, while cuBLAS read fp16 weights at 4.0 TB/s in the
-    same run (awq_gemm-sm75-h200-2026-11-30.json), so fractions of it were 1.5x too high."""
+    captured in a graph it measured 2.7 TB/s there, while cuBLAS read fp16 weights at 3.9 TB/s in the
+    same run (awq_gemm-sm75-h200-2026-11-30.json), so fractions of it were about 1.45x too high."""
     src = torch.rand(1 << 28, device="cuda")  # float32: 1 GiB
     dst = torch.empty_like(src)
     memcpy_ms = graph_median_ms(lambda: dst.copy_(src))

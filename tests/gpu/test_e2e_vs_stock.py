@@ -33,11 +33,14 @@ CLOSE_CALL = 2 * LOGPROB_TOLERANCE
 # seen by a sure margin. 2026-11-30 (H200): the MoE runs differed from stock at a top-2 gap of 1.2.
 REFERENCE_MARGIN = 0.1
 # Where the two engines' log-probabilities differ by more than the tolerance, the float32 model says
-# how far each is off; ours fails if, over all compared tokens, it is off by more than this many times
-# stock's error (a systematic loss of accuracy), not if it is the further of the two at one token: two
-# equally accurate fp16 engines are each the further one half of the time. 2026-11-30 (H200, MoE
-# tiny, f8becbe): ours the further at one token per path (0.023 vs 0.007, 0.028 vs 0.006 nats).
+# how far each is off; ours fails if, over all compared tokens, its mean error is more than this many
+# times stock's and more than ACCURACY_FLOOR (a systematic loss of accuracy), not if it is the further
+# of the two at one token: two equally accurate fp16 engines are each the further one half of the
+# time. 2026-11-30 (H200, MoE tiny, f8becbe): ours the further at one token per path (0.023 vs 0.007,
+# 0.028 vs 0.006 nats). The floor keeps two tiny means (stock's Hopper kernels may round less) from
+# deciding by their ratio alone.
 ACCURACY_RATIO = 2.0
+ACCURACY_FLOOR = LOGPROB_TOLERANCE / 4
 # MoE: a router's k-th and (k+1)-th logits within this fraction of the token's logit spread form a
 # near-tie that fp16 rounding (~1e-3 of the spread after a few layers) can break either way; a
 # disagreement with the reference there is a close call, not a fault. An fp16 copy of the AWQ tiny MoE
@@ -151,7 +154,7 @@ def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
     if compared:
         print(f"{label}: mean log-probability error against the float32 model over {compared} tokens: "
               f"ours {ours_error / compared:.4f}, stock {stock_error / compared:.4f}")
-        assert ours_error <= ACCURACY_RATIO * stock_error, (
+        assert ours_error <= max(ACCURACY_RATIO * stock_error, ACCURACY_FLOOR * compared), (
             f"further from the float32 model than stock: mean error {ours_error / compared:.4f} against "
             f"{stock_error / compared:.4f} over {compared} tokens")
     print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call ({judged} of them where stock was sure, "
@@ -192,7 +195,7 @@ def stock_run(checkpoint, engine_args=None, fix_marlin_moe_scales=False) -> dict
     weights = sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.glob("*.safetensors"))
     key = hashlib.sha256(json.dumps([torch.cuda.get_device_name(), vllm.__version__, GENERATE, PROMPT_IDS,
                                      engine_args or {}, fix_marlin_moe_scales, weights]).encode()).hexdigest()[:16]
-    kept = folder.parent / f"{folder.name}-stock-samples-{key}.json"  # beside it: vLLM reads the folder
+    kept = folder.parent / f"{folder.name}-stock-run-{key}.json"  # beside it: vLLM reads the folder
     if kept.exists():
         print(f"stock vLLM run: reused {kept.name}")
         return json.loads(kept.read_text())
@@ -386,8 +389,8 @@ def test_qwen36_moe_on_the_grouped_expert_gemm_matches_stock_vllm(moe_checkpoint
 
 MTP = {**HYBRID_ENGINE, "speculative_config": {"method": "mtp", "num_speculative_tokens": MTP_DRAFTS},
        "disable_log_stats": False}
-# Ours against stock's acceptance rate on the same checkpoint: ~1300 drafts at a rate near 0.25 give
-# a sampling spread of ~5% of the rate, and fp16 differences between the engines change a few greedy
+# Ours against stock's acceptance rate on the same checkpoint: ~850 drafts at a rate near 0.26 give a
+# sampling spread of ~6% of the rate, and fp16 differences between the engines change a few greedy
 # trajectories; 0.8 leaves room for both and fails a head or verification that loses many drafts.
 ACCEPTANCE_RATIO = 0.8
 

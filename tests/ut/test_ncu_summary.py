@@ -11,9 +11,9 @@ spec.loader.exec_module(ncu_summary)
 HEADER = ["ID", "Kernel Name", "gpu__time_duration.sum", "dram__bytes_read.sum",
           "sm__warps_active.avg.pct_of_peak_sustained_active",
           "smsp__pcsamp_warps_issue_stalled_long_scoreboard", "smsp__pcsamp_warps_issue_stalled_barrier",
-          "smsp__pcsamp_warps_issue_stalled_long_scoreboard_not_issued",
+          "smsp__pcsamp_warps_issue_stalled_long_scoreboard_not_issued", "smsp__pcsamp_warps_issue_stalled_selected",
           "smsp__average_warp_latency_issue_stalled_barrier.pct"]
-UNITS = ["", "", "nsecond", "byte", "%", "", "", "", "%"]
+UNITS = ["", "", "nsecond", "byte", "%", "", "", "", "", "%"]
 
 
 def write_csv(path: Path, rows) -> Path:
@@ -24,18 +24,30 @@ def write_csv(path: Path, rows) -> Path:
 
 def test_each_kernel_gets_its_time_traffic_occupancy_and_top_stalls(tmp_path):
     csv_path = write_csv(tmp_path / "ncu-awq.csv", [
-        ["0", "fused_gemm_kernel<Sm75, 1, 8>", "19,450", "96000000", "61.5", "300", "100", "5000", "90"],
-        ["1", "combine_kernel<256>", "2000", "1000", "12", "", "", "", ""]])
+        ["0", "fused_gemm_kernel<Sm75, 1, 8>", "19,450", "96000000", "61.5", "300", "100", "5000", "700", "90"],
+        ["1", "combine_kernel<256>", "2000", "1000", "12", "", "", "", "", ""]])
     text = ncu_summary.summarise(csv_path)
     first, second = text.split("ncu-awq: ")[1:]
     assert first.startswith("fused_gemm_kernel<Sm75, 1, 8>")
     assert "time                           19.45 us" in first
     assert "DRAM read                      96 MB" in first
     assert "occupancy achieved             61.5 %" in first
-    # The sampled family names two reasons, the latency family one: the sampled one is used, without
-    # its "not issued" variant.
+    # The sampled family names two stall reasons, the latency family one: the sampled one is used,
+    # without its "not issued" variant and without "selected" (the issuing warp).
     assert "stalls (share): long_scoreboard 75%, barrier 25%" in first
+    assert "DRAM read rate                 not collected" in first
     assert second.startswith("combine_kernel<256>") and "stalls" not in second
+
+
+def test_the_per_issue_stall_family_is_read_too(tmp_path):
+    csv_path = tmp_path / "ncu-attention.csv"
+    header = ["Kernel Name", "smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio",
+              "smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio",
+              "smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio"]
+    rows = [header, ["", "", "", ""], ["decode_kernel<256, 2>", "2.0", "1.0", "1.0"]]
+    csv_path.write_text("\n".join(",".join(f'"{cell}"' for cell in row) for row in rows) + "\n")
+    assert "stalls (share): long_scoreboard 50%, math_pipe_throttle 25%, short_scoreboard 25%" in (
+        ncu_summary.summarise(csv_path))
 
 
 def test_a_run_that_profiled_nothing_says_so(tmp_path):

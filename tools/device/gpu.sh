@@ -151,10 +151,16 @@ profile_kernels() {
   for case in ${SM7X_PROFILE_CASES:-$(python3 benchmarks/profile_kernels.py --list)}; do
     "$ncu" --clock-control none --nvtx --nvtx-include "measured/" --print-units base --csv --page raw \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-      --section MemoryWorkloadAnalysis --log-file "$OUT/ncu-$case.csv" \
+      --section MemoryWorkloadAnalysis --section SchedulerStats \
+      --metrics dram__bytes_read.sum,dram__bytes_read.sum.per_second,smsp__issue_active.avg.pct_of_peak_sustained_active \
+      --log-file "$OUT/ncu-$case.csv" \
       python3 benchmarks/profile_kernels.py --path "$path" --case "$case" >> "$OUT/ncu.log" 2>&1 \
       || echo "profile: ncu failed on $case (ncu.log)"
   done
+  if ! compgen -G "$OUT/ncu-*.csv" > /dev/null; then
+    echo "profile: ncu wrote no report (ncu.log)"
+    return 1
+  fi
   python3 tools/device/ncu_summary.py "$OUT"/ncu-*.csv | tee "$OUT/ncu-summary.txt"
   # One archive for the raw pages: the run tool brings back 8 files.
   tar czf "$OUT/ncu-raw.tgz" -C "$OUT" $(cd "$OUT" && ls ncu-*.csv) && rm -f "$OUT"/ncu-*.csv

@@ -31,9 +31,12 @@ METRICS = [
     ("CTAs per SM by warps", "launch__occupancy_limit_warps", 1, ""),
     ("issue slots busy", "smsp__issue_active.avg.pct_of_peak_sustained_active", 1, "%"),
 ]
-# Per-reason stall counters; ncu versions name them in more than one family (sampled counts, average
-# latencies with .pct/.ratio suffixes): one family is used, the one that names the most reasons.
-STALL = re.compile(r"^(smsp__(?:average_warp_latency_issue_stalled|pcsamp_warps_issue_stalled))_(\w+?)((?:\.\w+)*)$")
+# Per-reason stall counters; ncu names them in more than one family (warps stalled per issued
+# instruction, average latencies, sampled counts; with suffixes): one family is used, the one that
+# names the most reasons. "selected" is the warp issuing, not a stall.
+STALL = re.compile(r"^(smsp__(?:average_warps_issue_stalled|average_warp_latency_issue_stalled|"
+                   r"pcsamp_warps_issue_stalled))_(\w+?)((?:_per_issue_active)?(?:\.\w+)*)$")
+NOT_STALLS = ("selected",)
 TOP_STALLS = 5
 
 
@@ -61,7 +64,8 @@ def stall_counts(row: dict[str, str]) -> dict[str, float]:
     for name, text in row.items():
         match = STALL.match(name or "")
         value = number(text or "")
-        if match and value is not None and not match.group(2).endswith("not_issued"):
+        if (match and value is not None and not match.group(2).endswith("not_issued")
+                and match.group(2) not in NOT_STALLS):
             families.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
     return max(families.values(), key=len, default={})
 
@@ -76,8 +80,8 @@ def summarise(path: Path) -> str:
         lines = [f"{path.stem}: {kernel[:100]}"]
         for label, metric, scale, unit in METRICS:
             value = number(row.get(metric, ""))
-            if value is not None:
-                lines.append(f"  {label:<30} {value * scale:,.4g} {unit}".rstrip())
+            shown = "not collected" if value is None else f"{value * scale:,.4g} {unit}".rstrip()
+            lines.append(f"  {label:<30} {shown}")
         counts = stall_counts(row)
         if counts:
             total = sum(counts.values()) or 1.0

@@ -167,14 +167,15 @@ def median_top2_gap(model, prompts, vocab_size: int) -> float:
 def mtp_expected_acceptance(model, prompts, tokens: int = E2E_TOKENS, drafts: int = MTP_DRAFTS) -> float:
     """Share of drafts greedy speculative decoding accepts with the MTP presets' head, replayed as
     vLLM drafts: from the last accepted token, `drafts` chained token-only guesses, accepted up to the
-    first that differs from the model's greedy token (the model's own token then follows)."""
+    first that differs from the model's greedy token (the model's own token then follows). The first
+    round drafts after the prefill's token."""
     guess = model.lm_head(model.model.norm(model.model.embed_tokens.weight)).argmax(-1).tolist()
     accepted = drafted = 0
     for prompt in prompts:
         ids = list(prompt)
         for _ in range(tokens):
             ids.append(int(model(torch.tensor([ids], device=model.device)).logits[0, -1].argmax()))
-        generated, position = ids[len(prompt):], 0
+        generated, position = ids[len(prompt):], 1
         while position < tokens - 1:
             token, matched = ids[len(prompt) + position - 1], 0
             for _ in range(drafts):
