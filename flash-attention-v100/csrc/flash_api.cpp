@@ -218,6 +218,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     splits = ceil_div(2 * sms, batch * kv_heads * row_blocks);
   }
   p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kDecodeMaxSplits, ceil_div(max_keys, kDecodeTileTokens))));
+  // A lone long prompt is the prefill kernel's alone (the SIMT kernel returns at once for it): no split
+  // buffers, which are sized by total_q and took 2.2 GB of float32 for an 8K prompt at 27B TP1.
+  if (batch == 1 && max_seqlen_q >= kPrefillMinQueryLen) p.splits = 1;
   torch::Tensor partial_out, partial_lse;
   if (p.splits > 1) {
     partial_out = torch::empty({p.splits, total_q, q_heads, head_dim}, q.options().dtype(at::kFloat));
