@@ -200,9 +200,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   p.softcap = softcap, p.window_left = window_left, p.causal = causal;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence; the prefill kernel
-  // runs after it (and after its split merge, which writes every row), so it has the last word on
-  // the long sequences' rows.
+  // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence and leaves longer ones
+  // (and their rows of out and lse) to the prefill kernel, which runs after it.
   p.max_q_len = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1);
 
   // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
@@ -223,8 +222,11 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   if (batch == 1 && max_seqlen_q >= kPrefillMinQueryLen) p.splits = 1;
   torch::Tensor partial_out, partial_lse;
   if (p.splits > 1) {
-    partial_out = torch::empty({p.splits, total_q, q_heads, head_dim}, q.options().dtype(at::kFloat));
-    partial_lse = torch::empty({p.splits, total_q, q_heads}, q.options().dtype(at::kFloat));
+    // Rows for the queries the SIMT kernel serves only (batch x its query cap): an 8K prompt in the
+    // batch would otherwise add 8K rows per split (2.2 GB at 27B TP1 with 11 splits).
+    const int64_t split_rows = batch * p.max_q_len;
+    partial_out = torch::empty({p.splits, split_rows, q_heads, head_dim}, q.options().dtype(at::kFloat));
+    partial_lse = torch::empty({p.splits, split_rows, q_heads}, q.options().dtype(at::kFloat));
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }

@@ -40,6 +40,29 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// Keys per split of a sequence with `keys` keys: whole tiles, sized by the sequence's own length (the
+// split count is fixed by shapes, so CUDA graphs stay valid; a context shorter than `splits` tiles uses
+// only the first ceil(keys / split_keys) splits). One tile per split at least: measured on H200, ranges of
+// at least 4 tiles made a 4K-key decode ~1.7x slower (fewer CTAs, each a longer serial chain). The
+// decode kernel and the merge both derive the ranges from here.
+__device__ __forceinline__ int split_keys(int keys, int splits) {
+  return ((keys + splits - 1) / splits + kDecodeTileTokens - 1) / kDecodeTileTokens * kDecodeTileTokens;
+}
+
+// Row of the split buffers for query q_index (< p.max_q_len, the decode kernel's cap) of sequence b and
+// query head `head`: only the rows the decode kernel serves have room there, so a long prompt in the
+// batch (the prefill kernel's) adds nothing to them.
+__device__ __forceinline__ int64_t split_row(const DecodeParams& p, int b, int q_index, int head) {
+  return ((int64_t)b * p.max_q_len + q_index) * p.q_heads + head;
+}
+
+__device__ __forceinline__ int64_t split_rows(const DecodeParams& p) { return (int64_t)p.batch * p.max_q_len * p.q_heads; }
+
+__device__ __forceinline__ int used_splits(int keys, int splits) {
+  const int per_split = split_keys(keys, splits);
+  return per_split == 0 ? 0 : min(splits, (keys + per_split - 1) / per_split);
+}
+
 template <int kHeadDim, int kRowsPerWarp, class Kv>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
@@ -64,13 +87,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
   if (row_block * kRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
   const int keys = min(p.seqlens_k[b], p.max_keys);
-  // This sequence's keys are cut into ranges of whole tiles sized by its own length (the split count
-  // p.splits is fixed by shapes, so CUDA graphs stay valid; a context shorter than p.splits tiles leaves
-  // the last splits empty). One tile per split at least: measured on H200, ranges of at least 4 tiles
-  // made a 4K-key decode ~1.7x slower (fewer CTAs, each a longer serial chain).
-  const int per_split = ((keys + p.splits - 1) / p.splits + kDecodeTileTokens - 1) / kDecodeTileTokens *
-                        kDecodeTileTokens;
+  const int per_split = split_keys(keys, p.splits);
   const int t_begin = split * per_split;
+  // Past the sequence's last used split: nothing to write, the merge stops before it (a short context in
+  // a 256K block table leaves most of the 512 splits here).
+  if (p.splits > 1 && split >= used_splits(keys, p.splits)) return;
   int t_end = min(keys, t_begin + per_split);
   // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
   const int first_row = row_block * kRowsPerCta, last_row = min(rows, first_row + kRowsPerCta) - 1;
@@ -78,8 +99,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   const int t_first = p.window_left < 0 ? t_begin : max(t_begin, keys - q_len + first_row / group - p.window_left);
   if (p.splits > 1 && t_first >= t_end) {  // an empty split: the merge skips it by its -inf alone
     for (int r = first_row + threadIdx.x; r <= last_row; r += kThreads) {
-      const int64_t row_index = (int64_t)(q_begin + r / group) * p.q_heads + kv_head * group + r % group;
-      p.partial_lse[(int64_t)split * p.total_q * p.q_heads + row_index] = -INFINITY;
+      p.partial_lse[split * split_rows(p) + split_row(p, b, r / group, kv_head * group + r % group)] = -INFINITY;
     }
     return;
   }
@@ -142,26 +162,43 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     __syncthreads();
     if (t0 + kDecodeTileTokens < t_end) fetch(t0 + kDecodeTileTokens);  // lands while this tile is scored
 
-    // Scores: lane = token of the tile. Four partial sums per row (even/odd pair, x/y half): one running
-    // sum would chain all head_dim FMAs of a row one after another, and with a few warps per SM (two
-    // CTAs on a V100) that chain's latency, not memory, would set the tile's time.
+    // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
+    // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
+    // warps per SM (two CTAs on a V100) that chain's latency, not memory, would set the tile's time
+    // (measured on H200: plain decode 11-29% faster). At 4 rows per warp the rows are four chains
+    // already, and four sums each made MTP verification at TP1 batch 4 16-19% slower: one sum per row.
+    constexpr int kPartials = kRowsPerWarp <= 2 ? 4 : 1;
     const int t = t0 + lane;
-    float partial[kRowsPerWarp][4] = {};
+    float partial[kRowsPerWarp][kPartials] = {};
 #pragma unroll 4
     for (int c = 0; c < kPairs; c += 2) {
       const float2 k0 = __half22float2(k_s[lane][c]), k1 = __half22float2(k_s[lane][c + 1]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float2 q0 = as_float2(q_s[warp + kWarps * j][c]), q1 = as_float2(q_s[warp + kWarps * j][c + 1]);
-        partial[j][0] = fmaf(q0.x, k0.x, partial[j][0]);
-        partial[j][1] = fmaf(q0.y, k0.y, partial[j][1]);
-        partial[j][2] = fmaf(q1.x, k1.x, partial[j][2]);
-        partial[j][3] = fmaf(q1.y, k1.y, partial[j][3]);
+        if constexpr (kPartials == 4) {
+          partial[j][0] = fmaf(q0.x, k0.x, partial[j][0]);
+          partial[j][1] = fmaf(q0.y, k0.y, partial[j][1]);
+          partial[j][2] = fmaf(q1.x, k1.x, partial[j][2]);
+          partial[j][3] = fmaf(q1.y, k1.y, partial[j][3]);
+        } else {
+          float sum = partial[j][0];
+          sum = fmaf(q0.x, k0.x, sum);
+          sum = fmaf(q0.y, k0.y, sum);
+          sum = fmaf(q1.x, k1.x, sum);
+          partial[j][0] = fmaf(q1.y, k1.y, sum);
+        }
       }
     }
     float s[kRowsPerWarp];
 #pragma unroll
-    for (int j = 0; j < kRowsPerWarp; ++j) s[j] = (partial[j][0] + partial[j][1]) + (partial[j][2] + partial[j][3]);
+    for (int j = 0; j < kRowsPerWarp; ++j) {
+      if constexpr (kPartials == 4) {
+        s[j] = (partial[j][0] + partial[j][1]) + (partial[j][2] + partial[j][3]);
+      } else {
+        s[j] = partial[j][0];
+      }
+    }
     float prob[kRowsPerWarp];
 #pragma unroll
     for (int j = 0; j < kRowsPerWarp; ++j) {
@@ -214,7 +251,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       }
       if (lane == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = lse;
     } else {
-      const int64_t partial_row = (int64_t)split * p.total_q * p.q_heads + row_index;
+      const int64_t partial_row = split * split_rows(p) + split_row(p, b, q_index, head);
       float2* out = reinterpret_cast<float2*>(p.partial_out + partial_row * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) out[lane + 32 * c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
@@ -223,17 +260,23 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   }
 }
 
-// One CTA per (sequence, query, head); each thread two columns. The splits' log-sum-exps are read once
-// into shared memory; partial outputs are read only for splits that saw a key (empty splits write none).
+// One CTA per (sequence, query of the decode kernel's, head); each thread two columns. Queries of
+// sequences the decode kernel left to the prefill kernel return at once. Only the splits the sequence
+// used are read (the decode kernel writes nothing past them): their log-sum-exps once into shared
+// memory, and partial outputs only for splits that saw a key (empty ones carry -inf).
 template <int kHeadDim>
 __global__ void combine_kernel(const DecodeParams p) {
-  const int64_t row = blockIdx.x;  // query token * q_heads + head
-  const int64_t rows = (int64_t)p.total_q * p.q_heads;
+  const int64_t row = blockIdx.x;  // split_row(p, b, q_index, head)
+  const int head = row % p.q_heads, q_index = row / p.q_heads % p.max_q_len, b = row / p.q_heads / p.max_q_len;
+  const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
+  if (q_index >= q_len || q_len >= kPrefillMinQueryLen) return;
+  const int64_t rows = split_rows(p);
+  const int splits = used_splits(min(p.seqlens_k[b], p.max_keys), p.splits);
   __shared__ float lse_s[kDecodeMaxSplits];
-  for (int s = threadIdx.x; s < p.splits; s += blockDim.x) lse_s[s] = p.partial_lse[s * rows + row];
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) lse_s[s] = p.partial_lse[s * rows + row];
   __syncthreads();
   float max_lse = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) max_lse = fmaxf(max_lse, lse_s[s]);
+  for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, lse_s[s]);
   const int c = threadIdx.x;  // half2 column
   float2 acc = make_float2(0.f, 0.f);
   float total = 0.f;
@@ -241,13 +284,13 @@ __global__ void combine_kernel(const DecodeParams p) {
     // kMergeBatch partial loads in flight at once (predicated, so no branch splits them); the sum
     // still runs in split order.
     constexpr int kMergeBatch = 8;
-    for (int s0 = 0; s0 < p.splits; s0 += kMergeBatch) {
+    for (int s0 = 0; s0 < splits; s0 += kMergeBatch) {
       float weight[kMergeBatch];
       float2 part[kMergeBatch];
 #pragma unroll
       for (int i = 0; i < kMergeBatch; ++i) {
         const int s = s0 + i;
-        const bool used = s < p.splits && lse_s[s] != -INFINITY;
+        const bool used = s < splits && lse_s[s] != -INFINITY;
         weight[i] = used ? __expf(lse_s[s] - max_lse) : 0.f;
         part[i] = used ? reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c]
                        : make_float2(0.f, 0.f);
@@ -261,8 +304,9 @@ __global__ void combine_kernel(const DecodeParams p) {
     }
   }
   const float inv = total > 0.f ? 1.f / total : 0.f;
-  reinterpret_cast<__half2*>(p.out + row * kHeadDim)[c] = __floats2half2_rn(acc.x * inv, acc.y * inv);
-  if (c == 0) p.lse[(row % p.q_heads) * p.total_q + row / p.q_heads] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
+  const int64_t out_row = (int64_t)(q_begin + q_index) * p.q_heads + head;
+  reinterpret_cast<__half2*>(p.out + out_row * kHeadDim)[c] = __floats2half2_rn(acc.x * inv, acc.y * inv);
+  if (c == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
 template <int kHeadDim, int kRowsPerCta>
@@ -283,7 +327,7 @@ void launch_for(const DecodeParams& p, cudaStream_t stream) {
     default: launch_decode_for<kHeadDim, kDecodeRowsPerCta>(p, stream); break;
   }
   if (p.splits > 1) {
-    combine_kernel<kHeadDim><<<p.total_q * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
+    combine_kernel<kHeadDim><<<p.batch * p.max_q_len * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();
   }
 }

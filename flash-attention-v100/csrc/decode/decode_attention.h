@@ -36,8 +36,9 @@ struct DecodeParams {
   const int* block_table;     // [batch, max_blocks]
   __half* out;                // [total_q, q_heads, head_dim] contiguous, when splits == 1
   float* lse;                 // [q_heads, total_q], when splits == 1
-  float* partial_out;         // [splits, total_q, q_heads, head_dim], when splits > 1
-  float* partial_lse;         // [splits, total_q, q_heads], when splits > 1
+  float* partial_out;         // [splits, batch x max_q_len, q_heads, head_dim], when splits > 1: query
+  float* partial_lse;         // [splits, batch x max_q_len, q_heads]          q_index of sequence b at
+                              // row b * max_q_len + q_index (the decode kernel's queries only)
   int64_t q_token_stride, q_head_stride;
   int64_t k_block_stride, k_token_stride, k_head_stride;
   int64_t v_block_stride, v_token_stride, v_head_stride;
