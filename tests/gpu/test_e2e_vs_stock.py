@@ -258,6 +258,9 @@ def test_fp8_e5m2_kv_cache_holds_twice_the_tokens_and_keeps_the_sure_tokens(chec
 # Qwen3.5/3.6 hybrid: Gated DeltaNet layers (our decode kernels through the layer override) and gated
 # full attention, AWQ, text-only.
 HYBRID_ENGINE = {"language_model_only": True}
+# Stock vLLM's hybrid runs: on an H100/H200 it picks FlashInfer's GDN prefill, which the lent machine's
+# vLLM bundle lacks (an MTP run without this failed at start-up, 2026-11-30).
+STOCK_HYBRID_ENGINE = {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"}
 
 
 @pytest.fixture(scope="module")
@@ -267,8 +270,7 @@ def hybrid_checkpoint(awq_checkpoint):
 
 @pytest.fixture(scope="module")
 def hybrid_stock(hybrid_checkpoint):
-    # On this GPU stock picks FlashInfer's GDN prefill, which the lent machine's vLLM bundle lacks.
-    return stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"})
+    return stock_samples(hybrid_checkpoint, STOCK_HYBRID_ENGINE)
 
 
 @functools.cache
@@ -349,8 +351,7 @@ def moe_stock(moe_checkpoint):
     # MoE lays out the gate/up scales wrongly (2026-11-30, H200: its first tokens differed from ours at
     # top-2 gaps over 1; that layout applied to the float32 model on the CPU flips 5 of the 8 prompts'
     # first tokens as confidently), so stock runs with the upstream fix.
-    return stock_samples(moe_checkpoint, {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"},
-                         fix_marlin_moe_scales=True)
+    return stock_samples(moe_checkpoint, STOCK_HYBRID_ENGINE, fix_marlin_moe_scales=True)
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +412,7 @@ def acceptance(run) -> tuple[float, int, int]:
 
 @pytest.fixture(scope="module")
 def mtp_stock(mtp_checkpoint):
-    return stock_run(mtp_checkpoint, MTP)
+    return stock_run(mtp_checkpoint, {**MTP, **STOCK_HYBRID_ENGINE})
 
 
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])

@@ -5,7 +5,8 @@ against our TP1, with the close-call rule of the single-GPU end-to-end tests. TP
 the Gated DeltaNet heads and the experts' width; sm70 all-reduces through NCCL (vLLM's custom
 all-reduce lives in vllm._C)."""
 import pytest
-from tests.gpu.test_e2e_vs_stock import HYBRID_ENGINE, assert_matches_stock, generate, stock_samples
+from tests.gpu.test_e2e_vs_stock import (HYBRID_ENGINE, STOCK_HYBRID_ENGINE, assert_matches_stock, generate,
+                                         stock_samples)
 
 pytestmark = pytest.mark.gpu
 TP2 = {"tensor_parallel_size": 2}
@@ -43,7 +44,7 @@ def hybrid_checkpoint(awq_checkpoint):
 
 def test_hybrid_tp2_with_our_gdn_decode_matches_stock_vllm_tp2(hybrid_checkpoint):
     # Stock's GDN prefill pinned to Triton as in the single-GPU test (no FlashInfer on the lent machine).
-    stock = stock_samples(hybrid_checkpoint, {**HYBRID_ENGINE, **TP2, "gdn_prefill_backend": "triton"})
+    stock = stock_samples(hybrid_checkpoint, {**STOCK_HYBRID_ENGINE, **TP2})
     ours = generate(hybrid_checkpoint, "sm70", "graphs", engine_args={**HYBRID_ENGINE, **TP2},
                     env_extra={"VLLM_SM7X_GDN_DECODE": "1"})
     assert ours["quantization"] == "awq_sm7x"
@@ -67,7 +68,7 @@ def moe_checkpoint(tmp_path_factory):
 
 
 def test_moe_tp2_matches_stock_vllm_tp2(moe_checkpoint):
-    stock = stock_samples(moe_checkpoint, {**HYBRID_ENGINE, **TP2, "gdn_prefill_backend": "triton"})
+    stock = stock_samples(moe_checkpoint, {**STOCK_HYBRID_ENGINE, **TP2})
     ours = generate(moe_checkpoint, "sm70", "graphs", engine_args={**HYBRID_ENGINE, **TP2})
     assert ours["quantization"] == "awq_sm7x"
     assert_matches_stock(stock, ours, "qwen36-35b-a3b-tiny sm70/TP2")
