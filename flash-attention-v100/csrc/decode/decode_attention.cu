@@ -56,7 +56,7 @@ __device__ __forceinline__ int64_t split_row(const DecodeParams& p, int b, int q
   return ((int64_t)b * p.max_q_len + q_index) * p.q_heads + head;
 }
 
-__device__ __forceinline__ int64_t split_rows(const DecodeParams& p) { return (int64_t)p.batch * p.max_q_len * p.q_heads; }
+__host__ __device__ __forceinline__ int64_t split_rows(const DecodeParams& p) { return (int64_t)p.batch * p.max_q_len * p.q_heads; }
 
 __device__ __forceinline__ int used_splits(int keys, int splits) {
   const int per_split = split_keys(keys, splits);
@@ -260,36 +260,52 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   }
 }
 
-// One CTA per (sequence, query of the decode kernel's, head); each thread two columns. Queries of
-// sequences the decode kernel left to the prefill kernel return at once. Only the splits the sequence
-// used are read (the decode kernel writes nothing past them): their log-sum-exps once into shared
-// memory, and partial outputs only for splits that saw a key (empty ones carry -inf).
+// The merge of the splits. CTA = (sequence, query of the decode kernel's, head, 64 columns): each warp
+// sums every kCombineWarps-th split for its lane's two columns, and warp 0 adds the warps' sums in a
+// fixed order (deterministic). Spreading one row over warps and CTAs keeps many loads in flight: one
+// CTA per row, walking 264 splits serially, took as long as the decode kernel itself at 32K keys,
+// TP4 b=1 (ncu, H200 2026-11-30: 31.9 us over 6 CTAs, latency-bound). Queries of sequences the decode
+// kernel left to the prefill kernel return at once. Only the splits the sequence used are read (the
+// decode kernel writes nothing past them), and partial outputs only of splits that saw a key (-inf).
+constexpr int kCombineWarps = 8;
+constexpr int kCombinePairs = 32;  // half2 columns per CTA: one per lane
+
 template <int kHeadDim>
-__global__ void combine_kernel(const DecodeParams p) {
-  const int64_t row = blockIdx.x;  // split_row(p, b, q_index, head)
+__global__ void __launch_bounds__(kCombineWarps * 32) combine_kernel(const DecodeParams p) {
+  constexpr int kChunks = kHeadDim / 2 / kCombinePairs;
+  const int64_t row = blockIdx.x / kChunks;  // split_row(p, b, q_index, head)
+  const int c = blockIdx.x % kChunks * kCombinePairs + threadIdx.x % 32;  // half2 column
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int head = row % p.q_heads, q_index = row / p.q_heads % p.max_q_len, b = row / p.q_heads / p.max_q_len;
   const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
   if (q_index >= q_len || q_len >= kPrefillMinQueryLen) return;
   const int64_t rows = split_rows(p);
   const int splits = used_splits(min(p.seqlens_k[b], p.max_keys), p.splits);
   __shared__ float lse_s[kDecodeMaxSplits];
-  for (int s = threadIdx.x; s < splits; s += blockDim.x) lse_s[s] = p.partial_lse[s * rows + row];
+  __shared__ float warp_max_s[kCombineWarps];
+  __shared__ float3 warp_sum_s[kCombineWarps][32];  // (acc.x, acc.y, total) per warp and lane
+  float local_max = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    lse_s[s] = p.partial_lse[s * rows + row];
+    local_max = fmaxf(local_max, lse_s[s]);
+  }
+  local_max = warp_max(local_max);
+  if (lane == 0) warp_max_s[warp] = local_max;
   __syncthreads();
   float max_lse = -INFINITY;
-  for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, lse_s[s]);
-  const int c = threadIdx.x;  // half2 column
+#pragma unroll
+  for (int w = 0; w < kCombineWarps; ++w) max_lse = fmaxf(max_lse, warp_max_s[w]);
   float2 acc = make_float2(0.f, 0.f);
   float total = 0.f;
   if (max_lse != -INFINITY) {
-    // kMergeBatch partial loads in flight at once (predicated, so no branch splits them); the sum
-    // still runs in split order.
-    constexpr int kMergeBatch = 8;
-    for (int s0 = 0; s0 < splits; s0 += kMergeBatch) {
+    // kMergeBatch partial loads in flight per lane (predicated, so no branch splits them).
+    constexpr int kMergeBatch = 4;
+    for (int s0 = warp; s0 < splits; s0 += kMergeBatch * kCombineWarps) {
       float weight[kMergeBatch];
       float2 part[kMergeBatch];
 #pragma unroll
       for (int i = 0; i < kMergeBatch; ++i) {
-        const int s = s0 + i;
+        const int s = s0 + i * kCombineWarps;
         const bool used = s < splits && lse_s[s] != -INFINITY;
         weight[i] = used ? __expf(lse_s[s] - max_lse) : 0.f;
         part[i] = used ? reinterpret_cast<const float2*>(p.partial_out + (s * rows + row) * kHeadDim)[c]
@@ -302,6 +318,18 @@ __global__ void combine_kernel(const DecodeParams p) {
         total += weight[i];
       }
     }
+  }
+  warp_sum_s[warp][lane] = make_float3(acc.x, acc.y, total);
+  __syncthreads();
+  if (warp != 0) return;
+  acc = make_float2(0.f, 0.f);
+  total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kCombineWarps; ++w) {
+    const float3 part = warp_sum_s[w][lane];
+    acc.x += part.x;
+    acc.y += part.y;
+    total += part.z;
   }
   const float inv = total > 0.f ? 1.f / total : 0.f;
   const int64_t out_row = (int64_t)(q_begin + q_index) * p.q_heads + head;
@@ -327,7 +355,8 @@ void launch_for(const DecodeParams& p, cudaStream_t stream) {
     default: launch_decode_for<kHeadDim, kDecodeRowsPerCta>(p, stream); break;
   }
   if (p.splits > 1) {
-    combine_kernel<kHeadDim><<<p.batch * p.max_q_len * p.q_heads, kHeadDim / 2, 0, stream>>>(p);
+    const int64_t chunks = kHeadDim / 2 / kCombinePairs;
+    combine_kernel<kHeadDim><<<split_rows(p) * chunks, kCombineWarps * 32, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();
   }
 }
