@@ -103,7 +103,13 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
                              json.dumps(engine_args or {}), str(logprobs), json.dumps(PROMPT_IDS)],
                             capture_output=True, text=True, env=env,
                             timeout=500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    finished = any(line.startswith("RESULT ") for line in result.stdout.splitlines())
+    if result.returncode != 0 and finished and not emulate:
+        # Stock vLLM's MTP engine crashed at exit after its results were out (SIGSEGV, H200 2026-11-30):
+        # its outputs are what the tests compare; a crash of ours still fails.
+        print(f"stock vLLM: exit status {result.returncode} after its results were written")
+    else:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     # Where an engine's start-up time goes (device time is scarce): vLLM's own phase timings.
     phases = [match.group(0) for match in STARTUP_PHASE.finditer(result.stdout + result.stderr)]
     print(f"engine {emulate or 'stock'}/{mode}: {time.monotonic() - start:.0f} s; {'; '.join(phases)}")

@@ -14,6 +14,8 @@
 #   bash tools/device/gpu.sh bench-moe [ARGS...]         # build, then benchmarks/moe.py (needs vLLM)
 #   bash tools/device/gpu.sh profile [sm70|sm75]         # build, then Nsight Compute counters of the decode
 #                                                        # kernels (benchmarks/profile_kernels.py), summarised
+#   bash tools/device/gpu.sh mtp-acceptance PATH:VARIANT... # build, then MTP acceptance per variant
+#                                                        # (tools/device/mtp_acceptance.py), spread over the GPUs
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
 #   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
@@ -166,6 +168,22 @@ profile_kernels() {
   tar czf "$OUT/ncu-raw.tgz" -C "$OUT" $(cd "$OUT" && ls ncu-*.csv) && rm -f "$OUT"/ncu-*.csv
 }
 
+# mtp-acceptance PATH:VARIANT...: tools/device/mtp_acceptance.py, the runs dealt round-robin over the
+# GPUs (one process each, at once); logs mtp-acceptance-<gpu>.log.
+mtp_acceptance() {
+  local gpus g j pids=()
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  for ((g = 0; g < gpus && g < $#; g++)); do
+    local mine=()
+    for ((j = g; j < $#; j += gpus)); do mine+=("${@:j+1:1}"); done
+    CUDA_VISIBLE_DEVICES=$g SM7X_CHECKPOINT_CACHE="/tmp/sm7x-checkpoints-gpu$g" PYTHONUNBUFFERED=1 \
+      python3 tools/device/mtp_acceptance.py "${mine[@]}" > "$OUT/mtp-acceptance-$g.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  grep -h "^MTP acceptance\|Error" "$OUT"/mtp-acceptance-*.log | tail -20
+}
+
 command="${1:-all}"
 shift || true
 case "$command" in  # the cache commands need no GPU work, build or vLLM
@@ -187,6 +205,7 @@ case "$command" in
   bench-serve) benchmark serve.py serve.log "$@" ;;
   bench-moe) benchmark moe.py moe.log "$@" ;;
   profile) profile_kernels "$@" ;;
+  mtp-acceptance) mtp_acceptance "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | all | save-caches | stash-caches"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | mtp-acceptance | all | save-caches | stash-caches"; exit 2 ;;
 esac

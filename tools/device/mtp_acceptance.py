@@ -1,0 +1,53 @@
+"""Where MTP drafts get lost: speculative decoding's acceptance on the qwen35-tiny-mtp AWQ checkpoint
+under each named variant of our emulated path, one engine per variant (run on the lent GPU; each
+costs about one serving test's engine start).
+
+    python tools/device/mtp_acceptance.py sm75:ours sm75:fla-gdn sm75:triton-attn sm75:eager
+
+Variants swap one of our pieces for stock vLLM's, so the one whose swap restores stock's rate
+(tests/gpu/test_e2e_vs_stock.py prints it) holds the loss:
+    ours         our GDN decode/verification kernels, FLASH_ATTN_V100, CUDA graphs
+    fla-gdn      vLLM's FLA Triton kernels for GDN decode and verification (VLLM_SM7X_GDN_DECODE=0)
+    triton-attn  TRITON_ATTN instead of FLASH_ATTN_V100
+    stock-parts  both swaps at once (what is left is ours: AWQ GEMM, platform, config)
+    eager        ours without CUDA graphs
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.gpu.test_e2e_vs_stock import MTP, acceptance, generate  # noqa: E402
+
+VARIANTS = {  # name -> (environment, attention backend, mode)
+    "ours": ({"VLLM_SM7X_GDN_DECODE": "1"}, "default", "graphs"),
+    "fla-gdn": ({"VLLM_SM7X_GDN_DECODE": "0"}, "default", "graphs"),
+    "triton-attn": ({"VLLM_SM7X_GDN_DECODE": "1"}, "TRITON_ATTN", "graphs"),
+    "stock-parts": ({"VLLM_SM7X_GDN_DECODE": "0"}, "TRITON_ATTN", "graphs"),
+    "eager": ({"VLLM_SM7X_GDN_DECODE": "1"}, "default", "eager"),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="PATH:VARIANT, e.g. sm75:fla-gdn (variants: " + ", ".join(VARIANTS) + ")")
+    args = parser.parse_args()
+    from vllm_sm7x.checkpoints import make_checkpoint
+
+    folder = Path(os.environ.get("SM7X_CHECKPOINT_CACHE", "/tmp/sm7x-checkpoints")) / "qwen35-tiny-mtp-awq-g128-seed0"
+    if not (folder / "sm7x-checkpoint-complete").exists():
+        make_checkpoint("qwen35-tiny-mtp", folder, group_size=128, seed=0)
+        (folder / "sm7x-checkpoint-complete").touch()
+    for run in args.runs:
+        path, variant = run.split(":")
+        env, backend, mode = VARIANTS[variant]
+        result = generate(folder, path, mode, backend=backend, engine_args=MTP, env_extra=env, logprobs=0)
+        rate, accepted, drafted = acceptance(result)
+        print(f"MTP acceptance {path}:{variant}: {accepted} of {drafted} ({rate:.3f}), quantization "
+              f"{result['quantization']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
