@@ -5,7 +5,8 @@ runs this under ncu and summarises the counters with tools/device/ncu_summary.py
 say how far each kernel is from the roofline; the counters say why (DRAM throughput, occupancy and
 what limits it, where warps stall).
 
-  awq-<shape>:        the fused AWQ GEMM of one Qwen3.6-27B linear layer at M=1
+  awq-<shape>:        the fused AWQ GEMM of one Qwen3.6-27B linear layer at M=1 (-m8/-m16: 8 and 16
+                      rows, where the layer aggregate slows from 0.094 to 0.162 ms)
   attention-<shape>:  flash-attn-v100 decode at 32K context (the kernel and its split merge)
   moe-<shape>:        our MoE layer at one token (Qwen3.6-35B-A3B widths; the decode kernels)
 
@@ -26,13 +27,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 WARMUP = 3
 
 
-def awq_case(K: int, N: int):
+def awq_case(K: int, N: int, M: int = 1):
     def make(path: str):
         from awq_gemm import Layer
 
         from vllm_sm7x.ops import awq
 
-        layer, x = Layer(K, N, dense=False), torch.randn(1, K, device="cuda").half()
+        layer, x = Layer(K, N, dense=False), torch.randn(M, K, device="cuda").half()
         return lambda: awq.awq_linear(x, layer.kernel, path=path)
     return make
 
@@ -65,6 +66,8 @@ CASES = {
     "awq-27b-tp1-qkv": awq_case(5120, 2 * 6144 + 2 * 1024),
     "awq-27b-tp1-down": awq_case(17408, 5120),
     "awq-27b-tp4-gate_up": awq_case(5120, 2 * 17408 // 4),
+    "awq-27b-tp1-gate_up-m8": awq_case(5120, 2 * 17408, M=8),
+    "awq-27b-tp1-gate_up-m16": awq_case(5120, 2 * 17408, M=16),
     "attention-27b-tp1-b4": attention_case(24, 4, 4),
     "attention-27b-tp4-b1": attention_case(6, 1, 1),
     "moe-35b-a3b-tp1": moe_case(512),

@@ -54,3 +54,18 @@ def test_a_run_that_profiled_nothing_says_so(tmp_path):
     empty = tmp_path / "ncu-moe.csv"
     empty.write_text("==ERROR== the profiler could not be initialised\n")
     assert "no kernel profiled" in ncu_summary.summarise(empty)
+
+
+def test_hopper_names_of_dram_throughput_and_the_cache_hit_rates_are_read(tmp_path):
+    """On an H100/H200 ncu names DRAM throughput gpu__dram_throughput (a profile at 7475f94 printed
+    it as not collected under the older dram__ name)."""
+    csv_path = tmp_path / "ncu-awq.csv"
+    header = ["Kernel Name", "gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed",
+              "l1tex__t_sector_hit_rate.pct", "lts__t_sector_hit_rate.pct"]
+    rows = [header, ["", "%", "%", "%"], ["fused_gemm_kernel<Sm75, 2, 8>", "43.58", "29.62", "4"]]
+    csv_path.write_text("\n".join(",".join(f'"{cell}"' for cell in row) for row in rows) + "\n")
+    text = ncu_summary.summarise(csv_path)
+    assert "DRAM % of peak                 43.58 %" in text
+    assert "L1 hit rate                    29.62 %" in text
+    assert "L2 hit rate                    4 %" in text
+    assert "L2 % of peak                   not collected" in text

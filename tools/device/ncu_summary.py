@@ -13,12 +13,17 @@ import re
 import sys
 from pathlib import Path
 
-# (label, metric, scale to the printed unit, unit)
+# (label, metric or metrics tried in order (ncu's names differ between GPU generations), scale to the
+# printed unit, unit)
 METRICS = [
     ("time", "gpu__time_duration.sum", 1e-3, "us"),  # ncu reports ns
     ("DRAM read", "dram__bytes_read.sum", 1e-6, "MB"),
     ("DRAM read rate", "dram__bytes_read.sum.per_second", 1e-12, "TB/s"),
-    ("DRAM % of peak", "dram__throughput.avg.pct_of_peak_sustained_elapsed", 1, "%"),
+    ("DRAM % of peak", ("gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed",
+                        "dram__throughput.avg.pct_of_peak_sustained_elapsed"), 1, "%"),
+    ("L2 % of peak", "lts__t_sectors.avg.pct_of_peak_sustained_elapsed", 1, "%"),
+    ("L1 hit rate", "l1tex__t_sector_hit_rate.pct", 1, "%"),
+    ("L2 hit rate", "lts__t_sector_hit_rate.pct", 1, "%"),
     ("SM % of peak", "sm__throughput.avg.pct_of_peak_sustained_elapsed", 1, "%"),
     ("grid", "launch__grid_size", 1, "CTAs"),
     ("threads per CTA", "launch__block_size", 1, ""),
@@ -78,8 +83,9 @@ def summarise(path: Path) -> str:
     for row in rows:
         kernel = row.get("Kernel Name", "?")
         lines = [f"{path.stem}: {kernel[:100]}"]
-        for label, metric, scale, unit in METRICS:
-            value = number(row.get(metric, ""))
+        for label, metrics, scale, unit in METRICS:
+            names = (metrics,) if isinstance(metrics, str) else metrics
+            value = next((v for v in (number(row.get(name, "")) for name in names) if v is not None), None)
             shown = "not collected" if value is None else f"{value * scale:,.4g} {unit}".rstrip()
             lines.append(f"  {label:<30} {shown}")
         counts = stall_counts(row)
