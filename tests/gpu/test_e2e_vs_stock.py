@@ -426,8 +426,9 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
     """MTP with 3 drafts through our GDN verification kernels: the same greedy tokens as without MTP
     (close calls aside), and drafts accepted about as often as stock vLLM accepts them on the same
     checkpoint. checkpoint_info.json holds the rate a CPU replay of vLLM's drafting expects (0.26 for
-    seed 0); 2026-11-30 (H200, f8becbe, scale 0.3): ours accepted 70 of 1311 (0.05) where the replay
-    expects 0.12, so stock's rate tells whether a shortfall is ours."""
+    seed 0). 2026-11-30 (H200, sm75): stock accepted 196 of 933, and ours with vLLM's FLA kernels for
+    GDN (VLLM_SM7X_GDN_DECODE=0) 196 of 933 too; this head drafts from the last token alone, so equal
+    tokens give equal acceptance (tools/device/mtp_acceptance.py compares variants)."""
     gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
     plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
     with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args=MTP, env_extra=gdn, logprobs=0)
