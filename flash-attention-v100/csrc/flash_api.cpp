@@ -224,9 +224,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   if (p.splits > 1) {
     // Rows for the queries the SIMT kernel serves only (batch x its query cap): an 8K prompt in the
     // batch would otherwise add 8K rows per split (2.2 GB at 27B TP1 with 11 splits).
-    const int64_t split_rows = batch * p.max_q_len;
-    partial_out = torch::empty({p.splits, split_rows, q_heads, head_dim}, q.options().dtype(at::kFloat));
-    partial_lse = torch::empty({p.splits, split_rows, q_heads}, q.options().dtype(at::kFloat));
+    partial_out = torch::empty({p.splits, split_rows(p), head_dim}, q.options().dtype(at::kFloat));
+    partial_lse = torch::empty({p.splits, split_rows(p)}, q.options().dtype(at::kFloat));
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }

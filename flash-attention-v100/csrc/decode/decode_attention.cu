@@ -56,8 +56,6 @@ __device__ __forceinline__ int64_t split_row(const DecodeParams& p, int b, int q
   return ((int64_t)b * p.max_q_len + q_index) * p.q_heads + head;
 }
 
-__host__ __device__ __forceinline__ int64_t split_rows(const DecodeParams& p) { return (int64_t)p.batch * p.max_q_len * p.q_heads; }
-
 __device__ __forceinline__ int used_splits(int keys, int splits) {
   const int per_split = split_keys(keys, splits);
   return per_split == 0 ? 0 : min(splits, (keys + per_split - 1) / per_split);

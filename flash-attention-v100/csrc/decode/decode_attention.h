@@ -36,9 +36,9 @@ struct DecodeParams {
   const int* block_table;     // [batch, max_blocks]
   __half* out;                // [total_q, q_heads, head_dim] contiguous, when splits == 1
   float* lse;                 // [q_heads, total_q], when splits == 1
-  float* partial_out;         // [splits, batch x max_q_len, q_heads, head_dim], when splits > 1: query
-  float* partial_lse;         // [splits, batch x max_q_len, q_heads]          q_index of sequence b at
-                              // row b * max_q_len + q_index (the decode kernel's queries only)
+  float* partial_out;         // [splits, split_rows, head_dim], when splits > 1: query q_index of
+  float* partial_lse;         // [splits, split_rows]            sequence b, head h at row
+                              // (b * max_q_len + q_index) * q_heads + h (the decode kernel's queries only)
   int64_t q_token_stride, q_head_stride;
   int64_t k_block_stride, k_token_stride, k_head_stride;
   int64_t v_block_stride, v_token_stride, v_head_stride;
@@ -52,6 +52,12 @@ struct DecodeParams {
   bool causal;                // a sequence's queries are its last positions; no key to their right
   int splits;                 // KV ranges per sequence (each a whole number of tiles)
 };
+
+// Rows (query x head) of one split's partials: batch x max_q_len x q_heads. The op sizes the buffers
+// and the kernels index them by this one rule.
+__host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
+  return (int64_t)p.batch * p.max_q_len * p.q_heads;
+}
 
 // head_dim 64, 128 or 256 (checked by the op). With splits > 1, a second kernel merges the
 // partials into out and lse.
