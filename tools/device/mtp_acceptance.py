@@ -13,12 +13,12 @@ Variants swap one of our pieces for stock vLLM's, so the one whose swap restores
     eager        ours without CUDA graphs
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.gpu.conftest import cached_checkpoint_folder, make_checkpoint_once  # noqa: E402
 from tests.gpu.test_e2e_vs_stock import MTP, acceptance, generate  # noqa: E402
 
 VARIANTS = {  # name -> (environment, attention backend, mode)
@@ -34,12 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="PATH:VARIANT, e.g. sm75:fla-gdn (variants: " + ", ".join(VARIANTS) + ")")
     args = parser.parse_args()
-    from vllm_sm7x.checkpoints import make_checkpoint
-
-    folder = Path(os.environ.get("SM7X_CHECKPOINT_CACHE", "/tmp/sm7x-checkpoints")) / "qwen35-tiny-mtp-awq-g128-seed0"
-    if not (folder / "sm7x-checkpoint-complete").exists():
-        make_checkpoint("qwen35-tiny-mtp", folder, group_size=128, seed=0)
-        (folder / "sm7x-checkpoint-complete").touch()
+    folder = make_checkpoint_once("qwen35-tiny-mtp", cached_checkpoint_folder("qwen35-tiny-mtp"))
     for run in args.runs:
         path, variant = run.split(":")
         env, backend, mode = VARIANTS[variant]
