@@ -3,7 +3,13 @@
 // the four lanes of a column meet with two shuffles, the warps of a CTA in shared memory. Warps take
 // k tiles (and, for the down projection, the token's experts) round-robin, so a CTA streams its
 // columns' tiles once, with evict-first loads: each weight byte is used once per routed row.
+// A CTA has as many warps as give each at most two of those items (4 to 16, see with_warps_for): a
+// warp's items are a serial chain of loads and dequantising dot products, and with 4 warps a
+// 35B-A3B decode step ran 0.12-0.32 waves at 6-11% occupancy, 56-61% of stalls waiting on memory
+// (ncu, H200, 2026-11-30).
 #include <cuda_fp16.h>
+
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "moe/awq_moe_decode.h"
@@ -19,7 +25,6 @@ using awq::kTileK;
 using awq::kTileRows;
 using awq::word;
 
-constexpr int kWarps = 4;
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // The 32 halves of x at k .. k+31 (one lane's segment) as floats.
@@ -66,6 +71,7 @@ __device__ __forceinline__ float column_sum(float v) {
 
 // Grid (routed rows, inter / 16): act[row, 16 columns] = silu(gate) * up of x[row / k] through the
 // row's expert.
+template <int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
   __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
   const int row = blockIdx.x, tile = blockIdx.y;
@@ -112,6 +118,7 @@ __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecode
 
 // Grid (tokens, hidden / 16): out[token, 16 columns] = sum over the token's slots of weight * act[slot]
 // through the slot's expert's down projection.
+template <int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeDecodeParams p) {
   __shared__ float sums[kWarps][kTileRows];
   const int token = blockIdx.x, tile = blockIdx.y;
@@ -150,14 +157,29 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
   }
 }
 
+// Calls launch(std::integral_constant<int, warps>) with the fewest warps (4, 8, then up to kMaxWarps)
+// that give each at most two of a CTA's `items`. gate_up stops at 8: at 16 its 92 registers a thread
+// (sm_75) leave one CTA per SM, fewer warps resident than three CTAs of 8.
+template <int kMaxWarps, class Launch>
+void with_warps_for(int items, Launch&& launch) {
+  if (items <= 8) return launch(std::integral_constant<int, 4>{});
+  if (kMaxWarps == 8 || items <= 16) return launch(std::integral_constant<int, 8>{});
+  return launch(std::integral_constant<int, kMaxWarps>{});
+}
+
 }  // namespace
 
 void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
-  gate_up_kernel<<<dim3(p.tokens * p.k, p.inter / kTileRows), kWarps * 32, 0, stream>>>(p);
-  SM7X_CHECK_LAUNCH();
-  down_combine_kernel<<<dim3(p.tokens, p.hidden / kTileRows), kWarps * 32, 0, stream>>>(p);
-  SM7X_CHECK_LAUNCH();
+  const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
+  with_warps_for<8>(hidden_tiles, [&](auto warps) {
+    gate_up_kernel<decltype(warps)::value><<<dim3(p.tokens * p.k, p.inter / kTileRows), warps * 32, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  });
+  with_warps_for<16>(p.k * inter_tiles, [&](auto warps) {
+    down_combine_kernel<decltype(warps)::value><<<dim3(p.tokens, p.hidden / kTileRows), warps * 32, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace sm7x
