@@ -20,6 +20,8 @@
 #   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
 #   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
 # SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
+# SM7X_FA_ONLY=1 builds and tests flash-attn-v100 alone (test: its GPU tests only; the benchmarks
+# import vllm_sm7x's pure-Python helpers from the tree): no vLLM bundle, no stash calls, half the build.
 # Tests stop themselves (SIGINT, so pytest still writes its summary) SM7X_CALL_LIMIT_S (570) seconds
 # after this script started, before the run tool's 600 s limit would kill them without a report; their
 # output is unbuffered, and generated checkpoints stay in SM7X_CHECKPOINT_CACHE (/tmp/sm7x-checkpoints)
@@ -66,7 +68,13 @@ install_fa3() {
 }
 
 build() {
-  if [ -n "${SM7X_SKIP_BUILD:-}" ] && python3 -c "import vllm_sm7x._C, flash_attn_v100" 2>/dev/null; then
+  local packages=(-e . -e flash-attention-v100) modules="vllm_sm7x._C, flash_attn_v100"
+  if [ -n "${SM7X_FA_ONLY:-}" ]; then
+    packages=(-e flash-attention-v100)
+    modules="flash_attn_v100"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  if [ -n "${SM7X_SKIP_BUILD:-}" ] && python3 -c "import $modules" 2>/dev/null; then
     echo "build: skipped (SM7X_SKIP_BUILD, warm machine already has both wheels)"
     return
   fi
@@ -75,7 +83,7 @@ build() {
   # The image presets TORCH_CUDA_ARCH_LIST=9.0a; we need Turing code beside the H100's.
   export TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-7.5;9.0}"
   local start=$SECONDS
-  if ! python3 -m pip install --no-build-isolation --no-deps -e . -e flash-attention-v100 > "$OUT/build.log" 2>&1; then
+  if ! python3 -m pip install --no-build-isolation --no-deps "${packages[@]}" > "$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log"
     echo "build: FAILED (log in build.log)"
     exit 1
@@ -88,9 +96,10 @@ build() {
 pytest_gpu() {
   local name=$1
   shift
-  local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS ))
+  local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS )) paths=(tests/gpu flash-attention-v100/tests)
+  [ -n "${SM7X_FA_ONLY:-}" ] && paths=(flash-attention-v100/tests)  # tests/gpu's modules import vLLM
   PYTHONUNBUFFERED=1 SM7X_CHECKPOINT_CACHE="${SM7X_CHECKPOINT_CACHE:-/tmp/sm7x-checkpoints}" \
-    timeout -s INT -k 20 "$budget" python3 -m pytest tests/gpu flash-attention-v100/tests -m gpu -q \
+    timeout -s INT -k 20 "$budget" python3 -m pytest "${paths[@]}" -m gpu -q \
     -p no:cacheprovider -ra --durations=10 --junitxml="$OUT/$name.xml" "$@" > "$OUT/$name.log" 2>&1
 }
 
