@@ -75,7 +75,7 @@ build() {
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
   if [ -n "${SM7X_SKIP_BUILD:-}" ] && python3 -c "import $modules" 2>/dev/null; then
-    echo "build: skipped (SM7X_SKIP_BUILD, warm machine already has both wheels)"
+    echo "build: skipped (SM7X_SKIP_BUILD, warm machine already has the wheels: $modules)"
     return
   fi
   # The image's CXX/CUDAHOSTCXX link libstdc++ statically; setup refuses such a module.
