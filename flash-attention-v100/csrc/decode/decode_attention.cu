@@ -335,40 +335,71 @@ __global__ void __launch_bounds__(kCombineWarps * 32) combine_kernel(const Decod
   if (c == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
-template <int kHeadDim, int kRowsPerCta>
-void launch_decode_for(const DecodeParams& p, cudaStream_t stream) {
-  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
-  const dim3 grid(p.batch * row_blocks, p.kv_heads, p.splits);
-  dispatch_kv_format(p.kv_format, [&](auto kv) {
-    decode_kernel<kHeadDim, kRowsPerCta / kWarps, decltype(kv)><<<grid, kThreads, 0, stream>>>(p);
-    SM7X_CHECK_LAUNCH();
-  });
+using DecodeKernel = void (*)(DecodeParams);
+
+// Launches `kernel` with the dynamic shared memory that holds it to the emulated card's CTAs per SM
+// (none natively; the kernels themselves use static shared memory only).
+void launch_as_card(DecodeKernel kernel, dim3 grid, int threads, const sm7x::CardLimits* emulated,
+                    cudaStream_t stream, const DecodeParams& p) {
+  const int padding = sm7x::emulated_occupancy_padding(emulated, reinterpret_cast<const void*>(kernel), threads);
+  kernel<<<grid, threads, padding, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
+
+// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
+template <int kHeadDim, class Kv>
+DecodeKernel decode_kernel_for(int64_t query_rows) {
+  switch (decode_rows_per_cta(query_rows)) {
+    case 4: return decode_kernel<kHeadDim, 4 / kWarps, Kv>;
+    case 8: return decode_kernel<kHeadDim, 8 / kWarps, Kv>;
+    default: return decode_kernel<kHeadDim, kDecodeRowsPerCta / kWarps, Kv>;
+  }
 }
 
 template <int kHeadDim>
-void launch_for(const DecodeParams& p, cudaStream_t stream) {
-  switch (decode_rows_per_cta(p.max_q_len * (p.q_heads / p.kv_heads))) {
-    case 4: launch_decode_for<kHeadDim, 4>(p, stream); break;
-    case 8: launch_decode_for<kHeadDim, 8>(p, stream); break;
-    default: launch_decode_for<kHeadDim, kDecodeRowsPerCta>(p, stream); break;
-  }
+void launch_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
+  const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
+  const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
+  dispatch_kv_format(p.kv_format, [&](auto kv) {
+    launch_as_card(decode_kernel_for<kHeadDim, decltype(kv)>(query_rows), grid, kThreads, emulated, stream, p);
+  });
   if (p.splits > 1) {
     const int64_t chunks = kHeadDim / 2 / kCombinePairs;
-    combine_kernel<kHeadDim><<<split_rows(p) * chunks, kCombineWarps * 32, 0, stream>>>(p);
-    SM7X_CHECK_LAUNCH();
+    launch_as_card(combine_kernel<kHeadDim>, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
   }
+}
+
+template <int kHeadDim>
+DecodeOccupancy occupancy_for(int64_t query_rows, const sm7x::CardLimits& card) {
+  const DecodeKernel kernel = decode_kernel_for<kHeadDim, KvFloat16>(query_rows);
+  const auto occupancy = sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
+  int device_ctas = 0;
+  SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&device_ctas, kernel, kThreads, occupancy.padding));
+  return {occupancy.card_ctas, device_ctas, occupancy.padding};
 }
 
 }  // namespace
 
-void launch_decode_attention(const DecodeParams& p, int head_dim, cudaStream_t stream) {
-  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+// Calls fn(std::integral_constant<int, D>{}) for head_dim D in {64, 128, 256}.
+template <class Fn>
+decltype(auto) dispatch_head_dim(int head_dim, Fn&& fn) {
   switch (head_dim) {
-    case 64: return launch_for<64>(p, stream);
-    case 128: return launch_for<128>(p, stream);
-    case 256: return launch_for<256>(p, stream);
+    case 64: return fn(std::integral_constant<int, 64>{});
+    case 128: return fn(std::integral_constant<int, 128>{});
+    case 256: return fn(std::integral_constant<int, 256>{});
     default: throw std::invalid_argument("decode attention: head_dim must be 64, 128 or 256");
   }
+}
+
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
+  return dispatch_head_dim(head_dim, [&](auto d) { return occupancy_for<decltype(d)::value>(query_rows, card); });
+}
+
+void launch_decode_attention(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                             cudaStream_t stream) {
+  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+  dispatch_head_dim(head_dim, [&](auto d) { launch_for<decltype(d)::value>(p, emulated, stream); });
 }
 
 }  // namespace flash_v100
