@@ -43,7 +43,7 @@ struct EmulatedOccupancy {
 };
 
 // For `kernel` launched with `threads` per CTA; raises the kernel's dynamic shared memory limit
-// where the padding needs more than the default 48 KB. Cached per (card, kernel, threads, device).
+// where it pads. Cached per (card, kernel, threads, device).
 inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* kernel, int threads) {
   static std::mutex mutex;
   static std::map<std::tuple<int, const void*, int, int>, EmulatedOccupancy> cache;
@@ -68,6 +68,8 @@ inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* 
     int per_sm = 0, per_block_optin = 0;
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&per_block_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    // The limit is the kernel's, shared by every card emulated in this process: raise it to the most
+    // and leave it there (lowering it to one card's padding would fail the other's launches).
     const int most = per_block_optin - static_bytes;
     SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most));
     // All of the SM's unified memory as shared memory, so the driver's carveout choice cannot hold
@@ -85,7 +87,6 @@ inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* 
       }
     }
     padding = low;
-    SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, padding));
   }
   return cache.emplace(key, EmulatedOccupancy{target, padding}).first->second;
 }

@@ -45,6 +45,25 @@ def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas):
         assert occupancy["padding_bytes"] > 0
 
 
+def test_both_cards_launch_in_one_process_in_either_order(fa, monkeypatch):
+    # The padding limit is the kernel's own: a smaller one set for the V100 must not fail the T4's
+    # larger padding afterwards (it did: "invalid argument" at launch).
+    torch.manual_seed(0)
+    q = torch.randn(1, 6, 256, device="cuda", dtype=torch.float16)
+    k_cache = torch.randn(8, 16, 1, 256, device="cuda", dtype=torch.float16)
+    v_cache = torch.randn_like(k_cache)
+    block_table = torch.arange(8, device="cuda", dtype=torch.int32)[None]
+    seqlens = torch.tensor([100], device="cuda", dtype=torch.int32)
+    outs = []
+    for path in ("sm70", "sm75", "sm70", "sm75"):
+        monkeypatch.setenv("VLLM_SM7X_EMULATE", path)
+        outs.append(fa.flash_attn_with_kvcache(q[:, None], k_cache, v_cache, cache_seqlens=seqlens,
+                                               block_table=block_table, causal=True))
+    torch.cuda.synchronize()
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
+
+
 def test_occupancy_rejects_unknown_paths(fa):
     with pytest.raises(ValueError, match="path must be 'sm70' or 'sm75'"):
         fa.decode_occupancy(256, 6, "auto")
