@@ -356,8 +356,23 @@ DecodeKernel decode_kernel_for(int64_t query_rows) {
   }
 }
 
+// Pads every decode kernel of this head_dim for `card` (cached after the first call): the first call
+// is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA graph capture,
+// whatever row block or cache format the captured batches use.
+template <int kHeadDim>
+void settle_paddings(const sm7x::CardLimits& card) {
+  for (const int64_t rows : {4, 8, kDecodeRowsPerCta}) {
+    for (const DecodeKernel kernel :
+         {decode_kernel_for<kHeadDim, KvFloat16>(rows), decode_kernel_for<kHeadDim, KvFp8E5m2>(rows)}) {
+      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
+    }
+  }
+  sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
+}
+
 template <int kHeadDim>
 void launch_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  if (emulated != nullptr) settle_paddings<kHeadDim>(*emulated);
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
   const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
