@@ -42,25 +42,27 @@ struct EmulatedOccupancy {
   int padding;    // dynamic shared memory bytes that hold this GPU to at most that many
 };
 
-// For `kernel` launched with `threads` per CTA; raises the kernel's dynamic shared memory limit
-// where it pads. Cached per (card, kernel, threads, device).
-inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* kernel, int threads) {
+// For `kernel` launched with `threads` per CTA and `dynamic_bytes` of its own dynamic shared memory
+// (the padding comes on top); raises the kernel's dynamic shared memory limit where it pads. Cached
+// per (card, kernel, threads, dynamic bytes, device).
+inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* kernel, int threads,
+                                            int dynamic_bytes = 0) {
   static std::mutex mutex;
-  static std::map<std::tuple<int, const void*, int, int>, EmulatedOccupancy> cache;
+  static std::map<std::tuple<int, const void*, int, int, int>, EmulatedOccupancy> cache;
   int device = 0;
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const std::lock_guard<std::mutex> lock(mutex);
-  const auto key = std::make_tuple(card.shared_bytes_per_sm, kernel, threads, device);
+  const auto key = std::make_tuple(card.shared_bytes_per_sm, kernel, threads, dynamic_bytes, device);
   const auto found = cache.find(key);
   if (found != cache.end()) return found->second;
 
   cudaFuncAttributes attributes{};
   SM7X_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
-  const int static_bytes = static_cast<int>(attributes.sharedSizeBytes);
-  const int target = card_ctas_per_sm(card, threads, static_bytes, attributes.numRegs);
+  const int own_bytes = static_cast<int>(attributes.sharedSizeBytes) + dynamic_bytes;
+  const int target = card_ctas_per_sm(card, threads, own_bytes, attributes.numRegs);
   auto resident = [&](int padding) {
     int ctas = 0;
-    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, padding));
+    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kernel, threads, dynamic_bytes + padding));
     return ctas;
   };
   int padding = 0;
@@ -70,8 +72,9 @@ inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* 
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&per_block_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     // The limit is the kernel's, shared by every card emulated in this process: raise it to the most
     // and leave it there (lowering it to one card's padding would fail the other's launches).
-    const int most = per_block_optin - static_bytes;
-    SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most));
+    const int most = per_block_optin - own_bytes;  // padding on top of the kernel's own
+    SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         per_block_optin - static_cast<int>(attributes.sharedSizeBytes)));
     // All of the SM's unified memory as shared memory, so the driver's carveout choice cannot hold
     // fewer CTAs than computed here (it also leaves an L1 near the cards' 32 KB).
     SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -91,9 +94,11 @@ inline EmulatedOccupancy emulated_occupancy(const CardLimits& card, const void* 
   return cache.emplace(key, EmulatedOccupancy{target, padding}).first->second;
 }
 
-// The padding to launch `kernel` with: none natively (card == nullptr).
-inline int emulated_occupancy_padding(const CardLimits* card, const void* kernel, int threads) {
-  return card == nullptr ? 0 : emulated_occupancy(*card, kernel, threads).padding;
+// The padding to launch `kernel` with, beyond its own dynamic shared memory: none natively
+// (card == nullptr).
+inline int emulated_occupancy_padding(const CardLimits* card, const void* kernel, int threads,
+                                      int dynamic_bytes = 0) {
+  return card == nullptr ? 0 : emulated_occupancy(*card, kernel, threads, dynamic_bytes).padding;
 }
 
 }  // namespace sm7x

@@ -31,6 +31,11 @@ std::string build_info() {
          "]}";
 }
 
+// The occupancy limits of the card whose path this is (V100 for sm70, Turing for sm75).
+sm7x::CardLimits card_of(sm7x::ArchPath path) {
+  return sm7x::dispatch_arch_path(path, [](auto tag) { return sm7x::card_limits<decltype(tag)>(); });
+}
+
 // The fp16-cache decode kernel's CTAs per SM for `path`'s card ("sm70" or "sm75"): [the card's, this
 // GPU's when that card is emulated (equal on the card itself), the shared-memory padding that does it].
 std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
@@ -41,9 +46,7 @@ std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, c
   int device = 0;
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
-  const sm7x::CardLimits card =
-      sm7x::dispatch_arch_path(arch_path, [](auto tag) { return sm7x::card_limits<decltype(tag)>(); });
-  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, card);
+  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, card_of(arch_path));
   return {o.card_ctas, o.device_ctas, o.padding};
 }
 
@@ -250,13 +253,14 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
-  const sm7x::CardLimits card =
-      sm7x::dispatch_arch_path(arch_path, [](auto tag) { return sm7x::card_limits<decltype(tag)>(); });
+  const sm7x::CardLimits card = card_of(arch_path);
   launch_decode_attention(p, head_dim, emulating ? &card : nullptr, stream);
   if (prefill) {
     p.max_q_len = max_seqlen_q;
     p.splits = 1;
-    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+      launch_prefill_attention<decltype(tag)>(p, head_dim, emulating ? &card : nullptr, stream);
+    });
   }
   return lse;
 }
