@@ -214,9 +214,13 @@ def main() -> int:
     info = run_info()
     gpu = info["gpu"]
     for path, path_rows in rows.items():
+        occupancy = decode_occupancy(path)
         write_result(args.out, info, "attention", path, path_rows, notes, copy_bandwidth_gbs=round(bandwidth, 1),
-                     head_dim=HEAD_DIM, decode_occupancy=decode_occupancy(path))
-        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
+                     head_dim=HEAD_DIM, decode_occupancy=occupancy)
+        ctas = ", ".join(f"{query_rows} {o['device_ctas_per_sm']} (card {o['card_ctas_per_sm']})"
+                         for query_rows, o in occupancy.items())
+        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer); "
+              f"decode CTAs per SM: {ctas}")
         print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
         for r in path_rows:
             b = list(r["baselines"].values())
