@@ -25,6 +25,10 @@ template <class ArchTag>
 constexpr CardLimits card_limits() {
   return {ArchTag::kSharedBytesPerSm, ArchTag::kMaxThreadsPerSm, ArchTag::kMaxCtasPerSm};
 }
+// The card of a path: V100 for sm70, Turing for sm75.
+constexpr CardLimits card_limits(ArchPath path) {
+  return path == ArchPath::kSm70 ? card_limits<Sm70>() : card_limits<Sm75>();
+}
 
 // CTAs per SM the card holds of a kernel with these resources.
 inline int card_ctas_per_sm(const CardLimits& card, int threads, int static_shared_bytes, int registers_per_thread) {

@@ -31,11 +31,6 @@ std::string build_info() {
          "]}";
 }
 
-// The occupancy limits of the card whose path this is (V100 for sm70, Turing for sm75).
-sm7x::CardLimits card_of(sm7x::ArchPath path) {
-  return sm7x::dispatch_arch_path(path, [](auto tag) { return sm7x::card_limits<decltype(tag)>(); });
-}
-
 // The fp16-cache decode kernel's CTAs per SM for `path`'s card ("sm70" or "sm75"): [the card's, this
 // GPU's when that card is emulated (equal on the card itself), the shared-memory padding that does it].
 std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
@@ -46,7 +41,7 @@ std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, c
   int device = 0;
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
-  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, card_of(arch_path));
+  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, sm7x::card_limits(arch_path));
   return {o.card_ctas, o.device_ctas, o.padding};
 }
 
@@ -185,11 +180,10 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // Long query blocks (prefill) run on tensor cores; decode and MTP verification on the SIMT kernel.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;  // then short sequences still go to SIMT
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;  // the SIMT decode kernel is the same on every arch
-  // A path forced on a GPU that is not its native one is emulation: the decode kernels then keep to the
+  if (prefill) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
   // emulated card's CTAs per SM (core/emulated_occupancy.h).
-  const bool forced = path != "auto";
-  if (prefill || forced) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
-  const bool emulating = forced && !sm7x::is_native_path(arch_path, sm7x::device_compute_capability(q.get_device()));
+  const std::optional<sm7x::CardLimits> card = sm7x::emulated_card_for(q, path, "paged_attention");
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
@@ -253,13 +247,12 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
-  const sm7x::CardLimits card = card_of(arch_path);
-  launch_decode_attention(p, head_dim, emulating ? &card : nullptr, stream);
+  launch_decode_attention(p, head_dim, card ? &*card : nullptr, stream);
   if (prefill) {
     p.max_q_len = max_seqlen_q;
     p.splits = 1;
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-      launch_prefill_attention<decltype(tag)>(p, head_dim, emulating ? &card : nullptr, stream);
+      launch_prefill_attention<decltype(tag)>(p, head_dim, card ? &*card : nullptr, stream);
     });
   }
   return lse;
