@@ -4,9 +4,11 @@
 // CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split). Query rows are the q_len x
 // group query heads that share the KV head (GQA packing), so each KV tile is read once for all of
 // them; the row block is the smallest that holds them (a single query of a group of 6 takes 8 rows,
-// not 16, of scoring work). Per 32-token tile: K and V go to shared memory, and the next tile's loads
-// are issued into registers before this tile is scored (register-staged double buffer: no cp.async
-// before SM80), so the memory system stays busy while the SM computes. Lane t scores token t against
+// not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
+// the same buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use
+// begins (register staging: no cp.async before SM80), so both stay in flight for about a tile. One
+// buffer instead of two keeps a CTA at 24.5 KB at head_dim 256: two per SM on a 64 KB Turing card
+// (one with separate K and V tiles), three on a V100. Lane t scores token t against
 // the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
 // max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 output columns of its
 // warp's rows and takes p from the lane of each token.
@@ -62,19 +64,20 @@ __device__ __forceinline__ int used_splits(int keys, int splits) {
 }
 
 template <int kHeadDim, int kRowsPerWarp, class Kv>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+__device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
   constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
   constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
   constexpr int kPairsPerLane = kPairs / 32;
   constexpr int kVecsPerThread = kDecodeTileTokens * kVecs / kThreads;  // of K and of V, per tile
-  // Queries in fp32 where they fit beside the tiles (4 or 8 rows), else fp16: at most 40.5 KB in all, so
-  // two CTAs share a V100 SM. Every lane reads the same query pair (a broadcast).
+  // Queries in fp32 where they fit beside the tile (4 or 8 rows), else fp16: at most 24.5 KB in all.
+  // Every lane reads the same query pair (a broadcast).
   using QueryPair = std::conditional_t<kRowsPerWarp <= 2, float2, __half2>;
   __shared__ QueryPair q_s[kRowsPerCta][kPairs];
-  __shared__ __half2 k_s[kDecodeTileTokens][kStride];
-  __shared__ __half2 v_s[kDecodeTileTokens][kPairs];  // lanes read consecutive pairs: no padding needed
+  // The tile's K (lane t reads row t: the odd stride keeps that conflict-free), then its V (lanes read
+  // consecutive pairs of one row: conflict-free at any stride).
+  __shared__ __half2 kv_s[kDecodeTileTokens][kStride];
 
   // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
   const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
@@ -102,17 +105,36 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     return;
   }
 
-  // The first tile's loads go out before anything else.
+  // This thread's vectors of one tile's K or V: vector index % kVecs of token index / kVecs.
   uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
-  auto fetch = [&](int t0) {
+  auto fetch_k = [&](int t0) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      k_next[i] = v_next[i] = make_uint4(0, 0, 0, 0);
-      if (t < t_end) read_kv_vec<Kv>(p, b, kv_head, t, index % kVecs, k_next[i], v_next[i]);
+      k_next[i] = t < t_end ? read_k_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
-  if (t_first < t_end) fetch(t_first);
+  auto fetch_v = [&](int t0) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
+      v_next[i] = t < t_end ? read_v_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  auto store = [&](const uint4 (&vectors)[kVecsPerThread]) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
+      const __half2* pairs = reinterpret_cast<const __half2*>(&vectors[i]);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) kv_s[tok][vec * 4 + w] = pairs[w];
+    }
+  };
+  // The first tile's loads go out before anything else.
+  if (t_first < t_end) {
+    fetch_k(t_first);
+    fetch_v(t_first);
+  }
 
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
   for (int i = threadIdx.x; i < kRowsPerCta * kPairs; i += kThreads) {
@@ -145,20 +167,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   }
 
   for (int t0 = t_first; t0 < t_end; t0 += kDecodeTileTokens) {
-    __syncthreads();  // the previous tile's readers are done (and q_s is written, first time)
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i) {
-      const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
-      const __half2* k2 = reinterpret_cast<const __half2*>(&k_next[i]);
-      const __half2* v2 = reinterpret_cast<const __half2*>(&v_next[i]);
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        k_s[tok][vec * 4 + w] = k2[w];
-        v_s[tok][vec * 4 + w] = v2[w];
-      }
-    }
+    const bool more = t0 + kDecodeTileTokens < t_end;
+    __syncthreads();  // the previous tile's P.V is done with the buffer (and q_s is written, first time)
+    store(k_next);
     __syncthreads();
-    if (t0 + kDecodeTileTokens < t_end) fetch(t0 + kDecodeTileTokens);  // lands while this tile is scored
+    if (more) fetch_k(t0 + kDecodeTileTokens);  // lands during this tile's scores and P.V
 
     // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
     // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
@@ -170,7 +183,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     float partial[kRowsPerWarp][kPartials] = {};
 #pragma unroll 4
     for (int c = 0; c < kPairs; c += 2) {
-      const float2 k0 = __half22float2(k_s[lane][c]), k1 = __half22float2(k_s[lane][c + 1]);
+      const float2 k0 = __half22float2(kv_s[lane][c]), k1 = __half22float2(kv_s[lane][c + 1]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float2 q0 = as_float2(q_s[warp + kWarps * j][c]), q1 = as_float2(q_s[warp + kWarps * j][c + 1]);
@@ -215,12 +228,17 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] *= rescale;
     }
 
+    __syncthreads();  // every warp's scores are done with K
+    store(v_next);
+    __syncthreads();
+    if (more) fetch_v(t0 + kDecodeTileTokens);  // lands during this P.V and the next tile's scores
+
     // P.V: this lane's columns are half2 pairs lane + 32 c.
 #pragma unroll 4
     for (int tok = 0; tok < kDecodeTileTokens; ++tok) {
       float2 v[kPairsPerLane];
 #pragma unroll
-      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(v_s[tok][lane + 32 * c]);
+      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(kv_s[tok][lane + 32 * c]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float pt = __shfl_sync(kFullMask, prob[j], tok);
@@ -256,6 +274,18 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       if (lane == 0) p.partial_lse[partial_row] = lse;
     }
   }
+}
+
+// The kernels: head_dim 256 is bounded to 168 registers (ptxas: no spills), which keeps three CTAs
+// per SM on a V100 and two on Turing (by shared memory); unbounded, its 8-row form takes 171 and a
+// V100 holds two. The other head dims keep ptxas's own counts: any bound raised them.
+template <int kHeadDim, int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+  decode_attention_cta<kHeadDim, kRowsPerWarp, Kv>(p);
+}
+template <int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kThreads, 3) decode_kernel_d256(const DecodeParams p) {
+  decode_attention_cta<256, kRowsPerWarp, Kv>(p);
 }
 
 // The merge of the splits. CTA = (sequence, query of the decode kernel's, head, 64 columns): each warp
@@ -347,12 +377,20 @@ void launch_as_card(DecodeKernel kernel, dim3 grid, int threads, const sm7x::Car
 }
 
 // The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
+template <int kHeadDim, int kRowsPerWarp, class Kv>
+constexpr DecodeKernel decode_kernel_of() {
+  if constexpr (kHeadDim == 256) {
+    return decode_kernel_d256<kRowsPerWarp, Kv>;
+  } else {
+    return decode_kernel<kHeadDim, kRowsPerWarp, Kv>;
+  }
+}
 template <int kHeadDim, class Kv>
 DecodeKernel decode_kernel_for(int64_t query_rows) {
   switch (decode_rows_per_cta(query_rows)) {
-    case 4: return decode_kernel<kHeadDim, 4 / kWarps, Kv>;
-    case 8: return decode_kernel<kHeadDim, 8 / kWarps, Kv>;
-    default: return decode_kernel<kHeadDim, kDecodeRowsPerCta / kWarps, Kv>;
+    case 4: return decode_kernel_of<kHeadDim, 4 / kWarps, Kv>();
+    case 8: return decode_kernel_of<kHeadDim, 8 / kWarps, Kv>();
+    default: return decode_kernel_of<kHeadDim, kDecodeRowsPerCta / kWarps, Kv>();
   }
 }
 
