@@ -7,7 +7,7 @@
 // not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
 // the same buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use
 // begins (register staging: no cp.async before SM80), so both stay in flight for about a tile. One
-// buffer instead of two keeps a CTA at 24.5 KB at head_dim 256: two per SM on a 64 KB Turing card
+// buffer instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card
 // (one with separate K and V tiles), three on a V100. Lane t scores token t against
 // the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
 // max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 output columns of its
@@ -71,7 +71,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
   constexpr int kPairsPerLane = kPairs / 32;
   constexpr int kVecsPerThread = kDecodeTileTokens * kVecs / kThreads;  // of K and of V, per tile
-  // Queries in fp32 where they fit beside the tile (4 or 8 rows), else fp16: at most 24.5 KB in all.
+  // Queries in fp32 where they fit beside the tile (4 or 8 rows), else fp16: at most 24 KB in all.
   // Every lane reads the same query pair (a broadcast).
   using QueryPair = std::conditional_t<kRowsPerWarp <= 2, float2, __half2>;
   __shared__ QueryPair q_s[kRowsPerCta][kPairs];

@@ -1,6 +1,6 @@
 """Under the emulation switch a newer GPU holds the decode kernel no more often per SM than the
 emulated card: a T4 (64 KB of shared memory per SM) fits two CTAs of the head_dim-256 kernel, which
-takes 24.5 KB of static shared memory, while an H200 would fit more."""
+takes 24 KB of static shared memory, while an H200 would fit more."""
 import pytest
 import torch
 
@@ -37,7 +37,7 @@ def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
 
 @pytest.mark.parametrize("path, ctas", [("sm75", 2), ("sm70", 3)])
 def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas):
-    # 24.5 KB per CTA: a Turing card fits two; a V100 three, as its 168 registers per thread allow.
+    # 24 KB per CTA: a Turing card fits two; a V100 three, as its 168 registers per thread allow.
     occupancy = fa.decode_occupancy(256, 6, path)
     assert occupancy["card_ctas_per_sm"] == ctas
     if torch.cuda.get_device_capability() >= (8, 0):
