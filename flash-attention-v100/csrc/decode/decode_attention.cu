@@ -276,9 +276,11 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   }
 }
 
-// The kernels: head_dim 256 is bounded to 168 registers (ptxas: no spills), which keeps three CTAs
-// per SM on a V100 and two on Turing (by shared memory); unbounded, its 8-row form takes 171 and a
-// V100 holds two. The other head dims keep ptxas's own counts: any bound raised them.
+// The kernels: head_dim 256 is bounded to 168 registers (no spills on sm_75), three CTAs per SM
+// wherever shared memory allows (a V100; Turing's 64 KB allow two). Unbounded, nvcc 13 gives its
+// 8-row form 171 for sm_75 and sm_90 (ptxas 12.8 for sm_70 stays at 164 by itself), so the bound
+// holds the emulating GPU and other toolkits to the V100's count. The other head dims keep ptxas's
+// own counts: any bound raised them. tests/ut/test_decode_occupancy_budget.py checks the counts.
 template <int kHeadDim, int kRowsPerWarp, class Kv>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
   decode_attention_cta<kHeadDim, kRowsPerWarp, Kv>(p);
