@@ -76,6 +76,15 @@ def ours(problem: Problem, num_splits: int = 0):
     return run
 
 
+def decode_occupancy(path: str) -> dict:
+    """The decode kernel's CTAs per SM on the emulated card and here, at this benchmark's query rows
+    per KV head (group 6: q_len 1 and 5)."""
+    from flash_attn_v100 import decode_occupancy as occupancy
+
+    group = SHAPES["27b-tp4"][0] // SHAPES["27b-tp4"][1]
+    return {f"rows={rows}": occupancy(HEAD_DIM, rows, path) for rows in (group, 5 * group)}
+
+
 def unified_attention_module():
     from vllm.v1.attention.ops import triton_unified_attention
 
@@ -205,9 +214,13 @@ def main() -> int:
     info = run_info()
     gpu = info["gpu"]
     for path, path_rows in rows.items():
+        occupancy = decode_occupancy(path)
         write_result(args.out, info, "attention", path, path_rows, notes, copy_bandwidth_gbs=round(bandwidth, 1),
-                     head_dim=HEAD_DIM)
-        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
+                     head_dim=HEAD_DIM, decode_occupancy=occupancy)
+        ctas = ", ".join(f"{query_rows} {o['device_ctas_per_sm']} (card {o['card_ctas_per_sm']})"
+                         for query_rows, o in occupancy.items())
+        print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer); "
+              f"decode CTAs per SM: {ctas}")
         print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
         for r in path_rows:
             b = list(r["baselines"].values())

@@ -17,6 +17,7 @@ Exit status 0 when every file assembles for sm_70.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import subprocess
 import sys
@@ -35,6 +36,21 @@ PTX_ISA_OF_PTXAS = {(12, 6): "8.5", (12, 8): "8.7", (12, 9): "8.8"}
 
 def sm70_reachable_sources() -> list[Path]:
     return sorted(p for d in KERNEL_DIRS for p in d.rglob("*.cu") if not p.name.endswith("_sm75.cu"))
+
+
+def missing_toolchain() -> str | None:
+    """Why this check cannot run here (no CUDA toolkit, no ptxas 12.8), or None."""
+    from setup_support.cuda_archs import BuildConfigError
+
+    try:
+        find_cuda_home()
+    except BuildConfigError as e:
+        return str(e)
+    try:
+        found = importlib.util.find_spec("nvidia.cuda_nvcc") is not None
+    except ModuleNotFoundError:  # no nvidia namespace at all
+        found = False
+    return None if found else "nvidia-cuda-nvcc-cu12 (ptxas 12.8) is not installed: pip install -e '.[test]'"
 
 
 def find_ptxas() -> Path:
@@ -63,24 +79,44 @@ def retarget_to_sm70(ptx: str, isa: str) -> str:
     return ptx
 
 
-def check_file(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -> tuple[bool, str]:
+def assemble_for_sm70(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -> tuple[str, str]:
+    """(retargeted PTX, ptxas -v output) of one translation unit; RuntimeError says which step refused it."""
     ptx_path = workdir / (source.stem + ".ptx")
     includes = [f"-I{d}" for d in INCLUDE_DIRS]
     compile_cmd = [str(nvcc), "-ptx", "-arch=compute_75", "-std=c++17", "--expt-relaxed-constexpr", *includes,
                    "-o", str(ptx_path), str(source)]
     result = subprocess.run(compile_cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        return False, f"nvcc could not compile it:\n{result.stderr}"
+        raise RuntimeError(f"nvcc could not compile it:\n{result.stderr}")
     ptx = retarget_to_sm70(ptx_path.read_text(), isa)
     volta_ptx = workdir / (source.stem + ".sm70.ptx")
     volta_ptx.write_text(ptx)
     result = subprocess.run([str(ptxas), "-v", "-arch=sm_70", "-o", str(workdir / "out.cubin"), str(volta_ptx)],
                             capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ptxas rejects it for sm_70:\n{result.stderr.strip()}")
+    return ptx, result.stdout + result.stderr
+
+
+def check_file(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -> tuple[bool, str]:
+    try:
+        ptx, verbose = assemble_for_sm70(source, nvcc, ptxas, isa, workdir)
+    except RuntimeError as e:
+        return False, str(e)
     kernels = len(re.findall(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s", ptx, flags=re.MULTILINE))
     hmma = ptx.count("mma.sync.aligned.m8n8k4")
-    if result.returncode != 0:
-        return False, f"ptxas rejects it for sm_70:\n{result.stderr.strip()}"
-    return True, f"{kernels} kernels, {hmma} m8n8k4 mma, {resources(result.stdout + result.stderr)}"
+    return True, f"{kernels} kernels, {hmma} m8n8k4 mma, {resources(verbose)}"
+
+
+def kernel_resources(ptxas_verbose: str) -> dict[str, tuple[int, int]]:
+    """Mangled kernel name -> (registers per thread, static shared memory bytes), from ptxas -v."""
+    found = {}
+    for block in re.split(r"Compiling entry function ", ptxas_verbose)[1:]:
+        name = block.split("'")[1]
+        registers = re.search(r"Used (\d+) registers", block)
+        smem = re.search(r"(\d+) bytes smem", block)
+        found[name] = (int(registers.group(1)) if registers else 0, int(smem.group(1)) if smem else 0)
+    return found
 
 
 def resources(ptxas_verbose: str) -> str:

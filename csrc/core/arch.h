@@ -18,13 +18,23 @@ struct Arch {
 struct Sm70 : Arch<700, 750> {
   static constexpr const char* kName = "sm70";
   static constexpr int kMaxSharedBytesPerBlock = 96 * 1024;
+  static constexpr int kSharedBytesPerSm = 96 * 1024;
+  static constexpr int kMaxThreadsPerSm = 2048;
+  static constexpr int kMaxCtasPerSm = 32;
 };
 
 // Turing (T4, RTX 2080 Ti): mma.sync m16n8k8 + ldmatrix, 64 KB shared memory per SM, no cp.async.
 struct Sm75 : Arch<750, 800> {
   static constexpr const char* kName = "sm75";
   static constexpr int kMaxSharedBytesPerBlock = 64 * 1024;
+  static constexpr int kSharedBytesPerSm = 64 * 1024;
+  static constexpr int kMaxThreadsPerSm = 1024;
+  static constexpr int kMaxCtasPerSm = 16;
 };
+
+// Both: 64K 32-bit registers per SM, allocated per warp in units of 256.
+constexpr int kRegistersPerSm = 64 * 1024;
+constexpr int kRegisterUnitPerWarp = 256;
 
 enum class ArchPath { kSm70, kSm75 };
 

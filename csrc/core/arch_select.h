@@ -24,6 +24,12 @@ inline int device_compute_capability(int device) {
 
 inline const char* arch_path_name(ArchPath path) { return path == ArchPath::kSm70 ? Sm70::kName : Sm75::kName; }
 
+// Whether `path` is the native one of a device (device_cc: major*100 + minor*10); forced elsewhere,
+// the path is emulated.
+inline bool is_native_path(ArchPath path, int device_cc) {
+  return path == ArchPath::kSm70 ? Sm70::is_native_for(device_cc) : Sm75::is_native_for(device_cc);
+}
+
 // requested: "auto" (the device's native path), "sm70" or "sm75". device_cc: major*100 + minor*10.
 inline ArchPath resolve_arch_path(const std::string& requested, int device_cc) {
   const std::string cc = std::to_string(device_cc / 100) + "." + std::to_string(device_cc / 10 % 10);

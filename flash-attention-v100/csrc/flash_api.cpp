@@ -11,6 +11,7 @@
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/ceil_div.h"
 #include "core/cuda_check.h"
@@ -28,6 +29,20 @@ std::string build_info() {
   return std::string("{\"cuda_archs\": \"") + SM7X_CUDA_ARCHS_STR + "\", \"cuda_runtime\": " +
          std::to_string(CUDART_VERSION) + ", \"paths\": [\"simt\", \"sm70\"" + (SM7X_BUILD_SM75 ? ", \"sm75\"" : "") +
          "]}";
+}
+
+// The fp16-cache decode kernel's CTAs per SM for `path`'s card ("sm70" or "sm75"): [the card's, this
+// GPU's when that card is emulated (equal on the card itself), the shared-memory padding that does it].
+std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
+  TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "decode_occupancy: path must be 'sm70' or 'sm75', got '", path,
+                    "'");
+  TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "decode_occupancy: head_dim must be 64, 128 or 256");
+  TORCH_CHECK_VALUE(query_rows >= 1, "decode_occupancy: query_rows must be >= 1");
+  int device = 0;
+  SM7X_CUDA_CHECK(cudaGetDevice(&device));
+  const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
+  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, sm7x::card_limits(arch_path));
+  return {o.card_ctas, o.device_ctas, o.padding};
 }
 
 namespace {
@@ -165,8 +180,11 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // Long query blocks (prefill) run on tensor cores; decode and MTP verification on the SIMT kernel.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;  // then short sequences still go to SIMT
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;  // the SIMT decode kernel is the same on every arch
+  if (prefill) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
+  // emulated card's CTAs per SM (core/emulated_occupancy.h).
+  const std::optional<sm7x::CardLimits> card = sm7x::emulated_card_for(q, path, "paged_attention");
   if (prefill) {
-    arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
   }
@@ -229,11 +247,13 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
-  launch_decode_attention(p, head_dim, stream);
+  launch_decode_attention(p, head_dim, card ? &*card : nullptr, stream);
   if (prefill) {
     p.max_q_len = max_seqlen_q;
     p.splits = 1;
-    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_prefill_attention<decltype(tag)>(p, head_dim, stream); });
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+      launch_prefill_attention<decltype(tag)>(p, head_dim, card ? &*card : nullptr, stream);
+    });
   }
   return lse;
 }
@@ -259,6 +279,8 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
 TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
+  m.def("decode_occupancy(int head_dim, int query_rows, str path) -> int[]");
+  m.impl("decode_occupancy", &flash_v100::decode_occupancy_op);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "
         "Tensor slot_mapping, float k_scale=1., float v_scale=1.) -> ()");
   m.impl("write_kv_cache", torch::kCUDA, &flash_v100::write_kv_cache);

@@ -8,23 +8,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "tools" / "check_volta_legality.py"
+sys.path.insert(0, str(ROOT / "tools"))
+from check_volta_legality import missing_toolchain  # noqa: E402
 
 
-def _toolchain_reason() -> str | None:
-    from setup_support.cuda_archs import BuildConfigError, find_cuda_home
-
-    try:
-        find_cuda_home()
-    except BuildConfigError as e:
-        return str(e)
-    try:
-        import nvidia.cuda_nvcc  # noqa: F401
-    except ImportError:
-        return "nvidia-cuda-nvcc-cu12 (ptxas 12.8) is not installed: pip install -e '.[test]'"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_toolchain_reason() is not None, reason=str(_toolchain_reason()))
+pytestmark = pytest.mark.skipif(missing_toolchain() is not None, reason=str(missing_toolchain()))
 
 
 def run_check(*files):

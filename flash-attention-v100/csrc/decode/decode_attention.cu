@@ -4,9 +4,11 @@
 // CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split). Query rows are the q_len x
 // group query heads that share the KV head (GQA packing), so each KV tile is read once for all of
 // them; the row block is the smallest that holds them (a single query of a group of 6 takes 8 rows,
-// not 16, of scoring work). Per 32-token tile: K and V go to shared memory, and the next tile's loads
-// are issued into registers before this tile is scored (register-staged double buffer: no cp.async
-// before SM80), so the memory system stays busy while the SM computes. Lane t scores token t against
+// not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
+// the same buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use
+// begins (register staging: no cp.async before SM80), so both stay in flight for about a tile. One
+// buffer instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card
+// (one with separate K and V tiles), three on a V100. Lane t scores token t against
 // the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
 // max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 output columns of its
 // warp's rows and takes p from the lane of each token.
@@ -62,19 +64,20 @@ __device__ __forceinline__ int used_splits(int keys, int splits) {
 }
 
 template <int kHeadDim, int kRowsPerWarp, class Kv>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+__device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
   constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
   constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
   constexpr int kPairsPerLane = kPairs / 32;
   constexpr int kVecsPerThread = kDecodeTileTokens * kVecs / kThreads;  // of K and of V, per tile
-  // Queries in fp32 where they fit beside the tiles (4 or 8 rows), else fp16: at most 40.5 KB in all, so
-  // two CTAs share a V100 SM. Every lane reads the same query pair (a broadcast).
+  // Queries in fp32 where they fit beside the tile (4 or 8 rows), else fp16: at most 24 KB in all.
+  // Every lane reads the same query pair (a broadcast).
   using QueryPair = std::conditional_t<kRowsPerWarp <= 2, float2, __half2>;
   __shared__ QueryPair q_s[kRowsPerCta][kPairs];
-  __shared__ __half2 k_s[kDecodeTileTokens][kStride];
-  __shared__ __half2 v_s[kDecodeTileTokens][kPairs];  // lanes read consecutive pairs: no padding needed
+  // The tile's K (lane t reads row t: the odd stride keeps that conflict-free), then its V (lanes read
+  // consecutive pairs of one row: conflict-free at any stride).
+  __shared__ __half2 kv_s[kDecodeTileTokens][kStride];
 
   // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
   const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
@@ -102,17 +105,36 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     return;
   }
 
-  // The first tile's loads go out before anything else.
+  // This thread's vectors of one tile's K or V: vector index % kVecs of token index / kVecs.
   uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
-  auto fetch = [&](int t0) {
+  auto fetch_k = [&](int t0) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      k_next[i] = v_next[i] = make_uint4(0, 0, 0, 0);
-      if (t < t_end) read_kv_vec<Kv>(p, b, kv_head, t, index % kVecs, k_next[i], v_next[i]);
+      k_next[i] = t < t_end ? read_k_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
-  if (t_first < t_end) fetch(t_first);
+  auto fetch_v = [&](int t0) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
+      v_next[i] = t < t_end ? read_v_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  auto store = [&](const uint4 (&vectors)[kVecsPerThread]) {
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
+      const __half2* pairs = reinterpret_cast<const __half2*>(&vectors[i]);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) kv_s[tok][vec * 4 + w] = pairs[w];
+    }
+  };
+  // The first tile's loads go out before anything else.
+  if (t_first < t_end) {
+    fetch_k(t_first);
+    fetch_v(t_first);
+  }
 
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
   for (int i = threadIdx.x; i < kRowsPerCta * kPairs; i += kThreads) {
@@ -145,20 +167,11 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
   }
 
   for (int t0 = t_first; t0 < t_end; t0 += kDecodeTileTokens) {
-    __syncthreads();  // the previous tile's readers are done (and q_s is written, first time)
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i) {
-      const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
-      const __half2* k2 = reinterpret_cast<const __half2*>(&k_next[i]);
-      const __half2* v2 = reinterpret_cast<const __half2*>(&v_next[i]);
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        k_s[tok][vec * 4 + w] = k2[w];
-        v_s[tok][vec * 4 + w] = v2[w];
-      }
-    }
+    const bool more = t0 + kDecodeTileTokens < t_end;
+    __syncthreads();  // the previous tile's P.V is done with the buffer (and q_s is written, first time)
+    store(k_next);
     __syncthreads();
-    if (t0 + kDecodeTileTokens < t_end) fetch(t0 + kDecodeTileTokens);  // lands while this tile is scored
+    if (more) fetch_k(t0 + kDecodeTileTokens);  // lands during this tile's scores and P.V
 
     // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
     // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
@@ -170,7 +183,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
     float partial[kRowsPerWarp][kPartials] = {};
 #pragma unroll 4
     for (int c = 0; c < kPairs; c += 2) {
-      const float2 k0 = __half22float2(k_s[lane][c]), k1 = __half22float2(k_s[lane][c + 1]);
+      const float2 k0 = __half22float2(kv_s[lane][c]), k1 = __half22float2(kv_s[lane][c + 1]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float2 q0 = as_float2(q_s[warp + kWarps * j][c]), q1 = as_float2(q_s[warp + kWarps * j][c + 1]);
@@ -215,12 +228,17 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] *= rescale;
     }
 
+    __syncthreads();  // every warp's scores are done with K
+    store(v_next);
+    __syncthreads();
+    if (more) fetch_v(t0 + kDecodeTileTokens);  // lands during this P.V and the next tile's scores
+
     // P.V: this lane's columns are half2 pairs lane + 32 c.
 #pragma unroll 4
     for (int tok = 0; tok < kDecodeTileTokens; ++tok) {
       float2 v[kPairsPerLane];
 #pragma unroll
-      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(v_s[tok][lane + 32 * c]);
+      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(kv_s[tok][lane + 32 * c]);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float pt = __shfl_sync(kFullMask, prob[j], tok);
@@ -256,6 +274,20 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) 
       if (lane == 0) p.partial_lse[partial_row] = lse;
     }
   }
+}
+
+// The kernels: head_dim 256 is bounded to 168 registers (no spills on sm_75), three CTAs per SM
+// wherever shared memory allows (a V100; Turing's 64 KB allow two). Unbounded, nvcc 13 gives its
+// 8-row form 171 for sm_75 and sm_90 (ptxas 12.8 for sm_70 stays at 164 by itself), so the bound
+// holds the emulating GPU and other toolkits to the V100's count. The other head dims keep ptxas's
+// own counts: any bound raised them. tests/ut/test_decode_occupancy_budget.py checks the counts.
+template <int kHeadDim, int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
+  decode_attention_cta<kHeadDim, kRowsPerWarp, Kv>(p);
+}
+template <int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kThreads, 3) decode_kernel_d256(const DecodeParams p) {
+  decode_attention_cta<256, kRowsPerWarp, Kv>(p);
 }
 
 // The merge of the splits. CTA = (sequence, query of the decode kernel's, head, 64 columns): each warp
@@ -335,40 +367,94 @@ __global__ void __launch_bounds__(kCombineWarps * 32) combine_kernel(const Decod
   if (c == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
-template <int kHeadDim, int kRowsPerCta>
-void launch_decode_for(const DecodeParams& p, cudaStream_t stream) {
-  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
-  const dim3 grid(p.batch * row_blocks, p.kv_heads, p.splits);
-  dispatch_kv_format(p.kv_format, [&](auto kv) {
-    decode_kernel<kHeadDim, kRowsPerCta / kWarps, decltype(kv)><<<grid, kThreads, 0, stream>>>(p);
-    SM7X_CHECK_LAUNCH();
-  });
+using DecodeKernel = void (*)(DecodeParams);
+
+// Launches `kernel` with the dynamic shared memory that holds it to the emulated card's CTAs per SM
+// (none natively; the kernels themselves use static shared memory only).
+void launch_as_card(DecodeKernel kernel, dim3 grid, int threads, const sm7x::CardLimits* emulated,
+                    cudaStream_t stream, const DecodeParams& p) {
+  const int padding = sm7x::emulated_occupancy_padding(emulated, reinterpret_cast<const void*>(kernel), threads);
+  kernel<<<grid, threads, padding, stream>>>(p);
+  SM7X_CHECK_LAUNCH();
+}
+
+// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
+template <int kHeadDim, int kRowsPerWarp, class Kv>
+constexpr DecodeKernel decode_kernel_of() {
+  if constexpr (kHeadDim == 256) {
+    return decode_kernel_d256<kRowsPerWarp, Kv>;
+  } else {
+    return decode_kernel<kHeadDim, kRowsPerWarp, Kv>;
+  }
+}
+template <int kHeadDim, class Kv>
+DecodeKernel decode_kernel_for(int64_t query_rows) {
+  switch (decode_rows_per_cta(query_rows)) {
+    case 4: return decode_kernel_of<kHeadDim, 4 / kWarps, Kv>();
+    case 8: return decode_kernel_of<kHeadDim, 8 / kWarps, Kv>();
+    default: return decode_kernel_of<kHeadDim, kDecodeRowsPerCta / kWarps, Kv>();
+  }
+}
+
+// Pads every decode kernel of this head_dim for `card` (cached after the first call): the first call
+// is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA graph capture,
+// whatever row block or cache format the captured batches use.
+template <int kHeadDim>
+void settle_paddings(const sm7x::CardLimits& card) {
+  for (const int64_t rows : {4, 8, kDecodeRowsPerCta}) {
+    for (const DecodeKernel kernel :
+         {decode_kernel_for<kHeadDim, KvFloat16>(rows), decode_kernel_for<kHeadDim, KvFp8E5m2>(rows)}) {
+      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
+    }
+  }
+  sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
 }
 
 template <int kHeadDim>
-void launch_for(const DecodeParams& p, cudaStream_t stream) {
-  switch (decode_rows_per_cta(p.max_q_len * (p.q_heads / p.kv_heads))) {
-    case 4: launch_decode_for<kHeadDim, 4>(p, stream); break;
-    case 8: launch_decode_for<kHeadDim, 8>(p, stream); break;
-    default: launch_decode_for<kHeadDim, kDecodeRowsPerCta>(p, stream); break;
-  }
+void launch_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  if (emulated != nullptr) settle_paddings<kHeadDim>(*emulated);
+  const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
+  const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
+  const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
+  dispatch_kv_format(p.kv_format, [&](auto kv) {
+    launch_as_card(decode_kernel_for<kHeadDim, decltype(kv)>(query_rows), grid, kThreads, emulated, stream, p);
+  });
   if (p.splits > 1) {
     const int64_t chunks = kHeadDim / 2 / kCombinePairs;
-    combine_kernel<kHeadDim><<<split_rows(p) * chunks, kCombineWarps * 32, 0, stream>>>(p);
-    SM7X_CHECK_LAUNCH();
+    launch_as_card(combine_kernel<kHeadDim>, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
   }
+}
+
+template <int kHeadDim>
+DecodeOccupancy occupancy_for(int64_t query_rows, const sm7x::CardLimits& card) {
+  const DecodeKernel kernel = decode_kernel_for<kHeadDim, KvFloat16>(query_rows);
+  const auto occupancy = sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
+  int device_ctas = 0;
+  SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&device_ctas, kernel, kThreads, occupancy.padding));
+  return {occupancy.card_ctas, device_ctas, occupancy.padding};
 }
 
 }  // namespace
 
-void launch_decode_attention(const DecodeParams& p, int head_dim, cudaStream_t stream) {
-  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+// Calls fn(std::integral_constant<int, D>{}) for head_dim D in {64, 128, 256}.
+template <class Fn>
+decltype(auto) dispatch_head_dim(int head_dim, Fn&& fn) {
   switch (head_dim) {
-    case 64: return launch_for<64>(p, stream);
-    case 128: return launch_for<128>(p, stream);
-    case 256: return launch_for<256>(p, stream);
+    case 64: return fn(std::integral_constant<int, 64>{});
+    case 128: return fn(std::integral_constant<int, 128>{});
+    case 256: return fn(std::integral_constant<int, 256>{});
     default: throw std::invalid_argument("decode attention: head_dim must be 64, 128 or 256");
   }
+}
+
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
+  return dispatch_head_dim(head_dim, [&](auto d) { return occupancy_for<decltype(d)::value>(query_rows, card); });
+}
+
+void launch_decode_attention(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                             cudaStream_t stream) {
+  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+  dispatch_head_dim(head_dim, [&](auto d) { launch_for<decltype(d)::value>(p, emulated, stream); });
 }
 
 }  // namespace flash_v100

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/emulated_occupancy.h"
 #include "paged_kv/kv_format.h"
 
 namespace flash_v100 {
@@ -60,7 +61,16 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 }
 
 // head_dim 64, 128 or 256 (checked by the op). With splits > 1, a second kernel merges the
-// partials into out and lse.
-void launch_decode_attention(const DecodeParams& params, int head_dim, cudaStream_t stream);
+// partials into out and lse. `emulated`: the card whose CTAs per SM to hold to on a newer GPU
+// (core/emulated_occupancy.h), or nullptr.
+void launch_decode_attention(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                             cudaStream_t stream);
+
+// The fp16-cache decode kernel for this many query rows per CTA under `card`'s occupancy: CTAs per SM
+// the card would hold, this GPU holds with the padding, and the padding (diagnostics and tests).
+struct DecodeOccupancy {
+  int card_ctas, device_ctas, padding;
+};
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -8,16 +8,36 @@
 
 namespace flash_v100 {
 
-// vec-th 8 elements of token t of sequence b (t must be below the sequence's keys).
+// Where token t of sequence b sits in the paged caches (t must be below the sequence's keys).
+struct KvSlot {
+  int64_t block;
+  int offset;
+};
+__device__ __forceinline__ KvSlot kv_slot(const DecodeParams& p, int b, int t) {
+  return {p.block_table[b * p.block_table_stride + t / p.block_size], t % p.block_size};
+}
+
+// vec-th 8 elements of the key (read_k_vec) or value (read_v_vec) at `slot` for one KV head.
+template <class Kv>
+__device__ __forceinline__ uint4 read_k_vec(const DecodeParams& p, KvSlot slot, int kv_head, int vec) {
+  const auto* cache = static_cast<const typename Kv::Element*>(p.k_cache);
+  return Kv::load8(cache + slot.block * p.k_block_stride + slot.offset * p.k_token_stride + kv_head * p.k_head_stride +
+                   vec * 8);
+}
+template <class Kv>
+__device__ __forceinline__ uint4 read_v_vec(const DecodeParams& p, KvSlot slot, int kv_head, int vec) {
+  const auto* cache = static_cast<const typename Kv::Element*>(p.v_cache);
+  return Kv::load8(cache + slot.block * p.v_block_stride + slot.offset * p.v_token_stride + kv_head * p.v_head_stride +
+                   vec * 8);
+}
+
+// Both at once: vec-th 8 elements of token t's key and value.
 template <class Kv>
 __device__ __forceinline__ void read_kv_vec(const DecodeParams& p, int b, int kv_head, int t, int vec, uint4& k,
                                             uint4& v) {
-  const int64_t block = p.block_table[b * p.block_table_stride + t / p.block_size];
-  const int offset = t % p.block_size;
-  const auto* k_cache = static_cast<const typename Kv::Element*>(p.k_cache);
-  const auto* v_cache = static_cast<const typename Kv::Element*>(p.v_cache);
-  k = Kv::load8(k_cache + block * p.k_block_stride + offset * p.k_token_stride + kv_head * p.k_head_stride + vec * 8);
-  v = Kv::load8(v_cache + block * p.v_block_stride + offset * p.v_token_stride + kv_head * p.v_head_stride + vec * 8);
+  const KvSlot slot = kv_slot(p, b, t);
+  k = read_k_vec<Kv>(p, slot, kv_head, vec);
+  v = read_v_vec<Kv>(p, slot, kv_head, vec);
 }
 
 }  // namespace flash_v100

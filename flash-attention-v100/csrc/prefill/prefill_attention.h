@@ -10,11 +10,15 @@ namespace flash_v100 {
 constexpr int kPrefillRowsPerCta = 64;  // query rows: 4 warps x 16
 constexpr int kPrefillTileKeys = 16;    // keys per shared-memory tile
 
+// `emulated`: the card whose CTAs per SM to hold to on a newer GPU (core/emulated_occupancy.h), or nullptr.
 template <class ArchTag>
-void launch_prefill_attention(const DecodeParams& params, int head_dim, cudaStream_t stream);
+void launch_prefill_attention(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                              cudaStream_t stream);
 template <>
-void launch_prefill_attention<sm7x::Sm70>(const DecodeParams& params, int head_dim, cudaStream_t stream);
+void launch_prefill_attention<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                          cudaStream_t stream);
 template <>
-void launch_prefill_attention<sm7x::Sm75>(const DecodeParams& params, int head_dim, cudaStream_t stream);
+void launch_prefill_attention<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                          cudaStream_t stream);
 
 }  // namespace flash_v100

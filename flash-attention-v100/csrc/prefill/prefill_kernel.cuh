@@ -168,28 +168,31 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
 }
 
 template <class ArchTag, int kHeadDim>
-void launch_prefill_for(const DecodeParams& p, cudaStream_t stream) {
+void launch_prefill_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   constexpr int bytes = PrefillSmem<kHeadDim>::kBytes;
   static_assert(bytes <= ArchTag::kMaxSharedBytesPerBlock, "prefill tile exceeds the emulated card's shared memory");
   const int row_blocks = (p.max_q_len + kPrefillRowsPerCta - 1) / kPrefillRowsPerCta;
   const dim3 grid(p.batch * row_blocks, p.q_heads);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
     const auto kernel = prefill_kernel<ArchTag, kHeadDim, decltype(kv)>;
-    if (bytes > 48 * 1024) {  // an opt-in per device; cheap, so on every launch (any GPU of the process)
-      SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    // Under emulation, unused shared memory beyond the tile's holds this GPU to the card's CTAs per SM.
+    const int launch_bytes =
+        bytes + sm7x::emulated_occupancy_padding(emulated, reinterpret_cast<const void*>(kernel), kPrefillThreads, bytes);
+    if (launch_bytes > 48 * 1024) {  // an opt-in per device; cheap, so on every launch (any GPU of the process)
+      SM7X_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, launch_bytes));
     }
-    kernel<<<grid, kPrefillThreads, bytes, stream>>>(p);
+    kernel<<<grid, kPrefillThreads, launch_bytes, stream>>>(p);
     SM7X_CHECK_LAUNCH();
   });
 }
 
 template <class ArchTag>
-void launch_prefill_impl(const DecodeParams& p, int head_dim, cudaStream_t stream) {
+void launch_prefill_impl(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
   switch (head_dim) {
-    case 64: return launch_prefill_for<ArchTag, 64>(p, stream);
-    case 128: return launch_prefill_for<ArchTag, 128>(p, stream);
-    case 256: return launch_prefill_for<ArchTag, 256>(p, stream);
+    case 64: return launch_prefill_for<ArchTag, 64>(p, emulated, stream);
+    case 128: return launch_prefill_for<ArchTag, 128>(p, emulated, stream);
+    case 256: return launch_prefill_for<ArchTag, 256>(p, emulated, stream);
     default: throw std::invalid_argument("prefill attention: head_dim must be 64, 128 or 256");
   }
 }

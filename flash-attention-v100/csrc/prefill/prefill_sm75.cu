@@ -7,8 +7,9 @@
 namespace flash_v100 {
 
 template <>
-void launch_prefill_attention<sm7x::Sm75>(const DecodeParams& p, int head_dim, cudaStream_t stream) {
-  launch_prefill_impl<sm7x::Sm75>(p, head_dim, stream);
+void launch_prefill_attention<sm7x::Sm75>(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                                          cudaStream_t stream) {
+  launch_prefill_impl<sm7x::Sm75>(p, head_dim, emulated, stream);
 }
 
 }  // namespace flash_v100

@@ -1,0 +1,71 @@
+"""Under the emulation switch a newer GPU holds the decode kernel no more often per SM than the
+emulated card: a T4 (64 KB of shared memory per SM) fits two CTAs of the head_dim-256 kernel, which
+takes 24 KB of static shared memory, while an H200 would fit more."""
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+CARD_SHARED_BYTES = {"sm70": 96 * 1024, "sm75": 64 * 1024}
+TILE_TOKENS = 32  # decode_attention.h: kDecodeTileTokens
+
+
+def decode_shared_bytes(head_dim: int, rows_per_cta: int) -> int:
+    """The decode kernel's static shared memory: queries (fp32 at up to 2 rows per warp, else fp16)
+    and one tile buffer for K, then V (rows padded by one word)."""
+    pairs = head_dim // 2
+    query_pair_bytes = 8 if rows_per_cta <= 8 else 4
+    return rows_per_cta * pairs * query_pair_bytes + TILE_TOKENS * (pairs + 1) * 4
+
+
+def rows_per_cta(query_rows: int) -> int:
+    return 4 if query_rows <= 4 else 8 if query_rows <= 8 else 16
+
+
+@pytest.mark.parametrize("path", ["sm70", "sm75"])
+@pytest.mark.parametrize("head_dim", [64, 128, 256])
+@pytest.mark.parametrize("query_rows", [1, 6, 15])
+def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
+    occupancy = fa.decode_occupancy(head_dim, query_rows, path)
+    by_shared_memory = CARD_SHARED_BYTES[path] // decode_shared_bytes(head_dim, rows_per_cta(query_rows))
+    assert 1 <= occupancy["card_ctas_per_sm"] <= by_shared_memory
+    if torch.cuda.get_device_capability() >= (8, 0):  # emulating the card
+        assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]
+    elif {"sm70": (7, 0), "sm75": (7, 5)}[path] == torch.cuda.get_device_capability():  # on the card itself
+        assert occupancy["padding_bytes"] == 0
+
+
+@pytest.mark.parametrize("path, ctas", [("sm75", 2), ("sm70", 3)])
+def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas):
+    # 24 KB per CTA: a Turing card fits two; a V100 three, as its 168 registers per thread allow.
+    occupancy = fa.decode_occupancy(256, 6, path)
+    assert occupancy["card_ctas_per_sm"] == ctas
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert occupancy["device_ctas_per_sm"] == ctas
+        assert occupancy["padding_bytes"] > 0
+
+
+def test_both_cards_launch_in_one_process_in_either_order(fa, monkeypatch):
+    # The padding limit is the kernel's own: a smaller one set for the V100 must not fail the T4's
+    # larger padding afterwards (it did: "invalid argument" at launch).
+    torch.manual_seed(0)
+    q = torch.randn(1, 6, 256, device="cuda", dtype=torch.float16)
+    k_cache = torch.randn(8, 16, 1, 256, device="cuda", dtype=torch.float16)
+    v_cache = torch.randn_like(k_cache)
+    block_table = torch.arange(8, device="cuda", dtype=torch.int32)[None]
+    seqlens = torch.tensor([100], device="cuda", dtype=torch.int32)
+    outs = []
+    for path in ("sm70", "sm75", "sm70", "sm75"):
+        monkeypatch.setenv("VLLM_SM7X_EMULATE", path)
+        outs.append(fa.flash_attn_with_kvcache(q[:, None], k_cache, v_cache, cache_seqlens=seqlens,
+                                               block_table=block_table, causal=True))
+    torch.cuda.synchronize()
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
+
+
+def test_occupancy_rejects_unknown_paths(fa):
+    with pytest.raises(ValueError, match="path must be 'sm70' or 'sm75'"):
+        fa.decode_occupancy(256, 6, "auto")
+    with pytest.raises(ValueError, match="head_dim must be 64, 128 or 256"):
+        fa.decode_occupancy(96, 6, "sm75")
