@@ -35,14 +35,15 @@ def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
         assert occupancy["padding_bytes"] == 0
 
 
-@pytest.mark.parametrize("path, ctas", [("sm75", 2), ("sm70", 3)])
-def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas):
-    # 24 KB per CTA: a Turing card fits two; a V100 three, as its 168 registers per thread allow.
+# 24 KB per CTA: a Turing card fits two; a V100 three, as its 168 registers per thread allow. A
+# newer GPU's 64K registers per SM hold the kernel to three as well, so only Turing needs padding.
+@pytest.mark.parametrize("path, ctas, padded", [("sm75", 2, True), ("sm70", 3, False)])
+def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, padded):
     occupancy = fa.decode_occupancy(256, 6, path)
     assert occupancy["card_ctas_per_sm"] == ctas
     if torch.cuda.get_device_capability() >= (8, 0):
         assert occupancy["device_ctas_per_sm"] == ctas
-        assert occupancy["padding_bytes"] > 0
+        assert (occupancy["padding_bytes"] > 0) == padded
 
 
 def test_both_cards_launch_in_one_process_in_either_order(fa, monkeypatch):
