@@ -94,6 +94,7 @@ def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
 def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict,
             profile: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env["VLLM_SM7X_PROFILE"] = "off"  # every configuration runs the engine arguments given here
     env.update(env_extra)
     if profile:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, where the profiler is
@@ -109,15 +110,16 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, eng
 
 def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool):
     """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
-    hybrids also run ours with our GDN decode kernels."""
+    hybrids also run ours with vLLM's FLA kernels for GDN decode (ours are the default)."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
     if hybrid:
-        yield "ours-default-gdn_decode", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "1"}, "default"
+        yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}, "default"
+    stock = {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}  # vLLM's kernels wherever ours are a switch
     if path == "sm75":
-        yield "stock-awq-triton_attn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
+        yield "stock-awq-triton_attn", awq, {**stock, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
     else:
-        yield "stock-fp16-triton_attn", fp16, {"VLLM_SM7X_EMULATE": path}, "TRITON_ATTN"
+        yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
 
 
 def print_profile(title: str, result: dict) -> None:

@@ -211,21 +211,22 @@ def check_plugin(ctx: Context) -> Check:
                  "vllm-sm7x only takes over on SM70/SM75 GPUs (or with VLLM_SM7X_EMULATE=sm70|sm75)", data)
 
 
-# Paths that are written and tested but not yet the default: (env variable, what it turns on, is it on).
-OPT_IN = [
-    ("VLLM_SM7X_GDN_DECODE", "GDN decode on our kernels", lambda envs: envs.VLLM_SM7X_GDN_DECODE),
-    ("VLLM_SM7X_GDN_PREFILL", "GDN prefill on our kernel", lambda envs: envs.VLLM_SM7X_GDN_PREFILL),
-    ("VLLM_SM7X_PROFILE", "serving profile", lambda envs: envs.VLLM_SM7X_PROFILE == "on"),
+# Paths a variable switches: (env variable, what it turns on, its state: on/off or the profile's mode).
+SWITCHES = [
+    ("VLLM_SM7X_GDN_DECODE", "GDN decode on our kernels", lambda envs: "on" if envs.VLLM_SM7X_GDN_DECODE else "off"),
+    ("VLLM_SM7X_GDN_PREFILL", "GDN prefill on our kernel (opt-in)",
+     lambda envs: "on" if envs.VLLM_SM7X_GDN_PREFILL else "off"),
+    ("VLLM_SM7X_PROFILE", "serving profile", lambda envs: envs.VLLM_SM7X_PROFILE),
 ]
 
 
-def check_opt_in(ctx: Context) -> Check:
-    """Which opt-in paths this environment turns on, so a report says what ran."""
+def check_switches(ctx: Context) -> Check:
+    """Which switchable paths this environment runs, so a report says what ran."""
     from vllm_sm7x import envs
 
-    state = {name: bool(is_on(envs)) for name, _, is_on in OPT_IN}
-    detail = ", ".join(f"{what} {'on' if state[name] else 'off'} ({name})" for name, what, _ in OPT_IN)
-    return Check("opt-in", "info", detail, data=state)
+    state = {name: state_of(envs) for name, _, state_of in SWITCHES}
+    detail = ", ".join(f"{what} {state[name]} ({name})" for name, what, _ in SWITCHES)
+    return Check("switches", "info", detail, data=state)
 
 
 def check_legacy_env(ctx: Context) -> Check:
@@ -240,7 +241,7 @@ def check_legacy_env(ctx: Context) -> Check:
 
 CHECKS: list[Callable[[Context], Check]] = [
     check_python, check_gpus, check_driver, check_torch, check_vllm,
-    check_sm7x_extension, check_flash_attn_extension, check_kernels, check_plugin, check_opt_in,
+    check_sm7x_extension, check_flash_attn_extension, check_kernels, check_plugin, check_switches,
     check_legacy_env,
 ]
 # Checks that mean nothing without a GPU; on a GPU-less machine they are reported as skipped.

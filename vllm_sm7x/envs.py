@@ -27,11 +27,11 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "seconds per shape) and written back; later starts reuse them. Unset: the built-in cost model decides.",
     ),
     "VLLM_SM7X_GDN_DECODE": (
-        lambda: os.environ.get("VLLM_SM7X_GDN_DECODE", "0").strip().lower() in ("1", "true", "yes"),
-        "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, and MTP verification "
-        "batches) on our CUDA kernels instead of vLLM's Triton ones; batches with prefill tokens keep vLLM's "
-        "(opt-in: they matched stock vLLM end to end on 2026-11-24; default once the hybrid and MTP end-to-end "
-        "tests pass on the current code).",
+        lambda: os.environ.get("VLLM_SM7X_GDN_DECODE", "1").strip().lower() in ("1", "true", "yes"),
+        "Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, and MTP verification batches) run on "
+        "our CUDA kernels (default `1`; batches with prefill tokens keep vLLM's Triton ones). `0`: vLLM's Triton "
+        "kernels for decode too. Default since 2026-12-01: the hybrid checkpoint matched stock vLLM end to end "
+        "on both paths with it, and MTP accepted as many drafts as with vLLM's kernels (H200).",
     ),
     "VLLM_SM7X_GDN_PREFILL": (
         lambda: os.environ.get("VLLM_SM7X_GDN_PREFILL", "0").strip().lower() in ("1", "true", "yes"),
@@ -40,12 +40,12 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "causal conv1d before it (opt-in until they have run end to end on a GPU).",
     ),
     "VLLM_SM7X_PROFILE": (
-        lambda: os.environ.get("VLLM_SM7X_PROFILE", "off").strip().lower(),
-        "`on`: at engine start-up, fill the settings the user did not give (context length, max_num_seqs, "
-        "max_num_batched_tokens, MTP, prefix caching, KV pool, gpu_memory_utilization, text-only mode) from "
-        "the model, the GPUs and the TP size, and log them as one table (`vllm-sm7x doctor MODEL` shows the "
-        "same table without starting). `off` (the default until the profiles have run end to end on a GPU): "
-        "vLLM's defaults.",
+        lambda: os.environ.get("VLLM_SM7X_PROFILE", "auto").strip().lower(),
+        "The serving profile: at engine start-up, fill the settings the user did not give (context length, "
+        "max_num_seqs, max_num_batched_tokens, MTP, prefix caching, KV pool, gpu_memory_utilization, text-only "
+        "mode) from the model, the GPUs and the TP size, and log them as one table (`vllm-sm7x doctor MODEL` "
+        "shows the same table without starting). `auto` (default): for Qwen3.5/3.6 checkpoints, the models the "
+        "profile's rules were written for; `on`: for any model folder it can read; `off`: vLLM's defaults.",
     ),
 }
 

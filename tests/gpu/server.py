@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu.engine_env import engine_env
+
 HERE = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
 def demo_server(emulate: str, port: int, cache: Path, log: Path, extra_args=(), extra_env=None, startup_s: int = 400):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
-    env.update(extra_env or {})
+    env = engine_env(**(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))  # scripted_output
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "vllm_sm7x.entrypoints.cli", "serve-demo", "--emulate",

@@ -2,12 +2,13 @@
 kernels, with no --quantization flag and with --quantization awq, eager and compiled with CUDA graphs
 (the default users get)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.gpu.engine_env import engine_env
 
 pytestmark = pytest.mark.gpu
 
@@ -32,8 +33,7 @@ def checkpoint(awq_checkpoint):
 
 
 def generate(checkpoint: Path, emulate: str, quantization: str | None, mode: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
-    env["VLLM_SM7X_EMULATE"] = emulate
+    env = engine_env(VLLM_SM7X_EMULATE=emulate)
     result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), quantization or "none", mode],
                             capture_output=True, text=True, env=env, timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]

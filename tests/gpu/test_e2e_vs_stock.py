@@ -9,7 +9,6 @@ is within REFERENCE_MARGIN of it and, over all compared tokens, not ACCURACY_RAT
 it than stock."""
 import functools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import pytest
 from vllm_sm7x.checkpoints import E2E_PROMPT_IDS as PROMPT_IDS
 from vllm_sm7x.checkpoints import E2E_TOKENS as TOKENS
 from vllm_sm7x.checkpoints import MTP_DRAFTS
+
+from tests.gpu.engine_env import engine_env
 
 pytestmark = pytest.mark.gpu
 PROMPTS = len(PROMPT_IDS)
@@ -92,7 +93,7 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
     """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
     (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
     (with a speculative config) and the process's log (stdout and stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env = engine_env()
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     else:
@@ -444,12 +445,13 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
 
 
 def test_serving_profile_turns_mtp_on_where_the_checkpoint_has_a_head(mtp_checkpoint):
-    """VLLM_SM7X_PROFILE=on fills what the command left unset: here MTP (the checkpoint has mtp.*
-    weights); the engine then speculates, and the greedy tokens stay those of a run without it."""
-    gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
-    plain = generate(mtp_checkpoint, "sm75", "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
+    """The default serving profile (VLLM_SM7X_PROFILE=auto: a Qwen3.5/3.6 checkpoint) fills what the
+    command left unset: here MTP (the checkpoint has mtp.* weights); the engine then speculates, and
+    the greedy tokens stay those of a run without it. Both on our GDN decode kernels, the default."""
+    plain = generate(mtp_checkpoint, "sm75", "graphs", engine_args=HYBRID_ENGINE)
     profiled = generate(mtp_checkpoint, "sm75", "graphs", engine_args={**HYBRID_ENGINE, "disable_log_stats": False},
-                        env_extra={**gdn, "VLLM_SM7X_PROFILE": "on"}, logprobs=0)
+                        env_extra={"VLLM_SM7X_PROFILE": "auto"}, logprobs=0)
+    assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in plain["log"]
     assert "vllm-sm7x profile for" in profiled["log"]
     assert profiled["spec_decode"], "the profile did not turn MTP on"
     assert_matches_stock(plain["samples"], profiled, "qwen35-tiny-mtp sm75: profile (MTP on) against none")

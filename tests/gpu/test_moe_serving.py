@@ -4,11 +4,12 @@ computed from the checkpoint's own tensors: what loading, the weight conversion 
 together, which the kernel tests (synthetic stacks) cannot see. Each part is checked on its own so a
 failure names it: routing (expert ids), the routed experts, the whole block."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.gpu.engine_env import engine_env
 
 pytestmark = pytest.mark.gpu
 
@@ -113,8 +114,7 @@ print("RESULT " + json.dumps(report))
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
 def test_moe_block_in_vllm_matches_the_checkpoint_reference(awq_checkpoint, emulate):
     moe_checkpoint = awq_checkpoint("qwen36-35b-a3b-tiny")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
-    env.update(VLLM_SM7X_EMULATE=emulate, VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    env = engine_env(VLLM_SM7X_EMULATE=emulate, VLLM_ENABLE_V1_MULTIPROCESSING="0")
     result = subprocess.run([sys.executable, "-c", CHECK, str(moe_checkpoint), "128"], capture_output=True, text=True,
                             env=env, timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]

@@ -1,11 +1,12 @@
 """On the lent GPU: with VLLM_SM7X_EMULATE vLLM's current_platform is ours and sees the emulated
 capability; without it, on a newer GPU, vLLM's own platform is untouched."""
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
+
+from tests.gpu.engine_env import engine_env
 
 pytestmark = pytest.mark.gpu
 
@@ -20,7 +21,7 @@ print("RESULT", type(p).__module__ + "." + type(p).__qualname__, p.get_device_ca
 
 
 def probe(emulate: str | None) -> tuple[list[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    env = engine_env()
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
@@ -62,8 +63,7 @@ for head_size, kv_cache_dtype in ((256, "auto"), (128, "auto"), (96, "auto"), (1
 @pytest.mark.parametrize("emulate", ["sm70", "sm75"])
 def test_flash_attn_v100_is_the_default_attention_where_it_fits(emulate):
     pytest.importorskip("vllm")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
-    env["VLLM_SM7X_EMULATE"] = emulate
+    env = engine_env(VLLM_SM7X_EMULATE=emulate)
     result = subprocess.run([sys.executable, "-c", BACKEND_PROBE], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -2,12 +2,13 @@
 generate of an AWQ model must call none: every op and CUDA kernel it runs is listed by the torch
 profiler and checked. Eager mode, so each op is visible (graph replays would hide them)."""
 import json
-import os
 import re
 import subprocess
 import sys
 
 import pytest
+
+from tests.gpu.engine_env import engine_env
 
 pytestmark = pytest.mark.gpu
 
@@ -49,8 +50,7 @@ MODELS = {"qwen3-tiny": ({}, ("_C_sm7x::awq_linear",)),
 def test_sm70_generate_calls_no_vllm_c_kernel(preset, awq_checkpoint):
     checkpoint = awq_checkpoint(preset)
     engine_args, our_ops = MODELS[preset]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
-    env.update(VLLM_SM7X_EMULATE="sm70", VLLM_ENABLE_V1_MULTIPROCESSING="0")  # profile the model in-process
+    env = engine_env(VLLM_SM7X_EMULATE="sm70", VLLM_ENABLE_V1_MULTIPROCESSING="0")  # profile the model in-process
     result = subprocess.run([sys.executable, "-c", PROFILE, str(checkpoint), json.dumps(engine_args)],
                             capture_output=True, text=True, env=env, timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]

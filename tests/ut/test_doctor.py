@@ -82,11 +82,18 @@ def test_ready_means_no_failed_check(statuses, ready):
     assert doctor.is_ready([Check(str(i), s, "") for i, s in enumerate(statuses)]) is ready
 
 
-def test_opt_in_paths_are_reported_as_set(monkeypatch):
+def test_switched_paths_are_reported_as_set(monkeypatch):
     monkeypatch.setenv("VLLM_SM7X_GDN_PREFILL", "1")
-    monkeypatch.delenv("VLLM_SM7X_GDN_DECODE", raising=False)
+    monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "0")
     monkeypatch.setenv("VLLM_SM7X_PROFILE", "on")
-    check = doctor.check_opt_in(Context(gpus=[]))
+    check = doctor.check_switches(Context(gpus=[]))
     assert check.status == "info"
-    assert check.data == {"VLLM_SM7X_GDN_DECODE": False, "VLLM_SM7X_GDN_PREFILL": True, "VLLM_SM7X_PROFILE": True}
-    assert "GDN prefill on our kernel on (VLLM_SM7X_GDN_PREFILL)" in check.detail
+    assert check.data == {"VLLM_SM7X_GDN_DECODE": "off", "VLLM_SM7X_GDN_PREFILL": "on", "VLLM_SM7X_PROFILE": "on"}
+    assert "GDN prefill on our kernel (opt-in) on (VLLM_SM7X_GDN_PREFILL)" in check.detail
+
+
+def test_gdn_decode_and_the_profile_are_on_by_default(monkeypatch):
+    for name in ("VLLM_SM7X_GDN_DECODE", "VLLM_SM7X_GDN_PREFILL", "VLLM_SM7X_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    check = doctor.check_switches(Context(gpus=[]))
+    assert check.data == {"VLLM_SM7X_GDN_DECODE": "on", "VLLM_SM7X_GDN_PREFILL": "off", "VLLM_SM7X_PROFILE": "auto"}

@@ -218,18 +218,66 @@ def test_marked_command_line_defaults_are_unset_until_restored(engine_args):
     assert type(args.gpu_memory_utilization) is float and type(args.mamba_cache_mode) is str
 
 
-def test_the_profile_fills_only_what_the_user_left(engine_args, tmp_path, monkeypatch):
+def write_dense_qwen3(folder):
+    """A Qwen3-4B-like folder: a model the profile's rules were not written for."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen3ForCausalLM"], "hidden_size": 2560, "num_hidden_layers": 36, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 9728, "vocab_size": 151936,
+        "max_position_embeddings": 40960, "quantization_config": AWQ}))
+    return folder
+
+
+@pytest.fixture
+def four_v100s(monkeypatch):
     from vllm_sm7x import activation
 
+    monkeypatch.setattr(activation, "visible_gpus",
+                        lambda: [activation.Gpu(i, "Tesla V100-SXM2-32GB", (7, 0), 32 * GIB) for i in range(4)])
+
+
+def test_the_profile_fills_only_what_the_user_left(engine_args, tmp_path, four_v100s):
     folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
-    v100s = [activation.Gpu(i, "Tesla V100-SXM2-32GB", (7, 0), 32 * GIB) for i in range(4)]
-    monkeypatch.setattr(activation, "visible_gpus", lambda: v100s)
     args = engine_args(model=str(folder), tensor_parallel_size=4, max_model_len=65536)
     profile = engine.apply_profile(args)
     assert args.max_model_len == 65536 and profile.settings["max_model_len"].user_set
     assert args.speculative_config == {"method": "mtp", "num_speculative_tokens": 4}
     assert args.max_num_seqs == 4 and args.enable_prefix_caching is True and args.mamba_cache_mode == "align"
     assert args.kv_cache_memory_bytes < 32 * GIB and args.language_model_only is True
+
+
+def test_auto_profiles_qwen35_checkpoints_and_leaves_other_models_to_vllm(engine_args, tmp_path, four_v100s, caplog):
+    qwen36 = engine_args(model=str(write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")), tensor_parallel_size=4)
+    assert engine.apply_profile(qwen36, "auto") is not None and qwen36.max_model_len == 262144
+    dense = engine_args(model=str(write_dense_qwen3(tmp_path / "dense")), tensor_parallel_size=4)
+    assert engine.apply_profile(dense, "auto") is None
+    assert dense.max_num_seqs is None and dense.max_model_len is None  # vLLM's defaults (a 256-request batch)
+    assert "Qwen3ForCausalLM is not a Qwen3.5/3.6 model" in caplog.text and "VLLM_SM7X_PROFILE=on" in caplog.text
+    assert engine.apply_profile(dense, "on") is not None and dense.max_num_seqs == 1
+
+
+def test_the_profile_mode_is_checked(monkeypatch):
+    monkeypatch.delenv("VLLM_SM7X_PROFILE", raising=False)
+    assert engine.profile_mode() == "auto"
+    monkeypatch.setenv("VLLM_SM7X_PROFILE", "Yes")
+    with pytest.raises(ValueError, match="VLLM_SM7X_PROFILE='yes' is not one of auto, on, off"):
+        engine.profile_mode()
+
+
+@pytest.mark.parametrize("mode, model, says", [
+    ("auto", "qwen36", "the server applies it at start-up to every setting you do not pass (VLLM_SM7X_PROFILE=auto)"),
+    ("off", "qwen36", "the server does not apply it: VLLM_SM7X_PROFILE=off"),
+    ("auto", "dense", "the server does not apply it: Qwen3ForCausalLM is not a Qwen3.5/3.6 model"),
+    ("on", "dense", "the server applies it at start-up to every setting you do not pass (VLLM_SM7X_PROFILE=on)"),
+])
+def test_doctor_says_whether_the_server_applies_the_profile(tmp_path, capsys, monkeypatch, mode, model, says):
+    from vllm_sm7x.entrypoints.cli import main
+
+    monkeypatch.setenv("VLLM_SM7X_PROFILE", mode)
+    folder = (write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ") if model == "qwen36"
+              else write_dense_qwen3(tmp_path / "dense"))
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32"]) == 0
+    assert says in capsys.readouterr().out
 
 
 def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, tmp_path, caplog):

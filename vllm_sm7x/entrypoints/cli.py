@@ -26,6 +26,7 @@ def doctor(args: argparse.Namespace) -> int:
 def doctor_profile(args: argparse.Namespace) -> int:
     """The serving profile for MODEL on these GPUs (or the ones described by --gpu-memory-gib)."""
     from vllm_sm7x.activation import visible_gpus
+    from vllm_sm7x.profiles.engine import profile_mode, reason_not_applied
     from vllm_sm7x.profiles.memory import GIB
     from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
     from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
@@ -40,16 +41,22 @@ def doctor_profile(args: argparse.Namespace) -> int:
         gpus = Gpus(found[0].name, min(g.memory_bytes for g in found), len(found))
     user = {name: getattr(args, name) for name in PROFILE_USER_ARGS if getattr(args, name) is not None}
     try:
-        profile = resolve_profile(read_model_facts(args.model), gpus, args.tensor_parallel_size, user)
-    except (ModelFactsError, ProfileError) as error:
+        mode = profile_mode()
+        facts = read_model_facts(args.model)
+        profile = resolve_profile(facts, gpus, args.tensor_parallel_size, user)
+    except (ModelFactsError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    not_applied = reason_not_applied(facts, mode)
     if args.json:
         print(json.dumps({"engine_args": profile.engine_args(), "budget_bytes": profile.budget,
-                          "reasons": {s.name: s.reason for s in profile.settings.values()}}, indent=2))
+                          "reasons": {s.name: s.reason for s in profile.settings.values()},
+                          "applied_at_start": not_applied is None, "not_applied_because": not_applied}, indent=2))
     else:
         print(f"{args.model} on {gpus.count or 'n'} x {gpus.name}, --tensor-parallel-size {args.tensor_parallel_size}")
         print(profile.table())
+        print(f"the server does not apply it: {not_applied}" if not_applied else
+              f"the server applies it at start-up to every setting you do not pass (VLLM_SM7X_PROFILE={mode})")
     return 0
 
 

@@ -5,7 +5,8 @@ hold a 32 x 128 fp32 state tile per single-warp program. The layer class is a Pl
 out-of-tree subclass replaces it at construction. It sends two kinds of batch to csrc/gdn's conv
 update + recurrence: pure decode (one token per sequence) and pure MTP verification (1 + k tokens per
 sequence). Batches with prefill tokens, and layers whose dtypes the kernels do not take, keep vLLM's
-path. Opt-in (VLLM_SM7X_GDN_DECODE=1) until the kernels have run end to end on a GPU.
+path. On by default (VLLM_SM7X_GDN_DECODE=0 turns it off): the hybrid checkpoint matched stock vLLM end to
+end on both arch paths with it, and MTP accepted as many drafts as on vLLM's kernels.
 
 Prefill goes through vLLM's ChunkGatedDeltaRule op (a CustomOp): its out-of-tree subclass runs our
 chunked SIMT kernel where it takes the inputs (fp16, k_dim 64 or 128). Opt-in (VLLM_SM7X_GDN_PREFILL=1)

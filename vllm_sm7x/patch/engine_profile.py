@@ -18,11 +18,11 @@ def apply_profile_at_engine_start() -> bool:
 
     @functools.wraps(original)
     def create_engine_config(self, *args, **kwargs):
-        from vllm_sm7x import envs
-        from vllm_sm7x.profiles.engine import apply_profile, restore_marked_defaults
+        from vllm_sm7x.profiles.engine import apply_profile, profile_mode, restore_marked_defaults
 
-        if envs.VLLM_SM7X_PROFILE == "on":
-            apply_profile(self)
+        mode = profile_mode()
+        if mode != "off":
+            apply_profile(self, mode)
         restore_marked_defaults(self)
         return original(self, *args, **kwargs)
 

@@ -23,6 +23,7 @@ class UnsetStr(str):
     """vLLM's default value, marked as not given by the user."""
 
 
+PROFILE_MODES = ("auto", "on", "off")
 MARKED_DEFAULTS = {"gpu_memory_utilization": UnsetFloat, "mamba_cache_mode": UnsetStr}
 # EngineArgs fields the profile may fill (resolve.Profile.engine_args names them) and may be given by users.
 PROFILED_FIELDS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "speculative_config",
@@ -53,9 +54,31 @@ def user_settings(engine_args) -> dict:
     return given
 
 
-def apply_profile(engine_args):
-    """Fills engine_args' unset fields from the profile and returns it (None when the model cannot be
-    profiled: a log line says why, and vLLM's defaults stand). Impossible combinations raise."""
+def profile_mode() -> str:
+    """VLLM_SM7X_PROFILE, checked: one of PROFILE_MODES."""
+    from vllm_sm7x import envs
+
+    mode = envs.VLLM_SM7X_PROFILE
+    if mode not in PROFILE_MODES:
+        raise ValueError(f"VLLM_SM7X_PROFILE={mode!r} is not one of auto, on, off (auto: the serving profile for "
+                         "Qwen3.5/3.6 checkpoints; on: for every model; off: vLLM's defaults)")
+    return mode
+
+
+def reason_not_applied(facts, mode: str) -> str | None:
+    """Why the server does not apply the profile to this model in this mode; None when it does."""
+    if mode == "off":
+        return "VLLM_SM7X_PROFILE=off"
+    if mode == "auto" and not facts.is_qwen35:
+        return (f"{facts.architecture} is not a Qwen3.5/3.6 model, for which its rules are written "
+                "(VLLM_SM7X_PROFILE=on applies it anyway)")
+    return None
+
+
+def apply_profile(engine_args, mode: str = "on"):
+    """Fills engine_args' unset fields from the profile and returns it (None when the model is not
+    profiled: a log line says why, and vLLM's defaults stand). `mode` "auto" profiles Qwen3.5/3.6
+    checkpoints only. Impossible combinations raise."""
     from vllm_sm7x.activation import visible_gpus
     from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
     from vllm_sm7x.profiles.resolve import Gpus, resolve_profile
@@ -71,11 +94,16 @@ def apply_profile(engine_args):
     except (ModelFactsError, KeyError, ValueError) as error:
         logger.info("vllm-sm7x profile skipped: %s", error)
         return None
+    skipped = reason_not_applied(facts, mode)
+    if skipped:
+        logger.info("vllm-sm7x profile skipped: %s", skipped)
+        return None
     profile = resolve_profile(facts, Gpus(gpus[0].name, min(g.memory_bytes for g in gpus), len(gpus)),
                               engine_args.tensor_parallel_size, user_settings(engine_args))
     for name, value in profile.engine_args().items():
         setattr(engine_args, name, value)
-    logger.info("vllm-sm7x profile for %s (VLLM_SM7X_PROFILE=off disables it):\n%s", folder.name, profile.table())
+    logger.info("vllm-sm7x profile for %s (VLLM_SM7X_PROFILE=off disables it; flags you pass win):\n%s",
+                folder.name, profile.table())
     return profile
 
 
