@@ -138,7 +138,11 @@ def _handle_by_uuid_prefix(pynvml, prefix: str, count: int):
 @functools.cache
 def current_activation() -> Activation:
     """The decision for this process (cached: GPUs and the switch don't change while it runs)."""
-    return decide(visible_gpus(), envs.VLLM_SM7X_EMULATE, envs.VLLM_SM7X_DISABLE)
+    try:
+        disabled = envs.VLLM_SM7X_DISABLE
+    except ValueError as error:  # a plugin that cannot tell whether it is wanted stays off, and says why
+        return Activation(False, None, False, str(error), error=True)
+    return decide(visible_gpus(), envs.VLLM_SM7X_EMULATE, disabled)
 
 
 def kernel_path() -> str:

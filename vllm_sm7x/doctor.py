@@ -221,10 +221,16 @@ SWITCHES = [
 
 
 def check_switches(ctx: Context) -> Check:
-    """Which switchable paths this environment runs, so a report says what ran."""
+    """Which switchable paths this environment runs, so a report says what ran; a value the server
+    would refuse fails here first."""
     from vllm_sm7x import envs
+    from vllm_sm7x.profiles.engine import profile_mode
 
-    state = {name: state_of(envs) for name, _, state_of in SWITCHES}
+    try:
+        profile_mode()
+        state = {name: state_of(envs) for name, _, state_of in SWITCHES}
+    except ValueError as error:
+        return Check("switches", "fail", str(error), "fix or unset the variable (docs/environment.md)")
     detail = ", ".join(f"{what} {state[name]} ({name})" for name, what, _ in SWITCHES)
     return Check("switches", "info", detail, data=state)
 

@@ -4,6 +4,18 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(name: str, default: str) -> bool:
+    """An on/off variable: 1/true/yes/on or 0/false/no/off; anything else is named as an error rather
+    than read as off."""
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in _ON + _OFF:
+        raise ValueError(f"{name}={value!r} is not understood: set it to 1 (on) or 0 (off), or unset it")
+    return value in _ON
+
+
 environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
     "VLLM_SM7X_EMULATE": (
         lambda: os.environ.get("VLLM_SM7X_EMULATE", "").strip().lower() or None,
@@ -12,11 +24,11 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "GPU end-to-end test and benchmark; never needed on a real V100/T4.",
     ),
     "VLLM_SM7X_DISABLE": (
-        lambda: os.environ.get("VLLM_SM7X_DISABLE", "0").strip().lower() in ("1", "true", "yes"),
+        lambda: _switch("VLLM_SM7X_DISABLE", "0"),
         "Set to 1 to keep the plugin off even on SM70/SM75 GPUs (stock vLLM behaviour).",
     ),
     "VLLM_SM7X_STOCK_AWQ": (
-        lambda: os.environ.get("VLLM_SM7X_STOCK_AWQ", "0").strip().lower() in ("1", "true", "yes"),
+        lambda: _switch("VLLM_SM7X_STOCK_AWQ", "0"),
         "Set to 1 to leave AWQ checkpoints to vLLM's own AWQ kernels while the platform stays active (for "
         "comparisons: what stock vLLM does on a Turing card; stock vLLM has no AWQ path on SM70).",
     ),
@@ -27,14 +39,14 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "seconds per shape) and written back; later starts reuse them. Unset: the built-in cost model decides.",
     ),
     "VLLM_SM7X_GDN_DECODE": (
-        lambda: os.environ.get("VLLM_SM7X_GDN_DECODE", "1").strip().lower() in ("1", "true", "yes"),
+        lambda: _switch("VLLM_SM7X_GDN_DECODE", "1"),
         "Qwen3.5/3.6 Gated DeltaNet decode steps (one token per sequence, and MTP verification batches) run on "
         "our CUDA kernels (default `1`; batches with prefill tokens keep vLLM's Triton ones). `0`: vLLM's Triton "
         "kernels for decode too. Default since 2026-12-01: the hybrid checkpoint matched stock vLLM end to end "
         "on both paths with it, and MTP accepted as many drafts as with vLLM's kernels (H200).",
     ),
     "VLLM_SM7X_GDN_PREFILL": (
-        lambda: os.environ.get("VLLM_SM7X_GDN_PREFILL", "0").strip().lower() in ("1", "true", "yes"),
+        lambda: _switch("VLLM_SM7X_GDN_PREFILL", "0"),
         "Set to 1 to run Qwen3.5/3.6 Gated DeltaNet prefill on our CUDA kernels instead of vLLM's Triton ones: "
         "the chunked delta rule (chunk_gated_delta_rule) for fp16 layers with head_k_dim 64 or 128, and the "
         "causal conv1d before it (opt-in until they have run end to end on a GPU).",
@@ -44,8 +56,8 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "The serving profile: at engine start-up, fill the settings the user did not give (context length, "
         "max_num_seqs, max_num_batched_tokens, MTP, prefix caching, KV pool, gpu_memory_utilization, text-only "
         "mode) from the model, the GPUs and the TP size, and log them as one table (`vllm-sm7x doctor MODEL` "
-        "shows the same table without starting). `auto` (default): for Qwen3.5/3.6 checkpoints, the models the "
-        "profile's rules were written for; `on`: for any model folder it can read; `off`: vLLM's defaults.",
+        "shows the same table without starting). `auto` (default): for local Qwen3.5/3.6 checkpoint folders, the "
+        "models the profile's rules were written for (a hub id is not read); `on`: for any model folder it can read; `off`: vLLM's defaults.",
     ),
 }
 

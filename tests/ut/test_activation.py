@@ -55,6 +55,29 @@ def test_disable_switch_wins():
     assert not decide([H100], emulate="sm70", disabled=True).active
 
 
+def test_on_off_switches_read_words_and_refuse_anything_else(monkeypatch):
+    from vllm_sm7x import envs
+
+    for value, on in (("on", True), (" Yes ", True), ("1", True), ("off", False), ("0", False), ("", False)):
+        monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", value)
+        assert envs.VLLM_SM7X_STOCK_AWQ is on
+    monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "")
+    assert envs.VLLM_SM7X_GDN_DECODE is True  # empty: the default
+    monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "maybe")
+    with pytest.raises(ValueError, match="VLLM_SM7X_GDN_DECODE='maybe' is not understood: set it to 1"):
+        envs.VLLM_SM7X_GDN_DECODE
+
+
+def test_a_disable_switch_that_cannot_be_read_keeps_the_plugin_off_and_says_why(monkeypatch):
+    monkeypatch.setenv("VLLM_SM7X_DISABLE", "please")
+    activation.current_activation.cache_clear()
+    try:
+        result = activation.current_activation()
+    finally:
+        activation.current_activation.cache_clear()
+    assert not result.active and result.error and "VLLM_SM7X_DISABLE='please'" in result.reason
+
+
 def test_env_switch_is_normalised(monkeypatch):
     from vllm_sm7x import envs
 

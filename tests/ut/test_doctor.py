@@ -92,6 +92,13 @@ def test_switched_paths_are_reported_as_set(monkeypatch):
     assert "GDN prefill on our kernel (opt-in) on (VLLM_SM7X_GDN_PREFILL)" in check.detail
 
 
+@pytest.mark.parametrize("name, value", [("VLLM_SM7X_PROFILE", "yes"), ("VLLM_SM7X_GDN_DECODE", "maybe")])
+def test_a_switch_the_server_would_refuse_fails_the_doctor(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    check = doctor.check_switches(Context(gpus=[]))
+    assert check.status == "fail" and f"{name}={value!r}" in check.detail
+
+
 def test_gdn_decode_and_the_profile_are_on_by_default(monkeypatch):
     for name in ("VLLM_SM7X_GDN_DECODE", "VLLM_SM7X_GDN_PREFILL", "VLLM_SM7X_PROFILE"):
         monkeypatch.delenv(name, raising=False)

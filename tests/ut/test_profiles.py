@@ -239,7 +239,7 @@ def four_v100s(monkeypatch):
 def test_the_profile_fills_only_what_the_user_left(engine_args, tmp_path, four_v100s):
     folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
     args = engine_args(model=str(folder), tensor_parallel_size=4, max_model_len=65536)
-    profile = engine.apply_profile(args)
+    profile = engine.apply_profile(args, "on")
     assert args.max_model_len == 65536 and profile.settings["max_model_len"].user_set
     assert args.speculative_config == {"method": "mtp", "num_speculative_tokens": 4}
     assert args.max_num_seqs == 4 and args.enable_prefix_caching is True and args.mamba_cache_mode == "align"
@@ -282,8 +282,32 @@ def test_doctor_says_whether_the_server_applies_the_profile(tmp_path, capsys, mo
 
 def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, tmp_path, caplog):
     args = engine_args(model="Qwen/Qwen3.6-27B")  # a hub id: not read here
-    assert engine.apply_profile(args) is None
+    assert engine.apply_profile(args, "on") is None
     assert args.max_model_len is None and "profile skipped" in caplog.text
+
+
+# max_num_seqs as vLLM then sees it: 4 in the 27B MTP profile at TP4, 1 for other profiled models,
+# None (vLLM's default) where the profile stays out.
+@pytest.mark.parametrize("mode, model, max_num_seqs", [(None, "qwen36", 4), (None, "dense", None),
+                                                       ("off", "qwen36", None), ("on", "dense", 1)])
+def test_engine_start_profiles_what_the_mode_names(engine_args, tmp_path, four_v100s, monkeypatch, mode, model,
+                                                   max_num_seqs):
+    from vllm.engine.arg_utils import EngineArgs
+
+    from vllm_sm7x.patch import engine_profile
+
+    if mode is None:
+        monkeypatch.delenv("VLLM_SM7X_PROFILE", raising=False)  # the default: auto
+    else:
+        monkeypatch.setenv("VLLM_SM7X_PROFILE", mode)
+    seen = {}
+    monkeypatch.setattr(EngineArgs, "create_engine_config",  # vLLM's own step, restored after the test
+                        lambda self, *args, **kwargs: seen.setdefault("max_num_seqs", self.max_num_seqs))
+    assert engine_profile.apply_profile_at_engine_start() is True
+    folder = (write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ") if model == "qwen36"
+              else write_dense_qwen3(tmp_path / "dense"))
+    engine_args(model=str(folder), tensor_parallel_size=4).create_engine_config()
+    assert seen["max_num_seqs"] == max_num_seqs
 
 
 def test_the_patch_wraps_create_engine_config_once():

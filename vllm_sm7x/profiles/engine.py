@@ -75,7 +75,7 @@ def reason_not_applied(facts, mode: str) -> str | None:
     return None
 
 
-def apply_profile(engine_args, mode: str = "on"):
+def apply_profile(engine_args, mode: str):
     """Fills engine_args' unset fields from the profile and returns it (None when the model is not
     profiled: a log line says why, and vLLM's defaults stand). `mode` "auto" profiles Qwen3.5/3.6
     checkpoints only. Impossible combinations raise."""
