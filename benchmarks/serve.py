@@ -3,15 +3,21 @@
 (`--preset qwen3-27b-width`, the default) or the hybrid layout (`qwen36-27b-width`: 6 Gated DeltaNet +
 2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels), or
 Qwen3.6-35B-A3B's MoE hybrid at its widths in 4 layers (`qwen36-35b-a3b-width`, text-only):
-decode tokens/s at batch 1 and 4, and time to first token for prompts of 1K/8K/32K tokens, for our
-emulated SM70/SM75 paths and, in the same run, stock vLLM forced to what it does on that card:
+decode tokens/s at batch 1 and 4 (and at batch 1 after --decode-contexts prompts), and time to first
+token for prompts of 1K/8K/32K tokens, for our emulated SM70/SM75 paths and, in the same run, stock
+vLLM forced to what it does on that card:
   sm75: stock vLLM's own AWQ path (VLLM_SM7X_STOCK_AWQ=1: vLLM 0.26 picks Marlin from SM75) + TRITON_ATTN
   sm70: stock vLLM has no AWQ path on Volta: the same model's fp16 checkpoint + TRITON_ATTN
 Decode is the honest comparison (memory-bound: int4 against fp16 or stock kernels); prefill of the
 stock side runs this GPU's instructions where Triton picks them, so TTFT is reported, not claimed.
 These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
+--mtp K serves the hybrid preset's `-mtp` checkpoint (an MTP head built to agree with the model part
+of the time: see vllm_sm7x/checkpoints) with K speculative tokens on every configuration and reports
+the share of drafts accepted beside the speed; a run without it gives the same rows without MTP. A
+built head's acceptance is not a trained one's: compare tok/s at the acceptance reported.
 
   python benchmarks/serve.py --path sm70 sm75 [--preset P] [--cache DIR] [--out benchmarks/results] [--quick]
+  python benchmarks/serve.py --path sm75 --preset qwen36-27b-width --mtp 3 --decode-contexts 4096 65536
   python benchmarks/serve.py --path sm75 --profile     # GPU kernels of a batch-1 decode, per token
 """
 from __future__ import annotations
@@ -33,9 +39,10 @@ MEASURE = r"""
 import json, sys, time
 from vllm import LLM, SamplingParams
 model, backend, contexts = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split(",")]
+decode_contexts = [int(c) for c in sys.argv[6].split(",") if c]
 # No prefix caching: each timing repeats its prompts, and a cached prompt would time a cache hit, not a
 # prefill (the TTFT rows of 2026-11-30 did).
-llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts) + 256, max_num_seqs=4,
+llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts + decode_contexts) + 256, max_num_seqs=4,
           max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0, enable_prefix_caching=False,
           attention_backend=None if backend == "default" else backend, **json.loads(sys.argv[4]))
 
@@ -70,14 +77,23 @@ if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, ker
                                   "top_kernels": top}))
     sys.exit(0)
 rows = []
-for batch in (1, 4):
-    prompts = [prompt(128, b + 1) for b in range(batch)]
-    first, full = min(run(prompts, 1) for _ in range(3)), min(run(prompts, 129) for _ in range(3))
-    rows.append({"phase": "decode", "context": 128, "batch": batch, "tok_s": round(batch * 128 / (full - first), 2)})
+# Decode: 128 tokens after the prompt, less the prompt's own time (a 1-token run of it). Batch 1 only
+# after the long prompts, each timing of which prefills them again.
+for context, batch in [(128, 1), (128, 4)] + [(c, 1) for c in decode_contexts]:
+    prompts = [prompt(context, b + 1) for b in range(batch)]
+    repeats = 3 if context <= 8192 else 2
+    first, full = min(run(prompts, 1) for _ in range(repeats)), min(run(prompts, 129) for _ in range(repeats))
+    rows.append({"phase": "decode", "context": context, "batch": batch,
+                 "tok_s": round(batch * 128 / (full - first), 2)})
 for context in contexts:
     ttft = min(run([prompt(context, context)], 1) for _ in range(2))
     rows.append({"phase": "prefill", "context": context, "batch": 1, "ttft_ms": round(ttft * 1e3, 2)})
-print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization, "rows": rows}))
+counters = {m.name.removesuffix("_total"): m.value for m in llm.get_metrics()
+            if m.name.startswith("vllm:spec_decode_num_") and hasattr(m, "value")}
+drafted = counters.get("vllm:spec_decode_num_draft_tokens", 0)
+acceptance = round(counters.get("vllm:spec_decode_num_accepted_tokens", 0) / drafted, 3) if drafted else None
+print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization, "rows": rows,
+                              "mtp_acceptance": acceptance}))
 """
 
 
@@ -92,14 +108,15 @@ def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
 
 
 def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict,
-            profile: bool = False) -> dict:
+            profile: bool = False, decode_contexts=()) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env["VLLM_SM7X_PROFILE"] = "off"  # every configuration runs the engine arguments given here
     env.update(env_extra)
     if profile:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, where the profiler is
     result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts)),
-                             json.dumps(engine_args), "profile" if profile else "measure"],
+                             json.dumps(engine_args), "profile" if profile else "measure",
+                             ",".join(map(str, decode_contexts))],
                             capture_output=True, text=True, env=env, timeout=1800)
     log.write_text(result.stdout + result.stderr)
     line = next((line for line in result.stdout.splitlines() if line.startswith("RESULT ")), None)
@@ -131,6 +148,20 @@ def print_profile(title: str, result: dict) -> None:
         print(f"  {k['us_per_token']:>9} us  {k['calls']:>6}  {k['kernel']}")
 
 
+def served(preset: str, mtp: int, presets: dict) -> tuple[str, dict]:
+    """The checkpoint preset a run serves and the engine arguments every configuration gets: the
+    `-mtp` variant with `mtp` speculative tokens (and the counters that report acceptance) if asked."""
+    engine_args = dict(HYBRID_ENGINE) if "text_config" in presets[preset] else {}
+    if not mtp:
+        return preset, engine_args
+    with_head = f"{preset}-mtp"
+    if with_head not in presets:
+        heads = ", ".join(sorted(p.removesuffix("-mtp") for p in presets if p.endswith("-mtp")))
+        raise SystemExit(f"--mtp: {preset} has no preset with an MTP head; these have: {heads}")
+    return with_head, {**engine_args, "speculative_config": {"method": "mtp", "num_speculative_tokens": mtp},
+                       "disable_log_stats": False}
+
+
 def main() -> int:
     parser = benchmark_parser()
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sm7x-checkpoints"))
@@ -142,6 +173,10 @@ def main() -> int:
                         help="instead of timing: the GPU kernels of a batch-1 decode, per token (no JSON written)")
     parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
                         help="dense 27B widths, the Qwen3.6 hybrid layout at those widths, or the 35B-A3B MoE")
+    parser.add_argument("--mtp", type=int, default=0, metavar="K",
+                        help="serve the preset's -mtp checkpoint with K speculative tokens (qwen36-27b-width)")
+    parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
+                        help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")
     args = parser.parse_args()
 
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
@@ -150,17 +185,18 @@ def main() -> int:
 
     config = CHECKPOINTS[args.preset]
     hybrid = "text_config" in config  # the Qwen3.5/3.6 layouts (served text-only), as make_checkpoint tells them
-    label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L"
-    engine_args = HYBRID_ENGINE if hybrid else {}
-    awq = checkpoint(args.cache, args.preset, True)
-    fp16 = checkpoint(args.cache, args.preset, False) if "sm70" in args.path else None
+    preset, engine_args = served(args.preset, args.mtp, CHECKPOINTS)
+    label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L" + (
+        f" mtp{args.mtp}" if args.mtp else "")
+    awq = checkpoint(args.cache, preset, True)
+    fp16 = checkpoint(args.cache, preset, False) if "sm70" in args.path else None
     info = run_info()
     args.out.mkdir(parents=True, exist_ok=True)  # the engines' logs go there before any result
     for path in args.path:
         rows, notes = [], {}
         for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
-            result = measure(model, env, backend, contexts, args.out / f"serve-{args.preset}-{path}-{name}.log",
-                             engine_args, args.profile)
+            result = measure(model, env, backend, contexts, args.out / f"serve-{preset}-{path}-{name}.log",
+                             engine_args, args.profile, args.decode_contexts)
             if args.profile:
                 print_profile(f"{label} {name}, {path} path", result)
                 continue
@@ -168,11 +204,12 @@ def main() -> int:
                 notes[name] = result["error"]
                 continue
             notes[f"{name} quantization"] = str(result["quantization"])
+            if args.mtp:
+                notes[f"{name} mtp acceptance"] = str(result["mtp_acceptance"])
             rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
         if args.profile:
             continue
-        write_result(args.out, info, "serve" if args.preset == PRESETS[0] else f"serve-{args.preset}", path, rows,
-                     notes)
+        write_result(args.out, info, "serve" if preset == PRESETS[0] else f"serve-{preset}", path, rows, notes)
         print(f"\n{info['gpu']}, {path} path")
         print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
         for r in rows:

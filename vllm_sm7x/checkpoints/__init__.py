@@ -109,9 +109,12 @@ PRESETS.update({
 # qwen35-tiny with an MTP head that agrees with the model often enough to test MTP (a random head
 # accepts nothing): see MTP_RESIDUAL_SCALE.
 PRESETS["qwen35-tiny-mtp"] = json.loads(json.dumps(PRESETS["qwen35-tiny"]))
+# The 27B-width hybrid with such a head, for decode speed with MTP (benchmarks/serve.py --mtp).
+PRESETS["qwen36-27b-width-mtp"] = json.loads(json.dumps(PRESETS["qwen36-27b-width"]))
 # How much lm_head is scaled so next-token distributions are peaked (see the module docstring).
 LOGIT_SCALE = {"qwen3-tiny": 24.0, "qwen3-27b-width": 24.0, "qwen35-tiny": 24.0, "qwen36-27b-width": 24.0,
-               "qwen36-35b-a3b-tiny": 24.0, "qwen36-35b-a3b-width": 24.0, "qwen35-tiny-mtp": 24.0}
+               "qwen36-35b-a3b-tiny": 24.0, "qwen36-35b-a3b-width": 24.0, "qwen35-tiny-mtp": 24.0,
+               "qwen36-27b-width-mtp": 24.0}
 # How much each MoE router's weight is scaled: the k-th (2nd) expert's median weight goes from 0.47
 # to 0.10 (quartiles 0.01-0.28) in qwen36-35b-a3b-tiny, seed 0; 50 made routing all but top-1 (0.001),
 # which would hide a fault in the second expert's path from the end-to-end tests.
@@ -122,7 +125,7 @@ ROUTER_SCALE = {"qwen36-35b-a3b-tiny": 16.0, "qwen36-35b-a3b-width": 16.0}
 # share of 3 chained drafts greedy decoding accepts on E2E_PROMPT_IDS, replayed on the CPU from the
 # served (AWQ) weights, goes to checkpoint_info.json: 0.26 at 0.15 (seed 0); 0.3 gave 0.12, though
 # it agreed on 45% of greedy steps of GAP_PROMPTS (a prompt that loops on the guess's fixed point).
-MTP_RESIDUAL_SCALE = {"qwen35-tiny-mtp": 0.15}
+MTP_RESIDUAL_SCALE = {"qwen35-tiny-mtp": 0.15, "qwen36-27b-width-mtp": 0.15}
 MTP_DRAFTS = 3  # the end-to-end test's num_speculative_tokens
 # The end-to-end tests' prompts (token ids): 8 lengths from 5 to 68.
 E2E_PROMPT_IDS = [[(7 * i + 13 * j) % 500 + 3 for j in range(5 + 9 * i)] for i in range(8)]
