@@ -130,13 +130,13 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
     hybrids also run ours with vLLM's FLA kernels for GDN decode (ours are the default)."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
-    if hybrid:
-        yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}, "default"
     stock = {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}  # vLLM's kernels wherever ours are a switch
     if path == "sm75":
         yield "stock-awq-triton_attn", awq, {**stock, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
     else:
         yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
+    if hybrid:  # last: the comparison with stock comes first where a run is cut short
+        yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}, "default"
 
 
 def print_profile(title: str, result: dict) -> None:
@@ -202,14 +202,15 @@ def main() -> int:
                 continue
             if "error" in result:
                 notes[name] = result["error"]
-                continue
-            notes[f"{name} quantization"] = str(result["quantization"])
-            if args.mtp:
-                notes[f"{name} mtp acceptance"] = str(result["mtp_acceptance"])
-            rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
+            else:
+                notes[f"{name} quantization"] = str(result["quantization"])
+                if args.mtp:
+                    notes[f"{name} mtp acceptance"] = str(result["mtp_acceptance"])
+                rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
+            # After every configuration, so a run stopped by a time limit keeps what it measured.
+            write_result(args.out, info, "serve" if preset == PRESETS[0] else f"serve-{preset}", path, rows, notes)
         if args.profile:
             continue
-        write_result(args.out, info, "serve" if preset == PRESETS[0] else f"serve-{preset}", path, rows, notes)
         print(f"\n{info['gpu']}, {path} path")
         print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
         for r in rows:
