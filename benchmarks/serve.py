@@ -88,7 +88,9 @@ for context, batch in [(128, 1), (128, 4)] + [(c, 1) for c in decode_contexts]:
 for context in contexts:
     ttft = min(run([prompt(context, context)], 1) for _ in range(2))
     rows.append({"phase": "prefill", "context": context, "batch": 1, "ttft_ms": round(ttft * 1e3, 2)})
-counters = {m.name.removesuffix("_total"): m.value for m in llm.get_metrics()
+# Only an MTP run keeps stats (get_metrics asserts without them), and only it has draft counters.
+metrics = llm.get_metrics() if "speculative_config" in json.loads(sys.argv[4]) else []
+counters = {m.name.removesuffix("_total"): m.value for m in metrics
             if m.name.startswith("vllm:spec_decode_num_") and hasattr(m, "value")}
 drafted = counters.get("vllm:spec_decode_num_draft_tokens", 0)
 acceptance = round(counters.get("vllm:spec_decode_num_accepted_tokens", 0) / drafted, 3) if drafted else None
