@@ -172,7 +172,9 @@ def mtp_expected_acceptance(model, prompts, tokens: int = E2E_TOKENS, drafts: in
     vLLM drafts: from the last accepted token, `drafts` chained token-only guesses, accepted up to the
     first that differs from the model's greedy token (the model's own token then follows). The first
     round drafts after the prefill's token."""
-    guess = model.lm_head(model.model.norm(model.model.embed_tokens.weight)).argmax(-1).tolist()
+    # In slices of the vocabulary: at real widths the whole table's logits would be vocab^2 floats (230 GB).
+    embeddings = model.model.embed_tokens.weight
+    guess = torch.cat([model.lm_head(model.model.norm(rows)).argmax(-1) for rows in embeddings.split(4096)]).tolist()
     accepted = drafted = 0
     for prompt in prompts:
         ids = list(prompt)
