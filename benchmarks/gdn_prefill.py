@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -99,7 +100,7 @@ def main() -> int:
 
     load_kernels()
     torch.manual_seed(0)
-    rows, notes = {path: [] for path in args.path}, {}
+    rows, notes, start = {path: [] for path in args.path}, {}, time.monotonic()
     shapes = {k: v for k, v in SHAPES.items() if not args.quick or k.endswith("tp4")}
     for shape, (k_heads, v_heads) in shapes.items():
         for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
@@ -116,6 +117,8 @@ def main() -> int:
                 except Exception as e:  # reported, not fatal
                     baselines[key] = None
                     notes[f"{shape} {tokens} {key}"] = error_note(e)
+                # Each baseline as it ends: the first faithful one compiles its card's configs (minutes).
+                print(f"  {shape} {tokens} {key}: {baselines[key]} ms, at {time.monotonic() - start:.0f} s", flush=True)
             if native_out is not None:
                 error = ((ours_out.double() - native_out.double()).norm() / native_out.double().norm()).item()
                 notes[f"{shape} {tokens} ours vs native"] = f"relative error {error:.2e}"

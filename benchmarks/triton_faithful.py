@@ -179,15 +179,31 @@ def bound_arguments(fn, heuristics, args, kwargs) -> dict:
 
 def compile_configs(emulated: EmulatedKernel, bound: dict, configs: list) -> list:
     """emulated.compile of each config on the same arguments, in config order, on a thread pool:
-    compiling (two ptxas runs per config among it) is most of a faithful benchmark's time (~100
-    configs per card for FLA's chunked prefill), and LLVM's code generation and the ptxas
-    subprocesses overlap across threads (each compile has its own MLIR/LLVM context; Triton's own
-    AsyncCompileMode compiles on threads too). 1.5x on 2 CPU cores, measured 2026-11-30."""
+    compiling (two ptxas runs per config among it) is most of a faithful benchmark's time (FLA's
+    chunked prefill launches 100 configs, 35 distinct per card, 2-12 s each on one CPU core), and LLVM's
+    code generation and the ptxas subprocesses overlap across threads (each compile has its own
+    MLIR/LLVM context; Triton's own AsyncCompileMode compiles on threads too). 1.5x on 2 CPU cores,
+    measured 2026-11-30."""
     def compile_one(config):
         return emulated.compile(**{**bound, **config_options(config)})[0]
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
         return list(pool.map(compile_one, configs))
+
+
+def distinct_configs(configs: list, arch: int) -> list:
+    """The configs that build different kernels for sm_<arch>: the first of each group that differs only
+    in num_stages. Below sm_80 Triton 3.6 runs no pass that reads num_stages (its software pipeliner
+    needs cp.async; see make_ttgir in triton/backends/nvidia/compiler.py), so such configs compile to
+    the same PTX and cubin (tests/ut/test_gdn_baselines_compile.py checks it): the autotuner on the card
+    times copies of one kernel. FLA's chunked prefill has 2-5 stage variants per config."""
+    if arch >= 80:
+        return list(configs)
+    first = {}
+    for config in configs:
+        key = None if config is None else (tuple(sorted(config.kwargs.items())), config.num_warps)
+        first.setdefault(key, config)
+    return list(first.values())
 
 
 def config_options(config) -> dict:
@@ -199,10 +215,12 @@ class FastestConfig:
     """Stands in for an autotuned vLLM kernel compiled for the emulated card (see EmulatedKernel): the
     first launch of each autotune key compiles every config for the card, drops those over its shared
     memory (they could not launch there), times the rest on this GPU and keeps the fastest, as Triton's
-    autotuner would on the card. Later launches reuse that choice, so they can be graph-captured."""
+    autotuner would on the card (of configs that build the same kernel there, one: distinct_configs).
+    Later launches reuse that choice, so they can be graph-captured."""
 
     def __init__(self, kernel, arch: int, run_arch: int):
-        self.fn, self.configs, self.heuristics, self.keys = unwrap_tuned(kernel)
+        self.fn, configs, self.heuristics, self.keys = unwrap_tuned(kernel)
+        self.configs = distinct_configs(configs, arch)
         self.emulated = EmulatedKernel(self.fn, arch, run_arch)
         self.limit = SHARED_MEMORY_LIMIT[arch]
         self.best = {}  # autotune key -> launch options

@@ -56,23 +56,15 @@ TURING_SHARED_MEMORY = 64 << 10
 
 
 class EveryConfig:
-    """Stands in for an autotuned kernel: each launch compiles its configs for `arch` and records (config,
-    shared memory bytes) under the kernel's name. Of configs that differ only in pipeline depth, the
-    deepest (more stages never need less shared memory), so a CI run compiles a third of them."""
+    """Stands in for an autotuned kernel: each launch compiles its configs for `arch` (one of those that
+    differ only in pipeline depth, which build the same kernel below sm_80: distinct_configs) and records
+    (config, shared memory bytes) under the kernel's name."""
 
     def __init__(self, kernel, arch: int, found: dict):
-        from triton_faithful import unwrap_tuned
+        from triton_faithful import distinct_configs, unwrap_tuned
 
         kernel, configs, self.heuristics, _ = unwrap_tuned(kernel)
-        deepest = {}
-        for config in configs:
-            if config is None:
-                deepest[None] = None
-                continue
-            key = (tuple(sorted(config.kwargs.items())), config.num_warps)
-            if key not in deepest or config.num_stages > deepest[key].num_stages:
-                deepest[key] = config
-        self.configs = list(deepest.values())
+        self.configs = distinct_configs(configs, arch)
         self.fn, self.arch, self.found = kernel, arch, found
 
     def __getitem__(self, grid):
@@ -136,3 +128,33 @@ def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
     configs = sorted(configs, key=lambda config: -config.num_warps)  # an order the pool cannot guess
     compiled = compile_configs(EmulatedKernel(fn, 75, None), launches[0], configs)
     assert [kernel.metadata.num_warps for kernel in compiled] == [config.num_warps for config in configs]
+
+
+@pytest.mark.parametrize("arch", [70, 75])
+def test_configs_that_differ_only_in_stages_build_one_kernel_below_sm80(gdn_benchmark, arch):
+    """distinct_configs' premise, which lets the faithful benchmarks compile a third of FLA's configs:
+    on sm_70/sm_75 Triton ignores num_stages, so the PTX and cubin are the same at every depth."""
+    from triton_faithful import (EmulatedKernel, bound_arguments, config_options, distinct_configs, swapped,
+                                 unwrap_tuned, with_real_triton)
+    from vllm.third_party.flash_linear_attention.ops import chunk_scaled_dot_kkt as kkt_module
+
+    kkt = with_real_triton(kkt_module, "chunk_scaled_dot_kkt_fwd")
+    fn, configs, heuristics, _ = unwrap_tuned(kkt.chunk_scaled_dot_kkt_fwd_kernel)
+    launches = []
+
+    class FirstLaunch:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append(bound_arguments(fn, heuristics, args, kwargs))
+
+    tokens, heads = 100, 4
+    with swapped(kkt, chunk_scaled_dot_kkt_fwd_kernel=FirstLaunch()):
+        kkt.chunk_scaled_dot_kkt_fwd(torch.zeros(1, tokens, heads, 128, dtype=torch.float16),
+                                     beta=torch.zeros(1, tokens, heads, dtype=torch.float16))
+    kept = distinct_configs(configs, arch)
+    depths = [c for c in configs if (c.kwargs, c.num_warps) == (kept[0].kwargs, kept[0].num_warps)]
+    assert len(kept) < len(configs) and len(depths) > 1
+    emulated = EmulatedKernel(fn, arch, None)
+    kernels = [emulated.compile(**{**launches[0], **config_options(c)})[0] for c in depths]
+    built = {(kernel.asm["ptx"], kernel.asm["cubin"]) for kernel in kernels}
+    assert len(built) == 1, f"{len(built)} different kernels for {[c.num_stages for c in depths]} stages"
+    assert distinct_configs(configs, 80) == configs  # from sm_80 on the pipeliner reads num_stages
