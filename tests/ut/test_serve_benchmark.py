@@ -32,3 +32,53 @@ def test_the_width_mtp_preset_is_the_width_model():
     """Same layers and widths as qwen36-27b-width (its tok/s compare with that preset's), one MTP layer."""
     assert PRESETS["qwen36-27b-width-mtp"] == PRESETS["qwen36-27b-width"]
     assert PRESETS["qwen36-27b-width-mtp"]["text_config"]["mtp_num_hidden_layers"] == 1
+
+
+# A stand-in for the two things of vllm.LLM that serve.py's measuring script leans on beyond generate():
+# vLLM 0.26's get_metrics() asserts "Stat logging disabled" unless the engine keeps stats
+# (disable_log_stats=False; LLM's default is True), and the MTP counters are Counter metrics.
+FAKE_VLLM = '''
+import time
+import types
+
+class SamplingParams:
+    def __init__(self, **kwargs):
+        self.max_tokens = kwargs["max_tokens"]
+
+class LLM:
+    def __init__(self, model, disable_log_stats=True, speculative_config=None, **kwargs):
+        self.log_stats, self.speculative = not disable_log_stats, speculative_config
+        config = types.SimpleNamespace(model_config=types.SimpleNamespace(quantization="awq_sm7x"))
+        self.llm_engine = types.SimpleNamespace(vllm_config=config)
+
+    def generate(self, prompts, params, use_tqdm=True):
+        time.sleep(1e-4 * params.max_tokens)  # a 129-token run takes longer than its 1-token prompt run
+        return []
+
+    def get_metrics(self):
+        assert self.log_stats, "Stat logging disabled"
+        counter = lambda name, value: types.SimpleNamespace(name=name, value=value)
+        return [counter("vllm:spec_decode_num_draft_tokens_total", 30),
+                counter("vllm:spec_decode_num_accepted_tokens_total", 6)]
+'''
+
+
+@pytest.mark.parametrize("mtp", [0, 3])
+def test_the_measuring_script_reports_rows_with_and_without_mtp(tmp_path, mtp):
+    """The script end to end against a stand-in engine (no GPU): it must not read the draft counters of an
+    engine without stats (the H200 run of 2026-12-01 lost every row of a run without MTP to that)."""
+    import json
+    import subprocess
+
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text(FAKE_VLLM)
+    _, engine_args = serve.served("qwen36-27b-width", mtp, PRESETS)
+    result = subprocess.run([sys.executable, "-c", serve.MEASURE, "/model", "default", "1024", json.dumps(engine_args),
+                             "measure", "4096"], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)},
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    reported = json.loads(line.removeprefix("RESULT "))
+    assert [(r["phase"], r["context"], r["batch"]) for r in reported["rows"]] == [
+        ("decode", 128, 1), ("decode", 128, 4), ("decode", 4096, 1), ("prefill", 1024, 1)]
+    assert reported["mtp_acceptance"] == (0.2 if mtp else None)
