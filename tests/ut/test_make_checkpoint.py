@@ -193,3 +193,35 @@ def test_mtp_preset_has_an_fp16_head_whose_drafts_are_often_accepted(tmp_path):
     # end-to-end MTP test prints it beside the rates of ours and stock vLLM.
     expected = json.loads((out / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]
     assert 0.2 < expected < 0.9  # drafts get accepted, and the layers still decide many tokens
+
+
+def test_mtp_replay_of_a_model_that_is_its_own_head_accepts_nearly_every_draft_in_vocabulary_slices():
+    """mtp_expected_acceptance against a model whose next token is exactly the head's guess (logits of the
+    last token's embedding): every chained draft is accepted but where the 64 tokens run out. The head's
+    guesses are taken in slices of the vocabulary: at 27B widths the whole table's logits would be
+    248,320^2 floats (230 GB; the H200 ran out of memory on 2026-12-01)."""
+    import types
+
+    from vllm_sm7x.checkpoints import mtp_expected_acceptance
+
+    vocab, hidden, widest = 10_000, 8, []
+
+    class RecordingHead(torch.nn.Linear):
+        def forward(self, x):
+            widest.append(x.reshape(-1, x.shape[-1]).shape[0])
+            return super().forward(x)
+
+    class OwnHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.model = types.SimpleNamespace(embed_tokens=torch.nn.Embedding(vocab, hidden), norm=torch.nn.Identity())
+            self.lm_head = RecordingHead(hidden, vocab, bias=False)
+            self.device = torch.device("cpu")
+
+        def forward(self, ids):
+            return types.SimpleNamespace(logits=self.lm_head(self.model.embed_tokens(ids)))
+
+    acceptance = mtp_expected_acceptance(OwnHead(), [[5, 17, 400], [9_999]])
+    assert acceptance > 0.9
+    assert max(widest) <= 4096
