@@ -56,8 +56,10 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "The serving profile: at engine start-up, fill the settings the user did not give (context length, "
         "max_num_seqs, max_num_batched_tokens, MTP, prefix caching, KV pool, gpu_memory_utilization, text-only "
         "mode) from the model, the GPUs and the TP size, and log them as one table (`vllm-sm7x doctor MODEL` "
-        "shows the same table without starting). `auto` (default): for local Qwen3.5/3.6 checkpoint folders, the "
-        "models the profile's rules were written for (a hub id is not read); `on`: for any model folder it can read; `off`: vLLM's defaults.",
+        "shows the same table without starting). `auto` (default): for Qwen3.5/3.6 checkpoints, the models the "
+        "profile's rules were written for, given as a folder or as a Hugging Face id already in the local cache "
+        "(one not yet downloaded is not profiled on the start that downloads it); `on`: for any model it can "
+        "read; `off`: vLLM's defaults.",
     ),
 }
 

@@ -280,10 +280,47 @@ def test_doctor_says_whether_the_server_applies_the_profile(tmp_path, capsys, mo
     assert says in capsys.readouterr().out
 
 
-def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, tmp_path, caplog):
-    args = engine_args(model="Qwen/Qwen3.6-27B")  # a hub id: not read here
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache; hub_cache(model_id) puts a Qwen3.6-27B-AWQ snapshot there under that id,
+    laid out as huggingface_hub downloads it (refs/main names the snapshot's commit)."""
+    from huggingface_hub import constants
+
+    root = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+
+    def cache(model_id):
+        repo = root / ("models--" + model_id.replace("/", "--"))
+        write_checkpoint(repo / "snapshots" / "0123abcd", "Qwen3.6-27B-AWQ")
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0123abcd")
+    return cache
+
+
+def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, four_v100s, hub_cache, caplog):
+    args = engine_args(model="Qwen/Qwen3.6-27B-AWQ")  # a hub id not downloaded yet: vLLM fetches it later
     assert engine.apply_profile(args, "on") is None
     assert args.max_model_len is None and "profile skipped" in caplog.text
+    assert "huggingface-cli download Qwen/Qwen3.6-27B-AWQ" in caplog.text
+
+
+def test_a_hub_id_already_in_the_local_cache_is_profiled_like_its_folder(engine_args, four_v100s, hub_cache,
+                                                                         caplog):
+    hub_cache("Qwen/Qwen3.6-27B-AWQ")
+    args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4)
+    assert engine.apply_profile(args, "auto") is not None
+    assert args.max_model_len == 262144 and args.speculative_config == {"method": "mtp", "num_speculative_tokens": 4}
+    assert "vllm-sm7x profile for Qwen/Qwen3.6-27B-AWQ" in caplog.text
+
+
+def test_doctor_reads_a_hub_id_from_the_local_cache(hub_cache, capsys):
+    from vllm_sm7x.entrypoints.cli import main
+
+    assert main(["doctor", "Qwen/Qwen3.6-27B-AWQ", "-tp", "4", "--gpu-memory-gib", "32"]) == 2
+    assert "neither a local folder nor a Hugging Face model in the local cache" in capsys.readouterr().err
+    hub_cache("Qwen/Qwen3.6-27B-AWQ")
+    assert main(["doctor", "Qwen/Qwen3.6-27B-AWQ", "-tp", "4", "--gpu-memory-gib", "32"]) == 0
+    assert "the server applies it at start-up" in capsys.readouterr().out
 
 
 # max_num_seqs as vLLM then sees it: 4 in the 27B MTP profile at TP4, 1 for other profiled models,

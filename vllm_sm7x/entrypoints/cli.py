@@ -28,7 +28,7 @@ def doctor_profile(args: argparse.Namespace) -> int:
     from vllm_sm7x.activation import visible_gpus
     from vllm_sm7x.profiles.engine import profile_mode, reason_not_applied
     from vllm_sm7x.profiles.memory import GIB
-    from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
+    from vllm_sm7x.profiles.model_facts import ModelFactsError, checkpoint_folder, read_model_facts
     from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
 
     if args.gpu_memory_gib:
@@ -42,7 +42,7 @@ def doctor_profile(args: argparse.Namespace) -> int:
     user = {name: getattr(args, name) for name in PROFILE_USER_ARGS if getattr(args, name) is not None}
     try:
         mode = profile_mode()
-        facts = read_model_facts(args.model)
+        facts = read_model_facts(checkpoint_folder(args.model))
         profile = resolve_profile(facts, gpus, args.tensor_parallel_size, user)
     except (ModelFactsError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

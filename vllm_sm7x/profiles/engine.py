@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from pathlib import Path
 
 logger = logging.getLogger("vllm.sm7x")
 
@@ -80,16 +79,15 @@ def apply_profile(engine_args, mode: str):
     profiled: a log line says why, and vLLM's defaults stand). `mode` "auto" profiles Qwen3.5/3.6
     checkpoints only. Impossible combinations raise."""
     from vllm_sm7x.activation import visible_gpus
-    from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
+    from vllm_sm7x.profiles.model_facts import ModelFactsError, checkpoint_folder, read_model_facts
     from vllm_sm7x.profiles.resolve import Gpus, resolve_profile
 
-    folder = Path(engine_args.model)
     gpus = visible_gpus()
-    if not folder.is_dir() or not gpus:
-        logger.info("vllm-sm7x profile skipped: %s", "the model is not a local folder" if not folder.is_dir()
-                    else "no GPU visible through NVML")
+    if not gpus:
+        logger.info("vllm-sm7x profile skipped: no GPU visible through NVML")
         return None
     try:
+        folder = checkpoint_folder(engine_args.model, getattr(engine_args, "revision", None))
         facts = read_model_facts(folder)
     except (ModelFactsError, KeyError, ValueError) as error:
         logger.info("vllm-sm7x profile skipped: %s", error)
@@ -103,7 +101,7 @@ def apply_profile(engine_args, mode: str):
     for name, value in profile.engine_args().items():
         setattr(engine_args, name, value)
     logger.info("vllm-sm7x profile for %s (VLLM_SM7X_PROFILE=off disables it; flags you pass win):\n%s",
-                folder.name, profile.table())
+                engine_args.model, profile.table())
     return profile
 
 

@@ -60,6 +60,24 @@ class ModelFacts:
         return self.architecture.startswith("Qwen3_5")
 
 
+def checkpoint_folder(model: str | Path, revision: str | None = None) -> Path:
+    """The folder of `--model`: a local path, or a Hugging Face model id whose snapshot is already in the
+    local cache. The profile is decided before vLLM downloads anything, so an id not yet downloaded is
+    not profiled on that first start (the error says how to have it profiled from the start)."""
+    folder = Path(model)
+    if folder.is_dir():
+        return folder
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=str(model), revision=revision, local_files_only=True))
+    except Exception as error:  # not a hub id, not in the cache, or a partial download
+        raise ModelFactsError(
+            f"{model} is neither a local folder nor a Hugging Face model in the local cache "
+            f"({type(error).__name__}); download it first (`huggingface-cli download {model}`) or pass its "
+            "folder") from error
+
+
 def read_model_facts(model_dir: str | Path) -> ModelFacts:
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
