@@ -297,6 +297,27 @@ def hub_cache(tmp_path, monkeypatch):
     return cache
 
 
+def test_doctor_on_gpus_where_the_plugin_stays_off_says_the_server_will_not_apply_it(tmp_path, capsys,
+                                                                                     monkeypatch):
+    from vllm_sm7x import activation
+    from vllm_sm7x.entrypoints.cli import main
+
+    monkeypatch.delenv("VLLM_SM7X_EMULATE", raising=False)
+    monkeypatch.setattr(activation, "visible_gpus", lambda: [activation.Gpu(0, "NVIDIA H100", (9, 0), 80 * GIB)])
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    activation.current_activation.cache_clear()  # a process decides once; each doctor run here is a new one
+    try:
+        assert main(["doctor", str(folder), "-tp", "1"]) == 0
+        assert "the server does not apply it: the plugin stays off here (NVIDIA H100 (9.0) is not SM70/SM75" in (
+            capsys.readouterr().out)
+        monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")  # emulation turns the plugin, and so the profile, on
+        activation.current_activation.cache_clear()
+        assert main(["doctor", str(folder), "-tp", "1"]) == 0
+        assert "the server applies it at start-up" in capsys.readouterr().out
+    finally:
+        activation.current_activation.cache_clear()
+
+
 def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, four_v100s, hub_cache, caplog):
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ")  # a hub id not downloaded yet: vLLM fetches it later
     assert engine.apply_profile(args, "on") is None

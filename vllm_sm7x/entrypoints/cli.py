@@ -25,7 +25,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 def doctor_profile(args: argparse.Namespace) -> int:
     """The serving profile for MODEL on these GPUs (or the ones described by --gpu-memory-gib)."""
-    from vllm_sm7x.activation import visible_gpus
+    from vllm_sm7x.activation import current_activation, visible_gpus
     from vllm_sm7x.profiles.engine import profile_mode, reason_not_applied
     from vllm_sm7x.profiles.memory import GIB
     from vllm_sm7x.profiles.model_facts import ModelFactsError, checkpoint_folder, read_model_facts
@@ -48,6 +48,10 @@ def doctor_profile(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     not_applied = reason_not_applied(facts, mode)
+    if not_applied is None and not args.gpu_memory_gib:  # these GPUs: the profile runs only inside the plugin
+        activation = current_activation()
+        if not activation.active:
+            not_applied = f"the plugin stays off here ({activation.reason})"
     if args.json:
         print(json.dumps({"engine_args": profile.engine_args(), "budget_bytes": profile.budget,
                           "reasons": {s.name: s.reason for s in profile.settings.values()},
