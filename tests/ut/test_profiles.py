@@ -282,63 +282,66 @@ def test_doctor_says_whether_the_server_applies_the_profile(tmp_path, capsys, mo
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache; hub_cache(model_id) puts a Qwen3.6-27B-AWQ snapshot there under that id,
-    laid out as huggingface_hub downloads it (refs/main names the snapshot's commit)."""
+    """An empty Hugging Face cache; hub_cache(model_id, root=None, weights=True) puts a Qwen3.6-27B-AWQ
+    snapshot there (or under `root`, as vLLM's --download-dir) laid out as huggingface_hub downloads it:
+    refs/main names the snapshot's commit, and the tree listing names files vLLM never fetches (README)."""
     from huggingface_hub import constants
 
-    root = tmp_path / "hf-cache"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+    default = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(default))
 
-    def cache(model_id):
-        repo = root / ("models--" + model_id.replace("/", "--"))
-        write_checkpoint(repo / "snapshots" / "0123abcd", "Qwen3.6-27B-AWQ")
+    def cache(model_id, root=None, weights=True):
+        repo = (root or default) / ("models--" + model_id.replace("/", "--"))
+        snapshot = write_checkpoint(repo / "snapshots" / "0123abcd", "Qwen3.6-27B-AWQ")
+        if weights:
+            (snapshot / "x").write_bytes(b"")  # the one weight file write_checkpoint's index names
         (repo / "refs").mkdir()
         (repo / "refs" / "main").write_text("0123abcd")
+        (repo / "trees").mkdir()
+        (repo / "trees" / "0123abcd.json").write_text(json.dumps({"README.md": {}, "config.json": {}, "x": {}}))
+        return snapshot
     return cache
-
-
-def test_doctor_on_gpus_where_the_plugin_stays_off_says_the_server_will_not_apply_it(tmp_path, capsys,
-                                                                                     monkeypatch):
-    from vllm_sm7x import activation
-    from vllm_sm7x.entrypoints.cli import main
-
-    monkeypatch.delenv("VLLM_SM7X_EMULATE", raising=False)
-    monkeypatch.setattr(activation, "visible_gpus", lambda: [activation.Gpu(0, "NVIDIA H100", (9, 0), 80 * GIB)])
-    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
-    activation.current_activation.cache_clear()  # a process decides once; each doctor run here is a new one
-    try:
-        assert main(["doctor", str(folder), "-tp", "1"]) == 0
-        assert "the server does not apply it: the plugin stays off here (NVIDIA H100 (9.0) is not SM70/SM75" in (
-            capsys.readouterr().out)
-        monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")  # emulation turns the plugin, and so the profile, on
-        activation.current_activation.cache_clear()
-        assert main(["doctor", str(folder), "-tp", "1"]) == 0
-        assert "the server applies it at start-up" in capsys.readouterr().out
-    finally:
-        activation.current_activation.cache_clear()
 
 
 def test_models_that_cannot_be_profiled_keep_vllms_defaults(engine_args, four_v100s, hub_cache, caplog):
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ")  # a hub id not downloaded yet: vLLM fetches it later
     assert engine.apply_profile(args, "on") is None
     assert args.max_model_len is None and "profile skipped" in caplog.text
-    assert "huggingface-cli download Qwen/Qwen3.6-27B-AWQ" in caplog.text
+    assert "no download of it is in the Hugging Face cache: download it first (`hf download Qwen/Qwen3.6-27B-AWQ`)" in (
+        caplog.text)
+    assert engine.apply_profile(engine_args(model="./models/Qwen3.6-27B-AWQ"), "on") is None
+    assert "./models/Qwen3.6-27B-AWQ: no such folder" in caplog.text
 
 
 def test_a_hub_id_already_in_the_local_cache_is_profiled_like_its_folder(engine_args, four_v100s, hub_cache,
                                                                          caplog):
-    hub_cache("Qwen/Qwen3.6-27B-AWQ")
+    snapshot = hub_cache("Qwen/Qwen3.6-27B-AWQ")  # as vLLM leaves it: no README, unlike the tree listing
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4)
     assert engine.apply_profile(args, "auto") is not None
     assert args.max_model_len == 262144 and args.speculative_config == {"method": "mtp", "num_speculative_tokens": 4}
-    assert "vllm-sm7x profile for Qwen/Qwen3.6-27B-AWQ" in caplog.text
+    assert f"vllm-sm7x profile for Qwen/Qwen3.6-27B-AWQ, read from {snapshot}" in caplog.text
+
+
+def test_a_partial_download_is_not_profiled(engine_args, four_v100s, hub_cache, caplog):
+    """Weight files missing (an interrupted download, or config files alone): the MTP check and the
+    weights' size would be wrong, so the profile stays out until the download is complete."""
+    hub_cache("Qwen/Qwen3.6-27B-AWQ", weights=False)
+    args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4)
+    assert engine.apply_profile(args, "auto") is None and args.max_model_len is None
+    assert "its download in the Hugging Face cache is incomplete (1 of 1 weight files missing, e.g. x)" in caplog.text
+
+
+def test_a_hub_id_is_looked_up_in_vllms_download_dir(engine_args, four_v100s, hub_cache, tmp_path):
+    hub_cache("Qwen/Qwen3.6-27B-AWQ", root=tmp_path / "models")
+    args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4, download_dir=str(tmp_path / "models"))
+    assert engine.apply_profile(args, "auto") is not None and args.max_model_len == 262144
 
 
 def test_doctor_reads_a_hub_id_from_the_local_cache(hub_cache, capsys):
     from vllm_sm7x.entrypoints.cli import main
 
     assert main(["doctor", "Qwen/Qwen3.6-27B-AWQ", "-tp", "4", "--gpu-memory-gib", "32"]) == 2
-    assert "neither a local folder nor a Hugging Face model in the local cache" in capsys.readouterr().err
+    assert "no download of it is in the Hugging Face cache" in capsys.readouterr().err
     hub_cache("Qwen/Qwen3.6-27B-AWQ")
     assert main(["doctor", "Qwen/Qwen3.6-27B-AWQ", "-tp", "4", "--gpu-memory-gib", "32"]) == 0
     assert "the server applies it at start-up" in capsys.readouterr().out

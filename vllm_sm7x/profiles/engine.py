@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import struct
+from pathlib import Path
 
 logger = logging.getLogger("vllm.sm7x")
 
@@ -87,9 +89,10 @@ def apply_profile(engine_args, mode: str):
         logger.info("vllm-sm7x profile skipped: no GPU visible through NVML")
         return None
     try:
-        folder = checkpoint_folder(engine_args.model, getattr(engine_args, "revision", None))
+        folder = checkpoint_folder(engine_args.model, getattr(engine_args, "revision", None),
+                                   getattr(engine_args, "download_dir", None))
         facts = read_model_facts(folder)
-    except (ModelFactsError, KeyError, ValueError) as error:
+    except (ModelFactsError, KeyError, ValueError, OSError, struct.error) as error:  # vLLM reports what it can't load
         logger.info("vllm-sm7x profile skipped: %s", error)
         return None
     skipped = reason_not_applied(facts, mode)
@@ -100,8 +103,9 @@ def apply_profile(engine_args, mode: str):
                               engine_args.tensor_parallel_size, user_settings(engine_args))
     for name, value in profile.engine_args().items():
         setattr(engine_args, name, value)
-    logger.info("vllm-sm7x profile for %s (VLLM_SM7X_PROFILE=off disables it; flags you pass win):\n%s",
-                engine_args.model, profile.table())
+    read_from = "" if Path(engine_args.model).expanduser() == folder else f", read from {folder}"
+    logger.info("vllm-sm7x profile for %s%s (VLLM_SM7X_PROFILE=off disables it; flags you pass win):\n%s",
+                engine_args.model, read_from, profile.table())
     return profile
 
 

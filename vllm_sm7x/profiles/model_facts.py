@@ -60,22 +60,36 @@ class ModelFacts:
         return self.architecture.startswith("Qwen3_5")
 
 
-def checkpoint_folder(model: str | Path, revision: str | None = None) -> Path:
-    """The folder of `--model`: a local path, or a Hugging Face model id whose snapshot is already in the
-    local cache. The profile is decided before vLLM downloads anything, so an id not yet downloaded is
-    not profiled on that first start (the error says how to have it profiled from the start)."""
-    folder = Path(model)
+def checkpoint_folder(model: str | Path, revision: str | None = None, cache_dir: str | None = None) -> Path:
+    """The folder of `--model`: a local path, or the snapshot of a Hugging Face model id already downloaded
+    into the cache (`cache_dir`: vLLM's --download-dir, else the default cache) with all its weight files.
+    The profile is decided before vLLM downloads anything, so an id not yet downloaded is not profiled on
+    the start that downloads it; the error says how to have it profiled from the start."""
+    folder = Path(model).expanduser()
     if folder.is_dir():
         return folder
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-        return Path(snapshot_download(repo_id=str(model), revision=revision, local_files_only=True))
-    except Exception as error:  # not a hub id, not in the cache, or a partial download
+    try:
+        validate_repo_id(str(model))
+    except HFValidationError:
+        raise ModelFactsError(f"{model}: no such folder") from None
+    where = f" in {cache_dir}" if cache_dir else ""
+    config = try_to_load_from_cache(str(model), "config.json", cache_dir=cache_dir, revision=revision)
+    if not isinstance(config, str):  # None, or the cache's record that the file does not exist
+        raise ModelFactsError(f"{model} is not a folder, and no download of it is in the Hugging Face cache{where}: "
+                              f"download it first (`hf download {model}`) or pass its folder")
+    folder = Path(config).parent
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values())) if index.is_file() else []
+    missing = [name for name in files if not (folder / name).is_file()]
+    if missing or not (files or any(folder.glob("*.safetensors"))):
         raise ModelFactsError(
-            f"{model} is neither a local folder nor a Hugging Face model in the local cache "
-            f"({type(error).__name__}); download it first (`huggingface-cli download {model}`) or pass its "
-            "folder") from error
+            f"{model}: its download in the Hugging Face cache{where} is incomplete ("
+            + (f"{len(missing)} of {len(files)} weight files missing, e.g. {missing[0]}" if missing else "no weights")
+            + f"): finish it (`hf download {model}`) or pass its folder")
+    return folder
 
 
 def read_model_facts(model_dir: str | Path) -> ModelFacts:
