@@ -201,7 +201,9 @@ def distinct_configs(configs: list, arch: int) -> list:
         return list(configs)
     first = {}
     for config in configs:
-        key = None if config is None else (tuple(sorted(config.kwargs.items())), config.num_warps)
+        key = None if config is None else repr(sorted(
+            (name, sorted(value.items()) if name == "kwargs" else value)
+            for name, value in vars(config).items() if name != "num_stages"))
         first.setdefault(key, config)
     return list(first.values())
 

@@ -157,4 +157,7 @@ def test_configs_that_differ_only_in_stages_build_one_kernel_below_sm80(gdn_benc
     kernels = [emulated.compile(**{**launches[0], **config_options(c)})[0] for c in depths]
     built = {(kernel.asm["ptx"], kernel.asm["cubin"]) for kernel in kernels}
     assert len(built) == 1, f"{len(built)} different kernels for {[c.num_stages for c in depths]} stages"
-    assert distinct_configs(configs, 80) == configs  # from sm_80 on the pipeliner reads num_stages
+    # The control: from sm_80 on the pipeliner reads num_stages, and the same configs build different kernels.
+    assert distinct_configs(configs, 80) == configs
+    ampere = EmulatedKernel(fn, 80, None, no_mma=False)
+    assert len({ampere.compile(**{**launches[0], **config_options(c)})[0].asm["ptx"] for c in depths}) > 1
