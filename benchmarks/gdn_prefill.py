@@ -4,8 +4,9 @@ final state) at Qwen3.6-27B and 35B-A3B linear-attention shapes, TP1 and TP4: ou
 (csrc/gdn/gdn_prefill.cu) against vLLM's FLA Triton kernels built for this GPU ("native", tensor cores:
 a reference, not what a V100/T4 runs) and for the emulated card ("faithful": every Triton kernel of the
 chain compiled for sm_70/sm_75, each autotuned kernel on its fastest config that fits the card's shared
-memory; benchmarks/triton_faithful.py). Median ms per layer; ours is compared with FLA's output (native;
-the first faithful build under --quick, which skips native).
+memory, from the config lists FLA picks on that card; benchmarks/triton_faithful.py). Median ms per
+layer; ours is compared with FLA's output (native; the first faithful build under --quick, which skips
+native).
 These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/gdn_prefill.py --path sm70 sm75 [--out benchmarks/results] [--quick]
@@ -22,7 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
-from triton_faithful import EMULATED_ARCH, FastestConfig, triton_kernels_reachable_from  # noqa: E402
+from triton_faithful import (EMULATED_ARCH, FastestConfig, fla_autotune_lists_of,  # noqa: E402
+                             triton_kernels_reachable_from)
 
 from vllm_sm7x.timing import graph_median_ms  # noqa: E402
 
@@ -64,8 +66,9 @@ def faithful_kernels(emulate: str | None) -> tuple:
     if emulate is None:
         return ()
     major, minor = torch.cuda.get_device_capability()
-    return tuple((namespace, name, FastestConfig(kernel, EMULATED_ARCH[emulate], major * 10 + minor))
-                 for namespace, name, kernel in list(triton_kernels_reachable_from(vars(chunk))))
+    with fla_autotune_lists_of(EMULATED_ARCH[emulate]):  # the config lists FLA picks on that card
+        return tuple((namespace, name, FastestConfig(kernel, EMULATED_ARCH[emulate], major * 10 + minor))
+                     for namespace, name, kernel in list(triton_kernels_reachable_from(vars(chunk))))
 
 
 def stock(problem: Problem, emulate: str | None):

@@ -52,6 +52,10 @@ def with_real_triton(module, kernel_name: str):
         for name in [name for name in sys.modules if name.startswith(package)]:
             del sys.modules[name]
         sys.modules.update(saved)
+        for name, saved_module in saved.items():  # `from package import module` finds the saved ones too
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules:
+                setattr(sys.modules[parent], child, saved_module)
 
 
 def assemble(ptx: str, metadata, arch: int) -> bytes:
@@ -130,6 +134,33 @@ def swapped(module, **kernels):
 
 # Shared memory a CTA may use on the emulated card: a config over it cannot launch there.
 SHARED_MEMORY_LIMIT = {70: 96 << 10, 75: 64 << 10}
+# FLA modules whose autotune lists depend on the GPU they are imported on: chunk_o's block sizes (by
+# shared memory) and warp counts (Hopper or not), cumsum's block sizes (by shared memory).
+FLA_DEVICE_LISTS = ("chunk_o", "cumsum")
+
+
+@contextlib.contextmanager
+def fla_autotune_lists_of(arch: int):
+    """FLA's device-dependent modules imported again as on the emulated card (its shared memory, not a
+    Hopper GPU): kernels taken from them meanwhile autotune over the lists a V100 or T4 would (an H200
+    gets BK/BV 64/128 and 2-4 warps in chunk_o, a T4 or V100 32/64 and 2-8). On exit, imported again as
+    on this GPU."""
+    from vllm.third_party.flash_linear_attention.ops import utils
+
+    modules = [importlib.import_module(f"{utils.__package__}.{name}") for name in FLA_DEVICE_LISTS]
+    limit = SHARED_MEMORY_LIMIT[arch]
+
+    def check_shared_mem(arch: str = "none", tensor_idx: int = 0) -> bool:
+        return limit >= utils.Backend.get_shared_memory(arch)
+
+    try:
+        with mock.patch.multiple(utils, check_shared_mem=check_shared_mem, is_nvidia_hopper=False):
+            for module in modules:
+                importlib.reload(module)
+        yield
+    finally:
+        for module in modules:
+            importlib.reload(module)
 
 
 def unwrap_tuned(kernel):

@@ -161,3 +161,31 @@ def test_configs_that_differ_only_in_stages_build_one_kernel_below_sm80(gdn_benc
     assert distinct_configs(configs, 80) == configs
     ampere = EmulatedKernel(fn, 80, None, no_mma=False)
     assert len({ampere.compile(**{**launches[0], **config_options(c)})[0].asm["ptx"] for c in depths}) > 1
+
+
+def test_faithful_fla_kernels_autotune_over_the_lists_the_emulated_card_gets(gdn_benchmark, monkeypatch):
+    """FLA picks chunk_o's and cumsum's autotune lists when it is imported, from the GPU it finds: the
+    faithful baselines must search a V100's or T4's lists, not the H200's they run on."""
+    import importlib
+
+    from triton_faithful import fla_autotune_lists_of
+    from vllm.third_party.flash_linear_attention.ops import chunk_o, cumsum, utils
+
+    def lists():
+        return chunk_o.BKV_LIST, chunk_o.NUM_WARPS, cumsum.BS_LIST
+
+    monkeypatch.setattr(utils, "check_shared_mem", lambda arch="none", tensor_idx=0: True)  # as on an H200
+    monkeypatch.setattr(utils, "is_nvidia_hopper", True)
+    try:
+        importlib.reload(chunk_o)
+        importlib.reload(cumsum)
+        hopper = lists()
+        assert hopper == ([64, 128], [2, 4], [32, 64])
+        for arch in (70, 75):  # 96 and 64 KB: both under FLA's 100 KB line
+            with fla_autotune_lists_of(arch):
+                assert lists() == ([32, 64], [2, 4, 8], [16, 32])
+            assert lists() == hopper  # imported as on this GPU again
+    finally:
+        monkeypatch.undo()
+        importlib.reload(chunk_o)
+        importlib.reload(cumsum)
