@@ -135,7 +135,8 @@ def swapped(module, **kernels):
 # Shared memory a CTA may use on the emulated card: a config over it cannot launch there.
 SHARED_MEMORY_LIMIT = {70: 96 << 10, 75: 64 << 10}
 # FLA modules whose autotune lists depend on the GPU they are imported on: chunk_o's block sizes (by
-# shared memory) and warp counts (Hopper or not), cumsum's block sizes (by shared memory).
+# shared memory) and warp counts (Hopper or not); cumsum's vector-kernel block sizes (by shared memory;
+# GDN runs its scalar kernel, whose list is fixed).
 FLA_DEVICE_LISTS = ("chunk_o", "cumsum")
 
 
@@ -143,11 +144,12 @@ FLA_DEVICE_LISTS = ("chunk_o", "cumsum")
 def fla_autotune_lists_of(arch: int):
     """FLA's device-dependent modules imported again as on the emulated card (its shared memory, not a
     Hopper GPU): kernels taken from them meanwhile autotune over the lists a V100 or T4 would (an H200
-    gets BK/BV 64/128 and 2-4 warps in chunk_o, a T4 or V100 32/64 and 2-8). On exit, imported again as
-    on this GPU."""
-    from vllm.third_party.flash_linear_attention.ops import utils
-
-    modules = [importlib.import_module(f"{utils.__package__}.{name}") for name in FLA_DEVICE_LISTS]
+    gets BK/BV 64/128 and 2-4 warps in chunk_o, a T4 or V100 32/64 and 2-8). On exit the modules hold
+    their own objects again (the native kernels keep their autotuning)."""
+    package = "vllm.third_party.flash_linear_attention.ops"
+    utils = importlib.import_module(f"{package}.utils")  # what the modules' `from .utils import` reads
+    modules = [importlib.import_module(f"{package}.{name}") for name in FLA_DEVICE_LISTS]
+    saved = [dict(vars(module)) for module in modules]
     limit = SHARED_MEMORY_LIMIT[arch]
 
     def check_shared_mem(arch: str = "none", tensor_idx: int = 0) -> bool:
@@ -159,8 +161,9 @@ def fla_autotune_lists_of(arch: int):
                 importlib.reload(module)
         yield
     finally:
-        for module in modules:
-            importlib.reload(module)
+        for module, namespace in zip(modules, saved):
+            vars(module).clear()
+            vars(module).update(namespace)
 
 
 def unwrap_tuned(kernel):

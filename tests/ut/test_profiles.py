@@ -280,6 +280,27 @@ def test_doctor_says_whether_the_server_applies_the_profile(tmp_path, capsys, mo
     assert says in capsys.readouterr().out
 
 
+def test_doctor_on_gpus_where_the_plugin_stays_off_says_the_server_will_not_apply_it(tmp_path, capsys,
+                                                                                     monkeypatch):
+    from vllm_sm7x import activation
+    from vllm_sm7x.entrypoints.cli import main
+
+    monkeypatch.delenv("VLLM_SM7X_EMULATE", raising=False)
+    monkeypatch.setattr(activation, "visible_gpus", lambda: [activation.Gpu(0, "NVIDIA H100", (9, 0), 80 * GIB)])
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    activation.current_activation.cache_clear()  # a process decides once; each doctor run here is a new one
+    try:
+        assert main(["doctor", str(folder), "-tp", "1"]) == 0
+        assert "the server does not apply it: the plugin stays off here (NVIDIA H100 (9.0) is not SM70/SM75" in (
+            capsys.readouterr().out)
+        monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")  # emulation turns the plugin, and so the profile, on
+        activation.current_activation.cache_clear()
+        assert main(["doctor", str(folder), "-tp", "1"]) == 0
+        assert "the server applies it at start-up" in capsys.readouterr().out
+    finally:
+        activation.current_activation.cache_clear()
+
+
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An empty Hugging Face cache; hub_cache(model_id, root=None, weights=True) puts a Qwen3.6-27B-AWQ
@@ -328,13 +349,34 @@ def test_a_partial_download_is_not_profiled(engine_args, four_v100s, hub_cache, 
     hub_cache("Qwen/Qwen3.6-27B-AWQ", weights=False)
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4)
     assert engine.apply_profile(args, "auto") is None and args.max_model_len is None
-    assert "its download in the Hugging Face cache is incomplete (1 of 1 weight files missing, e.g. x)" in caplog.text
+    assert "its download in the Hugging Face cache is incomplete or has no safetensors weights (1 of 1 weight files missing, e.g. x)" in (
+        caplog.text)
 
 
-def test_a_hub_id_is_looked_up_in_vllms_download_dir(engine_args, four_v100s, hub_cache, tmp_path):
-    hub_cache("Qwen/Qwen3.6-27B-AWQ", root=tmp_path / "models")
+def test_a_hub_id_with_a_download_dir_asks_for_the_folder(engine_args, four_v100s, hub_cache, tmp_path, caplog):
+    """vLLM puts the weights in --download-dir and config.json in the default cache: no one folder holds both."""
+    hub_cache("Qwen/Qwen3.6-27B-AWQ")
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4, download_dir=str(tmp_path / "models"))
-    assert engine.apply_profile(args, "auto") is not None and args.max_model_len == 262144
+    assert engine.apply_profile(args, "auto") is None
+    assert "Qwen/Qwen3.6-27B-AWQ with --download-dir: pass the model's folder as --model" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["null field", "not an object", "zero heads", "bad index"])
+def test_a_checkpoint_it_cannot_read_leaves_the_start_to_vllm(engine_args, four_v100s, tmp_path, caplog, damage):
+    """The profile steps aside (vLLM then reports what it cannot load) instead of stopping the start."""
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    config = json.loads((folder / "config.json").read_text())
+    if damage == "null field":
+        config["text_config"]["num_key_value_heads"] = None
+    elif damage == "zero heads":  # and no head_dim: it would be hidden_size / heads
+        config["text_config"]["num_attention_heads"] = 0
+        config["text_config"].pop("head_dim", None)
+    (folder / "config.json").write_text("[1, 2]" if damage == "not an object" else json.dumps(config))
+    if damage == "bad index":
+        (folder / "model.safetensors.index.json").write_text('"weights"')
+    args = engine_args(model=str(folder), tensor_parallel_size=4)
+    assert engine.apply_profile(args, "auto") is None and args.max_model_len is None
+    assert f"vllm-sm7x profile skipped: {folder}: cannot read the checkpoint" in caplog.text
 
 
 def test_doctor_reads_a_hub_id_from_the_local_cache(hub_cache, capsys):

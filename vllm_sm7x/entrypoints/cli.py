@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +44,7 @@ def doctor_profile(args: argparse.Namespace) -> int:
         mode = profile_mode()
         facts = read_model_facts(checkpoint_folder(args.model))
         profile = resolve_profile(facts, gpus, args.tensor_parallel_size, user)
-    except (ModelFactsError, ProfileError, ValueError, OSError, struct.error) as error:
+    except (ModelFactsError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     not_applied = reason_not_applied(facts, mode)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import struct
 from pathlib import Path
 
 logger = logging.getLogger("vllm.sm7x")
@@ -92,7 +91,7 @@ def apply_profile(engine_args, mode: str):
         folder = checkpoint_folder(engine_args.model, getattr(engine_args, "revision", None),
                                    getattr(engine_args, "download_dir", None))
         facts = read_model_facts(folder)
-    except (ModelFactsError, KeyError, ValueError, OSError, struct.error) as error:  # vLLM reports what it can't load
+    except ModelFactsError as error:  # vLLM reports what it cannot load; the profile only steps aside
         logger.info("vllm-sm7x profile skipped: %s", error)
         return None
     skipped = reason_not_applied(facts, mode)
@@ -103,7 +102,7 @@ def apply_profile(engine_args, mode: str):
                               engine_args.tensor_parallel_size, user_settings(engine_args))
     for name, value in profile.engine_args().items():
         setattr(engine_args, name, value)
-    read_from = "" if Path(engine_args.model).expanduser() == folder else f", read from {folder}"
+    read_from = "" if Path(engine_args.model) == folder else f", read from {folder}"
     logger.info("vllm-sm7x profile for %s%s (VLLM_SM7X_PROFILE=off disables it; flags you pass win):\n%s",
                 engine_args.model, read_from, profile.table())
     return profile

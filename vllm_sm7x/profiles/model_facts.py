@@ -60,12 +60,12 @@ class ModelFacts:
         return self.architecture.startswith("Qwen3_5")
 
 
-def checkpoint_folder(model: str | Path, revision: str | None = None, cache_dir: str | None = None) -> Path:
+def checkpoint_folder(model: str | Path, revision: str | None = None, download_dir: str | None = None) -> Path:
     """The folder of `--model`: a local path, or the snapshot of a Hugging Face model id already downloaded
-    into the cache (`cache_dir`: vLLM's --download-dir, else the default cache) with all its weight files.
-    The profile is decided before vLLM downloads anything, so an id not yet downloaded is not profiled on
-    the start that downloads it; the error says how to have it profiled from the start."""
-    folder = Path(model).expanduser()
+    into the default cache with all its safetensors weight files. The profile is decided before vLLM
+    downloads anything, so an id not yet downloaded is not profiled on the start that downloads it; the
+    error says how to have it profiled from the start."""
+    folder = Path(model)
     if folder.is_dir():
         return folder
     from huggingface_hub import try_to_load_from_cache
@@ -75,25 +75,39 @@ def checkpoint_folder(model: str | Path, revision: str | None = None, cache_dir:
         validate_repo_id(str(model))
     except HFValidationError:
         raise ModelFactsError(f"{model}: no such folder") from None
-    where = f" in {cache_dir}" if cache_dir else ""
-    config = try_to_load_from_cache(str(model), "config.json", cache_dir=cache_dir, revision=revision)
+    if download_dir:  # vLLM puts the weights there and config.json in the default cache: two folders
+        raise ModelFactsError(f"{model} with --download-dir: pass the model's folder as --model to have it profiled")
+    config = try_to_load_from_cache(str(model), "config.json", revision=revision)
     if not isinstance(config, str):  # None, or the cache's record that the file does not exist
-        raise ModelFactsError(f"{model} is not a folder, and no download of it is in the Hugging Face cache{where}: "
+        raise ModelFactsError(f"{model} is not a folder, and no download of it is in the Hugging Face cache: "
                               f"download it first (`hf download {model}`) or pass its folder")
     folder = Path(config).parent
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values())) if index.is_file() else []
+    try:
+        files = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values())) if index.is_file() else []
+    except (ValueError, AttributeError, TypeError, OSError) as error:
+        raise ModelFactsError(f"{index}: not a safetensors index ({type(error).__name__}: {error})") from error
     missing = [name for name in files if not (folder / name).is_file()]
     if missing or not (files or any(folder.glob("*.safetensors"))):
         raise ModelFactsError(
-            f"{model}: its download in the Hugging Face cache{where} is incomplete ("
-            + (f"{len(missing)} of {len(files)} weight files missing, e.g. {missing[0]}" if missing else "no weights")
+            f"{model}: its download in the Hugging Face cache is incomplete or has no safetensors weights ("
+            + (f"{len(missing)} of {len(files)} weight files missing, e.g. {missing[0]}" if missing else "none found")
             + f"): finish it (`hf download {model}`) or pass its folder")
     return folder
 
 
 def read_model_facts(model_dir: str | Path) -> ModelFacts:
-    model_dir = Path(model_dir)
+    """The checkpoint's facts; a config or index that cannot be read as one (missing or null fields, not
+    JSON objects, unreadable files) raises ModelFactsError naming the folder and the cause."""
+    try:
+        return _read_model_facts(Path(model_dir))
+    except ModelFactsError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, OSError, struct.error) as error:
+        raise ModelFactsError(f"{model_dir}: cannot read the checkpoint ({type(error).__name__}: {error})") from error
+
+
+def _read_model_facts(model_dir: Path) -> ModelFacts:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ModelFactsError(f"{model_dir} has no config.json: pass a local checkpoint folder")
