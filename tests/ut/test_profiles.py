@@ -168,6 +168,21 @@ def test_mtp_weights_are_found_in_a_single_file_header(tmp_path):
     assert facts.has_mtp_weights and facts.checkpoint_bytes == 8 + len(header) + 2
 
 
+def test_the_weights_size_is_that_of_the_files_the_index_names(tmp_path):
+    """Shards in a subfolder count, a stray file beside the index does not, and a missing shard leaves the
+    size to the estimate (a partial sum would undercount the weights and overfill the KV pool)."""
+    folder = write_checkpoint(tmp_path / "m", "Qwen3.6-27B-AWQ")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"model.layers.0.mlp.down_proj.qweight": "shards/a.safetensors",
+                        "mtp.layers.0.mlp.down_proj.qweight": "shards/b.safetensors"}}))
+    (folder / "shards").mkdir()
+    (folder / "shards" / "a.safetensors").write_bytes(b"\0" * 100)
+    (folder / "consolidated.safetensors").write_bytes(b"\0" * 1000)
+    assert read_model_facts(folder).checkpoint_bytes is None  # b is missing
+    (folder / "shards" / "b.safetensors").write_bytes(b"\0" * 20)
+    assert read_model_facts(folder).checkpoint_bytes == 120
+
+
 def test_doctor_prints_the_profile_for_a_model_folder(tmp_path, capsys):
     from vllm_sm7x.entrypoints.cli import main
 

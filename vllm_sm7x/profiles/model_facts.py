@@ -45,7 +45,7 @@ class ModelFacts:
     quant_method: str | None
     weight_bits: int  # 16 unquantized
     group_size: int
-    checkpoint_bytes: int | None  # safetensors on disk; None when the folder has no weight files
+    checkpoint_bytes: int | None  # safetensors on disk; None unless every weight file is there
 
     @property
     def is_moe(self) -> bool:
@@ -82,18 +82,26 @@ def checkpoint_folder(model: str | Path, revision: str | None = None, download_d
         raise ModelFactsError(f"{model} is not a folder, and no download of it is in the Hugging Face cache: "
                               f"download it first (`hf download {model}`) or pass its folder")
     folder = Path(config).parent
-    index = folder / "model.safetensors.index.json"
     try:
-        files = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values())) if index.is_file() else []
+        files = weight_files(folder)
     except (ValueError, AttributeError, TypeError, OSError) as error:
-        raise ModelFactsError(f"{index}: not a safetensors index ({type(error).__name__}: {error})") from error
-    missing = [name for name in files if not (folder / name).is_file()]
-    if missing or not (files or any(folder.glob("*.safetensors"))):
+        raise ModelFactsError(f"{folder}: its safetensors index cannot be read ({type(error).__name__}: {error})") \
+            from error
+    missing = [str(path.relative_to(folder)) for path in files if not path.is_file()]
+    if missing or not files:
         raise ModelFactsError(
             f"{model}: its download in the Hugging Face cache is incomplete or has no safetensors weights ("
             + (f"{len(missing)} of {len(files)} weight files missing, e.g. {missing[0]}" if missing else "none found")
             + f"): finish it (`hf download {model}`) or pass its folder")
     return folder
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The checkpoint's safetensors files: those its index names (subfolders included), else the folder's own."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        return [model_dir / name for name in sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))]
+    return sorted(model_dir.glob("*.safetensors"))
 
 
 def read_model_facts(model_dir: str | Path) -> ModelFacts:
@@ -122,7 +130,7 @@ def _read_model_facts(model_dir: Path) -> ModelFacts:
     full = layers if layer_types is None else sum(t == "full_attention" for t in layer_types)
     heads = int(text["num_attention_heads"])
     quant = config.get("quantization_config") or text.get("quantization_config") or {}
-    files = sorted(model_dir.glob("*.safetensors"))
+    files = weight_files(model_dir)
     return ModelFacts(
         architecture=architecture,
         hidden_size=int(text["hidden_size"]),
@@ -152,7 +160,7 @@ def _read_model_facts(model_dir: Path) -> ModelFacts:
         quant_method=quant.get("quant_method"),
         weight_bits=int(quant.get("bits", quant.get("w_bit", 16)) or 16),
         group_size=int(quant.get("group_size", quant.get("q_group_size", 128)) or 128),
-        checkpoint_bytes=sum(f.stat().st_size for f in files) if files else None,
+        checkpoint_bytes=sum(f.stat().st_size for f in files) if files and all(f.is_file() for f in files) else None,
     )
 
 
