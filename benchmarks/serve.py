@@ -39,12 +39,13 @@ MEASURE = r"""
 import json, sys, time
 from vllm import LLM, SamplingParams
 model, backend, contexts = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split(",")]
+engine_args = json.loads(sys.argv[4])
 decode_contexts = [int(c) for c in sys.argv[6].split(",") if c]
 # No prefix caching: each timing repeats its prompts, and a cached prompt would time a cache hit, not a
 # prefill (the TTFT rows of 2026-11-30 did).
 llm = LLM(model=model, skip_tokenizer_init=True, max_model_len=max(contexts + decode_contexts) + 256, max_num_seqs=4,
           max_num_batched_tokens=16384, gpu_memory_utilization=0.85, seed=0, enable_prefix_caching=False,
-          attention_backend=None if backend == "default" else backend, **json.loads(sys.argv[4]))
+          attention_backend=None if backend == "default" else backend, **engine_args)
 
 def run(prompts, tokens):
     params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True, detokenize=False)
@@ -89,7 +90,7 @@ for context in contexts:
     ttft = min(run([prompt(context, context)], 1) for _ in range(2))
     rows.append({"phase": "prefill", "context": context, "batch": 1, "ttft_ms": round(ttft * 1e3, 2)})
 # Only an MTP run keeps stats (get_metrics asserts without them), and only it has draft counters.
-metrics = llm.get_metrics() if "speculative_config" in json.loads(sys.argv[4]) else []
+metrics = llm.get_metrics() if "speculative_config" in engine_args else []
 counters = {m.name.removesuffix("_total"): m.value for m in metrics
             if m.name.startswith("vllm:spec_decode_num_") and hasattr(m, "value")}
 drafted = counters.get("vllm:spec_decode_num_draft_tokens", 0)

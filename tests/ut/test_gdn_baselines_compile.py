@@ -108,25 +108,34 @@ def test_vllms_gdn_chunked_prefill_fits_turing_shared_memory(gdn_benchmark, arch
     assert not any(over.values()), f"configs over Turing's 64 KB: {over}"
 
 
-def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
-    """FastestConfig times configs by zipping them with compile_configs' results: a thread pool must
-    not reorder them (each compiled kernel carries its config's warp count)."""
-    from triton_faithful import (EmulatedKernel, bound_arguments, compile_configs, swapped, unwrap_tuned,
-                                 with_real_triton)
-    from vllm.third_party.flash_linear_attention.ops import cumsum as cumsum_module
+def first_launch(module, kernel_name: str, call) -> tuple:
+    """(JIT function, autotune configs, bound arguments of its first launch) of `module.kernel_name` when
+    call(module) runs vLLM's wrapper: the launch is recorded, not run (no GPU)."""
+    from triton_faithful import bound_arguments, swapped, unwrap_tuned, with_real_triton
 
-    cumsum = with_real_triton(cumsum_module, "chunk_local_cumsum_scalar_kernel")
-    fn, configs, heuristics, _ = unwrap_tuned(cumsum.chunk_local_cumsum_scalar_kernel)
+    module = with_real_triton(module, kernel_name)
+    fn, configs, heuristics, _ = unwrap_tuned(getattr(module, kernel_name))
     launches = []
 
     class FirstLaunch:
         def __getitem__(self, grid):
             return lambda *args, **kwargs: launches.append(bound_arguments(fn, heuristics, args, kwargs))
 
-    with swapped(cumsum, chunk_local_cumsum_scalar_kernel=FirstLaunch()):
-        cumsum.chunk_local_cumsum(torch.zeros(1, 100, 4), chunk_size=64)
+    with swapped(module, **{kernel_name: FirstLaunch()}):
+        call(module)
+    return fn, configs, launches[0]
+
+
+def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
+    """FastestConfig times configs by zipping them with compile_configs' results: a thread pool must
+    not reorder them (each compiled kernel carries its config's warp count)."""
+    from triton_faithful import EmulatedKernel, compile_configs
+    from vllm.third_party.flash_linear_attention.ops import cumsum
+
+    fn, configs, bound = first_launch(cumsum, "chunk_local_cumsum_scalar_kernel",
+                                      lambda module: module.chunk_local_cumsum(torch.zeros(1, 100, 4), chunk_size=64))
     configs = sorted(configs, key=lambda config: -config.num_warps)  # an order the pool cannot guess
-    compiled = compile_configs(EmulatedKernel(fn, 75, None), launches[0], configs)
+    compiled = compile_configs(EmulatedKernel(fn, 75, None), bound, configs)
     assert [kernel.metadata.num_warps for kernel in compiled] == [config.num_warps for config in configs]
 
 
@@ -134,33 +143,25 @@ def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
 def test_configs_that_differ_only_in_stages_build_one_kernel_below_sm80(gdn_benchmark, arch):
     """distinct_configs' premise, which lets the faithful benchmarks compile a third of FLA's configs:
     on sm_70/sm_75 Triton ignores num_stages, so the PTX and cubin are the same at every depth."""
-    from triton_faithful import (EmulatedKernel, bound_arguments, config_options, distinct_configs, swapped,
-                                 unwrap_tuned, with_real_triton)
-    from vllm.third_party.flash_linear_attention.ops import chunk_scaled_dot_kkt as kkt_module
-
-    kkt = with_real_triton(kkt_module, "chunk_scaled_dot_kkt_fwd")
-    fn, configs, heuristics, _ = unwrap_tuned(kkt.chunk_scaled_dot_kkt_fwd_kernel)
-    launches = []
-
-    class FirstLaunch:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: launches.append(bound_arguments(fn, heuristics, args, kwargs))
+    from triton_faithful import EmulatedKernel, config_options, distinct_configs
+    from vllm.third_party.flash_linear_attention.ops import chunk_scaled_dot_kkt
 
     tokens, heads = 100, 4
-    with swapped(kkt, chunk_scaled_dot_kkt_fwd_kernel=FirstLaunch()):
-        kkt.chunk_scaled_dot_kkt_fwd(torch.zeros(1, tokens, heads, 128, dtype=torch.float16),
-                                     beta=torch.zeros(1, tokens, heads, dtype=torch.float16))
+    fn, configs, bound = first_launch(chunk_scaled_dot_kkt, "chunk_scaled_dot_kkt_fwd_kernel",
+                                      lambda module: module.chunk_scaled_dot_kkt_fwd(
+                                          torch.zeros(1, tokens, heads, 128, dtype=torch.float16),
+                                          beta=torch.zeros(1, tokens, heads, dtype=torch.float16)))
     kept = distinct_configs(configs, arch)
     depths = [c for c in configs if (c.kwargs, c.num_warps) == (kept[0].kwargs, kept[0].num_warps)]
     assert len(kept) < len(configs) and len(depths) > 1
     emulated = EmulatedKernel(fn, arch, None)
-    kernels = [emulated.compile(**{**launches[0], **config_options(c)})[0] for c in depths]
+    kernels = [emulated.compile(**{**bound, **config_options(c)})[0] for c in depths]
     built = {(kernel.asm["ptx"], kernel.asm["cubin"]) for kernel in kernels}
     assert len(built) == 1, f"{len(built)} different kernels for {[c.num_stages for c in depths]} stages"
     # The control: from sm_80 on the pipeliner reads num_stages, and the same configs build different kernels.
     assert distinct_configs(configs, 80) == configs
     ampere = EmulatedKernel(fn, 80, None, no_mma=False)
-    assert len({ampere.compile(**{**launches[0], **config_options(c)})[0].asm["ptx"] for c in depths}) > 1
+    assert len({ampere.compile(**{**bound, **config_options(c)})[0].asm["ptx"] for c in depths}) > 1
 
 
 def test_faithful_fla_kernels_autotune_over_the_lists_the_emulated_card_gets(gdn_benchmark, monkeypatch):

@@ -318,16 +318,16 @@ def test_doctor_on_gpus_where_the_plugin_stays_off_says_the_server_will_not_appl
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache; hub_cache(model_id, root=None, weights=True) puts a Qwen3.6-27B-AWQ
-    snapshot there (or under `root`, as vLLM's --download-dir) laid out as huggingface_hub downloads it:
-    refs/main names the snapshot's commit, and the tree listing names files vLLM never fetches (README)."""
+    """An empty Hugging Face cache; hub_cache(model_id, weights=True) puts a Qwen3.6-27B-AWQ snapshot there,
+    laid out as huggingface_hub downloads it: refs/main names the snapshot's commit, and the tree listing
+    names files vLLM never fetches (README)."""
     from huggingface_hub import constants
 
     default = tmp_path / "hf-cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(default))
 
-    def cache(model_id, root=None, weights=True):
-        repo = (root or default) / ("models--" + model_id.replace("/", "--"))
+    def cache(model_id, weights=True):
+        repo = default / ("models--" + model_id.replace("/", "--"))
         snapshot = write_checkpoint(repo / "snapshots" / "0123abcd", "Qwen3.6-27B-AWQ")
         if weights:
             (snapshot / "x").write_bytes(b"")  # the one weight file write_checkpoint's index names
