@@ -364,8 +364,8 @@ def test_a_partial_download_is_not_profiled(engine_args, four_v100s, hub_cache, 
     hub_cache("Qwen/Qwen3.6-27B-AWQ", weights=False)
     args = engine_args(model="Qwen/Qwen3.6-27B-AWQ", tensor_parallel_size=4)
     assert engine.apply_profile(args, "auto") is None and args.max_model_len is None
-    assert "its download in the Hugging Face cache is incomplete or has no safetensors weights (1 of 1 weight files missing, e.g. x)" in (
-        caplog.text)
+    assert ("its download in the Hugging Face cache is incomplete or has no safetensors weights "
+            "(1 of 1 weight files missing, e.g. x)") in caplog.text
 
 
 def test_a_hub_id_with_a_download_dir_asks_for_the_folder(engine_args, four_v100s, hub_cache, tmp_path, caplog):
