@@ -149,14 +149,22 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
             if tune:  # the same graph after measured choices replace the cost model's
                 from vllm_sm7x.quantization import awq_tuning
 
+                def tuned_graph(choices):
+                    for name, K, N in shapes:
+                        awq_tuning.apply((K, N), GROUP, path, {m_bucket(M): choices[name]})
+                    ms = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
+                    torch.ops._C_sm7x.awq_clear_tuned()
+                    return {"ms": rounded(ms), "bw_frac": round(moved / (ms * 1e-3) / (bandwidth * 1e9), 3),
+                            "choices": choices}
+
+                best, best_one_tile = {}, {}
                 for name, K, N in shapes:
-                    choice = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)])
-                    awq_tuning.apply((K, N), GROUP, path, choice)
-                    tuned[name] = choice[m_bucket(M)]
-                ms_tuned = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
-                torch.ops._C_sm7x.awq_clear_tuned()
-                tuned = {"ms": rounded(ms_tuned), "bw_frac": round(moved / (ms_tuned * 1e-3) / (bandwidth * 1e9), 3),
-                         "choices": tuned}
+                    timings = []
+                    best[name] = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)],
+                                                        timings=timings)[m_bucket(M)]
+                    best_one_tile[name] = min((t for t in timings if t["column_tiles"] == 1), key=lambda t: t["ms"])
+                # The same run's A/B of two column tiles per CTA: the best choices without them.
+                tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile)}
             rows[path].append({
                 "case": f"layer-27b-tp{tp}", "M": M, "layers_in_graph": count, "ms": rounded(ours),
                 "launch_floor_ms": rounded(floor),
@@ -211,7 +219,8 @@ def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m
 
 def print_table(gpu, path, bandwidth, rows):
     print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms; stock = best stock vLLM AWQ path)")
-    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'cuBLAS':>9} {'stock':>9} {'faithful':>9}")
+    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'1-tile bw':>9} {'cuBLAS':>9} {'stock':>9} "
+          f"{'faithful':>9}")
     for r in rows:
         b = r["baselines"]
         cublas = b.get("cublas_fp16_dequant", b.get("dequant_cublas_fp16"))
@@ -220,7 +229,8 @@ def print_table(gpu, path, bandwidth, rows):
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         tuned = r.get("tuned") or {}
         tuned_bw = f"{tuned['bw_frac']:>8.2f}" if tuned else f"{'-':>8}"
-        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {fmt(cublas)} "
+        one_tile_bw = f"{tuned['one_column_tile']['bw_frac']:>9.2f}" if tuned else f"{'-':>9}"
+        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {one_tile_bw} {fmt(cublas)} "
               f"{fmt(min(stock) if stock else None)} {fmt(faithful)}")
 
 

@@ -16,19 +16,22 @@ std::string build_info();
 void mma_gemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out, const std::string& path);
 
 // AWQ W4A16, weights in the packed layout of csrc/quantization/awq/awq_gemm.h. awq_gemm always runs
-// the fused kernel (warps / split_k > 0 override the planned ones); awq_linear picks the fused kernel
-// or dequantise + cuBLAS by rows; awq_plan shows the choice: [token_tiles, warps, splits, dequant_gemm].
+// the fused kernel (warps / split_k / column_tiles > 0 override the planned ones); awq_linear picks the
+// fused kernel or dequantise + cuBLAS by rows; awq_plan shows the choice:
+// [token_tiles, warps, splits, dequant_gemm, column_tiles]; awq_fused_registry lists the fused kernel's
+// instantiations as (token_tiles, warps, column_tiles) triples, flattened.
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
-                       int64_t warps, int64_t split_k);
+                       int64_t warps, int64_t split_k, int64_t column_tiles);
 torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                          int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path);
 torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size);
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device);
+std::vector<int64_t> awq_fused_registry();
 // Measured choices (vllm_sm7x/quantization/awq_tuning.py) that override the cost model.
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
-                   int64_t warps, int64_t split_k);
+                   int64_t warps, int64_t split_k, int64_t column_tiles);
 void awq_clear_tuned();
 
 // Gated DeltaNet decode and MTP verification (csrc/gdn/gdn_decode.h): the causal conv1d step over

@@ -19,7 +19,7 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("mma_gemm(Tensor a, Tensor b, Tensor(a!) out, str path) -> ()");
   m.impl("mma_gemm", torch::kCUDA, &sm7x::mma_gemm);
   m.def("awq_gemm(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path, "
-        "int warps, int split_k) -> Tensor");
+        "int warps, int split_k, int column_tiles=0) -> Tensor");
   m.impl("awq_gemm", torch::kCUDA, &sm7x::awq_gemm);
   m.def("awq_linear(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path) -> Tensor");
   m.impl("awq_linear", torch::kCUDA, &sm7x::awq_linear);
@@ -56,7 +56,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.impl("awq_moe_gemm", torch::kCUDA, &sm7x::awq_moe_gemm);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
-  m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k) -> ()",
+  m.def("awq_fused_registry() -> int[]", &sm7x::awq_fused_registry);
+  m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k, "
+        "int column_tiles=1) -> ()",
         &sm7x::awq_set_tuned);
   m.def("awq_clear_tuned() -> ()", &sm7x::awq_clear_tuned);
 }

@@ -93,13 +93,18 @@ def test_linear_all_group_sizes_with_bias(awq, path, group_size, M, seed):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("warps, split_k", [(4, 1), (8, 1), (4, 2), (8, 3), (4, 7), (8, 16), (4, 64)])
-def test_every_registry_entry_and_split_agrees(awq, path, warps, split_k, seed):
+@pytest.mark.parametrize("split_k", [1, 2, 3, 7, 16, 64])
+def test_every_registry_entry_and_split_agrees(awq, path, split_k, seed):
+    # N = 136: 9 column tiles, so a two-tile CTA's second tile runs past N at the end.
     weight, reference, b = make_layer(2176, 136, 64, seed, bias=True)
-    for M in (3, 12):  # one and two token tiles
+    entries = awq.fused_registry()
+    assert {e["column_tiles"] for e in entries} == {1, 2} and {e["token_tiles"] for e in entries} == {1, 2}
+    for entry in entries:
+        M = 3 if entry["token_tiles"] == 1 else 12
         x = random_x(M, 2176, seed + M)
-        out = poisoned(awq.awq_gemm, x, weight, b, path=path, warps=warps, split_k=split_k)
-        assert relative_error(out, x, reference, b) < TOLERANCE
+        out = poisoned(awq.awq_gemm, x, weight, b, path=path, warps=entry["warps"], split_k=split_k,
+                       column_tiles=entry["column_tiles"])
+        assert relative_error(out, x, reference, b) < TOLERANCE, entry
 
 
 def test_dequantize_matches_the_layout_reference(awq, seed):
@@ -133,10 +138,10 @@ def test_plan_uses_the_fused_kernel_for_few_rows_and_cublas_for_many(awq):
 def test_tuned_entries_override_the_cost_model(awq):
     shape = (5120, 3584)
     planned = {(M, path): awq.awq_plan(M, shape, 128, path) for M in (3, 5) for path in PATHS}
-    tuned = {"kernel": "fused", "token_tiles": 1, "warps": 8, "splits": 5}
+    tuned = {"kernel": "fused", "token_tiles": 1, "column_tiles": 2, "warps": 8, "splits": 5}
     assert planned[3, "sm75"] != tuned
     try:
-        torch.ops._C_sm7x.awq_set_tuned(3584, 5120, 128, "sm75", 4, 8, 5)  # M bucket 4: M = 3 and 4
+        torch.ops._C_sm7x.awq_set_tuned(3584, 5120, 128, "sm75", 4, 8, 5, 2)  # M bucket 4: M = 3 and 4
         assert awq.awq_plan(3, shape, 128, "sm75") == tuned
         assert awq.awq_plan(5, shape, 128, "sm75") == planned[5, "sm75"]  # bucket 8
         assert awq.awq_plan(3, shape, 128, "sm70") == planned[3, "sm70"]  # other path
@@ -159,15 +164,17 @@ def test_bad_inputs_get_clear_errors(awq):
                                      "sm75")
     with pytest.raises(RuntimeError, match=r"bias must be a contiguous float16 \[N = 16\]"):
         awq.awq_gemm(x.half(), weight, torch.zeros(8, device="cuda").half(), path="sm70")
-    with pytest.raises(ValueError, match="warps must be 4 or 8"):
-        awq.awq_gemm(x.half(), weight, path="sm70", warps=6)
+    with pytest.raises(ValueError, match="no fused kernel with 1 token tiles, 6 warps and 1 column tiles"):
+        awq.awq_gemm(x.half(), weight, path="sm70", warps=6, column_tiles=1)
+    with pytest.raises(ValueError, match="no fused kernel with 1 token tiles, 4 warps and 2 column tiles"):
+        torch.ops._C_sm7x.awq_set_tuned(16, 256, 128, "sm75", 1, 4, 1, 2)
 
 
 def test_op_schema_and_fake_implementations(awq, seed):
     weight, _, b = make_layer(256, 24, 64, seed, bias=True)
     x = torch.randn(3, 256, device="cuda").half()
     torch.library.opcheck(torch.ops._C_sm7x.awq_gemm.default,
-                          (x, weight.qweight, weight.scale_zero, 64, b, "sm75", 0, 2))
+                          (x, weight.qweight, weight.scale_zero, 64, b, "sm75", 8, 2, 2))
     torch.library.opcheck(torch.ops._C_sm7x.awq_linear.default, (x, weight.qweight, weight.scale_zero, 64, b, "sm70"))
     torch.library.opcheck(torch.ops._C_sm7x.awq_dequantize.default, (weight.qweight, weight.scale_zero, 64))
 
@@ -198,8 +205,9 @@ def test_tuning_file_is_written_once_and_applied(awq, tmp_path, monkeypatch, see
         awq_tuning.ensure_tuned(weight, "sm75", str(file))
         table = json.loads(file.read_text())
         (key, choices), = table.items()
-        assert key.endswith("|sm75|N=272|K=1024|G=128") and set(choices) == {"1", "16"}
+        assert key.startswith("v2|") and key.endswith("|sm75|N=272|K=1024|G=128") and set(choices) == {"1", "16"}
         assert awq.awq_plan(1, (1024, 272), 128, "sm75") == {"kernel": "fused", "token_tiles": 1,
+                                                             "column_tiles": choices["1"]["column_tiles"],
                                                              "warps": choices["1"]["warps"],
                                                              "splits": choices["1"]["splits"]}
         monkeypatch.setattr(awq_tuning, "tune_weight", lambda *a, **k: pytest.fail("timed again"))

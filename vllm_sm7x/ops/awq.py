@@ -12,10 +12,10 @@ load_kernels()
 
 
 def awq_gemm(x: torch.Tensor, weight: AwqKernelWeight, bias: torch.Tensor | None = None, path: str | None = None,
-             warps: int = 0, split_k: int = 0) -> torch.Tensor:
+             warps: int = 0, split_k: int = 0, column_tiles: int = 0) -> torch.Tensor:
     """x [M, K] fp16 @ W -> [M, N] fp16, always through the fused kernel (0: the planned value)."""
     return torch.ops._C_sm7x.awq_gemm(x, weight.qweight, weight.scale_zero, weight.group_size, bias,
-                                      path or kernel_path(), warps, split_k)
+                                      path or kernel_path(), warps, split_k, column_tiles)
 
 
 def awq_dequantize(weight: AwqKernelWeight) -> torch.Tensor:
@@ -36,8 +36,15 @@ def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str |
     """How awq_linear runs M rows of a [K, N] weight on this GPU: the fused kernel's registry entry and
     split count, or dequantise + cuBLAS."""
     K, N = weight_shape
-    token_tiles, warps, splits, dequant = torch.ops._C_sm7x.awq_plan(
+    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan(
         M, N, K, group_size, path or kernel_path(), torch.cuda.current_device() if device is None else device)
     if dequant:
         return {"kernel": "dequant+cublas"}
-    return {"kernel": "fused", "token_tiles": token_tiles, "warps": warps, "splits": splits}
+    return {"kernel": "fused", "token_tiles": token_tiles, "column_tiles": column_tiles, "warps": warps,
+            "splits": splits}
+
+
+def fused_registry() -> list[dict]:
+    """The fused kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
+    flat = torch.ops._C_sm7x.awq_fused_registry()
+    return [{"token_tiles": t, "warps": w, "column_tiles": c} for t, w, c in zip(flat[::3], flat[1::3], flat[2::3])]

@@ -9,7 +9,7 @@ def _mma_gemm_fake(a, b, out, path) -> None:
 
 
 @torch.library.register_fake("_C_sm7x::awq_gemm")
-def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, warps, split_k):
+def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, warps, split_k, column_tiles=0):
     return x.new_empty((x.shape[0], scale_zero.shape[1]))
 
 

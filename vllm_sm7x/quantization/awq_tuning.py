@@ -1,5 +1,5 @@
-"""Measured AWQ GEMM choices: time every (warps, k splits) of the fused kernel per weight shape and
-batch bucket, keep the fastest, and hand them to the C++ dispatcher (which otherwise uses its cost
+"""Measured AWQ GEMM choices: time every registry entry (warps, column tiles) and k split count of the
+fused kernel per weight shape and batch bucket, keep the fastest, and hand them to the C++ dispatcher (which otherwise uses its cost
 model). Results persist in a JSON file (VLLM_SM7X_AWQ_TUNING) keyed by GPU model and arch path.
 
 Timing follows the rule for memory-bound kernels: weights are rotated over copies whose total is
@@ -22,19 +22,21 @@ from vllm_sm7x.timing import graph_median_ms
 logger = logging.getLogger(__name__)
 
 M_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # the C++ side buckets M up to a power of two; > 64 is cuBLAS
-WARPS = (4, 8)
+TOKENS_PER_TILE = 8
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
 _lock = threading.Lock()
 _loaded: dict[str, dict] = {}
 
 
 def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
-    return f"{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
+    # "v2": choices name a column tile count (files written before it are timed again).
+    return f"v2|{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
 
 
-def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None) -> dict[int, dict]:
-    """{M bucket: {"warps", "splits", "ms"}} for this weight shape, fastest candidate per bucket."""
-    from vllm_sm7x.ops.awq import awq_gemm
+def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None) -> dict[int, dict]:
+    """{M bucket: {"warps", "column_tiles", "splits", "ms"}} for this weight shape, fastest per bucket.
+    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "splits", "ms"}."""
+    from vllm_sm7x.ops.awq import awq_gemm, fused_registry
 
     l2 = torch.cuda.get_device_properties(weight.qweight.device).L2_cache_size
     weight_bytes = weight.qweight.numel() * 4 + weight.scale_zero.numel() * 4
@@ -44,13 +46,19 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None) -> dict[int,
     results = {}
     for bucket in m_buckets or M_BUCKETS:
         x = torch.randn(bucket, weight.in_features, device=weight.qweight.device).half()
+        token_tiles = 1 if bucket <= TOKENS_PER_TILE else 2
         best = None
-        for warps in WARPS:
+        for entry in (e for e in fused_registry() if e["token_tiles"] == token_tiles):
+            warps, column_tiles = entry["warps"], entry["column_tiles"]
             for splits in (s for s in SPLITS if s <= k_tiles):
-                ms = graph_median_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits) for w in copies])
+                ms = graph_median_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits,
+                                                       column_tiles=column_tiles) for w in copies])
                 ms /= len(copies)
+                if timings is not None:
+                    timings.append({"M": bucket, "warps": warps, "column_tiles": column_tiles, "splits": splits,
+                                    "ms": round(ms, 5)})
                 if best is None or ms < best["ms"]:
-                    best = {"warps": warps, "splits": splits, "ms": round(ms, 5)}
+                    best = {"warps": warps, "column_tiles": column_tiles, "splits": splits, "ms": round(ms, 5)}
         results[bucket] = best
     return results
 
@@ -59,7 +67,8 @@ def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict
     """Hand measured choices to the dispatcher. weight_shape is (K, N)."""
     K, N = weight_shape
     for bucket, choice in tuned.items():
-        torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"])
+        torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
+                                        choice["column_tiles"])
 
 
 def _read(file: Path) -> dict:

@@ -8,6 +8,7 @@
 
 #include "core/arch_select.h"
 #include "core/ceil_div.h"
+#include "quantization/awq/awq_registry.h"
 
 namespace sm7x::awq {
 namespace {
@@ -17,6 +18,9 @@ namespace {
 constexpr double kTileRoundMicros = 0.35;
 // Launch and tail of the split-K reduction kernel.
 constexpr double kReduceMicros = 2.0;
+// x bytes an SM's loads deliver per clock (mostly L1 hits): 18.7 on the H200 at 16 rows, where the
+// 27B layers' x loads (4x the weight bytes) bound the time (2026-11-30 run, docs/benchmarks.md).
+constexpr double kXBytesPerSmClock = 18.0;
 
 using TuningKey = std::tuple<int64_t, int64_t, int, int, int64_t>;  // N, K, group, path, M bucket
 
@@ -47,26 +51,51 @@ DeviceModel device_model(int device, ArchPath path) {
   const auto key = std::make_pair(device, static_cast<int>(path));
   const auto found = models.find(key);
   if (found != models.end()) return found->second;
-  int sms = 0, mem_khz = 0, bus_bits = 0;
+  int sms = 0, mem_khz = 0, bus_bits = 0, sm_khz = 0;
   SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, device));
   SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, device));
   SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
   const double bytes_per_us = 2.0 * mem_khz * 1e3 * bus_bits / 8 / 1e6;  // double data rate
   auto occupancy = dispatch_arch_path(path, [](auto tag) { return &fused_ctas_per_sm<decltype(tag)>; });
-  return models.emplace(key, DeviceModel{sms, bytes_per_us > 0 ? bytes_per_us : 900e3, occupancy}).first->second;
+  const DeviceModel model{sms, bytes_per_us > 0 ? bytes_per_us : 900e3, sm_khz > 0 ? sm_khz / 1e3 : 1500.0,
+                          occupancy};
+  return models.emplace(key, model).first->second;
+}
+
+const std::vector<FusedConfig>& fused_registry() {
+  static const std::vector<FusedConfig> entries = [] {
+    std::vector<FusedConfig> list;
+#define SM7X_AWQ_ENTRY(T, W, C) list.push_back(FusedConfig{T, W, 1, C});
+    SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_ENTRY)
+#undef SM7X_AWQ_ENTRY
+    return list;
+  }();
+  return entries;
+}
+
+bool is_registered(const FusedConfig& c) {
+  const auto& entries = fused_registry();
+  return std::any_of(entries.begin(), entries.end(), [&](const FusedConfig& e) {
+    return e.token_tiles == c.token_tiles && e.warps == c.warps && e.column_tiles == c.column_tiles;
+  });
 }
 
 double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
   const int64_t k_tiles = ceil_div(p.K, kTileK);
   const int64_t tiles_per_split = ceil_div(k_tiles, c.splits);
-  const int64_t ctas = ceil_div(p.M, kTokensPerMma * c.token_tiles) * ceil_div(p.N, kTileRows) * c.splits;
+  const int64_t token_blocks = ceil_div(p.M, kTokensPerMma * c.token_tiles);
+  const int64_t column_blocks = ceil_div(p.N, kTileRows * c.column_tiles);
+  const int64_t ctas = token_blocks * column_blocks * c.splits;
   const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
   const double waves = static_cast<double>(ceil_div(ctas, slots));
   const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, the rest once.
-  const double bytes = ceil_div(p.M, kTokensPerMma * c.token_tiles) * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0) +
-                       2.0 * p.M * (p.K + p.N);
-  double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
+  const double bytes = token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0) + 2.0 * p.M * (p.K + p.N);
+  // Every CTA loads its tokens' x over its k range; only the SMs that hold CTAs do that work.
+  const double x_loads = 2.0 * column_blocks * p.M * p.K;
+  const double x_bytes_per_us = std::min<int64_t>(ctas, device.sms) * device.sm_mhz * kXBytesPerSmClock;
+  double micros = std::max({waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us, x_loads / x_bytes_per_us});
   if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
 }
@@ -79,13 +108,23 @@ FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
   }
   const int token_tiles = p.M <= kTokensPerMma ? 1 : 2;
   const int64_t k_tiles = ceil_div(p.K, kTileK);
-  FusedConfig best{token_tiles, 4, 1};
+  // Candidates in tie-break order: one column tile first, then 8 warps (a CTA then streams 8
+  // consecutive tiles: measured faster), then fewer splits.
+  std::vector<FusedConfig> entries;
+  for (const FusedConfig& e : fused_registry()) {
+    if (e.token_tiles == token_tiles) entries.push_back(e);
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const FusedConfig& a, const FusedConfig& b) {
+    return a.column_tiles != b.column_tiles ? a.column_tiles < b.column_tiles : a.warps > b.warps;
+  });
+  FusedConfig best = entries.front();
   double best_micros = INFINITY;
-  for (const int warps : {8, 4}) {  // ties go to 8: a CTA then streams 8 consecutive tiles (measured faster)
+  for (const FusedConfig& entry : entries) {
     for (int64_t splits = 1; splits <= std::min<int64_t>(k_tiles, kMaxSplits); ++splits) {
       const int64_t per_split = ceil_div(k_tiles, splits);
       if (ceil_div(k_tiles, per_split) != splits) continue;  // same as a smaller split count
-      const FusedConfig c{token_tiles, warps, static_cast<int>(splits)};
+      FusedConfig c = entry;
+      c.splits = static_cast<int>(splits);
       const double micros = estimate_fused_micros(p, device, c);
       if (micros < best_micros * 0.98) best = c, best_micros = micros;  // 2%: prefer the simpler
     }

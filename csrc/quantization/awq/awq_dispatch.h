@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "core/arch.h"
 #include "quantization/awq/awq_gemm.h"
@@ -23,15 +24,21 @@ struct Problem {
 struct DeviceModel {
   int sms;                                                // streaming multiprocessors
   double bytes_per_us;                                    // peak memory bandwidth
+  double sm_mhz;                                          // SM clock
   std::function<int(const FusedConfig&)> ctas_per_sm;     // occupancy of a registry entry
 };
 
 DeviceModel device_model(int device, ArchPath path);
 
+// The fused kernel's registry entries (awq_registry.h), splits = 1, and whether one holds config's
+// (token_tiles, warps, column_tiles).
+const std::vector<FusedConfig>& fused_registry();
+bool is_registered(const FusedConfig& config);
+
 // The cost model: every registry entry usable for M and every split count, scored by wave
 // quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small shapes), the
-// bytes that must stream, and the split-K reduction; the cheapest wins, ties to more warps and
-// fewer splits.
+// bytes that must stream from memory, the x loads every CTA makes through L1, and the split-K
+// reduction; the cheapest wins, ties to one column tile, more warps and fewer splits.
 // A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it.
 FusedConfig plan_fused(const Problem& problem, const DeviceModel& device);
 double estimate_fused_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);

@@ -1,6 +1,7 @@
 // Fused AWQ W4A16 kernel for small and medium M (decode, MTP verification, small batches).
 //
-// CTA = one packed column tile (16 n) x 8*kTokenTiles tokens x a range of k tiles (grid split-K).
+// CTA = kColumnTiles packed column tiles (16 n each) x 8*kTokenTiles tokens x a range of k tiles
+// (grid split-K); each x fragment it loads meets every one of its column tiles' weights.
 // Its warps take the range's k tiles round-robin, so a CTA streams consecutive packed tiles and each
 // warp loads its weights straight from global memory into registers in fragment order: no shared
 // memory on the weight path. Weights are prefetched two k tiles ahead (register staging, the
@@ -24,7 +25,7 @@ struct WeightFetch {
 };
 
 struct LaneColumns {
-  const uint4* weights;         // this lane's slot in the CTA's first packed tile
+  const uint4* weights;         // this lane's slot in the column tile's first packed tile, nullptr past N
   const __half2* scale_zero[2];  // the lane's two columns (tile halves) in group row 0, or nullptr
   int k_in_tile;                // first k of the lane's 32-k segment
 };
@@ -32,7 +33,7 @@ struct LaneColumns {
 __device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const LaneColumns& lane, int k_tile,
                                                      int tile_end) {
   WeightFetch f{};
-  if (k_tile >= tile_end) return f;
+  if (k_tile >= tile_end || lane.weights == nullptr) return f;
   const int k = k_tile * kTileK + lane.k_in_tile;
   const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
 #pragma unroll
@@ -46,14 +47,16 @@ __device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const 
 
 // kGrouped: the CTA's rows and weights are one expert's (GroupedRows); otherwise rows m0 .. of x and
 // the one weight. Both share everything after that choice.
-template <class ArchTag, int kTokenTiles, int kWarps, bool kGrouped>
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, bool kGrouped>
 __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p, const GroupedRows g) {
   using Warp = AwqWarp<ArchTag, kTokenTiles>;
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
-  __shared__ float sums[kWarps][kTileRows][kTokens + 1];  // +1: conflict-free column reads
+  constexpr int kColumns = kColumnTiles * kTileRows;
+  __shared__ float sums[kWarps][kColumns][kTokens + 1];  // +1: conflict-free column reads
 
   const int warp = threadIdx.x / 32, lane_id = threadIdx.x % 32;
-  const int n_tile = blockIdx.y;
+  const int first_n_tile = blockIdx.y * kColumnTiles;
+  const int n_tiles = (p.N + kTileRows - 1) / kTileRows;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
   int m0 = blockIdx.x * kTokens, m_end = p.M;  // rows of x (dense) or indices into sorted_rows (grouped)
@@ -71,49 +74,64 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   auto x_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m; };
   auto out_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m]; else return m; };
 
-  const int slot = Warp::slot(lane_id);
-  LaneColumns lane;
-  lane.weights = qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot;
+  const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * kSlotK;
+  LaneColumns lanes[kColumnTiles];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int n = n_tile * kTileRows + 8 * h + slot / 4;
-    lane.scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
+  for (int c = 0; c < kColumnTiles; ++c) {
+    const int n_tile = first_n_tile + c;
+    lanes[c].weights = n_tile < n_tiles ? qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot : nullptr;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n_tile * kTileRows + 8 * h + slot / 4;
+      lanes[c].scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
+    }
+    lanes[c].k_in_tile = k_in_tile;
   }
-  lane.k_in_tile = slot % 4 * kSlotK;
   const __half* x_rows[kTokenTiles];  // this lane's token in each 8-token block, or nullptr past the rows
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
     const int m = m0 + t * kTokensPerMma + Warp::x_token(lane_id);
-    x_rows[t] = m < m_end ? p.x + (size_t)x_row(m) * p.lda + lane.k_in_tile : nullptr;
+    x_rows[t] = m < m_end ? p.x + (size_t)x_row(m) * p.lda + k_in_tile : nullptr;
   }
 
-  Warp mma;
+  Warp mma[kColumnTiles];
   int k_tile = tile_begin + warp;
-  WeightFetch ahead1 = fetch_weights(p, lane, k_tile, tile_end);
-  WeightFetch ahead2 = fetch_weights(p, lane, k_tile + kWarps, tile_end);
+  WeightFetch ahead1[kColumnTiles], ahead2[kColumnTiles];
+#pragma unroll
+  for (int c = 0; c < kColumnTiles; ++c) {
+    ahead1[c] = fetch_weights(p, lanes[c], k_tile, tile_end);
+    ahead2[c] = fetch_weights(p, lanes[c], k_tile + kWarps, tile_end);
+  }
   for (; k_tile < tile_end; k_tile += kWarps) {
-    const WeightFetch cur = ahead1;
-    ahead1 = ahead2;
-    ahead2 = fetch_weights(p, lane, k_tile + 2 * kWarps, tile_end);
+    WeightFetch cur[kColumnTiles];
+#pragma unroll
+    for (int c = 0; c < kColumnTiles; ++c) {
+      cur[c] = ahead1[c];
+      ahead1[c] = ahead2[c];
+      ahead2[c] = fetch_weights(p, lanes[c], k_tile + 2 * kWarps, tile_end);
+    }
     const int k = k_tile * kTileK;
     uint4 x[kTokenTiles][4];
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
-      const bool in = x_rows[t] != nullptr && k + lane.k_in_tile < p.K;  // K is a multiple of 32
+      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;  // K is a multiple of 32
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
         x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v) : make_uint4(0, 0, 0, 0);
       }
     }
-    mma.tile(cur.w, cur.sz, x);
+#pragma unroll
+    for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur[c].w, cur[c].sz, x);
   }
-  mma.finish(lane_id);
-
-  mma.for_each(lane_id, [&](int row, int token, float v) { sums[warp][row][token] = v; });
+#pragma unroll
+  for (int c = 0; c < kColumnTiles; ++c) {
+    mma[c].finish(lane_id);
+    mma[c].for_each(lane_id, [&](int row, int token, float v) { sums[warp][c * kTileRows + row][token] = v; });
+  }
   __syncthreads();
-  for (int i = threadIdx.x; i < kTileRows * kTokens; i += kWarps * 32) {
-    const int row = i % kTileRows, token = i / kTileRows;  // consecutive threads: consecutive n
-    const int m = m0 + token, n = n_tile * kTileRows + row;
+  for (int i = threadIdx.x; i < kColumns * kTokens; i += kWarps * 32) {
+    const int row = i % kColumns, token = i / kColumns;  // consecutive threads: consecutive n
+    const int m = m0 + token, n = first_n_tile * kTileRows + row;
     if (m >= m_end || n >= p.N) continue;
     float v = 0.f;
 #pragma unroll
@@ -126,62 +144,67 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   }
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps>
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_fused_entry(const GemmParams& p, cudaStream_t stream) {
-  constexpr int kTokens = kTokenTiles * kTokensPerMma;
-  const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kTileRows - 1) / kTileRows, p.splits);
-  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, false><<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
+  constexpr int kTokens = kTokenTiles * kTokensPerMma, kColumns = kColumnTiles * kTileRows;
+  const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kColumns - 1) / kColumns, p.splits);
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>
+      <<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
   SM7X_CHECK_LAUNCH();
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps>
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, cudaStream_t stream) {
-  const dim3 grid(tiles, (p.N + kTileRows - 1) / kTileRows, 1);
-  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
+  constexpr int kColumns = kColumnTiles * kTileRows;
+  const dim3 grid(tiles, (p.N + kColumns - 1) / kColumns, 1);
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
   SM7X_CHECK_LAUNCH();
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps>
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 int fused_entry_ctas_per_sm() {
   static const int ctas = [] {  // per process: one GPU model per server
     int n = 0;
     SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, false>, kWarps * 32, 0));
+        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>, kWarps * 32, 0));
     return n;
   }();
   return ctas;
 }
 
+inline bool registry_entry_is(const FusedConfig& config, int token_tiles, int warps, int column_tiles) {
+  return config.token_tiles == token_tiles && config.warps == warps && config.column_tiles == column_tiles;
+}
+
+inline std::string describe(const FusedConfig& config) {
+  return std::to_string(config.token_tiles) + " token tiles, " + std::to_string(config.warps) + " warps and " +
+         std::to_string(config.column_tiles) + " column tiles";
+}
+
 // Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
 template <class ArchTag>
 void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
-#define SM7X_AWQ_LAUNCH(T, W)                                  \
-  if (config.token_tiles == T && config.warps == W) {          \
-    return launch_fused_entry<ArchTag, T, W>(p, stream);       \
-  }
+#define SM7X_AWQ_LAUNCH(T, W, C) \
+  if (registry_entry_is(config, T, W, C)) return launch_fused_entry<ArchTag, T, W, C>(p, stream);
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
 #undef SM7X_AWQ_LAUNCH
-  throw std::invalid_argument("awq: no fused kernel with " + std::to_string(config.token_tiles) +
-                              " token tiles and " + std::to_string(config.warps) + " warps (see awq_registry.h)");
+  throw std::invalid_argument("awq: no fused kernel with " + describe(config) + " (see awq_registry.h)");
 }
 
 template <class ArchTag>
 void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
                          cudaStream_t stream) {
-#define SM7X_AWQ_LAUNCH_GROUPED(T, W)                            \
-  if (config.token_tiles == T && config.warps == W) {            \
-    return launch_grouped_entry<ArchTag, T, W>(p, g, tiles, stream); \
-  }
+#define SM7X_AWQ_LAUNCH_GROUPED(T, W, C) \
+  if (registry_entry_is(config, T, W, C)) return launch_grouped_entry<ArchTag, T, W, C>(p, g, tiles, stream);
   SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED)
 #undef SM7X_AWQ_LAUNCH_GROUPED
-  throw std::invalid_argument("awq: no grouped kernel with " + std::to_string(config.token_tiles) +
-                              " token tiles and " + std::to_string(config.warps) + " warps (see awq_registry.h)");
+  throw std::invalid_argument("awq: no grouped kernel with " + describe(config) + " (see awq_registry.h)");
 }
 
 template <class ArchTag>
 int fused_ctas_per_sm_impl(const FusedConfig& config) {
-#define SM7X_AWQ_OCCUPANCY(T, W) \
-  if (config.token_tiles == T && config.warps == W) return fused_entry_ctas_per_sm<ArchTag, T, W>();
+#define SM7X_AWQ_OCCUPANCY(T, W, C) \
+  if (registry_entry_is(config, T, W, C)) return fused_entry_ctas_per_sm<ArchTag, T, W, C>();
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_OCCUPANCY)
 #undef SM7X_AWQ_OCCUPANCY
   return 0;

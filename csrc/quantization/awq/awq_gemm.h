@@ -54,9 +54,10 @@ struct GroupedRows {
 
 // One instantiation of the fused kernel (registry in awq_registry.h) plus its grid split-K.
 struct FusedConfig {
-  int token_tiles;  // 8-token mma column blocks per CTA: tokens per CTA = 8 * token_tiles
-  int warps;        // warps per CTA; they share the CTA's 16 columns and split its k range
-  int splits;       // CTAs along k (grid split-K, fp32 partials + launch_splitk_reduce)
+  int token_tiles;       // 8-token mma column blocks per CTA: tokens per CTA = 8 * token_tiles
+  int warps;             // warps per CTA; they share the CTA's columns and split its k range
+  int splits;            // CTAs along k (grid split-K, fp32 partials + launch_splitk_reduce)
+  int column_tiles = 1;  // packed 16-column tiles per CTA, each x fragment used against all of them
 };
 
 template <class ArchTag>

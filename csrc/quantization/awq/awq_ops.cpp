@@ -86,7 +86,8 @@ void run_fused(const CheckedGemm& g, const torch::Tensor& qweight, const torch::
     partial = torch::empty({p.splits, g.M, g.N}, g.x.options().dtype(at::kFloat));
     p.partial = partial.data_ptr<float>();
   }
-  const awq::FusedConfig launched{config.token_tiles, config.warps, p.splits};
+  awq::FusedConfig launched = config;
+  launched.splits = p.splits;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_arch_path(path, [&](auto tag) { awq::launch_fused<decltype(tag)>(p, launched, stream); });
   if (p.splits > 1) awq::launch_splitk_reduce(p.partial, p.bias, p.out, p.splits, p.M, p.N, stream);
@@ -109,7 +110,7 @@ torch::Tensor dequantize_columns(const torch::Tensor& qweight, const torch::Tens
 
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
-                       int64_t warps, int64_t split_k) {
+                       int64_t warps, int64_t split_k, int64_t column_tiles) {
   const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_gemm");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm");
@@ -117,10 +118,11 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
   if (g.M == 0 || g.N == 0) return out;
   awq::FusedConfig config =
       awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
-  if (warps > 0) {
-    TORCH_CHECK_VALUE(warps == 4 || warps == 8, "awq_gemm: warps must be 4 or 8 (awq_registry.h), got ", warps);
-    config.warps = static_cast<int>(warps);
-  }
+  if (warps > 0) config.warps = static_cast<int>(warps);
+  if (column_tiles > 0) config.column_tiles = static_cast<int>(column_tiles);
+  TORCH_CHECK_VALUE(awq::is_registered(config), "awq_gemm: no fused kernel with ", config.token_tiles,
+                    " token tiles, ", config.warps, " warps and ", config.column_tiles,
+                    " column tiles (the instantiations are listed in awq_registry.h)");
   if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
   run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
   return out;
@@ -232,22 +234,30 @@ torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& 
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device) {
   const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
-  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1};
+  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1, 0};
   const auto c = awq::plan_fused({M, N, K, static_cast<int>(group_size), arch_path},
                                  awq::device_model(device, arch_path));
-  return {c.token_tiles, c.warps, c.splits, 0};
+  return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
+}
+
+std::vector<int64_t> awq_fused_registry() {
+  std::vector<int64_t> flat;
+  for (const auto& e : awq::fused_registry()) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});
+  return flat;
 }
 
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
-                   int64_t warps, int64_t split_k) {
+                   int64_t warps, int64_t split_k, int64_t column_tiles) {
   TORCH_CHECK_VALUE(m_bucket >= 1 && m_bucket <= awq::kFusedMaxRows && awq::m_bucket(m_bucket) == m_bucket,
                     "awq_set_tuned: m_bucket must be a power of two up to ", awq::kFusedMaxRows, ", got ", m_bucket);
-  TORCH_CHECK_VALUE(warps == 4 || warps == 8, "awq_set_tuned: warps must be 4 or 8, got ", warps);
   TORCH_CHECK_VALUE(split_k >= 1, "awq_set_tuned: split_k must be >= 1, got ", split_k);
   const ArchPath arch_path = path == "sm70" ? ArchPath::kSm70 : ArchPath::kSm75;
   TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "awq_set_tuned: path must be sm70 or sm75, got ", path);
-  awq::set_tuned({m_bucket, N, K, static_cast<int>(group_size), arch_path},
-                 {m_bucket <= awq::kTokensPerMma ? 1 : 2, static_cast<int>(warps), static_cast<int>(split_k)});
+  const awq::FusedConfig config{m_bucket <= awq::kTokensPerMma ? 1 : 2, static_cast<int>(warps),
+                                static_cast<int>(split_k), static_cast<int>(column_tiles)};
+  TORCH_CHECK_VALUE(awq::is_registered(config), "awq_set_tuned: no fused kernel with ", config.token_tiles,
+                    " token tiles, ", warps, " warps and ", column_tiles, " column tiles (awq_registry.h)");
+  awq::set_tuned({m_bucket, N, K, static_cast<int>(group_size), arch_path}, config);
 }
 
 void awq_clear_tuned() { awq::clear_tuned(); }

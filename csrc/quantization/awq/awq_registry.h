@@ -1,16 +1,23 @@
-// The fused AWQ kernel's instantiations, in one place: X(token_tiles, warps). Both arch paths
+// The fused AWQ kernel's instantiations, in one place: X(token_tiles, warps, column_tiles). Both arch paths
 // instantiate every entry; the cost model in awq_dispatch.cpp picks one per call. The grouped (MoE)
 // launch has its own list: the caller picks token_tiles from its routed rows per expert.
 //   token_tiles 1: up to 8 tokens per CTA (decode); 2: up to 16 (MTP verification, small batches).
 //   warps 4 or 8: how many warps share a CTA's columns (more for long k ranges).
+//   column_tiles 1 or 2: packed 16-column tiles per CTA. Every CTA loads its tokens' x over its k
+//     range, so x is loaded N / (16 * column_tiles) times: from 8 tokens on those loads outweigh
+//     the weights (docs/roadmap.md); two tiles halve them at half the CTAs.
 #pragma once
 
 #define SM7X_AWQ_FUSED_REGISTRY(X) \
-  X(1, 4)                          \
-  X(1, 8)                          \
-  X(2, 4)                          \
-  X(2, 8)
+  X(1, 4, 1)                       \
+  X(1, 8, 1)                       \
+  X(2, 4, 1)                       \
+  X(2, 8, 1)                       \
+  X(1, 8, 2)                       \
+  X(2, 4, 2)                       \
+  X(2, 8, 2)
 
+// Experts are narrow (512 columns at 35B-A3B): one column tile per CTA keeps their grids full.
 #define SM7X_AWQ_GROUPED_REGISTRY(X) \
-  X(1, 4)                            \
-  X(2, 4)
+  X(1, 4, 1)                         \
+  X(2, 4, 1)
