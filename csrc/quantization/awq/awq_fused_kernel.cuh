@@ -27,7 +27,7 @@ struct WeightFetch {
 struct LaneColumns {
   const uint4* weights;         // this lane's slot in the column tile's first packed tile, nullptr past N
   const __half2* scale_zero[2];  // the lane's two columns (tile halves) in group row 0, or nullptr
-  int k_in_tile;                // first k of the lane's 32-k segment
+  int k_in_tile;                // first k of the lane's slot (its group: one per slot)
 };
 
 __device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const LaneColumns& lane, int k_tile,
@@ -47,9 +47,11 @@ __device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const 
 
 // kGrouped: the CTA's rows and weights are one expert's (GroupedRows); otherwise rows m0 .. of x and
 // the one weight. Both share everything after that choice.
-template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, bool kGrouped>
+// kOrder: the weights' k order (k_order_for their group size).
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, KOrder kOrder, bool kGrouped>
 __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p, const GroupedRows g) {
   using Warp = AwqWarp<ArchTag, kTokenTiles>;
+  using Slot = SlotK<kOrder>;
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
   constexpr int kColumns = kColumnTiles * kTileRows;
   __shared__ float sums[kWarps][kColumns][kTokens + 1];  // +1: conflict-free column reads
@@ -74,7 +76,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   auto x_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m; };
   auto out_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m]; else return m; };
 
-  const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * kSlotK;
+  const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * Slot::kSegmentStep;
   LaneColumns lanes[kColumnTiles];
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {
@@ -110,14 +112,17 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
       ahead1[c] = ahead2[c];
       ahead2[c] = fetch_weights(p, lanes[c], k_tile + 2 * kWarps, tile_end);
     }
-    const int k = k_tile * kTileK;
+    const int k = k_tile * kTileK, k_left = p.K - k - k_in_tile;
     uint4 x[kTokenTiles][4];
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
-      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;  // K is a multiple of 32
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v) : make_uint4(0, 0, 0, 0);
+        // K is a multiple of 32, so a word (8 k) is all in or all out; past K, x is zero (and the
+        // padded weights are zero nibbles, finite after dequantisation).
+        const bool in = x_rows[t] != nullptr && v * Slot::kWordStep < k_left;
+        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k + v * Slot::kWordStep))
+                     : make_uint4(0, 0, 0, 0);
       }
     }
 #pragma unroll
@@ -148,8 +153,10 @@ template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_fused_entry(const GemmParams& p, cudaStream_t stream) {
   constexpr int kTokens = kTokenTiles * kTokensPerMma, kColumns = kColumnTiles * kTileRows;
   const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kColumns - 1) / kColumns, p.splits);
-  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>
-      <<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
+  dispatch_k_order(p.group_size, [&](auto order) {
+    fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, decltype(order)::value, false>
+        <<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
+  });
   SM7X_CHECK_LAUNCH();
 }
 
@@ -157,16 +164,20 @@ template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, cudaStream_t stream) {
   constexpr int kColumns = kColumnTiles * kTileRows;
   const dim3 grid(tiles, (p.N + kColumns - 1) / kColumns, 1);
-  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
+  dispatch_k_order(p.group_size, [&](auto order) {
+    fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, decltype(order)::value, true>
+        <<<grid, kWarps * 32, 0, stream>>>(p, g);
+  });
   SM7X_CHECK_LAUNCH();
 }
 
 template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 int fused_entry_ctas_per_sm() {
-  static const int ctas = [] {  // per process: one GPU model per server
+  static const int ctas = [] {  // per process: one GPU model per server; group size 128, the usual one
     int n = 0;
     SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>, kWarps * 32, 0));
+        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, KOrder::kInterleaved, false>,
+        kWarps * 32, 0));
     return n;
   }();
   return ctas;

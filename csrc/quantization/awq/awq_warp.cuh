@@ -6,9 +6,9 @@
 // arch's fragment layout. Interface:
 //   slot(lane)        which 16-byte slot of each packed tile half this lane loads (awq_gemm.h)
 //   x_token(lane)     which token of each 8-token block this lane loads x for; its k segment is
-//                     slot(lane) % 4, the same 32 k its weight slot holds
+//                     slot(lane) % 4, the same 32 k its weight slot holds (in the slot's KOrder)
 //   tile(w, sz, x)    acc += dequant(w) * x for one packed tile: w[h] the lane's slot of half h,
-//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (k = 8v..8v+7 of the segment)
+//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (the k of word v of the slot)
 //   finish(lane)      combine partial sums held by other lanes (Volta quad pairs)
 //   for_each(lane, f) f(row 0..15, token 0..8*kTokenTiles-1, value) for each result this lane owns
 #pragma once
