@@ -28,7 +28,7 @@ GROUP = 128
 LAYERS = [("qkv", 5120, 2 * 6144 + 2 * 1024), ("o_proj", 6144, 5120), ("gate_up", 5120, 2 * 17408),
           ("down", 17408, 5120)]
 ROW_PARALLEL = {"o_proj", "down"}
-DECODE_M = (1, 2, 3, 4, 5, 6, 7, 8, 16)
+DECODE_M = (1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64)
 # The baselines of awq_baselines.py that users of the card get from stock vLLM: the "stock" column is the
 # fastest of those that ran (Marlin is what vLLM 0.26 picks on a T4).
 STOCK_BASELINES = ("vllm_awq_cuda", "vllm_marlin", "triton_awq_native")
