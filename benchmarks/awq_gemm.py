@@ -255,20 +255,20 @@ def main() -> int:
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     bandwidth = copy_bandwidth_gbs()
     rows = {path: [] for path in args.path}
+    info = run_info()
+    subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
     for tp in args.tp:
-        for part in (layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune),
-                     shape_rows(tp, args.path, bandwidth, l2, baselines_mod, shape_m, notes)):
+        for measure in (lambda: layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune),
+                        lambda: shape_rows(tp, args.path, bandwidth, l2, baselines_mod, shape_m, notes)):
+            part = measure()
             for path in args.path:
                 rows[path] += part[path]
+                # Written after every part: a run cut short keeps what it measured.
+                write_result(args.out, info, "awq_gemm", path, rows[path], notes, subset,
+                             copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP)
             torch.cuda.empty_cache()
-
-    info = run_info()
-    gpu = info["gpu"]
-    subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
     for path, path_rows in rows.items():
-        write_result(args.out, info, "awq_gemm", path, path_rows, notes, subset,
-                     copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP)
-        print_table(gpu, path, bandwidth, path_rows)
+        print_table(info["gpu"], path, bandwidth, path_rows)
     return 0
 
 

@@ -18,10 +18,12 @@
 
 namespace sm7x::awq {
 
-// One k tile of this lane's weights: its slot of both tile halves and their group scales.
+// One k tile of this lane's weights in each of the CTA's column tiles: its slot of both tile halves
+// and their group scales.
+template <int kColumnTiles>
 struct WeightFetch {
-  uint4 w[2];
-  __half2 sz[2];
+  uint4 w[kColumnTiles][2];
+  __half2 sz[kColumnTiles][2];
 };
 
 struct LaneColumns {
@@ -30,17 +32,24 @@ struct LaneColumns {
   int k_in_tile;                // first k of the lane's slot (its group: one per slot)
 };
 
-__device__ __forceinline__ WeightFetch fetch_weights(const GemmParams& p, const LaneColumns& lane, int k_tile,
-                                                     int tile_end) {
-  WeightFetch f{};
-  if (k_tile >= tile_end || lane.weights == nullptr) return f;
-  const int k = k_tile * kTileK + lane.k_in_tile;
-  const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
+template <int kColumnTiles>
+__device__ __forceinline__ WeightFetch<kColumnTiles> fetch_weights(const GemmParams& p,
+                                                                   const LaneColumns (&lanes)[kColumnTiles],
+                                                                   int k_tile, int tile_end) {
+  WeightFetch<kColumnTiles> f{};
+  if (k_tile >= tile_end) return f;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    f.w[h] = __ldcs(lane.weights + (size_t)(2 * k_tile + h) * kSlots);  // streamed once: evict first
-    // Padding (n >= N or k >= K) holds zero nibbles; a zero scale makes those weights exactly 0.
-    f.sz[h] = (lane.scale_zero[h] != nullptr && k < p.K) ? lane.scale_zero[h][group_row] : __half2{};
+  for (int c = 0; c < kColumnTiles; ++c) {
+    const LaneColumns& lane = lanes[c];
+    if (lane.weights == nullptr) continue;
+    const int k = k_tile * kTileK + lane.k_in_tile;
+    const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      f.w[c][h] = __ldcs(lane.weights + (size_t)(2 * k_tile + h) * kSlots);  // streamed once: evict first
+      // Padding (n >= N or k >= K) holds zero nibbles; a zero scale makes those weights exactly 0.
+      f.sz[c][h] = (lane.scale_zero[h] != nullptr && k < p.K) ? lane.scale_zero[h][group_row] : __half2{};
+    }
   }
   return f;
 }
@@ -98,20 +107,12 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
 
   Warp mma[kColumnTiles];
   int k_tile = tile_begin + warp;
-  WeightFetch ahead1[kColumnTiles], ahead2[kColumnTiles];
-#pragma unroll
-  for (int c = 0; c < kColumnTiles; ++c) {
-    ahead1[c] = fetch_weights(p, lanes[c], k_tile, tile_end);
-    ahead2[c] = fetch_weights(p, lanes[c], k_tile + kWarps, tile_end);
-  }
+  WeightFetch<kColumnTiles> ahead1 = fetch_weights(p, lanes, k_tile, tile_end);
+  WeightFetch<kColumnTiles> ahead2 = fetch_weights(p, lanes, k_tile + kWarps, tile_end);
   for (; k_tile < tile_end; k_tile += kWarps) {
-    WeightFetch cur[kColumnTiles];
-#pragma unroll
-    for (int c = 0; c < kColumnTiles; ++c) {
-      cur[c] = ahead1[c];
-      ahead1[c] = ahead2[c];
-      ahead2[c] = fetch_weights(p, lanes[c], k_tile + 2 * kWarps, tile_end);
-    }
+    const WeightFetch<kColumnTiles> cur = ahead1;
+    ahead1 = ahead2;
+    ahead2 = fetch_weights(p, lanes, k_tile + 2 * kWarps, tile_end);
     const int k = k_tile * kTileK, k_left = p.K - k - k_in_tile;
     uint4 x[kTokenTiles][4];
 #pragma unroll
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
       }
     }
 #pragma unroll
-    for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur[c].w, cur[c].sz, x);
+    for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur.w[c], cur.sz[c], x);
   }
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {

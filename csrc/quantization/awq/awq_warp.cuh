@@ -24,8 +24,12 @@ namespace sm7x::awq {
 template <class ArchTag, int kTokenTiles>
 struct AwqWarp;
 
-// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops).
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
+// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops). Named members, not
+// indexing through a uint32_t pointer: with two column tiles' fetches in arrays, nvcc 13.0 dropped the
+// second tile's loaded words through that pointer (undefined registers in the PTX, wrong sums).
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
 __device__ __forceinline__ uint32_t bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
 }  // namespace sm7x::awq
