@@ -18,9 +18,13 @@ namespace {
 constexpr double kTileRoundMicros = 0.35;
 // Launch and tail of the split-K reduction kernel.
 constexpr double kReduceMicros = 2.0;
-// x bytes an SM's loads deliver per clock (mostly L1 hits): 18.7 on the H200 at 16 rows, where the
-// 27B layers' x loads (4x the weight bytes) bound the time (2026-11-30 run, docs/benchmarks.md).
-constexpr double kXBytesPerSmClock = 18.0;
+// The fraction of peak memory bandwidth the kernel's weight stream reaches when nothing else bounds
+// it: 0.46-0.52 of the H200's in the 27B layers at 1-4 rows (2026-12-01 run, docs/benchmarks.md).
+constexpr double kWeightStreamFraction = 0.5;
+// x bytes an SM's loads deliver per clock (mostly L1 hits): 22 on the H200 at 16 rows and one column
+// tile, where the 27B layers' x loads (4x the weight bytes) bound the time (same run). With these two
+// the model picks the measured best column-tile count in 66 of that run's 88 (layer, rows) cases.
+constexpr double kXBytesPerSmClock = 22.0;
 
 using TuningKey = std::tuple<int64_t, int64_t, int, int, int64_t>;  // N, K, group, path, M bucket
 
@@ -95,8 +99,9 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   // Every CTA loads its tokens' x over its k range; only the SMs that hold CTAs do that work.
   const double x_loads = 2.0 * column_blocks * p.M * p.K;
   const double x_bytes_per_us = std::min<int64_t>(ctas, device.sms) * device.sm_mhz * kXBytesPerSmClock;
-  double micros = std::max({waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us, x_loads / x_bytes_per_us});
-  if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
+  const double stream_bytes_per_us = device.bytes_per_us * kWeightStreamFraction;
+  double micros = std::max({waves * rounds * kTileRoundMicros, bytes / stream_bytes_per_us, x_loads / x_bytes_per_us});
+  if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / stream_bytes_per_us;
   return micros;
 }
 

@@ -5,7 +5,10 @@
 //   warps 4 or 8: how many warps share a CTA's columns (more for long k ranges).
 //   column_tiles 1 or 2: packed 16-column tiles per CTA. Every CTA loads its tokens' x over its k
 //     range, so x is loaded N / (16 * column_tiles) times: from 8 tokens on those loads outweigh
-//     the weights (docs/roadmap.md); two tiles halve them at half the CTAs.
+//     the weights (docs/roadmap.md); two tiles halve them at half the CTAs. Measured on the H200
+//     (2026-12-01, benchmarks/results/awq_gemm-sm75-h200-2026-12-01.json): two tiles make 16-64 rows
+//     2-31% faster with 4 warps; with 8 warps (145 registers, one CTA per SM) they never won, so
+//     that entry is not built.
 #pragma once
 
 #define SM7X_AWQ_FUSED_REGISTRY(X) \
@@ -14,8 +17,7 @@
   X(2, 4, 1)                       \
   X(2, 8, 1)                       \
   X(1, 8, 2)                       \
-  X(2, 4, 2)                       \
-  X(2, 8, 2)
+  X(2, 4, 2)
 
 // Experts are narrow (512 columns at 35B-A3B): one column tile per CTA keeps their grids full.
 #define SM7X_AWQ_GROUPED_REGISTRY(X) \
