@@ -240,6 +240,7 @@ def main() -> int:
     parser.add_argument("--no-stock", action="store_true", help="skip the stock vLLM baselines")
     parser.add_argument("--tune", action="store_true", help="also time the layer graphs with measured choices")
     parser.add_argument("--tp", type=int, nargs="+", choices=[1, 4], default=[1, 4])
+    parser.add_argument("--layers-only", action="store_true", help="the decoder-layer graphs, no per-shape rows")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -258,8 +259,10 @@ def main() -> int:
     info = run_info()
     subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
     for tp in args.tp:
-        for measure in (lambda: layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune),
-                        lambda: shape_rows(tp, args.path, bandwidth, l2, baselines_mod, shape_m, notes)):
+        parts = [lambda: layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune)]
+        if not args.layers_only:
+            parts.append(lambda: shape_rows(tp, args.path, bandwidth, l2, baselines_mod, shape_m, notes))
+        for measure in parts:
             part = measure()
             for path in args.path:
                 rows[path] += part[path]

@@ -29,15 +29,12 @@ using awq::word;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// The 32 halves of x that one lane's slot multiplies, as floats: x points at the slot's first k and
-// k_left = K - that k; words past K (a multiple of 32) read as zero.
+// The 32 halves of x that one lane's slot multiplies, as floats; x points at the slot's first k.
 template <KOrder kOrder>
-__device__ __forceinline__ void load_segment(const __half* x, int k_left, float (&xf)[kSlotK]) {
-  constexpr int kWordStep = awq::SlotK<kOrder>::kWordStep;
+__device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
-    const uint4 chunk =
-        v * kWordStep < k_left ? __ldg(reinterpret_cast<const uint4*>(x + v * kWordStep)) : make_uint4(0, 0, 0, 0);
+    const uint4 chunk = __ldg(reinterpret_cast<const uint4*>(x + v * awq::SlotK<kOrder>::kWordStep));
     const __half2* halves = reinterpret_cast<const __half2*>(&chunk);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -93,9 +90,10 @@ __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecode
 #pragma unroll 4  // independent iterations: their loads can be in flight together
   for (int k_tile = warp; k_tile < k_tiles; k_tile += kWarps) {
     const int k = k_tile * kTileK + segment * awq::SlotK<kOrder>::kSegmentStep;
-    if (k >= p.hidden) continue;  // the slot is padding (its group row would be past the scales)
+    // A slot is all in or all out (see the fused kernel's x loads).
+    if (k >= p.hidden) continue;
     float xf[kSlotK];
-    load_segment<kOrder>(x + k, p.hidden - k, xf);
+    load_segment<kOrder>(x + k, xf);
     const __half2* group_row = scale_zero + (size_t)(k >> p.group_shift) * columns;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -139,7 +137,7 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
     const int k = k_tile * kTileK + segment * awq::SlotK<kOrder>::kSegmentStep;
     if (expert < 0 || expert >= p.experts || k >= p.inter) continue;
     float xf[kSlotK];
-    load_segment<kOrder>(p.act + (size_t)row * p.inter + k, p.inter - k, xf);
+    load_segment<kOrder>(p.act + (size_t)row * p.inter + k, xf);
     const uint4* w = p.w2 + expert * p.w2_stride;
     const __half2* group_row = p.w2_sz + expert * p.w2_sz_stride + (size_t)(k >> p.group_shift) * p.hidden;
     const float weight = p.weights[row];

@@ -35,7 +35,6 @@ __global__ void dequantize_kernel(const uint4* __restrict__ qweight, const __hal
   __half* dst = out + (size_t)n * K + k;
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
-    if (v * SlotK<kOrder>::kWordStep >= K - k) break;  // padding words (K is a multiple of 32)
     __align__(16) __half2 w[4];
     dequant_int4x8(words[v], sz, w);
     *reinterpret_cast<uint4*>(dst + v * SlotK<kOrder>::kWordStep) = *reinterpret_cast<uint4*>(w);

@@ -41,7 +41,7 @@ __device__ __forceinline__ WeightFetch<kColumnTiles> fetch_weights(const GemmPar
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {
     const LaneColumns& lane = lanes[c];
-    if (lane.weights == nullptr) continue;
+    if (kColumnTiles > 1 && lane.weights == nullptr) continue;  // one tile per CTA: never past N
     const int k = k_tile * kTileK + lane.k_in_tile;
     const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
 #pragma unroll
@@ -113,15 +113,15 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
     const WeightFetch<kColumnTiles> cur = ahead1;
     ahead1 = ahead2;
     ahead2 = fetch_weights(p, lanes, k_tile + 2 * kWarps, tile_end);
-    const int k = k_tile * kTileK, k_left = p.K - k - k_in_tile;
+    const int k = k_tile * kTileK;
     uint4 x[kTokenTiles][4];
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
+      // A slot is all in or all out: segments are 32 consecutive k (K is a multiple of 32), and
+      // interleaved slots come with group size 128 only, so K is a multiple of the tile.
+      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        // K is a multiple of 32, so a word (8 k) is all in or all out; past K, x is zero (and the
-        // padded weights are zero nibbles, finite after dequantisation).
-        const bool in = x_rows[t] != nullptr && v * Slot::kWordStep < k_left;
         x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k + v * Slot::kWordStep))
                      : make_uint4(0, 0, 0, 0);
       }
