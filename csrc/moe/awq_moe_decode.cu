@@ -1,6 +1,5 @@
 // Decode-size AWQ expert layer (awq_moe_decode.h): two SIMT kernels over the packed tiles.
-// Lane s of a warp reads slot s of a tile half: column 8h + s/4 of the tile, k segment s%4 (32 k in
-// the weights' KOrder, awq_gemm.h);
+// Lane s of a warp reads slot s of a tile half: column 8h + s/4 of the tile, k segment s%4 (32 k);
 // the four lanes of a column meet with two shuffles, the warps of a CTA in shared memory. Warps take
 // k tiles (and, for the down projection, the token's experts) round-robin, so a CTA streams its
 // columns' tiles once, with evict-first loads: each weight byte is used once per routed row.
@@ -20,7 +19,6 @@
 namespace sm7x {
 namespace {
 
-using awq::KOrder;
 using awq::kSlotK;
 using awq::kSlots;
 using awq::kTileK;
@@ -29,12 +27,11 @@ using awq::word;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// The 32 halves of x that one lane's slot multiplies, as floats; x points at the slot's first k.
-template <KOrder kOrder>
+// The 32 halves of x at k .. k+31 (one lane's segment) as floats.
 __device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
-    const uint4 chunk = __ldg(reinterpret_cast<const uint4*>(x + v * awq::SlotK<kOrder>::kWordStep));
+    const uint4 chunk = __ldg(reinterpret_cast<const uint4*>(x) + v);
     const __half2* halves = reinterpret_cast<const __half2*>(&chunk);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -74,7 +71,7 @@ __device__ __forceinline__ float column_sum(float v) {
 
 // Grid (routed rows, inter / 16): act[row, 16 columns] = silu(gate) * up of x[row / k] through the
 // row's expert.
-template <int kWarps, KOrder kOrder>
+template <int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
   __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
   const int row = blockIdx.x, tile = blockIdx.y;
@@ -89,11 +86,10 @@ __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecode
   float gate[2] = {}, up[2] = {};
 #pragma unroll 4  // independent iterations: their loads can be in flight together
   for (int k_tile = warp; k_tile < k_tiles; k_tile += kWarps) {
-    const int k = k_tile * kTileK + segment * awq::SlotK<kOrder>::kSegmentStep;
-    // A slot is all in or all out (see the fused kernel's x loads).
-    if (k >= p.hidden) continue;
+    const int k = k_tile * kTileK + segment * kSlotK;
+    if (k >= p.hidden) continue;  // hidden is a multiple of 32: a segment is all in or all out
     float xf[kSlotK];
-    load_segment<kOrder>(x + k, xf);
+    load_segment(x + k, xf);
     const __half2* group_row = scale_zero + (size_t)(k >> p.group_shift) * columns;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -122,7 +118,7 @@ __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecode
 
 // Grid (tokens, hidden / 16): out[token, 16 columns] = sum over the token's slots of weight * act[slot]
 // through the slot's expert's down projection.
-template <int kWarps, KOrder kOrder>
+template <int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeDecodeParams p) {
   __shared__ float sums[kWarps][kTileRows];
   const int token = blockIdx.x, tile = blockIdx.y;
@@ -134,10 +130,10 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
     const int slot = item / k_tiles, k_tile = item % k_tiles;
     const int row = token * p.k + slot;
     const int expert = p.ids[row];
-    const int k = k_tile * kTileK + segment * awq::SlotK<kOrder>::kSegmentStep;
+    const int k = k_tile * kTileK + segment * kSlotK;
     if (expert < 0 || expert >= p.experts || k >= p.inter) continue;
     float xf[kSlotK];
-    load_segment<kOrder>(p.act + (size_t)row * p.inter + k, xf);
+    load_segment(p.act + (size_t)row * p.inter + k, xf);
     const uint4* w = p.w2 + expert * p.w2_stride;
     const __half2* group_row = p.w2_sz + expert * p.w2_sz_stride + (size_t)(k >> p.group_shift) * p.hidden;
     const float weight = p.weights[row];
@@ -176,18 +172,13 @@ void with_warps_for(int items, Launch&& launch) {
 void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
-  awq::dispatch_k_order(1 << p.group_shift, [&](auto order) {
-    constexpr KOrder kOrder = decltype(order)::value;
-    with_warps_for<8>(hidden_tiles, [&](auto warps) {
-      gate_up_kernel<decltype(warps)::value, kOrder>
-          <<<dim3(p.tokens * p.k, p.inter / kTileRows), warps * 32, 0, stream>>>(p);
-      SM7X_CHECK_LAUNCH();
-    });
-    with_warps_for<16>(p.k * inter_tiles, [&](auto warps) {
-      down_combine_kernel<decltype(warps)::value, kOrder>
-          <<<dim3(p.tokens, p.hidden / kTileRows), warps * 32, 0, stream>>>(p);
-      SM7X_CHECK_LAUNCH();
-    });
+  with_warps_for<8>(hidden_tiles, [&](auto warps) {
+    gate_up_kernel<decltype(warps)::value><<<dim3(p.tokens * p.k, p.inter / kTileRows), warps * 32, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
+  });
+  with_warps_for<16>(p.k * inter_tiles, [&](auto warps) {
+    down_combine_kernel<decltype(warps)::value><<<dim3(p.tokens, p.hidden / kTileRows), warps * 32, 0, stream>>>(p);
+    SM7X_CHECK_LAUNCH();
   });
 }
 

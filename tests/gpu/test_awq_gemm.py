@@ -93,7 +93,7 @@ def test_linear_all_group_sizes_with_bias(awq, path, group_size, M, seed):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("group_size", [64, 128])  # the two k orders (awq_format.k_order)
+@pytest.mark.parametrize("group_size", [64, 128])
 @pytest.mark.parametrize("split_k", [1, 2, 3, 7, 16, 64])
 def test_every_registry_entry_and_split_agrees(awq, path, group_size, split_k, seed):
     # N = 136: 9 column tiles, so a two-tile CTA's second tile runs past N at the end.

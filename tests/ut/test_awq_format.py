@@ -45,27 +45,22 @@ def test_kernel_layout_dequantises_to_the_awq_weights(group_size, K, N, seed):
     assert ((got - expected).norm() / expected.norm()) < 2e-3  # fp16 rounding of the weights and -zero*scale
 
 
-@pytest.mark.parametrize("group_size", [32, 64, 128])
-def test_each_value_sits_where_the_kernel_fragments_read_it(seed, group_size):
-    # Tile (n // 16, k // 128), half (n % 16) // 8, slot 4 * (n % 8) + segment, word, nibble
-    # AWQ_NIBBLE_OF_COLUMN[k % 8]: the contract with csrc/quantization/awq/awq_gemm.h (KOrder). Segments
-    # (group sizes 32, 64): segment (k % 128) // 32, word (k % 32) // 8, so a slot's k share a group.
-    # Interleaved (128): segment (k % 32) // 8, word (k % 128) // 32, so the lanes of a token read x contiguously.
+def test_each_value_sits_where_the_kernel_fragments_read_it(seed):
+    # Tile (n // 16, k // 128), half (n % 16) // 8, slot 4 * (n % 8) + (k % 128) // 32, word (k % 32) // 8,
+    # nibble AWQ_NIBBLE_OF_COLUMN[k % 8]: the contract with csrc/quantization/awq/awq_gemm.h.
     N, K = 40, 288
     q = torch.randint(0, 16, (N, K), generator=torch.Generator().manual_seed(seed))
-    packed = pack_tiles(q, group_size)
+    packed = pack_tiles(q)
     n, k = torch.meshgrid(torch.arange(N), torch.arange(K), indexing="ij")
-    segment, word = (k % 128 // 32, k % 32 // 8) if group_size < 128 else (k % 32 // 8, k % 128 // 32)
-    words = packed[n // 16, k // 128, n % 16 // 8, 4 * (n % 8) + segment, word]
+    words = packed[n // 16, k // 128, n % 16 // 8, 4 * (n % 8) + k % 128 // 32, k % 32 // 8]
     nibbles = torch.tensor(AWQ_NIBBLE_OF_COLUMN)[k % 8]
     assert torch.equal((words >> (4 * nibbles)) & 0xF, q.int())
-    assert torch.equal(unpack_tiles(packed, N, K, group_size), q.int())
+    assert torch.equal(unpack_tiles(packed, N, K), q.int())
 
 
-@pytest.mark.parametrize("group_size", [32, 128])
-def test_padding_is_zero_nibbles(group_size):
-    packed = pack_tiles(torch.full((20, 96), 15), group_size)
-    full = unpack_tiles(packed, 32, 128, group_size)
+def test_padding_is_zero_nibbles():
+    packed = pack_tiles(torch.full((20, 96), 15))
+    full = unpack_tiles(packed, 32, 128)
     assert (full[:20, :96] == 15).all() and (full[20:] == 0).all() and (full[:, 96:] == 0).all()
 
 

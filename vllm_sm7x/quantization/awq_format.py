@@ -7,10 +7,8 @@ AWQ checkpoints ("version": "gemm") store, for a linear layer y = x @ W with W [
 
 The kernels read (csrc/quantization/awq/awq_gemm.h says why this order):
   qweight    int32 [N/16, K/128, 2, 32, 4], N and K zero-padded to multiples of 16 and 128: tile
-             (16 columns, 128 k), half h (columns 8h..8h+7), slot 4i+t = column 8h+i, as 4 words of
-             8 consecutive k in nibbles AWQ_NIBBLE_OF_COLUMN (the same order as AWQ's); word v holds
-             k 32t+8v.. at group sizes 32 and 64 ("segments": a slot in one group) and k 32v+8t.. at
-             128 ("interleaved": the lanes sharing a token read its x contiguously), see k_order
+             (16 columns, 128 k), half h (columns 8h..8h+7), slot 4i+t = column 8h+i, k 32t..32t+31,
+             as 4 words of 8 consecutive k in nibbles AWQ_NIBBLE_OF_COLUMN (the same order as AWQ's)
   scale_zero int32 [K/G, N] holding half2 {scale, -zero * scale}
 """
 from __future__ import annotations
@@ -91,30 +89,20 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def k_order(group_size: int) -> str:
-    """How a slot's four words take their k (the kernels' KOrder, csrc/quantization/awq/awq_gemm.h):
-    "interleaved" needs one group per 128-k tile."""
-    return "interleaved" if group_size == 128 else "segments"
-
-
-def pack_tiles(values: torch.Tensor, group_size: int) -> torch.Tensor:
+def pack_tiles(values: torch.Tensor) -> torch.Tensor:
     """int [N, K] of values 0..15 (W^T) -> int32 [N/16, K/128, 2, 32, 4] (zero-padded tiles)."""
     n, k = values.shape
     padded = values.new_zeros(_round_up(n, TILE_ROWS), _round_up(k, TILE_K))
     padded[:n, :k] = values
-    words = pack_int4(padded)  # [Np, Kp/8]: word index = k_tile * 16 + (k % 128) // 8
+    words = pack_int4(padded)  # [Np, Kp/8]: word index = k_tile * 16 + t * 4 + v
     tiles = words.reshape(padded.shape[0] // TILE_ROWS, 2, 8, padded.shape[1] // TILE_K, 4, 4)
-    if k_order(group_size) == "interleaved":  # the last two dims are (v, t): make them (t, v)
-        tiles = tiles.transpose(-1, -2)
     return tiles.permute(0, 3, 1, 2, 4, 5).reshape(tiles.shape[0], tiles.shape[3], 2, 32, 4).contiguous()
 
 
-def unpack_tiles(packed: torch.Tensor, n: int, k: int, group_size: int) -> torch.Tensor:
+def unpack_tiles(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     """Inverse of pack_tiles: int32 [N, K] values of W^T (padding dropped)."""
     tiles, k_tiles = packed.shape[:2]
     words = packed.reshape(tiles, k_tiles, 2, 8, 4, 4).permute(0, 2, 3, 1, 4, 5)
-    if k_order(group_size) == "interleaved":
-        words = words.transpose(-1, -2)
     return unpack_int4(words.reshape(tiles * TILE_ROWS, k_tiles * TILE_K // 8))[:n, :k]
 
 
@@ -128,7 +116,7 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
     if qzeros.shape != (K // group_size, N // 8) or scales.shape != (K // group_size, N):
         raise ValueError(f"qzeros {tuple(qzeros.shape)} / scales {tuple(scales.shape)} do not match qweight "
                          f"{tuple(qweight.shape)} with group size {group_size}")
-    packed = torch.cat([pack_tiles(unpack_int4(qweight[:, c // 8:(c + _CONVERT_COLUMNS) // 8]).t(), group_size)
+    packed = torch.cat([pack_tiles(unpack_int4(qweight[:, c // 8:(c + _CONVERT_COLUMNS) // 8]).t())
                         for c in range(0, N, _CONVERT_COLUMNS)])
     s = scales.to(torch.float16)
     bias = (-unpack_int4(qzeros).float() * s.float()).half()
@@ -158,7 +146,7 @@ def experts_to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKer
 def dequantize_kernel_layout(weight: AwqKernelWeight) -> torch.Tensor:
     """Reference for the kernels' dequantiser: W^T [N, K] as the kernel computes it in fp16
     (q * scale + bias with one rounding)."""
-    q = unpack_tiles(weight.qweight, weight.out_features, weight.in_features, weight.group_size).float()
+    q = unpack_tiles(weight.qweight, weight.out_features, weight.in_features).float()
     halves = weight.scale_zero.contiguous().view(torch.float16).reshape(*weight.scale_zero.shape, 2)
     scale = halves[..., 0].t().float().repeat_interleave(weight.group_size, 1)
     bias = halves[..., 1].t().float().repeat_interleave(weight.group_size, 1)

@@ -16,8 +16,7 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ partial, const __
   out[i] = __float2half_rn(sum);
 }
 
-// One thread per packed slot: the 32 k of one column it holds, written as four 16-byte words.
-template <KOrder kOrder>
+// One thread per packed slot: 32 consecutive k of one column, written as 64 contiguous bytes.
 __global__ void dequantize_kernel(const uint4* __restrict__ qweight, const __half2* __restrict__ scale_zero,
                                   __half* __restrict__ out, int N, int K, int group_size, int sz_stride,
                                   size_t slots) {
@@ -27,17 +26,17 @@ __global__ void dequantize_kernel(const uint4* __restrict__ qweight, const __hal
   const int slot = index % kSlots, half_index = index / kSlots % 2;
   const size_t tile = index / (2 * kSlots);
   const int n = tile / k_tiles * kTileRows + half_index * 8 + slot / 4;
-  const int k = tile % k_tiles * kTileK + slot % 4 * SlotK<kOrder>::kSegmentStep;
+  const int k = tile % k_tiles * kTileK + slot % 4 * kSlotK;
   if (n >= N || k >= K) return;  // padding
   const uint4 q = qweight[index];
   const __half2 sz = scale_zero[(size_t)(k / group_size) * sz_stride + n];
   const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-  __half* dst = out + (size_t)n * K + k;
+  uint4* dst = reinterpret_cast<uint4*>(out + (size_t)n * K + k);
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
     __align__(16) __half2 w[4];
     dequant_int4x8(words[v], sz, w);
-    *reinterpret_cast<uint4*>(dst + v * SlotK<kOrder>::kWordStep) = *reinterpret_cast<uint4*>(w);
+    dst[v] = *reinterpret_cast<uint4*>(w);
   }
 }
 
@@ -55,10 +54,8 @@ void launch_dequantize(const uint4* qweight, const __half2* scale_zero, __half* 
                        int scale_zero_stride, cudaStream_t stream) {
   const size_t slots = (size_t)((N + kTileRows - 1) / kTileRows) * ((K + kTileK - 1) / kTileK) * 2 * kSlots;
   if (slots == 0) return;
-  dispatch_k_order(group_size, [&](auto order) {
-    dequantize_kernel<decltype(order)::value><<<(slots + 255) / 256, 256, 0, stream>>>(
-        qweight, scale_zero, out, N, K, group_size, scale_zero_stride, slots);
-  });
+  dequantize_kernel<<<(slots + 255) / 256, 256, 0, stream>>>(qweight, scale_zero, out, N, K, group_size,
+                                                             scale_zero_stride, slots);
   SM7X_CHECK_LAUNCH();
 }
 

@@ -18,12 +18,13 @@ namespace {
 constexpr double kTileRoundMicros = 0.35;
 // Launch and tail of the split-K reduction kernel.
 constexpr double kReduceMicros = 2.0;
-// The fraction of peak memory bandwidth the kernel's weight stream reaches when nothing else bounds
-// it: 0.46-0.52 of the H200's in the 27B layers at 1-4 rows (2026-12-01 run, docs/benchmarks.md).
+// Two column tiles per CTA are chosen where one tile's x loads (through L1) would take longer than
+// streaming the weights. The weight stream reaches about half of peak bandwidth when nothing else
+// bounds it (0.46-0.52 of the H200's in the 27B layers at 1-4 rows), and an SM's loads deliver about
+// 22 bytes of x per clock (the H200 at 16 rows and one tile, where x loads, 4x the weight bytes, bound
+// the time). Fit to benchmarks/results/awq_gemm-sm75-h200-2026-12-01-column-tiles.json: the rule picks
+// the measured best tile count in 66 of its 88 (layer, rows) cases.
 constexpr double kWeightStreamFraction = 0.5;
-// x bytes an SM's loads deliver per clock (mostly L1 hits): 22 on the H200 at 16 rows and one column
-// tile, where the 27B layers' x loads (4x the weight bytes) bound the time (same run). With these two
-// the model picks the measured best column-tile count in 66 of that run's 88 (layer, rows) cases.
 constexpr double kXBytesPerSmClock = 22.0;
 
 using TuningKey = std::tuple<int64_t, int64_t, int, int, int64_t>;  // N, K, group, path, M bucket
@@ -96,13 +97,20 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, the rest once.
   const double bytes = token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0) + 2.0 * p.M * (p.K + p.N);
-  // Every CTA loads its tokens' x over its k range; only the SMs that hold CTAs do that work.
-  const double x_loads = 2.0 * column_blocks * p.M * p.K;
-  const double x_bytes_per_us = std::min<int64_t>(ctas, device.sms) * device.sm_mhz * kXBytesPerSmClock;
-  const double stream_bytes_per_us = device.bytes_per_us * kWeightStreamFraction;
-  double micros = std::max({waves * rounds * kTileRoundMicros, bytes / stream_bytes_per_us, x_loads / x_bytes_per_us});
-  if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / stream_bytes_per_us;
+  double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
+  if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
+}
+
+int plan_column_tiles(const Problem& p, const DeviceModel& device, int token_tiles) {
+  const int64_t token_blocks = ceil_div(p.M, kTokensPerMma * token_tiles);
+  const int64_t ctas = token_blocks * ceil_div(p.N, kTileRows);  // one tile per CTA, no splits
+  const double weight_bytes = token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0);
+  const double stream_micros = weight_bytes / (device.bytes_per_us * kWeightStreamFraction);
+  // Every CTA loads its tokens' x over its k range; only the SMs that hold CTAs do that work.
+  const double x_micros = 2.0 * ceil_div(p.N, kTileRows) * p.M * p.K /
+                          (std::min<int64_t>(ctas, device.sms) * device.sm_mhz * kXBytesPerSmClock);
+  return x_micros > stream_micros ? 2 : 1;
 }
 
 FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
@@ -112,16 +120,16 @@ FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
     if (it != tuning_table().end()) return it->second;
   }
   const int token_tiles = p.M <= kTokensPerMma ? 1 : 2;
+  const int column_tiles = plan_column_tiles(p, device, token_tiles);
   const int64_t k_tiles = ceil_div(p.K, kTileK);
-  // Candidates in tie-break order: one column tile first, then 8 warps (a CTA then streams 8
-  // consecutive tiles: measured faster), then fewer splits.
+  // Candidates in tie-break order: 8 warps first (a CTA then streams 8 consecutive tiles: measured
+  // faster), then fewer splits.
   std::vector<FusedConfig> entries;
   for (const FusedConfig& e : fused_registry()) {
-    if (e.token_tiles == token_tiles) entries.push_back(e);
+    if (e.token_tiles == token_tiles && e.column_tiles == column_tiles) entries.push_back(e);
   }
-  std::stable_sort(entries.begin(), entries.end(), [](const FusedConfig& a, const FusedConfig& b) {
-    return a.column_tiles != b.column_tiles ? a.column_tiles < b.column_tiles : a.warps > b.warps;
-  });
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const FusedConfig& a, const FusedConfig& b) { return a.warps > b.warps; });
   FusedConfig best = entries.front();
   double best_micros = INFINITY;
   for (const FusedConfig& entry : entries) {

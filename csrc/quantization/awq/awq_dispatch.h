@@ -35,13 +35,15 @@ DeviceModel device_model(int device, ArchPath path);
 const std::vector<FusedConfig>& fused_registry();
 bool is_registered(const FusedConfig& config);
 
-// The cost model: every registry entry usable for M and every split count, scored by wave
-// quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small shapes), the
-// bytes that must stream from memory, the x loads every CTA makes through L1, and the split-K
-// reduction; the cheapest wins, ties to one column tile, more warps and fewer splits.
+// The cost model: first the column tiles per CTA (two where one tile's x loads through L1 would
+// outlast the weight stream), then every registry entry with them usable for M and every split
+// count, scored by wave quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small
+// shapes), the bytes that must stream, and the split-K reduction; the cheapest wins, ties to more
+// warps and fewer splits.
 // A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it.
 FusedConfig plan_fused(const Problem& problem, const DeviceModel& device);
 double estimate_fused_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
+int plan_column_tiles(const Problem& problem, const DeviceModel& device, int token_tiles);
 
 // Tuning table, keyed by (N, K, group size, path, M bucket = M rounded up to a power of two).
 int64_t m_bucket(int64_t M);

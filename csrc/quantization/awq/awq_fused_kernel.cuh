@@ -29,7 +29,7 @@ struct WeightFetch {
 struct LaneColumns {
   const uint4* weights;         // this lane's slot in the column tile's first packed tile, nullptr past N
   const __half2* scale_zero[2];  // the lane's two columns (tile halves) in group row 0, or nullptr
-  int k_in_tile;                // first k of the lane's slot (its group: one per slot)
+  int k_in_tile;                // first k of the lane's 32-k segment
 };
 
 template <int kColumnTiles>
@@ -56,11 +56,9 @@ __device__ __forceinline__ WeightFetch<kColumnTiles> fetch_weights(const GemmPar
 
 // kGrouped: the CTA's rows and weights are one expert's (GroupedRows); otherwise rows m0 .. of x and
 // the one weight. Both share everything after that choice.
-// kOrder: the weights' k order (k_order_for their group size).
-template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, KOrder kOrder, bool kGrouped>
+template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, bool kGrouped>
 __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p, const GroupedRows g) {
   using Warp = AwqWarp<ArchTag, kTokenTiles>;
-  using Slot = SlotK<kOrder>;
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
   constexpr int kColumns = kColumnTiles * kTileRows;
   __shared__ float sums[kWarps][kColumns][kTokens + 1];  // +1: conflict-free column reads
@@ -85,7 +83,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   auto x_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m; };
   auto out_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m]; else return m; };
 
-  const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * Slot::kSegmentStep;
+  const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * kSlotK;
   LaneColumns lanes[kColumnTiles];
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {
@@ -117,13 +115,10 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
     uint4 x[kTokenTiles][4];
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
-      // A slot is all in or all out: segments are 32 consecutive k (K is a multiple of 32), and
-      // interleaved slots come with group size 128 only, so K is a multiple of the tile.
-      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;
+      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;  // K is a multiple of 32
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k + v * Slot::kWordStep))
-                     : make_uint4(0, 0, 0, 0);
+        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v) : make_uint4(0, 0, 0, 0);
       }
     }
 #pragma unroll
@@ -154,10 +149,8 @@ template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_fused_entry(const GemmParams& p, cudaStream_t stream) {
   constexpr int kTokens = kTokenTiles * kTokensPerMma, kColumns = kColumnTiles * kTileRows;
   const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kColumns - 1) / kColumns, p.splits);
-  dispatch_k_order(p.group_size, [&](auto order) {
-    fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, decltype(order)::value, false>
-        <<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
-  });
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>
+      <<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
   SM7X_CHECK_LAUNCH();
 }
 
@@ -165,20 +158,16 @@ template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, cudaStream_t stream) {
   constexpr int kColumns = kColumnTiles * kTileRows;
   const dim3 grid(tiles, (p.N + kColumns - 1) / kColumns, 1);
-  dispatch_k_order(p.group_size, [&](auto order) {
-    fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, decltype(order)::value, true>
-        <<<grid, kWarps * 32, 0, stream>>>(p, g);
-  });
+  fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
   SM7X_CHECK_LAUNCH();
 }
 
 template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
 int fused_entry_ctas_per_sm() {
-  static const int ctas = [] {  // per process: one GPU model per server; group size 128, the usual one
+  static const int ctas = [] {  // per process: one GPU model per server
     int n = 0;
     SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, KOrder::kInterleaved, false>,
-        kWarps * 32, 0));
+        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>, kWarps * 32, 0));
     return n;
   }();
   return ctas;

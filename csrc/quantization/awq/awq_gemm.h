@@ -3,19 +3,17 @@
 //
 //   qweight    int32 [N/16, K/128, 2, 32, 4]  (N and K zero-padded up to multiples of 16 and 128)
 //     Tile (16 rows n, 128 k) = two halves h (rows 8h..8h+7) of 32 slots; slot s = 4i + t holds row
-//     8h + i and 32 k of segment t as 4 words of 8 consecutive k (nibble order in core/int4.cuh), in
-//     the KOrder of the group size (below). A warp reads one half as 512 contiguous bytes, each lane a
-//     16-byte slot.
+//     8h + i, k = 32t .. 32t+31 as 4 words of 8 consecutive k (nibble order in core/int4.cuh). A warp
+//     reads one half as 512 contiguous bytes, each lane a 16-byte slot.
 //   scale_zero int32 [K/G, N]: half2 {scale, -zero * scale} per group and column (not padded)
 //
-// The k order inside a tile is free (k is summed over), so each lane's x fragment is the 32 k of one
-// token that its weight slot holds, loaded as four 16-byte vectors.
+// The k order inside a tile is free (k is summed over), so each lane's x fragment is 32 consecutive
+// k of one token, loaded as four 16-byte vectors, for the same k its weight slot holds.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "core/arch.h"
 
@@ -26,29 +24,6 @@ constexpr int kTileK = 128;       // k per packed tile
 constexpr int kSlots = 32;        // 16-byte slots per tile half, one per lane
 constexpr int kSlotK = 32;        // k per slot
 constexpr int kTokensPerMma = 8;  // tokens (rows of x) per mma column block
-
-// Which k word v of a segment-t slot holds (k = t * kSegmentStep + v * kWordStep .. + 7 in its tile):
-//   kSegments     the segment's 32 k are consecutive, so they share one group at any group size.
-//   kInterleaved  word v of the four segments covers k 32v .. 32v + 31: the four lanes that load a
-//                 token's x read 64 contiguous bytes per load, not 16 bytes 64 apart (half the L1
-//                 sectors). A segment spans the tile, so the whole tile must be one group: size 128.
-enum class KOrder { kSegments, kInterleaved };
-inline KOrder k_order_for(int group_size) { return group_size == 128 ? KOrder::kInterleaved : KOrder::kSegments; }
-
-template <KOrder kOrder>
-struct SlotK {
-  static constexpr int kSegmentStep = kOrder == KOrder::kSegments ? 32 : 8;
-  static constexpr int kWordStep = kOrder == KOrder::kSegments ? 8 : 32;
-};
-
-// f(std::integral_constant<KOrder, ...>) for the k order that group_size packs with.
-template <class F>
-decltype(auto) dispatch_k_order(int group_size, F&& f) {
-  if (k_order_for(group_size) == KOrder::kInterleaved) {
-    return f(std::integral_constant<KOrder, KOrder::kInterleaved>{});
-  }
-  return f(std::integral_constant<KOrder, KOrder::kSegments>{});
-}
 
 // What the fused kernel needs. qweight and x rows are 16-byte aligned (checked by the op).
 struct GemmParams {

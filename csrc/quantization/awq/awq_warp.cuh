@@ -6,9 +6,9 @@
 // arch's fragment layout. Interface:
 //   slot(lane)        which 16-byte slot of each packed tile half this lane loads (awq_gemm.h)
 //   x_token(lane)     which token of each 8-token block this lane loads x for; its k segment is
-//                     slot(lane) % 4, the same 32 k its weight slot holds (in the slot's KOrder)
+//                     slot(lane) % 4, the same 32 k its weight slot holds
 //   tile(w, sz, x)    acc += dequant(w) * x for one packed tile: w[h] the lane's slot of half h,
-//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (the k of word v of the slot)
+//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (k = 8v..8v+7 of the segment)
 //   finish(lane)      combine partial sums held by other lanes (Volta quad pairs)
 //   for_each(lane, f) f(row 0..15, token 0..8*kTokenTiles-1, value) for each result this lane owns
 #pragma once
@@ -24,12 +24,8 @@ namespace sm7x::awq {
 template <class ArchTag, int kTokenTiles>
 struct AwqWarp;
 
-// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops). Named members, not
-// indexing through a uint32_t pointer: with two column tiles' fetches in arrays, nvcc 13.0 dropped the
-// second tile's loaded words through that pointer (undefined registers in the PTX, wrong sums).
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
+// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops).
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
 __device__ __forceinline__ uint32_t bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
 }  // namespace sm7x::awq
