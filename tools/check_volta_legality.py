@@ -79,8 +79,8 @@ def retarget_to_sm70(ptx: str, isa: str) -> str:
     return ptx
 
 
-def assemble_for_sm70(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -> tuple[str, str]:
-    """(retargeted PTX, ptxas -v output) of one translation unit; RuntimeError says which step refused it."""
+def compile_ptx(source: Path, nvcc: Path, workdir: Path) -> str:
+    """PTX of one translation unit for compute_75 (what both arch paths start from)."""
     ptx_path = workdir / (source.stem + ".ptx")
     includes = [f"-I{d}" for d in INCLUDE_DIRS]
     compile_cmd = [str(nvcc), "-ptx", "-arch=compute_75", "-std=c++17", "--expt-relaxed-constexpr", *includes,
@@ -88,7 +88,12 @@ def assemble_for_sm70(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: 
     result = subprocess.run(compile_cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"nvcc could not compile it:\n{result.stderr}")
-    ptx = retarget_to_sm70(ptx_path.read_text(), isa)
+    return ptx_path.read_text()
+
+
+def assemble_for_sm70(source: Path, nvcc: Path, ptxas: Path, isa: str, workdir: Path) -> tuple[str, str]:
+    """(retargeted PTX, ptxas -v output) of one translation unit; RuntimeError says which step refused it."""
+    ptx = retarget_to_sm70(compile_ptx(source, nvcc, workdir), isa)
     volta_ptx = workdir / (source.stem + ".sm70.ptx")
     volta_ptx.write_text(ptx)
     result = subprocess.run([str(ptxas), "-v", "-arch=sm_70", "-o", str(workdir / "out.cubin"), str(volta_ptx)],
