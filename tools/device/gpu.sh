@@ -16,6 +16,10 @@
 #                                                        # kernels (benchmarks/profile_kernels.py), summarised
 #   bash tools/device/gpu.sh mtp-acceptance PATH:VARIANT... # build, then MTP acceptance per variant
 #                                                        # (tools/device/mtp_acceptance.py), spread over the GPUs
+#   bash tools/device/gpu.sh ab DIR SCRIPT [ARGS...]     # same-run A/B: this tree and the tree in DIR
+#                                                        # (tools/device/ab-tree.sh REF makes it), both
+#                                                        # built in place, this tree's benchmarks/SCRIPT
+#                                                        # run on each in turn, SM7X_AB_ROUNDS (2) times
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
 #   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
@@ -193,11 +197,40 @@ mtp_acceptance() {
   grep -h "^MTP acceptance\|Error" "$OUT"/mtp-acceptance-*.log | tail -20
 }
 
+# ab DIR SCRIPT [ARGS...]: one benchmark script (this tree's, so both sides measure alike) on this
+# tree and on the tree in DIR, alternated; each built in place for SM7X_ARCH_LIST (9.0: the emulated
+# paths run there) and imported through PYTHONPATH, no vLLM bundle. Logs and JSON: $OUT/ab-{this,ref}-N.
+ab_runs() {
+  local ref_dir script names=(this ref) trees i round
+  ref_dir=$(cd "$1" && pwd) || exit 2
+  script=$2
+  shift 2
+  trees=("$PWD" "$ref_dir")
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-9.0}"
+  export MAX_JOBS="${MAX_JOBS:-8}"
+  for i in 0 1; do
+    (cd "${trees[$i]}" && python3 setup.py build_ext --inplace > "$OUT/build-ab-${names[$i]}.log" 2>&1) &
+  done
+  for job in $(jobs -p); do wait "$job" || { echo "ab: a build failed (build-ab-*.log)"; exit 1; }; done
+  local commits=("${SM7X_COMMIT:-unknown}" "$(cat "$ref_dir/AB_COMMIT" 2>/dev/null || echo ref)")
+  for round in $(seq "${SM7X_AB_ROUNDS:-2}"); do
+    for i in 0 1; do
+      local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS ))
+      [ "$budget" -gt 10 ] || { echo "ab: out of time before ${names[$i]} round $round"; return; }
+      SM7X_COMMIT="${commits[$i]}" PYTHONPATH="${trees[$i]}${PYTHONPATH:+:$PYTHONPATH}" \
+        timeout -s INT "$budget" python3 "benchmarks/$script" --out "$OUT/ab-${names[$i]}-$round" "$@" \
+        > "$OUT/ab-${names[$i]}-$round.log" 2>&1
+      grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/ab-${names[$i]}-$round.log" | tail -40 | sed "s/^/${names[$i]}$round /"
+    done
+  done
+}
+
 command="${1:-all}"
 shift || true
 case "$command" in  # the cache commands need no GPU work, build or vLLM
   save-caches) save_caches; exit ;;
   stash-caches) stash_caches; exit ;;
+  ab) nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; ab_runs "$@"; exit ;;
 esac
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 restore_caches
@@ -216,5 +249,5 @@ case "$command" in
   profile) profile_kernels "$@" ;;
   mtp-acceptance) mtp_acceptance "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | mtp-acceptance | all | save-caches | stash-caches"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | mtp-acceptance | ab | all | save-caches | stash-caches"; exit 2 ;;
 esac
