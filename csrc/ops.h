@@ -29,6 +29,9 @@ torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& 
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device);
 std::vector<int64_t> awq_fused_registry();
+// The cost model alone on a described GPU (no GPU needed: CPU tests): awq_plan's list for M <= 64.
+std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
+                                    double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm);
 // Measured choices (vllm_sm7x/quantization/awq_tuning.py) that override the cost model.
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
                    int64_t warps, int64_t split_k, int64_t column_tiles);

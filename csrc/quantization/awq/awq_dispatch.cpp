@@ -79,12 +79,18 @@ const std::vector<FusedConfig>& fused_registry() {
   return entries;
 }
 
-bool is_registered(const FusedConfig& c) {
+int registry_index(const FusedConfig& c) {
   const auto& entries = fused_registry();
-  return std::any_of(entries.begin(), entries.end(), [&](const FusedConfig& e) {
-    return e.token_tiles == c.token_tiles && e.warps == c.warps && e.column_tiles == c.column_tiles;
-  });
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const FusedConfig& e = entries[i];
+    if (e.token_tiles == c.token_tiles && e.warps == c.warps && e.column_tiles == c.column_tiles) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
 }
+
+bool is_registered(const FusedConfig& c) { return registry_index(c) >= 0; }
 
 double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
   const int64_t k_tiles = ceil_div(p.K, kTileK);
@@ -119,6 +125,10 @@ FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
     const auto it = tuning_table().find(tuning_key(p));
     if (it != tuning_table().end()) return it->second;
   }
+  return model_plan(p, device);
+}
+
+FusedConfig model_plan(const Problem& p, const DeviceModel& device) {
   const int token_tiles = p.M <= kTokensPerMma ? 1 : 2;
   const int column_tiles = plan_column_tiles(p, device, token_tiles);
   const int64_t k_tiles = ceil_div(p.K, kTileK);

@@ -30,9 +30,10 @@ struct DeviceModel {
 
 DeviceModel device_model(int device, ArchPath path);
 
-// The fused kernel's registry entries (awq_registry.h), splits = 1, and whether one holds config's
-// (token_tiles, warps, column_tiles).
+// The fused kernel's registry entries (awq_registry.h), splits = 1; the index of the one that holds
+// config's (token_tiles, warps, column_tiles), -1 for none.
 const std::vector<FusedConfig>& fused_registry();
+int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
 
 // The cost model: first the column tiles per CTA (two where one tile's x loads through L1 would
@@ -40,8 +41,10 @@ bool is_registered(const FusedConfig& config);
 // count, scored by wave quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small
 // shapes), the bytes that must stream, and the split-K reduction; the cheapest wins, ties to more
 // warps and fewer splits.
-// A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it.
+// A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it
+// (plan_fused); model_plan is the cost model alone.
 FusedConfig plan_fused(const Problem& problem, const DeviceModel& device);
+FusedConfig model_plan(const Problem& problem, const DeviceModel& device);
 double estimate_fused_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
 int plan_column_tiles(const Problem& problem, const DeviceModel& device, int token_tiles);
 

@@ -240,6 +240,20 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
   return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
 }
 
+std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
+                                    double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm) {
+  const size_t entries = awq::fused_registry().size();
+  TORCH_CHECK_VALUE(ctas_per_sm.size() == entries, "awq_plan_model: ctas_per_sm needs one value per registry entry (",
+                    entries, ", in awq_fused_registry order), got ", ctas_per_sm.size());
+  const awq::DeviceModel device{static_cast<int>(sms), bytes_per_us, sm_mhz, [&](const awq::FusedConfig& c) {
+    const int i = awq::registry_index(c);
+    return i < 0 ? 1 : static_cast<int>(ctas_per_sm[i]);
+  }};
+  // The path only keys the tuning table, which the model alone does not read.
+  const auto c = awq::model_plan({M, N, K, static_cast<int>(group_size), ArchPath::kSm75}, device);
+  return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
+}
+
 std::vector<int64_t> awq_fused_registry() {
   std::vector<int64_t> flat;
   for (const auto& e : awq::fused_registry()) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});

@@ -1,0 +1,59 @@
+"""The AWQ cost model (csrc/quantization/awq/awq_dispatch.cpp) on a described GPU, without one: decode
+keeps one column tile and splits k where the columns cannot fill the GPU; 16 and more rows of the 27B
+layers take two column tiles, whose x loads are half (the choices measured best on the H200,
+benchmarks/results/awq_gemm-sm75-h200-2026-12-01-column-tiles.json)."""
+import pytest
+import torch
+
+from vllm_sm7x import ops
+
+ops.load_kernels()
+
+H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
+# Resident CTAs per SM of each registry entry (token_tiles, warps, column_tiles) on the H200's sm_90
+# build: ptxas's registers per thread against 64K registers and 2,048 threads per SM.
+H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
+QWEN27B = {"qkv": (5120, 14336), "o_proj": (6144, 5120), "gate_up": (5120, 34816), "down": (17408, 5120)}
+
+
+def registry():
+    flat = torch.ops._C_sm7x.awq_fused_registry()
+    return list(zip(flat[::3], flat[1::3], flat[2::3]))
+
+
+def plan(M, K, N, group_size=128, gpu=H200):
+    ctas = [H200_CTAS_PER_SM[entry] for entry in registry()]
+    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan_model(
+        M, N, K, group_size, gpu["sms"], gpu["bytes_per_us"], gpu["sm_mhz"], ctas)
+    assert dequant == 0
+    return {"token_tiles": token_tiles, "warps": warps, "splits": splits, "column_tiles": column_tiles}
+
+
+def test_every_registry_entry_is_described():
+    assert set(registry()) == set(H200_CTAS_PER_SM)
+
+
+@pytest.mark.parametrize("tp", [1, 4])
+@pytest.mark.parametrize("M", [1, 3, 8])
+def test_decode_keeps_one_column_tile(M, tp):
+    for name, (K, N) in QWEN27B.items():
+        K, N = (K // tp, N) if name in ("o_proj", "down") else (K, N // tp)
+        chosen = plan(M, K, N)
+        assert chosen["column_tiles"] == 1 and chosen["token_tiles"] == 1, (name, chosen)
+
+
+@pytest.mark.parametrize("M", [16, 33, 64])
+def test_many_rows_take_two_column_tiles(M):
+    for name, (K, N) in QWEN27B.items():
+        chosen = plan(M, K, N)
+        assert chosen == {"token_tiles": 2, "warps": 4, "splits": 1, "column_tiles": 2}, (name, chosen)
+
+
+def test_few_columns_split_k_to_fill_the_gpu():
+    # 80 column tiles on 132 SMs: without splitting k most SMs would idle.
+    assert plan(1, 17408, 1280)["splits"] > 1
+
+
+def test_occupancy_list_must_match_the_registry():
+    with pytest.raises(ValueError, match="one value per registry entry"):
+        torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 132, 4.8e6, 1980.0, [1, 2])
