@@ -22,16 +22,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_volta_legality import KERNEL_DIRS, ROOT, compile_ptx, find_cuda_home  # noqa: E402
 
-REGISTER = re.compile(r"%(?:rd|rs|r|fd|f|p|h)\d+\b")
+REGISTER = re.compile(r"%(?:rd|rs|rq|r|fd|f|p|hh|h)\d+\b")
 # Instructions whose first operand is read, not written.
-NO_DESTINATION = ("st", "red", "bra", "ret", "bar", "barrier", "membar", "fence", "prefetch", "call", "exit",
-                  "trap", "cp", "nanosleep", "griddepcontrol")
+NO_DESTINATION = {"st", "stmatrix", "sust", "red", "bra", "brx", "ret", "membar", "fence", "prefetch", "call",
+                  "exit", "trap", "cp", "nanosleep", "griddepcontrol"}
 
 
 def kernel_bodies(ptx: str) -> dict[str, str]:
-    """Kernel name -> its PTX body (.entry functions only)."""
-    parts = re.split(r"^(?:\.visible\s+|\.weak\s+)?\.entry\s+", ptx, flags=re.MULTILINE)[1:]
-    return {part[:part.index("(")].strip(): part for part in parts}
+    """Kernel name -> its PTX body (.entry functions; a .func that follows is not part of it)."""
+    parts = re.split(r"^(?:\.visible\s+|\.weak\s+)?\.(entry|func)\s+", ptx, flags=re.MULTILINE)
+    return {body[:body.index("(")].strip(): body for kind, body in zip(parts[1::2], parts[2::2]) if kind == "entry"}
+
+
+def has_destination(opcode: str) -> bool:
+    base, *qualifiers = opcode.split(".")
+    if base in ("bar", "barrier"):
+        return "red" in qualifiers  # bar.red writes its result; bar.sync, .arrive, .warp write nothing
+    if (base == "wmma" and "store" in qualifiers) or (base == "mbarrier" and "init" in qualifiers):
+        return False
+    return base not in NO_DESTINATION
+
+
+def statements(body: str):
+    """The body's statements, comments dropped, one-line inline-asm blocks split at ';'."""
+    for line in body.splitlines():
+        for statement in line.split("//", 1)[0].split(";"):
+            statement = statement.strip().strip("{}").strip()
+            if statement and not statement.startswith(".") and not statement.endswith(":"):
+                yield statement
 
 
 def undefined_registers(ptx: str) -> dict[str, list[str]]:
@@ -39,16 +57,13 @@ def undefined_registers(ptx: str) -> dict[str, list[str]]:
     found = {}
     for name, body in kernel_bodies(ptx).items():
         written, read = set(), set()
-        for line in body.splitlines():
-            line = line.strip().rstrip(";").strip("{} \t")
-            if not line or line.startswith(("//", ".")) or line.endswith(":"):
-                continue
+        for line in statements(body):
             guard = re.match(r"^@!?(%p\d+)\s+", line)
             if guard:
                 read.add(guard.group(1))
                 line = line[guard.end():]
-            opcode, _, operands = line.partition(" ")
-            if opcode.split(".")[0] in NO_DESTINATION:
+            opcode, operands = (line.split(None, 1) + [""])[:2]
+            if not has_destination(opcode):
                 read.update(REGISTER.findall(operands))
                 continue
             destination = re.match(r"\s*(\{[^}]*\}|[^,]+)", operands)

@@ -108,6 +108,17 @@ def test_every_registry_entry_and_split_agrees(awq, path, group_size, split_k, s
         assert relative_error(out, x, reference, b) < TOLERANCE, entry
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_one_override_takes_a_built_entry_with_it(awq, path, seed):
+    # The planned (token tiles, warps, column tiles) with only warps or only column tiles replaced may
+    # not be built: the other value then comes from an entry that is.
+    weight, reference, _ = make_layer(1024, 520, 128, seed)
+    for M, warps, column_tiles in [(16, 8, 0), (16, 0, 1), (3, 0, 2), (3, 4, 0)]:
+        x = random_x(M, 1024, seed + M)
+        out = poisoned(awq.awq_gemm, x, weight, path=path, warps=warps, column_tiles=column_tiles)
+        assert relative_error(out, x, reference, None) < TOLERANCE, (M, warps, column_tiles)
+
+
 def test_dequantize_matches_the_layout_reference(awq, seed):
     weight, _, _ = make_layer(416, 56, 32, seed)
     torch.testing.assert_close(awq.awq_dequantize(weight), dequantize_kernel_layout(weight), rtol=0, atol=0)

@@ -1,7 +1,8 @@
 """The AWQ cost model (csrc/quantization/awq/awq_dispatch.cpp) on a described GPU, without one: decode
 keeps one column tile and splits k where the columns cannot fill the GPU; 16 and more rows of the 27B
-layers take two column tiles, whose x loads are half (the choices measured best on the H200,
-benchmarks/results/awq_gemm-sm75-h200-2026-12-01-column-tiles.json)."""
+layers take two column tiles, whose x loads are half. On the H200 two tiles were the measured best in
+20 of 24 cases at 16-64 rows, and one tile in 46 of 64 at 1-8 rows (two tiles won the others by at
+most 8%; benchmarks/results/awq_gemm-sm75-h200-2026-12-01-column-tiles.json)."""
 import pytest
 import torch
 
@@ -54,6 +55,16 @@ def test_few_columns_split_k_to_fill_the_gpu():
     assert plan(1, 17408, 1280)["splits"] > 1
 
 
-def test_occupancy_list_must_match_the_registry():
+def test_bad_descriptions_get_clear_errors():
     with pytest.raises(ValueError, match="one value per registry entry"):
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 132, 4.8e6, 1980.0, [1, 2])
+    ctas = [1] * len(registry())
+    with pytest.raises(ValueError, match="must be positive"):
+        torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 0, 4.8e6, 1980.0, ctas)
+    with pytest.raises(ValueError, match="group size 0 is not supported"):
+        torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 0, 132, 4.8e6, 1980.0, ctas)
+
+
+def test_many_rows_go_to_dequantise_and_cublas():
+    ctas = [1] * len(registry())
+    assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1

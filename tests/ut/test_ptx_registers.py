@@ -54,6 +54,25 @@ def test_stores_and_guards_are_reads_not_writes():
     assert undefined_registers(guarded) == {"clean": ["%p0"]}
 
 
+def test_multiple_destinations_tabs_comments_and_one_line_asm_blocks():
+    extra = """
+	setp.lt.u32 	%p2|%p3, %r1, 7;
+	shfl.sync.bfly.b32	%r8|%p4, %r7, 1, 31, -1;  // reads %r99 in a comment only
+	{ .reg .b32 t; mov.b32 t, %r8; add.s32 %r9, %r8, 1; }
+	bar.red.popc.u32 	%r10, 0, %p2;
+	st.global.u32 	[%rd1], %r9;
+	st.global.u32 	[%rd1], %r10;
+"""
+    body = CLEAN.replace("$L__BB0_2:", extra + "$L__BB0_2:")
+    assert undefined_registers(body) == {}
+    assert undefined_registers(body.replace("add.s32 %r9, %r8, 1", "add.s32 %r9, %r11, 1")) == {"clean": ["%r11"]}
+
+
+def test_a_function_after_the_kernel_is_not_part_of_it():
+    helper = "\n.func helper(\n)\n{\n\tmov.u32 \t%r1, %r2;\n\tret;\n}\n"
+    assert undefined_registers(CLEAN + helper) == {}
+
+
 @pytest.mark.skipif(missing_toolchain() is not None, reason=str(missing_toolchain()))
 def test_our_kernels_read_only_registers_they_write():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "check_ptx_registers.py")], capture_output=True,

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ref="${1:-main}"
+sha=$(git rev-parse --verify "$ref^{commit}")
 dir=".device/ab/$ref"
 rm -rf "$dir"
 mkdir -p "$dir"
 git archive "$ref" | tar -x -C "$dir"
-git rev-parse "$ref^{commit}" > "$dir/AB_COMMIT"
+echo "$sha" > "$dir/AB_COMMIT"
 echo "$dir ($(du -sh "$dir" | cut -f1)): carry it and run  bash tools/device/gpu.sh ab $dir SCRIPT [ARGS...]"

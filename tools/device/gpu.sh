@@ -208,21 +208,29 @@ ab_runs() {
   trees=("$PWD" "$ref_dir")
   export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-9.0}"
   export MAX_JOBS="${MAX_JOBS:-8}"
+  local builds=() failed=0
   for i in 0 1; do
     (cd "${trees[$i]}" && python3 setup.py build_ext --inplace > "$OUT/build-ab-${names[$i]}.log" 2>&1) &
+    builds+=($!)
   done
-  for job in $(jobs -p); do wait "$job" || { echo "ab: a build failed (build-ab-*.log)"; exit 1; }; done
+  for i in 0 1; do
+    wait "${builds[$i]}" || { echo "ab: the ${names[$i]} build failed (build-ab-${names[$i]}.log)"; failed=1; }
+  done
+  [ "$failed" = 0 ] || return 1
   local commits=("${SM7X_COMMIT:-unknown}" "$(cat "$ref_dir/AB_COMMIT" 2>/dev/null || echo ref)")
   for round in $(seq "${SM7X_AB_ROUNDS:-2}"); do
     for i in 0 1; do
       local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS ))
-      [ "$budget" -gt 10 ] || { echo "ab: out of time before ${names[$i]} round $round"; return; }
+      [ "$budget" -gt 10 ] || { echo "ab: out of time before ${names[$i]} round $round"; return 1; }
+      # The ref side runs this tree's script against the ref tree's vllm_sm7x: options its API
+      # lacks (e.g. --tune) fail there, visibly in the log and the exit status.
       SM7X_COMMIT="${commits[$i]}" PYTHONPATH="${trees[$i]}${PYTHONPATH:+:$PYTHONPATH}" \
         timeout -s INT "$budget" python3 "benchmarks/$script" --out "$OUT/ab-${names[$i]}-$round" "$@" \
-        > "$OUT/ab-${names[$i]}-$round.log" 2>&1
+        > "$OUT/ab-${names[$i]}-$round.log" 2>&1 || { echo "ab: ${names[$i]} round $round failed"; failed=1; }
       grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/ab-${names[$i]}-$round.log" | tail -40 | sed "s/^/${names[$i]}$round /"
     done
   done
+  return "$failed"
 }
 
 command="${1:-all}"
@@ -230,7 +238,7 @@ shift || true
 case "$command" in  # the cache commands need no GPU work, build or vLLM
   save-caches) save_caches; exit ;;
   stash-caches) stash_caches; exit ;;
-  ab) nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; ab_runs "$@"; exit ;;
+  ab) nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; ab_runs "$@"; exit $? ;;
 esac
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 restore_caches

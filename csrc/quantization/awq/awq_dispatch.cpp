@@ -138,6 +138,11 @@ FusedConfig model_plan(const Problem& p, const DeviceModel& device) {
   for (const FusedConfig& e : fused_registry()) {
     if (e.token_tiles == token_tiles && e.column_tiles == column_tiles) entries.push_back(e);
   }
+  if (entries.empty()) {  // a registry without two-tile entries for these rows: one tile
+    for (const FusedConfig& e : fused_registry()) {
+      if (e.token_tiles == token_tiles && e.column_tiles == 1) entries.push_back(e);
+    }
+  }
   std::stable_sort(entries.begin(), entries.end(),
                    [](const FusedConfig& a, const FusedConfig& b) { return a.warps > b.warps; });
   FusedConfig best = entries.front();

@@ -18,11 +18,15 @@ namespace {
 // Bound on the fp16 scratch of the dequantise + cuBLAS path (weights are dequantised in column chunks).
 constexpr int64_t kDequantChunkBytes = 64 << 20;
 
+void check_group_size(int64_t group_size) {
+  TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128,
+                    "awq: group size ", group_size, " is not supported; use 32, 64 or 128");
+}
+
 // Checks the packed layout of awq_gemm.h and returns N (from scale_zero).
 int64_t check_packed_weight(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,
                             int64_t K) {
-  TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128,
-                    "awq: group size ", group_size, " is not supported; use 32, 64 or 128");
+  check_group_size(group_size);
   TORCH_CHECK_VALUE(K % group_size == 0, "awq: K = ", K, " is not a multiple of the group size ", group_size);
   TORCH_CHECK(scale_zero.is_cuda() && scale_zero.scalar_type() == at::kInt && scale_zero.is_contiguous() &&
                   scale_zero.dim() == 2 && scale_zero.size(0) == K / group_size,
@@ -118,11 +122,26 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
   if (g.M == 0 || g.N == 0) return out;
   awq::FusedConfig config =
       awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
-  if (warps > 0) config.warps = static_cast<int>(warps);
-  if (column_tiles > 0) config.column_tiles = static_cast<int>(column_tiles);
-  TORCH_CHECK_VALUE(awq::is_registered(config), "awq_gemm: no fused kernel with ", config.token_tiles,
-                    " token tiles, ", config.warps, " warps and ", config.column_tiles,
-                    " column tiles (the instantiations are listed in awq_registry.h)");
+  if (warps > 0 || column_tiles > 0) {
+    // A value not given comes from the planned entry if that is built with the given one, else from
+    // the first registry entry that is.
+    TORCH_CHECK_VALUE(warps <= 64 && column_tiles <= 8, "awq_gemm: warps ", warps, " or column_tiles ", column_tiles,
+                      " out of range (awq_registry.h)");
+    awq::FusedConfig wanted = config;
+    if (warps > 0) wanted.warps = static_cast<int>(warps);
+    if (column_tiles > 0) wanted.column_tiles = static_cast<int>(column_tiles);
+    for (const auto& e : awq::fused_registry()) {
+      if (awq::is_registered(wanted)) break;
+      if (e.token_tiles == wanted.token_tiles && (warps <= 0 || e.warps == warps) &&
+          (column_tiles <= 0 || e.column_tiles == column_tiles)) {
+        wanted.warps = e.warps, wanted.column_tiles = e.column_tiles;
+      }
+    }
+    TORCH_CHECK_VALUE(awq::is_registered(wanted), "awq_gemm: no fused kernel with ", wanted.token_tiles,
+                      " token tiles, ", wanted.warps, " warps and ", wanted.column_tiles,
+                      " column tiles (the instantiations are listed in awq_registry.h)");
+    config = wanted;
+  }
   if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
   run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
   return out;
@@ -233,6 +252,7 @@ torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& 
 
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device) {
+  check_group_size(group_size);
   const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
   if (M > awq::kFusedMaxRows) return {0, 0, 0, 1, 0};
   const auto c = awq::plan_fused({M, N, K, static_cast<int>(group_size), arch_path},
@@ -242,12 +262,16 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
 
 std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
                                     double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm) {
+  check_group_size(group_size);
+  TORCH_CHECK_VALUE(M >= 1 && N >= 1 && K >= 1 && sms >= 1 && bytes_per_us > 0 && sm_mhz > 0,
+                    "awq_plan_model: M, N, K, sms, bytes_per_us and sm_mhz must be positive");
+  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1, 0};
   const size_t entries = awq::fused_registry().size();
   TORCH_CHECK_VALUE(ctas_per_sm.size() == entries, "awq_plan_model: ctas_per_sm needs one value per registry entry (",
                     entries, ", in awq_fused_registry order), got ", ctas_per_sm.size());
   const awq::DeviceModel device{static_cast<int>(sms), bytes_per_us, sm_mhz, [&](const awq::FusedConfig& c) {
     const int i = awq::registry_index(c);
-    return i < 0 ? 1 : static_cast<int>(ctas_per_sm[i]);
+    return i < 0 ? 1 : static_cast<int>(std::max<int64_t>(1, ctas_per_sm[i]));
   }};
   // The path only keys the tuning table, which the model alone does not read.
   const auto c = awq::model_plan({M, N, K, static_cast<int>(group_size), ArchPath::kSm75}, device);
@@ -262,6 +286,7 @@ std::vector<int64_t> awq_fused_registry() {
 
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
                    int64_t warps, int64_t split_k, int64_t column_tiles) {
+  check_group_size(group_size);
   TORCH_CHECK_VALUE(m_bucket >= 1 && m_bucket <= awq::kFusedMaxRows && awq::m_bucket(m_bucket) == m_bucket,
                     "awq_set_tuned: m_bucket must be a power of two up to ", awq::kFusedMaxRows, ", got ", m_bucket);
   TORCH_CHECK_VALUE(split_k >= 1, "awq_set_tuned: split_k must be >= 1, got ", split_k);

@@ -6,9 +6,8 @@
 //   column_tiles 1 or 2: packed 16-column tiles per CTA. Every CTA loads its tokens' x over its k
 //     range, so x is loaded N / (16 * column_tiles) times: from 8 tokens on those loads outweigh
 //     the weights (docs/roadmap.md); two tiles halve them at half the CTAs. Measured on the H200
-//     (2026-12-01, benchmarks/results/awq_gemm-sm75-h200-2026-12-01.json): two tiles make 16-64 rows
-//     2-31% faster with 4 warps; with 8 warps (145 registers, one CTA per SM) they never won, so
-//     that entry is not built.
+//     (benchmarks/results/awq_gemm-sm75-h200-2026-12-01-column-tiles.json): best in 20 of 24 cases
+//     at 16-64 rows (by 1-31%); (2, 8, 2), at 145 registers one CTA per SM, never won: not built.
 #pragma once
 
 #define SM7X_AWQ_FUSED_REGISTRY(X) \
