@@ -88,7 +88,8 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {
     const int n_tile = first_n_tile + c;
-    lanes[c].weights = n_tile < n_tiles ? qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot : nullptr;
+    const bool in_n = kColumnTiles == 1 || n_tile < n_tiles;  // one tile per CTA: the grid ends at N
+    lanes[c].weights = in_n ? qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot : nullptr;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int n = n_tile * kTileRows + 8 * h + slot / 4;
