@@ -82,8 +82,7 @@ const std::vector<FusedConfig>& fused_registry() {
 int registry_index(const FusedConfig& c) {
   const auto& entries = fused_registry();
   for (size_t i = 0; i < entries.size(); ++i) {
-    const FusedConfig& e = entries[i];
-    if (e.token_tiles == c.token_tiles && e.warps == c.warps && e.column_tiles == c.column_tiles) {
+    if (is_instantiation(c, entries[i].token_tiles, entries[i].warps, entries[i].column_tiles)) {
       return static_cast<int>(i);
     }
   }
@@ -91,6 +90,17 @@ int registry_index(const FusedConfig& c) {
 }
 
 bool is_registered(const FusedConfig& c) { return registry_index(c) >= 0; }
+
+int token_tiles_for(int64_t M) { return M <= kTokensPerMma ? 1 : 2; }
+
+namespace {
+
+// Weight and scale bytes the fused kernel streams: the weights once per block of tokens.
+double weight_bytes(const Problem& p, int64_t token_blocks) {
+  return token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0);
+}
+
+}  // namespace
 
 double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
   const int64_t k_tiles = ceil_div(p.K, kTileK);
@@ -101,8 +111,8 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
   const double waves = static_cast<double>(ceil_div(ctas, slots));
   const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
-  // Weights are read once per token block, the rest once.
-  const double bytes = token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0) + 2.0 * p.M * (p.K + p.N);
+  // Weights are read once per token block, x and out once.
+  const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
   double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
   if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
@@ -111,8 +121,7 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
 int plan_column_tiles(const Problem& p, const DeviceModel& device, int token_tiles) {
   const int64_t token_blocks = ceil_div(p.M, kTokensPerMma * token_tiles);
   const int64_t ctas = token_blocks * ceil_div(p.N, kTileRows);  // one tile per CTA, no splits
-  const double weight_bytes = token_blocks * (p.N * p.K / 2.0 + p.K / p.group_size * p.N * 4.0);
-  const double stream_micros = weight_bytes / (device.bytes_per_us * kWeightStreamFraction);
+  const double stream_micros = weight_bytes(p, token_blocks) / (device.bytes_per_us * kWeightStreamFraction);
   // Every CTA loads its tokens' x over its k range; only the SMs that hold CTAs do that work.
   const double x_micros = 2.0 * ceil_div(p.N, kTileRows) * p.M * p.K /
                           (std::min<int64_t>(ctas, device.sms) * device.sm_mhz * kXBytesPerSmClock);
@@ -129,7 +138,7 @@ FusedConfig plan_fused(const Problem& p, const DeviceModel& device) {
 }
 
 FusedConfig model_plan(const Problem& p, const DeviceModel& device) {
-  const int token_tiles = p.M <= kTokensPerMma ? 1 : 2;
+  const int token_tiles = token_tiles_for(p.M);
   const int column_tiles = plan_column_tiles(p, device, token_tiles);
   const int64_t k_tiles = ceil_div(p.K, kTileK);
   // Candidates in tie-break order: 8 warps first (a CTA then streams 8 consecutive tiles: measured

@@ -35,6 +35,8 @@ DeviceModel device_model(int device, ArchPath path);
 const std::vector<FusedConfig>& fused_registry();
 int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
+// Token tiles per CTA for M rows (8 tokens each): one for decode, two above.
+int token_tiles_for(int64_t M);
 
 // The cost model: first the column tiles per CTA (two where one tile's x loads through L1 would
 // outlast the weight stream), then every registry entry with them usable for M and every split

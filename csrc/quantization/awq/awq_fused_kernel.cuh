@@ -174,20 +174,11 @@ int fused_entry_ctas_per_sm() {
   return ctas;
 }
 
-inline bool registry_entry_is(const FusedConfig& config, int token_tiles, int warps, int column_tiles) {
-  return config.token_tiles == token_tiles && config.warps == warps && config.column_tiles == column_tiles;
-}
-
-inline std::string describe(const FusedConfig& config) {
-  return std::to_string(config.token_tiles) + " token tiles, " + std::to_string(config.warps) + " warps and " +
-         std::to_string(config.column_tiles) + " column tiles";
-}
-
 // Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
 template <class ArchTag>
 void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH(T, W, C) \
-  if (registry_entry_is(config, T, W, C)) return launch_fused_entry<ArchTag, T, W, C>(p, stream);
+  if (is_instantiation(config, T, W, C)) return launch_fused_entry<ArchTag, T, W, C>(p, stream);
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
 #undef SM7X_AWQ_LAUNCH
   throw std::invalid_argument("awq: no fused kernel with " + describe(config) + " (see awq_registry.h)");
@@ -197,7 +188,7 @@ template <class ArchTag>
 void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
                          cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH_GROUPED(T, W, C) \
-  if (registry_entry_is(config, T, W, C)) return launch_grouped_entry<ArchTag, T, W, C>(p, g, tiles, stream);
+  if (is_instantiation(config, T, W, C)) return launch_grouped_entry<ArchTag, T, W, C>(p, g, tiles, stream);
   SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED)
 #undef SM7X_AWQ_LAUNCH_GROUPED
   throw std::invalid_argument("awq: no grouped kernel with " + describe(config) + " (see awq_registry.h)");
@@ -206,7 +197,7 @@ void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, c
 template <class ArchTag>
 int fused_ctas_per_sm_impl(const FusedConfig& config) {
 #define SM7X_AWQ_OCCUPANCY(T, W, C) \
-  if (registry_entry_is(config, T, W, C)) return fused_entry_ctas_per_sm<ArchTag, T, W, C>();
+  if (is_instantiation(config, T, W, C)) return fused_entry_ctas_per_sm<ArchTag, T, W, C>();
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_OCCUPANCY)
 #undef SM7X_AWQ_OCCUPANCY
   return 0;

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "core/arch.h"
 
@@ -59,6 +60,17 @@ struct FusedConfig {
   int splits;            // CTAs along k (grid split-K, fp32 partials + launch_splitk_reduce)
   int column_tiles = 1;  // packed 16-column tiles per CTA, each x fragment used against all of them
 };
+
+// Whether config is the instantiation (token_tiles, warps, column_tiles); splits are a launch value.
+inline bool is_instantiation(const FusedConfig& config, int token_tiles, int warps, int column_tiles) {
+  return config.token_tiles == token_tiles && config.warps == warps && config.column_tiles == column_tiles;
+}
+
+// "T token tiles, W warps and C column tiles", for errors that name an instantiation.
+inline std::string describe(const FusedConfig& config) {
+  return std::to_string(config.token_tiles) + " token tiles, " + std::to_string(config.warps) + " warps and " +
+         std::to_string(config.column_tiles) + " column tiles";
+}
 
 template <class ArchTag>
 void launch_fused(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);

@@ -130,16 +130,17 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
     awq::FusedConfig wanted = config;
     if (warps > 0) wanted.warps = static_cast<int>(warps);
     if (column_tiles > 0) wanted.column_tiles = static_cast<int>(column_tiles);
-    for (const auto& e : awq::fused_registry()) {
-      if (awq::is_registered(wanted)) break;
-      if (e.token_tiles == wanted.token_tiles && (warps <= 0 || e.warps == warps) &&
-          (column_tiles <= 0 || e.column_tiles == column_tiles)) {
-        wanted.warps = e.warps, wanted.column_tiles = e.column_tiles;
+    if (!awq::is_registered(wanted)) {
+      for (const auto& e : awq::fused_registry()) {
+        if (e.token_tiles == wanted.token_tiles && (warps <= 0 || e.warps == warps) &&
+            (column_tiles <= 0 || e.column_tiles == column_tiles)) {
+          wanted.warps = e.warps, wanted.column_tiles = e.column_tiles;
+          break;
+        }
       }
     }
-    TORCH_CHECK_VALUE(awq::is_registered(wanted), "awq_gemm: no fused kernel with ", wanted.token_tiles,
-                      " token tiles, ", wanted.warps, " warps and ", wanted.column_tiles,
-                      " column tiles (the instantiations are listed in awq_registry.h)");
+    TORCH_CHECK_VALUE(awq::is_registered(wanted), "awq_gemm: no fused kernel with ", awq::describe(wanted),
+                      " (the instantiations are listed in awq_registry.h)");
     config = wanted;
   }
   if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
@@ -292,10 +293,10 @@ void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& 
   TORCH_CHECK_VALUE(split_k >= 1, "awq_set_tuned: split_k must be >= 1, got ", split_k);
   const ArchPath arch_path = path == "sm70" ? ArchPath::kSm70 : ArchPath::kSm75;
   TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "awq_set_tuned: path must be sm70 or sm75, got ", path);
-  const awq::FusedConfig config{m_bucket <= awq::kTokensPerMma ? 1 : 2, static_cast<int>(warps),
-                                static_cast<int>(split_k), static_cast<int>(column_tiles)};
-  TORCH_CHECK_VALUE(awq::is_registered(config), "awq_set_tuned: no fused kernel with ", config.token_tiles,
-                    " token tiles, ", warps, " warps and ", column_tiles, " column tiles (awq_registry.h)");
+  const awq::FusedConfig config{awq::token_tiles_for(m_bucket), static_cast<int>(warps), static_cast<int>(split_k),
+                                static_cast<int>(column_tiles)};
+  TORCH_CHECK_VALUE(awq::is_registered(config), "awq_set_tuned: no fused kernel with ", awq::describe(config),
+                    " (awq_registry.h)");
   awq::set_tuned({m_bucket, N, K, static_cast<int>(group_size), arch_path}, config);
 }
 
