@@ -50,6 +50,11 @@ def test_many_rows_take_two_column_tiles(M):
         assert chosen == {"token_tiles": 2, "warps": 4, "splits": 1, "column_tiles": 2}, (name, chosen)
 
 
+@pytest.mark.parametrize("M, token_tiles", [(1, 1), (8, 1), (9, 2), (16, 2), (17, 2), (64, 2)])
+def test_token_tiles_follow_the_rows(M, token_tiles):
+    assert torch.ops._C_sm7x.awq_token_tiles(M) == token_tiles
+
+
 def test_few_columns_split_k_to_fill_the_gpu():
     # 80 column tiles on 132 SMs: without splitting k most SMs would idle.
     assert plan(1, 17408, 1280)["splits"] > 1

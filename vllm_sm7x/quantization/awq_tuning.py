@@ -22,7 +22,6 @@ from vllm_sm7x.timing import graph_median_ms
 logger = logging.getLogger(__name__)
 
 M_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # the C++ side buckets M up to a power of two; > 64 is cuBLAS
-TOKENS_PER_TILE = 8
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
 _lock = threading.Lock()
 _loaded: dict[str, dict] = {}
@@ -46,7 +45,7 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
     results = {}
     for bucket in m_buckets or M_BUCKETS:
         x = torch.randn(bucket, weight.in_features, device=weight.qweight.device).half()
-        token_tiles = 1 if bucket <= TOKENS_PER_TILE else 2
+        token_tiles = torch.ops._C_sm7x.awq_token_tiles(bucket)
         best = None
         for entry in (e for e in fused_registry() if e["token_tiles"] == token_tiles):
             warps, column_tiles = entry["warps"], entry["column_tiles"]

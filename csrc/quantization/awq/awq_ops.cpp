@@ -285,6 +285,11 @@ std::vector<int64_t> awq_fused_registry() {
   return flat;
 }
 
+int64_t awq_token_tiles(int64_t M) {
+  TORCH_CHECK_VALUE(M >= 1, "awq_token_tiles: M must be positive, got ", M);
+  return awq::token_tiles_for(M);
+}
+
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
                    int64_t warps, int64_t split_k, int64_t column_tiles) {
   check_group_size(group_size);
