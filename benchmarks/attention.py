@@ -133,7 +133,7 @@ def time_per_layer(fn, problem: Problem) -> float:
     return graph_median_ms(lambda: [fn(k, v) for k, v in problem.caches]) / len(problem.caches)
 
 
-def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str, splits=()) -> dict:
+def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: str, splits=(), stock_too=True) -> dict:
     """Ours (the op's own split choice, and each count of `splits` for tuning), then the baselines."""
     saved = os.environ.get("VLLM_SM7X_EMULATE")
     os.environ["VLLM_SM7X_EMULATE"] = path  # our kernels take this arch path (flash_attn_v100.arch_path)
@@ -146,7 +146,7 @@ def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: s
         else:
             os.environ["VLLM_SM7X_EMULATE"] = saved
     baselines = {}
-    for key, emulate in (("triton_attn_native", None), (f"triton_attn_faithful_{path}", path)):
+    for key, emulate in (("triton_attn_native", None), (f"triton_attn_faithful_{path}", path)) if stock_too else ():
         try:
             baselines[key] = round(time_per_layer(stock(problem, emulate), problem), 5)
         except Exception as e:  # reported, not fatal
@@ -162,6 +162,8 @@ def measure(problem: Problem, path: str, bandwidth: float, notes: dict, label: s
 def main() -> int:
     parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="fewer cases")
+    parser.add_argument("--no-stock", action="store_true", help="skip the TRITON_ATTN baselines")
+    parser.add_argument("--decode-only", action="store_true", help="skip the prefill cases")
     parser.add_argument("--splits", type=int, nargs="*", default=[],
                         help="also time decode with these KV split counts (tuning the op's choice)")
     args = parser.parse_args()
@@ -170,7 +172,7 @@ def main() -> int:
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     bandwidth = copy_bandwidth_gbs()
     contexts = (4096, 32768) if args.quick else (4096, 32768, 131072, 262144)
-    prompts = (1024, 8192) if args.quick else (1024, 8192, 32768)
+    prompts = () if args.decode_only else (1024, 8192) if args.quick else (1024, 8192, 32768)
     rows, notes = {path: [] for path in args.path}, {}
     for shape, (q_heads, kv_heads) in SHAPES.items():
         # Serving shape of a short conversation: 512 keys in a block table sized for 256K.
@@ -182,7 +184,7 @@ def main() -> int:
                 rows[path].append({"case": f"{shape} decode-short", "phase": "decode", "context": SHORT_CONTEXT,
                                    "capacity": 262144, "batch": batch, "q_len": 1,
                                    "layers_rotated": len(problem.caches),
-                                   **measure(problem, path, bandwidth, notes, label)})
+                                   **measure(problem, path, bandwidth, notes, label, stock_too=not args.no_stock)})
             del problem
         for context in contexts:
             for batch in (1, 4):
@@ -196,14 +198,16 @@ def main() -> int:
                         label = f"{shape} decode ctx={context} b={batch} q={q_len}"
                         rows[path].append({"case": f"{shape} decode", "phase": "decode", "context": context,
                                            "batch": batch, "q_len": q_len, "layers_rotated": layers,
-                                           **measure(problem, path, bandwidth, notes, label, args.splits)})
+                                           **measure(problem, path, bandwidth, notes, label, args.splits,
+                                                   stock_too=not args.no_stock)})
                     del problem
                     torch.cuda.empty_cache()
         for prompt in prompts:
             problem = Problem(q_heads, kv_heads, 1, prompt, prompt, 1)
             flops = 4 * prompt * prompt * q_heads * HEAD_DIM / 2  # causal: half of QK^T and PV
             for path in args.path:
-                result = measure(problem, path, bandwidth, notes, f"{shape} prefill {prompt}")
+                result = measure(problem, path, bandwidth, notes, f"{shape} prefill {prompt}",
+                                 stock_too=not args.no_stock)
                 result["bw_frac"] = None
                 result["tflops"] = round(flops / (result["ms"] * 1e-3) / 1e12, 2)
                 rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": prompt, "batch": 1,
@@ -223,7 +227,7 @@ def main() -> int:
               f"decode CTAs per SM: {ctas}")
         print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
         for r in path_rows:
-            b = list(r["baselines"].values())
+            b = list(r["baselines"].values()) + [None, None]  # none with --no-stock
             fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
             bw = f"{r['bw_frac']:>6.2f}" if r["bw_frac"] is not None else f"{'-':>6}"
             print(f"{r['case']:<16} {r['context']:>7} {r['batch']:>2} {r['q_len']:>6} {fmt(r['ms'])} {bw} "

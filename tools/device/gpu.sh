@@ -209,8 +209,9 @@ ab_runs() {
   export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-9.0}"
   export MAX_JOBS="${MAX_JOBS:-8}"
   local builds=() failed=0
-  for i in 0 1; do
-    (cd "${trees[$i]}" && python3 setup.py build_ext --inplace > "$OUT/build-ab-${names[$i]}.log" 2>&1) &
+  for i in 0 1; do  # both wheels of each tree, in place (flash-attention-v100 from its own folder)
+    (cd "${trees[$i]}" && python3 setup.py build_ext --inplace && cd flash-attention-v100 &&
+       python3 setup.py build_ext --inplace) > "$OUT/build-ab-${names[$i]}.log" 2>&1 &
     builds+=($!)
   done
   for i in 0 1; do
@@ -224,7 +225,7 @@ ab_runs() {
       [ "$budget" -gt 10 ] || { echo "ab: out of time before ${names[$i]} round $round"; return 1; }
       # The ref side runs this tree's script against the ref tree's vllm_sm7x: options its API
       # lacks (e.g. --tune) fail there, visibly in the log and the exit status.
-      SM7X_COMMIT="${commits[$i]}" PYTHONPATH="${trees[$i]}${PYTHONPATH:+:$PYTHONPATH}" \
+      SM7X_COMMIT="${commits[$i]}" PYTHONPATH="${trees[$i]}:${trees[$i]}/flash-attention-v100${PYTHONPATH:+:$PYTHONPATH}" \
         timeout -s INT "$budget" python3 "benchmarks/$script" --out "$OUT/ab-${names[$i]}-$round" "$@" \
         > "$OUT/ab-${names[$i]}-$round.log" 2>&1 || { echo "ab: ${names[$i]} round $round failed"; failed=1; }
       grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/ab-${names[$i]}-$round.log" | tail -40 | sed "s/^/${names[$i]}$round /"

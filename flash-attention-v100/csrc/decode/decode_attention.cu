@@ -10,8 +10,9 @@
 // buffer instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card
 // (one with separate K and V tiles), three on a V100. Lane t scores token t against
 // the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
-// max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 output columns of its
-// warp's rows and takes p from the lane of each token.
+// max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 consecutive output
+// columns of its warp's rows and takes p from the lane of each token. Shared memory is read in 16-byte
+// vectors (8-byte for a lane's P.V columns at head_dim 128): a quarter of the load instructions.
 #include <cmath>
 #include <stdexcept>
 #include <type_traits>
@@ -27,8 +28,24 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 
-__device__ __forceinline__ float2 as_float2(float2 x) { return x; }
-__device__ __forceinline__ float2 as_float2(__half2 x) { return __half22float2(x); }
+// N consecutive half2 pairs or fp32 pairs, read from shared memory as one vector (two for 32 bytes).
+template <class Pair, int N>
+struct alignas(sizeof(Pair) * N < 16 ? sizeof(Pair) * N : 16) Pairs {
+  Pair v[N];
+};
+
+template <int N, class Pair>
+__device__ __forceinline__ void load_pairs(const Pair* src, float2 (&dst)[N]) {
+  const Pairs<Pair, N> pairs = *reinterpret_cast<const Pairs<Pair, N>*>(src);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if constexpr (std::is_same_v<Pair, float2>) {
+      dst[i] = pairs.v[i];
+    } else {
+      dst[i] = __half22float2(pairs.v[i]);
+    }
+  }
+}
 
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
@@ -67,17 +84,18 @@ template <int kHeadDim, int kRowsPerWarp, class Kv>
 __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
-  constexpr int kStride = kPairs + 1;   // odd word stride: lanes reading 32 different rows hit 32 banks
+  // Rows 16-byte aligned for vector reads; the 4-word skew puts the 8 lanes of each 16-byte read phase
+  // (lane t reads row t when scoring) in 8 different groups of 4 banks.
+  constexpr int kStride = kPairs + 4;
   constexpr int kVecs = kHeadDim / 8;   // 16-byte vectors per row
   constexpr int kPairsPerLane = kPairs / 32;
   constexpr int kVecsPerThread = kDecodeTileTokens * kVecs / kThreads;  // of K and of V, per tile
   // Queries in fp32 where they fit beside the tile (4 or 8 rows), else fp16: at most 24 KB in all.
   // Every lane reads the same query pair (a broadcast).
   using QueryPair = std::conditional_t<kRowsPerWarp <= 2, float2, __half2>;
-  __shared__ QueryPair q_s[kRowsPerCta][kPairs];
-  // The tile's K (lane t reads row t: the odd stride keeps that conflict-free), then its V (lanes read
-  // consecutive pairs of one row: conflict-free at any stride).
-  __shared__ __half2 kv_s[kDecodeTileTokens][kStride];
+  __shared__ __align__(16) QueryPair q_s[kRowsPerCta][kPairs];
+  // The tile's K (lane t reads row t), then its V (lanes read consecutive vectors of one row).
+  __shared__ __align__(16) __half2 kv_s[kDecodeTileTokens][kStride];
 
   // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
   const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
@@ -125,9 +143,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, tok = index / kVecs, vec = index % kVecs;
-      const __half2* pairs = reinterpret_cast<const __half2*>(&vectors[i]);
-#pragma unroll
-      for (int w = 0; w < 4; ++w) kv_s[tok][vec * 4 + w] = pairs[w];
+      *reinterpret_cast<uint4*>(&kv_s[tok][vec * 4]) = vectors[i];
     }
   };
   // The first tile's loads go out before anything else.
@@ -181,23 +197,22 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     constexpr int kPartials = kRowsPerWarp <= 2 ? 4 : 1;
     const int t = t0 + lane;
     float partial[kRowsPerWarp][kPartials] = {};
-#pragma unroll 4
-    for (int c = 0; c < kPairs; c += 2) {
-      const float2 k0 = __half22float2(kv_s[lane][c]), k1 = __half22float2(kv_s[lane][c + 1]);
+#pragma unroll 2
+    for (int c = 0; c < kPairs; c += 4) {
+      float2 k[4];
+      load_pairs<4>(&kv_s[lane][c], k);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
-        const float2 q0 = as_float2(q_s[warp + kWarps * j][c]), q1 = as_float2(q_s[warp + kWarps * j][c + 1]);
-        if constexpr (kPartials == 4) {
-          partial[j][0] = fmaf(q0.x, k0.x, partial[j][0]);
-          partial[j][1] = fmaf(q0.y, k0.y, partial[j][1]);
-          partial[j][2] = fmaf(q1.x, k1.x, partial[j][2]);
-          partial[j][3] = fmaf(q1.y, k1.y, partial[j][3]);
-        } else {
-          float sum = partial[j][0];
-          sum = fmaf(q0.x, k0.x, sum);
-          sum = fmaf(q0.y, k0.y, sum);
-          sum = fmaf(q1.x, k1.x, sum);
-          partial[j][0] = fmaf(q1.y, k1.y, sum);
+        float2 q[4];
+        load_pairs<4>(&q_s[warp + kWarps * j][c], q);  // a broadcast: every lane reads the same pairs
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          if constexpr (kPartials == 4) {
+            partial[j][i % 2 * 2] = fmaf(q[i].x, k[i].x, partial[j][i % 2 * 2]);
+            partial[j][i % 2 * 2 + 1] = fmaf(q[i].y, k[i].y, partial[j][i % 2 * 2 + 1]);
+          } else {
+            partial[j][0] = fmaf(q[i].y, k[i].y, fmaf(q[i].x, k[i].x, partial[j][0]));
+          }
         }
       }
     }
@@ -233,12 +248,11 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     __syncthreads();
     if (more) fetch_v(t0 + kDecodeTileTokens);  // lands during this P.V and the next tile's scores
 
-    // P.V: this lane's columns are half2 pairs lane + 32 c.
+    // P.V: this lane's columns are half2 pairs lane * kPairsPerLane + c.
 #pragma unroll 4
     for (int tok = 0; tok < kDecodeTileTokens; ++tok) {
       float2 v[kPairsPerLane];
-#pragma unroll
-      for (int c = 0; c < kPairsPerLane; ++c) v[c] = __half22float2(kv_s[tok][lane + 32 * c]);
+      load_pairs<kPairsPerLane>(&kv_s[tok][lane * kPairsPerLane], v);
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const float pt = __shfl_sync(kFullMask, prob[j], tok);
@@ -263,14 +277,16 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
       __half2* out = reinterpret_cast<__half2*>(p.out + row_index * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) {
-        out[lane + 32 * c] = __floats2half2_rn(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
+        out[lane * kPairsPerLane + c] = __floats2half2_rn(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
       }
       if (lane == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = lse;
     } else {
       const int64_t partial_row = split * split_rows(p) + split_row(p, b, q_index, head);
       float2* out = reinterpret_cast<float2*>(p.partial_out + partial_row * kHeadDim);
 #pragma unroll
-      for (int c = 0; c < kPairsPerLane; ++c) out[lane + 32 * c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
+      for (int c = 0; c < kPairsPerLane; ++c) {
+        out[lane * kPairsPerLane + c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
+      }
       if (lane == 0) p.partial_lse[partial_row] = lse;
     }
   }
