@@ -231,6 +231,8 @@ ab_runs() {
       grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/ab-${names[$i]}-$round.log" | tail -40 | sed "s/^/${names[$i]}$round /"
     done
   done
+  # At most 8 files come back from $OUT: the runs' result folders travel as one archive.
+  (cd "$OUT" && tar czf ab-results.tgz ab-this-*/ ab-ref-*/ && rm -rf ab-this-*/ ab-ref-*/) || failed=1
   return "$failed"
 }
 
