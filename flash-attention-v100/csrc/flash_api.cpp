@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -46,6 +48,16 @@ std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, c
 }
 
 namespace {
+
+// Which kernel runs decode and MTP verification: the tensor-core one of the arch path, unless
+// FLASH_ATTN_V100_DECODE=simt asks for the SIMT kernel (measurements, and a fallback).
+bool tensor_core_decode() {
+  const char* choice = std::getenv("FLASH_ATTN_V100_DECODE");
+  if (choice == nullptr || *choice == '\0' || std::strcmp(choice, "mma") == 0) return true;
+  TORCH_CHECK_VALUE(std::strcmp(choice, "simt") == 0, "FLASH_ATTN_V100_DECODE must be 'mma' (the default) or 'simt', got '",
+                    choice, "'");
+  return false;
+}
 
 void check_half(const torch::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.scalar_type() != at::kBFloat16, "flash_attn_v100: ", name,
@@ -177,10 +189,13 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
                     max_seqlen_q, " is outside [0, total_q = ", total_q, "]");
 
   const c10::cuda::CUDAGuard guard(q.device());
-  // Long query blocks (prefill) run on tensor cores; decode and MTP verification on the SIMT kernel.
-  const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;  // then short sequences still go to SIMT
-  sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;  // the SIMT decode kernel is the same on every arch
-  if (prefill) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  // Long query blocks run on the prefill kernel; short ones (decode, MTP verification) on a decode
+  // kernel, in the same call for a mixed batch. Both kinds take tensor cores unless the SIMT decode
+  // kernel, the same on every arch, is asked for.
+  const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
+  const bool mma_decode = tensor_core_decode();
+  sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
+  if (prefill || mma_decode) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
   // emulated card's CTAs per SM (core/emulated_occupancy.h).
   const std::optional<sm7x::CardLimits> card = sm7x::emulated_card_for(q, path, "paged_attention");
@@ -247,12 +262,18 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_out = partial_out.data_ptr<float>();
     p.partial_lse = partial_lse.data_ptr<float>();
   }
-  launch_decode_attention(p, head_dim, card ? &*card : nullptr, stream);
+  const sm7x::CardLimits* emulated = card ? &*card : nullptr;
+  if (mma_decode) {
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
+  } else {
+    launch_decode_simt(p, head_dim, emulated, stream);
+  }
+  launch_decode_merge(p, head_dim, emulated, stream);
   if (prefill) {
     p.max_q_len = max_seqlen_q;
     p.splits = 1;
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-      launch_prefill_attention<decltype(tag)>(p, head_dim, card ? &*card : nullptr, stream);
+      launch_prefill_attention<decltype(tag)>(p, head_dim, emulated, stream);
     });
   }
   return lse;

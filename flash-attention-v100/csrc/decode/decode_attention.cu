@@ -19,6 +19,7 @@
 
 #include "core/cuda_check.h"
 #include "decode/decode_attention.h"
+#include "decode/decode_cta.cuh"
 #include "paged_kv/read_kv.cuh"
 
 namespace flash_v100 {
@@ -59,27 +60,6 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-// Keys per split of a sequence with `keys` keys: whole tiles, sized by the sequence's own length (the
-// split count is fixed by shapes, so CUDA graphs stay valid; a context shorter than `splits` tiles uses
-// only the first ceil(keys / split_keys) splits). One tile per split at least: measured on H200, ranges of
-// at least 4 tiles made a 4K-key decode ~1.7x slower (fewer CTAs, each a longer serial chain). The
-// decode kernel and the merge both derive the ranges from here.
-__device__ __forceinline__ int split_keys(int keys, int splits) {
-  return ((keys + splits - 1) / splits + kDecodeTileTokens - 1) / kDecodeTileTokens * kDecodeTileTokens;
-}
-
-// Row of the split buffers for query q_index (< p.max_q_len, the decode kernel's cap) of sequence b and
-// query head `head`: only the rows the decode kernel serves have room there, so a long prompt in the
-// batch (the prefill kernel's) adds nothing to them.
-__device__ __forceinline__ int64_t split_row(const DecodeParams& p, int b, int q_index, int head) {
-  return ((int64_t)b * p.max_q_len + q_index) * p.q_heads + head;
-}
-
-__device__ __forceinline__ int used_splits(int keys, int splits) {
-  const int per_split = split_keys(keys, splits);
-  return per_split == 0 ? 0 : min(splits, (keys + per_split - 1) / per_split);
-}
-
 template <int kHeadDim, int kRowsPerWarp, class Kv>
 __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
@@ -97,31 +77,10 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   // The tile's K (lane t reads row t), then its V (lanes read consecutive vectors of one row).
   __shared__ __align__(16) __half2 kv_s[kDecodeTileTokens][kStride];
 
-  // grid.x = sequence x row block (no 65535 limit on x: long prompts have many row blocks).
-  const int row_blocks = (p.max_q_len * (p.q_heads / p.kv_heads) + kRowsPerCta - 1) / kRowsPerCta;
-  const int b = blockIdx.x / row_blocks, row_block = blockIdx.x % row_blocks, kv_head = blockIdx.y;
-  const int split = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int q_begin = p.cu_seqlens_q[b], q_len = p.cu_seqlens_q[b + 1] - q_begin;
-  const int group = p.q_heads / p.kv_heads, rows = q_len * group;
-  // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
-  if (row_block * kRowsPerCta >= rows || q_len >= kPrefillMinQueryLen) return;
-  const int keys = min(p.seqlens_k[b], p.max_keys);
-  const int per_split = split_keys(keys, p.splits);
-  const int t_begin = split * per_split;
-  // Past the sequence's last used split: nothing to write, the merge stops before it (a short context in
-  // a 256K block table leaves most of the 512 splits here).
-  if (p.splits > 1 && split >= used_splits(keys, p.splits)) return;
-  int t_end = min(keys, t_begin + per_split);
-  // Skip tiles no row of this CTA can see (right of its last query when causal, left of its window).
-  const int first_row = row_block * kRowsPerCta, last_row = min(rows, first_row + kRowsPerCta) - 1;
-  if (p.causal) t_end = min(t_end, keys - q_len + last_row / group + 1);
-  const int t_first = p.window_left < 0 ? t_begin : max(t_begin, keys - q_len + first_row / group - p.window_left);
-  if (p.splits > 1 && t_first >= t_end) {  // an empty split: the merge skips it by its -inf alone
-    for (int r = first_row + threadIdx.x; r <= last_row; r += kThreads) {
-      p.partial_lse[split * split_rows(p) + split_row(p, b, r / group, kv_head * group + r % group)] = -INFINITY;
-    }
-    return;
-  }
+  DecodeCta cta;
+  if (!decode_cta<kRowsPerCta>(p, cta)) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int t_first = cta.t_first, t_end = cta.t_end;
 
   // This thread's vectors of one tile's K or V: vector index % kVecs of token index / kVecs.
   uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
@@ -129,14 +88,14 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      k_next[i] = t < t_end ? read_k_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+      k_next[i] = t < t_end ? read_k_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
   auto fetch_v = [&](int t0) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      v_next[i] = t < t_end ? read_v_vec<Kv>(p, kv_slot(p, b, t), kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+      v_next[i] = t < t_end ? read_v_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
   auto store = [&](const uint4 (&vectors)[kVecsPerThread]) {
@@ -154,13 +113,9 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
   for (int i = threadIdx.x; i < kRowsPerCta * kPairs; i += kThreads) {
-    const int row = i / kPairs, r = row_block * kRowsPerCta + row;
-    __half2 value = __float2half2_rn(0.f);
-    if (r < rows) {
-      const __half* q_row = p.q + (q_begin + r / group) * p.q_token_stride +
-                            (kv_head * group + r % group) * p.q_head_stride;
-      value = reinterpret_cast<const __half2*>(q_row)[i % kPairs];
-    }
+    const int row = i / kPairs, r = cta.first_row + row;
+    const __half2 value =
+        r <= cta.last_row ? reinterpret_cast<const __half2*>(cta.q_row(p, r))[i % kPairs] : __float2half2_rn(0.f);
     if constexpr (std::is_same_v<QueryPair, float2>) {
       q_s[row][i % kPairs] = __half22float2(value);
     } else {
@@ -169,13 +124,10 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   }
 
   bool row_valid[kRowsPerWarp];
-  int q_pos[kRowsPerWarp];
   float m[kRowsPerWarp], l[kRowsPerWarp], o[kRowsPerWarp][2 * kPairsPerLane];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
-    const int r = row_block * kRowsPerCta + warp + kWarps * j;
-    row_valid[j] = r < rows;
-    q_pos[j] = keys - q_len + r / group;
+    row_valid[j] = cta.first_row + warp + kWarps * j <= cta.last_row;
     m[j] = -INFINITY;
     l[j] = 0.f;
 #pragma unroll
@@ -230,9 +182,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     for (int j = 0; j < kRowsPerWarp; ++j) {
       float x = s[j] * p.scale;
       if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-      const bool visible = row_valid[j] && t < t_end && (!p.causal || t <= q_pos[j]) &&
-                           (p.window_left < 0 || t >= q_pos[j] - p.window_left);
-      x = visible ? x : -INFINITY;
+      x = decode_visible(p, cta, row_valid[j], cta.first_row + warp + kWarps * j, t) ? x : -INFINITY;
       const float m_new = fmaxf(m[j], warp_max(x));
       // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
       prob[j] = m_new == -INFINITY ? 0.f : __expf(x - m_new);
@@ -268,26 +218,21 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     if (!row_valid[j]) continue;
-    const int r = row_block * kRowsPerCta + warp + kWarps * j;
-    const int q_index = r / group, head = kv_head * group + r % group;
+    const int r = cta.first_row + warp + kWarps * j;
     const float inv = l[j] > 0.f ? p.v_scale / l[j] : 0.f;  // nothing visible: zeros, lse -inf
-    const float lse = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
-    const int64_t row_index = (int64_t)(q_begin + q_index) * p.q_heads + head;
+    if (lane == 0) *cta.lse(p, r) = l[j] > 0.f ? m[j] + __logf(l[j]) : -INFINITY;
     if (p.splits == 1) {
-      __half2* out = reinterpret_cast<__half2*>(p.out + row_index * kHeadDim);
+      __half2* out = reinterpret_cast<__half2*>(p.out + cta.out_row(p, r) * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) {
         out[lane * kPairsPerLane + c] = __floats2half2_rn(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
       }
-      if (lane == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = lse;
     } else {
-      const int64_t partial_row = split * split_rows(p) + split_row(p, b, q_index, head);
-      float2* out = reinterpret_cast<float2*>(p.partial_out + partial_row * kHeadDim);
+      float2* out = reinterpret_cast<float2*>(p.partial_out + cta.partial_row(p, r) * kHeadDim);
 #pragma unroll
       for (int c = 0; c < kPairsPerLane; ++c) {
         out[lane * kPairsPerLane + c] = make_float2(o[j][2 * c] * inv, o[j][2 * c + 1] * inv);
       }
-      if (lane == 0) p.partial_lse[partial_row] = lse;
     }
   }
 }
@@ -383,17 +328,6 @@ __global__ void __launch_bounds__(kCombineWarps * 32) combine_kernel(const Decod
   if (c == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
-using DecodeKernel = void (*)(DecodeParams);
-
-// Launches `kernel` with the dynamic shared memory that holds it to the emulated card's CTAs per SM
-// (none natively; the kernels themselves use static shared memory only).
-void launch_as_card(DecodeKernel kernel, dim3 grid, int threads, const sm7x::CardLimits* emulated,
-                    cudaStream_t stream, const DecodeParams& p) {
-  const int padding = sm7x::emulated_occupancy_padding(emulated, reinterpret_cast<const void*>(kernel), threads);
-  kernel<<<grid, threads, padding, stream>>>(p);
-  SM7X_CHECK_LAUNCH();
-}
-
 // The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
 template <int kHeadDim, int kRowsPerWarp, class Kv>
 constexpr DecodeKernel decode_kernel_of() {
@@ -412,8 +346,8 @@ DecodeKernel decode_kernel_for(int64_t query_rows) {
   }
 }
 
-// Pads every decode kernel of this head_dim for `card` (cached after the first call): the first call
-// is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA graph capture,
+// Pads every SIMT decode kernel of this head_dim for `card` (cached after the first call): the first
+// call is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA graph capture,
 // whatever row block or cache format the captured batches use.
 template <int kHeadDim>
 void settle_paddings(const sm7x::CardLimits& card) {
@@ -423,11 +357,10 @@ void settle_paddings(const sm7x::CardLimits& card) {
       sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
     }
   }
-  sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
 }
 
 template <int kHeadDim>
-void launch_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+void launch_simt_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   if (emulated != nullptr) settle_paddings<kHeadDim>(*emulated);
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
@@ -435,10 +368,16 @@ void launch_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStr
   dispatch_kv_format(p.kv_format, [&](auto kv) {
     launch_as_card(decode_kernel_for<kHeadDim, decltype(kv)>(query_rows), grid, kThreads, emulated, stream, p);
   });
-  if (p.splits > 1) {
-    const int64_t chunks = kHeadDim / 2 / kCombinePairs;
-    launch_as_card(combine_kernel<kHeadDim>, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
-  }
+}
+
+template <int kHeadDim>
+void launch_merge_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  const auto kernel = combine_kernel<kHeadDim>;
+  // Settled on every call, the first (eager) one included, so no capture meets its driver calls.
+  if (emulated != nullptr) sm7x::emulated_occupancy(*emulated, reinterpret_cast<const void*>(kernel), kCombineWarps * 32);
+  if (p.splits == 1) return;
+  const int64_t chunks = kHeadDim / 2 / kCombinePairs;
+  launch_as_card(kernel, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
 }
 
 template <int kHeadDim>
@@ -452,25 +391,18 @@ DecodeOccupancy occupancy_for(int64_t query_rows, const sm7x::CardLimits& card) 
 
 }  // namespace
 
-// Calls fn(std::integral_constant<int, D>{}) for head_dim D in {64, 128, 256}.
-template <class Fn>
-decltype(auto) dispatch_head_dim(int head_dim, Fn&& fn) {
-  switch (head_dim) {
-    case 64: return fn(std::integral_constant<int, 64>{});
-    case 128: return fn(std::integral_constant<int, 128>{});
-    case 256: return fn(std::integral_constant<int, 256>{});
-    default: throw std::invalid_argument("decode attention: head_dim must be 64, 128 or 256");
-  }
-}
-
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) { return occupancy_for<decltype(d)::value>(query_rows, card); });
 }
 
-void launch_decode_attention(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
-                             cudaStream_t stream) {
+void launch_decode_simt(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) { launch_for<decltype(d)::value>(p, emulated, stream); });
+  dispatch_head_dim(head_dim, [&](auto d) { launch_simt_for<decltype(d)::value>(p, emulated, stream); });
+}
+
+void launch_decode_merge(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+  dispatch_head_dim(head_dim, [&](auto d) { launch_merge_for<decltype(d)::value>(p, emulated, stream); });
 }
 
 }  // namespace flash_v100

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/arch.h"
 #include "core/emulated_occupancy.h"
 #include "paged_kv/kv_format.h"
 
@@ -60,11 +61,24 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
   return (int64_t)p.batch * p.max_q_len * p.q_heads;
 }
 
-// head_dim 64, 128 or 256 (checked by the op). With splits > 1, a second kernel merges the
-// partials into out and lse. `emulated`: the card whose CTAs per SM to hold to on a newer GPU
+// The decode kernels, head_dim 64, 128 or 256 (checked by the op); with splits > 1 they write partials,
+// which launch_decode_merge then merges into out and lse (a no-op for one split). The SIMT kernel is
+// the same on every arch; the tensor-core one takes the arch path's mma (decode_mma_sm70.cu,
+// decode_mma_sm75.cu). `emulated`: the card whose CTAs per SM to hold to on a newer GPU
 // (core/emulated_occupancy.h), or nullptr.
-void launch_decode_attention(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                             cudaStream_t stream);
+void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                        cudaStream_t stream);
+template <class ArchTag>
+void launch_decode_mma(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                       cudaStream_t stream);
+template <>
+void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream);
+template <>
+void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream);
+void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                         cudaStream_t stream);
 
 // The fp16-cache decode kernel for this many query rows per CTA under `card`'s occupancy: CTAs per SM
 // the card would hold, this GPU holds with the padding, and the padding (diagnostics and tests).

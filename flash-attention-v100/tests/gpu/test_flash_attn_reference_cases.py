@@ -42,13 +42,17 @@ DEVICE = "cuda"
 # kernel is float32 from the scores to the output.
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
-SIMT_MAX_QUERIES = 16  # longer query blocks take the tensor-core kernel (kPrefillMinQueryLen = 17)
+SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
+DECODE_KERNELS = ["simt", "sm70", "sm75"]  # decode: the SIMT kernel, the tensor-core one on each path
 
 
 def use_path(fa, monkeypatch, path):
-    """Force the tensor-core path of long query blocks (None: the case only runs the SIMT kernel)."""
-    if path is None:
+    """Force a kernel: "sm70"/"sm75" the arch path of the tensor-core kernels (decode and prefill),
+    "simt" the SIMT decode kernel (FLASH_ATTN_V100_DECODE=simt, on the default emulated path)."""
+    if path == "simt":
+        monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")
         return
+    monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
     if path not in fa.build_info().get("paths", []):
         pytest.skip(f"this build has no {path} kernels")
     if path == "sm75" and torch.cuda.get_device_capability() < (7, 5):
@@ -57,12 +61,12 @@ def use_path(fa, monkeypatch, path):
 
 
 def on_kernel_paths(pairs):
-    """(seqlen_q, seqlen_k, path) cases: a pair whose query blocks all fit the SIMT kernel once, any
-    other pair on both tensor-core paths."""
+    """(seqlen_q, seqlen_k, path) cases: a pair whose query blocks all fit the decode kernels on each of
+    them, any other pair on both tensor-core paths."""
     cases = []
     for seqlen_q, seqlen_k in pairs:
-        for path in [None] if seqlen_q <= SIMT_MAX_QUERIES else ["sm70", "sm75"]:
-            cases.append(pytest.param(seqlen_q, seqlen_k, path, id=f"q{seqlen_q}-k{seqlen_k}-{path or 'simt'}"))
+        for path in DECODE_KERNELS if seqlen_q <= SIMT_MAX_QUERIES else ["sm70", "sm75"]:
+            cases.append(pytest.param(seqlen_q, seqlen_k, path, id=f"q{seqlen_q}-k{seqlen_k}-{path}"))
     return cases
 
 
@@ -316,8 +320,9 @@ def kvcache_cases():
     cases = []
     for seqlen_q, seqlen_k in [(1, 128), (1, 339), (3, 799), (16, 2048)]:
         for num_splits in (1, 3, 0):
-            cases.append(pytest.param(seqlen_q, seqlen_k, num_splits, None,
-                                      id=f"q{seqlen_q}-k{seqlen_k}-splits{num_splits}"))
+            for path in DECODE_KERNELS:
+                cases.append(pytest.param(seqlen_q, seqlen_k, num_splits, path,
+                                          id=f"q{seqlen_q}-k{seqlen_k}-splits{num_splits}-{path}"))
     for seqlen_q, seqlen_k in [(64, 256), (64, 2048), (128, 128)]:
         for path in ("sm70", "sm75"):
             cases.append(pytest.param(seqlen_q, seqlen_k, 0, path, id=f"q{seqlen_q}-k{seqlen_k}-{path}"))
@@ -399,12 +404,8 @@ def test_kvcache_fp8_e5m2(fa, seqlen_q, seqlen_k, block_size, d, kv_heads, causa
     the kernels read the bytes back exactly and apply the scales. New k/v are appended (quantised by the
     op), so the write is covered too."""
     quantize, dequantize = e5m2
-    if seqlen_q > SIMT_MAX_QUERIES:
-        for tensor_core_path in ("sm70", "sm75"):  # both tensor-core paths, one after the other
-            run_fp8_case(fa, seed, seqlen_q, seqlen_k, tensor_core_path, block_size, d, kv_heads, causal,
-                         monkeypatch, quantize, dequantize)
-    else:
-        run_fp8_case(fa, seed, seqlen_q, seqlen_k, None, block_size, d, kv_heads, causal, monkeypatch, quantize,
+    for path in ["sm70", "sm75"] if seqlen_q > SIMT_MAX_QUERIES else DECODE_KERNELS:  # one after the other
+        run_fp8_case(fa, seed, seqlen_q, seqlen_k, path, block_size, d, kv_heads, causal, monkeypatch, quantize,
                      dequantize)
 
 

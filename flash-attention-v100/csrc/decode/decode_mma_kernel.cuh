@@ -1,0 +1,209 @@
+// Tensor-core decode attention (decode, MTP verification): the SIMT kernel's work split (one block of
+// 16 query rows of one KV head, GQA-packed, and one split of its keys per CTA) with Q K^T and P V on
+// WarpTile16x16<ArchTag> (m8n8k4 on Volta, m16n8k8 + ldmatrix on Turing). Why: the SIMT kernel spends
+// one FMA per query row on every K and V element plus the shared-memory reads that feed it; at GQA's
+// 6-8 rows per KV head its issue slots, not memory, bound it (ncu on the H200: 52% issue-busy at 8
+// warps per SM, 0.2-0.3 of copy bandwidth). The mma does a row block's 16 rows at once.
+//
+// Per stage of 16 keys: K goes to shared memory; warp w scores the 16 rows against the 16 keys over
+// its quarter of head_dim, and the four partial tiles meet in shared memory, where 8 threads per row
+// run the online softmax (fp32) and write P (fp16) and the row's rescale factor, while V goes into
+// the same buffer transposed (the mma's B operand rows are output columns); then warp w accumulates
+// its quarter of the output columns, O = O * rescale + P V (head_dim / 64 16x16 tiles in registers).
+// One K-then-V buffer keeps a CTA at 26 KB at head_dim 256: two per SM on a 64 KB Turing card, three on
+// a V100. The next stage's K and V are loaded into registers as soon as their buffer turn starts
+// (register staging: no cp.async before SM80).
+#pragma once
+#include <cmath>
+
+#include "core/warp_tile.cuh"
+#include "decode/decode_cta.cuh"
+#include "paged_kv/read_kv.cuh"
+
+namespace flash_v100 {
+
+constexpr int kMmaDecodeWarps = 4;
+constexpr int kMmaDecodeThreads = kMmaDecodeWarps * 32;
+constexpr int kMmaDecodeRows = 16;  // query rows per CTA: one warp tile's M
+constexpr int kMmaDecodeKeys = 16;  // keys per stage: one warp tile's N
+static_assert(kMmaDecodeRows == kDecodeRowsPerCta, "the op sizes splits and grids by kDecodeRowsPerCta");
+
+template <int kHeadDim>
+struct MmaDecodeLayout {
+  static constexpr int kPad = 8;  // halves: rows stay 16-byte aligned, and consecutive rows change banks
+  static constexpr int kQStride = kHeadDim + kPad;
+  static constexpr int kKStride = kHeadDim + kPad;
+  static constexpr int kVtStride = kMmaDecodeKeys + kPad;
+  static constexpr int kPStride = kMmaDecodeKeys + kPad;
+  static constexpr int kSStride = kMmaDecodeKeys + 1;
+  static constexpr int kKvHalves =
+      kMmaDecodeKeys * kKStride > kHeadDim * kVtStride ? kMmaDecodeKeys * kKStride : kHeadDim * kVtStride;
+  static constexpr int kDimsPerWarp = kHeadDim / kMmaDecodeWarps;  // scored and output columns per warp
+  static constexpr int kOTiles = kDimsPerWarp / sm7x::kWarpTileN;
+  static constexpr int kVecs = kHeadDim / 8;  // 8-half vectors per K or V row
+  static constexpr int kVecsPerThread = kMmaDecodeKeys * kVecs / kMmaDecodeThreads;  // of K and of V, per stage
+  static_assert(kVecsPerThread * kMmaDecodeThreads == kMmaDecodeKeys * kVecs, "stage vectors split evenly");
+  static_assert(kDimsPerWarp % sm7x::kWarpTileN == 0, "head_dim / 4 must be a multiple of 16");
+};
+
+template <class ArchTag, int kHeadDim, class Kv>
+__global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const DecodeParams p) {
+  using L = MmaDecodeLayout<kHeadDim>;
+  using Tile = sm7x::WarpTile16x16<ArchTag>;
+  __shared__ __align__(16) __half q_s[kMmaDecodeRows * L::kQStride];
+  __shared__ __align__(16) __half kv_s[L::kKvHalves];  // K [key][dim], then V^T [dim][key]
+  __shared__ float s_s[kMmaDecodeWarps][kMmaDecodeRows][L::kSStride];  // partial scores per warp
+  __shared__ __align__(16) __half p_s[kMmaDecodeRows * L::kPStride];
+  __shared__ float rescale_s[kMmaDecodeRows];
+
+  DecodeCta cta;
+  if (!decode_cta<kMmaDecodeRows>(p, cta)) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  // This thread's vectors of a stage: vector index / keys of key index % keys (keys fastest: a warp
+  // reads 32 contiguous bytes of each of 16 keys, and the transposed V stores spread over the banks).
+  uint4 k_next[L::kVecsPerThread], v_next[L::kVecsPerThread];
+  auto fetch = [&](uint4 (&dst)[L::kVecsPerThread], int t0, bool values) {
+#pragma unroll
+    for (int i = 0; i < L::kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kMmaDecodeThreads, t = t0 + index % kMmaDecodeKeys;
+      const int vec = index / kMmaDecodeKeys;
+      dst[i] = make_uint4(0, 0, 0, 0);
+      if (t < cta.t_end) {
+        const KvSlot slot = kv_slot(p, cta.b, t);
+        dst[i] = values ? read_v_vec<Kv>(p, slot, cta.kv_head, vec) : read_k_vec<Kv>(p, slot, cta.kv_head, vec);
+      }
+    }
+  };
+  if (cta.t_first < cta.t_end) {
+    fetch(k_next, cta.t_first, false);
+    fetch(v_next, cta.t_first, true);
+  }
+
+  // Query rows (zeros past the last): half2 reads, since decode queries need only 4-byte alignment.
+  for (int i = threadIdx.x; i < kMmaDecodeRows * (kHeadDim / 2); i += kMmaDecodeThreads) {
+    const int row = i / (kHeadDim / 2), pair = i % (kHeadDim / 2), r = cta.first_row + row;
+    const __half2 value =
+        r <= cta.last_row ? reinterpret_cast<const __half2*>(cta.q_row(p, r))[pair] : __float2half2_rn(0.f);
+    reinterpret_cast<__half2*>(q_s + row * L::kQStride)[pair] = value;
+  }
+
+  // The online softmax: thread = (row, two keys of the stage); 8 consecutive lanes share a row.
+  const int sm_row = threadIdx.x / 8, sm_col = threadIdx.x % 8 * 2, sm_r = cta.first_row + sm_row;
+  const bool row_valid = sm_r <= cta.last_row;
+  float m_row = -INFINITY, l_row = 0.f;
+  Tile o[L::kOTiles];
+
+  for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kMmaDecodeKeys) {
+    const bool more = t0 + kMmaDecodeKeys < cta.t_end;
+    __syncthreads();  // the previous stage's P V is done with the buffer (and q_s is written, first time)
+#pragma unroll
+    for (int i = 0; i < L::kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kMmaDecodeThreads;
+      *reinterpret_cast<uint4*>(kv_s + index % kMmaDecodeKeys * L::kKStride + index / kMmaDecodeKeys * 8) = k_next[i];
+    }
+    __syncthreads();
+    if (more) fetch(k_next, t0 + kMmaDecodeKeys, false);  // lands during this stage
+
+    Tile s;
+    const int d0 = warp * L::kDimsPerWarp;
+#pragma unroll
+    for (int kk = 0; kk < L::kDimsPerWarp; kk += sm7x::kWarpTileK) {
+      s.mma(q_s + d0 + kk, L::kQStride, kv_s + d0 + kk, L::kKStride, lane);
+    }
+    s.for_each(lane, [&](int r, int c, float& v) { s_s[warp][r][c] = v; });
+    __syncthreads();  // partial scores written, K read by every warp
+
+#pragma unroll
+    for (int i = 0; i < L::kVecsPerThread; ++i) {
+      const int index = threadIdx.x + i * kMmaDecodeThreads, key = index % kMmaDecodeKeys;
+      const int vec = index / kMmaDecodeKeys;
+      const __half* v8 = reinterpret_cast<const __half*>(&v_next[i]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) kv_s[(vec * 8 + e) * L::kVtStride + key] = v8[e];
+    }
+    float x[2], tile_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int c = sm_col + j;
+      float v = (s_s[0][sm_row][c] + s_s[1][sm_row][c]) + (s_s[2][sm_row][c] + s_s[3][sm_row][c]);
+      v *= p.scale;
+      if (p.softcap > 0.f) v = p.softcap * tanhf(v / p.softcap);
+      x[j] = decode_visible(p, cta, row_valid, sm_r, t0 + c) ? v : -INFINITY;
+      tile_max = fmaxf(tile_max, x[j]);
+    }
+#pragma unroll
+    for (int offset = 1; offset < 8; offset *= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    const float m_new = fmaxf(m_row, tile_max);
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
+      const float prob = m_new == -INFINITY ? 0.f : __expf(x[j] - m_new);
+      sum += prob;
+      p_s[sm_row * L::kPStride + sm_col + j] = __float2half_rn(prob);
+    }
+#pragma unroll
+    for (int offset = 1; offset < 8; offset *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    const float rescale = m_row == -INFINITY ? 0.f : __expf(m_row - m_new);
+    l_row = l_row * rescale + sum;
+    m_row = m_new;
+    if (threadIdx.x % 8 == 0) rescale_s[sm_row] = rescale;
+    __syncthreads();  // P, the rescale factors and V^T are in place
+    if (more) fetch(v_next, t0 + kMmaDecodeKeys, true);  // lands during this P V and the next scores
+
+#pragma unroll
+    for (int j = 0; j < L::kOTiles; ++j) {
+      o[j].for_each(lane, [&](int r, int, float& v) { v *= rescale_s[r]; });
+#pragma unroll
+      for (int kk = 0; kk < kMmaDecodeKeys; kk += sm7x::kWarpTileK) {
+        o[j].mma(p_s + kk, L::kPStride, kv_s + (d0 + j * sm7x::kWarpTileN) * L::kVtStride + kk, L::kVtStride, lane);
+      }
+    }
+  }
+
+  // out = O / l (zeros and lse -inf for a row that saw no key); rescale_s now holds 1 / l per row.
+  __syncthreads();  // every warp is done with the last stage's rescale factors
+  if (threadIdx.x % 8 == 0) {
+    rescale_s[sm_row] = l_row > 0.f ? p.v_scale / l_row : 0.f;
+    if (row_valid) *cta.lse(p, sm_r) = l_row > 0.f ? m_row + __logf(l_row) : -INFINITY;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < L::kOTiles; ++j) {
+    o[j].for_each(lane, [&](int r, int c, float& v) {
+      const int row = cta.first_row + r, d = warp * L::kDimsPerWarp + j * sm7x::kWarpTileN + c;
+      if (row > cta.last_row) return;
+      if (p.splits == 1) {
+        p.out[cta.out_row(p, row) * kHeadDim + d] = __float2half_rn(v * rescale_s[r]);
+      } else {
+        p.partial_out[cta.partial_row(p, row) * kHeadDim + d] = v * rescale_s[r];
+      }
+    });
+  }
+}
+
+template <class ArchTag, int kHeadDim>
+void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+  // Pads both cache formats' kernels on the first (eager) call, so no capture meets the driver calls.
+  if (emulated != nullptr) {
+    for (const DecodeKernel kernel : {decode_mma_kernel<ArchTag, kHeadDim, KvFloat16>,
+                                      decode_mma_kernel<ArchTag, kHeadDim, KvFp8E5m2>}) {
+      sm7x::emulated_occupancy(*emulated, reinterpret_cast<const void*>(kernel), kMmaDecodeThreads);
+    }
+  }
+  const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
+  const dim3 grid(p.batch * ((query_rows + kMmaDecodeRows - 1) / kMmaDecodeRows), p.kv_heads, p.splits);
+  dispatch_kv_format(p.kv_format, [&](auto kv) {
+    launch_as_card(decode_mma_kernel<ArchTag, kHeadDim, decltype(kv)>, grid, kMmaDecodeThreads, emulated, stream, p);
+  });
+}
+
+template <class ArchTag>
+void launch_decode_mma_impl(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                            cudaStream_t stream) {
+  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
+  dispatch_head_dim(head_dim, [&](auto d) { launch_decode_mma_for<ArchTag, decltype(d)::value>(p, emulated, stream); });
+}
+
+}  // namespace flash_v100

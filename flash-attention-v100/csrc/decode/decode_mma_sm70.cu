@@ -1,0 +1,13 @@
+// Volta-path instantiation of the tensor-core decode kernel (m8n8k4; runs on every arch >= 7.0).
+#include "core/warp_tile_sm70.cuh"
+#include "decode/decode_mma_kernel.cuh"
+
+namespace flash_v100 {
+
+template <>
+void launch_decode_mma<sm7x::Sm70>(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream) {
+  launch_decode_mma_impl<sm7x::Sm70>(p, head_dim, emulated, stream);
+}
+
+}  // namespace flash_v100

@@ -1,0 +1,13 @@
+// Turing-path instantiation of the tensor-core decode kernel (m16n8k8 + ldmatrix; archs >= 7.5 only).
+#include "core/warp_tile_sm75.cuh"
+#include "decode/decode_mma_kernel.cuh"
+
+namespace flash_v100 {
+
+template <>
+void launch_decode_mma<sm7x::Sm75>(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream) {
+  launch_decode_mma_impl<sm7x::Sm75>(p, head_dim, emulated, stream);
+}
+
+}  // namespace flash_v100
