@@ -193,7 +193,11 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // kernel, in the same call for a mixed batch. Both kinds take tensor cores unless the SIMT decode
   // kernel, the same on every arch, is asked for.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
-  const bool mma_decode = tensor_core_decode();
+  // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
+  // which runs anywhere (prefill then names the switch).
+  const int device_cc = sm7x::device_compute_capability(q.get_device());
+  const bool has_path = path != "auto" || sm7x::Sm70::is_native_for(device_cc) || sm7x::Sm75::is_native_for(device_cc);
+  const bool mma_decode = has_path && tensor_core_decode();
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
   if (prefill || mma_decode) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
