@@ -49,14 +49,21 @@ std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, c
 
 namespace {
 
-// Which kernel runs decode and MTP verification: the tensor-core one of the arch path, unless
-// FLASH_ATTN_V100_DECODE=simt asks for the SIMT kernel (measurements, and a fallback).
-bool tensor_core_decode() {
+// Which kernel runs decode and MTP verification, by the query rows per KV head of the call's short
+// sequences (q_len x group). Measured on the H200 in emulation (sm75 path, 2026-12-01,
+// benchmarks/results/attention-sm75-h200-2026-12-01-mma-decode-ab.json): at 30 rows (MTP verification,
+// q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
+// at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
+// flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
+// FLASH_ATTN_V100_DECODE=mma|simt forces one.
+constexpr int64_t kMmaDecodeMinRows = 9;
+
+bool tensor_core_decode(int64_t query_rows) {
   const char* choice = std::getenv("FLASH_ATTN_V100_DECODE");
-  if (choice == nullptr || *choice == '\0' || std::strcmp(choice, "mma") == 0) return true;
-  TORCH_CHECK_VALUE(std::strcmp(choice, "simt") == 0, "FLASH_ATTN_V100_DECODE must be 'mma' (the default) or 'simt', got '",
-                    choice, "'");
-  return false;
+  if (choice == nullptr || *choice == '\0') return query_rows >= kMmaDecodeMinRows;
+  TORCH_CHECK_VALUE(std::strcmp(choice, "mma") == 0 || std::strcmp(choice, "simt") == 0,
+                    "FLASH_ATTN_V100_DECODE must be 'mma' or 'simt' (unset: chosen by query rows), got '", choice, "'");
+  return std::strcmp(choice, "mma") == 0;
 }
 
 void check_half(const torch::Tensor& t, const char* name) {
@@ -197,7 +204,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // which runs anywhere (prefill then names the switch).
   const int device_cc = sm7x::device_compute_capability(q.get_device());
   const bool has_path = path != "auto" || sm7x::Sm70::is_native_for(device_cc) || sm7x::Sm75::is_native_for(device_cc);
-  const bool mma_decode = has_path && tensor_core_decode();
+  const int64_t decode_rows = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1) * (q_heads / kv_heads);
+  const bool mma_decode = has_path && tensor_core_decode(decode_rows);
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
   if (prefill || mma_decode) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the

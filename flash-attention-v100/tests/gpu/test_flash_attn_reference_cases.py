@@ -47,12 +47,12 @@ DECODE_KERNELS = ["simt", "sm70", "sm75"]  # decode: the SIMT kernel, the tensor
 
 
 def use_path(fa, monkeypatch, path):
-    """Force a kernel: "sm70"/"sm75" the arch path of the tensor-core kernels (decode and prefill),
-    "simt" the SIMT decode kernel (FLASH_ATTN_V100_DECODE=simt, on the default emulated path)."""
+    """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
+    "simt" the SIMT decode kernel (on the default emulated path). The op otherwise picks the decode
+    kernel by query rows; forcing it tests each on every case."""
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma")
     if path == "simt":
-        monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")
         return
-    monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
     if path not in fa.build_info().get("paths", []):
         pytest.skip(f"this build has no {path} kernels")
     if path == "sm75" and torch.cuda.get_device_capability() < (7, 5):
