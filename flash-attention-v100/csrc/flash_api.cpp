@@ -275,6 +275,12 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_lse = partial_lse.data_ptr<float>();
   }
   const sm7x::CardLimits* emulated = card ? &*card : nullptr;
+  if (card) {  // a forced path: resolvable whichever kernel runs
+    settle_decode_paddings(static_cast<int>(head_dim), *card);
+    sm7x::dispatch_arch_path(sm7x::resolve_arch_path_for(q, path, "paged_attention"), [&](auto tag) {
+      settle_decode_mma_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
+    });
+  }
   if (mma_decode) {
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
   } else {

@@ -346,9 +346,6 @@ DecodeKernel decode_kernel_for(int64_t query_rows) {
   }
 }
 
-// Pads every SIMT decode kernel of this head_dim for `card` (cached after the first call): the first
-// call is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA graph capture,
-// whatever row block or cache format the captured batches use.
 template <int kHeadDim>
 void settle_paddings(const sm7x::CardLimits& card) {
   for (const int64_t rows : {4, 8, kDecodeRowsPerCta}) {
@@ -357,11 +354,11 @@ void settle_paddings(const sm7x::CardLimits& card) {
       sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
     }
   }
+  sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
 }
 
 template <int kHeadDim>
 void launch_simt_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
-  if (emulated != nullptr) settle_paddings<kHeadDim>(*emulated);
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
   const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
@@ -372,12 +369,9 @@ void launch_simt_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cu
 
 template <int kHeadDim>
 void launch_merge_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
-  const auto kernel = combine_kernel<kHeadDim>;
-  // Settled on every call, the first (eager) one included, so no capture meets its driver calls.
-  if (emulated != nullptr) sm7x::emulated_occupancy(*emulated, reinterpret_cast<const void*>(kernel), kCombineWarps * 32);
   if (p.splits == 1) return;
   const int64_t chunks = kHeadDim / 2 / kCombinePairs;
-  launch_as_card(kernel, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
+  launch_as_card(combine_kernel<kHeadDim>, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
 }
 
 template <int kHeadDim>
@@ -393,6 +387,10 @@ DecodeOccupancy occupancy_for(int64_t query_rows, const sm7x::CardLimits& card) 
 
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) { return occupancy_for<decltype(d)::value>(query_rows, card); });
+}
+
+void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card) {
+  dispatch_head_dim(head_dim, [&](auto d) { settle_paddings<decltype(d)::value>(card); });
 }
 
 void launch_decode_simt(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {

@@ -79,6 +79,17 @@ void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, con
                                    cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
+// Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
+// tensor-core ones of one arch path; cached after the first call). The op calls both on every emulated
+// call: the first is eager (vLLM's profiling run), so no padding's driver calls fall inside a CUDA
+// graph capture, whichever kernel, row block or cache format the captured batches use.
+void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card);
+template <class ArchTag>
+void settle_decode_mma_paddings(int head_dim, const sm7x::CardLimits& card);
+template <>
+void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
+template <>
+void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 // The fp16-cache decode kernel for this many query rows per CTA under `card`'s occupancy: CTAs per SM
 // the card would hold, this GPU holds with the padding, and the padding (diagnostics and tests).

@@ -183,15 +183,19 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   }
 }
 
-template <class ArchTag, int kHeadDim>
-void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
-  // Pads both cache formats' kernels on the first (eager) call, so no capture meets the driver calls.
-  if (emulated != nullptr) {
+template <class ArchTag>
+void settle_decode_mma_paddings_impl(int head_dim, const sm7x::CardLimits& card) {
+  dispatch_head_dim(head_dim, [&](auto d) {
+    constexpr int kHeadDim = decltype(d)::value;
     for (const DecodeKernel kernel : {decode_mma_kernel<ArchTag, kHeadDim, KvFloat16>,
                                       decode_mma_kernel<ArchTag, kHeadDim, KvFp8E5m2>}) {
-      sm7x::emulated_occupancy(*emulated, reinterpret_cast<const void*>(kernel), kMmaDecodeThreads);
+      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kMmaDecodeThreads);
     }
-  }
+  });
+}
+
+template <class ArchTag, int kHeadDim>
+void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const dim3 grid(p.batch * ((query_rows + kMmaDecodeRows - 1) / kMmaDecodeRows), p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {

@@ -10,4 +10,9 @@ void launch_decode_mma<sm7x::Sm75>(const DecodeParams& p, int head_dim, const sm
   launch_decode_mma_impl<sm7x::Sm75>(p, head_dim, emulated, stream);
 }
 
+template <>
+void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card) {
+  settle_decode_mma_paddings_impl<sm7x::Sm75>(head_dim, card);
+}
+
 }  // namespace flash_v100
