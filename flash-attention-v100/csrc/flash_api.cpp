@@ -33,22 +33,6 @@ std::string build_info() {
          "]}";
 }
 
-// The fp16-cache decode kernel's CTAs per SM for `path`'s card ("sm70" or "sm75"): [the card's, this
-// GPU's when that card is emulated (equal on the card itself), the shared-memory padding that does it].
-std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
-  TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "decode_occupancy: path must be 'sm70' or 'sm75', got '", path,
-                    "'");
-  TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "decode_occupancy: head_dim must be 64, 128 or 256");
-  TORCH_CHECK_VALUE(query_rows >= 1, "decode_occupancy: query_rows must be >= 1");
-  int device = 0;
-  SM7X_CUDA_CHECK(cudaGetDevice(&device));
-  const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
-  const DecodeOccupancy o = decode_occupancy(static_cast<int>(head_dim), query_rows, sm7x::card_limits(arch_path));
-  return {o.card_ctas, o.device_ctas, o.padding};
-}
-
-namespace {
-
 // Which kernel runs decode and MTP verification, by the query rows per KV head of the call's short
 // sequences (q_len x group). Measured on the H200 in emulation (sm75 path, 2026-12-01,
 // benchmarks/results/attention-sm75-h200-2026-12-01-mma-decode-ab.json): at 30 rows (MTP verification,
@@ -56,6 +40,8 @@ namespace {
 // at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
 // flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
 // FLASH_ATTN_V100_DECODE=mma|simt forces one.
+namespace {
+
 constexpr int64_t kMmaDecodeMinRows = 9;
 
 bool tensor_core_decode(int64_t query_rows) {
@@ -65,6 +51,29 @@ bool tensor_core_decode(int64_t query_rows) {
                     "FLASH_ATTN_V100_DECODE must be 'mma' or 'simt' (unset: chosen by query rows), got '", choice, "'");
   return std::strcmp(choice, "mma") == 0;
 }
+
+}  // namespace
+
+// The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache), and its CTAs per SM
+// for `path`'s card ("sm70" or "sm75"): [the card's, this GPU's when that card is emulated (equal on
+// the card itself), the shared-memory padding that does it, 1 for the tensor-core kernel (0: SIMT)].
+std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
+  TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "decode_occupancy: path must be 'sm70' or 'sm75', got '", path,
+                    "'");
+  TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "decode_occupancy: head_dim must be 64, 128 or 256");
+  TORCH_CHECK_VALUE(query_rows >= 1, "decode_occupancy: query_rows must be >= 1");
+  int device = 0;
+  SM7X_CUDA_CHECK(cudaGetDevice(&device));
+  const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
+  const sm7x::CardLimits card = sm7x::card_limits(arch_path);
+  const bool mma = tensor_core_decode(query_rows);
+  const DecodeOccupancy o =
+      mma ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) { return decode_mma_occupancy<decltype(tag)>(static_cast<int>(head_dim), card); })
+          : decode_occupancy(static_cast<int>(head_dim), query_rows, card);
+  return {o.card_ctas, o.device_ctas, o.padding, mma ? 1 : 0};
+}
+
+namespace {
 
 void check_half(const torch::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.scalar_type() != at::kBFloat16, "flash_attn_v100: ", name,

@@ -374,19 +374,12 @@ void launch_merge_for(const DecodeParams& p, const sm7x::CardLimits* emulated, c
   launch_as_card(combine_kernel<kHeadDim>, dim3(split_rows(p) * chunks), kCombineWarps * 32, emulated, stream, p);
 }
 
-template <int kHeadDim>
-DecodeOccupancy occupancy_for(int64_t query_rows, const sm7x::CardLimits& card) {
-  const DecodeKernel kernel = decode_kernel_for<kHeadDim, KvFloat16>(query_rows);
-  const auto occupancy = sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
-  int device_ctas = 0;
-  SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&device_ctas, kernel, kThreads, occupancy.padding));
-  return {occupancy.card_ctas, device_ctas, occupancy.padding};
-}
-
 }  // namespace
 
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
-  return dispatch_head_dim(head_dim, [&](auto d) { return occupancy_for<decltype(d)::value>(query_rows, card); });
+  return dispatch_head_dim(head_dim, [&](auto d) {
+    return kernel_occupancy(decode_kernel_for<decltype(d)::value, KvFloat16>(query_rows), kThreads, card);
+  });
 }
 
 void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card) {

@@ -91,11 +91,18 @@ void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits
 template <>
 void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
-// The fp16-cache decode kernel for this many query rows per CTA under `card`'s occupancy: CTAs per SM
-// the card would hold, this GPU holds with the padding, and the padding (diagnostics and tests).
+// A decode kernel's fp16-cache form under `card`'s occupancy: CTAs per SM the card would hold, this GPU
+// holds with the padding, and the padding (diagnostics and tests). decode_occupancy: the SIMT kernel
+// for this many query rows per KV head; decode_mma_occupancy: the tensor-core kernel of an arch path.
 struct DecodeOccupancy {
   int card_ctas, device_ctas, padding;
 };
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
+template <class ArchTag>
+DecodeOccupancy decode_mma_occupancy(int head_dim, const sm7x::CardLimits& card);
+template <>
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
+template <>
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -110,6 +110,14 @@ decltype(auto) dispatch_head_dim(int head_dim, Fn&& fn) {
 
 using DecodeKernel = void (*)(DecodeParams);
 
+// A decode kernel's CTAs per SM under `card` (the card's, this GPU's with the padding, the padding).
+inline DecodeOccupancy kernel_occupancy(DecodeKernel kernel, int threads, const sm7x::CardLimits& card) {
+  const auto occupancy = sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), threads);
+  int device_ctas = 0;
+  SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&device_ctas, kernel, threads, occupancy.padding));
+  return {occupancy.card_ctas, device_ctas, occupancy.padding};
+}
+
 // Launches `kernel` with the dynamic shared memory that holds it to the emulated card's CTAs per SM
 // (none natively; the decode kernels use static shared memory only).
 inline void launch_as_card(DecodeKernel kernel, dim3 grid, int threads, const sm7x::CardLimits* emulated,

@@ -204,6 +204,13 @@ void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulat
 }
 
 template <class ArchTag>
+DecodeOccupancy decode_mma_occupancy_impl(int head_dim, const sm7x::CardLimits& card) {
+  return dispatch_head_dim(head_dim, [&](auto d) {
+    return kernel_occupancy(decode_mma_kernel<ArchTag, decltype(d)::value, KvFloat16>, kMmaDecodeThreads, card);
+  });
+}
+
+template <class ArchTag>
 void launch_decode_mma_impl(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
                             cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;

@@ -11,6 +11,11 @@ void launch_decode_mma<sm7x::Sm70>(const DecodeParams& p, int head_dim, const sm
 }
 
 template <>
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card) {
+  return decode_mma_occupancy_impl<sm7x::Sm70>(head_dim, card);
+}
+
+template <>
 void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card) {
   settle_decode_mma_paddings_impl<sm7x::Sm70>(head_dim, card);
 }

@@ -22,12 +22,23 @@ def rows_per_cta(query_rows: int) -> int:
     return 4 if query_rows <= 4 else 8 if query_rows <= 8 else 16
 
 
+def tensor_core_decode_shared_bytes(head_dim: int) -> int:
+    """The tensor-core decode kernel's (decode_mma_kernel.cuh): 16 fp16 query rows, one buffer for 16
+    keys of K then V^T, four warps' partial 16x16 scores, P in fp16, a factor per row (padded rows)."""
+    keys, rows, pad = 16, 16, 8
+    kv_halves = max(keys * (head_dim + pad), head_dim * (keys + pad))
+    return rows * (head_dim + pad) * 2 + kv_halves * 2 + 4 * rows * (keys + 1) * 4 + rows * (keys + pad) * 2 + rows * 4
+
+
 @pytest.mark.parametrize("path", ["sm70", "sm75"])
 @pytest.mark.parametrize("head_dim", [64, 128, 256])
 @pytest.mark.parametrize("query_rows", [1, 6, 15])
 def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
     occupancy = fa.decode_occupancy(head_dim, query_rows, path)
-    by_shared_memory = CARD_SHARED_BYTES[path] // decode_shared_bytes(head_dim, rows_per_cta(query_rows))
+    assert occupancy["kernel"] == ("tensor_cores" if query_rows > 8 else "simt")  # flash_api.cpp's rule
+    shared = (tensor_core_decode_shared_bytes(head_dim) if occupancy["kernel"] == "tensor_cores"
+              else decode_shared_bytes(head_dim, rows_per_cta(query_rows)))
+    by_shared_memory = CARD_SHARED_BYTES[path] // shared
     assert 1 <= occupancy["card_ctas_per_sm"] <= by_shared_memory
     if torch.cuda.get_device_capability() >= (8, 0):  # emulating the card
         assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]
