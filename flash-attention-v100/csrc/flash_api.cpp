@@ -39,25 +39,39 @@ std::string build_info() {
 // q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
 // at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
 // flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
-// FLASH_ATTN_V100_DECODE=mma|simt forces one.
+// FLASH_ATTN_V100_DECODE=simt|mma forces one; =mma-deep the tensor-core form that loads two stages
+// ahead (experimental: for measuring whether twice the bytes in flight win plain decode back).
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
 
-bool tensor_core_decode(int64_t query_rows) {
-  const char* choice = std::getenv("FLASH_ATTN_V100_DECODE");
-  if (choice == nullptr || *choice == '\0') return query_rows >= kMmaDecodeMinRows;
-  TORCH_CHECK_VALUE(std::strcmp(choice, "mma") == 0 || std::strcmp(choice, "simt") == 0,
-                    "FLASH_ATTN_V100_DECODE must be 'mma' or 'simt' (unset: chosen by query rows), got '", choice, "'");
-  return std::strcmp(choice, "mma") == 0;
+struct DecodeChoice {
+  bool tensor_cores;
+  int stages_ahead;  // of the tensor-core kernel
+  const char* name;  // as FLASH_ATTN_V100_DECODE spells it
+};
+
+DecodeChoice decode_choice(int64_t query_rows) {
+  const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
+  const std::string choice = env == nullptr ? "" : env;
+  if (choice.empty()) {
+    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
+  }
+  if (choice == "simt") return {false, 1, "simt"};
+  if (choice == "mma") return {true, 1, "mma"};
+  if (choice == "mma-deep") return {true, 2, "mma-deep"};
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma-deep' (unset: chosen by query ",
+                    "rows), got '", choice, "'");
+  return {};
 }
 
 }  // namespace
 
-// The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache), and its CTAs per SM
-// for `path`'s card ("sm70" or "sm75"): [the card's, this GPU's when that card is emulated (equal on
-// the card itself), the shared-memory padding that does it, 1 for the tensor-core kernel (0: SIMT)].
-std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, const std::string& path) {
+// The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache) and its CTAs per SM for
+// `path`'s card ("sm70" or "sm75"): ([the card's, this GPU's when that card is emulated (equal on the
+// card itself), the shared-memory padding that does it], the kernel as FLASH_ATTN_V100_DECODE names it).
+std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_dim, int64_t query_rows,
+                                                                   const std::string& path) {
   TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "decode_occupancy: path must be 'sm70' or 'sm75', got '", path,
                     "'");
   TORCH_CHECK_VALUE(head_dim == 64 || head_dim == 128 || head_dim == 256, "decode_occupancy: head_dim must be 64, 128 or 256");
@@ -66,11 +80,15 @@ std::vector<int64_t> decode_occupancy_op(int64_t head_dim, int64_t query_rows, c
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
-  const bool mma = tensor_core_decode(query_rows);
+  const DecodeChoice choice = decode_choice(query_rows);
+  const int dim = static_cast<int>(head_dim);
   const DecodeOccupancy o =
-      mma ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) { return decode_mma_occupancy<decltype(tag)>(static_cast<int>(head_dim), card); })
-          : decode_occupancy(static_cast<int>(head_dim), query_rows, card);
-  return {o.card_ctas, o.device_ctas, o.padding, mma ? 1 : 0};
+      choice.tensor_cores
+          ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+              return decode_mma_occupancy<decltype(tag)>(dim, choice.stages_ahead, card);
+            })
+          : decode_occupancy(dim, query_rows, card);
+  return {std::vector<int64_t>{o.card_ctas, o.device_ctas, o.padding}, choice.name};
 }
 
 namespace {
@@ -214,7 +232,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int device_cc = sm7x::device_compute_capability(q.get_device());
   const bool has_path = path != "auto" || sm7x::Sm70::is_native_for(device_cc) || sm7x::Sm75::is_native_for(device_cc);
   const int64_t decode_rows = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1) * (q_heads / kv_heads);
-  const bool mma_decode = has_path && tensor_core_decode(decode_rows);
+  const DecodeChoice decode = decode_choice(decode_rows);
+  const bool mma_decode = has_path && decode.tensor_cores;
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
   if (prefill || mma_decode) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
@@ -291,7 +310,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     });
   }
   if (mma_decode) {
-    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, decode.stages_ahead, emulated, stream); });
   } else {
     launch_decode_simt(p, head_dim, emulated, stream);
   }
@@ -327,7 +346,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
 TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
-  m.def("decode_occupancy(int head_dim, int query_rows, str path) -> int[]");
+  m.def("decode_occupancy(int head_dim, int query_rows, str path) -> (int[], str)");
   m.impl("decode_occupancy", &flash_v100::decode_occupancy_op);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "
         "Tensor slot_mapping, float k_scale=1., float v_scale=1.) -> ()");

@@ -11,8 +11,9 @@
 // the same buffer transposed (the mma's B operand rows are output columns); then warp w accumulates
 // its quarter of the output columns, O = O * rescale + P V (head_dim / 64 16x16 tiles in registers).
 // One K-then-V buffer keeps a CTA at 26 KB at head_dim 256: two per SM on a 64 KB Turing card, three on
-// a V100. The next stage's K and V are loaded into registers as soon as their buffer turn starts
-// (register staging: no cp.async before SM80).
+// a V100. K and V are loaded into registers kStagesAhead stages ahead (register staging: no cp.async
+// before SM80), each as soon as its buffer turn starts: one stage ahead is the measured default, two
+// (FLASH_ATTN_V100_DECODE=mma-deep, experimental) doubles the bytes in flight for 32 more registers.
 #pragma once
 #include <cmath>
 
@@ -46,7 +47,7 @@ struct MmaDecodeLayout {
   static_assert(kDimsPerWarp % sm7x::kWarpTileN == 0, "head_dim / 4 must be a multiple of 16");
 };
 
-template <class ArchTag, int kHeadDim, class Kv>
+template <class ArchTag, int kHeadDim, int kStagesAhead, class Kv>
 __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const DecodeParams p) {
   using L = MmaDecodeLayout<kHeadDim>;
   using Tile = sm7x::WarpTile16x16<ArchTag>;
@@ -62,7 +63,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
 
   // This thread's vectors of a stage: vector index / keys of key index % keys (keys fastest: a warp
   // reads 32 contiguous bytes of each of 16 keys, and the transposed V stores spread over the banks).
-  uint4 k_next[L::kVecsPerThread], v_next[L::kVecsPerThread];
+  uint4 k_ahead[kStagesAhead][L::kVecsPerThread], v_ahead[kStagesAhead][L::kVecsPerThread];
   auto fetch = [&](uint4 (&dst)[L::kVecsPerThread], int t0, bool values) {
 #pragma unroll
     for (int i = 0; i < L::kVecsPerThread; ++i) {
@@ -75,9 +76,20 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       }
     }
   };
-  if (cta.t_first < cta.t_end) {
-    fetch(k_next, cta.t_first, false);
-    fetch(v_next, cta.t_first, true);
+  // Stage s of the ring holds the keys from t0 + s * kMmaDecodeKeys; past t_end it holds zeros, unread.
+  auto advance = [&](uint4 (&ring)[kStagesAhead][L::kVecsPerThread], int t0, bool values) {
+#pragma unroll
+    for (int s = 0; s + 1 < kStagesAhead; ++s) {
+#pragma unroll
+      for (int i = 0; i < L::kVecsPerThread; ++i) ring[s][i] = ring[s + 1][i];
+    }
+    const int t_fetch = t0 + kStagesAhead * kMmaDecodeKeys;
+    if (t_fetch < cta.t_end) fetch(ring[kStagesAhead - 1], t_fetch, values);
+  };
+#pragma unroll
+  for (int s = 0; s < kStagesAhead; ++s) {
+    fetch(k_ahead[s], cta.t_first + s * kMmaDecodeKeys, false);
+    fetch(v_ahead[s], cta.t_first + s * kMmaDecodeKeys, true);
   }
 
   // Query rows (zeros past the last): half2 reads, since decode queries need only 4-byte alignment.
@@ -95,15 +107,15 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   Tile o[L::kOTiles];
 
   for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kMmaDecodeKeys) {
-    const bool more = t0 + kMmaDecodeKeys < cta.t_end;
     __syncthreads();  // the previous stage's P V is done with the buffer (and q_s is written, first time)
 #pragma unroll
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads;
-      *reinterpret_cast<uint4*>(kv_s + index % kMmaDecodeKeys * L::kKStride + index / kMmaDecodeKeys * 8) = k_next[i];
+      *reinterpret_cast<uint4*>(kv_s + index % kMmaDecodeKeys * L::kKStride + index / kMmaDecodeKeys * 8) =
+          k_ahead[0][i];
     }
     __syncthreads();
-    if (more) fetch(k_next, t0 + kMmaDecodeKeys, false);  // lands during this stage
+    advance(k_ahead, t0, false);  // the loads land during the stages before their own
 
     Tile s;
     const int d0 = warp * L::kDimsPerWarp;
@@ -118,7 +130,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads, key = index % kMmaDecodeKeys;
       const int vec = index / kMmaDecodeKeys;
-      const __half* v8 = reinterpret_cast<const __half*>(&v_next[i]);
+      const __half* v8 = reinterpret_cast<const __half*>(&v_ahead[0][i]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) kv_s[(vec * 8 + e) * L::kVtStride + key] = v8[e];
     }
@@ -150,7 +162,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     m_row = m_new;
     if (threadIdx.x % 8 == 0) rescale_s[sm_row] = rescale;
     __syncthreads();  // P, the rescale factors and V^T are in place
-    if (more) fetch(v_next, t0 + kMmaDecodeKeys, true);  // lands during this P V and the next scores
+    advance(v_ahead, t0, true);
 
 #pragma unroll
     for (int j = 0; j < L::kOTiles; ++j) {
@@ -183,38 +195,55 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   }
 }
 
+// Calls fn(std::integral_constant<int, S>{}) for the kernel form S stages ahead (1 or 2).
+template <class Fn>
+decltype(auto) dispatch_stages_ahead(int stages_ahead, Fn&& fn) {
+  if (stages_ahead == 2) return fn(std::integral_constant<int, 2>{});
+  return fn(std::integral_constant<int, 1>{});
+}
+
 template <class ArchTag>
 void settle_decode_mma_paddings_impl(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) {
     constexpr int kHeadDim = decltype(d)::value;
-    for (const DecodeKernel kernel : {decode_mma_kernel<ArchTag, kHeadDim, KvFloat16>,
-                                      decode_mma_kernel<ArchTag, kHeadDim, KvFp8E5m2>}) {
+    for (const DecodeKernel kernel : {decode_mma_kernel<ArchTag, kHeadDim, 1, KvFloat16>,
+                                      decode_mma_kernel<ArchTag, kHeadDim, 1, KvFp8E5m2>,
+                                      decode_mma_kernel<ArchTag, kHeadDim, 2, KvFloat16>,
+                                      decode_mma_kernel<ArchTag, kHeadDim, 2, KvFp8E5m2>}) {
       sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kMmaDecodeThreads);
     }
   });
 }
 
-template <class ArchTag, int kHeadDim>
+template <class ArchTag, int kHeadDim, int kStagesAhead>
 void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const dim3 grid(p.batch * ((query_rows + kMmaDecodeRows - 1) / kMmaDecodeRows), p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
-    launch_as_card(decode_mma_kernel<ArchTag, kHeadDim, decltype(kv)>, grid, kMmaDecodeThreads, emulated, stream, p);
+    launch_as_card(decode_mma_kernel<ArchTag, kHeadDim, kStagesAhead, decltype(kv)>, grid, kMmaDecodeThreads,
+                   emulated, stream, p);
   });
 }
 
 template <class ArchTag>
-DecodeOccupancy decode_mma_occupancy_impl(int head_dim, const sm7x::CardLimits& card) {
+DecodeOccupancy decode_mma_occupancy_impl(int head_dim, int stages_ahead, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) {
-    return kernel_occupancy(decode_mma_kernel<ArchTag, decltype(d)::value, KvFloat16>, kMmaDecodeThreads, card);
+    return dispatch_stages_ahead(stages_ahead, [&](auto s) {
+      return kernel_occupancy(decode_mma_kernel<ArchTag, decltype(d)::value, decltype(s)::value, KvFloat16>,
+                              kMmaDecodeThreads, card);
+    });
   });
 }
 
 template <class ArchTag>
-void launch_decode_mma_impl(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+void launch_decode_mma_impl(const DecodeParams& p, int head_dim, int stages_ahead, const sm7x::CardLimits* emulated,
                             cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) { launch_decode_mma_for<ArchTag, decltype(d)::value>(p, emulated, stream); });
+  dispatch_head_dim(head_dim, [&](auto d) {
+    dispatch_stages_ahead(stages_ahead, [&](auto s) {
+      launch_decode_mma_for<ArchTag, decltype(d)::value, decltype(s)::value>(p, emulated, stream);
+    });
+  });
 }
 
 }  // namespace flash_v100

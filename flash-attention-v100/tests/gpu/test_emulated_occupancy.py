@@ -35,8 +35,8 @@ def tensor_core_decode_shared_bytes(head_dim: int) -> int:
 @pytest.mark.parametrize("query_rows", [1, 6, 15])
 def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
     occupancy = fa.decode_occupancy(head_dim, query_rows, path)
-    assert occupancy["kernel"] == ("tensor_cores" if query_rows > 8 else "simt")  # flash_api.cpp's rule
-    shared = (tensor_core_decode_shared_bytes(head_dim) if occupancy["kernel"] == "tensor_cores"
+    assert occupancy["kernel"] == ("mma" if query_rows > 8 else "simt")  # flash_api.cpp's rule
+    shared = (tensor_core_decode_shared_bytes(head_dim) if occupancy["kernel"] == "mma"
               else decode_shared_bytes(head_dim, rows_per_cta(query_rows)))
     by_shared_memory = CARD_SHARED_BYTES[path] // shared
     assert 1 <= occupancy["card_ctas_per_sm"] <= by_shared_memory
