@@ -76,16 +76,9 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       }
     }
   };
-  // Stage s of the ring holds the keys from t0 + s * kMmaDecodeKeys; past t_end it holds zeros, unread.
-  auto advance = [&](uint4 (&ring)[kStagesAhead][L::kVecsPerThread], int t0, bool values) {
-#pragma unroll
-    for (int s = 0; s + 1 < kStagesAhead; ++s) {
-#pragma unroll
-      for (int i = 0; i < L::kVecsPerThread; ++i) ring[s][i] = ring[s + 1][i];
-    }
-    const int t_fetch = t0 + kStagesAhead * kMmaDecodeKeys;
-    if (t_fetch < cta.t_end) fetch(ring[kStagesAhead - 1], t_fetch, values);
-  };
+  // A ring of kStagesAhead slots: slot s holds the stage whose index is s modulo kStagesAhead, and is
+  // refilled with the stage kStagesAhead later as soon as it is stored (the slot index is a constant of
+  // the unrolled loop below: no register copies, which would wait for the loads in flight).
 #pragma unroll
   for (int s = 0; s < kStagesAhead; ++s) {
     fetch(k_ahead[s], cta.t_first + s * kMmaDecodeKeys, false);
@@ -106,16 +99,18 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   float m_row = -INFINITY, l_row = 0.f;
   Tile o[L::kOTiles];
 
-  for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kMmaDecodeKeys) {
+  // One stage: keys t0 .. t0 + 15 from the ring slot (k_slot, v_slot).
+  auto stage = [&](int t0, uint4 (&k_slot)[L::kVecsPerThread], uint4 (&v_slot)[L::kVecsPerThread]) {
+    const int t_refill = t0 + kStagesAhead * kMmaDecodeKeys;  // the stage this slot takes next
     __syncthreads();  // the previous stage's P V is done with the buffer (and q_s is written, first time)
 #pragma unroll
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads;
       *reinterpret_cast<uint4*>(kv_s + index % kMmaDecodeKeys * L::kKStride + index / kMmaDecodeKeys * 8) =
-          k_ahead[0][i];
+          k_slot[i];
     }
     __syncthreads();
-    advance(k_ahead, t0, false);  // the loads land during the stages before their own
+    if (t_refill < cta.t_end) fetch(k_slot, t_refill, false);  // lands during the stages before its own
 
     Tile s;
     const int d0 = warp * L::kDimsPerWarp;
@@ -130,7 +125,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads, key = index % kMmaDecodeKeys;
       const int vec = index / kMmaDecodeKeys;
-      const __half* v8 = reinterpret_cast<const __half*>(&v_ahead[0][i]);
+      const __half* v8 = reinterpret_cast<const __half*>(&v_slot[i]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) kv_s[(vec * 8 + e) * L::kVtStride + key] = v8[e];
     }
@@ -162,7 +157,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     m_row = m_new;
     if (threadIdx.x % 8 == 0) rescale_s[sm_row] = rescale;
     __syncthreads();  // P, the rescale factors and V^T are in place
-    advance(v_ahead, t0, true);
+    if (t_refill < cta.t_end) fetch(v_slot, t_refill, true);
 
 #pragma unroll
     for (int j = 0; j < L::kOTiles; ++j) {
@@ -171,6 +166,13 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       for (int kk = 0; kk < kMmaDecodeKeys; kk += sm7x::kWarpTileK) {
         o[j].mma(p_s + kk, L::kPStride, kv_s + (d0 + j * sm7x::kWarpTileN) * L::kVtStride + kk, L::kVtStride, lane);
       }
+    }
+  };
+  for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kStagesAhead * kMmaDecodeKeys) {
+#pragma unroll
+    for (int slot = 0; slot < kStagesAhead; ++slot) {
+      const int t_stage = t0 + slot * kMmaDecodeKeys;
+      if (t_stage < cta.t_end) stage(t_stage, k_ahead[slot], v_ahead[slot]);  // the same for the whole CTA
     }
   }
 
