@@ -67,6 +67,13 @@ DecodeChoice decode_choice(int64_t query_rows) {
 
 }  // namespace
 
+// The decode kernel the op takes for `query_rows` rows per KV head, as FLASH_ATTN_V100_DECODE names it
+// (no GPU needed).
+std::string decode_kernel_op(int64_t query_rows) {
+  TORCH_CHECK_VALUE(query_rows >= 1, "decode_kernel: query_rows must be >= 1");
+  return decode_choice(query_rows).name;
+}
+
 // The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache) and its CTAs per SM for
 // `path`'s card ("sm70" or "sm75"): ([the card's, this GPU's when that card is emulated (equal on the
 // card itself), the shared-memory padding that does it], the kernel as FLASH_ATTN_V100_DECODE names it).
@@ -346,6 +353,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
 TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
+  m.def("decode_kernel(int query_rows) -> str", &flash_v100::decode_kernel_op);
   m.def("decode_occupancy(int head_dim, int query_rows, str path) -> (int[], str)");
   m.impl("decode_occupancy", &flash_v100::decode_occupancy_op);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "

@@ -9,8 +9,8 @@ m8n8k4 or Turing m16n8k8; VLLM_SM7X_EMULATE=sm70|sm75 picks one on newer GPUs).
 
 __version__ = "0.1.0.dev0"
 
-from flash_attn_v100.flash_attn_interface import (build_info, decode_occupancy, flash_attn_func,
+from flash_attn_v100.flash_attn_interface import (build_info, decode_kernel, decode_occupancy, flash_attn_func,
                                                   flash_attn_varlen_func, flash_attn_with_kvcache, write_kv_cache)
 
-__all__ = ["build_info", "decode_occupancy", "flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache",
-           "write_kv_cache"]
+__all__ = ["build_info", "decode_kernel", "decode_occupancy", "flash_attn_func", "flash_attn_varlen_func",
+           "flash_attn_with_kvcache", "write_kv_cache"]

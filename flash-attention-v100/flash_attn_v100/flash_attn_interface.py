@@ -181,6 +181,12 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
                                                      v_scale)
 
 
+def decode_kernel(query_rows: int) -> str:
+    """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
+    "simt", "mma" or "mma-deep", as FLASH_ATTN_V100_DECODE names them (it forces one)."""
+    return torch.ops.flash_attn_v100.decode_kernel(query_rows)
+
+
 def decode_occupancy(head_dim: int, query_rows: int, path: str) -> dict:
     """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
     "kernel" "simt", "mma" or "mma-deep" as FLASH_ATTN_V100_DECODE names them (it forces one), and its

@@ -81,3 +81,24 @@ def test_fp8_caches_other_than_e5m2_get_the_fix():
     with pytest.raises(ValueError, match="must be float16 or float8_e5m2"):
         fa.flash_attn_with_kvcache(q, torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn),
                                    torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn))
+
+
+@pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (30, "mma"), (256, "mma")])
+def test_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypatch):
+    # q_len x query heads per KV head: MTP verification (5 x 6 = 30) on tensor cores, plain decode on SIMT.
+    monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
+    assert fa.decode_kernel(rows) == kernel
+
+
+@pytest.mark.parametrize("forced", ["simt", "mma", "mma-deep"])
+def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", forced)
+    assert fa.decode_kernel(1) == forced and fa.decode_kernel(30) == forced
+
+
+def test_an_unknown_decode_kernel_names_the_choices(monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "tensor")
+    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma-deep'"):
+        fa.decode_kernel(6)
+    with pytest.raises(ValueError, match="query_rows must be >= 1"):
+        fa.decode_kernel(0)
