@@ -222,7 +222,8 @@ def main() -> int:
         write_result(args.out, info, "attention", path, path_rows, notes, copy_bandwidth_gbs=round(bandwidth, 1),
                      head_dim=HEAD_DIM, decode_occupancy=occupancy,
                      decode_kernel=os.environ.get("FLASH_ATTN_V100_DECODE") or "by query rows")
-        ctas = ", ".join(f"{query_rows} {o.get('kernel', 'simt')} {o['device_ctas_per_sm']} (card {o['card_ctas_per_sm']})"
+        ctas = ", ".join(f"{query_rows} {o.get('kernel', 'simt')} {o['device_ctas_per_sm']} "
+                         f"(card {o['card_ctas_per_sm']})"
                          for query_rows, o in occupancy.items())
         print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer); "
               f"decode CTAs per SM: {ctas}")

@@ -88,14 +88,16 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      k_next[i] = t < t_end ? read_k_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+      k_next[i] =
+          t < t_end ? read_k_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
   auto fetch_v = [&](int t0) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      v_next[i] = t < t_end ? read_v_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+      v_next[i] =
+          t < t_end ? read_v_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
   auto store = [&](const uint4 (&vectors)[kVecsPerThread]) {

@@ -50,7 +50,8 @@ struct DecodeCta {
     return split * split_rows(p) + split_row(p, b, q_index(r), head(r));
   }
   __device__ float* lse(const DecodeParams& p, int r) const {
-    return p.splits == 1 ? p.lse + (int64_t)head(r) * p.total_q + q_begin + q_index(r) : p.partial_lse + partial_row(p, r);
+    return p.splits == 1 ? p.lse + (int64_t)head(r) * p.total_q + q_begin + q_index(r)
+                         : p.partial_lse + partial_row(p, r);
   }
   __device__ const __half* q_row(const DecodeParams& p, int r) const {
     return p.q + (q_begin + q_index(r)) * p.q_token_stride + head(r) * p.q_head_stride;

@@ -140,7 +140,9 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       tile_max = fmaxf(tile_max, x[j]);
     }
 #pragma unroll
-    for (int offset = 1; offset < 8; offset *= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    for (int offset = 1; offset < 8; offset *= 2) {
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    }
     const float m_new = fmaxf(m_row, tile_max);
     float sum = 0.f;
 #pragma unroll
