@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -234,18 +233,21 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // kernel, in the same call for a mixed batch. Both kinds take tensor cores unless the SIMT decode
   // kernel, the same on every arch, is asked for.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
-  // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
-  // which runs anywhere (prefill then names the switch).
-  const int device_cc = sm7x::device_compute_capability(q.get_device());
-  const bool has_path = path != "auto" || sm7x::Sm70::is_native_for(device_cc) || sm7x::Sm75::is_native_for(device_cc);
   const int64_t decode_rows = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1) * (q_heads / kv_heads);
   const DecodeChoice decode = decode_choice(decode_rows);
-  const bool mma_decode = has_path && decode.tensor_cores;
-  sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
-  if (prefill || mma_decode) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
+  // which runs anywhere (prefill then names the switch). The device is asked only when it matters.
+  auto has_native_path = [&] {
+    const int cc = sm7x::device_compute_capability(q.get_device());
+    return sm7x::Sm70::is_native_for(cc) || sm7x::Sm75::is_native_for(cc);
+  };
+  const bool mma_decode = decode.tensor_cores && (path != "auto" || has_native_path());
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
   // emulated card's CTAs per SM (core/emulated_occupancy.h).
   const std::optional<sm7x::CardLimits> card = sm7x::emulated_card_for(q, path, "paged_attention");
+  // The tensor-core kernels' arch path: of those that run, and of those an emulated call pads.
+  sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
+  if (prefill || mma_decode || card) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
@@ -310,9 +312,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     p.partial_lse = partial_lse.data_ptr<float>();
   }
   const sm7x::CardLimits* emulated = card ? &*card : nullptr;
-  if (card) {  // a forced path: resolvable whichever kernel runs
+  if (card) {
     settle_decode_paddings(static_cast<int>(head_dim), *card);
-    sm7x::dispatch_arch_path(sm7x::resolve_arch_path_for(q, path, "paged_attention"), [&](auto tag) {
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
       settle_decode_mma_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
     });
   }
