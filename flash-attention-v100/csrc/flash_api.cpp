@@ -38,15 +38,13 @@ std::string build_info() {
 // q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
 // at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
 // flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
-// FLASH_ATTN_V100_DECODE=simt|mma forces one; =mma-deep the tensor-core form that loads two stages
-// ahead (experimental: for measuring whether twice the bytes in flight win plain decode back).
+// FLASH_ATTN_V100_DECODE=simt|mma forces one.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
 
 struct DecodeChoice {
   bool tensor_cores;
-  int stages_ahead;  // of the tensor-core kernel
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
 };
 
@@ -54,13 +52,12 @@ DecodeChoice decode_choice(int64_t query_rows) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
-    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
+    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, "mma"} : DecodeChoice{false, "simt"};
   }
-  if (choice == "simt") return {false, 1, "simt"};
-  if (choice == "mma") return {true, 1, "mma"};
-  if (choice == "mma-deep") return {true, 2, "mma-deep"};
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma-deep' (unset: chosen by query ",
-                    "rows), got '", choice, "'");
+  if (choice == "simt") return {false, "simt"};
+  if (choice == "mma") return {true, "mma"};
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt' or 'mma' (unset: chosen by query rows), got '", choice,
+                    "'");
   return {};
 }
 
@@ -91,7 +88,7 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   const DecodeOccupancy o =
       choice.tensor_cores
           ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-              return decode_mma_occupancy<decltype(tag)>(dim, choice.stages_ahead, card);
+              return decode_mma_occupancy<decltype(tag)>(dim, card);
             })
           : decode_occupancy(dim, query_rows, card);
   return {std::vector<int64_t>{o.card_ctas, o.device_ctas, o.padding}, choice.name};
@@ -319,7 +316,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     });
   }
   if (mma_decode) {
-    sm7x::dispatch_arch_path(arch_path, [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, decode.stages_ahead, emulated, stream); });
+    sm7x::dispatch_arch_path(arch_path,
+                             [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
   } else {
     launch_decode_simt(p, head_dim, emulated, stream);
   }

@@ -68,16 +68,14 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 // (core/emulated_occupancy.h), or nullptr.
 void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
-// stages_ahead: how many 16-key stages of K and V the tensor-core kernel keeps loading ahead (1 or 2).
 template <class ArchTag>
-void launch_decode_mma(const DecodeParams& params, int head_dim, int stages_ahead, const sm7x::CardLimits* emulated,
-                       cudaStream_t stream);
+void launch_decode_mma(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream);
 template <>
-void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, int stages_ahead,
-                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
+void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream);
 template <>
-void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, int stages_ahead,
-                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
+void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                   cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -100,10 +98,10 @@ struct DecodeOccupancy {
 };
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
 template <class ArchTag>
-DecodeOccupancy decode_mma_occupancy(int head_dim, int stages_ahead, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy(int head_dim, const sm7x::CardLimits& card);
 template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, int stages_ahead, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
 template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, int stages_ahead, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -11,9 +11,10 @@
 // the same buffer transposed (the mma's B operand rows are output columns); then warp w accumulates
 // its quarter of the output columns, O = O * rescale + P V (head_dim / 64 16x16 tiles in registers).
 // One K-then-V buffer keeps a CTA at 26 KB at head_dim 256: two per SM on a 64 KB Turing card, three on
-// a V100. K and V are loaded into registers kStagesAhead stages ahead (register staging: no cp.async
-// before SM80), each as soon as its buffer turn starts: one stage ahead is the measured default, two
-// (FLASH_ATTN_V100_DECODE=mma-deep, experimental) doubles the bytes in flight for 32 more registers.
+// a V100. K and V are loaded into registers one stage ahead (register staging: no cp.async before
+// SM80), each as soon as its buffer turn starts. Two stages ahead (32 more registers) measured 0.99x
+// this form's time at MTP verification and still lost plain decode to the SIMT kernel (H200, sm75,
+// benchmarks/results/attention-sm75-h200-2026-12-01-decode-kernels.json), so one it is.
 #pragma once
 #include <cmath>
 
@@ -47,7 +48,7 @@ struct MmaDecodeLayout {
   static_assert(kDimsPerWarp % sm7x::kWarpTileN == 0, "head_dim / 4 must be a multiple of 16");
 };
 
-template <class ArchTag, int kHeadDim, int kStagesAhead, class Kv>
+template <class ArchTag, int kHeadDim, class Kv>
 __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const DecodeParams p) {
   using L = MmaDecodeLayout<kHeadDim>;
   using Tile = sm7x::WarpTile16x16<ArchTag>;
@@ -63,7 +64,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
 
   // This thread's vectors of a stage: vector index / keys of key index % keys (keys fastest: a warp
   // reads 32 contiguous bytes of each of 16 keys, and the transposed V stores spread over the banks).
-  uint4 k_ahead[kStagesAhead][L::kVecsPerThread], v_ahead[kStagesAhead][L::kVecsPerThread];
+  uint4 k_next[L::kVecsPerThread], v_next[L::kVecsPerThread];
   auto fetch = [&](uint4 (&dst)[L::kVecsPerThread], int t0, bool values) {
 #pragma unroll
     for (int i = 0; i < L::kVecsPerThread; ++i) {
@@ -76,14 +77,9 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       }
     }
   };
-  // A ring of kStagesAhead slots: slot s holds the stage whose index is s modulo kStagesAhead, and is
-  // refilled with the stage kStagesAhead later as soon as it is stored (the slot index is a constant of
-  // the unrolled loop below: no register copies, which would wait for the loads in flight).
-#pragma unroll
-  for (int s = 0; s < kStagesAhead; ++s) {
-    fetch(k_ahead[s], cta.t_first + s * kMmaDecodeKeys, false);
-    fetch(v_ahead[s], cta.t_first + s * kMmaDecodeKeys, true);
-  }
+  // The first stage's loads go out before anything else.
+  fetch(k_next, cta.t_first, false);
+  fetch(v_next, cta.t_first, true);
 
   // Query rows (zeros past the last): half2 reads, since decode queries need only 4-byte alignment.
   for (int i = threadIdx.x; i < kMmaDecodeRows * (kHeadDim / 2); i += kMmaDecodeThreads) {
@@ -99,18 +95,18 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   float m_row = -INFINITY, l_row = 0.f;
   Tile o[L::kOTiles];
 
-  // One stage: keys t0 .. t0 + 15 from the ring slot (k_slot, v_slot).
-  auto stage = [&](int t0, uint4 (&k_slot)[L::kVecsPerThread], uint4 (&v_slot)[L::kVecsPerThread]) {
-    const int t_refill = t0 + kStagesAhead * kMmaDecodeKeys;  // the stage this slot takes next
+  // One stage: keys t0 .. t0 + 15.
+  auto stage = [&](int t0) {
+    const int t_refill = t0 + kMmaDecodeKeys;  // the stage whose loads go out as this one's are stored
     __syncthreads();  // the previous stage's P V is done with the buffer (and q_s is written, first time)
 #pragma unroll
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads;
       *reinterpret_cast<uint4*>(kv_s + index % kMmaDecodeKeys * L::kKStride + index / kMmaDecodeKeys * 8) =
-          k_slot[i];
+          k_next[i];
     }
     __syncthreads();
-    if (t_refill < cta.t_end) fetch(k_slot, t_refill, false);  // lands during the stages before its own
+    if (t_refill < cta.t_end) fetch(k_next, t_refill, false);  // lands during the stages before its own
 
     Tile s;
     const int d0 = warp * L::kDimsPerWarp;
@@ -125,7 +121,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     for (int i = 0; i < L::kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kMmaDecodeThreads, key = index % kMmaDecodeKeys;
       const int vec = index / kMmaDecodeKeys;
-      const __half* v8 = reinterpret_cast<const __half*>(&v_slot[i]);
+      const __half* v8 = reinterpret_cast<const __half*>(&v_next[i]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) kv_s[(vec * 8 + e) * L::kVtStride + key] = v8[e];
     }
@@ -159,7 +155,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
     m_row = m_new;
     if (threadIdx.x % 8 == 0) rescale_s[sm_row] = rescale;
     __syncthreads();  // P, the rescale factors and V^T are in place
-    if (t_refill < cta.t_end) fetch(v_slot, t_refill, true);
+    if (t_refill < cta.t_end) fetch(v_next, t_refill, true);
 
 #pragma unroll
     for (int j = 0; j < L::kOTiles; ++j) {
@@ -170,13 +166,7 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
       }
     }
   };
-  for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kStagesAhead * kMmaDecodeKeys) {
-#pragma unroll
-    for (int slot = 0; slot < kStagesAhead; ++slot) {
-      const int t_stage = t0 + slot * kMmaDecodeKeys;
-      if (t_stage < cta.t_end) stage(t_stage, k_ahead[slot], v_ahead[slot]);  // the same for the whole CTA
-    }
-  }
+  for (int t0 = cta.t_first; t0 < cta.t_end; t0 += kMmaDecodeKeys) stage(t0);
 
   // out = O / l (zeros and lse -inf for a row that saw no key); rescale_s now holds 1 / l per row.
   __syncthreads();  // every warp is done with the last stage's rescale factors
@@ -199,55 +189,39 @@ __global__ void __launch_bounds__(kMmaDecodeThreads) decode_mma_kernel(const Dec
   }
 }
 
-// Calls fn(std::integral_constant<int, S>{}) for the kernel form S stages ahead (1 or 2).
-template <class Fn>
-decltype(auto) dispatch_stages_ahead(int stages_ahead, Fn&& fn) {
-  if (stages_ahead == 2) return fn(std::integral_constant<int, 2>{});
-  return fn(std::integral_constant<int, 1>{});
-}
-
 template <class ArchTag>
 void settle_decode_mma_paddings_impl(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) {
     constexpr int kHeadDim = decltype(d)::value;
-    for (const DecodeKernel kernel : {decode_mma_kernel<ArchTag, kHeadDim, 1, KvFloat16>,
-                                      decode_mma_kernel<ArchTag, kHeadDim, 1, KvFp8E5m2>,
-                                      decode_mma_kernel<ArchTag, kHeadDim, 2, KvFloat16>,
-                                      decode_mma_kernel<ArchTag, kHeadDim, 2, KvFp8E5m2>}) {
+    for (const DecodeKernel kernel :
+         {decode_mma_kernel<ArchTag, kHeadDim, KvFloat16>, decode_mma_kernel<ArchTag, kHeadDim, KvFp8E5m2>}) {
       sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kMmaDecodeThreads);
     }
   });
 }
 
-template <class ArchTag, int kHeadDim, int kStagesAhead>
+template <class ArchTag, int kHeadDim>
 void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const dim3 grid(p.batch * ((query_rows + kMmaDecodeRows - 1) / kMmaDecodeRows), p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
-    launch_as_card(decode_mma_kernel<ArchTag, kHeadDim, kStagesAhead, decltype(kv)>, grid, kMmaDecodeThreads,
+    launch_as_card(decode_mma_kernel<ArchTag, kHeadDim, decltype(kv)>, grid, kMmaDecodeThreads,
                    emulated, stream, p);
   });
 }
 
 template <class ArchTag>
-DecodeOccupancy decode_mma_occupancy_impl(int head_dim, int stages_ahead, const sm7x::CardLimits& card) {
+DecodeOccupancy decode_mma_occupancy_impl(int head_dim, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) {
-    return dispatch_stages_ahead(stages_ahead, [&](auto s) {
-      return kernel_occupancy(decode_mma_kernel<ArchTag, decltype(d)::value, decltype(s)::value, KvFloat16>,
-                              kMmaDecodeThreads, card);
-    });
+    return kernel_occupancy(decode_mma_kernel<ArchTag, decltype(d)::value, KvFloat16>, kMmaDecodeThreads, card);
   });
 }
 
 template <class ArchTag>
-void launch_decode_mma_impl(const DecodeParams& p, int head_dim, int stages_ahead, const sm7x::CardLimits* emulated,
+void launch_decode_mma_impl(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
                             cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) {
-    dispatch_stages_ahead(stages_ahead, [&](auto s) {
-      launch_decode_mma_for<ArchTag, decltype(d)::value, decltype(s)::value>(p, emulated, stream);
-    });
-  });
+  dispatch_head_dim(head_dim, [&](auto d) { launch_decode_mma_for<ArchTag, decltype(d)::value>(p, emulated, stream); });
 }
 
 }  // namespace flash_v100

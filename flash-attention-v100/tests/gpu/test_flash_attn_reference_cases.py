@@ -43,18 +43,15 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
-# Decode: the SIMT kernel, and the tensor-core one on each path, loading one stage ahead and (the
-# experimental "-deep" form) two.
-DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-deep", "sm75-deep"]
+# Decode: the SIMT kernel, and the tensor-core one of each path.
+DECODE_KERNELS = ["simt", "sm70", "sm75"]
 
 
 def use_path(fa, monkeypatch, path):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "-deep" their decode form that loads two stages ahead, "simt" the SIMT decode kernel (on the
-    default emulated path). The op otherwise picks the decode kernel by query rows; forcing it tests
-    each on every case."""
-    path, deep = path.removesuffix("-deep"), path.endswith("-deep")
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma-deep" if deep else "mma")
+    "simt" the SIMT decode kernel (on the default emulated path). The op otherwise picks the decode
+    kernel by query rows; forcing it tests each on every case."""
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma")
     if path == "simt":
         return
     if path not in fa.build_info().get("paths", []):
