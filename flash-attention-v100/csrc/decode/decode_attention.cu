@@ -1,10 +1,10 @@
 // Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on
 // SIMT on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
 //
-// CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split). Query rows are the q_len x
-// group query heads that share the KV head (GQA packing), so each KV tile is read once for all of
-// them; the row block is the smallest that holds them (a single query of a group of 6 takes 8 rows,
-// not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
+// CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split), 4 warps (the 8-row block may
+// take 8, one row each: FLASH_ATTN_V100_DECODE=simt-wide). Query rows are the q_len x group query heads
+// that share the KV head (GQA packing), so each KV tile is read once for all of them; the row block is
+// the smallest that holds them (a single query of a group of 6 takes 8 rows, not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
 // the same buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use
 // begins (register staging: no cp.async before SM80), so both stay in flight for about a tile. One
 // buffer instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card
@@ -25,8 +25,6 @@
 namespace flash_v100 {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // N consecutive half2 pairs or fp32 pairs, read from shared memory as one vector (two for 32 bytes).
@@ -60,8 +58,9 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-template <int kHeadDim, int kRowsPerWarp, class Kv>
+template <int kHeadDim, int kWarps, int kRowsPerWarp, class Kv>
 __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
+  constexpr int kThreads = kWarps * 32;
   constexpr int kRowsPerCta = kRowsPerWarp * kWarps;
   constexpr int kPairs = kHeadDim / 2;  // half2 per row
   // Rows 16-byte aligned for vector reads; the 4-word skew puts the 8 lanes of each 16-byte read phase
@@ -244,13 +243,13 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 // 8-row form 171 for sm_75 and sm_90 (ptxas 12.8 for sm_70 stays at 164 by itself), so the bound
 // holds the emulating GPU and other toolkits to the V100's count. The other head dims keep ptxas's
 // own counts: any bound raised them. tests/ut/test_decode_occupancy_budget.py checks the counts.
-template <int kHeadDim, int kRowsPerWarp, class Kv>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeParams p) {
-  decode_attention_cta<kHeadDim, kRowsPerWarp, Kv>(p);
+template <int kHeadDim, int kWarps, int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeParams p) {
+  decode_attention_cta<kHeadDim, kWarps, kRowsPerWarp, Kv>(p);
 }
-template <int kRowsPerWarp, class Kv>
-__global__ void __launch_bounds__(kThreads, 3) decode_kernel_d256(const DecodeParams p) {
-  decode_attention_cta<256, kRowsPerWarp, Kv>(p);
+template <int kWarps, int kRowsPerWarp, class Kv>
+__global__ void __launch_bounds__(kWarps * 32, 3) decode_kernel_d256(const DecodeParams p) {
+  decode_attention_cta<256, kWarps, kRowsPerWarp, Kv>(p);
 }
 
 // The merge of the splits. CTA = (sequence, query of the decode kernel's, head, 64 columns): each warp
@@ -330,42 +329,54 @@ __global__ void __launch_bounds__(kCombineWarps * 32) combine_kernel(const Decod
   if (c == 0) p.lse[(int64_t)head * p.total_q + q_begin + q_index] = total > 0.f ? max_lse + __logf(total) : -INFINITY;
 }
 
-// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
-template <int kHeadDim, int kRowsPerWarp, class Kv>
-constexpr DecodeKernel decode_kernel_of() {
+// A SIMT decode kernel and its CTA size.
+struct SimtKernel {
+  DecodeKernel kernel;
+  int threads;
+};
+
+template <int kHeadDim, int kWarps, int kRowsPerWarp, class Kv>
+constexpr SimtKernel simt_kernel_of() {
   if constexpr (kHeadDim == 256) {
-    return decode_kernel_d256<kRowsPerWarp, Kv>;
+    return {decode_kernel_d256<kWarps, kRowsPerWarp, Kv>, kWarps * 32};
   } else {
-    return decode_kernel<kHeadDim, kRowsPerWarp, Kv>;
+    return {decode_kernel<kHeadDim, kWarps, kRowsPerWarp, Kv>, kWarps * 32};
   }
 }
+
+// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head: 4 warps,
+// or (`wide`) the 8-row block on 8 warps of one row each, the same shared memory for twice the warps
+// that hide its latencies (the T4's shared memory holds two of these CTAs per SM).
 template <int kHeadDim, class Kv>
-DecodeKernel decode_kernel_for(int64_t query_rows) {
+SimtKernel simt_kernel_for(int64_t query_rows, bool wide) {
   switch (decode_rows_per_cta(query_rows)) {
-    case 4: return decode_kernel_of<kHeadDim, 4 / kWarps, Kv>();
-    case 8: return decode_kernel_of<kHeadDim, 8 / kWarps, Kv>();
-    default: return decode_kernel_of<kHeadDim, kDecodeRowsPerCta / kWarps, Kv>();
+    case 4: return simt_kernel_of<kHeadDim, 4, 1, Kv>();
+    case 8: return wide ? simt_kernel_of<kHeadDim, 8, 1, Kv>() : simt_kernel_of<kHeadDim, 4, 2, Kv>();
+    default: return simt_kernel_of<kHeadDim, 4, kDecodeRowsPerCta / 4, Kv>();
   }
 }
 
 template <int kHeadDim>
 void settle_paddings(const sm7x::CardLimits& card) {
   for (const int64_t rows : {4, 8, kDecodeRowsPerCta}) {
-    for (const DecodeKernel kernel :
-         {decode_kernel_for<kHeadDim, KvFloat16>(rows), decode_kernel_for<kHeadDim, KvFp8E5m2>(rows)}) {
-      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kThreads);
+    for (const bool wide : {false, true}) {
+      for (const SimtKernel simt :
+           {simt_kernel_for<kHeadDim, KvFloat16>(rows, wide), simt_kernel_for<kHeadDim, KvFp8E5m2>(rows, wide)}) {
+        sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(simt.kernel), simt.threads);
+      }
     }
   }
   sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
 }
 
 template <int kHeadDim>
-void launch_simt_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+void launch_simt_for(const DecodeParams& p, bool wide, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
   const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
-    launch_as_card(decode_kernel_for<kHeadDim, decltype(kv)>(query_rows), grid, kThreads, emulated, stream, p);
+    const SimtKernel simt = simt_kernel_for<kHeadDim, decltype(kv)>(query_rows, wide);
+    launch_as_card(simt.kernel, grid, simt.threads, emulated, stream, p);
   });
 }
 
@@ -378,9 +389,10 @@ void launch_merge_for(const DecodeParams& p, const sm7x::CardLimits* emulated, c
 
 }  // namespace
 
-DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, bool wide, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) {
-    return kernel_occupancy(decode_kernel_for<decltype(d)::value, KvFloat16>(query_rows), kThreads, card);
+    const SimtKernel simt = simt_kernel_for<decltype(d)::value, KvFloat16>(query_rows, wide);
+    return kernel_occupancy(simt.kernel, simt.threads, card);
   });
 }
 
@@ -388,9 +400,10 @@ void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) { settle_paddings<decltype(d)::value>(card); });
 }
 
-void launch_decode_simt(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+void launch_decode_simt(const DecodeParams& p, int head_dim, bool wide, const sm7x::CardLimits* emulated,
+                        cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) { launch_simt_for<decltype(d)::value>(p, emulated, stream); });
+  dispatch_head_dim(head_dim, [&](auto d) { launch_simt_for<decltype(d)::value>(p, wide, emulated, stream); });
 }
 
 void launch_decode_merge(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
