@@ -38,15 +38,13 @@ std::string build_info() {
 // q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
 // at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
 // flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
-// FLASH_ATTN_V100_DECODE=simt|mma forces one; =simt-wide the SIMT kernel with its 8-row block on 8
-// warps instead of 4 (being measured: the same shared memory per CTA, twice the warps per SM).
+// FLASH_ATTN_V100_DECODE=simt|mma forces one.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
 
 struct DecodeChoice {
   bool tensor_cores;
-  bool simt_wide;    // the SIMT kernel's 8-row block on 8 warps
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
 };
 
@@ -54,13 +52,12 @@ DecodeChoice decode_choice(int64_t query_rows) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
-    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, false, "mma"} : DecodeChoice{false, false, "simt"};
+    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, "mma"} : DecodeChoice{false, "simt"};
   }
-  if (choice == "simt") return {false, false, "simt"};
-  if (choice == "simt-wide") return {false, true, "simt-wide"};
-  if (choice == "mma") return {true, false, "mma"};
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'simt-wide' or 'mma' (unset: chosen by query ",
-                    "rows), got '", choice, "'");
+  if (choice == "simt") return {false, "simt"};
+  if (choice == "mma") return {true, "mma"};
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt' or 'mma' (unset: chosen by query rows), got '",
+                    choice, "'");
   return {};
 }
 
@@ -93,7 +90,7 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
           ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
               return decode_mma_occupancy<decltype(tag)>(dim, card);
             })
-          : decode_occupancy(dim, query_rows, choice.simt_wide, card);
+          : decode_occupancy(dim, query_rows, card);
   return {std::vector<int64_t>{o.card_ctas, o.device_ctas, o.padding}, choice.name};
 }
 
@@ -322,7 +319,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     sm7x::dispatch_arch_path(arch_path,
                              [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
   } else {
-    launch_decode_simt(p, head_dim, decode.simt_wide, emulated, stream);
+    launch_decode_simt(p, head_dim, emulated, stream);
   }
   launch_decode_merge(p, head_dim, emulated, stream);
   if (prefill) {

@@ -1,18 +1,21 @@
-// Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on
-// SIMT on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
+// Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on SIMT
+// on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows).
 //
-// CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split), 4 warps (the 8-row block may
-// take 8, one row each: FLASH_ATTN_V100_DECODE=simt-wide). Query rows are the q_len x group query heads
-// that share the KV head (GQA packing), so each KV tile is read once for all of them; the row block is
-// the smallest that holds them (a single query of a group of 6 takes 8 rows, not 16, of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes
-// the same buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use
-// begins (register staging: no cp.async before SM80), so both stay in flight for about a tile. One
-// buffer instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card
-// (one with separate K and V tiles), three on a V100. Lane t scores token t against
-// the warp's rows (queries in fp32 in shared memory where they fit); warp shuffles give each row's
-// max and sum (online softmax in fp32); for P.V every lane owns head_dim/32 consecutive output
-// columns of its warp's rows and takes p from the lane of each token. Shared memory is read in 16-byte
-// vectors (8-byte for a lane's P.V columns at head_dim 128): a quarter of the load instructions.
+// CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split) on 4 warps, or 8 of one row each
+// for the 8-row block (plain decode at GQA groups of 5-8: the same shared memory, twice the warps per
+// SM to hide its latencies; 0.89-0.99x the time of 4 warps of two rows on the H200, sm75 path,
+// benchmarks/results/attention-sm75-h200-2026-12-01-simt-eight-warps.json). Query rows are the q_len x
+// group query heads that share the KV head (GQA packing), so each KV tile is read once for all of them;
+// the row block is the smallest that holds them (a single query of a group of 6 takes 8 rows, not 16,
+// of scoring work). Per 32-token tile: K goes to shared memory and is scored, then V takes the same
+// buffer for P.V. Each half's next tile is loaded into registers as soon as its buffer use begins
+// (register staging: no cp.async before SM80), so both stay in flight for about a tile. One buffer
+// instead of two keeps a CTA at 24 KB at head_dim 256: two per SM on a 64 KB Turing card (one with
+// separate K and V tiles), three on a V100. Lane t scores token t against the warp's rows (queries in
+// fp32 in shared memory where they fit); warp shuffles give each row's max and sum (online softmax in
+// fp32); for P.V every lane owns head_dim/32 consecutive output columns of its warp's rows and takes p
+// from the lane of each token. Shared memory is read in 16-byte vectors (8-byte for a lane's P.V
+// columns at head_dim 128): a quarter of the load instructions.
 #include <cmath>
 #include <stdexcept>
 #include <type_traits>
@@ -344,14 +347,12 @@ constexpr SimtKernel simt_kernel_of() {
   }
 }
 
-// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head: 4 warps,
-// or (`wide`) the 8-row block on 8 warps of one row each, the same shared memory for twice the warps
-// that hide its latencies (the T4's shared memory holds two of these CTAs per SM).
+// The decode kernel for a call whose longest short sequence has `query_rows` rows per KV head.
 template <int kHeadDim, class Kv>
-SimtKernel simt_kernel_for(int64_t query_rows, bool wide) {
+SimtKernel simt_kernel_for(int64_t query_rows) {
   switch (decode_rows_per_cta(query_rows)) {
     case 4: return simt_kernel_of<kHeadDim, 4, 1, Kv>();
-    case 8: return wide ? simt_kernel_of<kHeadDim, 8, 1, Kv>() : simt_kernel_of<kHeadDim, 4, 2, Kv>();
+    case 8: return simt_kernel_of<kHeadDim, 8, 1, Kv>();
     default: return simt_kernel_of<kHeadDim, 4, kDecodeRowsPerCta / 4, Kv>();
   }
 }
@@ -359,23 +360,21 @@ SimtKernel simt_kernel_for(int64_t query_rows, bool wide) {
 template <int kHeadDim>
 void settle_paddings(const sm7x::CardLimits& card) {
   for (const int64_t rows : {4, 8, kDecodeRowsPerCta}) {
-    for (const bool wide : {false, true}) {
-      for (const SimtKernel simt :
-           {simt_kernel_for<kHeadDim, KvFloat16>(rows, wide), simt_kernel_for<kHeadDim, KvFp8E5m2>(rows, wide)}) {
-        sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(simt.kernel), simt.threads);
-      }
+    for (const SimtKernel simt :
+         {simt_kernel_for<kHeadDim, KvFloat16>(rows), simt_kernel_for<kHeadDim, KvFp8E5m2>(rows)}) {
+      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(simt.kernel), simt.threads);
     }
   }
   sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(combine_kernel<kHeadDim>), kCombineWarps * 32);
 }
 
 template <int kHeadDim>
-void launch_simt_for(const DecodeParams& p, bool wide, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+void launch_simt_for(const DecodeParams& p, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const int64_t rows_per_cta = decode_rows_per_cta(query_rows);
   const dim3 grid(p.batch * ((query_rows + rows_per_cta - 1) / rows_per_cta), p.kv_heads, p.splits);
   dispatch_kv_format(p.kv_format, [&](auto kv) {
-    const SimtKernel simt = simt_kernel_for<kHeadDim, decltype(kv)>(query_rows, wide);
+    const SimtKernel simt = simt_kernel_for<kHeadDim, decltype(kv)>(query_rows);
     launch_as_card(simt.kernel, grid, simt.threads, emulated, stream, p);
   });
 }
@@ -389,9 +388,9 @@ void launch_merge_for(const DecodeParams& p, const sm7x::CardLimits* emulated, c
 
 }  // namespace
 
-DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, bool wide, const sm7x::CardLimits& card) {
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) {
-    const SimtKernel simt = simt_kernel_for<decltype(d)::value, KvFloat16>(query_rows, wide);
+    const SimtKernel simt = simt_kernel_for<decltype(d)::value, KvFloat16>(query_rows);
     return kernel_occupancy(simt.kernel, simt.threads, card);
   });
 }
@@ -400,10 +399,9 @@ void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) { settle_paddings<decltype(d)::value>(card); });
 }
 
-void launch_decode_simt(const DecodeParams& p, int head_dim, bool wide, const sm7x::CardLimits* emulated,
-                        cudaStream_t stream) {
+void launch_decode_simt(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) { launch_simt_for<decltype(d)::value>(p, wide, emulated, stream); });
+  dispatch_head_dim(head_dim, [&](auto d) { launch_simt_for<decltype(d)::value>(p, emulated, stream); });
 }
 
 void launch_decode_merge(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {

@@ -66,8 +66,7 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 // the same on every arch; the tensor-core one takes the arch path's mma (decode_mma_sm70.cu,
 // decode_mma_sm75.cu). `emulated`: the card whose CTAs per SM to hold to on a newer GPU
 // (core/emulated_occupancy.h), or nullptr.
-// wide: the 8-row block on 8 warps (one row each) instead of 4 (two rows each).
-void launch_decode_simt(const DecodeParams& params, int head_dim, bool wide, const sm7x::CardLimits* emulated,
+void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
 template <class ArchTag>
 void launch_decode_mma(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream);
@@ -97,7 +96,7 @@ void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits
 struct DecodeOccupancy {
   int card_ctas, device_ctas, padding;
 };
-DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, bool wide, const sm7x::CardLimits& card);
+DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_mma_occupancy(int head_dim, const sm7x::CardLimits& card);
 template <>

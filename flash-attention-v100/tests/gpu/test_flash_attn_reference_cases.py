@@ -43,18 +43,16 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
-# Decode: the SIMT kernel (its 8-row block on 4 warps, and on 8: "simt-wide"), and the tensor-core one
-# of each path.
-DECODE_KERNELS = ["simt", "simt-wide", "sm70", "sm75"]
+# Decode: the SIMT kernel, and the tensor-core one of each path.
+DECODE_KERNELS = ["simt", "sm70", "sm75"]
 
 
 def use_path(fa, monkeypatch, path):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "simt"/"simt-wide" the SIMT decode kernel (on the default emulated path). The op otherwise picks the decode
+    "simt" the SIMT decode kernel (on the default emulated path). The op otherwise picks the decode
     kernel by query rows; forcing it tests each on every case."""
-    simt = path.startswith("simt")
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", path if simt else "mma")
-    if simt:
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma")
+    if path == "simt":
         return
     if path not in fa.build_info().get("paths", []):
         pytest.skip(f"this build has no {path} kernels")
