@@ -38,13 +38,15 @@ std::string build_info() {
 // q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
 // at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
 // flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
-// FLASH_ATTN_V100_DECODE=simt|mma forces one.
+// FLASH_ATTN_V100_DECODE=simt|mma forces one; =mma32 the tensor-core kernel on 32 query rows per CTA
+// (8 warps: two row groups share each stage of K and V; experimental, being measured).
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
 
 struct DecodeChoice {
   bool tensor_cores;
+  int row_groups;    // of the tensor-core kernel: groups of 16 query rows per CTA
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
 };
 
@@ -52,12 +54,13 @@ DecodeChoice decode_choice(int64_t query_rows) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
-    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, "mma"} : DecodeChoice{false, "simt"};
+    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
   }
-  if (choice == "simt") return {false, "simt"};
-  if (choice == "mma") return {true, "mma"};
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt' or 'mma' (unset: chosen by query rows), got '",
-                    choice, "'");
+  if (choice == "simt") return {false, 1, "simt"};
+  if (choice == "mma") return {true, 1, "mma"};
+  if (choice == "mma32") return {true, 2, "mma32"};
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma32' (unset: chosen by query rows), ",
+                    "got '", choice, "'");
   return {};
 }
 
@@ -88,7 +91,7 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   const DecodeOccupancy o =
       choice.tensor_cores
           ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-              return decode_mma_occupancy<decltype(tag)>(dim, card);
+              return decode_mma_occupancy<decltype(tag)>(dim, choice.row_groups, card);
             })
           : decode_occupancy(dim, query_rows, card);
   return {std::vector<int64_t>{o.card_ctas, o.device_ctas, o.padding}, choice.name};
@@ -288,7 +291,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
   TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
   p.max_keys = static_cast<int>(block_table.size(1) * block_size);
-  const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), kDecodeRowsPerCta);
+  const int64_t rows_per_cta = mma_decode ? kDecodeRowsPerCta * decode.row_groups : kDecodeRowsPerCta;
+  const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), rows_per_cta);
   int64_t splits = num_splits;
   if (splits <= 0) {
     int sms = 0;
@@ -316,8 +320,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     });
   }
   if (mma_decode) {
-    sm7x::dispatch_arch_path(arch_path,
-                             [&](auto tag) { launch_decode_mma<decltype(tag)>(p, head_dim, emulated, stream); });
+    sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+      launch_decode_mma<decltype(tag)>(p, head_dim, decode.row_groups, emulated, stream);
+    });
   } else {
     launch_decode_simt(p, head_dim, emulated, stream);
   }

@@ -183,13 +183,13 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
 
 def decode_kernel(query_rows: int) -> str:
     """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
-    "simt" or "mma", as FLASH_ATTN_V100_DECODE names them (it forces one)."""
+    "simt", "mma" or "mma32", as FLASH_ATTN_V100_DECODE names them (it forces one)."""
     return torch.ops.flash_attn_v100.decode_kernel(query_rows)
 
 
 def decode_occupancy(head_dim: int, query_rows: int, path: str) -> dict:
     """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
-    "kernel" "simt" or "mma" as FLASH_ATTN_V100_DECODE names them (it forces one), and its
+    "kernel" "simt", "mma" or "mma32" as FLASH_ATTN_V100_DECODE names them (it forces one), and its
     CTAs per SM (fp16 cache) on the card of `path` ("sm70": V100, "sm75": T4/RTX 2080 Ti), and on this GPU when it
     emulates that card: with the emulation switch on a newer GPU, the decode kernels get unused
     dynamic shared memory ("padding", bytes) so the GPU holds no more CTAs per SM than the card would."""

@@ -68,14 +68,16 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 // (core/emulated_occupancy.h), or nullptr.
 void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
+// row_groups: groups of 16 query rows per CTA of the tensor-core kernel (1, or 2: 32 rows on 8 warps).
 template <class ArchTag>
-void launch_decode_mma(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream);
+void launch_decode_mma(const DecodeParams& params, int head_dim, int row_groups, const sm7x::CardLimits* emulated,
+                       cudaStream_t stream);
 template <>
-void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                                   cudaStream_t stream);
+void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, int row_groups,
+                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
 template <>
-void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                                   cudaStream_t stream);
+void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, int row_groups,
+                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -98,10 +100,10 @@ struct DecodeOccupancy {
 };
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
 template <class ArchTag>
-DecodeOccupancy decode_mma_occupancy(int head_dim, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
+DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, int row_groups, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

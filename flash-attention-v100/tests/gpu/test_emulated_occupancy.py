@@ -58,6 +58,19 @@ def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, 
         assert (occupancy["padding_bytes"] > 0) == padded
 
 
+# The tensor-core decode form on 32 query rows (8 warps, FLASH_ATTN_V100_DECODE=mma32): 39.5 KB at
+# head_dim 256, one CTA per SM on a T4, two on a V100 (118 registers there), as many warps per SM as
+# the 16-row form's two or three CTAs of 4 warps.
+@pytest.mark.parametrize("path, ctas", [("sm75", 1), ("sm70", 2)])
+def test_the_32_row_tensor_core_decode_is_held_to_the_card(fa, monkeypatch, path, ctas):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")
+    occupancy = fa.decode_occupancy(256, 30, path)
+    assert occupancy["kernel"] == "mma32"
+    assert occupancy["card_ctas_per_sm"] == ctas
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert occupancy["device_ctas_per_sm"] == ctas
+
+
 def test_both_cards_launch_in_one_process_in_either_order(fa, monkeypatch):
     # The padding limit is the kernel's own: a smaller one set for the V100 must not fail the T4's
     # larger padding afterwards (it did: "invalid argument" at launch).

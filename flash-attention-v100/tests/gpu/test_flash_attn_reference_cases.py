@@ -43,15 +43,18 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
-# Decode: the SIMT kernel, and the tensor-core one of each path.
-DECODE_KERNELS = ["simt", "sm70", "sm75"]
+# Decode: the SIMT kernel, and the tensor-core one of each path, on 16 query rows per CTA and (the
+# experimental "-32" form) on 32.
+DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32"]
 
 
 def use_path(fa, monkeypatch, path):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "simt" the SIMT decode kernel (on the default emulated path). The op otherwise picks the decode
-    kernel by query rows; forcing it tests each on every case."""
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma")
+    "-32" their decode form on 32 query rows per CTA, "simt" the SIMT decode kernel (on the default
+    emulated path). The op otherwise picks the decode kernel by query rows; forcing it tests each on every
+    case."""
+    path, rows32 = path.removesuffix("-32"), path.endswith("-32")
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma32" if rows32 else "mma")
     if path == "simt":
         return
     if path not in fa.build_info().get("paths", []):

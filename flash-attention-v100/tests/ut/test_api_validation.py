@@ -90,7 +90,7 @@ def test_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypa
     assert fa.decode_kernel(rows) == kernel
 
 
-@pytest.mark.parametrize("forced", ["simt", "mma"])
+@pytest.mark.parametrize("forced", ["simt", "mma", "mma32"])
 def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", forced)
     assert fa.decode_kernel(1) == forced and fa.decode_kernel(30) == forced
@@ -98,7 +98,7 @@ def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
 
 def test_an_unknown_decode_kernel_names_the_choices(monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "tensor")
-    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt' or 'mma'"):
+    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma32'"):
         fa.decode_kernel(6)
     with pytest.raises(ValueError, match="query_rows must be >= 1"):
         fa.decode_kernel(0)
