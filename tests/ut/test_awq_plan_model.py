@@ -13,13 +13,14 @@ ops.load_kernels()
 H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
 # Resident CTAs per SM of each registry entry (token_tiles, warps, column_tiles) on the H200's sm_90
 # build: ptxas's registers per thread against 64K registers and 2,048 threads per SM.
-H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
+H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3,
+                    (2, 8, 8): 2}
 QWEN27B = {"qkv": (5120, 14336), "o_proj": (6144, 5120), "gate_up": (5120, 34816), "down": (17408, 5120)}
 
 
 def registry():
-    flat = torch.ops._C_sm7x.awq_fused_registry()
-    return list(zip(flat[::3], flat[1::3], flat[2::3]))
+    flat = torch.ops._C_sm7x.awq_fused_registry()  # (token_tiles, warps, column_tiles, shared_x) per entry
+    return list(zip(flat[::4], flat[1::4], flat[2::4]))
 
 
 def plan(M, K, N, group_size=128, gpu=H200):

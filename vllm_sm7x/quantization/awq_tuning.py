@@ -32,9 +32,11 @@ def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
     return f"v2|{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
 
 
-def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None) -> dict[int, dict]:
+def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None,
+                experimental: bool = False) -> dict[int, dict]:
     """{M bucket: {"warps", "column_tiles", "splits", "ms"}} for this weight shape, fastest per bucket.
-    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "splits", "ms"}."""
+    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "splits", "ms"}.
+    experimental: also time the registry's experimental entries (the benchmark does; serving does not)."""
     from vllm_sm7x.ops.awq import awq_gemm, fused_registry
 
     l2 = torch.cuda.get_device_properties(weight.qweight.device).L2_cache_size
@@ -47,7 +49,8 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
         x = torch.randn(bucket, weight.in_features, device=weight.qweight.device).half()
         token_tiles = torch.ops._C_sm7x.awq_token_tiles(bucket)
         best = None
-        for entry in (e for e in fused_registry() if e["token_tiles"] == token_tiles):
+        for entry in (e for e in fused_registry()
+                      if e["token_tiles"] == token_tiles and (experimental or not e["shared_x"])):
             warps, column_tiles = entry["warps"], entry["column_tiles"]
             for splits in (s for s in SPLITS if s <= k_tiles):
                 ms = graph_median_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits,

@@ -74,6 +74,9 @@ const std::vector<FusedConfig>& fused_registry() {
 #define SM7X_AWQ_ENTRY(T, W, C) list.push_back(FusedConfig{T, W, 1, C});
     SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_ENTRY)
 #undef SM7X_AWQ_ENTRY
+#define SM7X_AWQ_SHARED_X_ENTRY(T, W) list.push_back(FusedConfig{T, W, 1, W});
+    SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_SHARED_X_ENTRY)
+#undef SM7X_AWQ_SHARED_X_ENTRY
     return list;
   }();
   return entries;
@@ -90,6 +93,14 @@ int registry_index(const FusedConfig& c) {
 }
 
 bool is_registered(const FusedConfig& c) { return registry_index(c) >= 0; }
+
+bool is_shared_x(const FusedConfig& c) {
+#define SM7X_AWQ_IS_SHARED_X(T, W) \
+  if (is_instantiation(c, T, W, W)) return true;
+  SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_IS_SHARED_X)
+#undef SM7X_AWQ_IS_SHARED_X
+  return false;
+}
 
 int token_tiles_for(int64_t M) { return M <= kTokensPerMma ? 1 : 2; }
 
