@@ -25,6 +25,7 @@
 #include "core/warp_tile.cuh"
 #include "decode/decode_cta.cuh"
 #include "paged_kv/read_kv.cuh"
+#include "softmax/online_softmax.cuh"
 
 namespace flash_v100 {
 
@@ -107,7 +108,7 @@ __global__ void __launch_bounds__(MmaDecodeLayout<kHeadDim, kRowGroups>::kThread
   // The online softmax: thread = (row, two keys of the stage); 8 consecutive lanes share a row.
   const int sm_row = threadIdx.x / 8, sm_col = threadIdx.x % 8 * 2, sm_r = cta.first_row + sm_row;
   const bool row_valid = sm_r <= cta.last_row;
-  float m_row = -INFINITY, l_row = 0.f;
+  OnlineSoftmaxRow<8> softmax;
   Tile o[L::kOTiles];
 
   // One stage: keys t0 .. t0 + 15.
@@ -142,34 +143,14 @@ __global__ void __launch_bounds__(MmaDecodeLayout<kHeadDim, kRowGroups>::kThread
 #pragma unroll
       for (int e = 0; e < 8; ++e) kv_s[(vec * 8 + e) * L::kVtStride + key] = v8[e];
     }
-    float x[2], tile_max = -INFINITY;
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
+    auto score = [&](int j) {
       const int c = sm_col + j;
       float v = (s_s[0][sm_row][c] + s_s[1][sm_row][c]) + (s_s[2][sm_row][c] + s_s[3][sm_row][c]);
       v *= p.scale;
       if (p.softcap > 0.f) v = p.softcap * tanhf(v / p.softcap);
-      x[j] = decode_visible(p, cta, row_valid, sm_r, t0 + c) ? v : -INFINITY;
-      tile_max = fmaxf(tile_max, x[j]);
-    }
-#pragma unroll
-    for (int offset = 1; offset < 8; offset *= 2) {
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-    }
-    const float m_new = fmaxf(m_row, tile_max);
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
-      const float prob = m_new == -INFINITY ? 0.f : __expf(x[j] - m_new);
-      sum += prob;
-      p_s[sm_row * L::kPStride + sm_col + j] = __float2half_rn(prob);
-    }
-#pragma unroll
-    for (int offset = 1; offset < 8; offset *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    const float rescale = m_row == -INFINITY ? 0.f : __expf(m_row - m_new);
-    l_row = l_row * rescale + sum;
-    m_row = m_new;
+      return decode_visible(p, cta, row_valid, sm_r, t0 + c) ? v : -INFINITY;
+    };
+    const float rescale = softmax.step<2>(score, p_s + sm_row * L::kPStride + sm_col);
     if (threadIdx.x % 8 == 0) rescale_s[sm_row] = rescale;
     __syncthreads();  // P, the rescale factors and V^T are in place
     if (t_refill < cta.t_end) fetch(v_next, t_refill, true);
@@ -189,8 +170,8 @@ __global__ void __launch_bounds__(MmaDecodeLayout<kHeadDim, kRowGroups>::kThread
   // out = O / l (zeros and lse -inf for a row that saw no key); rescale_s now holds 1 / l per row.
   __syncthreads();  // every warp is done with the last stage's rescale factors
   if (threadIdx.x % 8 == 0) {
-    rescale_s[sm_row] = l_row > 0.f ? p.v_scale / l_row : 0.f;
-    if (row_valid) *cta.lse(p, sm_r) = l_row > 0.f ? m_row + __logf(l_row) : -INFINITY;
+    rescale_s[sm_row] = softmax.out_scale(p.v_scale);
+    if (row_valid) *cta.lse(p, sm_r) = softmax.lse();
   }
   __syncthreads();
 #pragma unroll
