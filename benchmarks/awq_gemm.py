@@ -151,7 +151,7 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
 
                 def tuned_graph(choices):
                     for name, K, N in shapes:
-                        awq_tuning.apply((K, N), GROUP, path, {m_bucket(M): choices[name]})
+                        awq_tuning.apply((K, N), GROUP, path, {m_bucket(M): choices[name]}, experimental=True)
                     ms = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
                     torch.ops._C_sm7x.awq_clear_tuned()
                     return {"ms": rounded(ms), "bw_frac": round(moved / (ms * 1e-3) / (bandwidth * 1e9), 3),

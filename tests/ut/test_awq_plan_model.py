@@ -74,3 +74,27 @@ def test_bad_descriptions_get_clear_errors():
 def test_many_rows_go_to_dequantise_and_cublas():
     ctas = [1] * len(registry())
     assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1
+
+
+def test_the_shared_x_kernel_is_registered_but_never_planned():
+    from vllm_sm7x.ops.awq import fused_registry
+
+    shared = [(e["token_tiles"], e["warps"], e["column_tiles"]) for e in fused_registry() if e["shared_x"]]
+    assert shared == [(2, 8, 8)]
+    for M in (9, 16, 33, 64):
+        for K, N in QWEN27B.values():
+            assert plan(M, K, N)["column_tiles"] in (1, 2)
+
+
+def test_serving_skips_a_tuned_choice_of_an_experimental_kernel(caplog):
+    from vllm_sm7x.quantization import awq_tuning
+
+    shared_x = {"warps": 8, "column_tiles": 8, "splits": 1, "ms": 0.1}
+    try:
+        awq_tuning.apply((5120, 34816), 128, "sm75", {16: shared_x})
+        assert "ignoring the tuned AWQ choice" in caplog.text
+        caplog.clear()
+        awq_tuning.apply((5120, 34816), 128, "sm75", {16: shared_x}, experimental=True)  # the benchmark's A/B
+        assert "ignoring" not in caplog.text
+    finally:
+        torch.ops._C_sm7x.awq_clear_tuned()

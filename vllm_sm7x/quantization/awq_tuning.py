@@ -65,10 +65,18 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
     return results
 
 
-def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict) -> None:
-    """Hand measured choices to the dispatcher. weight_shape is (K, N)."""
+def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict, experimental: bool = False) -> None:
+    """Hand measured choices to the dispatcher. weight_shape is (K, N). A choice of an experimental registry
+    entry (a tuning file edited by hand, or from another build) is skipped unless experimental is set."""
+    from vllm_sm7x.ops.awq import fused_registry
+
     K, N = weight_shape
+    shared_x = {(e["warps"], e["column_tiles"]) for e in fused_registry() if e["shared_x"]}
     for bucket, choice in tuned.items():
+        if not experimental and (choice["warps"], choice["column_tiles"]) in shared_x:
+            logger.warning("vllm-sm7x: ignoring the tuned AWQ choice %s for N=%d K=%d (an experimental kernel)",
+                           choice, N, K)
+            continue
         torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
                                         choice["column_tiles"])
 

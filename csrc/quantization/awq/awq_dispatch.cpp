@@ -94,13 +94,31 @@ int registry_index(const FusedConfig& c) {
 
 bool is_registered(const FusedConfig& c) { return registry_index(c) >= 0; }
 
-bool is_shared_x(const FusedConfig& c) {
-#define SM7X_AWQ_IS_SHARED_X(T, W) \
-  if (is_instantiation(c, T, W, W)) return true;
-  SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_IS_SHARED_X)
-#undef SM7X_AWQ_IS_SHARED_X
+namespace {
+
+// A shared-x entry is named (token_tiles, warps, warps) in a FusedConfig, so no fused-kernel entry may
+// have such a triple: launch and is_shared_x would then disagree about which kernel it names.
+constexpr bool names_a_shared_x_entry(int token_tiles, int warps, int column_tiles) {
+#define SM7X_AWQ_SHARED_X_TRIPLE(T, W) \
+  if (token_tiles == T && warps == W && column_tiles == W) return true;
+  SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_SHARED_X_TRIPLE)
+#undef SM7X_AWQ_SHARED_X_TRIPLE
   return false;
 }
+
+constexpr bool fused_entries_name_no_shared_x_entry() {
+#define SM7X_AWQ_FUSED_TRIPLE(T, W, C) \
+  if (names_a_shared_x_entry(T, W, C)) return false;
+  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_FUSED_TRIPLE)
+#undef SM7X_AWQ_FUSED_TRIPLE
+  return true;
+}
+static_assert(fused_entries_name_no_shared_x_entry(),
+              "awq_registry.h: a fused-kernel entry has a shared-x entry's (token_tiles, warps, column_tiles)");
+
+}  // namespace
+
+bool is_shared_x(const FusedConfig& c) { return names_a_shared_x_entry(c.token_tiles, c.warps, c.column_tiles); }
 
 int token_tiles_for(int64_t M) { return M <= kTokensPerMma ? 1 : 2; }
 
