@@ -86,20 +86,12 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
 
   // This thread's vectors of one tile's K or V: vector index % kVecs of token index / kVecs.
   uint4 k_next[kVecsPerThread], v_next[kVecsPerThread];
-  auto fetch_k = [&](int t0) {
+  auto fetch = [&](uint4 (&dst)[kVecsPerThread], int t0, bool values) {
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
       const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      k_next[i] =
-          t < t_end ? read_k_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  auto fetch_v = [&](int t0) {
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i) {
-      const int index = threadIdx.x + i * kThreads, t = t0 + index / kVecs;
-      v_next[i] =
-          t < t_end ? read_v_vec<Kv>(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
+      const auto read = values ? read_v_vec<Kv> : read_k_vec<Kv>;
+      dst[i] = t < t_end ? read(p, kv_slot(p, cta.b, t), cta.kv_head, index % kVecs) : make_uint4(0, 0, 0, 0);
     }
   };
   auto store = [&](const uint4 (&vectors)[kVecsPerThread]) {
@@ -111,8 +103,8 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
   };
   // The first tile's loads go out before anything else.
   if (t_first < t_end) {
-    fetch_k(t_first);
-    fetch_v(t_first);
+    fetch(k_next, t_first, false);
+    fetch(v_next, t_first, true);
   }
 
   // Query rows r = q_index * group + head_in_group (zeros past the last row).
@@ -143,7 +135,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     __syncthreads();  // the previous tile's P.V is done with the buffer (and q_s is written, first time)
     store(k_next);
     __syncthreads();
-    if (more) fetch_k(t0 + kDecodeTileTokens);  // lands during this tile's scores and P.V
+    if (more) fetch(k_next, t0 + kDecodeTileTokens, false);  // lands during this tile's scores and P.V
 
     // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
     // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
@@ -200,7 +192,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     __syncthreads();  // every warp's scores are done with K
     store(v_next);
     __syncthreads();
-    if (more) fetch_v(t0 + kDecodeTileTokens);  // lands during this P.V and the next tile's scores
+    if (more) fetch(v_next, t0 + kDecodeTileTokens, true);  // lands during this P.V and the next tile's scores
 
     // P.V: this lane's columns are half2 pairs lane * kPairsPerLane + c.
 #pragma unroll 4
