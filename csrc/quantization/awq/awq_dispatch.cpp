@@ -139,7 +139,9 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const int64_t ctas = token_blocks * column_blocks * c.splits;
   const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
   const double waves = static_cast<double>(ceil_div(ctas, slots));
-  const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
+  // The fused kernel's warps split the k range; the shared-x kernel's each walk all of it (one column tile
+  // per warp).
+  const double rounds = static_cast<double>(is_shared_x(c) ? tiles_per_split : ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, x and out once.
   const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
   double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
