@@ -8,6 +8,9 @@
 #   bash tools/device/gpu.sh test-per-gpu EXPR...        # build, then one pytest -k EXPR per GPU, at once
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
+#   bash tools/device/gpu.sh decode-kernels KERNEL...     # build, then attention.py's decode cases (sm75
+#                                                        # path, no stock) once per FLASH_ATTN_V100_DECODE
+#                                                        # value, one after the other (decode-kernels.tgz)
 #   bash tools/device/gpu.sh bench-gdn [ARGS...]         # build, then benchmarks/gdn.py
 #   bash tools/device/gpu.sh bench-gdn-prefill [ARGS...] # build, then benchmarks/gdn_prefill.py (needs vLLM)
 #   bash tools/device/gpu.sh bench-serve [ARGS...]       # build, then benchmarks/serve.py (needs vLLM)
@@ -151,6 +154,22 @@ benchmark() {
   return $rc
 }
 
+# decode-kernels KERNEL...: the decode cases of benchmarks/attention.py (sm75 path, no stock baselines)
+# with FLASH_ATTN_V100_DECODE set to each kernel in turn, in one run; JSON and logs in decode-kernels.tgz.
+decode_kernels() {
+  local kernel rc=0
+  mkdir -p "$OUT/decode-kernels"
+  for kernel in "$@"; do
+    FLASH_ATTN_V100_DECODE=$kernel SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/attention.py \
+      --path sm75 --no-stock --decode-only --out "$OUT/decode-kernels/$kernel" \
+      > "$OUT/decode-kernels/$kernel.log" 2>&1 || { echo "decode-kernels: $kernel failed ($kernel.log)"; rc=1; }
+    echo "== FLASH_ATTN_V100_DECODE=$kernel"
+    grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/decode-kernels/$kernel.log" | tail -40
+  done
+  (cd "$OUT" && tar czf decode-kernels.tgz decode-kernels && rm -rf decode-kernels) || rc=1
+  return $rc
+}
+
 # profile [PATH]: each case of benchmarks/profile_kernels.py (SM7X_PROFILE_CASES narrows them) under
 # ncu, the counters of its "measured" launch as a raw CSV per case (ncu-raw.tgz), then one summary
 # (ncu-summary.txt).
@@ -253,6 +272,7 @@ case "$command" in
   test-per-gpu) gpu_tests_per_gpu "$@" ;;
   bench) benchmark awq_gemm.py awq_gemm.log "$@" ;;
   bench-attention) benchmark attention.py attention.log "$@" ;;
+  decode-kernels) decode_kernels "$@" ;;
   bench-gdn) benchmark gdn.py gdn.log "$@" ;;
   bench-gdn-prefill) benchmark gdn_prefill.py gdn_prefill.log "$@" ;;
   bench-serve) benchmark serve.py serve.log "$@" ;;
@@ -260,5 +280,5 @@ case "$command" in
   profile) profile_kernels "$@" ;;
   mtp-acceptance) mtp_acceptance "$@" ;;
   all) gpu_tests; benchmark awq_gemm.py awq_gemm.log --tune ;;
-  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | mtp-acceptance | ab | all | save-caches | stash-caches"; exit 2 ;;
+  *) echo "unknown command '$command': build | test | test-per-gpu | bench | bench-attention | decode-kernels | bench-gdn | bench-gdn-prefill | bench-serve | bench-moe | profile | mtp-acceptance | ab | all | save-caches | stash-caches"; exit 2 ;;
 esac
