@@ -163,9 +163,9 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
                     best[name] = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)],
                                                         timings=timings, experimental=True)[m_bucket(M)]
                     best_one_tile[name] = min((t for t in timings if t["column_tiles"] == 1), key=lambda t: t["ms"])
-                    best_fused[name] = min((t for t in timings if t["column_tiles"] <= 2), key=lambda t: t["ms"])
+                    best_fused[name] = min((t for t in timings if not t["shared_x"]), key=lambda t: t["ms"])
                 # The same run's A/Bs: the best choices without two column tiles per CTA, and without the
-                # experimental shared-x kernel (whose entries have 4 or more column tiles).
+                # experimental shared-x kernel.
                 tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile),
                          "fused_kernel_only": tuned_graph(best_fused)}
             rows[path].append({

@@ -35,7 +35,7 @@ def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
 def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None,
                 experimental: bool = False) -> dict[int, dict]:
     """{M bucket: {"warps", "column_tiles", "splits", "ms"}} for this weight shape, fastest per bucket.
-    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "splits", "ms"}.
+    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "shared_x", "splits", "ms"}.
     experimental: also time the registry's experimental entries (the benchmark does; serving does not)."""
     from vllm_sm7x.ops.awq import awq_gemm, fused_registry
 
@@ -57,8 +57,8 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
                                                        column_tiles=column_tiles) for w in copies])
                 ms /= len(copies)
                 if timings is not None:
-                    timings.append({"M": bucket, "warps": warps, "column_tiles": column_tiles, "splits": splits,
-                                    "ms": round(ms, 5)})
+                    timings.append({"M": bucket, "warps": warps, "column_tiles": column_tiles,
+                                    "shared_x": entry["shared_x"], "splits": splits, "ms": round(ms, 5)})
                 if best is None or ms < best["ms"]:
                     best = {"warps": warps, "column_tiles": column_tiles, "splits": splits, "ms": round(ms, 5)}
         results[bucket] = best
