@@ -16,6 +16,7 @@
 #include "core/warp_tile.cuh"
 #include "paged_kv/read_kv.cuh"
 #include "prefill/prefill_attention.h"
+#include "softmax/online_softmax.cuh"
 
 namespace flash_v100 {
 
@@ -82,7 +83,7 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
   const int softmax_row = warp * 16 + lane / 2, softmax_col0 = (lane % 2) * 8;
   const int q_pos = keys - q_len + m0 + softmax_row;
   const bool row_valid = m0 + softmax_row < q_len;
-  float m_row = -INFINITY, l_row = 0.f;
+  OnlineSoftmaxRow<2> softmax;
 
   Tile o[kOTiles];
   for (int k0 = key_begin / kPrefillTileKeys * kPrefillTileKeys; k0 < key_end; k0 += kPrefillTileKeys) {
@@ -109,30 +110,16 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
     __syncwarp();
 
     // Online softmax over the tile: lanes 2r and 2r+1 share row r.
-    float x[8], tile_max = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < 8; ++c) {
-      const int t = k0 + softmax_col0 + c;
-      float v = s_s[softmax_row * Smem::kSStride + softmax_col0 + c] * p.scale;
-      if (p.softcap > 0.f) v = p.softcap * tanhf(v / p.softcap);
-      const bool visible = row_valid && t < keys && t >= key_begin && (!p.causal || t <= q_pos) &&
-                           (p.window_left < 0 || t >= q_pos - p.window_left);
-      x[c] = visible ? v : -INFINITY;
-      tile_max = fmaxf(tile_max, x[c]);
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    const float m_new = fmaxf(m_row, tile_max);
-    float sum = 0.f;
-#pragma unroll
-    for (int c = 0; c < 8; ++c) {
-      const float prob = m_new == -INFINITY ? 0.f : __expf(x[c] - m_new);
-      sum += prob;
-      p_s[softmax_row * Smem::kPStride + softmax_col0 + c] = __float2half_rn(prob);
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    const float rescale = m_row == -INFINITY ? 0.f : __expf(m_row - m_new);
-    l_row = l_row * rescale + sum;
-    m_row = m_new;
+    const float rescale = softmax.step<8>(
+        [&](int c) {
+          const int t = k0 + softmax_col0 + c;
+          float v = s_s[softmax_row * Smem::kSStride + softmax_col0 + c] * p.scale;
+          if (p.softcap > 0.f) v = p.softcap * tanhf(v / p.softcap);
+          const bool visible = row_valid && t < keys && t >= key_begin && (!p.causal || t <= q_pos) &&
+                               (p.window_left < 0 || t >= q_pos - p.window_left);
+          return visible ? v : -INFINITY;
+        },
+        p_s + softmax_row * Smem::kPStride + softmax_col0);
     if (lane % 2 == 0) rescale_s[softmax_row] = rescale;
     __syncwarp();
 
@@ -150,9 +137,9 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(const DecodePa
 
   // out = O / l (zeros and lse -inf for a row that saw no key).
   __syncwarp();  // every lane has finished reading the last tile's rescale factors
-  if (lane % 2 == 0) rescale_s[softmax_row] = l_row > 0.f ? p.v_scale / l_row : 0.f;
+  if (lane % 2 == 0) rescale_s[softmax_row] = softmax.out_scale(p.v_scale);
   if (lane % 2 == 0 && row_valid) {
-    p.lse[(int64_t)head * p.total_q + q_begin + m0 + softmax_row] = l_row > 0.f ? m_row + __logf(l_row) : -INFINITY;
+    p.lse[(int64_t)head * p.total_q + q_begin + m0 + softmax_row] = softmax.lse();
   }
   __syncwarp();
 #pragma unroll
