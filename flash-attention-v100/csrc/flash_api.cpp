@@ -33,16 +33,19 @@ std::string build_info() {
 }
 
 // Which kernel runs decode and MTP verification, by the query rows per KV head of the call's short
-// sequences (q_len x group). Measured on the H200 in emulation (sm75 path, 2026-12-01,
-// benchmarks/results/attention-sm75-h200-2026-12-01-mma-decode-ab.json): at 30 rows (MTP verification,
-// q_len 5 x 6 heads) the tensor-core kernel takes 0.66-0.98x the SIMT kernel's time (median 0.72x);
-// at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in
-// flight. So: tensor cores above 8 rows, where the SIMT kernel would take its 16-row form.
-// FLASH_ATTN_V100_DECODE=simt|mma forces one; =mma32 the tensor-core kernel on 32 query rows per CTA
-// (8 warps: two row groups share each stage of K and V; experimental, being measured).
+// sequences (q_len x group). Measured on the H200 in emulation (sm75 path, 2026-12-01):
+// - benchmarks/results/attention-sm75-h200-2026-12-01-mma-decode-ab.json: at 30 rows (MTP verification,
+//   q_len 5 x 6 heads) the tensor-core kernel on 16 rows per CTA takes 0.66-0.98x the SIMT kernel's time;
+//   at 6 rows (plain decode) 1.05-1.33x, as its 16-key stages keep half the SIMT kernel's bytes in flight.
+// - benchmarks/results/attention-sm75-h200-2026-12-01-mma32.json: at 30 rows its 32-row form (8 warps,
+//   two row groups share each K/V stage, so K and V are read once instead of twice) takes 0.56-0.98x the
+//   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
+// So: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16.
+// FLASH_ATTN_V100_DECODE=simt|mma|mma32 forces one.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
+constexpr int64_t kMma32DecodeMinRows = 17;
 
 struct DecodeChoice {
   bool tensor_cores;
@@ -54,6 +57,7 @@ DecodeChoice decode_choice(int64_t query_rows) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
+    if (query_rows >= kMma32DecodeMinRows) return {true, 2, "mma32"};
     return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
   }
   if (choice == "simt") return {false, 1, "simt"};

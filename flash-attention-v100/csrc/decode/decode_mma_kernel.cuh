@@ -18,7 +18,9 @@
 //
 // The two-group form (32 rows, 8 warps: warp w takes row group w / 4 and head_dim quarter w % 4) reads
 // each stage once for both groups, where two 16-row CTAs read it twice: 39.5 KB at head_dim 256, one CTA
-// per SM on a T4 (as many warps as two 16-row CTAs), two on a V100. Experimental (mma32) until measured.
+// per SM on a T4 (as many warps as two 16-row CTAs), two on a V100. It serves more than 16 rows per KV
+// head: at MTP verification's 30 rows it took 0.56-0.98x the 16-row form's time at 32K+ context (H200,
+// sm75, benchmarks/results/attention-sm75-h200-2026-12-01-mma32.json).
 #pragma once
 #include <cmath>
 
@@ -35,8 +37,7 @@ constexpr int kMmaDecodeKeys = 16;     // keys per stage: one warp tile's N
 static_assert(kMmaDecodeRows == kDecodeRowsPerCta, "the one-group form is sized like the SIMT kernel's blocks");
 
 // kRowGroups groups of 16 query rows per CTA share each stage of K and V: one group (16 rows), or two
-// (32 rows: MTP verification's 30 rows of q_len 5 x 6 heads read the keys once instead of twice;
-// FLASH_ATTN_V100_DECODE=mma32, experimental).
+// (32 rows: MTP verification's 30 rows of q_len 5 x 6 heads read the keys once instead of twice).
 template <int kHeadDim, int kRowGroups>
 struct MmaDecodeLayout {
   static constexpr int kWarps = kMmaDecodeDimWarps * kRowGroups;

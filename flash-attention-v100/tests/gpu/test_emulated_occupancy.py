@@ -22,22 +22,25 @@ def rows_per_cta(query_rows: int) -> int:
     return 4 if query_rows <= 4 else 8 if query_rows <= 8 else 16
 
 
-def tensor_core_decode_shared_bytes(head_dim: int) -> int:
-    """The tensor-core decode kernel's (decode_mma_kernel.cuh): 16 fp16 query rows, one buffer for 16
-    keys of K then V^T, four warps' partial 16x16 scores, P in fp16, a factor per row (padded rows)."""
-    keys, rows, pad = 16, 16, 8
+def tensor_core_decode_shared_bytes(head_dim: int, row_groups: int = 1) -> int:
+    """The tensor-core decode kernel's (decode_mma_kernel.cuh), on row_groups groups of 16 query rows:
+    the fp16 query rows, one buffer for 16 keys of K then V^T, four head_dim quarters' partial scores,
+    P in fp16, a factor per row (padded rows)."""
+    keys, rows, pad = 16, 16 * row_groups, 8
     kv_halves = max(keys * (head_dim + pad), head_dim * (keys + pad))
     return rows * (head_dim + pad) * 2 + kv_halves * 2 + 4 * rows * (keys + 1) * 4 + rows * (keys + pad) * 2 + rows * 4
 
 
 @pytest.mark.parametrize("path", ["sm70", "sm75"])
 @pytest.mark.parametrize("head_dim", [64, 128, 256])
-@pytest.mark.parametrize("query_rows", [1, 6, 15])
+@pytest.mark.parametrize("query_rows", [1, 6, 15, 30])
 def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
     occupancy = fa.decode_occupancy(head_dim, query_rows, path)
-    assert occupancy["kernel"] == ("mma" if query_rows > 8 else "simt")  # flash_api.cpp's rule
-    shared = (tensor_core_decode_shared_bytes(head_dim) if occupancy["kernel"] == "mma"
-              else decode_shared_bytes(head_dim, rows_per_cta(query_rows)))
+    # flash_api.cpp's rule
+    assert occupancy["kernel"] == ("mma32" if query_rows > 16 else "mma" if query_rows > 8 else "simt")
+    shared = {"simt": lambda: decode_shared_bytes(head_dim, rows_per_cta(query_rows)),
+              "mma": lambda: tensor_core_decode_shared_bytes(head_dim),
+              "mma32": lambda: tensor_core_decode_shared_bytes(head_dim, row_groups=2)}[occupancy["kernel"]]()
     by_shared_memory = CARD_SHARED_BYTES[path] // shared
     assert 1 <= occupancy["card_ctas_per_sm"] <= by_shared_memory
     if torch.cuda.get_device_capability() >= (8, 0):  # emulating the card
@@ -58,12 +61,11 @@ def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, 
         assert (occupancy["padding_bytes"] > 0) == padded
 
 
-# The tensor-core decode form on 32 query rows (8 warps, FLASH_ATTN_V100_DECODE=mma32): 39.5 KB at
-# head_dim 256, one CTA per SM on a T4, two on a V100 (118 registers there), as many warps per SM as
+# The tensor-core decode form on 32 query rows (8 warps; MTP verification's 30 rows take it): 39.5 KB
+# at head_dim 256, one CTA per SM on a T4, two on a V100 (118 registers there), as many warps per SM as
 # the 16-row form's two or three CTAs of 4 warps.
 @pytest.mark.parametrize("path, ctas", [("sm75", 1), ("sm70", 2)])
-def test_the_32_row_tensor_core_decode_is_held_to_the_card(fa, monkeypatch, path, ctas):
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")
+def test_the_32_row_tensor_core_decode_is_held_to_the_card(fa, path, ctas):
     occupancy = fa.decode_occupancy(256, 30, path)
     assert occupancy["kernel"] == "mma32"
     assert occupancy["card_ctas_per_sm"] == ctas

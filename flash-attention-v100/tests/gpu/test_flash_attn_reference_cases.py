@@ -43,8 +43,8 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
-# Decode: the SIMT kernel, and the tensor-core one of each path, on 16 query rows per CTA and (the
-# experimental "-32" form) on 32.
+# Decode: the SIMT kernel, and the tensor-core one of each path, on 16 query rows per CTA and ("-32")
+# on 32.
 DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32"]
 
 

@@ -83,7 +83,7 @@ def test_fp8_caches_other_than_e5m2_get_the_fix():
                                    torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn))
 
 
-@pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (30, "mma"), (256, "mma")])
+@pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (16, "mma"), (17, "mma32"), (30, "mma32"), (256, "mma32")])
 def test_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypatch):
     # q_len x query heads per KV head: MTP verification (5 x 6 = 30) on tensor cores, plain decode on SIMT.
     monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
