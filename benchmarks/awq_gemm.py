@@ -222,8 +222,8 @@ def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m
 
 def print_table(gpu, path, bandwidth, rows):
     print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms; stock = best stock vLLM AWQ path)")
-    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'1-tile bw':>9} {'cuBLAS':>9} {'stock':>9} "
-          f"{'faithful':>9}")
+    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'1-tile bw':>9} {'no-shx bw':>9} {'cuBLAS':>9} "
+          f"{'stock':>9} {'faithful':>9}")
     for r in rows:
         b = r["baselines"]
         cublas = b.get("cublas_fp16_dequant", b.get("dequant_cublas_fp16"))
@@ -232,9 +232,10 @@ def print_table(gpu, path, bandwidth, rows):
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         tuned = r.get("tuned") or {}
         tuned_bw = f"{tuned['bw_frac']:>8.2f}" if tuned else f"{'-':>8}"
-        one_tile_bw = f"{tuned['one_column_tile']['bw_frac']:>9.2f}" if tuned else f"{'-':>9}"
-        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {one_tile_bw} {fmt(cublas)} "
-              f"{fmt(min(stock) if stock else None)} {fmt(faithful)}")
+        one_tile_bw, fused_only_bw = (f"{tuned[key]['bw_frac']:>9.2f}" if tuned else f"{'-':>9}"
+                                      for key in ("one_column_tile", "fused_kernel_only"))
+        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {one_tile_bw} {fused_only_bw} "
+              f"{fmt(cublas)} {fmt(min(stock) if stock else None)} {fmt(faithful)}")
 
 
 def main() -> int:
