@@ -151,23 +151,20 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
 
                 def tuned_graph(choices):
                     for name, K, N in shapes:
-                        awq_tuning.apply((K, N), GROUP, path, {m_bucket(M): choices[name]}, experimental=True)
+                        awq_tuning.apply((K, N), GROUP, path, {m_bucket(M): choices[name]})
                     ms = graph_per_layer(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
                     torch.ops._C_sm7x.awq_clear_tuned()
                     return {"ms": rounded(ms), "bw_frac": round(moved / (ms * 1e-3) / (bandwidth * 1e9), 3),
                             "choices": choices}
 
-                best, best_one_tile, best_fused = {}, {}, {}
+                best, best_one_tile = {}, {}
                 for name, K, N in shapes:
                     timings = []
                     best[name] = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)],
-                                                        timings=timings, experimental=True)[m_bucket(M)]
+                                                        timings=timings)[m_bucket(M)]
                     best_one_tile[name] = min((t for t in timings if t["column_tiles"] == 1), key=lambda t: t["ms"])
-                    best_fused[name] = min((t for t in timings if not t["shared_x"]), key=lambda t: t["ms"])
-                # The same run's A/Bs: the best choices without two column tiles per CTA, and without the
-                # experimental shared-x kernel.
-                tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile),
-                         "fused_kernel_only": tuned_graph(best_fused)}
+                # The same run's A/B of two column tiles per CTA: the best choices without them.
+                tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile)}
             rows[path].append({
                 "case": f"layer-27b-tp{tp}", "M": M, "layers_in_graph": count, "ms": rounded(ours),
                 "launch_floor_ms": rounded(floor),
@@ -222,8 +219,8 @@ def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m
 
 def print_table(gpu, path, bandwidth, rows):
     print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms; stock = best stock vLLM AWQ path)")
-    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'1-tile bw':>9} {'no-shx bw':>9} {'cuBLAS':>9} "
-          f"{'stock':>9} {'faithful':>9}")
+    print(f"{'case':<22} {'M':>5} {'ours':>9} {'bw':>6} {'tuned bw':>8} {'1-tile bw':>9} {'cuBLAS':>9} {'stock':>9} "
+          f"{'faithful':>9}")
     for r in rows:
         b = r["baselines"]
         cublas = b.get("cublas_fp16_dequant", b.get("dequant_cublas_fp16"))
@@ -232,10 +229,9 @@ def print_table(gpu, path, bandwidth, rows):
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         tuned = r.get("tuned") or {}
         tuned_bw = f"{tuned['bw_frac']:>8.2f}" if tuned else f"{'-':>8}"
-        one_tile_bw, fused_only_bw = (f"{tuned[key]['bw_frac']:>9.2f}" if tuned else f"{'-':>9}"
-                                      for key in ("one_column_tile", "fused_kernel_only"))
-        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {one_tile_bw} {fused_only_bw} "
-              f"{fmt(cublas)} {fmt(min(stock) if stock else None)} {fmt(faithful)}")
+        one_tile_bw = f"{tuned['one_column_tile']['bw_frac']:>9.2f}" if tuned else f"{'-':>9}"
+        print(f"{r['case']:<22} {r['M']:>5} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {tuned_bw} {one_tile_bw} {fmt(cublas)} "
+              f"{fmt(min(stock) if stock else None)} {fmt(faithful)}")
 
 
 def main() -> int:

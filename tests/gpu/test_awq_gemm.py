@@ -99,30 +99,13 @@ def test_every_registry_entry_and_split_agrees(awq, path, group_size, split_k, s
     # N = 136: 9 column tiles, so a two-tile CTA's second tile runs past N at the end.
     weight, reference, b = make_layer(2176, 136, group_size, seed, bias=True)
     entries = awq.fused_registry()
-    fused = [e for e in entries if not e["shared_x"]]
-    assert {e["column_tiles"] for e in fused} == {1, 2} and {e["token_tiles"] for e in entries} == {1, 2}
+    assert {e["column_tiles"] for e in entries} == {1, 2} and {e["token_tiles"] for e in entries} == {1, 2}
     for entry in entries:
         M = 3 if entry["token_tiles"] == 1 else 12
         x = random_x(M, 2176, seed + M)
         out = poisoned(awq.awq_gemm, x, weight, b, path=path, warps=entry["warps"], split_k=split_k,
                        column_tiles=entry["column_tiles"])
         assert relative_error(out, x, reference, b) < TOLERANCE, entry
-
-
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("K, N, group_size", [(2080, 200, 32), (1536, 264, 64), (5120, 520, 128)])
-@pytest.mark.parametrize("split_k", [1, 3])
-def test_shared_x_kernel_matches_reference(awq, path, K, N, group_size, split_k, seed):
-    """The experimental shared-x kernel (awq_shared_x_kernel.cuh), forced: x staged in shared memory for
-    a CTA's 8 column tiles. N not a multiple of its 128 columns (warps past N), K of 2080 (the last k
-    tile's segments past K), one token block, several, and a partial one."""
-    weight, reference, b = make_layer(K, N, group_size, seed, bias=True)
-    entry = next(e for e in awq.fused_registry() if e["shared_x"])
-    for M in (9, 16, 17, 40, 64):
-        x = random_x(M, K, seed + M)
-        out = poisoned(awq.awq_gemm, x, weight, b, path=path, warps=entry["warps"], split_k=split_k,
-                       column_tiles=entry["column_tiles"])
-        assert relative_error(out, x, reference, b) < TOLERANCE, (M, entry)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -13,14 +13,13 @@ ops.load_kernels()
 H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
 # Resident CTAs per SM of each registry entry (token_tiles, warps, column_tiles) on the H200's sm_90
 # build: ptxas's registers per thread against 64K registers and 2,048 threads per SM.
-H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3,
-                    (2, 8, 8): 2}
+H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
 QWEN27B = {"qkv": (5120, 14336), "o_proj": (6144, 5120), "gate_up": (5120, 34816), "down": (17408, 5120)}
 
 
 def registry():
-    flat = torch.ops._C_sm7x.awq_fused_registry()  # (token_tiles, warps, column_tiles, shared_x) per entry
-    return list(zip(flat[::4], flat[1::4], flat[2::4]))
+    flat = torch.ops._C_sm7x.awq_fused_registry()
+    return list(zip(flat[::3], flat[1::3], flat[2::3]))
 
 
 def plan(M, K, N, group_size=128, gpu=H200):
@@ -74,27 +73,3 @@ def test_bad_descriptions_get_clear_errors():
 def test_many_rows_go_to_dequantise_and_cublas():
     ctas = [1] * len(registry())
     assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1
-
-
-def test_the_shared_x_kernel_is_registered_but_never_planned():
-    from vllm_sm7x.ops.awq import fused_registry
-
-    shared = [(e["token_tiles"], e["warps"], e["column_tiles"]) for e in fused_registry() if e["shared_x"]]
-    assert shared == [(2, 8, 8)]
-    for M in (9, 16, 33, 64):
-        for K, N in QWEN27B.values():
-            assert plan(M, K, N)["column_tiles"] in (1, 2)
-
-
-def test_serving_skips_a_tuned_choice_of_an_experimental_kernel(caplog):
-    from vllm_sm7x.quantization import awq_tuning
-
-    shared_x = {"warps": 8, "column_tiles": 8, "splits": 1, "ms": 0.1}
-    try:
-        awq_tuning.apply((5120, 34816), 128, "sm75", {16: shared_x})
-        assert "ignoring the tuned AWQ choice" in caplog.text
-        caplog.clear()
-        awq_tuning.apply((5120, 34816), 128, "sm75", {16: shared_x}, experimental=True)  # the benchmark's A/B
-        assert "ignoring" not in caplog.text
-    finally:
-        torch.ops._C_sm7x.awq_clear_tuned()

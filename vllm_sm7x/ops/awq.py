@@ -45,8 +45,6 @@ def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str |
 
 
 def fused_registry() -> list[dict]:
-    """The fused kernels' instantiations (csrc/quantization/awq/awq_registry.h). "shared_x": an entry of the
-    experimental shared-x kernel, which only the benchmark's tuning and the tests use until it is measured."""
+    """The fused kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
     flat = torch.ops._C_sm7x.awq_fused_registry()
-    return [{"token_tiles": t, "warps": w, "column_tiles": c, "shared_x": bool(s)}
-            for t, w, c, s in zip(flat[::4], flat[1::4], flat[2::4], flat[3::4])]
+    return [{"token_tiles": t, "warps": w, "column_tiles": c} for t, w, c in zip(flat[::3], flat[1::3], flat[2::3])]

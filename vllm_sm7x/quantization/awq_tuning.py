@@ -32,11 +32,9 @@ def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
     return f"v2|{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
 
 
-def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None,
-                experimental: bool = False) -> dict[int, dict]:
+def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None) -> dict[int, dict]:
     """{M bucket: {"warps", "column_tiles", "splits", "ms"}} for this weight shape, fastest per bucket.
-    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "shared_x", "splits", "ms"}.
-    experimental: also time the registry's experimental entries (the benchmark does; serving does not)."""
+    timings, if given, receives every candidate's {"M", "warps", "column_tiles", "splits", "ms"}."""
     from vllm_sm7x.ops.awq import awq_gemm, fused_registry
 
     l2 = torch.cuda.get_device_properties(weight.qweight.device).L2_cache_size
@@ -49,34 +47,25 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
         x = torch.randn(bucket, weight.in_features, device=weight.qweight.device).half()
         token_tiles = torch.ops._C_sm7x.awq_token_tiles(bucket)
         best = None
-        for entry in (e for e in fused_registry()
-                      if e["token_tiles"] == token_tiles and (experimental or not e["shared_x"])):
+        for entry in (e for e in fused_registry() if e["token_tiles"] == token_tiles):
             warps, column_tiles = entry["warps"], entry["column_tiles"]
             for splits in (s for s in SPLITS if s <= k_tiles):
                 ms = graph_median_ms(lambda: [awq_gemm(x, w, path=path, warps=warps, split_k=splits,
                                                        column_tiles=column_tiles) for w in copies])
                 ms /= len(copies)
                 if timings is not None:
-                    timings.append({"M": bucket, "warps": warps, "column_tiles": column_tiles,
-                                    "shared_x": entry["shared_x"], "splits": splits, "ms": round(ms, 5)})
+                    timings.append({"M": bucket, "warps": warps, "column_tiles": column_tiles, "splits": splits,
+                                    "ms": round(ms, 5)})
                 if best is None or ms < best["ms"]:
                     best = {"warps": warps, "column_tiles": column_tiles, "splits": splits, "ms": round(ms, 5)}
         results[bucket] = best
     return results
 
 
-def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict, experimental: bool = False) -> None:
-    """Hand measured choices to the dispatcher. weight_shape is (K, N). A choice of an experimental registry
-    entry (a tuning file edited by hand, or from another build) is skipped unless experimental is set."""
-    from vllm_sm7x.ops.awq import fused_registry
-
+def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict) -> None:
+    """Hand measured choices to the dispatcher. weight_shape is (K, N)."""
     K, N = weight_shape
-    shared_x = {(e["warps"], e["column_tiles"]) for e in fused_registry() if e["shared_x"]}
     for bucket, choice in tuned.items():
-        if not experimental and (choice["warps"], choice["column_tiles"]) in shared_x:
-            logger.warning("vllm-sm7x: ignoring the tuned AWQ choice %s for N=%d K=%d (an experimental kernel)",
-                           choice, N, K)
-            continue
         torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
                                         choice["column_tiles"])
 

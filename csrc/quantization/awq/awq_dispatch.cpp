@@ -74,9 +74,6 @@ const std::vector<FusedConfig>& fused_registry() {
 #define SM7X_AWQ_ENTRY(T, W, C) list.push_back(FusedConfig{T, W, 1, C});
     SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_ENTRY)
 #undef SM7X_AWQ_ENTRY
-#define SM7X_AWQ_SHARED_X_ENTRY(T, W) list.push_back(FusedConfig{T, W, 1, W});
-    SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_SHARED_X_ENTRY)
-#undef SM7X_AWQ_SHARED_X_ENTRY
     return list;
   }();
   return entries;
@@ -93,32 +90,6 @@ int registry_index(const FusedConfig& c) {
 }
 
 bool is_registered(const FusedConfig& c) { return registry_index(c) >= 0; }
-
-namespace {
-
-// A shared-x entry is named (token_tiles, warps, warps) in a FusedConfig, so no fused-kernel entry may
-// have such a triple: launch and is_shared_x would then disagree about which kernel it names.
-constexpr bool names_a_shared_x_entry(int token_tiles, int warps, int column_tiles) {
-#define SM7X_AWQ_SHARED_X_TRIPLE(T, W) \
-  if (token_tiles == T && warps == W && column_tiles == W) return true;
-  SM7X_AWQ_SHARED_X_REGISTRY(SM7X_AWQ_SHARED_X_TRIPLE)
-#undef SM7X_AWQ_SHARED_X_TRIPLE
-  return false;
-}
-
-constexpr bool fused_entries_name_no_shared_x_entry() {
-#define SM7X_AWQ_FUSED_TRIPLE(T, W, C) \
-  if (names_a_shared_x_entry(T, W, C)) return false;
-  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_FUSED_TRIPLE)
-#undef SM7X_AWQ_FUSED_TRIPLE
-  return true;
-}
-static_assert(fused_entries_name_no_shared_x_entry(),
-              "awq_registry.h: a fused-kernel entry has a shared-x entry's (token_tiles, warps, column_tiles)");
-
-}  // namespace
-
-bool is_shared_x(const FusedConfig& c) { return names_a_shared_x_entry(c.token_tiles, c.warps, c.column_tiles); }
 
 int token_tiles_for(int64_t M) { return M <= kTokensPerMma ? 1 : 2; }
 
@@ -139,9 +110,7 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const int64_t ctas = token_blocks * column_blocks * c.splits;
   const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
   const double waves = static_cast<double>(ceil_div(ctas, slots));
-  // The fused kernel's warps split the k range; the shared-x kernel's each walk all of it (one column tile
-  // per warp).
-  const double rounds = static_cast<double>(is_shared_x(c) ? tiles_per_split : ceil_div(tiles_per_split, c.warps));
+  const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, x and out once.
   const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
   double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);

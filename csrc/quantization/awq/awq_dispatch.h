@@ -35,8 +35,6 @@ DeviceModel device_model(int device, ArchPath path);
 const std::vector<FusedConfig>& fused_registry();
 int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
-// Whether config names an entry of the shared-x kernel (experimental, awq_registry.h).
-bool is_shared_x(const FusedConfig& config);
 // Token tiles per CTA for M rows (8 tokens each): one for decode, two above.
 int token_tiles_for(int64_t M);
 

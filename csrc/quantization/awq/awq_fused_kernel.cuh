@@ -8,8 +8,12 @@
 // pre-cp.async pipeline) with streaming loads; x is small and re-read by every column tile, so it
 // comes through the read-only cache just in time. Warps' sums meet in shared memory at the end.
 #pragma once
+#include <stdexcept>
+#include <string>
+
 #include "core/cuda_check.h"
 #include "quantization/awq/awq_gemm.h"
+#include "quantization/awq/awq_registry.h"
 #include "quantization/awq/awq_warp.cuh"
 
 namespace sm7x::awq {
@@ -168,6 +172,35 @@ int fused_entry_ctas_per_sm() {
     return n;
   }();
   return ctas;
+}
+
+// Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
+template <class ArchTag>
+void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+#define SM7X_AWQ_LAUNCH(T, W, C) \
+  if (is_instantiation(config, T, W, C)) return launch_fused_entry<ArchTag, T, W, C>(p, stream);
+  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
+#undef SM7X_AWQ_LAUNCH
+  throw std::invalid_argument("awq: no fused kernel with " + describe(config) + " (see awq_registry.h)");
+}
+
+template <class ArchTag>
+void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                         cudaStream_t stream) {
+#define SM7X_AWQ_LAUNCH_GROUPED(T, W, C) \
+  if (is_instantiation(config, T, W, C)) return launch_grouped_entry<ArchTag, T, W, C>(p, g, tiles, stream);
+  SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED)
+#undef SM7X_AWQ_LAUNCH_GROUPED
+  throw std::invalid_argument("awq: no grouped kernel with " + describe(config) + " (see awq_registry.h)");
+}
+
+template <class ArchTag>
+int fused_ctas_per_sm_impl(const FusedConfig& config) {
+#define SM7X_AWQ_OCCUPANCY(T, W, C) \
+  if (is_instantiation(config, T, W, C)) return fused_entry_ctas_per_sm<ArchTag, T, W, C>();
+  SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_OCCUPANCY)
+#undef SM7X_AWQ_OCCUPANCY
+  return 0;
 }
 
 }  // namespace sm7x::awq

@@ -281,9 +281,7 @@ std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t gro
 
 std::vector<int64_t> awq_fused_registry() {
   std::vector<int64_t> flat;
-  for (const auto& e : awq::fused_registry()) {
-    flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles, awq::is_shared_x(e) ? 1 : 0});
-  }
+  for (const auto& e : awq::fused_registry()) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});
   return flat;
 }
 

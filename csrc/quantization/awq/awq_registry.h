@@ -18,13 +18,6 @@
   X(1, 8, 2)                       \
   X(2, 4, 2)
 
-// The shared-x kernel's (awq_shared_x_kernel.cuh): X(token_tiles, warps), one 16-column tile per warp,
-// so a CTA covers 16 * warps columns (column_tiles = warps in a FusedConfig). x is staged in shared
-// memory once per k tile for all of them. Experimental: the tuner and the tests reach it through the
-// registry, the cost model never picks it (its column tiles are not 1 or 2) until it is measured.
-#define SM7X_AWQ_SHARED_X_REGISTRY(X) \
-  X(2, 8)
-
 // Experts are narrow (512 columns at 35B-A3B): one column tile per CTA keeps their grids full.
 #define SM7X_AWQ_GROUPED_REGISTRY(X) \
   X(1, 4, 1)                         \
