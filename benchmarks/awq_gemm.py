@@ -157,14 +157,16 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
                     return {"ms": rounded(ms), "bw_frac": round(moved / (ms * 1e-3) / (bandwidth * 1e9), 3),
                             "choices": choices}
 
-                best, best_one_tile = {}, {}
+                best, best_one_tile, candidates = {}, {}, {}
                 for name, K, N in shapes:
                     timings = []
                     best[name] = awq_tuning.tune_weight(layers[0][name].kernel, path, m_buckets=[m_bucket(M)],
                                                         timings=timings)[m_bucket(M)]
                     best_one_tile[name] = min((t for t in timings if t["column_tiles"] == 1), key=lambda t: t["ms"])
+                    # Every timed candidate, [warps, column_tiles, splits, ms]: what the cost model is fitted to.
+                    candidates[name] = [[t["warps"], t["column_tiles"], t["splits"], t["ms"]] for t in timings]
                 # The same run's A/B of two column tiles per CTA: the best choices without them.
-                tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile)}
+                tuned = {**tuned_graph(best), "one_column_tile": tuned_graph(best_one_tile), "candidates": candidates}
             rows[path].append({
                 "case": f"layer-27b-tp{tp}", "M": M, "layers_in_graph": count, "ms": rounded(ours),
                 "launch_floor_ms": rounded(floor),
