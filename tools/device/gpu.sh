@@ -106,7 +106,7 @@ pytest_gpu() {
   local budget=$(( ${SM7X_CALL_LIMIT_S:-570} - SECONDS )) paths=(tests/gpu flash-attention-v100/tests)
   [ -n "${SM7X_FA_ONLY:-}" ] && paths=(flash-attention-v100/tests)  # tests/gpu's modules import vLLM
   PYTHONUNBUFFERED=1 SM7X_CHECKPOINT_CACHE="${SM7X_CHECKPOINT_CACHE:-/tmp/sm7x-checkpoints}" \
-    timeout -s INT -k 20 "$budget" python3 -m pytest "${paths[@]}" -m gpu -q \
+    SM7X_STOCK_RUNS_OUT="$OUT/stock-runs" timeout -s INT -k 20 "$budget" python3 -m pytest "${paths[@]}" -m gpu -q \
     -p no:cacheprovider -ra --durations=10 --junitxml="$OUT/$name.xml" "$@" > "$OUT/$name.log" 2>&1
 }
 
@@ -114,7 +114,15 @@ gpu_tests() {
   pytest_gpu gpu-tests "$@"
   local rc=$?
   tail -25 "$OUT/gpu-tests.log"
+  pack_stock_runs
   return $rc
+}
+
+# The stock vLLM runs the tests made (tests/gpu/stock_runs/README.md) in one archive, for committing.
+pack_stock_runs() {
+  [ -d "$OUT/stock-runs" ] || return 0
+  (cd "$OUT/stock-runs" && tar czf "$OUT/stock-runs.tgz" ./*.json) && rm -rf "$OUT/stock-runs" &&
+    echo "stock-runs.tgz: new stock vLLM runs; unpack into tests/gpu/stock_runs/ and commit them"
 }
 
 # test-per-gpu EXPR...: one pytest per -k expression, all at once, each on its own GPU of a multi-GPU
@@ -134,6 +142,7 @@ gpu_tests_per_gpu() {
     i=$((i + 1))
   done
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  pack_stock_runs
   i=0
   for expression in "$@"; do
     echo "== GPU $i: -k \"$expression\""

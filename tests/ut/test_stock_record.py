@@ -1,0 +1,41 @@
+"""The key of a recorded stock vLLM run (tests/gpu/stock_record.py) names exactly what decided it."""
+from tests.gpu.stock_record import STOCK_RUNS, stock_run_key
+
+SETTINGS = ["NVIDIA H200", "0.26.0", "script", [[1, 2, 3]], {"max_num_seqs": 8}, ""]
+
+
+def checkpoint(folder, weights=b"\x00\x01" * 1000, config='{"hidden_size": 64}'):
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "config.json").write_text(config)
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+def test_the_same_checkpoint_and_settings_name_the_same_run(tmp_path):
+    first, second = checkpoint(tmp_path / "a"), checkpoint(tmp_path / "b")
+    assert stock_run_key(first, SETTINGS) == stock_run_key(second, SETTINGS)
+    (second / "tokenizer.json").write_text('{"other": 1}')  # not read by the engine's greedy ids
+    assert stock_run_key(first, SETTINGS) == stock_run_key(second, SETTINGS)
+
+
+def test_one_weight_byte_names_another_run(tmp_path):
+    base = checkpoint(tmp_path / "a")
+    changed = checkpoint(tmp_path / "b", weights=b"\x00\x01" * 999 + b"\x00\x02")
+    assert stock_run_key(base, SETTINGS) != stock_run_key(changed, SETTINGS)
+
+
+def test_the_config_and_every_setting_name_another_run(tmp_path):
+    base = checkpoint(tmp_path / "a")
+    assert stock_run_key(base, SETTINGS) != stock_run_key(checkpoint(tmp_path / "b", config='{"hidden_size": 65}'),
+                                                           SETTINGS)
+    for i in range(len(SETTINGS)):
+        other = list(SETTINGS)
+        other[i] = "changed"
+        assert stock_run_key(base, other) != stock_run_key(base, SETTINGS), i
+
+
+def test_recorded_runs_are_named_by_their_key():
+    for path in STOCK_RUNS.glob("*.json"):
+        key = path.stem.rsplit("-stock-run-", 1)[1]
+        assert len(key) == 16 and int(key, 16) >= 0, path.name
