@@ -40,7 +40,8 @@ std::string build_info() {
 // - benchmarks/results/attention-sm75-h200-2026-12-01-mma32.json: at 30 rows its 32-row form (8 warps,
 //   two row groups share each K/V stage, so K and V are read once instead of twice) takes 0.56-0.98x the
 //   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
-// So: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16.
+// So: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16 (but in a mixed
+// batch, below).
 // FLASH_ATTN_V100_DECODE=simt|mma|mma32 forces one.
 namespace {
 
@@ -53,11 +54,15 @@ struct DecodeChoice {
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
 };
 
-DecodeChoice decode_choice(int64_t query_rows) {
+// with_prefill: the call also has query blocks for the prefill kernel (a mixed batch). Its short
+// sequences may then be plain decodes (q_len 1) whatever query_rows says (it counts the longest, up to
+// 16 per KV head), so they keep the 16-row tensor-core form: the 32-row one measured 0.90-1.45x its
+// time on 6 rows (median 1.39x; H200, sm75, attention-sm75-h200-2026-12-01-mma32.json).
+DecodeChoice decode_choice(int64_t query_rows, bool with_prefill) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
-    if (query_rows >= kMma32DecodeMinRows) return {true, 2, "mma32"};
+    if (query_rows >= kMma32DecodeMinRows && !with_prefill) return {true, 2, "mma32"};
     return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
   }
   if (choice == "simt") return {false, 1, "simt"};
@@ -72,9 +77,9 @@ DecodeChoice decode_choice(int64_t query_rows) {
 
 // The decode kernel the op takes for `query_rows` rows per KV head, as FLASH_ATTN_V100_DECODE names it
 // (no GPU needed).
-std::string decode_kernel_op(int64_t query_rows) {
+std::string decode_kernel_op(int64_t query_rows, bool with_prefill) {
   TORCH_CHECK_VALUE(query_rows >= 1, "decode_kernel: query_rows must be >= 1");
-  return decode_choice(query_rows).name;
+  return decode_choice(query_rows, with_prefill).name;
 }
 
 // The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache) and its CTAs per SM for
@@ -90,7 +95,7 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
-  const DecodeChoice choice = decode_choice(query_rows);
+  const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false);
   const int dim = static_cast<int>(head_dim);
   const DecodeOccupancy o =
       choice.tensor_cores
@@ -238,7 +243,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // kernel, the same on every arch, is asked for.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
   const int64_t decode_rows = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1) * (q_heads / kv_heads);
-  const DecodeChoice decode = decode_choice(decode_rows);
+  const DecodeChoice decode = decode_choice(decode_rows, prefill);
   // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
   // which runs anywhere (prefill then names the switch). The device is asked only when it matters.
   auto has_native_path = [&] {
@@ -362,7 +367,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
 TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
-  m.def("decode_kernel(int query_rows) -> str", &flash_v100::decode_kernel_op);
+  m.def("decode_kernel(int query_rows, bool with_prefill=False) -> str", &flash_v100::decode_kernel_op);
   m.def("decode_occupancy(int head_dim, int query_rows, str path) -> (int[], str)");
   m.impl("decode_occupancy", &flash_v100::decode_occupancy_op);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "

@@ -181,10 +181,11 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
                                                      v_scale)
 
 
-def decode_kernel(query_rows: int) -> str:
+def decode_kernel(query_rows: int, with_prefill: bool = False) -> str:
     """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
-    "simt", "mma" or "mma32", as FLASH_ATTN_V100_DECODE names them (it forces one)."""
-    return torch.ops.flash_attn_v100.decode_kernel(query_rows)
+    "simt", "mma" or "mma32", as FLASH_ATTN_V100_DECODE names them (it forces one). with_prefill: the
+    call also holds prefill query blocks (a mixed batch), whose short sequences keep the 16-row form."""
+    return torch.ops.flash_attn_v100.decode_kernel(query_rows, with_prefill)
 
 
 def decode_occupancy(head_dim: int, query_rows: int, path: str) -> dict:

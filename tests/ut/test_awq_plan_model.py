@@ -73,3 +73,16 @@ def test_bad_descriptions_get_clear_errors():
 def test_many_rows_go_to_dequantise_and_cublas():
     ctas = [1] * len(registry())
     assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1
+
+
+def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
+    from vllm_sm7x.quantization import awq_tuning
+
+    unknown = {"warps": 8, "column_tiles": 8, "splits": 1, "ms": 0.1}  # no such registry entry
+    known = {"warps": 4, "column_tiles": 2, "splits": 2, "ms": 0.1}
+    try:
+        awq_tuning.apply((5120, 34816), 128, "sm75", {16: unknown, 32: known})  # loading does not fail
+        warnings = [r.getMessage() for r in caplog.records if "ignoring the tuned AWQ choice" in r.getMessage()]
+        assert len(warnings) == 1 and "'column_tiles': 8" in warnings[0] and "no fused kernel with" in warnings[0]
+    finally:
+        torch.ops._C_sm7x.awq_clear_tuned()

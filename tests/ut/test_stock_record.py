@@ -1,5 +1,5 @@
 """The key of a recorded stock vLLM run (tests/gpu/stock_record.py) names exactly what decided it."""
-from tests.gpu.stock_record import STOCK_RUNS, stock_run_key
+from tests.gpu.stock_record import STOCK_RUNS, files_digest, stock_run_key, write_atomically
 
 SETTINGS = ["NVIDIA H200", "0.26.0", "script", [[1, 2, 3]], {"max_num_seqs": 8}, ""]
 
@@ -8,6 +8,7 @@ def checkpoint(folder, weights=b"\x00\x01" * 1000, config='{"hidden_size": 64}')
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(weights)
     (folder / "config.json").write_text(config)
+    (folder / "generation_config.json").write_text('{"eos_token_id": [2]}')
     (folder / "tokenizer.json").write_text("{}")
     return folder
 
@@ -25,6 +26,29 @@ def test_one_weight_byte_names_another_run(tmp_path):
     assert stock_run_key(base, SETTINGS) != stock_run_key(changed, SETTINGS)
 
 
+def test_any_file_the_engine_reads_names_another_run(tmp_path):
+    base = checkpoint(tmp_path / "a")
+    other = checkpoint(tmp_path / "b")
+    (other / "generation_config.json").write_text('{"eos_token_id": [3]}')
+    assert stock_run_key(base, SETTINGS) != stock_run_key(other, SETTINGS)
+    (other / "generation_config.json").write_text('{"eos_token_id": [2]}')
+    (other / "quant_config.json").write_text("{}")  # a file the first checkpoint lacks
+    assert stock_run_key(base, SETTINGS) != stock_run_key(other, SETTINGS)
+
+
+def test_binaries_are_told_apart_by_their_bytes(tmp_path):
+    (tmp_path / "_C.so").write_bytes(b"\x7fELF" + b"\x00" * 64)
+    before = files_digest(tmp_path.glob("*.so"))
+    (tmp_path / "_C.so").write_bytes(b"\x7fELF" + b"\x00" * 63 + b"\x01")
+    assert files_digest(tmp_path.glob("*.so")) != before
+
+
+def test_a_record_is_whole_or_absent(tmp_path):
+    target = tmp_path / "out" / "run.json"
+    write_atomically(target, '{"samples": []}')
+    assert target.read_text() == '{"samples": []}' and [p.name for p in target.parent.iterdir()] == ["run.json"]
+
+
 def test_the_config_and_every_setting_name_another_run(tmp_path):
     base = checkpoint(tmp_path / "a")
     assert stock_run_key(base, SETTINGS) != stock_run_key(checkpoint(tmp_path / "b", config='{"hidden_size": 65}'),
@@ -37,5 +61,6 @@ def test_the_config_and_every_setting_name_another_run(tmp_path):
 
 def test_recorded_runs_are_named_by_their_key():
     for path in STOCK_RUNS.glob("*.json"):
-        key = path.stem.rsplit("-stock-run-", 1)[1]
+        checkpoint_name, separator, key = path.stem.rpartition("-stock-run-")
+        assert separator and checkpoint_name, f"{path.name}: not <checkpoint>-stock-run-<key>.json"
         assert len(key) == 16 and int(key, 16) >= 0, path.name

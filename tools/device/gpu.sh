@@ -120,9 +120,13 @@ gpu_tests() {
 
 # The stock vLLM runs the tests made (tests/gpu/stock_runs/README.md) in one archive, for committing.
 pack_stock_runs() {
-  [ -d "$OUT/stock-runs" ] || return 0
-  (cd "$OUT/stock-runs" && tar czf "$OUT/stock-runs.tgz" ./*.json) && rm -rf "$OUT/stock-runs" &&
-    echo "stock-runs.tgz: new stock vLLM runs; unpack into tests/gpu/stock_runs/ and commit them"
+  local runs=()
+  [ -d "$OUT/stock-runs" ] && mapfile -t runs < <(cd "$OUT/stock-runs" && ls -- *.json 2>/dev/null)
+  if [ "${#runs[@]}" -gt 0 ]; then
+    tar czf "$OUT/stock-runs.tgz" -C "$OUT/stock-runs" "${runs[@]}" &&
+      echo "stock-runs.tgz: ${#runs[@]} new stock vLLM run(s); unpack into tests/gpu/stock_runs/ and commit them"
+  fi
+  rm -rf "$OUT/stock-runs"  # .partial files of a stopped run, or nothing
 }
 
 # test-per-gpu EXPR...: one pytest per -k expression, all at once, each on its own GPU of a multi-GPU

@@ -63,11 +63,16 @@ def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: lis
 
 
 def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict) -> None:
-    """Hand measured choices to the dispatcher. weight_shape is (K, N)."""
+    """Hand measured choices to the dispatcher. weight_shape is (K, N). A choice this build cannot run (a
+    tuning file from another build, or edited by hand) is skipped with a warning: the cost model plans
+    that case instead."""
     K, N = weight_shape
     for bucket, choice in tuned.items():
-        torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
-                                        choice["column_tiles"])
+        try:
+            torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
+                                            choice["column_tiles"])
+        except ValueError as e:
+            logger.warning("vllm-sm7x: ignoring the tuned AWQ choice %s for N=%d K=%d: %s", choice, N, K, e)
 
 
 def _read(file: Path) -> dict:

@@ -83,11 +83,23 @@ def test_fp8_caches_other_than_e5m2_get_the_fix():
                                    torch.zeros(1, 16, 2, 64, dtype=torch.float8_e4m3fn))
 
 
-@pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (16, "mma"), (17, "mma32"), (30, "mma32"), (256, "mma32")])
+@pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (16, "mma"),
+                                          (17, "mma32"), (30, "mma32"), (256, "mma32")])
 def test_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypatch):
-    # q_len x query heads per KV head: MTP verification (5 x 6 = 30) on tensor cores, plain decode on SIMT.
+    # q_len x query heads per KV head: MTP verification (5 x 6 = 30) on tensor cores, 32 rows per CTA
+    # above 16; plain decode on SIMT.
     monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
     assert fa.decode_kernel(rows) == kernel
+
+
+@pytest.mark.parametrize("rows, kernel", [(6, "simt"), (16, "mma"), (96, "mma")])
+def test_a_mixed_batch_keeps_its_short_sequences_on_the_16_row_form(rows, kernel, monkeypatch):
+    # With a prefill in the call, the short sequences' rows are those of the longest (up to 16 per KV
+    # head): plain decodes among them would waste 26 of 32 rows.
+    monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
+    assert fa.decode_kernel(rows, with_prefill=True) == kernel
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")  # the switch still forces it
+    assert fa.decode_kernel(rows, with_prefill=True) == "mma32"
 
 
 @pytest.mark.parametrize("forced", ["simt", "mma", "mma32"])
