@@ -8,8 +8,9 @@ Two kinds of rows, both against baselines timed in the same run on the same inpu
   27b-tp{1,4} <layer>: one GEMM per call (eager; launch-bound for the small TP4 matrices), weight
       sets rotated so the working set is >= 4x the L2.
 bw_frac = bytes that must move (int4 weights, scales, x, out) / time / device-to-device copy
-bandwidth measured in this run. Baselines: cuBLAS fp16 on the dequantised weights, and stock vLLM's
-AWQ paths (benchmarks/awq_baselines.py): its CUDA awq_gemm method, its Triton kernel built for this
+bandwidth measured in this run. device_model: what the cost model knows of this GPU (its plans can be
+recomputed from it on a CPU: tools/awq_plan_regret.py). Baselines: cuBLAS fp16 on the dequantised
+weights, and stock vLLM's AWQ paths (benchmarks/awq_baselines.py): its CUDA awq_gemm method, its Triton kernel built for this
 GPU, and that Triton kernel built for the emulated card ("faithful": no tensor cores there).
 On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or T4 figures.
 
@@ -245,6 +246,8 @@ def main() -> int:
     parser.add_argument("--layers-only", action="store_true", help="the decoder-layer graphs, no per-shape rows")
     args = parser.parse_args()
 
+    from vllm_sm7x.ops.awq import device_model, fused_registry
+
     torch.manual_seed(0)
     notes = {}
     baselines_mod = None
@@ -270,7 +273,8 @@ def main() -> int:
                 rows[path] += part[path]
                 # Written after every part: a run cut short keeps what it measured.
                 write_result(args.out, info, "awq_gemm", path, rows[path], notes, subset,
-                             copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP)
+                             copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP,
+                             device_model=device_model(path), registry=fused_registry())
             torch.cuda.empty_cache()
     for path, path_rows in rows.items():
         print_table(info["gpu"], path, bandwidth, path_rows)

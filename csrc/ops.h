@@ -31,6 +31,9 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
 std::vector<int64_t> awq_fused_registry();
 // How many 8-token tiles per CTA the fused kernel uses for M rows (the tuner times those entries).
 int64_t awq_token_tiles(int64_t M);
+// What the cost model knows of this GPU for `path`'s kernels: [sms, bytes_per_us, sm_mhz, then CTAs per
+// SM of each awq_fused_registry entry] (awq_plan_model's inputs: benchmarks record it).
+std::vector<double> awq_device_model(const std::string& path, int64_t device);
 // The cost model alone on a described GPU (no GPU needed: CPU tests): awq_plan's list for M <= 64.
 std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
                                     double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm);

@@ -44,6 +44,25 @@ def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str |
             "splits": splits}
 
 
+def device_model(path: str | None = None, device: int | None = None) -> dict:
+    """What the AWQ cost model knows of this GPU for path's kernels: SMs, peak bytes per microsecond, SM
+    clock (MHz) and CTAs per SM of each fused_registry() entry, in its order; plan_with_model's inputs."""
+    sms, bytes_per_us, sm_mhz, *ctas = torch.ops._C_sm7x.awq_device_model(
+        path or kernel_path(), torch.cuda.current_device() if device is None else device)
+    return {"sms": int(sms), "bytes_per_us": bytes_per_us, "sm_mhz": sm_mhz, "ctas_per_sm": [int(c) for c in ctas]}
+
+
+def plan_with_model(M: int, weight_shape: tuple[int, int], group_size: int, model: dict) -> dict:
+    """The cost model's plan on a described GPU (device_model's dict; no GPU needed), as awq_plan gives it."""
+    K, N = weight_shape
+    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan_model(
+        M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"])
+    if dequant:
+        return {"kernel": "dequant+cublas"}
+    return {"kernel": "fused", "token_tiles": token_tiles, "column_tiles": column_tiles, "warps": warps,
+            "splits": splits}
+
+
 def fused_registry() -> list[dict]:
     """The fused kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
     flat = torch.ops._C_sm7x.awq_fused_registry()

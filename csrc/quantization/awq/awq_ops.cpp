@@ -279,6 +279,14 @@ std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t gro
   return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
 }
 
+std::vector<double> awq_device_model(const std::string& path, int64_t device) {
+  const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
+  const awq::DeviceModel model = awq::device_model(static_cast<int>(device), arch_path);
+  std::vector<double> described{static_cast<double>(model.sms), model.bytes_per_us, model.sm_mhz};
+  for (const auto& e : awq::fused_registry()) described.push_back(model.ctas_per_sm(e));
+  return described;
+}
+
 std::vector<int64_t> awq_fused_registry() {
   std::vector<int64_t> flat;
   for (const auto& e : awq::fused_registry()) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});
