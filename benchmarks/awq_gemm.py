@@ -10,8 +10,9 @@ Two kinds of rows, both against baselines timed in the same run on the same inpu
 bw_frac = bytes that must move (int4 weights, scales, x, out) / time / device-to-device copy
 bandwidth measured in this run. device_model: what the cost model knows of this GPU (its plans can be
 recomputed from it on a CPU: tools/awq_plan_regret.py). Baselines: cuBLAS fp16 on the dequantised
-weights, and stock vLLM's AWQ paths (benchmarks/awq_baselines.py): its CUDA awq_gemm method, its Triton kernel built for this
-GPU, and that Triton kernel built for the emulated card ("faithful": no tensor cores there).
+weights, and stock vLLM's AWQ paths (benchmarks/awq_baselines.py): its CUDA awq_gemm method, its Triton
+kernel built for this GPU, and that Triton kernel built for the emulated card ("faithful": no tensor
+cores there).
 On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/awq_gemm.py --path sm70 sm75 [--tp 1 4] [--tune] [--out benchmarks/results] [--quick]
