@@ -2,8 +2,9 @@
 """How much time the AWQ cost model leaves on the table, from a `benchmarks/awq_gemm.py --tune` result:
 for each decoder-layer row and layer, the model's plan on the GPU the run described (its `device_model`,
 recomputed here with this tree's model: no GPU needed) against every candidate the tuner timed
-(`tuned.candidates`, timed at the row count's tuning bucket). Prints one table and the summary:
-per row, the layer graph's summed time on the model's picks over the summed best times.
+(`tuned.candidates`), both at the rows the tuner timed (the row count's bucket, a power of two).
+Prints one table and the summary: per row, the layer graph's summed time on the model's picks over the
+summed best times.
 
   python tools/awq_plan_regret.py benchmarks/results/awq_gemm-sm75-h200-<date>.json
 """
@@ -36,15 +37,29 @@ def regret(result: dict) -> list[dict]:
         if not row["case"].startswith("layer-") or not candidates:
             continue
         tp = int(row["case"].rsplit("tp", 1)[1])
+        rows = tuning_bucket(row["M"])  # what the candidates were timed at
         for name, K, N in LAYERS:
             K, N = shard(name, K, N, tp)
-            timed = {(w, c, s): ms for w, c, s, ms in candidates[name]}
-            plan = plan_with_model(row["M"], (K, N), result["group_size"], result["device_model"])
-            pick = (plan["warps"], plan["column_tiles"], plan["splits"]) if plan["kernel"] == "fused" else None
+            timed = {(w, c, launched_splits(K, s)): ms for w, c, s, ms in candidates[name]}
+            plan = plan_with_model(rows, (K, N), result["group_size"], result["device_model"])
+            pick = ((plan["warps"], plan["column_tiles"], launched_splits(K, plan["splits"]))
+                    if plan["kernel"] == "fused" else None)
             best = min(timed, key=timed.get)
-            entries.append({"case": row["case"], "M": row["M"], "layer": name, "pick": pick,
+            entries.append({"case": row["case"], "M": row["M"], "rows": rows, "layer": name, "pick": pick,
                             "pick_ms": timed.get(pick), "best": best, "best_ms": timed[best]})
     return entries
+
+
+def tuning_bucket(M: int) -> int:
+    """The row count the tuner times M at (awq_tuning.M_BUCKETS: the next power of two)."""
+    return 1 << (M - 1).bit_length()
+
+
+def launched_splits(K: int, splits: int) -> int:
+    """The k splits a launch really has (awq_gemm.h: each split takes ceil(k_tiles / splits) tiles), so
+    a requested 12 and a planned 10 that launch alike compare as one choice."""
+    k_tiles = -(-K // 128)
+    return -(-k_tiles // -(-k_tiles // splits))
 
 
 def summary(entries: list[dict]) -> dict:
@@ -64,12 +79,12 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     entries = regret(json.loads(Path(argv[0]).read_text()))
-    print(f"{'case':<15} {'M':>3} {'layer':<8} {'model (w, c, s)':<16} {'ms':>8} {'best (w, c, s)':<16} {'ms':>8} "
+    print(f"{'case':<15} {'rows':>4} {'layer':<8} {'model (w, c, s)':<16} {'ms':>8} {'best (w, c, s)':<16} {'ms':>8} "
           f"{'ratio':>6}")
     for e in entries:
         ms = f"{e['pick_ms']:>8.4f}" if e["pick_ms"] is not None else f"{'untimed':>8}"
         ratio = f"{e['pick_ms'] / e['best_ms']:>6.2f}" if e["pick_ms"] is not None else f"{'-':>6}"
-        print(f"{e['case']:<15} {e['M']:>3} {e['layer']:<8} {str(e['pick']):<16} {ms} {str(e['best']):<16} "
+        print(f"{e['case']:<15} {e['rows']:>4} {e['layer']:<8} {str(e['pick']):<16} {ms} {str(e['best']):<16} "
               f"{e['best_ms']:>8.4f} {ratio}")
     totals = summary(entries)
     for (case, M), ratio in totals["per_row"].items():

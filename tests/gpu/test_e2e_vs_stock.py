@@ -23,7 +23,7 @@ from vllm_sm7x.checkpoints import E2E_TOKENS as TOKENS
 from vllm_sm7x.checkpoints import MTP_DRAFTS
 
 from tests.gpu.engine_env import engine_env
-from tests.gpu.stock_record import STOCK_RUNS, files_digest, stock_run_key, write_atomically
+from tests.gpu.stock_record import files_digest, recorded_stock_run, stock_run_key, write_atomically
 
 pytestmark = pytest.mark.gpu
 PROMPTS = len(PROMPT_IDS)
@@ -90,17 +90,23 @@ STARTUP_PHASE = re.compile(r"(?:Model loading took|torch\.compile took|Graph cap
                            r"[^\n]*?[\d.]+ ?(?:s|secs|seconds)\b")
 
 
-def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None,
-             logprobs=2):
-    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
-    (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
-    (with a speculative config) and the process's log (stdout and stderr)."""
+def engine_process_env(emulate, env_extra=None) -> dict:
+    """The environment of generate's engine process: ours emulating `emulate`, or stock (None)."""
     env = engine_env()
     if emulate:
         env["VLLM_SM7X_EMULATE"] = emulate
     else:
         env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"  # stock on a GPU without flashinfer installed; greedy anyway
     env.update(env_extra or {})
+    return env
+
+
+def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None,
+             logprobs=2):
+    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
+    (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
+    (with a speculative config) and the process's log (stdout and stderr)."""
+    env = engine_process_env(emulate, env_extra)
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype,
                              json.dumps(engine_args or {}), str(logprobs), json.dumps(PROMPT_IDS)],
@@ -190,15 +196,17 @@ def stock_run(checkpoint, engine_args=None, fix_marlin_moe_scales=False) -> dict
     samples and speculative decoding's counters (with a speculative config);
     fix_marlin_moe_scales applies our patch of its Marlin MoE scale layout (vllm_sm7x/patch/
     marlin_moe_scales.py, the fix of upstream PR 50196) in its engine process. Keyed by everything
-    that decides it (GPU model; vLLM, torch, CUDA and Triton versions and vLLM's binaries; the generate
-    script, prompts and engine arguments; the patch; the VLLM_/TRITON_ environment; the checkpoint files
-    the engine reads), a run is reused from STOCK_RUNS (committed: stock's engine costs a cold serving
-    test call 150-250 s of the session's device minutes) or from beside the checkpoint (a later pytest
-    run on the machine, SM7X_CHECKPOINT_CACHE); a new run is also written to SM7X_STOCK_RUNS_OUT when
-    set (gpu.sh brings those back for committing)."""
+    that decides it (GPU model; vLLM, torch, CUDA, Triton and transformers versions and vLLM's binaries;
+    the generate script, prompts and engine arguments; the patch; the engine's VLLM_/TRITON_
+    environment; the checkpoint files the engine reads), a run is reused from tests/gpu/stock_runs
+    (committed: stock's engine costs a cold serving test call 150-250 s of the session's device
+    minutes) or from beside the checkpoint (a later pytest run on the machine, SM7X_CHECKPOINT_CACHE);
+    a new run is also written to SM7X_STOCK_RUNS_OUT when set (gpu.sh brings those back for
+    committing)."""
     import importlib.util
 
     import torch
+    import transformers
     import triton
     import vllm
 
@@ -208,24 +216,32 @@ def stock_run(checkpoint, engine_args=None, fix_marlin_moe_scales=False) -> dict
     fix = {"SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     env_extra = fix if fix_marlin_moe_scales else {}
     patch = Path(importlib.util.find_spec("vllm_sm7x.patch.marlin_moe_scales").origin).read_text()
-    vllm_binaries = files_digest(Path(vllm.__file__).parent.rglob("*.so"))  # the FA3 build gpu.sh installs too
-    environment = sorted((k, v) for k, v in {**engine_env(), **env_extra}.items()
+    environment = sorted((k, v) for k, v in engine_process_env(None, env_extra).items()
                          if k.startswith(("VLLM_", "TRITON_")))
     key = stock_run_key(folder, [torch.cuda.get_device_name(), vllm.__version__, torch.__version__,
-                                 torch.version.cuda, triton.__version__, vllm_binaries, GENERATE, PROMPT_IDS,
-                                 "graphs", engine_args or {}, patch if fix_marlin_moe_scales else "", environment])
-    name = f"{folder.name}-stock-run-{key}.json"
-    for kept in (STOCK_RUNS / name, folder.parent / name):  # beside the checkpoint: vLLM reads its folder
-        if kept.exists():
-            print(f"stock vLLM run: reused {kept}")
-            return json.loads(kept.read_text())
+                                 torch.version.cuda, triton.__version__, transformers.__version__,
+                                 vllm_binaries_digest(), GENERATE, PROMPT_IDS, "graphs", engine_args or {},
+                                 patch if fix_marlin_moe_scales else "", environment])
+    kept = recorded_stock_run(key, folder.parent)
+    if kept is not None:
+        print(f"stock vLLM run: reused {kept}")
+        return json.loads(kept.read_text())
     result = generate(checkpoint, None, "graphs", engine_args=engine_args, env_extra=env_extra)
     assert result["quantization"] != "awq_sm7x"
     run = json.dumps({"samples": result["samples"], "spec_decode": result["spec_decode"]})
+    name = f"{folder.name}-stock-run-{key}.json"
     write_atomically(folder.parent / name, run)
     if os.environ.get("SM7X_STOCK_RUNS_OUT"):
         write_atomically(Path(os.environ["SM7X_STOCK_RUNS_OUT"]) / name, run)
     return json.loads(run)
+
+
+@functools.cache
+def vllm_binaries_digest() -> str:
+    """vLLM's compiled modules, the FA3 build gpu.sh installs among them (hashed once per process)."""
+    import vllm
+
+    return files_digest(Path(vllm.__file__).parent.rglob("*.so"))
 
 
 def stock_samples(checkpoint, engine_args=None, fix_marlin_moe_scales=False):

@@ -81,8 +81,10 @@ def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
     unknown = {"warps": 8, "column_tiles": 8, "splits": 1, "ms": 0.1}  # no such registry entry
     known = {"warps": 4, "column_tiles": 2, "splits": 2, "ms": 0.1}
     try:
-        awq_tuning.apply((5120, 34816), 128, "sm75", {16: unknown, 32: known})  # loading does not fail
+        edited = {"warps": 4, "splits": 1}  # a hand edit that lost a field
+        awq_tuning.apply((5120, 34816), 128, "sm75", {16: unknown, 32: known, 64: edited})  # loading does not fail
         warnings = [r.getMessage() for r in caplog.records if "ignoring the tuned AWQ choice" in r.getMessage()]
-        assert len(warnings) == 1 and "'column_tiles': 8" in warnings[0] and "no fused kernel with" in warnings[0]
+        assert len(warnings) == 2 and "'column_tiles': 8" in warnings[0] and "no fused kernel with" in warnings[0]
+        assert "column_tiles" in warnings[1]
     finally:
         torch.ops._C_sm7x.awq_clear_tuned()

@@ -1,5 +1,5 @@
 """The key of a recorded stock vLLM run (tests/gpu/stock_record.py) names exactly what decided it."""
-from tests.gpu.stock_record import STOCK_RUNS, files_digest, stock_run_key, write_atomically
+from tests.gpu.stock_record import STOCK_RUNS, files_digest, recorded_stock_run, stock_run_key, write_atomically
 
 SETTINGS = ["NVIDIA H200", "0.26.0", "script", [[1, 2, 3]], {"max_num_seqs": 8}, ""]
 
@@ -10,6 +10,7 @@ def checkpoint(folder, weights=b"\x00\x01" * 1000, config='{"hidden_size": 64}')
     (folder / "config.json").write_text(config)
     (folder / "generation_config.json").write_text('{"eos_token_id": [2]}')
     (folder / "tokenizer.json").write_text("{}")
+    (folder / "checkpoint_info.json").write_text('{"preset": "qwen3-tiny"}')
     return folder
 
 
@@ -17,6 +18,7 @@ def test_the_same_checkpoint_and_settings_name_the_same_run(tmp_path):
     first, second = checkpoint(tmp_path / "a"), checkpoint(tmp_path / "b")
     assert stock_run_key(first, SETTINGS) == stock_run_key(second, SETTINGS)
     (second / "tokenizer.json").write_text('{"other": 1}')  # not read by the engine's greedy ids
+    (second / "checkpoint_info.json").write_text('{"median_top1_top2_logprob_gap": 1.5}')  # notes for people
     assert stock_run_key(first, SETTINGS) == stock_run_key(second, SETTINGS)
 
 
@@ -46,7 +48,16 @@ def test_binaries_are_told_apart_by_their_bytes(tmp_path):
 def test_a_record_is_whole_or_absent(tmp_path):
     target = tmp_path / "out" / "run.json"
     write_atomically(target, '{"samples": []}')
-    assert target.read_text() == '{"samples": []}' and [p.name for p in target.parent.iterdir()] == ["run.json"]
+    write_atomically(target, '{"samples": [1]}')  # a second writer of the same run
+    assert target.read_text() == '{"samples": [1]}' and [p.name for p in target.parent.iterdir()] == ["run.json"]
+
+
+def test_a_record_is_found_by_its_key_whatever_folder_made_it(tmp_path):
+    key = "0123456789abcdef"
+    assert recorded_stock_run(key, tmp_path) is None
+    (tmp_path / f"qwen3-tiny-awq0-stock-run-{key}.json").write_text("{}")  # a pytest tmp folder's name
+    assert recorded_stock_run(key, tmp_path).name.endswith(f"-stock-run-{key}.json")
+    assert recorded_stock_run("fedcba9876543210", tmp_path) is None
 
 
 def test_the_config_and_every_setting_name_another_run(tmp_path):

@@ -71,7 +71,7 @@ def apply(weight_shape: tuple[int, int], group_size: int, path: str, tuned: dict
         try:
             torch.ops._C_sm7x.awq_set_tuned(N, K, group_size, path, int(bucket), choice["warps"], choice["splits"],
                                             choice["column_tiles"])
-        except ValueError as e:
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a missing field, a wrong type, a rule
             logger.warning("vllm-sm7x: ignoring the tuned AWQ choice %s for N=%d K=%d: %s", choice, N, K, e)
 
 
