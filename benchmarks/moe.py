@@ -175,7 +175,7 @@ def main() -> int:
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
                     one_launch = ours(problem, path, decode_one_launch=True)
                     diff = agreement(one_launch(layers[0], problem.ids[0]), run(layers[0], problem.ids[0]))
-                    if diff > 0:  # the same sums in the same order: any difference is a fault
+                    if diff > 1e-3:  # beyond the fp32 sums' order (other warp counts): a fault
                         notes[f"{shape} t={tokens} {path} one launch"] = f"differs from two launches: {diff:.2e}"
                     path_baselines["ours_one_launch"] = round(time_per_layer(one_launch, problem), 5)
                 rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",

@@ -184,19 +184,23 @@ __global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeD
 // the next launch, so a CUDA graph replays it as captured.
 template <int kWarps>
 __global__ void __launch_bounds__(kWarps * 32) one_launch_kernel(const AwqMoeDecodeParams p, int* counters) {
-  __shared__ float sums[kWarps][2][kTileRows];  // the down step uses the first half
+  __shared__ float gate_up_sums[kWarps][2][kTileRows];
+  __shared__ float down_sums[kWarps][kTileRows];
   __shared__ int item_s;
   const int inter_tiles = p.inter / kTileRows, hidden_tiles = p.hidden / kTileRows;
   const int gate_up_items = p.tokens * p.k * inter_tiles, items = gate_up_items + p.tokens * hidden_tiles;
   if (threadIdx.x == 0) item_s = atomicAdd(&counters[0], 1);
   __syncthreads();
   const int item = item_s;
+  if (item >= items) __trap();  // counters not zero at launch (shared by another launch in flight?)
   if (item < gate_up_items) {
     const int row = item / inter_tiles;
-    gate_up_tile<kWarps>(p, row, item % inter_tiles, sums);
-    __threadfence();  // each writer's act values (threads 0-15) visible to every SM ...
-    __syncthreads();  // ... before thread 0 counts the tile done
-    if (threadIdx.x == 0) atomicAdd(&counters[2 + row / p.k], 1);
+    gate_up_tile<kWarps>(p, row, item % inter_tiles, gate_up_sums);
+    __syncthreads();  // this tile's act values written (threads 0-15) ...
+    if (threadIdx.x == 0) {
+      __threadfence();  // ... and, cumulatively, visible to every SM before the count says so
+      atomicAdd(&counters[2 + row / p.k], 1);
+    }
   } else {
     const int token = (item - gate_up_items) / hidden_tiles;
     if (threadIdx.x == 0) {
@@ -205,11 +209,14 @@ __global__ void __launch_bounds__(kWarps * 32) one_launch_kernel(const AwqMoeDec
       __threadfence();
     }
     __syncthreads();
-    down_combine_tile<kWarps, ActLoad::kL2Only>(p, token, (item - gate_up_items) % hidden_tiles,
-                                                reinterpret_cast<float(&)[kWarps][kTileRows]>(sums));
+    down_combine_tile<kWarps, ActLoad::kL2Only>(p, token, (item - gate_up_items) % hidden_tiles, down_sums);
   }
-  if (threadIdx.x == 0 && atomicAdd(&counters[1], 1) == items - 1) {
-    for (int i = 0; i < 2 + p.tokens; ++i) counters[i] = 0;
+  if (threadIdx.x == 0) {
+    __threadfence();  // this CTA's own count lands before it says it is finished
+    if (atomicAdd(&counters[1], 1) == items - 1) {
+      __threadfence();  // every count has landed: zero them for the next launch
+      for (int i = 0; i < 2 + p.tokens; ++i) counters[i] = 0;
+    }
   }
 }
 
@@ -229,7 +236,7 @@ void launch_awq_moe_decode(const AwqMoeDecodeParams& p, int* one_launch_counters
   if (p.tokens == 0) return;
   const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
   if (one_launch_counters != nullptr) {  // gate/up's warp limit (8) holds for both steps
-    const int items = p.tokens * (p.k * p.inter + p.hidden) / kTileRows;
+    const int items = p.tokens * (p.inter / kTileRows * p.k + p.hidden / kTileRows);  // the op bounds it
     with_warps_for<8>(std::max(hidden_tiles, p.k * inter_tiles), [&](auto warps) {
       one_launch_kernel<decltype(warps)::value><<<items, warps * 32, 0, stream>>>(p, one_launch_counters);
       SM7X_CHECK_LAUNCH();

@@ -209,6 +209,7 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
                           c.numel() >= 2 + tokens,
                       op, ": one_launch_counters must be a contiguous int32 tensor of at least 2 + tokens = ",
                       2 + tokens, " zeros on ", x.device(), ", got ", c.sizes(), " ", c.scalar_type());
+    TORCH_CHECK_VALUE(tokens * (k * inter + hidden) / 16 <= INT32_MAX, op, ": too many work items for one launch");
     counters = c.data_ptr<int>();
   }
   const c10::cuda::CUDAGuard guard(x.device());

@@ -72,14 +72,21 @@ def combine(down: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tens
 
 
 _ONE_LAUNCH_COUNTERS: dict[torch.device, torch.Tensor] = {}
+ONE_LAUNCH_MAX_TOKENS = 254  # the counters' size (2 + tokens ints), made once per device
 
 
 def one_launch_counters(device: torch.device, tokens: int) -> torch.Tensor:
-    """The one-launch decode form's work counters on device: zeros made once (the kernel leaves them
-    zero), at a fixed address so that CUDA graphs replay with them; launches on one stream share them."""
+    """The one-launch decode form's work counters on device: zeros made once, outside CUDA-graph capture
+    (a captured fill would only run on replay), never freed (graphs keep their address), and left zero
+    by every launch. Launches that share them must not overlap: one stream per device."""
+    if tokens > ONE_LAUNCH_MAX_TOKENS:
+        raise ValueError(f"the one-launch MoE decode form takes at most {ONE_LAUNCH_MAX_TOKENS} tokens, got {tokens}")
     counters = _ONE_LAUNCH_COUNTERS.get(device)
-    if counters is None or counters.numel() < 2 + tokens:
-        counters = torch.zeros(max(64, 2 + tokens), dtype=torch.int32, device=device)
+    if counters is None:
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("the one-launch MoE decode form's counters are made outside CUDA-graph capture: run "
+                               "the layer once before capturing it (a warm-up)")
+        counters = torch.zeros(2 + ONE_LAUNCH_MAX_TOKENS, dtype=torch.int32, device=device)
         _ONE_LAUNCH_COUNTERS[device] = counters
     return counters
 
