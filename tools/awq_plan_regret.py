@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
-from awq_gemm import LAYERS, shard  # noqa: E402
+from awq_gemm import LAYERS, m_bucket, shard  # noqa: E402
+from vllm_sm7x.quantization.awq_format import TILE_K  # noqa: E402
 
 
 def regret(result: dict) -> list[dict]:
@@ -37,7 +38,7 @@ def regret(result: dict) -> list[dict]:
         if not row["case"].startswith("layer-") or not candidates:
             continue
         tp = int(row["case"].rsplit("tp", 1)[1])
-        rows = tuning_bucket(row["M"])  # what the candidates were timed at
+        rows = m_bucket(row["M"])  # what the candidates were timed at
         for name, K, N in LAYERS:
             K, N = shard(name, K, N, tp)
             timed = {(w, c, launched_splits(K, s)): ms for w, c, s, ms in candidates[name]}
@@ -50,15 +51,10 @@ def regret(result: dict) -> list[dict]:
     return entries
 
 
-def tuning_bucket(M: int) -> int:
-    """The row count the tuner times M at (awq_tuning.M_BUCKETS: the next power of two)."""
-    return 1 << (M - 1).bit_length()
-
-
 def launched_splits(K: int, splits: int) -> int:
     """The k splits a launch really has (awq_gemm.h: each split takes ceil(k_tiles / splits) tiles), so
     a requested 12 and a planned 10 that launch alike compare as one choice."""
-    k_tiles = -(-K // 128)
+    k_tiles = -(-K // TILE_K)
     return -(-k_tiles // -(-k_tiles // splits))
 
 

@@ -36,8 +36,13 @@ def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str |
     """How awq_linear runs M rows of a [K, N] weight on this GPU: the fused kernel's registry entry and
     split count, or dequantise + cuBLAS."""
     K, N = weight_shape
-    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan(
-        M, N, K, group_size, path or kernel_path(), torch.cuda.current_device() if device is None else device)
+    return _plan_dict(torch.ops._C_sm7x.awq_plan(
+        M, N, K, group_size, path or kernel_path(), torch.cuda.current_device() if device is None else device))
+
+
+def _plan_dict(plan: list[int]) -> dict:
+    """awq_plan's and awq_plan_model's [token_tiles, warps, splits, dequant_gemm, column_tiles] as a dict."""
+    token_tiles, warps, splits, dequant, column_tiles = plan
     if dequant:
         return {"kernel": "dequant+cublas"}
     return {"kernel": "fused", "token_tiles": token_tiles, "column_tiles": column_tiles, "warps": warps,
@@ -55,12 +60,8 @@ def device_model(path: str | None = None, device: int | None = None) -> dict:
 def plan_with_model(M: int, weight_shape: tuple[int, int], group_size: int, model: dict) -> dict:
     """The cost model's plan on a described GPU (device_model's dict; no GPU needed), as awq_plan gives it."""
     K, N = weight_shape
-    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan_model(
-        M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"])
-    if dequant:
-        return {"kernel": "dequant+cublas"}
-    return {"kernel": "fused", "token_tiles": token_tiles, "column_tiles": column_tiles, "warps": warps,
-            "splits": splits}
+    return _plan_dict(torch.ops._C_sm7x.awq_plan_model(
+        M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"]))
 
 
 def fused_registry() -> list[dict]:
