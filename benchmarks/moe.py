@@ -88,14 +88,13 @@ class Problem:
         return distinct * Layer.expert_bytes(self.inter)
 
 
-def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, decode_one_launch: bool = False):
-    """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs, or
-    (decode_one_launch) with the decode form's two steps in one launch (experimental)."""
+def ours(problem: Problem, path: str, decode_max_tokens: int | None = None):
+    """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs."""
     from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS, awq_moe
 
     limit = DECODE_MAX_TOKENS if decode_max_tokens is None else decode_max_tokens
     return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path,
-                                      decode_max_tokens=limit, decode_one_launch=decode_one_launch)
+                                      decode_max_tokens=limit)
 
 
 def fused_moe_module():
@@ -171,13 +170,8 @@ def main() -> int:
                         notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
                 ms = time_per_layer(run, problem)
                 path_baselines = baselines_for_path(baselines, path)
-                if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the other forms beside it
+                if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
-                    one_launch = ours(problem, path, decode_one_launch=True)
-                    diff = agreement(one_launch(layers[0], problem.ids[0]), run(layers[0], problem.ids[0]))
-                    if diff > 1e-3:  # beyond the fp32 sums' order (other warp counts): a fault
-                        notes[f"{shape} t={tokens} {path} one launch"] = f"differs from two launches: {diff:.2e}"
-                    path_baselines["ours_one_launch"] = round(time_per_layer(one_launch, problem), 5)
                 rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",
                                    "tokens": tokens, "layers_rotated": count, "ms": round(ms, 5),
                                    "bw_frac": round(problem.touched_bytes() / (ms * 1e-3) / (bandwidth * 1e9), 3),
@@ -193,15 +187,14 @@ def main() -> int:
                       "timed": "routed experts only (no shared expert, no router GEMM)", **notes},
                      copy_bandwidth_gbs=round(bandwidth, 1))
         print(f"\n{info['gpu']}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer)")
-        print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'1-launch':>9} {'grouped':>9} {'wna16':>9} "
-              f"{'triton':>9} {'faithful':>9}")
+        print(f"{'case':<16} {'tokens':>6} {'ours':>9} {'bw':>6} {'grouped':>9} {'wna16':>9} {'triton':>9} "
+              f"{'faithful':>9}")
         fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
         for r in path_rows:
             b = r["baselines"]
             faithful = next((v for k, v in b.items() if "faithful" in k), None)
-            print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} "
-                  f"{fmt(b.get('ours_one_launch'))} {fmt(b.get('ours_grouped'))} {fmt(b.get('vllm_wna16_native'))} "
-                  f"{fmt(b.get('triton_native'))} {fmt(faithful)}")
+            print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
+                  f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
         for key, note in notes.items():
             print(f"  {key}: {note}")
     return 0

@@ -81,13 +81,11 @@ torch::Tensor moe_combine(const torch::Tensor& down, const torch::Tensor& topk_w
 // silu(gate) * up of a gate/up projection [rows, 2I] -> [rows, I].
 torch::Tensor moe_silu_mul(const torch::Tensor& gate_up);
 // The AWQ expert layer for a few tokens in two launches, no row sort (csrc/moe/awq_moe_decode.h):
-// x [tokens, H] -> [tokens, H] = sum over slots of weight * down(silu(gate) * up)(x). With
-// one_launch_counters (2 + tokens int32 zeros, kept zero by the kernel) in one launch (experimental).
+// x [tokens, H] -> [tokens, H] = sum over slots of weight * down(silu(gate) * up)(x).
 torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qweight,
                              const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
                              const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
-                             const torch::Tensor& topk_ids, int64_t group_size,
-                             const std::optional<torch::Tensor>& one_launch_counters);
+                             const torch::Tensor& topk_ids, int64_t group_size);
 // AWQ experts (stacked packed weights [E, ...]) over routed rows: out[r] = x[r / x_row_divisor] W_e for
 // each routed row r of expert e (rows of dropped expert ids are not written).
 torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,

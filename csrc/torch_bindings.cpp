@@ -48,8 +48,7 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("moe_silu_mul(Tensor gate_up) -> Tensor");
   m.impl("moe_silu_mul", torch::kCUDA, &sm7x::moe_silu_mul);
   m.def("awq_moe_decode(Tensor x, Tensor w13_qweight, Tensor w13_scale_zero, Tensor w2_qweight, "
-        "Tensor w2_scale_zero, Tensor topk_weights, Tensor topk_ids, int group_size, "
-        "Tensor(a!)? one_launch_counters=None) -> Tensor");
+        "Tensor w2_scale_zero, Tensor topk_weights, Tensor topk_ids, int group_size) -> Tensor");
   m.impl("awq_moe_decode", torch::kCUDA, &sm7x::awq_moe_decode);
   m.def("awq_moe_gemm(Tensor x, Tensor qweight, Tensor scale_zero, Tensor sorted_rows, Tensor offsets, "
         "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path) "

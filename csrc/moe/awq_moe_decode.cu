@@ -9,7 +9,6 @@
 // (ncu, H200, 2026-11-30).
 #include <cuda_fp16.h>
 
-#include <algorithm>
 #include <type_traits>
 
 #include "core/cuda_check.h"
@@ -28,17 +27,11 @@ using awq::word;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// How activations are read: through the read-only path, or from L2 only, where CTAs of the same launch
-// wrote them (an SM's L1 is not kept coherent with other SMs' writes).
-enum class ActLoad { kReadOnly, kL2Only };
-
 // The 32 halves of x at k .. k+31 (one lane's segment) as floats.
-template <ActLoad kLoad = ActLoad::kReadOnly>
 __device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {
 #pragma unroll
   for (int v = 0; v < 4; ++v) {
-    const uint4* source = reinterpret_cast<const uint4*>(x) + v;
-    const uint4 chunk = kLoad == ActLoad::kReadOnly ? __ldg(source) : __ldcg(source);
+    const uint4 chunk = __ldg(reinterpret_cast<const uint4*>(x) + v);
     const __half2* halves = reinterpret_cast<const __half2*>(&chunk);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -76,13 +69,14 @@ __device__ __forceinline__ float column_sum(float v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
-// act[row, 16 columns from tile * 16] = silu(gate) * up of x[row / k] through the row's expert (nothing
-// for another rank's expert: the combine skips the row). sums: the CTA's kWarps x 2 x 16 floats.
+// Grid (routed rows, inter / 16): act[row, 16 columns] = silu(gate) * up of x[row / k] through the
+// row's expert.
 template <int kWarps>
-__device__ __forceinline__ void gate_up_tile(const AwqMoeDecodeParams& p, int row, int tile,
-                                             float (&sums)[kWarps][2][kTileRows]) {
+__global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
+  __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
+  const int row = blockIdx.x, tile = blockIdx.y;
   const int expert = p.ids[row];
-  if (expert < 0 || expert >= p.experts) return;
+  if (expert < 0 || expert >= p.experts) return;  // another rank's expert: the combine skips the row
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
   const int k_tiles = (p.hidden + kTileK - 1) / kTileK, columns = 2 * p.inter;
   const int up_tile = tile + p.inter / kTileRows;
@@ -122,19 +116,12 @@ __device__ __forceinline__ void gate_up_tile(const AwqMoeDecodeParams& p, int ro
   }
 }
 
-// Grid (routed rows, inter / 16): gate_up_tile for each.
+// Grid (tokens, hidden / 16): out[token, 16 columns] = sum over the token's slots of weight * act[slot]
+// through the slot's expert's down projection.
 template <int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
-  __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
-  gate_up_tile<kWarps>(p, blockIdx.x, blockIdx.y, sums);
-}
-
-// out[token, 16 columns from tile * 16] = sum over the token's slots of weight * act[slot] through the
-// slot's expert's down projection. Act: how act is read (kL2Only where other CTAs of the same launch
-// wrote it). sums: the CTA's kWarps x 16 floats.
-template <int kWarps, ActLoad kAct>
-__device__ __forceinline__ void down_combine_tile(const AwqMoeDecodeParams& p, int token, int tile,
-                                                  float (&sums)[kWarps][kTileRows]) {
+__global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeDecodeParams p) {
+  __shared__ float sums[kWarps][kTileRows];
+  const int token = blockIdx.x, tile = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
   const int k_tiles = (p.inter + kTileK - 1) / kTileK;
   float acc[2] = {};
@@ -146,7 +133,7 @@ __device__ __forceinline__ void down_combine_tile(const AwqMoeDecodeParams& p, i
     const int k = k_tile * kTileK + segment * kSlotK;
     if (expert < 0 || expert >= p.experts || k >= p.inter) continue;
     float xf[kSlotK];
-    load_segment<kAct>(p.act + (size_t)row * p.inter + k, xf);
+    load_segment(p.act + (size_t)row * p.inter + k, xf);
     const uint4* w = p.w2 + expert * p.w2_stride;
     const __half2* group_row = p.w2_sz + expert * p.w2_sz_stride + (size_t)(k >> p.group_shift) * p.hidden;
     const float weight = p.weights[row];
@@ -170,56 +157,6 @@ __device__ __forceinline__ void down_combine_tile(const AwqMoeDecodeParams& p, i
   }
 }
 
-// Grid (tokens, hidden / 16): down_combine_tile for each.
-template <int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) down_combine_kernel(const AwqMoeDecodeParams p) {
-  __shared__ float sums[kWarps][kTileRows];
-  down_combine_tile<kWarps, ActLoad::kReadOnly>(p, blockIdx.x, blockIdx.y, sums);
-}
-
-// Both steps in one launch (experimental, awq_moe_decode.h): a CTA takes the next work item from
-// counters[0] as it starts, gate/up tiles first, so a down tile's CTA, which waits until its token's
-// gate/up tiles are all counted in counters[2 + token], only waits on CTAs already running (no
-// deadlock, whatever the GPU schedules). The last CTA to finish (counters[1]) zeroes the counters for
-// the next launch, so a CUDA graph replays it as captured.
-template <int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) one_launch_kernel(const AwqMoeDecodeParams p, int* counters) {
-  __shared__ float gate_up_sums[kWarps][2][kTileRows];
-  __shared__ float down_sums[kWarps][kTileRows];
-  __shared__ int item_s;
-  const int inter_tiles = p.inter / kTileRows, hidden_tiles = p.hidden / kTileRows;
-  const int gate_up_items = p.tokens * p.k * inter_tiles, items = gate_up_items + p.tokens * hidden_tiles;
-  if (threadIdx.x == 0) item_s = atomicAdd(&counters[0], 1);
-  __syncthreads();
-  const int item = item_s;
-  if (item >= items) __trap();  // counters not zero at launch (shared by another launch in flight?)
-  if (item < gate_up_items) {
-    const int row = item / inter_tiles;
-    gate_up_tile<kWarps>(p, row, item % inter_tiles, gate_up_sums);
-    __syncthreads();  // this tile's act values written (threads 0-15) ...
-    if (threadIdx.x == 0) {
-      __threadfence();  // ... and, cumulatively, visible to every SM before the count says so
-      atomicAdd(&counters[2 + row / p.k], 1);
-    }
-  } else {
-    const int token = (item - gate_up_items) / hidden_tiles;
-    if (threadIdx.x == 0) {
-      volatile int* done = &counters[2 + token];
-      while (*done < p.k * inter_tiles) __nanosleep(100);
-      __threadfence();
-    }
-    __syncthreads();
-    down_combine_tile<kWarps, ActLoad::kL2Only>(p, token, (item - gate_up_items) % hidden_tiles, down_sums);
-  }
-  if (threadIdx.x == 0) {
-    __threadfence();  // this CTA's own count lands before it says it is finished
-    if (atomicAdd(&counters[1], 1) == items - 1) {
-      __threadfence();  // every count has landed: zero them for the next launch
-      for (int i = 0; i < 2 + p.tokens; ++i) counters[i] = 0;
-    }
-  }
-}
-
 // Calls launch(std::integral_constant<int, warps>) with the fewest warps (4, 8, then up to kMaxWarps)
 // that give each at most two of a CTA's `items`. gate_up stops at 8: at 16 its 92 registers a thread
 // (sm_75) leave one CTA per SM, fewer warps resident than three CTAs of 8.
@@ -232,17 +169,9 @@ void with_warps_for(int items, Launch&& launch) {
 
 }  // namespace
 
-void launch_awq_moe_decode(const AwqMoeDecodeParams& p, int* one_launch_counters, cudaStream_t stream) {
+void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
-  if (one_launch_counters != nullptr) {  // gate/up's warp limit (8) holds for both steps
-    const int items = p.tokens * (p.inter / kTileRows * p.k + p.hidden / kTileRows);  // the op bounds it
-    with_warps_for<8>(std::max(hidden_tiles, p.k * inter_tiles), [&](auto warps) {
-      one_launch_kernel<decltype(warps)::value><<<items, warps * 32, 0, stream>>>(p, one_launch_counters);
-      SM7X_CHECK_LAUNCH();
-    });
-    return;
-  }
   with_warps_for<8>(hidden_tiles, [&](auto warps) {
     gate_up_kernel<decltype(warps)::value><<<dim3(p.tokens * p.k, p.inter / kTileRows), warps * 32, 0, stream>>>(p);
     SM7X_CHECK_LAUNCH();

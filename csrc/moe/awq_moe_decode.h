@@ -8,9 +8,7 @@
 //      order: deterministic).
 // SIMT dot products over the same packed tiles the tensor-core kernels read (awq_gemm.h): with one
 // token per row there is nothing for an mma to share, and the same code serves every arch >= 7.0.
-// Slots of ids outside [0, experts) (other ranks' experts) are skipped. Experimental: both steps in one
-// launch (launch_awq_moe_decode's one_launch_counters), to save the second launch's latency, which at
-// one token costs about as much as the active experts' bytes.
+// Slots of ids outside [0, experts) (other ranks' experts) are skipped.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -34,9 +32,6 @@ struct AwqMoeDecodeParams {
 };
 
 // hidden and inter multiples of 32 (the AWQ group), inter also of 16 (checked by the op).
-// one_launch_counters: nullptr for the two launches above; else (experimental, being measured) both
-// steps run in one launch whose CTAs take work items in start order and hand act over through
-// these 2 + tokens int32 counters, which must be zero and are zero again when the launch ends.
-void launch_awq_moe_decode(const AwqMoeDecodeParams& params, int* one_launch_counters, cudaStream_t stream);
+void launch_awq_moe_decode(const AwqMoeDecodeParams& params, cudaStream_t stream);
 
 }  // namespace sm7x

@@ -153,8 +153,7 @@ void check_expert_stack(const torch::Tensor& qweight, const torch::Tensor& scale
 torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qweight,
                              const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
                              const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
-                             const torch::Tensor& topk_ids, int64_t group_size,
-                             const std::optional<torch::Tensor>& one_launch_counters) {
+                             const torch::Tensor& topk_ids, int64_t group_size) {
   constexpr const char* op = "awq_moe_decode";
   TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128, op, ": group size ", group_size,
                     " is not supported (32, 64 or 128)");
@@ -202,18 +201,8 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
   p.tokens = static_cast<int>(tokens), p.k = static_cast<int>(k), p.experts = static_cast<int>(experts);
   p.hidden = static_cast<int>(hidden), p.inter = static_cast<int>(inter);
   p.group_shift = __builtin_ctz(static_cast<unsigned>(group_size));
-  int* counters = nullptr;
-  if (one_launch_counters.has_value()) {
-    const torch::Tensor& c = *one_launch_counters;
-    TORCH_CHECK_VALUE(c.is_cuda() && c.device() == x.device() && c.scalar_type() == at::kInt && c.is_contiguous() &&
-                          c.numel() >= 2 + tokens,
-                      op, ": one_launch_counters must be a contiguous int32 tensor of at least 2 + tokens = ",
-                      2 + tokens, " zeros on ", x.device(), ", got ", c.sizes(), " ", c.scalar_type());
-    TORCH_CHECK_VALUE(tokens * (k * inter + hidden) / 16 <= INT32_MAX, op, ": too many work items for one launch");
-    counters = c.data_ptr<int>();
-  }
   const c10::cuda::CUDAGuard guard(x.device());
-  launch_awq_moe_decode(p, counters, c10::cuda::getCurrentCUDAStream());
+  launch_awq_moe_decode(p, c10::cuda::getCurrentCUDAStream());
   return out;
 }
 

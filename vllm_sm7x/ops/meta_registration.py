@@ -73,7 +73,7 @@ def _moe_silu_mul_fake(gate_up):
 
 @torch.library.register_fake("_C_sm7x::awq_moe_decode")
 def _awq_moe_decode_fake(x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_zero, topk_weights, topk_ids,
-                         group_size, one_launch_counters=None):
+                         group_size):
     return torch.empty_like(x)
 
 

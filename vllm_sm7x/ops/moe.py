@@ -71,26 +71,6 @@ def combine(down: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tens
     return torch.ops._C_sm7x.moe_combine(down, topk_weights, topk_ids, num_experts)
 
 
-_ONE_LAUNCH_COUNTERS: dict[torch.device, torch.Tensor] = {}
-ONE_LAUNCH_MAX_TOKENS = 254  # the counters' size (2 + tokens ints), made once per device
-
-
-def one_launch_counters(device: torch.device, tokens: int) -> torch.Tensor:
-    """The one-launch decode form's work counters on device: zeros made once, outside CUDA-graph capture
-    (a captured fill would only run on replay), never freed (graphs keep their address), and left zero
-    by every launch. Launches that share them must not overlap: one stream per device."""
-    if tokens > ONE_LAUNCH_MAX_TOKENS:
-        raise ValueError(f"the one-launch MoE decode form takes at most {ONE_LAUNCH_MAX_TOKENS} tokens, got {tokens}")
-    counters = _ONE_LAUNCH_COUNTERS.get(device)
-    if counters is None:
-        if torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("the one-launch MoE decode form's counters are made outside CUDA-graph capture: run "
-                               "the layer once before capturing it (a warm-up)")
-        counters = torch.zeros(2 + ONE_LAUNCH_MAX_TOKENS, dtype=torch.int32, device=device)
-        _ONE_LAUNCH_COUNTERS[device] = counters
-    return counters
-
-
 # Up to this many tokens the layer takes the two-launch SIMT path (awq_moe_decode: no row sort, each
 # routed row reads its expert's columns); beyond, the grouped tensor-core GEMMs, which read each
 # active expert once however many tokens share it. benchmarks/moe.py times both.
@@ -98,20 +78,17 @@ DECODE_MAX_TOKENS = 4
 
 
 def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_weights: torch.Tensor,
-            topk_ids: torch.Tensor, path: str | None = None, decode_max_tokens: int = DECODE_MAX_TOKENS,
-            decode_one_launch: bool = False) -> torch.Tensor:
+            topk_ids: torch.Tensor, path: str | None = None, decode_max_tokens: int = DECODE_MAX_TOKENS
+            ) -> torch.Tensor:
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
-    I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero.
-    decode_one_launch: the decode form's two steps in one launch (experimental: the tests and
-    benchmarks/moe.py use it until it is measured)."""
+    I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero."""
     ids = topk_ids.to(torch.int32).contiguous()
     weights = topk_weights.float().contiguous()
     tokens, topk = ids.shape
     if tokens <= decode_max_tokens:
-        counters = one_launch_counters(x.device, tokens) if decode_one_launch else None
         return torch.ops._C_sm7x.awq_moe_decode(x.contiguous(), w13.qweight, w13.scale_zero, w2.qweight,
-                                                w2.scale_zero, weights, ids, w13.group_size, counters)
+                                                w2.scale_zero, weights, ids, w13.group_size)
     experts = w13.qweight.shape[0]
     rows = ids.numel()
     per_tile = rows_per_tile_for(rows, min(rows, experts))
