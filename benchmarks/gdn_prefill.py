@@ -100,6 +100,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="TP4 shapes, 1K and 8K tokens, no native baseline (its autotuning compiles ~100 "
                              "configs for this GPU: minutes)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="time our kernel alone (a kernel change's A/B in a short call; the faithful chain takes "
+                             "~95 s per card to compile)")
     args = parser.parse_args()
 
     from vllm_sm7x.ops import load_kernels
@@ -107,6 +110,7 @@ def main() -> int:
     load_kernels()
     torch.manual_seed(0)
     rows, notes, start = {path: [] for path in args.path}, {}, time.monotonic()
+    info = run_info()
     shapes = {k: v for k, v in SHAPES.items() if not args.quick or k.endswith("tp4")}
     for shape, (k_heads, v_heads) in shapes.items():
         for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
@@ -115,7 +119,8 @@ def main() -> int:
             ours_out, reference_out = ours(problem)(), None
             baselines = {}
             native_baseline = [] if args.quick else [("fla_native", None)]
-            for key, emulate in native_baseline + [(f"fla_faithful_{p}", p) for p in args.path]:
+            stock_runs = [] if args.ours_only else native_baseline + [(f"fla_faithful_{p}", p) for p in args.path]
+            for key, emulate in stock_runs:
                 try:
                     run = stock(problem, emulate)
                     if reference_out is None:  # FLA's output, native where it ran: ours is checked against it
@@ -129,18 +134,17 @@ def main() -> int:
             if reference_out is not None:
                 error = ((ours_out.double() - reference_out.double()).norm() / reference_out.double().norm()).item()
                 notes[f"{shape} {tokens} ours vs {reference_key}"] = f"relative error {error:.2e}"
-            # As it goes: a run cut short by its call's time limit still shows what it measured.
             print(f"{shape} {tokens} tokens: ours {ms:.4f} ms, {baselines}", flush=True)
             for path in args.path:
                 rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": tokens,
                                    "ms": round(ms, 4), "bw_frac": None, "tflops": None,
                                    "baselines": baselines_for_path(baselines, path)})
+                # Written after every problem: a run cut short by its call's time limit keeps what it measured.
+                write_result(args.out, info, "gdn_prefill", path, rows[path], notes)
             del problem
             torch.cuda.empty_cache()
 
-    info = run_info()
     for path, path_rows in rows.items():
-        write_result(args.out, info, "gdn_prefill", path, path_rows, notes)
         print(f"\n{info['gpu']}, {path} path (ms per layer, one prompt)")
         print(f"{'case':<22} {'tokens':>6} {'ours':>9} {'native':>9} {'faithful':>9} {'vs faithful':>11}")
         for r in path_rows:

@@ -14,8 +14,11 @@ namespace sm7x::awq {
 namespace {
 
 // Time for one warp to work through one k tile when latency, not bandwidth, bounds it: about a
-// DRAM round trip divided by the two tiles the warp keeps in flight.
-constexpr double kTileRoundMicros = 0.35;
+// DRAM round trip divided by the two tiles the warp keeps in flight. Fit with the partial-wave rule
+// below to the H200's timed candidates (benchmarks/results/awq_gemm-sm75-h200-2026-12-01-tune.json,
+// tools/awq_plan_regret.py): the model's picks take 1.008x the best candidates' time over the 27B
+// layers at 1-64 rows, 1.056x at worst (0.35 without the rule: 1.027x, 1.104x).
+constexpr double kTileRoundMicros = 0.5;
 // Launch and tail of the split-K reduction kernel.
 constexpr double kReduceMicros = 2.0;
 // Two column tiles per CTA are chosen where one tile's x loads (through L1) would take longer than
@@ -109,11 +112,22 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const int64_t column_blocks = ceil_div(p.N, kTileRows * c.column_tiles);
   const int64_t ctas = token_blocks * column_blocks * c.splits;
   const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
-  const double waves = static_cast<double>(ceil_div(ctas, slots));
   const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, x and out once.
   const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
-  double micros = std::max(waves * rounds * kTileRoundMicros, bytes / device.bytes_per_us);
+  // Full waves stream their share of the bytes at bandwidth (or their rounds at latency, if that is
+  // longer); a partial last wave has too few CTAs to fill the memory pipe and costs its rounds at
+  // latency. Measured: TP4 gate_up at 5-8 rows, 544 CTAs of 8 warps on 528 slots, takes 1.17x the
+  // time of 4 warps in one wave (1056 slots), though both stream the same bytes.
+  const int64_t full_waves = ctas / slots, tail_ctas = ctas % slots;
+  const double latency = rounds * kTileRoundMicros;
+  double micros;
+  if (full_waves == 0) {
+    micros = std::max(latency, bytes / device.bytes_per_us);
+  } else {
+    const double full_bytes = bytes * static_cast<double>(full_waves * slots) / static_cast<double>(ctas);
+    micros = std::max(full_waves * latency, full_bytes / device.bytes_per_us) + (tail_ctas > 0 ? latency : 0.0);
+  }
   if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
 }

@@ -40,9 +40,9 @@ int token_tiles_for(int64_t M);
 
 // The cost model: first the column tiles per CTA (two where one tile's x loads through L1 would
 // outlast the weight stream), then every registry entry with them usable for M and every split
-// count, scored by wave quantisation (CTAs vs resident slots), per-warp k rounds (latency-bound small
-// shapes), the bytes that must stream, and the split-K reduction; the cheapest wins, ties to more
-// warps and fewer splits.
+// count, scored by the full waves of CTAs on resident slots (each the longer of its share of the
+// bytes at bandwidth and its per-warp k rounds at latency), a partial last wave's rounds at latency,
+// and the split-K reduction; the cheapest wins, ties to more warps and fewer splits.
 // A measured entry in the tuning table (set by vllm_sm7x/quantization/awq_tuning.py) wins over it
 // (plan_fused); model_plan is the cost model alone.
 FusedConfig plan_fused(const Problem& problem, const DeviceModel& device);
