@@ -57,6 +57,9 @@ def gdn_prefill_case(k_heads: int, v_heads: int, tokens: int):
     def make(path: str):  # the kernel is arch-neutral SIMT: path does not change it
         from gdn_prefill import Problem, ours
 
+        from vllm_sm7x.ops import load_kernels
+
+        load_kernels()
         return ours(Problem(k_heads, v_heads, tokens))
     return make
 
