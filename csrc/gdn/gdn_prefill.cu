@@ -11,6 +11,13 @@
 // registers, in groups of 4 interleaved across the lanes. A chunk's k, q, W and the small matrices
 // live in shared memory (under 30 KB at k_dim 128: fits Turing and Volta); W and Uraw depend only on
 // k, g and beta, so the CTAs of one head each recompute them rather than pass them through memory.
+//
+// Two-pass form (experimental, being measured against the one above): a 1024-token prompt at 27B TP4
+// gives the one-pass form 48 CTAs, each latency-bound between barriers (H200 profile: 0.18 waves,
+// 28% issue). Pass 1 solves every chunk of every sequence at once (CTA = chunk, v-head: A, P, W and
+// Uraw for the head's whole v width) and writes them per token to a workspace; pass 2 walks the
+// chunks in order as above but only applies them to its 16 state rows: twice the CTAs, and no solve
+// between its barriers.
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
@@ -20,25 +27,47 @@
 namespace sm7x {
 namespace {
 
-constexpr int kRows = 32;                  // state rows (v) per CTA
+constexpr int kRows = 32;                  // state rows (v) per CTA of the one-pass form
+constexpr int kStateRows = 16;             // state rows per CTA of the two-pass form's pass 2
 constexpr int kLanes = 8;                  // lanes per state row
 constexpr int kThreads = kRows * kLanes;
+constexpr int kSolveThreads = 128;         // pass 1: one W or Uraw column per thread at a time
 constexpr int kChunk = 16;                 // tokens per chunk (<= 32: one warp scans the gates)
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// Rows 16 bytes longer than k_dim: the pairwise dots read 8 rows at once from different banks.
 template <int kKDim>
+constexpr int kTilePitch = kKDim + 4;
+
+template <int kKDim, int kTileRows>
 struct ChunkTiles {
-  // Rows 16 bytes longer than k_dim: the pairwise dots read 8 rows at once from different banks.
-  static constexpr int kPitch = kKDim + 4;
+  static constexpr int kPitch = kTilePitch<kKDim>;
   float k[kChunk][kPitch];
-  float q[kChunk][kPitch];  // times the softmax-free attention scale
-  float w[kChunk][kPitch];  // beta exp(G) k, then W
-  float u[kChunk][kRows];   // beta v (this CTA's rows), then Uraw
-  float a[kChunk][kChunk];  // A, zero on and above the diagonal
-  float p[kChunk][kChunk];  // exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
-  float gcum[kChunk];       // G
+  float q[kChunk][kPitch];      // times the softmax-free attention scale
+  float w[kChunk][kPitch];      // beta exp(G) k, then W
+  float u[kChunk][kTileRows];   // beta v (this CTA's rows), then Uraw
+  float a[kChunk][kChunk];      // A, zero on and above the diagonal
+  float p[kChunk][kChunk];      // exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
+  float gcum[kChunk];           // G
   float beta[kChunk];
 };
+
+// Pass 1's tiles: no W or U (their columns stay in registers), and the chunk it was given.
+template <int kKDim>
+struct SolveTiles {
+  float k[kChunk][kTilePitch<kKDim>];
+  float q[kChunk][kTilePitch<kKDim>];
+  float a[kChunk][kChunk];
+  float gcum[kChunk];
+  float beta[kChunk];
+  int first, count;  // the chunk's first token and length (0: this CTA has no chunk)
+};
+
+// Pass 1 -> pass 2, one record per (token, v-head) in the workspace: W's row (k_dim), Uraw's row
+// (v_dim), P's row (kChunk), G and 3 floats of padding, so every part starts 16-byte aligned (k_dim
+// and v_dim are multiples of 4) and pass 2 reads them as float4.
+constexpr int kRecordTail = kChunk + 4;  // P's row, G, padding
+__host__ __device__ constexpr int64_t record_floats(int k_dim, int v_dim) { return k_dim + v_dim + kRecordTail; }
 
 __device__ __forceinline__ float dot4(const float4& x, const float4& y, float acc) {
   return fmaf(x.w, y.w, fmaf(x.z, y.z, fmaf(x.y, y.y, fmaf(x.x, y.x, acc))));
@@ -48,26 +77,26 @@ __device__ __forceinline__ float4 column4(const float* row, int col) {
   return *reinterpret_cast<const float4*>(row + col);
 }
 
-// Stages one chunk: k, scaled q, this CTA's v rows, beta and the cumulative log decay; rows past the
-// sequence's end are zeros (a zero beta and k make them no-ops in every product below).
-template <int kKDim>
-__device__ void load_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim>& t, int first_token, int count, int v_head,
-                           int k_head) {
+// A chunk's k and scaled q; rows past the sequence's end are zeros (a zero beta and k make them no-ops
+// in every product below).
+template <int kKDim, int kBlockThreads>
+__device__ void load_qk(const GdnPrefillParams& p, float (*k_tile)[kTilePitch<kKDim>],
+                        float (*q_tile)[kTilePitch<kKDim>], int first_token, int count, int k_head) {
   const __half* q = static_cast<const __half*>(p.q);
   const __half* k = static_cast<const __half*>(p.k);
-  const __half* v = static_cast<const __half*>(p.v);
-  for (int i = threadIdx.x; i < kChunk * kKDim; i += kThreads) {
+  for (int i = threadIdx.x; i < kChunk * kKDim; i += kBlockThreads) {
     const int j = i / kKDim, col = i % kKDim;
     const int64_t token = first_token + j;
-    t.k[j][col] = j < count ? __half2float(k[token * p.k_stride + k_head * kKDim + col]) : 0.f;
-    t.q[j][col] = j < count ? __half2float(q[token * p.q_stride + k_head * kKDim + col]) * p.scale : 0.f;
+    k_tile[j][col] = j < count ? __half2float(k[token * p.k_stride + k_head * kKDim + col]) : 0.f;
+    q_tile[j][col] = j < count ? __half2float(q[token * p.q_stride + k_head * kKDim + col]) * p.scale : 0.f;
   }
-  for (int i = threadIdx.x; i < kChunk * kRows; i += kThreads) {
-    const int j = i / kRows, r = i % kRows;
-    const int64_t token = first_token + j;
-    t.u[j][r] = j < count ? __half2float(v[token * p.v_stride + v_head * p.v_dim + blockIdx.z * kRows + r]) : 0.f;
-  }
-  if (threadIdx.x < 32) {  // an inclusive scan of the log decays in warp 0
+}
+
+// beta and the cumulative log decay G (an inclusive scan in warp 0; padding rows add nothing, so they
+// hold the last token's G).
+__device__ void scan_gates(const GdnPrefillParams& p, float* gcum, float* beta, int first_token, int count,
+                           int v_head) {
+  if (threadIdx.x < 32) {
     const int j = threadIdx.x;
     const int64_t token = first_token + j;
     float g = j < count ? p.g[token * p.g_stride + v_head] : 0.f;
@@ -77,32 +106,67 @@ __device__ void load_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim>& t, int 
       if (j >= offset) g += below;
     }
     if (j < kChunk) {
-      t.gcum[j] = g;
-      t.beta[j] = j < count ? p.beta[token * p.beta_stride + v_head] : 0.f;
+      gcum[j] = g;
+      beta[j] = j < count ? p.beta[token * p.beta_stride + v_head] : 0.f;
     }
+  }
+}
+
+// Stages one chunk for the one-pass form: k, scaled q, this CTA's v rows, beta and G.
+template <int kKDim>
+__device__ void load_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim, kRows>& t, int first_token, int count,
+                           int v_head, int k_head) {
+  const __half* v = static_cast<const __half*>(p.v);
+  load_qk<kKDim, kThreads>(p, t.k, t.q, first_token, count, k_head);
+  for (int i = threadIdx.x; i < kChunk * kRows; i += kThreads) {
+    const int j = i / kRows, r = i % kRows;
+    const int64_t token = first_token + j;
+    t.u[j][r] = j < count ? __half2float(v[token * p.v_stride + v_head * p.v_dim + blockIdx.z * kRows + r]) : 0.f;
+  }
+  scan_gates(p, t.gcum, t.beta, first_token, count, v_head);
+}
+
+// A (strictly lower) and P (lower with the diagonal) of a chunk into a and p_row(i)[j].
+template <int kKDim, int kBlockThreads, typename PRow>
+__device__ void pair_products(const float (*k)[kTilePitch<kKDim>], const float (*q)[kTilePitch<kKDim>],
+                              const float* gcum, const float* beta, float (*a)[kChunk], PRow p_row) {
+  for (int pair = threadIdx.x; pair < kChunk * kChunk; pair += kBlockThreads) {
+    const int i = pair / kChunk, j = pair % kChunk;
+    float kk = 0.f, qk = 0.f;
+    if (j <= i) {
+#pragma unroll 8
+      for (int c = 0; c < kKDim; c += 4) {
+        const float4 kj = column4(k[j], c);
+        kk = dot4(column4(k[i], c), kj, kk);
+        qk = dot4(column4(q[i], c), kj, qk);
+      }
+    }
+    // exp only where j <= i: above the diagonal the exponent is positive and may overflow.
+    const float decay = j <= i ? __expf(gcum[i] - gcum[j]) : 0.f;
+    a[i][j] = j < i ? beta[i] * decay * kk : 0.f;
+    p_row(i, j, decay * qk);
+  }
+}
+
+// Solves (I + A) x = b for one column, row by row: b_i = rhs(i), and solved(i, x_i) as each is known.
+template <typename Rhs, typename Solved>
+__device__ __forceinline__ void forward_substitute(const float (*a)[kChunk], Rhs rhs, Solved solved) {
+  float x[kChunk];
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    float xi = rhs(i);
+#pragma unroll
+    for (int m = 0; m < i; ++m) xi = fmaf(-a[i][m], x[m], xi);
+    x[i] = xi;
+    solved(i, xi);
   }
 }
 
 // A, P and the right-hand sides [beta exp(G) K | beta V]; then (I + A) X = B solved in place, one
 // column per thread (columns are independent: no barrier inside the substitution).
 template <int kKDim>
-__device__ void solve_chunk(ChunkTiles<kKDim>& t) {
-  for (int pair = threadIdx.x; pair < kChunk * kChunk; pair += kThreads) {
-    const int i = pair / kChunk, j = pair % kChunk;
-    float kk = 0.f, qk = 0.f;
-    if (j <= i) {
-#pragma unroll 8
-      for (int c = 0; c < kKDim; c += 4) {
-        const float4 kj = column4(t.k[j], c);
-        kk = dot4(column4(t.k[i], c), kj, kk);
-        qk = dot4(column4(t.q[i], c), kj, qk);
-      }
-    }
-    // exp only where j <= i: above the diagonal the exponent is positive and may overflow.
-    const float decay = j <= i ? __expf(t.gcum[i] - t.gcum[j]) : 0.f;
-    t.a[i][j] = j < i ? t.beta[i] * decay * kk : 0.f;
-    t.p[i][j] = decay * qk;
-  }
+__device__ void solve_chunk(ChunkTiles<kKDim, kRows>& t) {
+  pair_products<kKDim, kThreads>(t.k, t.q, t.gcum, t.beta, t.a, [&](int i, int j, float value) { t.p[i][j] = value; });
   for (int i = threadIdx.x; i < kChunk * kKDim; i += kThreads) {
     const int j = i / kKDim, col = i % kKDim;
     t.w[j][col] = t.beta[j] * __expf(t.gcum[j]) * t.k[j][col];
@@ -112,36 +176,19 @@ __device__ void solve_chunk(ChunkTiles<kKDim>& t) {
   if (threadIdx.x < kKDim + kRows) {
     const bool w_column = threadIdx.x < kKDim;
     float* column = w_column ? &t.w[0][threadIdx.x] : &t.u[0][threadIdx.x - kKDim];
-    const int pitch = w_column ? ChunkTiles<kKDim>::kPitch : kRows;
-    float x[kChunk];
-#pragma unroll
-    for (int i = 0; i < kChunk; ++i) {
-      float xi = column[i * pitch];
-#pragma unroll
-      for (int m = 0; m < i; ++m) xi = fmaf(-t.a[i][m], x[m], xi);
-      x[i] = xi;
-      column[i * pitch] = xi;
-    }
+    const int pitch = w_column ? ChunkTiles<kKDim, kRows>::kPitch : kRows;
+    forward_substitute(
+        t.a, [&](int i) { return column[i * pitch]; }, [&](int i, float x) { column[i * pitch] = x; });
   }
 }
 
+// One CTA's state rows: 8 lanes per row, each holding state columns 4 (kLanes g + part) .. + 3 of
+// row v in s[4 g ..].
 template <int kKDim, typename State>
-__global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParams p) {
-  constexpr int kCols = kKDim / kLanes;  // state columns per lane
-  constexpr int kGroups = kCols / 4;     // group g of lane `part` is columns 4 (kLanes g + part) ..
-  __shared__ __align__(16) ChunkTiles<kKDim> t;
-  const int n = blockIdx.x, v_head = blockIdx.y;
-  const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
-  const int v = blockIdx.z * kRows + row;  // v_dim % 32 == 0 (the op checks): every row is live
-  const int k_head = v_head / (p.v_heads / p.k_heads);
-  // Out-of-range cu_seqlens cannot fault: the sequence is cut to the tokens that exist.
-  const int begin = min(max(p.cu_seqlens[n], 0), p.tokens);
-  const int end = min(max(p.cu_seqlens[n + 1], begin), p.tokens);
-  const int64_t state_offset = (((int64_t)n * p.v_heads + v_head) * p.v_dim + v) * kKDim;
-
-  float s[kCols];  // s[4 g + e] is state column 4 (kLanes g + part) + e of row v
+__device__ __forceinline__ void load_state_rows(const GdnPrefillParams& p, int64_t state_offset, int part,
+                                                float* s) {
 #pragma unroll
-  for (int g = 0; g < kGroups; ++g) {
+  for (int g = 0; g < kKDim / kLanes / 4; ++g) {
     const int col = 4 * (kLanes * g + part);
     if (p.initial_state) {
       load4(static_cast<const State*>(p.initial_state) + state_offset + col, s + 4 * g);
@@ -150,8 +197,87 @@ __global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParam
       for (int e = 0; e < 4; ++e) s[4 * g + e] = 0.f;
     }
   }
+}
 
+// A solved chunk (t.w = W, t.u = this CTA's Uraw rows, t.p, t.gcum, t.k, t.q) applied to state row v
+// (this thread's part s): the chunk's outputs for row v, then the state after it.
+template <int kKDim, int kTileRows>
+__device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const ChunkTiles<kKDim, kTileRows>& t,
+                                            int row, int part, int v, int v_head, int first, int count, float* s) {
+  constexpr int kGroups = kKDim / kLanes / 4;
+  // U = Uraw - W S0^T and S0 q_i for this row: 8-lane partial dots, reduced across the row's lanes.
+  float u[kChunk], sq[kChunk];
+#pragma unroll
+  for (int j = 0; j < kChunk; ++j) {
+    float ws = 0.f, qs = 0.f;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int col = 4 * (kLanes * g + part);
+      const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
+      ws = dot4(column4(t.w[j], col), state, ws);
+      qs = dot4(column4(t.q[j], col), state, qs);
+    }
+#pragma unroll
+    for (int offset = 1; offset < kLanes; offset *= 2) {
+      ws += __shfl_xor_sync(kFullMask, ws, offset);
+      qs += __shfl_xor_sync(kFullMask, qs, offset);
+    }
+    u[j] = t.u[j][row] - ws;
+    sq[j] = qs;
+  }
+  // Outputs: every lane of the row computes them, lane i % 8 stores token i.
   __half* out = static_cast<__half*>(p.out);
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    float o = __expf(t.gcum[i]) * sq[i];
+#pragma unroll
+    for (int j = 0; j <= i; ++j) o = fmaf(t.p[i][j], u[j], o);
+    if (i % kLanes == part && i < count) {
+      out[((int64_t)(first + i) * p.v_heads + v_head) * p.v_dim + v] = __float2half_rn(o);
+    }
+  }
+  // The state after the chunk (padding rows have u = 0 and k = 0).
+  const float g_last = t.gcum[kChunk - 1];
+  float weight[kChunk];
+#pragma unroll
+  for (int j = 0; j < kChunk; ++j) weight[j] = __expf(g_last - t.gcum[j]) * u[j];
+  const float chunk_decay = __expf(g_last);
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g) {
+    const int col = 4 * (kLanes * g + part);
+    float4 acc = make_float4(s[4 * g] * chunk_decay, s[4 * g + 1] * chunk_decay, s[4 * g + 2] * chunk_decay,
+                             s[4 * g + 3] * chunk_decay);
+#pragma unroll
+    for (int j = 0; j < kChunk; ++j) {
+      const float4 kj = column4(t.k[j], col);
+      acc.x = fmaf(weight[j], kj.x, acc.x);
+      acc.y = fmaf(weight[j], kj.y, acc.y);
+      acc.z = fmaf(weight[j], kj.z, acc.z);
+      acc.w = fmaf(weight[j], kj.w, acc.w);
+    }
+    s[4 * g] = acc.x, s[4 * g + 1] = acc.y, s[4 * g + 2] = acc.z, s[4 * g + 3] = acc.w;
+  }
+}
+
+// Sequence n's token range; out-of-range cu_seqlens cannot fault: the sequence is cut to the tokens
+// that exist.
+__device__ __forceinline__ void sequence_range(const GdnPrefillParams& p, int n, int& begin, int& end) {
+  begin = min(max(p.cu_seqlens[n], 0), p.tokens);
+  end = min(max(p.cu_seqlens[n + 1], begin), p.tokens);
+}
+
+template <int kKDim, typename State>
+__global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParams p) {
+  __shared__ __align__(16) ChunkTiles<kKDim, kRows> t;
+  const int n = blockIdx.x, v_head = blockIdx.y;
+  const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
+  const int v = blockIdx.z * kRows + row;  // v_dim % 32 == 0 (the op checks): every row is live
+  const int k_head = v_head / (p.v_heads / p.k_heads);
+  int begin, end;
+  sequence_range(p, n, begin, end);
+  const int64_t state_offset = (((int64_t)n * p.v_heads + v_head) * p.v_dim + v) * kKDim;
+  float s[kKDim / kLanes];
+  load_state_rows<kKDim, State>(p, state_offset, part, s);
   for (int first = begin; first < end; first += kChunk) {
     const int count = min(kChunk, end - first);
     __syncthreads();  // the previous chunk's tiles are no longer read
@@ -159,61 +285,168 @@ __global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParam
     __syncthreads();
     solve_chunk<kKDim>(t);
     __syncthreads();
-
-    // U = Uraw - W S0^T and S0 q_i for this row: 8-lane partial dots, reduced across the row's lanes.
-    float u[kChunk], sq[kChunk];
-#pragma unroll
-    for (int j = 0; j < kChunk; ++j) {
-      float ws = 0.f, qs = 0.f;
-#pragma unroll
-      for (int g = 0; g < kGroups; ++g) {
-        const int col = 4 * (kLanes * g + part);
-        const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
-        ws = dot4(column4(t.w[j], col), state, ws);
-        qs = dot4(column4(t.q[j], col), state, qs);
-      }
-#pragma unroll
-      for (int offset = 1; offset < kLanes; offset *= 2) {
-        ws += __shfl_xor_sync(kFullMask, ws, offset);
-        qs += __shfl_xor_sync(kFullMask, qs, offset);
-      }
-      u[j] = t.u[j][row] - ws;
-      sq[j] = qs;
-    }
-    // Outputs: every lane of the row computes them, lane i % 8 stores token i.
-#pragma unroll
-    for (int i = 0; i < kChunk; ++i) {
-      float o = __expf(t.gcum[i]) * sq[i];
-#pragma unroll
-      for (int j = 0; j <= i; ++j) o = fmaf(t.p[i][j], u[j], o);
-      if (i % kLanes == part && i < count) {
-        out[((int64_t)(first + i) * p.v_heads + v_head) * p.v_dim + v] = __float2half_rn(o);
-      }
-    }
-    // The state after the chunk (padding rows have u = 0 and k = 0).
-    const float g_last = t.gcum[kChunk - 1];
-    float weight[kChunk];
-#pragma unroll
-    for (int j = 0; j < kChunk; ++j) weight[j] = __expf(g_last - t.gcum[j]) * u[j];
-    const float chunk_decay = __expf(g_last);
-#pragma unroll
-    for (int g = 0; g < kGroups; ++g) {
-      const int col = 4 * (kLanes * g + part);
-      float4 acc = make_float4(s[4 * g] * chunk_decay, s[4 * g + 1] * chunk_decay, s[4 * g + 2] * chunk_decay,
-                               s[4 * g + 3] * chunk_decay);
-#pragma unroll
-      for (int j = 0; j < kChunk; ++j) {
-        const float4 kj = column4(t.k[j], col);
-        acc.x = fmaf(weight[j], kj.x, acc.x);
-        acc.y = fmaf(weight[j], kj.y, acc.y);
-        acc.z = fmaf(weight[j], kj.z, acc.z);
-        acc.w = fmaf(weight[j], kj.w, acc.w);
-      }
-      s[4 * g] = acc.x, s[4 * g + 1] = acc.y, s[4 * g + 2] = acc.z, s[4 * g + 3] = acc.w;
-    }
+    apply_chunk<kKDim, kRows>(p, t, row, part, v, v_head, first, count, s);
   }
 #pragma unroll
-  for (int g = 0; g < kGroups; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
+  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
+}
+
+// Two-pass form, pass 1: which chunk CTA `slot` solves. Slots number the chunks of the sequences in
+// order (each sequence's chunks start at its first token); warp 0 walks the sequences 32 at a time
+// (a prefix sum of their chunk counts), so no host sync or extra launch builds a chunk table.
+__device__ void find_chunk(const GdnPrefillParams& p, int slot, int& first, int& count) {
+  const int lane = threadIdx.x;
+  int seen = 0;  // chunks of the sequences before this group of 32
+  for (int base = 0; base < p.seqs; base += 32) {
+    const int n = base + lane;
+    int begin = 0, end = 0;
+    if (n < p.seqs) sequence_range(p, n, begin, end);
+    const int chunks = (end - begin + kChunk - 1) / kChunk;
+    int inclusive = chunks;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const int below = __shfl_up_sync(kFullMask, inclusive, offset);
+      if (lane >= offset) inclusive += below;
+    }
+    const int group_total = __shfl_sync(kFullMask, inclusive, 31);
+    if (slot < seen + group_total) {  // one lane's chunks hold the slot
+      const int before = seen + inclusive - chunks;
+      const int owner = __ffs(__ballot_sync(kFullMask, slot >= before && slot < before + chunks)) - 1;
+      const int chunk = slot - __shfl_sync(kFullMask, before, owner);
+      const int owner_begin = __shfl_sync(kFullMask, begin, owner), owner_end = __shfl_sync(kFullMask, end, owner);
+      first = owner_begin + chunk * kChunk;
+      count = min(kChunk, owner_end - first);
+      return;
+    }
+    seen += group_total;
+  }
+  first = 0, count = 0;
+}
+
+// Pass 1: CTA = (chunk slot, v-head). Writes, per token of the chunk, the record W | Uraw | P | G.
+template <int kKDim>
+__global__ void __launch_bounds__(kSolveThreads) chunk_solve_kernel(GdnPrefillParams p, float* records) {
+  __shared__ __align__(16) SolveTiles<kKDim> t;
+  const int v_head = blockIdx.y, k_head = v_head / (p.v_heads / p.k_heads);
+  if (threadIdx.x < 32) {
+    int first, count;
+    find_chunk(p, blockIdx.x, first, count);
+    if (threadIdx.x == 0) t.first = first, t.count = count;
+  }
+  __syncthreads();
+  const int first = t.first, count = t.count;
+  if (count == 0) return;  // a spare slot (the grid counts tokens / kChunk + seqs): the whole CTA leaves
+  load_qk<kKDim, kSolveThreads>(p, t.k, t.q, first, count, k_head);
+  scan_gates(p, t.gcum, t.beta, first, count, v_head);
+  __syncthreads();
+  const int64_t pitch = record_floats(kKDim, p.v_dim), token_step = p.v_heads * pitch;
+  const int p_col = kKDim + p.v_dim, g_col = p_col + kChunk;
+  float* records_of_chunk = records + ((int64_t)first * p.v_heads + v_head) * pitch;
+  pair_products<kKDim, kSolveThreads>(t.k, t.q, t.gcum, t.beta, t.a, [&](int i, int j, float value) {
+    if (i < count) records_of_chunk[i * token_step + p_col + j] = value;
+  });
+  if (threadIdx.x < count) records_of_chunk[threadIdx.x * token_step + g_col] = t.gcum[threadIdx.x];
+  __syncthreads();
+  // Columns of [beta exp(G) K | beta V] (V's whole width: the head's every state row reads them),
+  // each solved through (I + A) in registers and written out.
+  const __half* v = static_cast<const __half*>(p.v) + (int64_t)first * p.v_stride + v_head * p.v_dim;
+  for (int col = threadIdx.x; col < kKDim + p.v_dim; col += kSolveThreads) {
+    float rhs[kChunk];  // all loaded before the substitution: its stores would otherwise order them
+#pragma unroll
+    for (int j = 0; j < kChunk; ++j) {
+      rhs[j] = t.beta[j] * (col < kKDim ? __expf(t.gcum[j]) * t.k[j][col]
+                                        : (j < count ? __half2float(v[j * p.v_stride + col - kKDim]) : 0.f));
+    }
+    forward_substitute(t.a, [&](int j) { return rhs[j]; }, [&](int j, float x) {
+      if (j < count) records_of_chunk[j * token_step + col] = x;
+    });
+  }
+}
+
+// Pass 2's staging of one chunk: k, scaled q, W, this CTA's Uraw rows, P and G. Every load of a
+// thread is issued before its first shared-memory store (fixed trip counts, unrolled), so a chunk
+// waits about one memory latency, not one per element.
+template <int kKDim>
+__device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim, kStateRows>& t,
+                                                   const float* chunk_records, int64_t token_step, int first,
+                                                   int count, int k_head, int first_row) {
+  constexpr int kThreads2 = kStateRows * kLanes;
+  constexpr int kQkLoads = kChunk * kKDim / kThreads2;      // halves of k (and of q) per thread
+  constexpr int kWLoads = kChunk * kKDim / 4 / kThreads2;   // float4 of W per thread
+  constexpr int kSmallQuads = kChunk * kStateRows / 4;     // float4 of Uraw rows, and of P (kStateRows == kChunk)
+  static_assert(kQkLoads * kThreads2 == kChunk * kKDim && kWLoads * kThreads2 * 4 == kChunk * kKDim);
+  static_assert(kStateRows == kChunk && 2 * kSmallQuads <= kThreads2, "Uraw and P: one float4 per thread");
+  const __half* q = static_cast<const __half*>(p.q);
+  const __half* k = static_cast<const __half*>(p.k);
+  __half k_part[kQkLoads], q_part[kQkLoads];
+  float4 w_part[kWLoads];
+#pragma unroll
+  for (int it = 0; it < kQkLoads; ++it) {
+    const int i = threadIdx.x + it * kThreads2, j = i / kKDim, col = i % kKDim;
+    const int64_t token = first + min(j, count - 1);  // rows past the end are zeroed below
+    k_part[it] = k[token * p.k_stride + k_head * kKDim + col];
+    q_part[it] = q[token * p.q_stride + k_head * kKDim + col];
+  }
+#pragma unroll
+  for (int it = 0; it < kWLoads; ++it) {
+    const int i = threadIdx.x + it * kThreads2, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+    w_part[it] = *reinterpret_cast<const float4*>(chunk_records + min(j, count - 1) * token_step + 4 * quad);
+  }
+  // Threads 0..63 one float4 of Uraw (token j, rows 4 quad ..), threads 64..127 one of P (row j).
+  const int small = threadIdx.x % kSmallQuads, j_small = small / (kChunk / 4), quad = small % (kChunk / 4);
+  const int small_col = threadIdx.x < kSmallQuads ? kKDim + first_row + 4 * quad : kKDim + p.v_dim + 4 * quad;
+  const float4 small_part =
+      *reinterpret_cast<const float4*>(chunk_records + min(j_small, count - 1) * token_step + small_col);
+  // Padding rows hold the last token's G, as the one-pass form's scan leaves them.
+  const float g = threadIdx.x < kChunk
+                      ? chunk_records[min(int(threadIdx.x), count - 1) * token_step + kKDim + p.v_dim + kChunk]
+                      : 0.f;
+#pragma unroll
+  for (int it = 0; it < kQkLoads; ++it) {
+    const int i = threadIdx.x + it * kThreads2, j = i / kKDim, col = i % kKDim;
+    t.k[j][col] = j < count ? __half2float(k_part[it]) : 0.f;
+    t.q[j][col] = j < count ? __half2float(q_part[it]) * p.scale : 0.f;
+  }
+#pragma unroll
+  for (int it = 0; it < kWLoads; ++it) {
+    const int i = threadIdx.x + it * kThreads2, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+    const float4 w = j < count ? w_part[it] : make_float4(0.f, 0.f, 0.f, 0.f);
+    *reinterpret_cast<float4*>(&t.w[j][4 * quad]) = w;
+  }
+  const float4 small_value = j_small < count ? small_part : make_float4(0.f, 0.f, 0.f, 0.f);
+  if (threadIdx.x < kSmallQuads) {
+    *reinterpret_cast<float4*>(&t.u[j_small][4 * quad]) = small_value;
+  } else if (threadIdx.x < 2 * kSmallQuads) {
+    *reinterpret_cast<float4*>(&t.p[j_small][4 * quad]) = small_value;
+  }
+  if (threadIdx.x < kChunk) t.gcum[threadIdx.x] = g;
+}
+
+// Pass 2: CTA = (sequence, v-head, 16 state rows); the chunks in order, each staged from the records
+// and applied as in the one-pass form.
+template <int kKDim, typename State>
+__global__ void __launch_bounds__(kStateRows * kLanes) chunk_state_kernel(GdnPrefillParams p, const float* records) {
+  __shared__ __align__(16) ChunkTiles<kKDim, kStateRows> t;
+  const int n = blockIdx.x, v_head = blockIdx.y;
+  const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
+  const int first_row = blockIdx.z * kStateRows, v = first_row + row;  // v_dim % 32 == 0: every row is live
+  const int k_head = v_head / (p.v_heads / p.k_heads);
+  int begin, end;
+  sequence_range(p, n, begin, end);
+  const int64_t state_offset = (((int64_t)n * p.v_heads + v_head) * p.v_dim + v) * kKDim;
+  const int64_t pitch = record_floats(kKDim, p.v_dim), token_step = p.v_heads * pitch;
+  float s[kKDim / kLanes];
+  load_state_rows<kKDim, State>(p, state_offset, part, s);
+  for (int first = begin; first < end; first += kChunk) {
+    const int count = min(kChunk, end - first);
+    __syncthreads();  // the previous chunk's tiles are no longer read
+    stage_solved_chunk<kKDim>(p, t, records + ((int64_t)first * p.v_heads + v_head) * pitch, token_step, first,
+                              count, k_head, first_row);
+    __syncthreads();
+    apply_chunk<kKDim, kStateRows>(p, t, row, part, v, v_head, first, count, s);
+  }
+#pragma unroll
+  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
 }
 
 template <int kKDim>
@@ -227,13 +460,38 @@ void launch_prefill_for(const GdnPrefillParams& p, cudaStream_t stream) {
   SM7X_CHECK_LAUNCH();
 }
 
+template <int kKDim>
+void launch_two_pass_for(const GdnPrefillParams& p, float* records, cudaStream_t stream) {
+  // Every sequence's chunks fit in tokens / kChunk + seqs slots (each adds at most one partial chunk;
+  // the op checks the sum fits a grid).
+  const dim3 solve_grid(static_cast<unsigned>(gdn_prefill_solve_slots(p.tokens, p.seqs)), p.v_heads);
+  if (p.tokens > 0) {
+    chunk_solve_kernel<kKDim><<<solve_grid, kSolveThreads, 0, stream>>>(p, records);
+    SM7X_CHECK_LAUNCH();
+  }
+  const dim3 state_grid(p.seqs, p.v_heads, p.v_dim / kStateRows);
+  if (p.initial_state && !p.initial_state_fp32) {
+    chunk_state_kernel<kKDim, __half><<<state_grid, kStateRows * kLanes, 0, stream>>>(p, records);
+  } else {
+    chunk_state_kernel<kKDim, float><<<state_grid, kStateRows * kLanes, 0, stream>>>(p, records);
+  }
+  SM7X_CHECK_LAUNCH();
+}
+
 }  // namespace
 
-void launch_gdn_chunk_prefill(const GdnPrefillParams& p, int k_dim, cudaStream_t stream) {
+int64_t gdn_prefill_record_floats(int k_dim, int v_dim) { return record_floats(k_dim, v_dim); }
+
+int64_t gdn_prefill_solve_slots(int64_t tokens, int64_t seqs) { return (tokens + kChunk - 1) / kChunk + seqs; }
+
+void launch_gdn_chunk_prefill(const GdnPrefillParams& p, int k_dim, bool two_pass, float* records,
+                              cudaStream_t stream) {
   if (p.seqs == 0) return;
   switch (k_dim) {
-    case 64: return launch_prefill_for<64>(p, stream);
-    case 128: return launch_prefill_for<128>(p, stream);
+    case 64:
+      return two_pass ? launch_two_pass_for<64>(p, records, stream) : launch_prefill_for<64>(p, stream);
+    case 128:
+      return two_pass ? launch_two_pass_for<128>(p, records, stream) : launch_prefill_for<128>(p, stream);
     default: break;  // the op checks k_dim first
   }
 }
