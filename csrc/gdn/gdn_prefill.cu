@@ -423,9 +423,11 @@ __device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, Ch
 }
 
 // Pass 2: CTA = (sequence, v-head, 16 state rows); the chunks in order, each staged from the records
-// and applied as in the one-pass form.
+// and applied as in the one-pass form. At least three CTAs per SM (168 registers, no spills; 254
+// unbounded): its CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B TP1
+// prompt's 384 CTAs take two on a V100's 80 SMs).
 template <int kKDim, typename State>
-__global__ void __launch_bounds__(kStateRows * kLanes) chunk_state_kernel(GdnPrefillParams p, const float* records) {
+__global__ void __launch_bounds__(kStateRows * kLanes, 3) chunk_state_kernel(GdnPrefillParams p, const float* records) {
   __shared__ __align__(16) ChunkTiles<kKDim, kStateRows> t;
   const int n = blockIdx.x, v_head = blockIdx.y;
   const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
