@@ -140,6 +140,61 @@ def test_user_settings_are_kept_and_checked(seed):
         resolve_profile(facts, V100_16GB, tp=2, user={"max_model_len": 262144})
 
 
+def test_the_users_memory_utilization_bounds_the_plan_and_vllm_sizes_the_pool(seed):
+    facts = seed("Qwen3.6-27B-AWQ", mtp_weights=False)
+    ours = resolve_profile(facts, V100_32GB, tp=1)
+    shared = resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.75})
+    assert shared.settings["gpu_memory_utilization"].value == 0.75
+    # A pool size would make vLLM ignore the utilization: none is injected.
+    assert shared.engine_args()["kv_cache_memory_bytes"] is None
+    assert shared.settings["max_model_len"].value < ours.settings["max_model_len"].value
+    with pytest.raises(ProfileError, match=r"no context fits.*--tensor-parallel-size 2\).*higher --gpu-memory-util"):
+        resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.6})
+    with pytest.raises(ProfileError, match=r"do not fit a 32.0 GiB .* \(16.0 GiB usable\): use --tensor-parallel-size 2"):
+        resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.5})
+
+
+def test_the_users_kv_pool_decides_the_context(seed):
+    facts = seed("Qwen3.6-27B-AWQ", mtp_weights=False)
+    small = resolve_profile(facts, V100_32GB, tp=1, user={"kv_cache_memory_bytes": 2 * GIB})
+    context = small.settings["max_model_len"].value
+    assert "kv_cache_memory_bytes" not in small.engine_args() and 4096 <= context
+    assert context < resolve_profile(facts, V100_32GB, tp=1, user={"kv_cache_memory_bytes": 4 * GIB}
+                                     ).settings["max_model_len"].value
+    with pytest.raises(ProfileError, match=r"--kv-cache-memory-bytes 1024 holds no 4096-token context for 1 "
+                                           r"sequence\(s\): give at least \d+"):
+        resolve_profile(facts, V100_32GB, tp=1, user={"kv_cache_memory_bytes": 1024})
+
+
+@pytest.mark.parametrize("tp, user, message", [
+    (0, {}, "--tensor-parallel-size 0: use 1 or more"),
+    (-1, {}, "--tensor-parallel-size -1: use 1 or more"),
+    (3, {}, r"16 linear-attention key heads do not split over --tensor-parallel-size 3; use one of \[1, 2, 4, 8\]"),
+    (1, {"max_num_seqs": 0}, "--max-num-seqs 0: use a positive value"),
+    (1, {"max_model_len": -5}, "--max-model-len -5: use a positive value"),
+    (1, {"gpu_memory_utilization": 1.5}, r"--gpu-memory-utilization 1.5: use a share of the card's memory in \(0, 1\]"),
+])
+def test_impossible_arguments_are_refused_with_the_rule(seed, tp, user, message):
+    with pytest.raises(ProfileError, match=message):
+        resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=tp, user=user)
+
+
+def test_cards_without_memory_are_refused(seed):
+    with pytest.raises(ProfileError, match="give the cards' size in GiB"):
+        resolve_profile(seed("Qwen3.6-27B-AWQ"), Gpus("GPU", 0, 1), tp=1)
+
+
+def test_mtp_asked_of_a_checkpoint_without_its_weights_is_refused(seed):
+    facts = seed("Qwen3.6-27B-AWQ", mtp_weights=False)
+    for method in ("mtp", "qwen3_5_mtp"):
+        with pytest.raises(ProfileError, match="carry no mtp.\\* weights .*drop --speculative-config"):
+            resolve_profile(facts, V100_32GB, tp=4, user={"speculative_config": {"method": method,
+                                                                                 "num_speculative_tokens": 2}})
+    with_weights = resolve_profile(seed("Qwen3.5-27B-AWQ"), V100_32GB, tp=4,
+                                   user={"speculative_config": {"method": "mtp", "num_speculative_tokens": 2}})
+    assert with_weights.settings["speculative_config"].user_set
+
+
 def test_fp8_kv_cache_doubles_the_context_that_fits(seed):
     facts = seed("Qwen3.6-27B-AWQ", mtp_weights=False)
     fp16 = resolve_profile(facts, V100_32GB, tp=1).settings["max_model_len"].value
@@ -195,6 +250,36 @@ def test_doctor_prints_the_profile_for_a_model_folder(tmp_path, capsys):
     assert "use --tensor-parallel-size 2 (this machine has 1 GPU(s))" in err
     assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine_args"]["max_num_seqs"] == 4
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-tp", "0"], "--tensor-parallel-size 0: use 1 or more"),
+    (["-tp", "3"], "do not split over --tensor-parallel-size 3; use one of [1, 2, 4, 8]"),
+    (["--max-num-seqs", "0"], "--max-num-seqs 0: use a positive value"),
+    (["--gpu-memory-gib", "0"], "give the cards' size in GiB"),
+    (["-tp", "8", "--gpu-count", "4"], "--tensor-parallel-size 8 needs 8 GPUs; --gpu-count says 4"),
+    (["--gpu-memory-utilization", "2"], "--gpu-memory-utilization 2.0: use a share"),
+])
+def test_doctor_refuses_impossible_arguments_with_the_rule(tmp_path, capsys, args, says):
+    from vllm_sm7x.entrypoints.cli import main
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    described = [] if "--gpu-memory-gib" in args else ["--gpu-memory-gib", "32"]
+    assert main(["doctor", str(folder), *described, *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_doctor_takes_the_memory_and_speculative_flags_users_pass(tmp_path, capsys):
+    from vllm_sm7x.entrypoints.cli import main
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ", mtp_weights=False)
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--gpu-memory-utilization", "0.8",
+                 "--json"]) == 0
+    engine_args = json.loads(capsys.readouterr().out)["engine_args"]
+    assert "gpu_memory_utilization" not in engine_args and engine_args["kv_cache_memory_bytes"] is None
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--speculative-config",
+                 '{"method": "mtp", "num_speculative_tokens": 3}']) == 2
+    assert "carry no mtp.* weights" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def doctor_profile(args: argparse.Namespace) -> int:
     from vllm_sm7x.profiles.model_facts import ModelFactsError, checkpoint_folder, read_model_facts
     from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
 
-    if args.gpu_memory_gib:
+    if args.gpu_memory_gib is not None:
         gpus = Gpus("GPU (--gpu-memory-gib)", int(args.gpu_memory_gib * GIB), args.gpu_count or 0)
     else:
         found = visible_gpus()
@@ -40,6 +40,11 @@ def doctor_profile(args: argparse.Namespace) -> int:
             return 2
         gpus = Gpus(found[0].name, min(g.memory_bytes for g in found), len(found))
     user = {name: getattr(args, name) for name in PROFILE_USER_ARGS if getattr(args, name) is not None}
+    # Only for described cards: visible ones may be one node of several (vLLM's Ray executor, docs/multi-node.md).
+    if args.gpu_memory_gib is not None and 0 < gpus.count < args.tensor_parallel_size:
+        print(f"error: --tensor-parallel-size {args.tensor_parallel_size} needs {args.tensor_parallel_size} GPUs; "
+              f"--gpu-count says {gpus.count}", file=sys.stderr)
+        return 2
     try:
         mode = profile_mode()
         facts = read_model_facts(checkpoint_folder(args.model))
@@ -48,7 +53,7 @@ def doctor_profile(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     not_applied = reason_not_applied(facts, mode)
-    if not_applied is None and not args.gpu_memory_gib:  # these GPUs: the profile runs only inside the plugin
+    if not_applied is None and args.gpu_memory_gib is None:  # these GPUs: the profile runs only inside the plugin
         activation = current_activation()
         if not activation.active:
             not_applied = f"the plugin stays off here ({activation.reason})"
@@ -65,7 +70,8 @@ def doctor_profile(args: argparse.Namespace) -> int:
 
 
 # Engine arguments a user may pass to `doctor MODEL`: the profile keeps them and checks they fit.
-PROFILE_USER_ARGS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype")
+PROFILE_USER_ARGS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype",
+                     "gpu_memory_utilization", "kv_cache_memory_bytes", "speculative_config")
 
 
 def serve_demo(args: argparse.Namespace) -> int:
@@ -88,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-seqs", type=int)
     p.add_argument("--max-num-batched-tokens", type=int)
     p.add_argument("--kv-cache-dtype", choices=["auto", "float16", "fp8_e5m2"])
+    p.add_argument("--gpu-memory-utilization", type=float)
+    p.add_argument("--kv-cache-memory-bytes", type=int)
+    p.add_argument("--speculative-config", type=json.loads, help="as vLLM takes it, JSON")
     p.set_defaults(func=doctor)
     from vllm_sm7x.entrypoints.demo import DEFAULT_CACHE, DEMO_PRESETS
 

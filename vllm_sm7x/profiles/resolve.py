@@ -81,19 +81,23 @@ def mtp_tokens_for(gpus_in_use: int) -> int:
 def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = None) -> Profile:
     """`user`: the engine arguments the user set explicitly (EngineArgs field -> value)."""
     user = dict(user or {})
+    _check_arguments(facts, gpus, tp, user)
     profile = Profile()
     card = gpus.memory_bytes
-    budget = int(card * MAX_UTILIZATION)
+    # The user's --gpu-memory-utilization bounds the plan; vLLM then sizes the KV pool from it.
+    utilization = user.get("gpu_memory_utilization", MAX_UTILIZATION)
+    budget = int(card * utilization)
     weights = memory.weight_bytes_per_gpu(facts, tp)
     fixed = weights + memory.RUNTIME_OVERHEAD_BYTES
     if minimum_need(facts, tp) > budget:
-        raise ProfileError(_weights_do_not_fit(facts, gpus, tp, weights, budget))
+        raise ProfileError(_weights_do_not_fit(facts, gpus, tp, weights, utilization))
 
     # MTP: only where the checkpoint carries the head's weights; off for MoE until measured faster.
     speculative = 0
     if "speculative_config" in user:
         profile.set("speculative_config", None, "", user)
         speculative = int((user["speculative_config"] or {}).get("num_speculative_tokens", 0))
+        _check_mtp_weights(facts, user["speculative_config"])
     elif facts.is_qwen35 and facts.mtp_layers and facts.has_mtp_weights and not facts.is_moe:
         speculative = mtp_tokens_for(tp)
         profile.set("speculative_config", {"method": "mtp", "num_speculative_tokens": speculative},
@@ -121,8 +125,12 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
 
     per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2)
     per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative)
-    pool_budget = budget - fixed - workspace
-    fits = int((pool_budget / POOL_MARGIN / seqs - per_seq_state) // per_token)
+    if "kv_cache_memory_bytes" in user:  # the user's pool is the pool: no margin over it
+        pool_budget = user["kv_cache_memory_bytes"]
+        fits = int((pool_budget / seqs - per_seq_state) // per_token)
+    else:
+        pool_budget = budget - fixed - workspace
+        fits = int((pool_budget / POOL_MARGIN / seqs - per_seq_state) // per_token)
     native = facts.max_position_embeddings
     if "max_model_len" in user:
         context = profile.set("max_model_len", None, "", user)
@@ -137,14 +145,24 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
         context = profile.set("max_model_len", _round_down(fits),
                               f"native {native} needs {_gib(seqs * native * per_token * POOL_MARGIN)} of KV "
                               f"per GPU; {_gib(pool_budget)} is left", user)
+    elif "kv_cache_memory_bytes" in user:
+        raise ProfileError(f"--kv-cache-memory-bytes {user['kv_cache_memory_bytes']} holds no {MIN_CONTEXT}-token "
+                           f"context for {seqs} sequence(s): give at least "
+                           f"{math.ceil(seqs * (MIN_CONTEXT * per_token + per_seq_state))}")
     else:
         raise ProfileError(f"no context fits: {_gib(pool_budget)} per GPU is left for the KV cache after "
                            f"{_gib(weights)} of weights; use more GPUs (--tensor-parallel-size "
-                           f"{_smallest_tp(facts, gpus) or 'more'}) or a smaller --max-num-batched-tokens")
+                           f"{_smallest_tp(facts, gpus, utilization, above=tp) or 'more'}), a smaller "
+                           f"--max-num-batched-tokens or a higher --gpu-memory-utilization")
 
-    pool = math.ceil(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)
-    profile.set("kv_cache_memory_bytes", pool, f"{seqs} x {context} tokens + state, +{POOL_MARGIN - 1:.0%}; "
-                "the rest stays free", user)
+    if "gpu_memory_utilization" in user and "kv_cache_memory_bytes" not in user:
+        # vLLM gives the pool what the user's utilization leaves (a pool size would override it).
+        pool = max(0, budget - fixed - workspace)
+        profile.set("kv_cache_memory_bytes", None, "vLLM sizes the KV pool from --gpu-memory-utilization", user)
+    else:
+        needed = math.ceil(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)
+        pool = profile.set("kv_cache_memory_bytes", needed,
+                           f"{seqs} x {context} tokens + state, +{POOL_MARGIN - 1:.0%}; the rest stays free", user)
     used = fixed + workspace + pool
     profile.set("gpu_memory_utilization", math.ceil(used / card * 100) / 100,
                 "weights + workspace + KV pool + runtime, rounded up", user)
@@ -160,6 +178,37 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     profile.budget = {"weights": weights, "workspace": workspace, "kv pool": pool,
                       "runtime": memory.RUNTIME_OVERHEAD_BYTES, "card": card}
     return profile
+
+
+def _check_arguments(facts: ModelFacts, gpus: Gpus, tp: int, user: dict) -> None:
+    """Values no configuration can take, refused with the rule before any arithmetic on them."""
+    if gpus.memory_bytes <= 0:
+        raise ProfileError(f"{gpus.name}: {gpus.memory_bytes} bytes of memory per card; give the cards' size in GiB")
+    if tp < 1:
+        raise ProfileError(f"--tensor-parallel-size {tp}: use 1 or more")
+    for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_memory_bytes"):
+        if name in user and user[name] < 1:
+            raise ProfileError(f"--{name.replace('_', '-')} {user[name]}: use a positive value")
+    utilization = user.get("gpu_memory_utilization")
+    if utilization is not None and not 0 < utilization <= 1:
+        raise ProfileError(f"--gpu-memory-utilization {utilization}: use a share of the card's memory in (0, 1]")
+    heads = {"attention heads": facts.num_attention_heads, "linear-attention key heads": facts.linear_k_heads,
+             "linear-attention value heads": facts.linear_v_heads}
+    for what, count in heads.items():
+        if count and count % tp:
+            sizes = [t for t in TP_SIZES if count % t == 0 and all(c % t == 0 for c in heads.values() if c)]
+            raise ProfileError(f"{facts.architecture}: {count} {what} do not split over --tensor-parallel-size {tp}; "
+                               f"use one of {sizes}")
+
+
+def _check_mtp_weights(facts: ModelFacts, speculative_config: dict | None) -> None:
+    """An MTP draft asked of a checkpoint without the head's weights would draft from an uninitialised
+    head (vLLM loads what the files have): refused."""
+    method = str((speculative_config or {}).get("method") or "")
+    if (method == "mtp" or method.endswith("_mtp")) and facts.is_qwen35 and not facts.has_mtp_weights:
+        raise ProfileError(f"--speculative-config asks for MTP, but this checkpoint's files carry no mtp.* "
+                           f"weights ({facts.mtp_layers} MTP layer(s) in its config): drop --speculative-config, or "
+                           f"use a checkpoint quantised with its MTP head")
 
 
 def _gib(n: float) -> str:
@@ -178,13 +227,14 @@ def minimum_need(facts: ModelFacts, tp: int) -> int:
             + MIN_CONTEXT * memory.kv_bytes_per_token(facts, tp) + memory.state_bytes_per_sequence(facts, tp))
 
 
-def _smallest_tp(facts: ModelFacts, gpus: Gpus) -> int | None:
-    budget = int(gpus.memory_bytes * MAX_UTILIZATION)
-    return next((tp for tp in TP_SIZES if minimum_need(facts, tp) <= budget), None)
+def _smallest_tp(facts: ModelFacts, gpus: Gpus, utilization: float, above: int = 0) -> int | None:
+    budget = int(gpus.memory_bytes * utilization)
+    return next((tp for tp in TP_SIZES if tp > above and minimum_need(facts, tp) <= budget), None)
 
 
-def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, budget: int) -> str:
-    nearest = _smallest_tp(facts, gpus)
+def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, utilization: float) -> str:
+    budget = int(gpus.memory_bytes * utilization)
+    nearest = _smallest_tp(facts, gpus, utilization)
     fix = (f"use --tensor-parallel-size {nearest}" + (f" (this machine has {gpus.count} GPU(s))"
                                                       if 0 < gpus.count < nearest else "")
            if nearest else "this model does not fit these cards at any supported TP size")
