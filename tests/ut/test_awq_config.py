@@ -52,7 +52,8 @@ def test_runs_fp16_from_sm70():
                                              ({"group_size": 256}, "group size 256 is not supported"),
                                              ({"group_size": -1}, "group size -1 is not supported"),
                                              ({"zero_point": False}, "without zero points"),
-                                             ({"version": "gemv"}, "version 'gemv' is not supported")])
+                                             ({"version": "gemv"}, "version 'gemv' is not supported"),
+                                             ({"desc_act": True}, r"act-order \(desc_act: true")])
 def test_unsupported_checkpoints_are_refused_with_the_rule(change, message):
     with pytest.raises(ValueError, match=message):
         awq_sm7x.AwqSm7xConfig.from_config({**AWQ, **change})
@@ -94,6 +95,14 @@ def test_shards_that_split_a_group_name_the_layer_and_the_fix():
         make_layer(method, 320, 64)
     with pytest.raises(ValueError, match="12 output features per rank is not a multiple of 8"):
         make_layer(method, 256, 12)
+
+
+def test_merged_parts_that_split_a_packed_column_name_the_layer_and_the_fix():
+    method = awq_sm7x.AwqSm7xLinearMethod(awq_sm7x.AwqSm7xConfig(128), "model.layers.0.self_attn.qkv_proj")
+    layer = torch.nn.Module()
+    with pytest.raises(ValueError, match=r"qkv_proj: the merged parts' output features per rank \[36, 12, 16\] "
+                                         r"include 36, not a multiple of 8"):
+        method.create_weights(layer, 256, [36, 12, 16], 256, 64, torch.float16, weight_loader=None)
 
 
 def test_moe_layers_get_the_grouped_expert_method():

@@ -72,6 +72,9 @@ class AwqSm7xConfig(QuantizationConfig):
         if version != "gemm":
             raise ValueError(f"AWQ version '{version}' is not supported on SM70/SM75: use a GEMM-format export "
                              "(\"version\": \"gemm\")")
+        if cls.get_from_keys_or(config, ["desc_act"], False):
+            raise ValueError("AWQ with act-order (desc_act: true, input channels permuted) is not supported on "
+                             "SM70/SM75: the kernels read K in order; use an export without act-order")
         return cls(group_size, cls.get_from_keys_or(config, ["modules_to_not_convert"], None))
 
     @classmethod
@@ -126,6 +129,12 @@ class AwqSm7xLinearMethod(LinearMethodBase):
         if output_size_per_partition % PACK_FACTOR:
             raise ValueError(f"{self.prefix}: {output_size_per_partition} output features per rank is not a "
                              f"multiple of {PACK_FACTOR}: lower the tensor-parallel size")
+        # Merged layers (qkv, gate_up) load each part at its packed column offset.
+        ragged = [size for size in output_partition_sizes if size % PACK_FACTOR]
+        if ragged:
+            raise ValueError(f"{self.prefix}: the merged parts' output features per rank {output_partition_sizes} "
+                             f"include {ragged[0]}, not a multiple of {PACK_FACTOR} (AWQ packs {PACK_FACTOR} columns "
+                             "per int32): lower the tensor-parallel size")
         if params_dtype != torch.float16:
             raise ValueError(f"{self.prefix}: AWQ on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
                              "float16 (the default on these GPUs)")
