@@ -19,6 +19,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 ops.load_kernels()
 
 H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
+# The cards users run (peak bandwidth, boost clock); their CTAs per SM are taken as the H200 build's
+# (64K registers per SM on all three; none of those counts passes Turing's 1,024 threads per SM).
+V100 = {"sms": 80, "bytes_per_us": 0.9e6, "sm_mhz": 1530.0}
+T4 = {"sms": 40, "bytes_per_us": 0.32e6, "sm_mhz": 1590.0}
 # Resident CTAs per SM of each registry entry (token_tiles, warps, column_tiles) on the H200's sm_90
 # build: ptxas's registers per thread against 64K registers and 2,048 threads per SM.
 H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
@@ -75,6 +79,18 @@ def test_picks_are_within_a_few_percent_of_the_measured_best():
 @pytest.mark.parametrize("M, token_tiles", [(1, 1), (8, 1), (9, 2), (16, 2), (17, 2), (64, 2)])
 def test_token_tiles_follow_the_rows(M, token_tiles):
     assert torch.ops._C_sm7x.awq_token_tiles(M) == token_tiles
+
+
+@pytest.mark.parametrize("gpu", [V100, T4], ids=["V100", "T4"])
+@pytest.mark.parametrize("tp", [1, 4])
+def test_decode_plans_fill_the_cards_users_run(gpu, tp):
+    for M in (1, 4, 8):
+        for name, (K, N) in QWEN27B.items():
+            K, N = (K // tp, N) if name in ("o_proj", "down") else (K, N // tp)
+            chosen = plan(M, K, N, gpu=gpu)
+            ctas = -(-N // (16 * chosen["column_tiles"])) * chosen["splits"]
+            assert ctas >= gpu["sms"], (name, M, chosen)
+            assert chosen["splits"] <= 8, (name, M, chosen)  # a split's k range stays >= 2 tiles at 27B widths
 
 
 def test_few_columns_split_k_to_fill_the_gpu():

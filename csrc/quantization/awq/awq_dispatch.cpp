@@ -115,19 +115,15 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
   // Weights are read once per token block, x and out once.
   const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
-  // Full waves stream their share of the bytes at bandwidth (or their rounds at latency, if that is
-  // longer); a partial last wave has too few CTAs to fill the memory pipe and costs its rounds at
-  // latency. Measured: TP4 gate_up at 5-8 rows, 544 CTAs of 8 warps on 528 slots, takes 1.17x the
-  // time of 4 warps in one wave (1056 slots), though both stream the same bytes.
+  // Each wave takes the longer of its share of the bytes at bandwidth and its rounds at latency, and
+  // the waves run one after another: a partial last wave of few CTAs cannot fill the memory pipe and
+  // costs its rounds at latency. Measured: TP4 gate_up at 5-8 rows, 544 CTAs of 8 warps on 528 slots,
+  // takes 1.17x the time of 4 warps in one wave (1056 slots), though both stream the same bytes.
   const int64_t full_waves = ctas / slots, tail_ctas = ctas % slots;
   const double latency = rounds * kTileRoundMicros;
-  double micros;
-  if (full_waves == 0) {
-    micros = std::max(latency, bytes / device.bytes_per_us);
-  } else {
-    const double full_bytes = bytes * static_cast<double>(full_waves * slots) / static_cast<double>(ctas);
-    micros = std::max(full_waves * latency, full_bytes / device.bytes_per_us) + (tail_ctas > 0 ? latency : 0.0);
-  }
+  const double bytes_per_cta = bytes / static_cast<double>(ctas);
+  double micros = std::max(full_waves * latency, full_waves * slots * bytes_per_cta / device.bytes_per_us);
+  if (tail_ctas > 0) micros += std::max(latency, tail_ctas * bytes_per_cta / device.bytes_per_us);
   if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
 }
