@@ -45,6 +45,21 @@ def test_kernel_layout_dequantises_to_the_awq_weights(group_size, K, N, seed):
     assert ((got - expected).norm() / expected.norm()) < 2e-3  # fp16 rounding of the weights and -zero*scale
 
 
+# (K, N) per GPU of the layers users serve: Qwen3.6-27B at TP4 (qkv, o_proj, gate_up, down) and a
+# Qwen3.6-35B-A3B expert (gate_up, down). Ragged tile edges never occur here: these are the exact shapes.
+REAL_SHAPES = [(5120, 3584), (1536, 5120), (5120, 8704), (4352, 5120), (2048, 1024), (512, 2048)]
+
+
+@pytest.mark.parametrize("K, N", REAL_SHAPES, ids=lambda v: str(v))
+def test_real_model_shapes_round_trip_through_the_kernel_layout(K, N, seed):
+    gen = torch.Generator().manual_seed(seed)
+    qweight, qzeros, scales = quantize_awq(torch.randn(K, N, generator=gen), 128)
+    kernel = to_kernel_layout(qweight, qzeros, scales, 128)
+    expected = dequantize_awq(qweight, qzeros, scales, 128).t()
+    assert ((dequantize_kernel_layout(kernel).double() - expected).norm() / expected.norm()) < 2e-3
+    assert torch.equal(unpack_tiles(kernel.qweight, N, K), unpack_int4(qweight).t())
+
+
 def test_each_value_sits_where_the_kernel_fragments_read_it(seed):
     # Tile (n // 16, k // 128), half (n % 16) // 8, slot 4 * (n % 8) + (k % 128) // 32, word (k % 32) // 8,
     # nibble AWQ_NIBBLE_OF_COLUMN[k % 8]: the contract with csrc/quantization/awq/awq_gemm.h.
