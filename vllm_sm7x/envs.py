@@ -59,7 +59,10 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "shows the same table without starting). `auto` (default): for Qwen3.5/3.6 checkpoints, the models the "
         "profile's rules were written for, given as a folder or as a Hugging Face id already in the local cache "
         "(one not yet downloaded is not profiled on the start that downloads it); `on`: for any model it can "
-        "read; `off`: vLLM's defaults.",
+        "read; `off`: vLLM's defaults. Flags you pass are kept and checked: a `--gpu-memory-utilization` bounds "
+        "the plan and vLLM sizes the KV pool from it (the profile then sets no pool size); a "
+        "`--kv-cache-memory-bytes` is the pool the context must fit; `--speculative-config` with MTP on a "
+        "checkpoint whose files carry no `mtp.*` weights is refused at start-up.",
     ),
 }
 
