@@ -15,49 +15,36 @@ from vllm_sm7x import ops
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 ops.load_kernels()
 
-H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
-# The cards users run (peak bandwidth, boost clock); their CTAs per SM are taken as the H200 build's
-# (64K registers per SM on all three; none of those counts passes Turing's 1,024 threads per SM).
-V100 = {"sms": 80, "bytes_per_us": 0.9e6, "sm_mhz": 1530.0}
-T4 = {"sms": 40, "bytes_per_us": 0.32e6, "sm_mhz": 1590.0}
-# Resident CTAs per SM of each registry entry (token_tiles, warps, column_tiles) on the H200's sm_90
-# build: ptxas's registers per thread against 64K registers and 2,048 threads per SM.
-H200_CTAS_PER_SM = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
-QWEN27B = {"qkv": (5120, 14336), "o_proj": (6144, 5120), "gate_up": (5120, 34816), "down": (17408, 5120)}
-
-
-def registry():
-    flat = torch.ops._C_sm7x.awq_fused_registry()
-    return list(zip(flat[::3], flat[1::3], flat[2::3]))
-
+from awq_gemm import LAYERS, shard  # noqa: E402
+from tests.ut.described_gpus import H200, H200_CTAS_PER_SM, T4, V100, described, registry_entries  # noqa: E402
+from vllm_sm7x.ops.awq import plan_with_model  # noqa: E402
 
 def plan(M, K, N, group_size=128, gpu=H200):
-    ctas = [H200_CTAS_PER_SM[entry] for entry in registry()]
-    token_tiles, warps, splits, dequant, column_tiles = torch.ops._C_sm7x.awq_plan_model(
-        M, N, K, group_size, gpu["sms"], gpu["bytes_per_us"], gpu["sm_mhz"], ctas)
-    assert dequant == 0
-    return {"token_tiles": token_tiles, "warps": warps, "splits": splits, "column_tiles": column_tiles}
+    chosen = plan_with_model(M, (K, N), group_size, described(gpu))
+    assert chosen.pop("kernel") == "fused"
+    return chosen
 
 
 def test_every_registry_entry_is_described():
-    assert set(registry()) == set(H200_CTAS_PER_SM)
+    assert set(registry_entries()) == set(H200_CTAS_PER_SM)
 
 
 @pytest.mark.parametrize("tp", [1, 4])
 @pytest.mark.parametrize("M", [1, 3, 8])
 def test_decode_keeps_one_column_tile(M, tp):
-    for name, (K, N) in QWEN27B.items():
-        K, N = (K // tp, N) if name in ("o_proj", "down") else (K, N // tp)
+    for name, K, N in LAYERS:
+        K, N = shard(name, K, N, tp)
         chosen = plan(M, K, N)
         assert chosen["column_tiles"] == 1 and chosen["token_tiles"] == 1, (name, chosen)
 
 
 @pytest.mark.parametrize("M", [16, 33, 64])
 def test_many_rows_take_two_column_tiles(M):
-    for name, (K, N) in QWEN27B.items():
+    for name, K, N in LAYERS:
         chosen = plan(M, K, N)
         assert (chosen["token_tiles"], chosen["warps"], chosen["column_tiles"]) == (2, 4, 2), (name, chosen)
         if name in ("qkv", "gate_up"):  # enough columns to fill the GPU: no k split
@@ -85,8 +72,8 @@ def test_token_tiles_follow_the_rows(M, token_tiles):
 @pytest.mark.parametrize("tp", [1, 4])
 def test_decode_plans_fill_the_cards_users_run(gpu, tp):
     for M in (1, 4, 8):
-        for name, (K, N) in QWEN27B.items():
-            K, N = (K // tp, N) if name in ("o_proj", "down") else (K, N // tp)
+        for name, K, N in LAYERS:
+            K, N = shard(name, K, N, tp)
             chosen = plan(M, K, N, gpu=gpu)
             ctas = -(-N // (16 * chosen["column_tiles"])) * chosen["splits"]
             assert ctas >= gpu["sms"], (name, M, chosen)
@@ -101,7 +88,7 @@ def test_few_columns_split_k_to_fill_the_gpu():
 def test_bad_descriptions_get_clear_errors():
     with pytest.raises(ValueError, match="one value per registry entry"):
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 132, 4.8e6, 1980.0, [1, 2])
-    ctas = [1] * len(registry())
+    ctas = [1] * len(registry_entries())
     with pytest.raises(ValueError, match="must be positive"):
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 0, 4.8e6, 1980.0, ctas)
     with pytest.raises(ValueError, match="group size 0 is not supported"):
@@ -109,7 +96,7 @@ def test_bad_descriptions_get_clear_errors():
 
 
 def test_many_rows_go_to_dequantise_and_cublas():
-    ctas = [1] * len(registry())
+    ctas = [1] * len(registry_entries())
     assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1
 
 

@@ -9,19 +9,13 @@ from vllm_sm7x import ops
 ops.load_kernels()
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import awq_plan_regret  # noqa: E402
+from tests.ut.described_gpus import H200, described  # noqa: E402
 from vllm_sm7x.ops.awq import fused_registry, plan_with_model  # noqa: E402
-
-H200 = {"sms": 132, "bytes_per_us": 4.8e6, "sm_mhz": 1980.0}
-CTAS = {(1, 4, 1): 8, (1, 8, 1): 4, (2, 4, 1): 5, (2, 8, 1): 2, (1, 8, 2): 2, (2, 4, 2): 3}
-
-
-def described_h200():
-    return {**H200, "ctas_per_sm": [CTAS[(e["token_tiles"], e["warps"], e["column_tiles"])] for e in fused_registry()]}
 
 
 def result_where_one_other_choice_is_faster(M=16, tp=1, faster_by=0.8):
     """Every layer's candidates: the model's own pick at 1.0 ms and one other choice at faster_by ms."""
-    model = described_h200()
+    model = described(H200)
     candidates = {}
     for name, K, N in awq_plan_regret.LAYERS:
         K, N = awq_plan_regret.shard(name, K, N, tp)
