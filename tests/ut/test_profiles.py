@@ -150,7 +150,8 @@ def test_the_users_memory_utilization_bounds_the_plan_and_vllm_sizes_the_pool(se
     assert shared.settings["max_model_len"].value < ours.settings["max_model_len"].value
     with pytest.raises(ProfileError, match=r"no context fits.*--tensor-parallel-size 2\).*higher --gpu-memory-util"):
         resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.6})
-    with pytest.raises(ProfileError, match=r"do not fit a 32.0 GiB .* \(16.0 GiB usable\): use --tensor-parallel-size 2"):
+    with pytest.raises(ProfileError,
+                       match=r"do not fit a 32.0 GiB .* \(16.0 GiB usable\): use --tensor-parallel-size 2"):
         resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.5})
 
 

@@ -125,18 +125,22 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
 
     per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2)
     per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative)
+
+    def kv_need(tokens: int) -> int:  # KV cache and state of max_num_seqs sequences of this many tokens
+        return seqs * (tokens * per_token + per_seq_state)
+
+    left = budget - fixed - workspace  # what the plan leaves for the KV pool
     if "kv_cache_memory_bytes" in user:  # the user's pool is the pool: no margin over it
-        pool_budget = user["kv_cache_memory_bytes"]
-        fits = int((pool_budget / seqs - per_seq_state) // per_token)
+        pool_budget, margin = user["kv_cache_memory_bytes"], 1.0
     else:
-        pool_budget = budget - fixed - workspace
-        fits = int((pool_budget / POOL_MARGIN / seqs - per_seq_state) // per_token)
+        pool_budget, margin = left, POOL_MARGIN
+    fits = int((pool_budget / margin / seqs - per_seq_state) // per_token)
     native = facts.max_position_embeddings
     if "max_model_len" in user:
         context = profile.set("max_model_len", None, "", user)
         if context > fits:
             raise ProfileError(f"--max-model-len {context} does not fit: {seqs} sequence(s) of it need "
-                               f"{_gib(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)} of KV cache and "
+                               f"{_gib(kv_need(context) * POOL_MARGIN)} of KV cache and "
                                f"state per GPU, {_gib(pool_budget)} is left after weights and workspace; the "
                                f"largest that fits is --max-model-len {_round_down(fits)}")
     elif fits >= native:
@@ -148,7 +152,7 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     elif "kv_cache_memory_bytes" in user:
         raise ProfileError(f"--kv-cache-memory-bytes {user['kv_cache_memory_bytes']} holds no {MIN_CONTEXT}-token "
                            f"context for {seqs} sequence(s): give at least "
-                           f"{math.ceil(seqs * (MIN_CONTEXT * per_token + per_seq_state))}")
+                           f"{math.ceil(kv_need(MIN_CONTEXT))}")
     else:
         raise ProfileError(f"no context fits: {_gib(pool_budget)} per GPU is left for the KV cache after "
                            f"{_gib(weights)} of weights; use more GPUs (--tensor-parallel-size "
@@ -157,11 +161,10 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
 
     if "gpu_memory_utilization" in user and "kv_cache_memory_bytes" not in user:
         # vLLM gives the pool what the user's utilization leaves (a pool size would override it).
-        pool = max(0, budget - fixed - workspace)
+        pool = max(0, left)
         profile.set("kv_cache_memory_bytes", None, "vLLM sizes the KV pool from --gpu-memory-utilization", user)
     else:
-        needed = math.ceil(seqs * (context * per_token + per_seq_state) * POOL_MARGIN)
-        pool = profile.set("kv_cache_memory_bytes", needed,
+        pool = profile.set("kv_cache_memory_bytes", math.ceil(kv_need(context) * POOL_MARGIN),
                            f"{seqs} x {context} tokens + state, +{POOL_MARGIN - 1:.0%}; the rest stays free", user)
     used = fixed + workspace + pool
     profile.set("gpu_memory_utilization", math.ceil(used / card * 100) / 100,
@@ -196,7 +199,7 @@ def _check_arguments(facts: ModelFacts, gpus: Gpus, tp: int, user: dict) -> None
              "linear-attention value heads": facts.linear_v_heads}
     for what, count in heads.items():
         if count and count % tp:
-            sizes = [t for t in TP_SIZES if count % t == 0 and all(c % t == 0 for c in heads.values() if c)]
+            sizes = [t for t in TP_SIZES if all(c % t == 0 for c in heads.values() if c)]
             raise ProfileError(f"{facts.architecture}: {count} {what} do not split over --tensor-parallel-size {tp}; "
                                f"use one of {sizes}")
 
