@@ -22,7 +22,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
+from run_info import (baselines_for_path, benchmark_parser, error_note, relative_difference, run_info,  # noqa: E402
+                      write_result)
 from triton_faithful import (EMULATED_ARCH, FastestConfig, fla_autotune_lists_of,  # noqa: E402
                              triton_kernels_reachable_from)
 
@@ -120,8 +121,8 @@ def main() -> int:
             # The experimental two-pass form beside it (same sums in another order: close, not equal).
             baselines = {"ours_two_pass": round(graph_median_ms(ours(problem, two_pass=True)), 4)}
             two_pass_out = ours(problem, two_pass=True)()
-            error = ((two_pass_out.double() - ours_out.double()).norm() / ours_out.double().norm()).item()
-            notes[f"{shape} {tokens} two-pass vs one-pass"] = f"relative difference {error:.2e}"
+            notes[f"{shape} {tokens} two-pass vs one-pass"] = \
+                f"relative difference {relative_difference(two_pass_out, ours_out):.2e}"
             native_baseline = [] if args.quick else [("fla_native", None)]
             stock_runs = [] if args.ours_only else native_baseline + [(f"fla_faithful_{p}", p) for p in args.path]
             for key, emulate in stock_runs:
@@ -136,8 +137,8 @@ def main() -> int:
                 # Each baseline as it ends: the first faithful one compiles its card's configs (minutes).
                 print(f"  {shape} {tokens} {key}: {baselines[key]} ms, at {time.monotonic() - start:.0f} s", flush=True)
             if reference_out is not None:
-                error = ((ours_out.double() - reference_out.double()).norm() / reference_out.double().norm()).item()
-                notes[f"{shape} {tokens} ours vs {reference_key}"] = f"relative error {error:.2e}"
+                notes[f"{shape} {tokens} ours vs {reference_key}"] = \
+                    f"relative error {relative_difference(ours_out, reference_out):.2e}"
             print(f"{shape} {tokens} tokens: ours {ms:.4f} ms, {baselines}", flush=True)
             for path in args.path:
                 rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": tokens,

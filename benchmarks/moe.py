@@ -28,7 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_info import baselines_for_path, benchmark_parser, error_note, run_info, write_result  # noqa: E402
+from run_info import (baselines_for_path, benchmark_parser, error_note, relative_difference, run_info,  # noqa: E402
+                      write_result)
 from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_triton  # noqa: E402
 
 from vllm_sm7x.quantization.awq_format import experts_to_kernel_layout, unpack_int4  # noqa: E402
@@ -127,10 +128,6 @@ def time_per_layer(fn, problem: Problem) -> float:
         problem.layers)
 
 
-def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
-
-
 def main() -> int:
     parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="1, 4 and 16 tokens only")
@@ -165,7 +162,7 @@ def main() -> int:
             for path in args.path:
                 run = ours(problem, path)
                 if reference is not None:
-                    diff = agreement(run(layers[0], problem.ids[0]), reference)
+                    diff = relative_difference(run(layers[0], problem.ids[0]), reference)
                     if diff > 4e-3:
                         notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
                 ms = time_per_layer(run, problem)

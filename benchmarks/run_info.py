@@ -59,6 +59,12 @@ def error_note(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
 
 
+def relative_difference(actual, expected) -> float:
+    """||actual - expected|| / ||expected||, in float64 (tensors of any floating dtype): how far two kernels'
+    outputs on the same inputs are apart."""
+    return ((actual.double() - expected.double()).norm() / expected.double().norm()).item()
+
+
 def baselines_for_path(baselines: dict, path: str) -> dict:
     """The baselines of one path's rows: all but those built for the other emulated card (keys ending
     in its name, e.g. triton_faithful_sm70 in the sm75 rows)."""

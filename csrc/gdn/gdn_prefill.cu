@@ -183,7 +183,7 @@ __device__ void solve_chunk(ChunkTiles<kKDim, kRows>& t) {
 }
 
 // One CTA's state rows: 8 lanes per row, each holding state columns 4 (kLanes g + part) .. + 3 of
-// row v in s[4 g ..].
+// row v in s[4 g ..]; read from the initial state (zeros without one), written to the final state.
 template <int kKDim, typename State>
 __device__ __forceinline__ void load_state_rows(const GdnPrefillParams& p, int64_t state_offset, int part,
                                                 float* s) {
@@ -197,6 +197,13 @@ __device__ __forceinline__ void load_state_rows(const GdnPrefillParams& p, int64
       for (int e = 0; e < 4; ++e) s[4 * g + e] = 0.f;
     }
   }
+}
+
+template <int kKDim>
+__device__ __forceinline__ void store_state_rows(const GdnPrefillParams& p, int64_t state_offset, int part,
+                                                 const float* s) {
+#pragma unroll
+  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
 }
 
 // A solved chunk (t.w = W, t.u = this CTA's Uraw rows, t.p, t.gcum, t.k, t.q) applied to state row v
@@ -287,8 +294,7 @@ __global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParam
     __syncthreads();
     apply_chunk<kKDim, kRows>(p, t, row, part, v, v_head, first, count, s);
   }
-#pragma unroll
-  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
+  store_state_rows<kKDim>(p, state_offset, part, s);
 }
 
 // Two-pass form, pass 1: which chunk CTA `slot` solves. Slots number the chunks of the sequences in
@@ -447,8 +453,7 @@ __global__ void __launch_bounds__(kStateRows * kLanes, 3) chunk_state_kernel(Gdn
     __syncthreads();
     apply_chunk<kKDim, kStateRows>(p, t, row, part, v, v_head, first, count, s);
   }
-#pragma unroll
-  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
+  store_state_rows<kKDim>(p, state_offset, part, s);
 }
 
 template <int kKDim>
