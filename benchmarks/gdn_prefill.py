@@ -51,10 +51,10 @@ class Problem:
         self.cu_seqlens = torch.tensor([0, tokens], dtype=torch.int32, device="cuda")
 
 
-def ours(problem: Problem, two_pass: bool = False):
+def ours(problem: Problem):
     def run():
         return torch.ops._C_sm7x.gdn_chunk_prefill(problem.q, problem.k, problem.v, problem.g, problem.beta,
-                                                   K_DIM ** -0.5, problem.state, problem.cu_seqlens, two_pass)[0]
+                                                   K_DIM ** -0.5, problem.state, problem.cu_seqlens)[0]
     return run
 
 
@@ -117,12 +117,7 @@ def main() -> int:
         for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
             problem = Problem(k_heads, v_heads, tokens)
             ms = graph_median_ms(ours(problem))  # SIMT: the same kernel on both paths
-            ours_out, reference_out = ours(problem)(), None
-            # The experimental two-pass form beside it (same sums in another order: close, not equal).
-            baselines = {"ours_two_pass": round(graph_median_ms(ours(problem, two_pass=True)), 4)}
-            two_pass_out = ours(problem, two_pass=True)()
-            notes[f"{shape} {tokens} two-pass vs one-pass"] = \
-                f"relative difference {relative_difference(two_pass_out, ours_out):.2e}"
+            ours_out, reference_out, baselines = ours(problem)(), None, {}
             native_baseline = [] if args.quick else [("fla_native", None)]
             stock_runs = [] if args.ours_only else native_baseline + [(f"fla_faithful_{p}", p) for p in args.path]
             for key, emulate in stock_runs:
@@ -151,13 +146,12 @@ def main() -> int:
 
     for path, path_rows in rows.items():
         print(f"\n{info['gpu']}, {path} path (ms per layer, one prompt)")
-        print(f"{'case':<22} {'tokens':>6} {'ours':>9} {'2-pass':>9} {'native':>9} {'faithful':>9} {'vs faithful':>11}")
+        print(f"{'case':<22} {'tokens':>6} {'ours':>9} {'native':>9} {'faithful':>9} {'vs faithful':>11}")
         for r in path_rows:
             native, faithful = r["baselines"].get("fla_native"), r["baselines"].get(f"fla_faithful_{path}")
             fmt = lambda v: f"{v:>9.3f}" if v is not None else f"{'-':>9}"  # noqa: E731
             ratio = f"{faithful / r['ms']:>10.1f}x" if faithful else f"{'-':>11}"
-            print(f"{r['case']:<22} {r['context']:>6} {fmt(r['ms'])} {fmt(r['baselines'].get('ours_two_pass'))} "
-                  f"{fmt(native)} {fmt(faithful)} {ratio}")
+            print(f"{r['case']:<22} {r['context']:>6} {fmt(r['ms'])} {fmt(native)} {fmt(faithful)} {ratio}")
     for key, note in notes.items():
         print(f"note: {key}: {note}")
     return 0

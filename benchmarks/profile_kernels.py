@@ -10,9 +10,7 @@ what limits it, where warps stall).
                       the layer reaches 128 TFLOPS against cuBLAS's 234)
   attention-<shape>:  flash-attn-v100 decode at 32K context (the kernel and its split merge)
   moe-<shape>:        our MoE layer at one token (Qwen3.6-35B-A3B widths; the decode kernels)
-  gdn-prefill-<shape>: our chunked Gated DeltaNet prefill, one 1024-token prompt (1.6x FLA's Triton
-                      chain built for the emulated card on the H200: benchmarks/docs); -two-pass-: its
-                      experimental two-pass form
+  gdn-prefill-<shape>: our chunked Gated DeltaNet prefill (both passes), one 1024-token prompt
 
   python benchmarks/profile_kernels.py --path sm75 --case CASE   (one case: ncu filters by the range)
   python benchmarks/profile_kernels.py --list
@@ -55,14 +53,14 @@ def attention_case(q_heads: int, kv_heads: int, batch: int):
     return make
 
 
-def gdn_prefill_case(k_heads: int, v_heads: int, tokens: int, two_pass: bool = False):
+def gdn_prefill_case(k_heads: int, v_heads: int, tokens: int):
     def make(path: str):  # the kernel is arch-neutral SIMT: path does not change it
         from gdn_prefill import Problem, ours
 
         from vllm_sm7x.ops import load_kernels
 
         load_kernels()
-        return ours(Problem(k_heads, v_heads, tokens), two_pass)
+        return ours(Problem(k_heads, v_heads, tokens))
     return make
 
 
@@ -89,7 +87,6 @@ CASES = {
     "attention-27b-tp4-b1": attention_case(6, 1, 1),
     "moe-35b-a3b-tp1": moe_case(512),
     "gdn-prefill-27b-tp4": gdn_prefill_case(4, 12, 1024),
-    "gdn-prefill-two-pass-27b-tp4": gdn_prefill_case(4, 12, 1024, two_pass=True),
 }
 
 

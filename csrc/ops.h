@@ -62,13 +62,12 @@ void gdn_recurrent(const torch::Tensor& qkv, const torch::Tensor& a, const torch
                    bool round_beta);
 
 // Gated DeltaNet chunked prefill (csrc/gdn/gdn_prefill.h), vLLM's chunk_gated_delta_rule for fp16 q/k/v:
-// (out [tokens, v_heads, v_dim], final_state [seqs, v_heads, v_dim, k_dim] fp32). two_pass: the
-// experimental two-pass form (chunks solved in parallel first).
+// (out [tokens, v_heads, v_dim], final_state [seqs, v_heads, v_dim, k_dim] fp32).
 std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& q, const torch::Tensor& k,
                                                          const torch::Tensor& v, const torch::Tensor& g,
                                                          const torch::Tensor& beta, double scale,
                                                          const std::optional<torch::Tensor>& initial_state,
-                                                         const torch::Tensor& cu_seqlens, bool two_pass);
+                                                         const torch::Tensor& cu_seqlens);
 
 // MoE routing (csrc/moe/moe_routing.h): vLLM's topk_softmax (same arguments and outputs) without _moe_C.
 void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,

@@ -36,7 +36,7 @@ TORCH_LIBRARY(_C_sm7x, m) {
         "Tensor? num_accepted=None, bool round_beta=False) -> ()");
   m.impl("gdn_recurrent", torch::kCUDA, &sm7x::gdn_recurrent);
   m.def("gdn_chunk_prefill(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, float scale, "
-        "Tensor? initial_state, Tensor cu_seqlens, bool two_pass=False) -> (Tensor, Tensor)");
+        "Tensor? initial_state, Tensor cu_seqlens) -> (Tensor, Tensor)");
   m.impl("gdn_chunk_prefill", torch::kCUDA, &sm7x::gdn_chunk_prefill);
   m.def("moe_topk_softmax(Tensor(a!) topk_weights, Tensor(b!) topk_ids, Tensor(c!) token_expert_indices, "
         "Tensor gating_output, bool renormalize) -> ()");

@@ -244,7 +244,7 @@ std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& 
                                                          const torch::Tensor& v, const torch::Tensor& g,
                                                          const torch::Tensor& beta, double scale,
                                                          const std::optional<torch::Tensor>& initial_state,
-                                                         const torch::Tensor& cu_seqlens, bool two_pass) {
+                                                         const torch::Tensor& cu_seqlens) {
   constexpr const char* op = "gdn_chunk_prefill";
   for (const torch::Tensor* t : TensorPtrs{&k, &v, &g, &beta, &cu_seqlens}) check_cuda_on(*t, q, op, "every tensor");
   check_half(q, op, "q");
@@ -306,15 +306,12 @@ std::tuple<torch::Tensor, torch::Tensor> gdn_chunk_prefill(const torch::Tensor& 
   p.g_stride = g.stride(0), p.beta_stride = beta.stride(0);
   p.tokens = tokens, p.seqs = seqs, p.k_heads = k_heads, p.v_heads = v_heads, p.v_dim = v_dim;
   p.scale = scale;
-  // The two-pass form's records (pass 1 -> pass 2), from the caching allocator: graph-capture safe.
-  torch::Tensor records;
-  if (two_pass) {
-    TORCH_CHECK_VALUE(gdn_prefill_solve_slots(tokens, seqs) < (int64_t{1} << 31), op, ": ", tokens, " tokens in ",
-                      seqs, " sequences are too many for the two-pass form in one call; split the batch");
-    records = torch::empty({tokens * v_heads * gdn_prefill_record_floats(k_dim, v_dim)}, final_state.options());
-  }
-  launch_gdn_chunk_prefill(p, k_dim, two_pass, two_pass ? records.data_ptr<float>() : nullptr,
-                           c10::cuda::getCurrentCUDAStream());
+  // The solved chunks (pass 1 -> pass 2), from the caching allocator: graph-capture safe.
+  TORCH_CHECK_VALUE(gdn_prefill_solve_slots(tokens, seqs) < (int64_t{1} << 31), op, ": ", tokens, " tokens in ", seqs,
+                    " sequences are too many for one call; split the batch");
+  torch::Tensor records =
+      torch::empty({tokens * v_heads * gdn_prefill_record_floats(k_dim, v_dim)}, final_state.options());
+  launch_gdn_chunk_prefill(p, k_dim, records.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
   return {out, final_state};
 }
 

@@ -7,17 +7,16 @@
 //   => U = Uraw - W S0^T,  [W | Uraw] = (I + A)^-1 [beta exp(G) K | beta V]   (forward substitution)
 //   o_i = exp(G_i) S0 q_i + sum_{j<=i} exp(G_i - G_j) (q_i . k_j) u_j           (q pre-scaled)
 //   S_C = exp(G_C) S0 + sum_j exp(G_C - G_j) u_j k_j^T
-// CTA = (sequence, v-head, 32 rows of S); 8 lanes per row hold k_dim / 8 state columns each in
-// registers, in groups of 4 interleaved across the lanes. A chunk's k, q, W and the small matrices
-// live in shared memory (under 30 KB at k_dim 128: fits Turing and Volta); W and Uraw depend only on
-// k, g and beta, so the CTAs of one head each recompute them rather than pass them through memory.
-//
-// Two-pass form (experimental, being measured against the one above): a 1024-token prompt at 27B TP4
-// gives the one-pass form 48 CTAs, each latency-bound between barriers (H200 profile: 0.18 waves,
-// 28% issue). Pass 1 solves every chunk of every sequence at once (CTA = chunk, v-head: A, P, W and
-// Uraw for the head's whole v width) and writes them per token to a workspace; pass 2 walks the
-// chunks in order as above but only applies them to its 16 state rows: twice the CTAs, and no solve
-// between its barriers.
+// W, Uraw and P = exp(G_i - G_j) (q_i . k_j) depend only on k, q, g, beta and v, not on the state, so
+// two passes split the work:
+//  - pass 1 (chunk_solve_kernel) solves every chunk of every sequence at once (CTA = chunk, v-head:
+//    A, P, then W and Uraw for the head's whole v width) and writes them per token to a workspace;
+//  - pass 2 (chunk_state_kernel) walks each sequence's chunks in order (CTA = sequence, v-head, 16
+//    state rows; 8 lanes per row hold k_dim / 8 state columns each in registers, in groups of 4
+//    interleaved across the lanes), applying them to its rows: outputs, then the state after the chunk.
+// A single pass that solved each chunk inside the sequential walk took twice as long (H200: 0.65 against
+// 0.33 ms for a 1024-token prompt at 27B TP4): a third as many CTAs, each latency-bound on the solve
+// between its barriers. Shared memory per CTA stays under 30 KB at k_dim 128 (fits Turing and Volta).
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
@@ -27,10 +26,9 @@
 namespace sm7x {
 namespace {
 
-constexpr int kRows = 32;                  // state rows (v) per CTA of the one-pass form
-constexpr int kStateRows = 16;             // state rows per CTA of the two-pass form's pass 2
+constexpr int kStateRows = 16;             // state rows per CTA of pass 2
 constexpr int kLanes = 8;                  // lanes per state row
-constexpr int kThreads = kRows * kLanes;
+constexpr int kStateThreads = kStateRows * kLanes;
 constexpr int kSolveThreads = 128;         // pass 1: one W or Uraw column per thread at a time
 constexpr int kChunk = 16;                 // tokens per chunk (<= 32: one warp scans the gates)
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -39,17 +37,16 @@ constexpr unsigned kFullMask = 0xffffffffu;
 template <int kKDim>
 constexpr int kTilePitch = kKDim + 4;
 
-template <int kKDim, int kTileRows>
+// Pass 2's tiles: one solved chunk.
+template <int kKDim>
 struct ChunkTiles {
   static constexpr int kPitch = kTilePitch<kKDim>;
   float k[kChunk][kPitch];
   float q[kChunk][kPitch];      // times the softmax-free attention scale
-  float w[kChunk][kPitch];      // beta exp(G) k, then W
-  float u[kChunk][kTileRows];   // beta v (this CTA's rows), then Uraw
-  float a[kChunk][kChunk];      // A, zero on and above the diagonal
+  float w[kChunk][kPitch];      // W
+  float u[kChunk][kStateRows];  // Uraw (this CTA's rows)
   float p[kChunk][kChunk];      // exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
   float gcum[kChunk];           // G
-  float beta[kChunk];
 };
 
 // Pass 1's tiles: no W or U (their columns stay in registers), and the chunk it was given.
@@ -79,12 +76,12 @@ __device__ __forceinline__ float4 column4(const float* row, int col) {
 
 // A chunk's k and scaled q; rows past the sequence's end are zeros (a zero beta and k make them no-ops
 // in every product below).
-template <int kKDim, int kBlockThreads>
+template <int kKDim>
 __device__ void load_qk(const GdnPrefillParams& p, float (*k_tile)[kTilePitch<kKDim>],
                         float (*q_tile)[kTilePitch<kKDim>], int first_token, int count, int k_head) {
   const __half* q = static_cast<const __half*>(p.q);
   const __half* k = static_cast<const __half*>(p.k);
-  for (int i = threadIdx.x; i < kChunk * kKDim; i += kBlockThreads) {
+  for (int i = threadIdx.x; i < kChunk * kKDim; i += kSolveThreads) {
     const int j = i / kKDim, col = i % kKDim;
     const int64_t token = first_token + j;
     k_tile[j][col] = j < count ? __half2float(k[token * p.k_stride + k_head * kKDim + col]) : 0.f;
@@ -112,25 +109,11 @@ __device__ void scan_gates(const GdnPrefillParams& p, float* gcum, float* beta, 
   }
 }
 
-// Stages one chunk for the one-pass form: k, scaled q, this CTA's v rows, beta and G.
-template <int kKDim>
-__device__ void load_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim, kRows>& t, int first_token, int count,
-                           int v_head, int k_head) {
-  const __half* v = static_cast<const __half*>(p.v);
-  load_qk<kKDim, kThreads>(p, t.k, t.q, first_token, count, k_head);
-  for (int i = threadIdx.x; i < kChunk * kRows; i += kThreads) {
-    const int j = i / kRows, r = i % kRows;
-    const int64_t token = first_token + j;
-    t.u[j][r] = j < count ? __half2float(v[token * p.v_stride + v_head * p.v_dim + blockIdx.z * kRows + r]) : 0.f;
-  }
-  scan_gates(p, t.gcum, t.beta, first_token, count, v_head);
-}
-
 // A (strictly lower) and P (lower with the diagonal) of a chunk into a and p_row(i)[j].
-template <int kKDim, int kBlockThreads, typename PRow>
+template <int kKDim, typename PRow>
 __device__ void pair_products(const float (*k)[kTilePitch<kKDim>], const float (*q)[kTilePitch<kKDim>],
                               const float* gcum, const float* beta, float (*a)[kChunk], PRow p_row) {
-  for (int pair = threadIdx.x; pair < kChunk * kChunk; pair += kBlockThreads) {
+  for (int pair = threadIdx.x; pair < kChunk * kChunk; pair += kSolveThreads) {
     const int i = pair / kChunk, j = pair % kChunk;
     float kk = 0.f, qk = 0.f;
     if (j <= i) {
@@ -162,26 +145,6 @@ __device__ __forceinline__ void forward_substitute(const float (*a)[kChunk], Rhs
   }
 }
 
-// A, P and the right-hand sides [beta exp(G) K | beta V]; then (I + A) X = B solved in place, one
-// column per thread (columns are independent: no barrier inside the substitution).
-template <int kKDim>
-__device__ void solve_chunk(ChunkTiles<kKDim, kRows>& t) {
-  pair_products<kKDim, kThreads>(t.k, t.q, t.gcum, t.beta, t.a, [&](int i, int j, float value) { t.p[i][j] = value; });
-  for (int i = threadIdx.x; i < kChunk * kKDim; i += kThreads) {
-    const int j = i / kKDim, col = i % kKDim;
-    t.w[j][col] = t.beta[j] * __expf(t.gcum[j]) * t.k[j][col];
-  }
-  for (int i = threadIdx.x; i < kChunk * kRows; i += kThreads) t.u[i / kRows][i % kRows] *= t.beta[i / kRows];
-  __syncthreads();
-  if (threadIdx.x < kKDim + kRows) {
-    const bool w_column = threadIdx.x < kKDim;
-    float* column = w_column ? &t.w[0][threadIdx.x] : &t.u[0][threadIdx.x - kKDim];
-    const int pitch = w_column ? ChunkTiles<kKDim, kRows>::kPitch : kRows;
-    forward_substitute(
-        t.a, [&](int i) { return column[i * pitch]; }, [&](int i, float x) { column[i * pitch] = x; });
-  }
-}
-
 // One CTA's state rows: 8 lanes per row, each holding state columns 4 (kLanes g + part) .. + 3 of
 // row v in s[4 g ..]; read from the initial state (zeros without one), written to the final state.
 template <int kKDim, typename State>
@@ -208,8 +171,8 @@ __device__ __forceinline__ void store_state_rows(const GdnPrefillParams& p, int6
 
 // A solved chunk (t.w = W, t.u = this CTA's Uraw rows, t.p, t.gcum, t.k, t.q) applied to state row v
 // (this thread's part s): the chunk's outputs for row v, then the state after it.
-template <int kKDim, int kTileRows>
-__device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const ChunkTiles<kKDim, kTileRows>& t,
+template <int kKDim>
+__device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const ChunkTiles<kKDim>& t,
                                             int row, int part, int v, int v_head, int first, int count, float* s) {
   constexpr int kGroups = kKDim / kLanes / 4;
   // U = Uraw - W S0^T and S0 q_i for this row: 8-lane partial dots, reduced across the row's lanes.
@@ -273,31 +236,7 @@ __device__ __forceinline__ void sequence_range(const GdnPrefillParams& p, int n,
   end = min(max(p.cu_seqlens[n + 1], begin), p.tokens);
 }
 
-template <int kKDim, typename State>
-__global__ void __launch_bounds__(kThreads) chunk_prefill_kernel(GdnPrefillParams p) {
-  __shared__ __align__(16) ChunkTiles<kKDim, kRows> t;
-  const int n = blockIdx.x, v_head = blockIdx.y;
-  const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
-  const int v = blockIdx.z * kRows + row;  // v_dim % 32 == 0 (the op checks): every row is live
-  const int k_head = v_head / (p.v_heads / p.k_heads);
-  int begin, end;
-  sequence_range(p, n, begin, end);
-  const int64_t state_offset = (((int64_t)n * p.v_heads + v_head) * p.v_dim + v) * kKDim;
-  float s[kKDim / kLanes];
-  load_state_rows<kKDim, State>(p, state_offset, part, s);
-  for (int first = begin; first < end; first += kChunk) {
-    const int count = min(kChunk, end - first);
-    __syncthreads();  // the previous chunk's tiles are no longer read
-    load_chunk<kKDim>(p, t, first, count, v_head, k_head);
-    __syncthreads();
-    solve_chunk<kKDim>(t);
-    __syncthreads();
-    apply_chunk<kKDim, kRows>(p, t, row, part, v, v_head, first, count, s);
-  }
-  store_state_rows<kKDim>(p, state_offset, part, s);
-}
-
-// Two-pass form, pass 1: which chunk CTA `slot` solves. Slots number the chunks of the sequences in
+// Pass 1: which chunk CTA `slot` solves. Slots number the chunks of the sequences in
 // order (each sequence's chunks start at its first token); warp 0 walks the sequences 32 at a time
 // (a prefix sum of their chunk counts), so no host sync or extra launch builds a chunk table.
 __device__ void find_chunk(const GdnPrefillParams& p, int slot, int& first, int& count) {
@@ -342,13 +281,13 @@ __global__ void __launch_bounds__(kSolveThreads) chunk_solve_kernel(GdnPrefillPa
   __syncthreads();
   const int first = t.first, count = t.count;
   if (count == 0) return;  // a spare slot (the grid counts tokens / kChunk + seqs): the whole CTA leaves
-  load_qk<kKDim, kSolveThreads>(p, t.k, t.q, first, count, k_head);
+  load_qk<kKDim>(p, t.k, t.q, first, count, k_head);
   scan_gates(p, t.gcum, t.beta, first, count, v_head);
   __syncthreads();
   const int64_t pitch = record_floats(kKDim, p.v_dim), token_step = p.v_heads * pitch;
   const int p_col = kKDim + p.v_dim, g_col = p_col + kChunk;
   float* records_of_chunk = records + ((int64_t)first * p.v_heads + v_head) * pitch;
-  pair_products<kKDim, kSolveThreads>(t.k, t.q, t.gcum, t.beta, t.a, [&](int i, int j, float value) {
+  pair_products<kKDim>(t.k, t.q, t.gcum, t.beta, t.a, [&](int i, int j, float value) {
     if (i < count) records_of_chunk[i * token_step + p_col + j] = value;
   });
   if (threadIdx.x < count) records_of_chunk[threadIdx.x * token_step + g_col] = t.gcum[threadIdx.x];
@@ -373,29 +312,28 @@ __global__ void __launch_bounds__(kSolveThreads) chunk_solve_kernel(GdnPrefillPa
 // thread is issued before its first shared-memory store (fixed trip counts, unrolled), so a chunk
 // waits about one memory latency, not one per element.
 template <int kKDim>
-__device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim, kStateRows>& t,
+__device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim>& t,
                                                    const float* chunk_records, int64_t token_step, int first,
                                                    int count, int k_head, int first_row) {
-  constexpr int kThreads2 = kStateRows * kLanes;
-  constexpr int kQkLoads = kChunk * kKDim / kThreads2;      // halves of k (and of q) per thread
-  constexpr int kWLoads = kChunk * kKDim / 4 / kThreads2;   // float4 of W per thread
-  constexpr int kSmallQuads = kChunk * kStateRows / 4;     // float4 of Uraw rows, and of P (kStateRows == kChunk)
-  static_assert(kQkLoads * kThreads2 == kChunk * kKDim && kWLoads * kThreads2 * 4 == kChunk * kKDim);
-  static_assert(kStateRows == kChunk && 2 * kSmallQuads <= kThreads2, "Uraw and P: one float4 per thread");
+  constexpr int kQkLoads = kChunk * kKDim / kStateThreads;     // halves of k (and of q) per thread
+  constexpr int kWLoads = kChunk * kKDim / 4 / kStateThreads;  // float4 of W per thread
+  constexpr int kSmallQuads = kChunk * kStateRows / 4;         // float4 of Uraw rows, and of P (kStateRows == kChunk)
+  static_assert(kQkLoads * kStateThreads == kChunk * kKDim && kWLoads * kStateThreads * 4 == kChunk * kKDim);
+  static_assert(kStateRows == kChunk && 2 * kSmallQuads <= kStateThreads, "Uraw and P: one float4 per thread");
   const __half* q = static_cast<const __half*>(p.q);
   const __half* k = static_cast<const __half*>(p.k);
   __half k_part[kQkLoads], q_part[kQkLoads];
   float4 w_part[kWLoads];
 #pragma unroll
   for (int it = 0; it < kQkLoads; ++it) {
-    const int i = threadIdx.x + it * kThreads2, j = i / kKDim, col = i % kKDim;
+    const int i = threadIdx.x + it * kStateThreads, j = i / kKDim, col = i % kKDim;
     const int64_t token = first + min(j, count - 1);  // rows past the end are zeroed below
     k_part[it] = k[token * p.k_stride + k_head * kKDim + col];
     q_part[it] = q[token * p.q_stride + k_head * kKDim + col];
   }
 #pragma unroll
   for (int it = 0; it < kWLoads; ++it) {
-    const int i = threadIdx.x + it * kThreads2, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+    const int i = threadIdx.x + it * kStateThreads, j = i / (kKDim / 4), quad = i % (kKDim / 4);
     w_part[it] = *reinterpret_cast<const float4*>(chunk_records + min(j, count - 1) * token_step + 4 * quad);
   }
   // Threads 0..63 one float4 of Uraw (token j, rows 4 quad ..), threads 64..127 one of P (row j).
@@ -403,19 +341,19 @@ __device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, Ch
   const int small_col = threadIdx.x < kSmallQuads ? kKDim + first_row + 4 * quad : kKDim + p.v_dim + 4 * quad;
   const float4 small_part =
       *reinterpret_cast<const float4*>(chunk_records + min(j_small, count - 1) * token_step + small_col);
-  // Padding rows hold the last token's G, as the one-pass form's scan leaves them.
+  // Padding rows hold the last token's G, as pass 1's scan leaves them.
   const float g = threadIdx.x < kChunk
                       ? chunk_records[min(int(threadIdx.x), count - 1) * token_step + kKDim + p.v_dim + kChunk]
                       : 0.f;
 #pragma unroll
   for (int it = 0; it < kQkLoads; ++it) {
-    const int i = threadIdx.x + it * kThreads2, j = i / kKDim, col = i % kKDim;
+    const int i = threadIdx.x + it * kStateThreads, j = i / kKDim, col = i % kKDim;
     t.k[j][col] = j < count ? __half2float(k_part[it]) : 0.f;
     t.q[j][col] = j < count ? __half2float(q_part[it]) * p.scale : 0.f;
   }
 #pragma unroll
   for (int it = 0; it < kWLoads; ++it) {
-    const int i = threadIdx.x + it * kThreads2, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+    const int i = threadIdx.x + it * kStateThreads, j = i / (kKDim / 4), quad = i % (kKDim / 4);
     const float4 w = j < count ? w_part[it] : make_float4(0.f, 0.f, 0.f, 0.f);
     *reinterpret_cast<float4*>(&t.w[j][4 * quad]) = w;
   }
@@ -429,12 +367,12 @@ __device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, Ch
 }
 
 // Pass 2: CTA = (sequence, v-head, 16 state rows); the chunks in order, each staged from the records
-// and applied as in the one-pass form. At least three CTAs per SM (168 registers, no spills; 254
+// and applied to the rows. At least three CTAs per SM (168 registers, no spills; 254
 // unbounded): its CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B TP1
 // prompt's 384 CTAs take two on a V100's 80 SMs).
 template <int kKDim, typename State>
-__global__ void __launch_bounds__(kStateRows * kLanes, 3) chunk_state_kernel(GdnPrefillParams p, const float* records) {
-  __shared__ __align__(16) ChunkTiles<kKDim, kStateRows> t;
+__global__ void __launch_bounds__(kStateThreads, 3) chunk_state_kernel(GdnPrefillParams p, const float* records) {
+  __shared__ __align__(16) ChunkTiles<kKDim> t;
   const int n = blockIdx.x, v_head = blockIdx.y;
   const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
   const int first_row = blockIdx.z * kStateRows, v = first_row + row;  // v_dim % 32 == 0: every row is live
@@ -451,24 +389,13 @@ __global__ void __launch_bounds__(kStateRows * kLanes, 3) chunk_state_kernel(Gdn
     stage_solved_chunk<kKDim>(p, t, records + ((int64_t)first * p.v_heads + v_head) * pitch, token_step, first,
                               count, k_head, first_row);
     __syncthreads();
-    apply_chunk<kKDim, kStateRows>(p, t, row, part, v, v_head, first, count, s);
+    apply_chunk<kKDim>(p, t, row, part, v, v_head, first, count, s);
   }
   store_state_rows<kKDim>(p, state_offset, part, s);
 }
 
 template <int kKDim>
-void launch_prefill_for(const GdnPrefillParams& p, cudaStream_t stream) {
-  const dim3 grid(p.seqs, p.v_heads, p.v_dim / kRows);
-  if (p.initial_state && !p.initial_state_fp32) {
-    chunk_prefill_kernel<kKDim, __half><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    chunk_prefill_kernel<kKDim, float><<<grid, kThreads, 0, stream>>>(p);
-  }
-  SM7X_CHECK_LAUNCH();
-}
-
-template <int kKDim>
-void launch_two_pass_for(const GdnPrefillParams& p, float* records, cudaStream_t stream) {
+void launch_prefill_for(const GdnPrefillParams& p, float* records, cudaStream_t stream) {
   // Every sequence's chunks fit in tokens / kChunk + seqs slots (each adds at most one partial chunk;
   // the op checks the sum fits a grid).
   const dim3 solve_grid(static_cast<unsigned>(gdn_prefill_solve_slots(p.tokens, p.seqs)), p.v_heads);
@@ -478,9 +405,9 @@ void launch_two_pass_for(const GdnPrefillParams& p, float* records, cudaStream_t
   }
   const dim3 state_grid(p.seqs, p.v_heads, p.v_dim / kStateRows);
   if (p.initial_state && !p.initial_state_fp32) {
-    chunk_state_kernel<kKDim, __half><<<state_grid, kStateRows * kLanes, 0, stream>>>(p, records);
+    chunk_state_kernel<kKDim, __half><<<state_grid, kStateThreads, 0, stream>>>(p, records);
   } else {
-    chunk_state_kernel<kKDim, float><<<state_grid, kStateRows * kLanes, 0, stream>>>(p, records);
+    chunk_state_kernel<kKDim, float><<<state_grid, kStateThreads, 0, stream>>>(p, records);
   }
   SM7X_CHECK_LAUNCH();
 }
@@ -491,14 +418,11 @@ int64_t gdn_prefill_record_floats(int k_dim, int v_dim) { return record_floats(k
 
 int64_t gdn_prefill_solve_slots(int64_t tokens, int64_t seqs) { return (tokens + kChunk - 1) / kChunk + seqs; }
 
-void launch_gdn_chunk_prefill(const GdnPrefillParams& p, int k_dim, bool two_pass, float* records,
-                              cudaStream_t stream) {
+void launch_gdn_chunk_prefill(const GdnPrefillParams& p, int k_dim, float* records, cudaStream_t stream) {
   if (p.seqs == 0) return;
   switch (k_dim) {
-    case 64:
-      return two_pass ? launch_two_pass_for<64>(p, records, stream) : launch_prefill_for<64>(p, stream);
-    case 128:
-      return two_pass ? launch_two_pass_for<128>(p, records, stream) : launch_prefill_for<128>(p, stream);
+    case 64: return launch_prefill_for<64>(p, records, stream);
+    case 128: return launch_prefill_for<128>(p, records, stream);
     default: break;  // the op checks k_dim first
   }
 }

@@ -30,13 +30,12 @@ struct GdnPrefillParams {
   bool initial_state_fp32;
 };
 
-// k_dim 64 or 128 and v_dim % 32 == 0 (checked by the op). two_pass: the experimental two-pass form
-// (see gdn_prefill.cu), whose records are a 16-byte aligned workspace of
-// tokens * v_heads * gdn_prefill_record_floats(k_dim, v_dim) floats; its first pass launches
+// k_dim 64 or 128 and v_dim % 32 == 0 (checked by the op). records: the workspace that carries each
+// solved chunk from the first pass to the second (see gdn_prefill.cu), 16-byte aligned,
+// tokens * v_heads * gdn_prefill_record_floats(k_dim, v_dim) floats; the first pass launches
 // gdn_prefill_solve_slots(tokens, seqs) CTAs per v-head (at most 2^31 - 1). cu_seqlens must not
-// decrease: overlapping sequences give the two-pass form undefined (never out-of-bounds) results.
-void launch_gdn_chunk_prefill(const GdnPrefillParams& params, int k_dim, bool two_pass, float* records,
-                              cudaStream_t stream);
+// decrease: overlapping sequences give undefined (never out-of-bounds) results.
+void launch_gdn_chunk_prefill(const GdnPrefillParams& params, int k_dim, float* records, cudaStream_t stream);
 int64_t gdn_prefill_record_floats(int k_dim, int v_dim);
 int64_t gdn_prefill_solve_slots(int64_t tokens, int64_t seqs);
 

@@ -1,9 +1,9 @@
 """Gated DeltaNet chunked prefill (csrc/gdn/gdn_prefill.cu, vLLM's chunk_gated_delta_rule) against the
 float64 token recurrence and against vLLM's own FLA Triton kernel on the same inputs: variable-length
 batches with empty and single-token sequences, chunk boundaries, GQA head sharing, fp32 and fp16
-initial states, strong and weak decay, NaN-poisoned outputs; each in both forms of the kernel (one pass,
-and the experimental two-pass form that solves every chunk in parallel first). The kernel is SIMT (no
-arch path), so one run covers both emulated cards; its shared memory (~30 KB) fits both."""
+initial states, strong and weak decay, NaN-poisoned outputs. The kernel (two passes: every chunk solved
+in parallel, then each sequence's state walked through them) is SIMT (no arch path), so one run covers
+both emulated cards; its shared memory (under 30 KB) fits both."""
 import pytest
 import torch
 
@@ -16,11 +16,6 @@ DEVICE = "cuda"
 SHAPES = [(16, 48, 128, 128), (4, 12, 128, 128), (16, 32, 128, 128), (2, 4, 64, 64), (2, 4, 64, 128),
           (4, 8, 128, 64)]
 LENGTHS = [[1], [17], [5, 33, 16, 0, 40], [301, 2, 64]]
-
-
-@pytest.fixture(params=[False, True], ids=["one-pass", "two-pass"])
-def two_pass(request):
-    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -55,21 +50,21 @@ def worst_sequence_error(out, expected, cu_seqlens):
                default=0.0)
 
 
-def run_prefill(q, k, v, g, beta, state, cu_seqlens, scale, two_pass):
+def run_prefill(q, k, v, g, beta, state, cu_seqlens, scale):
     poison_free_memory()
-    return torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, scale, state, cu_seqlens, two_pass)
+    return torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, scale, state, cu_seqlens)
 
 
 @pytest.mark.parametrize("k_heads, v_heads, k_dim, v_dim", SHAPES)
 @pytest.mark.parametrize("lengths", LENGTHS)
 @pytest.mark.parametrize("state_dtype", [torch.float32, torch.float16, None])
-def test_prefill_matches_the_float64_recurrence(k_heads, v_heads, k_dim, v_dim, lengths, state_dtype, two_pass, seed):
+def test_prefill_matches_the_float64_recurrence(k_heads, v_heads, k_dim, v_dim, lengths, state_dtype, seed):
     from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     q, k, v, g, beta, state, cu_seqlens = prefill_inputs(gen, lengths, k_heads, v_heads, k_dim, v_dim, state_dtype)
     scale = k_dim ** -0.5
-    out, final_state = run_prefill(q, k, v, g, beta, state, cu_seqlens, scale, two_pass)
+    out, final_state = run_prefill(q, k, v, g, beta, state, cu_seqlens, scale)
     ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, scale, state, cu_seqlens)
     assert out.shape == (sum(lengths), v_heads, v_dim) and out.dtype == torch.float16
     assert final_state.shape == (len(lengths), v_heads, v_dim, k_dim) and final_state.dtype == torch.float32
@@ -78,8 +73,8 @@ def test_prefill_matches_the_float64_recurrence(k_heads, v_heads, k_dim, v_dim, 
         assert relative_error(final_state[n], ref_state[n]) < 1e-3, f"state of sequence {n}"
 
 
-def test_many_sequences_of_mixed_lengths(two_pass, seed):
-    """70 sequences, empty ones among them: the two-pass form finds each chunk's sequence 32 sequences at
+def test_many_sequences_of_mixed_lengths(seed):
+    """70 sequences, empty ones among them: the first pass finds each chunk's sequence 32 sequences at
     a time, so a batch past 32 and 64 sequences must still give every chunk to the right one."""
     from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
 
@@ -87,14 +82,14 @@ def test_many_sequences_of_mixed_lengths(two_pass, seed):
     lengths = torch.randint(0, 40, (70,), generator=gen, device=DEVICE).tolist()
     lengths[33] = 0
     q, k, v, g, beta, state, cu_seqlens = prefill_inputs(gen, lengths, 2, 4, 64, 64)
-    out, final_state = run_prefill(q, k, v, g, beta, state, cu_seqlens, 0.125, two_pass)
+    out, final_state = run_prefill(q, k, v, g, beta, state, cu_seqlens, 0.125)
     ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, 0.125, state, cu_seqlens)
     assert worst_sequence_error(out, ref_out, cu_seqlens) < 2e-3
     for n in range(len(lengths)):
         assert relative_error(final_state[n], ref_state[n]) < 1e-3, f"state of sequence {n}"
 
 
-def test_rows_wider_than_the_heads_are_read_through_their_stride(two_pass, seed):
+def test_rows_wider_than_the_heads_are_read_through_their_stride(seed):
     """q, k and v as slices of one wider projection output per token (the op takes any row stride)."""
     from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
 
@@ -106,27 +101,27 @@ def test_rows_wider_than_the_heads_are_read_through_their_stride(two_pass, seed)
     views = fused[:, :256].view(tokens, 2, 128), fused[:, 256:512].view(tokens, 2, 128), \
         fused[:, 512:1280].view(tokens, 6, 128)
     assert views[0].stride(0) == width
-    out, final_state = run_prefill(*views, g, beta, state, cu_seqlens, 0.09, two_pass)
+    out, final_state = run_prefill(*views, g, beta, state, cu_seqlens, 0.09)
     ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, 0.09, state, cu_seqlens)
     assert worst_sequence_error(out, ref_out, cu_seqlens) < 2e-3
     assert relative_error(final_state, ref_state) < 1e-3
 
 
 @pytest.mark.parametrize("decay_scale", [0.01, 8.0])
-def test_long_sequence_with_weak_and_strong_decay(decay_scale, two_pass, seed):
+def test_long_sequence_with_weak_and_strong_decay(decay_scale, seed):
     """4097 tokens: 257 chunks carried through the state; with decay near 1 the state grows large, with
     strong decay exp(G) underflows inside a chunk, and neither may turn into NaN or drift."""
     from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
 
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     inputs = prefill_inputs(gen, [4097], 4, 12, 128, 128, decay_scale=decay_scale)
-    out, final_state = run_prefill(*inputs, 128 ** -0.5, two_pass)
+    out, final_state = run_prefill(*inputs, 128 ** -0.5)
     ref_out, ref_state = gated_delta_rule_reference(*inputs[:5], 128 ** -0.5, *inputs[5:])
     assert relative_error(out, ref_out) < 2e-3
     assert relative_error(final_state, ref_state) < 1e-3
 
 
-def test_matches_vllms_own_chunked_kernel(two_pass, seed):
+def test_matches_vllms_own_chunked_kernel(seed):
     """The same batch through vLLM's FLA chunk_gated_delta_rule (the Triton kernel it runs on these
     cards), as vLLM calls it: a drop-in replacement, not only our reading of the math."""
     pytest.importorskip("vllm")
@@ -139,7 +134,7 @@ def test_matches_vllms_own_chunked_kernel(two_pass, seed):
     batch = [x.unsqueeze(0) for x in (q, k, v, g, beta)]
     theirs, their_state = fla_chunk(*batch, initial_state=state.clone(), output_final_state=True,
                                     cu_seqlens=cu_seqlens, use_qk_l2norm_in_kernel=False)
-    ours, our_state = chunk_gated_delta_rule(*batch, initial_state=state, cu_seqlens=cu_seqlens, two_pass=two_pass)
+    ours, our_state = chunk_gated_delta_rule(*batch, initial_state=state, cu_seqlens=cu_seqlens)
     assert ours.shape == theirs.shape
     assert relative_error(ours, theirs.double()) < 2e-3
     assert relative_error(our_state, their_state.double()) < 1e-3
@@ -164,12 +159,12 @@ def test_wrapper_takes_fla_arguments_in_batches_and_normalises(seed):
     assert relative_error(state, ref_state) < 1e-3
 
 
-def test_replays_in_a_cuda_graph_with_new_inputs(two_pass, seed):
+def test_replays_in_a_cuda_graph_with_new_inputs(seed):
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     q, k, v, g, beta, state, cu_seqlens = prefill_inputs(gen, [40, 9], 4, 12, 128, 128)
 
     def step():
-        return torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, 0.1, state, cu_seqlens, two_pass)
+        return torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, 0.1, state, cu_seqlens)
 
     graph, (out, final_state) = capture(step)
     fresh = prefill_inputs(gen, [40, 9], 4, 12, 128, 128)
@@ -200,21 +195,21 @@ def test_bad_inputs_are_refused_with_the_rule():
         op(q, k, v[:, :3].contiguous(), g[:, :3].contiguous(), beta[:, :3].contiguous(), 0.1, None, cu_seqlens)
 
 
-def test_cu_seqlens_past_the_tokens_cannot_fault(two_pass):
+def test_cu_seqlens_past_the_tokens_cannot_fault():
     from vllm_sm7x.ops.gdn_reference import gated_delta_rule_reference
 
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     q, k, v, g, beta, _, _ = prefill_inputs(gen, [6], 2, 4, 64, 64)
     wild = torch.tensor([0, 4, 1 << 20], dtype=torch.int32, device=DEVICE)  # the last sequence cut to 2 tokens
-    out, state = torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, 0.1, None, wild, two_pass)
+    out, state = torch.ops._C_sm7x.gdn_chunk_prefill(q, k, v, g, beta, 0.1, None, wild)
     torch.cuda.synchronize()
     ref_out, ref_state = gated_delta_rule_reference(q, k, v, g, beta, 0.1, None,
                                                     torch.tensor([0, 4, 6], device=DEVICE))
     assert relative_error(out, ref_out) < 2e-3 and relative_error(state, ref_state) < 1e-3
 
 
-def test_op_schema_and_fake_implementation(two_pass):
+def test_op_schema_and_fake_implementation():
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     q, k, v, g, beta, state, cu_seqlens = prefill_inputs(gen, [5, 3], 2, 4, 64, 64)
     torch.library.opcheck(torch.ops._C_sm7x.gdn_chunk_prefill.default,
-                          (q, k, v, g, beta, 0.1, state, cu_seqlens, two_pass))
+                          (q, k, v, g, beta, 0.1, state, cu_seqlens))

@@ -57,13 +57,12 @@ def _l2_normalized(x: torch.Tensor) -> torch.Tensor:
 
 def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                            scale: float | None = None, initial_state: torch.Tensor | None = None,
-                           cu_seqlens: torch.Tensor | None = None, use_qk_l2norm_in_kernel: bool = False,
-                           two_pass: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                           cu_seqlens: torch.Tensor | None = None,
+                           use_qk_l2norm_in_kernel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """vLLM's (FLA's) chunk_gated_delta_rule on our kernel, same arguments: q, k [B, T, k_heads, k_dim] and
     v [B, T, v_heads, v_dim] fp16, g (log decay) and beta [B, T, v_heads]; with cu_seqlens [N + 1], B is 1
     and the N sequences lie end to end, else each of the B rows is a sequence. initial_state
-    [N, v_heads, v_dim, k_dim] (None: zeros). Returns (o [B, T, v_heads, v_dim] fp16, final state fp32).
-    two_pass: the kernel's experimental two-pass form (every chunk solved in parallel first)."""
+    [N, v_heads, v_dim, k_dim] (None: zeros). Returns (o [B, T, v_heads, v_dim] fp16, final state fp32)."""
     batch, tokens = q.shape[:2]
     if cu_seqlens is None:
         cu_seqlens = torch.arange(batch + 1, dtype=torch.int32, device=q.device) * tokens
@@ -74,5 +73,5 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
     g, beta = (x.float() if x.stride(1) == 1 else x.float().contiguous() for x in flat[3:])
     out, final_state = torch.ops._C_sm7x.gdn_chunk_prefill(
         q, k, v, g, beta, scale if scale is not None else q.shape[-1] ** -0.5,
-        None if initial_state is None else initial_state.contiguous(), cu_seqlens.int(), two_pass)
+        None if initial_state is None else initial_state.contiguous(), cu_seqlens.int())
     return out.view(batch, tokens, *out.shape[1:]), final_state

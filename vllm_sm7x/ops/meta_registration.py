@@ -42,7 +42,7 @@ def _gdn_recurrent_fake(qkv, a, b, a_log, dt_bias, scale, state, state_indices, 
 
 
 @torch.library.register_fake("_C_sm7x::gdn_chunk_prefill")
-def _gdn_chunk_prefill_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens, two_pass=False):
+def _gdn_chunk_prefill_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens):
     seqs, (tokens, v_heads, v_dim) = cu_seqlens.shape[0] - 1, v.shape
     return (v.new_empty((tokens, v_heads, v_dim)),
             v.new_empty((seqs, v_heads, v_dim, q.shape[2]), dtype=torch.float32))
