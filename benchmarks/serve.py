@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end serving speed through vllm.LLM at Qwen3.6-27B widths, 8 layers: dense
 (`--preset qwen3-27b-width`, the default) or the hybrid layout (`qwen36-27b-width`: 6 Gated DeltaNet +
-2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels), or
-Qwen3.6-35B-A3B's MoE hybrid at its widths in 4 layers (`qwen36-35b-a3b-width`, text-only):
+2 gated full-attention layers, served text-only; ours with and without our GDN decode kernels, and
+with our GDN prefill kernels), or Qwen3.6-35B-A3B's MoE hybrid at its widths in 4 layers
+(`qwen36-35b-a3b-width`, text-only; the same hybrid rows):
 decode tokens/s at batch 1 and 4 (and at batch 1 after --decode-contexts prompts), and time to first
 token for prompts of 1K/8K/32K tokens, for our emulated SM70/SM75 paths and, in the same run, stock
 vLLM forced to what it does on that card:
@@ -130,7 +131,8 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, eng
 
 def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool):
     """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
-    hybrids also run ours with vLLM's FLA kernels for GDN decode (ours are the default)."""
+    hybrids also run ours with vLLM's FLA kernels for GDN decode (ours are the default) and ours with
+    our GDN prefill kernels (opt-in: VLLM_SM7X_GDN_PREFILL)."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
     stock = {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}  # vLLM's kernels wherever ours are a switch
@@ -140,6 +142,7 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
         yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
     if hybrid:  # last: the comparison with stock comes first where a run is cut short
         yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}, "default"
+        yield "ours-default-our_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_PREFILL": "1"}, "default"
 
 
 def print_profile(title: str, result: dict) -> None:

@@ -34,6 +34,18 @@ def test_the_width_mtp_preset_is_the_width_model():
     assert PRESETS["qwen36-27b-width-mtp"]["text_config"]["mtp_num_hidden_layers"] == 1
 
 
+def test_hybrids_also_run_with_fla_decode_and_with_our_gdn_prefill():
+    """Our path and stock first (a run cut short keeps that comparison), then the hybrid-only rows:
+    ours with vLLM's FLA decode kernels, and ours with our GDN prefill kernels (opt-in)."""
+    awq, fp16 = Path("awq"), Path("fp16")
+    rows = list(serve.configurations("sm75", awq, fp16, ["default"], hybrid=True))
+    assert [name for name, *_ in rows] == ["ours-default", "stock-awq-triton_attn", "ours-default-fla_gdn",
+                                           "ours-default-our_gdn_prefill"]
+    assert rows[3][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_GDN_PREFILL": "1"}
+    dense = [name for name, *_ in serve.configurations("sm70", awq, fp16, ["default"], hybrid=False)]
+    assert dense == ["ours-default", "stock-fp16-triton_attn"]
+
+
 # A stand-in for the two things of vllm.LLM that serve.py's measuring script leans on beyond generate():
 # vLLM 0.26's get_metrics() asserts "Stat logging disabled" unless the engine keeps stats
 # (disable_log_stats=False; LLM's default is True), and the MTP counters are Counter metrics.
