@@ -181,6 +181,9 @@ def main() -> int:
                         help="dense 27B widths, the Qwen3.6 hybrid layout at those widths, or the 35B-A3B MoE")
     parser.add_argument("--mtp", type=int, default=0, metavar="K",
                         help="serve the preset's -mtp checkpoint with K speculative tokens (qwen36-27b-width)")
+    parser.add_argument("--configs", nargs="+", metavar="NAME",
+                        help="run only these configurations (e.g. ours-default ours-default-our_gdn_prefill); "
+                             "default: all of them for the preset and path")
     parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
                         help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")
     args = parser.parse_args()
@@ -194,6 +197,11 @@ def main() -> int:
     preset, engine_args = served(args.preset, args.mtp, CHECKPOINTS)
     label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L" + (
         f" mtp{args.mtp}" if args.mtp else "")
+    for path in args.path:  # before building checkpoints (minutes): a misspelt name fails at once
+        names = [name for name, *_ in configurations(path, Path(), Path(), args.attention, hybrid)]
+        if args.configs and not set(args.configs) & set(names):
+            raise SystemExit(f"--configs {' '.join(args.configs)}: none of these runs on the {path} path; "
+                             f"its configurations: {', '.join(names)}")
     awq = checkpoint(args.cache, preset, True)
     fp16 = checkpoint(args.cache, preset, False) if "sm70" in args.path else None
     info = run_info()
@@ -201,6 +209,8 @@ def main() -> int:
     for path in args.path:
         rows, notes = [], {}
         for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
+            if args.configs and name not in args.configs:
+                continue
             result = measure(model, env, backend, contexts, args.out / f"serve-{preset}-{path}-{name}.log",
                              engine_args, args.profile, args.decode_contexts)
             if args.profile:
