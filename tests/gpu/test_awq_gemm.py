@@ -139,6 +139,16 @@ def test_non_contiguous_activations(awq, seed):
     assert relative_error(awq.awq_gemm(x, weight, path="sm70"), x, reference, None) < TOLERANCE
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_contiguous_activations_at_a_misaligned_address_are_copied(awq, path, seed):
+    """A contiguous view whose base is not 16-byte aligned (the kernels read x 16 bytes at a time):
+    copied first, not faulted on."""
+    weight, reference, _ = make_layer(512, 64, 128, seed)
+    x = random_x(1, 5 * 512 + 1, seed)[0, 1:].view(5, 512)
+    assert x.is_contiguous() and x.data_ptr() % 16 != 0
+    assert relative_error(poisoned(awq.awq_linear, x, weight, path=path), x, reference, None) < TOLERANCE
+
+
 def test_plan_uses_the_fused_kernel_for_few_rows_and_cublas_for_many(awq):
     assert awq.awq_plan(1, (5120, 14336), 128, "sm75")["kernel"] == "fused"
     assert awq.awq_plan(16, (5120, 14336), 128, "sm70")["token_tiles"] == 2

@@ -64,7 +64,8 @@ CheckedGemm check_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
   }
   TORCH_CHECK(M <= INT32_MAX, op, ": too many rows");
   const bool vector_ok = x.stride(1) == 1 && x.stride(0) % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
-  return {M, N, K, vector_ok ? x : x.contiguous()};
+  // A copy, not contiguous(): that returns a contiguous x as it is, misaligned base included.
+  return {M, N, K, vector_ok ? x : x.clone(at::MemoryFormat::Contiguous)};
 }
 
 awq::Problem problem_of(const CheckedGemm& g, int64_t group_size, ArchPath path) {
