@@ -157,6 +157,8 @@ FORMS = {"decode": 4, "grouped": 0}
 @pytest.mark.parametrize("tokens, experts, topk, hidden, inter, group_size", [
     (1, 256, 8, 2048, 512, 128),  # Qwen3.6-35B-A3B at TP1, one decode token (decode: 8 and 16 warps)
     (1, 256, 8, 2048, 128, 128),  # ... at TP4
+    (1, 256, 8, 3072, 256, 128),  # Qwen3.5-122B-A10B at TP4 (its seed setup), one decode token
+    (3, 256, 8, 3072, 1024, 128),  # ... at TP1, an MTP-sized batch
     (3, 8, 2, 384, 96, 32),       # 3 k tiles over 4 warps; a width shorter than one k tile
     (4, 60, 4, 640, 192, 64),     # a partial last k tile of the down projection
     (2, 16, 4, 1152, 384, 128),   # decode: 9 k tiles over 8 warps (gate/up), 12 items over 8 (down)
