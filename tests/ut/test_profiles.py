@@ -180,6 +180,29 @@ def test_impossible_arguments_are_refused_with_the_rule(seed, tp, user, message)
         resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=tp, user=user)
 
 
+def test_pipeline_stages_split_the_layers_and_their_memory(seed):
+    """--pipeline-parallel-size: each GPU holds its stage's layers (the fullest, rounded up) and one
+    vocabulary matrix, and the KV cache and state of those layers only. 27B on one 16 GB V100 does not
+    fit; on two pipeline stages it does."""
+    from vllm_sm7x.profiles import memory
+
+    facts = seed("Qwen3.6-27B-AWQ")
+    total = facts.checkpoint_bytes if facts.checkpoint_bytes is not None else memory.estimated_weight_bytes(facts)
+    one_matrix = facts.vocab_size * facts.hidden_size * 2
+    assert memory.weight_bytes_per_gpu(facts, 1, pp=2) == pytest.approx((total - 2 * one_matrix) / 2 + one_matrix, abs=1)
+    assert memory.weight_bytes_per_gpu(facts, 2, pp=2) == pytest.approx(memory.weight_bytes_per_gpu(facts, 1, 2) / 2, abs=1)
+    assert memory.kv_bytes_per_token(facts, 1, pp=2) * 2 == memory.kv_bytes_per_token(facts, 1)
+    assert memory.kv_bytes_per_token(facts, 1, pp=3) == memory.kv_bytes_per_token(facts, 1) * 6 // 16  # 16 / 3 up
+    assert memory.state_bytes_per_sequence(facts, 1, pp=4) * 4 == memory.state_bytes_per_sequence(facts, 1)
+    with pytest.raises(ProfileError, match="at --tensor-parallel-size 1 do not fit"):
+        resolve_profile(facts, V100_16GB, tp=1)
+    staged = resolve_profile(facts, V100_16GB, tp=1, pp=2)
+    assert staged.budget["weights"] == memory.weight_bytes_per_gpu(facts, 1, pp=2)
+    assert settings(staged)["gpu_memory_utilization"] * V100_16GB.memory_bytes <= 0.93 * V100_16GB.memory_bytes
+    with pytest.raises(ProfileError, match=r"x 2 pipeline stages do not fit .* use --tensor-parallel-size 2"):
+        resolve_profile(seed("Qwen3.5-122B-A10B-AWQ"), V100_32GB, tp=1, pp=2)
+
+
 def test_cards_without_memory_are_refused(seed):
     with pytest.raises(ProfileError, match="give the cards' size in GiB"):
         resolve_profile(seed("Qwen3.6-27B-AWQ"), Gpus("GPU", 0, 1), tp=1)
@@ -259,6 +282,9 @@ def test_doctor_prints_the_profile_for_a_model_folder(tmp_path, capsys):
     (["--max-num-seqs", "0"], "--max-num-seqs 0: use a positive value"),
     (["--gpu-memory-gib", "0"], "give the cards' size in GiB"),
     (["-tp", "8", "--gpu-count", "4"], "--tensor-parallel-size 8 needs 8 GPUs; --gpu-count says 4"),
+    (["-tp", "2", "-pp", "2", "--gpu-count", "2"],
+     "--tensor-parallel-size 2 x --pipeline-parallel-size 2 needs 4 GPUs; --gpu-count says 2"),
+    (["-pp", "0"], "--pipeline-parallel-size 0: use 1 to 64 (the model's layers)"),
     (["--gpu-memory-utilization", "2"], "--gpu-memory-utilization 2.0: use a share"),
 ])
 def test_doctor_refuses_impossible_arguments_with_the_rule(tmp_path, capsys, args, says):

@@ -41,14 +41,15 @@ def doctor_profile(args: argparse.Namespace) -> int:
         gpus = Gpus(found[0].name, min(g.memory_bytes for g in found), len(found))
     user = {name: getattr(args, name) for name in PROFILE_USER_ARGS if getattr(args, name) is not None}
     # Only for described cards: visible ones may be one node of several (vLLM's Ray executor, docs/multi-node.md).
-    if args.gpu_memory_gib is not None and 0 < gpus.count < args.tensor_parallel_size:
-        print(f"error: --tensor-parallel-size {args.tensor_parallel_size} needs {args.tensor_parallel_size} GPUs; "
-              f"--gpu-count says {gpus.count}", file=sys.stderr)
+    tp, pp = args.tensor_parallel_size, args.pipeline_parallel_size
+    if args.gpu_memory_gib is not None and 0 < gpus.count < tp * pp:
+        asked = f"--tensor-parallel-size {tp}" + (f" x --pipeline-parallel-size {pp}" if pp > 1 else "")
+        print(f"error: {asked} needs {tp * pp} GPUs; --gpu-count says {gpus.count}", file=sys.stderr)
         return 2
     try:
         mode = profile_mode()
         facts = read_model_facts(checkpoint_folder(args.model))
-        profile = resolve_profile(facts, gpus, args.tensor_parallel_size, user)
+        profile = resolve_profile(facts, gpus, tp, user, pp)
     except (ModelFactsError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -62,7 +63,8 @@ def doctor_profile(args: argparse.Namespace) -> int:
                           "reasons": {s.name: s.reason for s in profile.settings.values()},
                           "applied_at_start": not_applied is None, "not_applied_because": not_applied}, indent=2))
     else:
-        print(f"{args.model} on {gpus.count or 'n'} x {gpus.name}, --tensor-parallel-size {args.tensor_parallel_size}")
+        print(f"{args.model} on {gpus.count or 'n'} x {gpus.name}, --tensor-parallel-size {tp}"
+              + (f", --pipeline-parallel-size {pp}" if pp > 1 else ""))
         print(profile.table())
         print(f"the server does not apply it: {not_applied}" if not_applied else
               f"the server applies it at start-up to every setting you do not pass (VLLM_SM7X_PROFILE={mode})")
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", nargs="?", help="a checkpoint folder: print the serving profile vllm-sm7x chooses for it "
                    "on these GPUs, and why, without starting vLLM")
     p.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
+    p.add_argument("--pipeline-parallel-size", "-pp", type=int, default=1)
     p.add_argument("--gpu-memory-gib", type=float, help="plan for cards of this size instead of the visible GPUs")
     p.add_argument("--gpu-count", type=int, help="with --gpu-memory-gib: how many cards there are")
     p.add_argument("--max-model-len", type=int)

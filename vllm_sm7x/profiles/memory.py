@@ -1,5 +1,6 @@
 """Bytes per GPU of a serving configuration: weights, KV cache per token, Gated DeltaNet state per
-sequence, and the prefill workspace. Weights come from the safetensors sizes when the folder has them
+sequence, and the prefill workspace. `tp` GPUs split every layer; `pp` pipeline stages split the layers
+(the fullest stage is priced: its share of the layers, rounded up, and one vocabulary matrix at an end). Weights come from the safetensors sizes when the folder has them
 (else from the shapes); the workspace is an estimate that errs high, so a profile that fits here
 leaves vLLM's own profiling run room."""
 from __future__ import annotations
@@ -40,20 +41,36 @@ def estimated_weight_bytes(facts: ModelFacts) -> int:
     return int(linear_weight_bytes(facts, linear + mtp) + embeddings * FP16)
 
 
-def weight_bytes_per_gpu(facts: ModelFacts, tp: int) -> int:
+def embedding_bytes(facts: ModelFacts) -> int:
+    """The vocabulary matrices (embedding and lm_head, one if tied), fp16 in every checkpoint we serve."""
+    return facts.vocab_size * facts.hidden_size * FP16 * (1 if facts.tie_word_embeddings else 2)
+
+
+def stage_layers(layers: int, pp: int) -> int:
+    """Layers of the fullest pipeline stage."""
+    return math.ceil(layers / pp)
+
+
+def weight_bytes_per_gpu(facts: ModelFacts, tp: int, pp: int = 1) -> int:
     total = facts.checkpoint_bytes if facts.checkpoint_bytes is not None else estimated_weight_bytes(facts)
-    return math.ceil(total / tp)
+    if pp == 1:
+        return math.ceil(total / tp)
+    vocabulary = embedding_bytes(facts)
+    layers = max(0, total - vocabulary) * stage_layers(facts.num_layers, pp) / facts.num_layers
+    one_end = vocabulary // (1 if facts.tie_word_embeddings else 2)  # the first stage's embedding or the last's lm_head
+    return math.ceil((layers + one_end) / tp)
 
 
 def kv_heads_per_gpu(facts: ModelFacts, tp: int) -> int:
     return max(1, facts.num_kv_heads // tp)  # fewer KV heads than GPUs: each GPU keeps a copy of one
 
 
-def kv_bytes_per_token(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16) -> int:
-    return facts.full_attention_layers * 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes
+def kv_bytes_per_token(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16, pp: int = 1) -> int:
+    layers = stage_layers(facts.full_attention_layers, pp)
+    return layers * 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes
 
 
-def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0) -> int:
+def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0, pp: int = 1) -> int:
     """Gated DeltaNet state of one sequence (vLLM's shapes: the conv window grows by the speculative
     tokens; the recurrent state is v_heads x v_dim x k_dim)."""
     if not facts.is_hybrid:
@@ -61,7 +78,7 @@ def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int
     conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
     conv = conv_dim // tp * (facts.conv_kernel - 1 + speculative_tokens) * FP16
     recurrent = facts.linear_v_heads // tp * facts.linear_v_dim * facts.linear_k_dim * facts.ssm_state_bytes_per_element
-    return facts.linear_attention_layers * (conv + recurrent)
+    return stage_layers(facts.linear_attention_layers, pp) * (conv + recurrent)
 
 
 def prefill_workspace_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:

@@ -78,19 +78,20 @@ def mtp_tokens_for(gpus_in_use: int) -> int:
     return 3 if gpus_in_use <= 2 else 4
 
 
-def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = None) -> Profile:
-    """`user`: the engine arguments the user set explicitly (EngineArgs field -> value)."""
+def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = None, pp: int = 1) -> Profile:
+    """`user`: the engine arguments the user set explicitly (EngineArgs field -> value); `pp` the
+    pipeline-parallel stages (each GPU holds 1/tp of the layers of one stage)."""
     user = dict(user or {})
-    _check_arguments(facts, gpus, tp, user)
+    _check_arguments(facts, gpus, tp, user, pp)
     profile = Profile()
     card = gpus.memory_bytes
     # The user's --gpu-memory-utilization bounds the plan; vLLM then sizes the KV pool from it.
     utilization = user.get("gpu_memory_utilization", MAX_UTILIZATION)
     budget = int(card * utilization)
-    weights = memory.weight_bytes_per_gpu(facts, tp)
+    weights = memory.weight_bytes_per_gpu(facts, tp, pp)
     fixed = weights + memory.RUNTIME_OVERHEAD_BYTES
-    if minimum_need(facts, tp) > budget:
-        raise ProfileError(_weights_do_not_fit(facts, gpus, tp, weights, utilization))
+    if minimum_need(facts, tp, pp) > budget:
+        raise ProfileError(_weights_do_not_fit(facts, gpus, tp, weights, utilization, pp))
 
     # MTP: only where the checkpoint carries the head's weights; off for MoE until measured faster.
     speculative = 0
@@ -123,8 +124,8 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
                         f"<= {WORKSPACE_SHARE:.0%} of the memory the weights leave", user)
     workspace = memory.prefill_workspace_bytes(facts, tp, batched)
 
-    per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2)
-    per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative)
+    per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2, pp)
+    per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative, pp)
 
     def kv_need(tokens: int) -> int:  # KV cache and state of max_num_seqs sequences of this many tokens
         return seqs * (tokens * per_token + per_seq_state)
@@ -156,7 +157,7 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     else:
         raise ProfileError(f"no context fits: {_gib(pool_budget)} per GPU is left for the KV cache after "
                            f"{_gib(weights)} of weights; use more GPUs (--tensor-parallel-size "
-                           f"{_smallest_tp(facts, gpus, utilization, above=tp) or 'more'}), a smaller "
+                           f"{_smallest_tp(facts, gpus, utilization, above=tp, pp=pp) or 'more'}), a smaller "
                            f"--max-num-batched-tokens or a higher --gpu-memory-utilization")
 
     if "gpu_memory_utilization" in user and "kv_cache_memory_bytes" not in user:
@@ -183,12 +184,14 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     return profile
 
 
-def _check_arguments(facts: ModelFacts, gpus: Gpus, tp: int, user: dict) -> None:
+def _check_arguments(facts: ModelFacts, gpus: Gpus, tp: int, user: dict, pp: int = 1) -> None:
     """Values no configuration can take, refused with the rule before any arithmetic on them."""
     if gpus.memory_bytes <= 0:
         raise ProfileError(f"{gpus.name}: {gpus.memory_bytes} bytes of memory per card; give the cards' size in GiB")
     if tp < 1:
         raise ProfileError(f"--tensor-parallel-size {tp}: use 1 or more")
+    if pp < 1 or pp > facts.num_layers:
+        raise ProfileError(f"--pipeline-parallel-size {pp}: use 1 to {facts.num_layers} (the model's layers)")
     for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_memory_bytes"):
         if name in user and user[name] < 1:
             raise ProfileError(f"--{name.replace('_', '-')} {user[name]}: use a positive value")
@@ -222,24 +225,27 @@ def _round_down(tokens: int) -> int:
     return max(0, tokens // CONTEXT_STEP * CONTEXT_STEP)
 
 
-def minimum_need(facts: ModelFacts, tp: int) -> int:
+def minimum_need(facts: ModelFacts, tp: int, pp: int = 1) -> int:
     """Bytes per GPU of the smallest configuration served: one sequence of MIN_CONTEXT tokens, the
     smallest prefill chunk, no MTP."""
-    return (memory.weight_bytes_per_gpu(facts, tp) + memory.RUNTIME_OVERHEAD_BYTES
+    return (memory.weight_bytes_per_gpu(facts, tp, pp) + memory.RUNTIME_OVERHEAD_BYTES
             + memory.prefill_workspace_bytes(facts, tp, MIN_BATCHED_TOKENS)
-            + MIN_CONTEXT * memory.kv_bytes_per_token(facts, tp) + memory.state_bytes_per_sequence(facts, tp))
+            + MIN_CONTEXT * memory.kv_bytes_per_token(facts, tp, pp=pp)
+            + memory.state_bytes_per_sequence(facts, tp, pp=pp))
 
 
-def _smallest_tp(facts: ModelFacts, gpus: Gpus, utilization: float, above: int = 0) -> int | None:
+def _smallest_tp(facts: ModelFacts, gpus: Gpus, utilization: float, above: int = 0, pp: int = 1) -> int | None:
     budget = int(gpus.memory_bytes * utilization)
-    return next((tp for tp in TP_SIZES if tp > above and minimum_need(facts, tp) <= budget), None)
+    return next((tp for tp in TP_SIZES if tp > above and minimum_need(facts, tp, pp) <= budget), None)
 
 
-def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, utilization: float) -> str:
+def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, utilization: float,
+                        pp: int = 1) -> str:
     budget = int(gpus.memory_bytes * utilization)
-    nearest = _smallest_tp(facts, gpus, utilization)
+    nearest = _smallest_tp(facts, gpus, utilization, pp=pp)
+    stages = f" x {pp} pipeline stages" if pp > 1 else ""
     fix = (f"use --tensor-parallel-size {nearest}" + (f" (this machine has {gpus.count} GPU(s))"
-                                                      if 0 < gpus.count < nearest else "")
+                                                      if 0 < gpus.count < nearest * pp else "")
            if nearest else "this model does not fit these cards at any supported TP size")
-    return (f"{facts.architecture}: {_gib(weights)} of weights per GPU at --tensor-parallel-size {tp} do not fit "
-            f"a {_gib(gpus.memory_bytes)} {gpus.name} ({_gib(budget)} usable): {fix}")
+    return (f"{facts.architecture}: {_gib(weights)} of weights per GPU at --tensor-parallel-size {tp}{stages} do "
+            f"not fit a {_gib(gpus.memory_bytes)} {gpus.name} ({_gib(budget)} usable): {fix}")
