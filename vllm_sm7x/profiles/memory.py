@@ -1,8 +1,9 @@
 """Bytes per GPU of a serving configuration: weights, KV cache per token, Gated DeltaNet state per
-sequence, and the prefill workspace. `tp` GPUs split every layer; `pp` pipeline stages split the layers
-(the fullest stage is priced: its share of the layers, rounded up, and one vocabulary matrix at an end). Weights come from the safetensors sizes when the folder has them
-(else from the shapes); the workspace is an estimate that errs high, so a profile that fits here
-leaves vLLM's own profiling run room."""
+sequence, and the prefill workspace. `tp` GPUs split every layer; `pp` pipeline stages split the
+layers (the fullest stage is priced: its share of the layers, rounded up, and one vocabulary matrix
+at an end). Weights come from the safetensors sizes when the folder has them (else from the shapes);
+the workspace is an estimate that errs high, so a profile that fits here leaves vLLM's own profiling
+run room."""
 from __future__ import annotations
 
 import math
@@ -22,6 +23,11 @@ def linear_weight_bytes(facts: ModelFacts, params: int) -> int:
     return params * facts.weight_bits // 8 + params // facts.group_size * (FP16 + facts.weight_bits / 8)
 
 
+def embedding_bytes(facts: ModelFacts) -> int:
+    """The vocabulary matrices (embedding and lm_head, one if tied), fp16 in every checkpoint we serve."""
+    return facts.vocab_size * facts.hidden_size * FP16 * (1 if facts.tie_word_embeddings else 2)
+
+
 def estimated_weight_bytes(facts: ModelFacts) -> int:
     """The checkpoint's size from its shapes (used when the folder has no weight files)."""
     h = facts.hidden_size
@@ -37,13 +43,7 @@ def estimated_weight_bytes(facts: ModelFacts) -> int:
     linear = (facts.full_attention_layers * attention + facts.linear_attention_layers * delta_net
               + facts.num_layers * mlp)
     mtp = facts.mtp_layers * (attention + mlp + 2 * h * h)
-    embeddings = facts.vocab_size * h * (1 if facts.tie_word_embeddings else 2)
-    return int(linear_weight_bytes(facts, linear + mtp) + embeddings * FP16)
-
-
-def embedding_bytes(facts: ModelFacts) -> int:
-    """The vocabulary matrices (embedding and lm_head, one if tied), fp16 in every checkpoint we serve."""
-    return facts.vocab_size * facts.hidden_size * FP16 * (1 if facts.tie_word_embeddings else 2)
+    return int(linear_weight_bytes(facts, linear + mtp) + embedding_bytes(facts))
 
 
 def stage_layers(layers: int, pp: int) -> int:
