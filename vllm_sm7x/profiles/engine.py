@@ -100,7 +100,7 @@ def apply_profile(engine_args, mode: str):
         return None
     profile = resolve_profile(facts, Gpus(gpus[0].name, min(g.memory_bytes for g in gpus), len(gpus)),
                               engine_args.tensor_parallel_size, user_settings(engine_args),
-                              getattr(engine_args, "pipeline_parallel_size", 1) or 1)
+                              engine_args.pipeline_parallel_size)
     for name, value in profile.engine_args().items():
         setattr(engine_args, name, value)
     read_from = "" if Path(engine_args.model) == folder else f", read from {folder}"
