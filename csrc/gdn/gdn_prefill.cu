@@ -19,7 +19,8 @@
 // between its barriers.
 // Pass 2 keeps 8 state columns per lane (16 lanes per row at k_dim 128: 8 warps per CTA), sums each
 // token's partial dots across the row by recursive halving (each lane ends with its tokens' sums:
-// the outputs are computed once, by their owners), and loads chunk i + 1 while it applies chunk i. Shared memory per CTA stays under 30 KB at k_dim 128 (fits Turing and Volta).
+// the outputs are computed once, by their owners), and loads chunk i + 1 while it applies chunk i.
+// Shared memory per CTA stays under 30 KB at k_dim 128 (fits Turing and Volta).
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
@@ -51,8 +52,9 @@ struct ChunkTiles {
   float k[kChunk][kPitch];
   float q[kChunk][kPitch];      // times the softmax-free attention scale
   float w[kChunk][kPitch];      // W
-  float u[kChunk][kStateRows];  // Uraw (this CTA's rows)
-  float p[kChunk][kChunk];      // exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
+  // Transposed, so the lanes of a row, which read one token each, read consecutive words:
+  float u_t[kStateRows][kChunk];  // Uraw: [state row][token]
+  float p_t[kChunk][kChunk];      // P: [j][i] = exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
   float gcum[kChunk];           // G
 };
 
@@ -217,25 +219,27 @@ template <int kKDim>
 __device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const ChunkTiles<kKDim>& t,
                                             int row, int part, int v, int v_head, int first, int count, float* s) {
   constexpr int kRowLanes = kLanes<kKDim>;
-  // W S0^T and S0 q_i for this row: each lane's partial dots over its columns, summed across the row.
-  float ws[kChunk], qs[kChunk];
+  // S0 q_i and W S0^T for this row: each lane's partial dots over its columns, summed across the row,
+  // one product at a time (16 partial sums live at once, not 32).
+  auto row_dots = [&](const float (*tile)[kTilePitch<kKDim>], float (&dots)[kChunk]) {
 #pragma unroll
-  for (int j = 0; j < kChunk; ++j) {
-    ws[j] = qs[j] = 0.f;
+    for (int j = 0; j < kChunk; ++j) {
+      dots[j] = 0.f;
 #pragma unroll
-    for (int g = 0; g < kGroups; ++g) {
-      const int col = state_column<kKDim>(g, part);
-      const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
-      ws[j] = dot4(column4(t.w[j], col), state, ws[j]);
-      qs[j] = dot4(column4(t.q[j], col), state, qs[j]);
+      for (int g = 0; g < kGroups; ++g) {
+        const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
+        dots[j] = dot4(column4(tile[j], state_column<kKDim>(g, part)), state, dots[j]);
+      }
     }
-  }
-  reduce_scatter<kRowLanes>(ws, part);
-  reduce_scatter<kRowLanes>(qs, part);
+    reduce_scatter<kRowLanes>(dots, part);
+  };
+  float qs[kChunk], ws[kChunk];
+  row_dots(t.q, qs);
+  row_dots(t.w, ws);
   // U = Uraw - W S0^T for this lane's tokens, then every token's for the whole row.
   float u[kChunk];
 #pragma unroll
-  for (int i = 0; i < kChunk; ++i) u[i] = i % kRowLanes == 0 ? t.u[i + part][row] - ws[i] : 0.f;
+  for (int i = 0; i < kChunk; ++i) u[i] = i % kRowLanes == 0 ? t.u_t[row][i + part] - ws[i] : 0.f;
   all_gather<kRowLanes>(u);
   // Outputs: lane `part` computes and stores tokens part, part + kRowLanes, ...
   __half* out = static_cast<__half*>(p.out);
@@ -244,7 +248,7 @@ __device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const Chu
     const int i = m + part;
     float o = __expf(t.gcum[i]) * qs[m];
 #pragma unroll
-    for (int j = 0; j < kChunk; ++j) o = fmaf(t.p[i][j], u[j], o);  // P is zero above the diagonal
+    for (int j = 0; j < kChunk; ++j) o = fmaf(t.p_t[j][i], u[j], o);  // P is zero above the diagonal
     if (i < count) out[((int64_t)(first + i) * p.v_heads + v_head) * p.v_dim + v] = __float2half_rn(o);
   }
   // The state after the chunk (padding rows have u = 0 and k = 0).
@@ -408,21 +412,23 @@ struct StagedChunk {
       *reinterpret_cast<float4*>(&t.w[j][4 * quad]) = j < count ? w[it] : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     const float4 small_value = j_small() < count ? small : make_float4(0.f, 0.f, 0.f, 0.f);
-    if (threadIdx.x < kSmallQuads) {
-      *reinterpret_cast<float4*>(&t.u[j_small()][4 * quad_small()]) = small_value;
-    } else if (threadIdx.x < 2 * kSmallQuads) {
-      *reinterpret_cast<float4*>(&t.p[j_small()][4 * quad_small()]) = small_value;
+    // Token j_small's 4 rows of Uraw, or row j_small of P, stored transposed.
+    float(*transposed)[kChunk] = threadIdx.x < kSmallQuads ? t.u_t : t.p_t;
+    if (threadIdx.x < 2 * kSmallQuads) {
+      const int first = 4 * quad_small(), j = j_small();
+      transposed[first][j] = small_value.x, transposed[first + 1][j] = small_value.y;
+      transposed[first + 2][j] = small_value.z, transposed[first + 3][j] = small_value.w;
     }
     if (threadIdx.x < kChunk) t.gcum[threadIdx.x] = g;
   }
 };
 
 // Pass 2: CTA = (sequence, v-head, 16 state rows); the chunks in order, each staged from the records
-// and applied to the rows. At most 128 registers (two CTAs of 256 threads or four of 128 per SM): its
-// CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B TP1 prompt's 384 CTAs
-// take 2.4 on a V100's 80 SMs).
+// and applied to the rows. Two CTAs of 256 threads per SM at k_dim 128 (128 registers), three of 128
+// at k_dim 64 (168): its CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B
+// TP1 prompt's 384 CTAs take 2.4 on a V100's 80 SMs).
 template <int kKDim, typename State>
-__global__ void __launch_bounds__(kStateThreads<kKDim>, 512 / kStateThreads<kKDim>)
+__global__ void __launch_bounds__(kStateThreads<kKDim>, kKDim == 128 ? 2 : 3)
     chunk_state_kernel(GdnPrefillParams p, const float* records) {
   __shared__ __align__(16) ChunkTiles<kKDim> t;
   const int n = blockIdx.x, v_head = blockIdx.y;
