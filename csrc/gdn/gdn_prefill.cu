@@ -12,11 +12,15 @@
 //  - pass 1 (chunk_solve_kernel) solves every chunk of every sequence at once (CTA = chunk, v-head:
 //    A, P, then W and Uraw for the head's whole v width) and writes them per token to a workspace;
 //  - pass 2 (chunk_state_kernel) walks each sequence's chunks in order (CTA = sequence, v-head, 16
-//    state rows; 8 lanes per row hold k_dim / 8 state columns each in registers, in groups of 4
+//    state rows; k_dim / 8 lanes per row hold 8 state columns each in registers, in two groups of 4
 //    interleaved across the lanes), applying them to its rows: outputs, then the state after the chunk.
 // A single pass that solved each chunk inside the sequential walk took twice as long (H200: 0.65 against
 // 0.33 ms for a 1024-token prompt at 27B TP4): a third as many CTAs, each latency-bound on the solve
-// between its barriers. Shared memory per CTA stays under 30 KB at k_dim 128 (fits Turing and Volta).
+// between its barriers.
+// Pass 2 keeps 8 state columns per lane (16 lanes per row at k_dim 128: 8 warps per CTA), sums each
+// token's partial dots across the row by recursive halving (each lane ends with its tokens' sums:
+// the outputs are computed once, by their owners), and loads chunk i + 1 while it applies chunk i.
+// Shared memory per CTA stays under 30 KB at k_dim 128 (fits Turing and Volta).
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
@@ -27,8 +31,12 @@ namespace sm7x {
 namespace {
 
 constexpr int kStateRows = 16;             // state rows per CTA of pass 2
-constexpr int kLanes = 8;                  // lanes per state row
-constexpr int kStateThreads = kStateRows * kLanes;
+constexpr int kColsPerLane = 8;            // state columns per lane of pass 2: two float4 groups
+constexpr int kGroups = kColsPerLane / 4;
+template <int kKDim>
+constexpr int kLanes = kKDim / kColsPerLane;  // lanes per state row: 8 (k_dim 64) or 16 (k_dim 128)
+template <int kKDim>
+constexpr int kStateThreads = kStateRows * kLanes<kKDim>;
 constexpr int kSolveThreads = 128;         // pass 1: one W or Uraw column per thread at a time
 constexpr int kChunk = 16;                 // tokens per chunk (<= 32: one warp scans the gates)
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -44,8 +52,9 @@ struct ChunkTiles {
   float k[kChunk][kPitch];
   float q[kChunk][kPitch];      // times the softmax-free attention scale
   float w[kChunk][kPitch];      // W
-  float u[kChunk][kStateRows];  // Uraw (this CTA's rows)
-  float p[kChunk][kChunk];      // exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
+  // Transposed, so the lanes of a row, which read one token each, read consecutive words:
+  float u_t[kStateRows][kChunk];  // Uraw: [state row][token]
+  float p_t[kChunk][kChunk];      // P: [j][i] = exp(G_i - G_j) (q_i . k_j) for j <= i, else zero
   float gcum[kChunk];           // G
 };
 
@@ -145,14 +154,19 @@ __device__ __forceinline__ void forward_substitute(const float (*a)[kChunk], Rhs
   }
 }
 
-// One CTA's state rows: 8 lanes per row, each holding state columns 4 (kLanes g + part) .. + 3 of
-// row v in s[4 g ..]; read from the initial state (zeros without one), written to the final state.
+// The state column of lane `part`'s group g: groups of 4 interleaved across the row's lanes, so a
+// row's lanes read whole sectors together.
+template <int kKDim>
+__device__ __forceinline__ int state_column(int g, int part) { return 4 * (kLanes<kKDim> * g + part); }
+
+// One CTA's state rows: lane `part` of row v holds its columns state_column(g, part) .. + 3 in
+// s[4 g ..]; read from the initial state (zeros without one), written to the final state.
 template <int kKDim, typename State>
 __device__ __forceinline__ void load_state_rows(const GdnPrefillParams& p, int64_t state_offset, int part,
                                                 float* s) {
 #pragma unroll
-  for (int g = 0; g < kKDim / kLanes / 4; ++g) {
-    const int col = 4 * (kLanes * g + part);
+  for (int g = 0; g < kGroups; ++g) {
+    const int col = state_column<kKDim>(g, part);
     if (p.initial_state) {
       load4(static_cast<const State*>(p.initial_state) + state_offset + col, s + 4 * g);
     } else {
@@ -166,7 +180,37 @@ template <int kKDim>
 __device__ __forceinline__ void store_state_rows(const GdnPrefillParams& p, int64_t state_offset, int part,
                                                  const float* s) {
 #pragma unroll
-  for (int g = 0; g < kKDim / kLanes / 4; ++g) store4(p.final_state + state_offset + 4 * (kLanes * g + part), s + 4 * g);
+  for (int g = 0; g < kGroups; ++g) store4(p.final_state + state_offset + state_column<kKDim>(g, part), s + 4 * g);
+}
+
+// Sums over the kLanes lanes of each state row, each lane's 16 partial sums in: lane `part` ends
+// with the totals of tokens part, part + kLanes, ... in slots 0, kLanes, ... (recursive halving: 15
+// shuffles for 16 lanes where an all-reduce of every token takes 64).
+template <int kLanesPerRow>
+__device__ __forceinline__ void reduce_scatter(float (&x)[kChunk], int part) {
+#pragma unroll
+  for (int half = kLanesPerRow / 2; half >= 1; half /= 2) {
+    const bool upper = part & half;  // this lane keeps the upper token of each pair, its partner the lower
+#pragma unroll
+    for (int i = 0; i < kChunk; ++i) {
+      if (i % kLanesPerRow < half) {
+        const float keep = upper ? x[i + half] : x[i], send = upper ? x[i] : x[i + half];
+        x[i] = keep + __shfl_xor_sync(kFullMask, send, half);
+      }
+    }
+  }
+}
+
+// The inverse of reduce_scatter's layout: every lane of the row gets every token's value.
+template <int kLanesPerRow>
+__device__ __forceinline__ void all_gather(float (&x)[kChunk]) {
+  float mine[kChunk / kLanesPerRow];
+#pragma unroll
+  for (int m = 0; m < kChunk / kLanesPerRow; ++m) mine[m] = x[m * kLanesPerRow];
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    x[i] = __shfl_sync(kFullMask, mine[i / kLanesPerRow], i % kLanesPerRow, kLanesPerRow);
+  }
 }
 
 // A solved chunk (t.w = W, t.u = this CTA's Uraw rows, t.p, t.gcum, t.k, t.q) applied to state row v
@@ -174,37 +218,38 @@ __device__ __forceinline__ void store_state_rows(const GdnPrefillParams& p, int6
 template <int kKDim>
 __device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const ChunkTiles<kKDim>& t,
                                             int row, int part, int v, int v_head, int first, int count, float* s) {
-  constexpr int kGroups = kKDim / kLanes / 4;
-  // U = Uraw - W S0^T and S0 q_i for this row: 8-lane partial dots, reduced across the row's lanes.
-  float u[kChunk], sq[kChunk];
+  constexpr int kRowLanes = kLanes<kKDim>;
+  // S0 q_i and W S0^T for this row: each lane's partial dots over its columns, summed across the row,
+  // one product at a time (16 partial sums live at once, not 32).
+  auto row_dots = [&](const float (*tile)[kTilePitch<kKDim>], float (&dots)[kChunk]) {
 #pragma unroll
-  for (int j = 0; j < kChunk; ++j) {
-    float ws = 0.f, qs = 0.f;
+    for (int j = 0; j < kChunk; ++j) {
+      dots[j] = 0.f;
 #pragma unroll
-    for (int g = 0; g < kGroups; ++g) {
-      const int col = 4 * (kLanes * g + part);
-      const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
-      ws = dot4(column4(t.w[j], col), state, ws);
-      qs = dot4(column4(t.q[j], col), state, qs);
+      for (int g = 0; g < kGroups; ++g) {
+        const float4 state = make_float4(s[4 * g], s[4 * g + 1], s[4 * g + 2], s[4 * g + 3]);
+        dots[j] = dot4(column4(tile[j], state_column<kKDim>(g, part)), state, dots[j]);
+      }
     }
+    reduce_scatter<kRowLanes>(dots, part);
+  };
+  float qs[kChunk], ws[kChunk];
+  row_dots(t.q, qs);
+  row_dots(t.w, ws);
+  // U = Uraw - W S0^T for this lane's tokens, then every token's for the whole row.
+  float u[kChunk];
 #pragma unroll
-    for (int offset = 1; offset < kLanes; offset *= 2) {
-      ws += __shfl_xor_sync(kFullMask, ws, offset);
-      qs += __shfl_xor_sync(kFullMask, qs, offset);
-    }
-    u[j] = t.u[j][row] - ws;
-    sq[j] = qs;
-  }
-  // Outputs: every lane of the row computes them, lane i % 8 stores token i.
+  for (int i = 0; i < kChunk; ++i) u[i] = i % kRowLanes == 0 ? t.u_t[row][i + part] - ws[i] : 0.f;
+  all_gather<kRowLanes>(u);
+  // Outputs: lane `part` computes and stores tokens part, part + kRowLanes, ...
   __half* out = static_cast<__half*>(p.out);
 #pragma unroll
-  for (int i = 0; i < kChunk; ++i) {
-    float o = __expf(t.gcum[i]) * sq[i];
+  for (int m = 0; m < kChunk; m += kRowLanes) {
+    const int i = m + part;
+    float o = __expf(t.gcum[i]) * qs[m];
 #pragma unroll
-    for (int j = 0; j <= i; ++j) o = fmaf(t.p[i][j], u[j], o);
-    if (i % kLanes == part && i < count) {
-      out[((int64_t)(first + i) * p.v_heads + v_head) * p.v_dim + v] = __float2half_rn(o);
-    }
+    for (int j = 0; j < kChunk; ++j) o = fmaf(t.p_t[j][i], u[j], o);  // P is zero above the diagonal
+    if (i < count) out[((int64_t)(first + i) * p.v_heads + v_head) * p.v_dim + v] = __float2half_rn(o);
   }
   // The state after the chunk (padding rows have u = 0 and k = 0).
   const float g_last = t.gcum[kChunk - 1];
@@ -214,7 +259,7 @@ __device__ __forceinline__ void apply_chunk(const GdnPrefillParams& p, const Chu
   const float chunk_decay = __expf(g_last);
 #pragma unroll
   for (int g = 0; g < kGroups; ++g) {
-    const int col = 4 * (kLanes * g + part);
+    const int col = state_column<kKDim>(g, part);
     float4 acc = make_float4(s[4 * g] * chunk_decay, s[4 * g + 1] * chunk_decay, s[4 * g + 2] * chunk_decay,
                              s[4 * g + 3] * chunk_decay);
 #pragma unroll
@@ -308,88 +353,108 @@ __global__ void __launch_bounds__(kSolveThreads) chunk_solve_kernel(GdnPrefillPa
   }
 }
 
-// Pass 2's staging of one chunk: k, scaled q, W, this CTA's Uraw rows, P and G. Every load of a
-// thread is issued before its first shared-memory store (fixed trip counts, unrolled), so a chunk
-// waits about one memory latency, not one per element.
+// Pass 2's staging of one chunk (k, scaled q, W, this CTA's Uraw rows, P and G), in two steps: a
+// thread's loads into registers, then its stores into the tiles. The next chunk's loads are issued
+// before the current chunk is applied, so their latency hides behind that work.
 template <int kKDim>
-__device__ __forceinline__ void stage_solved_chunk(const GdnPrefillParams& p, ChunkTiles<kKDim>& t,
-                                                   const float* chunk_records, int64_t token_step, int first,
-                                                   int count, int k_head, int first_row) {
-  constexpr int kQkLoads = kChunk * kKDim / kStateThreads;     // halves of k (and of q) per thread
-  constexpr int kWLoads = kChunk * kKDim / 4 / kStateThreads;  // float4 of W per thread
-  constexpr int kSmallQuads = kChunk * kStateRows / 4;         // float4 of Uraw rows, and of P (kStateRows == kChunk)
-  static_assert(kQkLoads * kStateThreads == kChunk * kKDim && kWLoads * kStateThreads * 4 == kChunk * kKDim);
-  static_assert(kStateRows == kChunk && 2 * kSmallQuads <= kStateThreads, "Uraw and P: one float4 per thread");
-  const __half* q = static_cast<const __half*>(p.q);
-  const __half* k = static_cast<const __half*>(p.k);
-  __half k_part[kQkLoads], q_part[kQkLoads];
-  float4 w_part[kWLoads];
+struct StagedChunk {
+  static constexpr int kQkLoads = kChunk * kKDim / kStateThreads<kKDim>;     // halves of k (and of q) per thread
+  static constexpr int kWLoads = kChunk * kKDim / 4 / kStateThreads<kKDim>;  // float4 of W per thread
+  static constexpr int kSmallQuads = kChunk * kStateRows / 4;  // float4 of Uraw rows, and of P (kStateRows == kChunk)
+  static_assert(kQkLoads * kStateThreads<kKDim> == kChunk * kKDim &&
+                kWLoads * kStateThreads<kKDim> * 4 == kChunk * kKDim);
+  static_assert(kStateRows == kChunk && 2 * kSmallQuads <= kStateThreads<kKDim>, "Uraw and P: one float4 per thread");
+  __half2 kq[kQkLoads];  // k and q of one element, packed: half the registers of two __half arrays
+  float4 w[kWLoads];
+  float4 small;
+  float g;       // threads 0..15: G of token threadIdx.x
+  int count;     // the chunk's tokens; rows past them are stored as zeros
+
+  // Threads 0..63 one float4 of Uraw (token j_small, rows 4 quad ..), 64..127 one of P (row j_small).
+  __device__ __forceinline__ static int j_small() { return threadIdx.x % kSmallQuads / (kChunk / 4); }
+  __device__ __forceinline__ static int quad_small() { return threadIdx.x % kSmallQuads % (kChunk / 4); }
+
+  __device__ __forceinline__ void load(const GdnPrefillParams& p, const float* chunk_records, int64_t token_step,
+                                       int first, int chunk_count, int k_head, int first_row) {
+    count = chunk_count;
+    const __half* q_in = static_cast<const __half*>(p.q);
+    const __half* k_in = static_cast<const __half*>(p.k);
 #pragma unroll
-  for (int it = 0; it < kQkLoads; ++it) {
-    const int i = threadIdx.x + it * kStateThreads, j = i / kKDim, col = i % kKDim;
-    const int64_t token = first + min(j, count - 1);  // rows past the end are zeroed below
-    k_part[it] = k[token * p.k_stride + k_head * kKDim + col];
-    q_part[it] = q[token * p.q_stride + k_head * kKDim + col];
-  }
+    for (int it = 0; it < kQkLoads; ++it) {
+      const int i = threadIdx.x + it * kStateThreads<kKDim>, j = i / kKDim, col = i % kKDim;
+      const int64_t token = first + min(j, count - 1);  // rows past the end are zeroed in store
+      kq[it] = __halves2half2(k_in[token * p.k_stride + k_head * kKDim + col],
+                              q_in[token * p.q_stride + k_head * kKDim + col]);
+    }
 #pragma unroll
-  for (int it = 0; it < kWLoads; ++it) {
-    const int i = threadIdx.x + it * kStateThreads, j = i / (kKDim / 4), quad = i % (kKDim / 4);
-    w_part[it] = *reinterpret_cast<const float4*>(chunk_records + min(j, count - 1) * token_step + 4 * quad);
+    for (int it = 0; it < kWLoads; ++it) {
+      const int i = threadIdx.x + it * kStateThreads<kKDim>, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+      w[it] = *reinterpret_cast<const float4*>(chunk_records + min(j, count - 1) * token_step + 4 * quad);
+    }
+    const int small_col =
+        threadIdx.x < kSmallQuads ? kKDim + first_row + 4 * quad_small() : kKDim + p.v_dim + 4 * quad_small();
+    small = *reinterpret_cast<const float4*>(chunk_records + min(j_small(), count - 1) * token_step + small_col);
+    // Padding rows hold the last token's G, as pass 1's scan leaves them.
+    g = threadIdx.x < kChunk ? chunk_records[min(int(threadIdx.x), count - 1) * token_step + kKDim + p.v_dim + kChunk]
+                             : 0.f;
   }
-  // Threads 0..63 one float4 of Uraw (token j, rows 4 quad ..), threads 64..127 one of P (row j).
-  const int small = threadIdx.x % kSmallQuads, j_small = small / (kChunk / 4), quad = small % (kChunk / 4);
-  const int small_col = threadIdx.x < kSmallQuads ? kKDim + first_row + 4 * quad : kKDim + p.v_dim + 4 * quad;
-  const float4 small_part =
-      *reinterpret_cast<const float4*>(chunk_records + min(j_small, count - 1) * token_step + small_col);
-  // Padding rows hold the last token's G, as pass 1's scan leaves them.
-  const float g = threadIdx.x < kChunk
-                      ? chunk_records[min(int(threadIdx.x), count - 1) * token_step + kKDim + p.v_dim + kChunk]
-                      : 0.f;
+
+  __device__ __forceinline__ void store(const GdnPrefillParams& p, ChunkTiles<kKDim>& t) const {
 #pragma unroll
-  for (int it = 0; it < kQkLoads; ++it) {
-    const int i = threadIdx.x + it * kStateThreads, j = i / kKDim, col = i % kKDim;
-    t.k[j][col] = j < count ? __half2float(k_part[it]) : 0.f;
-    t.q[j][col] = j < count ? __half2float(q_part[it]) * p.scale : 0.f;
-  }
+    for (int it = 0; it < kQkLoads; ++it) {
+      const int i = threadIdx.x + it * kStateThreads<kKDim>, j = i / kKDim, col = i % kKDim;
+      t.k[j][col] = j < count ? __low2float(kq[it]) : 0.f;
+      t.q[j][col] = j < count ? __high2float(kq[it]) * p.scale : 0.f;
+    }
 #pragma unroll
-  for (int it = 0; it < kWLoads; ++it) {
-    const int i = threadIdx.x + it * kStateThreads, j = i / (kKDim / 4), quad = i % (kKDim / 4);
-    const float4 w = j < count ? w_part[it] : make_float4(0.f, 0.f, 0.f, 0.f);
-    *reinterpret_cast<float4*>(&t.w[j][4 * quad]) = w;
+    for (int it = 0; it < kWLoads; ++it) {
+      const int i = threadIdx.x + it * kStateThreads<kKDim>, j = i / (kKDim / 4), quad = i % (kKDim / 4);
+      *reinterpret_cast<float4*>(&t.w[j][4 * quad]) = j < count ? w[it] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    const float4 small_value = j_small() < count ? small : make_float4(0.f, 0.f, 0.f, 0.f);
+    // Token j_small's 4 rows of Uraw, or row j_small of P, stored transposed.
+    float(*transposed)[kChunk] = threadIdx.x < kSmallQuads ? t.u_t : t.p_t;
+    if (threadIdx.x < 2 * kSmallQuads) {
+      const int first = 4 * quad_small(), j = j_small();
+      transposed[first][j] = small_value.x, transposed[first + 1][j] = small_value.y;
+      transposed[first + 2][j] = small_value.z, transposed[first + 3][j] = small_value.w;
+    }
+    if (threadIdx.x < kChunk) t.gcum[threadIdx.x] = g;
   }
-  const float4 small_value = j_small < count ? small_part : make_float4(0.f, 0.f, 0.f, 0.f);
-  if (threadIdx.x < kSmallQuads) {
-    *reinterpret_cast<float4*>(&t.u[j_small][4 * quad]) = small_value;
-  } else if (threadIdx.x < 2 * kSmallQuads) {
-    *reinterpret_cast<float4*>(&t.p[j_small][4 * quad]) = small_value;
-  }
-  if (threadIdx.x < kChunk) t.gcum[threadIdx.x] = g;
-}
+};
 
 // Pass 2: CTA = (sequence, v-head, 16 state rows); the chunks in order, each staged from the records
-// and applied to the rows. At least three CTAs per SM (168 registers, no spills; 254
-// unbounded): its CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B TP1
-// prompt's 384 CTAs take two on a V100's 80 SMs).
+// and applied to the rows. Two CTAs of 256 threads per SM at k_dim 128 (128 registers), three of 128
+// at k_dim 64 (168): its CTAs each walk a whole sequence, so the grid should fit in few waves (a 27B
+// TP1 prompt's 384 CTAs take 2.4 on a V100's 80 SMs).
 template <int kKDim, typename State>
-__global__ void __launch_bounds__(kStateThreads, 3) chunk_state_kernel(GdnPrefillParams p, const float* records) {
+__global__ void __launch_bounds__(kStateThreads<kKDim>, kKDim == 128 ? 2 : 3)
+    chunk_state_kernel(GdnPrefillParams p, const float* records) {
   __shared__ __align__(16) ChunkTiles<kKDim> t;
   const int n = blockIdx.x, v_head = blockIdx.y;
-  const int row = threadIdx.x / kLanes, part = threadIdx.x % kLanes;
+  const int row = threadIdx.x / kLanes<kKDim>, part = threadIdx.x % kLanes<kKDim>;
   const int first_row = blockIdx.z * kStateRows, v = first_row + row;  // v_dim % 32 == 0: every row is live
   const int k_head = v_head / (p.v_heads / p.k_heads);
   int begin, end;
   sequence_range(p, n, begin, end);
   const int64_t state_offset = (((int64_t)n * p.v_heads + v_head) * p.v_dim + v) * kKDim;
   const int64_t pitch = record_floats(kKDim, p.v_dim), token_step = p.v_heads * pitch;
-  float s[kKDim / kLanes];
+  const float* head_records = records + v_head * pitch;
+  float s[kColsPerLane];
   load_state_rows<kKDim, State>(p, state_offset, part, s);
+  StagedChunk<kKDim> staged;
+  if (begin < end) {
+    staged.load(p, head_records + begin * token_step, token_step, begin, min(kChunk, end - begin), k_head, first_row);
+  }
   for (int first = begin; first < end; first += kChunk) {
-    const int count = min(kChunk, end - first);
     __syncthreads();  // the previous chunk's tiles are no longer read
-    stage_solved_chunk<kKDim>(p, t, records + ((int64_t)first * p.v_heads + v_head) * pitch, token_step, first,
-                              count, k_head, first_row);
+    staged.store(p, t);
     __syncthreads();
-    apply_chunk<kKDim>(p, t, row, part, v, v_head, first, count, s);
+    const int next = first + kChunk;
+    if (next < end) {
+      staged.load(p, head_records + next * token_step, token_step, next, min(kChunk, end - next), k_head, first_row);
+    }
+    apply_chunk<kKDim>(p, t, row, part, v, v_head, first, min(kChunk, end - first), s);
   }
   store_state_rows<kKDim>(p, state_offset, part, s);
 }
@@ -405,9 +470,9 @@ void launch_prefill_for(const GdnPrefillParams& p, float* records, cudaStream_t 
   }
   const dim3 state_grid(p.seqs, p.v_heads, p.v_dim / kStateRows);
   if (p.initial_state && !p.initial_state_fp32) {
-    chunk_state_kernel<kKDim, __half><<<state_grid, kStateThreads, 0, stream>>>(p, records);
+    chunk_state_kernel<kKDim, __half><<<state_grid, kStateThreads<kKDim>, 0, stream>>>(p, records);
   } else {
-    chunk_state_kernel<kKDim, float><<<state_grid, kStateThreads, 0, stream>>>(p, records);
+    chunk_state_kernel<kKDim, float><<<state_grid, kStateThreads<kKDim>, 0, stream>>>(p, records);
   }
   SM7X_CHECK_LAUNCH();
 }
