@@ -131,18 +131,19 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, eng
 
 def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool):
     """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
-    hybrids also run ours with vLLM's FLA kernels for GDN decode (ours are the default) and ours with
-    our GDN prefill kernels (opt-in: VLLM_SM7X_GDN_PREFILL)."""
+    hybrids also run ours with vLLM's FLA kernels for all of GDN and ours with FLA's for GDN prefill
+    only (ours are the default for both)."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
-    stock = {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}  # vLLM's kernels wherever ours are a switch
+    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
+    stock = {"VLLM_SM7X_EMULATE": path, **fla_gdn}  # vLLM's kernels wherever ours are a switch
     if path == "sm75":
         yield "stock-awq-triton_attn", awq, {**stock, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
     else:
         yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
     if hybrid:  # last: the comparison with stock comes first where a run is cut short
-        yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_DECODE": "0"}, "default"
-        yield "ours-default-our_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_PREFILL": "1"}, "default"
+        yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, **fla_gdn}, "default"
+        yield "ours-default-fla_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_PREFILL": "0"}, "default"
 
 
 def print_profile(title: str, result: dict) -> None:
@@ -182,7 +183,7 @@ def main() -> int:
     parser.add_argument("--mtp", type=int, default=0, metavar="K",
                         help="serve the preset's -mtp checkpoint with K speculative tokens (qwen36-27b-width)")
     parser.add_argument("--configs", nargs="+", metavar="NAME",
-                        help="run only these configurations (e.g. ours-default ours-default-our_gdn_prefill); "
+                        help="run only these configurations (e.g. ours-default ours-default-fla_gdn_prefill); "
                              "default: all of them for the preset and path")
     parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
                         help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")

@@ -354,8 +354,9 @@ def hybrid_stock_off(hybrid_checkpoint, hybrid_stock):
     return reference_disagreements(reference_model(hybrid_checkpoint), hybrid_stock)
 
 
-GDN_KERNELS = {"decode": {"VLLM_SM7X_GDN_DECODE": "1"},
-               "decode+prefill": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}}
+GDN_KERNELS = {"decode": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "0"},
+               "decode+prefill": {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1",
+                                  "VLLM_SM7X_GDN_CONV_PREFILL": "1"}}
 
 
 @pytest.mark.parametrize("gdn", list(GDN_KERNELS))
@@ -453,13 +454,13 @@ def mtp_stock(mtp_checkpoint):
 
 @pytest.mark.parametrize("emulate", ["sm75", "sm70"])
 def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stock, emulate):
-    """MTP with 3 drafts through our GDN verification kernels: the same greedy tokens as without MTP
-    (close calls aside), and drafts accepted about as often as stock vLLM accepts them on the same
+    """MTP with 3 drafts through our GDN kernels (prefill, decode, verification): the same greedy tokens
+    as without MTP (close calls aside), and drafts accepted about as often as stock vLLM accepts them on the same
     checkpoint. checkpoint_info.json holds the rate a CPU replay of vLLM's drafting expects (0.26 for
     seed 0). 2026-11-30 (H200, sm75): stock accepted 196 of 933, and ours with vLLM's FLA kernels for
     GDN (VLLM_SM7X_GDN_DECODE=0) 196 of 933 too; this head drafts from the last token alone, so equal
     tokens give equal acceptance (tools/device/mtp_acceptance.py compares variants)."""
-    gdn = {"VLLM_SM7X_GDN_DECODE": "1"}
+    gdn = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}
     plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
     with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args=MTP, env_extra=gdn, logprobs=0)
     assert with_mtp["quantization"] == "awq_sm7x"

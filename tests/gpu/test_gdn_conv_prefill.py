@@ -103,7 +103,7 @@ def test_the_patched_layer_function_sends_prefill_to_our_kernel(monkeypatch, see
 
     monkeypatch.setattr(gdn_module, "causal_conv1d_fn", stock)
     monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm75", True, ""))
-    monkeypatch.setenv("VLLM_SM7X_GDN_PREFILL", "1")
+    monkeypatch.setenv("VLLM_SM7X_GDN_CONV_PREFILL", "1")
     assert gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel()
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     x, weight, bias, states, starts, cache_indices, has_initial_state = inputs(gen, 200, 4)

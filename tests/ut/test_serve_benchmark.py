@@ -34,14 +34,18 @@ def test_the_width_mtp_preset_is_the_width_model():
     assert PRESETS["qwen36-27b-width-mtp"]["text_config"]["mtp_num_hidden_layers"] == 1
 
 
-def test_hybrids_also_run_with_fla_decode_and_with_our_gdn_prefill():
+def test_hybrids_also_run_with_fla_gdn_kernels_and_with_fla_prefill():
     """Our path and stock first (a run cut short keeps that comparison), then the hybrid-only rows:
-    ours with vLLM's FLA decode kernels, and ours with our GDN prefill kernels (opt-in)."""
+    ours with vLLM's FLA kernels for all of GDN, and ours with FLA's for GDN prefill only. Stock runs
+    none of our GDN kernels."""
     awq, fp16 = Path("awq"), Path("fp16")
     rows = list(serve.configurations("sm75", awq, fp16, ["default"], hybrid=True))
     assert [name for name, *_ in rows] == ["ours-default", "stock-awq-triton_attn", "ours-default-fla_gdn",
-                                           "ours-default-our_gdn_prefill"]
-    assert rows[3][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_GDN_PREFILL": "1"}
+                                           "ours-default-fla_gdn_prefill"]
+    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
+    assert rows[1][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_STOCK_AWQ": "1", **fla_gdn}
+    assert rows[2][2] == {"VLLM_SM7X_EMULATE": "sm75", **fla_gdn}
+    assert rows[3][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_GDN_PREFILL": "0"}
     dense = [name for name, *_ in serve.configurations("sm70", awq, fp16, ["default"], hybrid=False)]
     assert dense == ["ours-default", "stock-fp16-triton_attn"]
 

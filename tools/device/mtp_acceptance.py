@@ -6,8 +6,8 @@ costs about one serving test's engine start).
 
 Variants swap one of our pieces for stock vLLM's, so the one whose swap restores stock's rate
 (tests/gpu/test_e2e_vs_stock.py prints it) holds the loss:
-    ours         our GDN decode/verification kernels, FLASH_ATTN_V100, CUDA graphs
-    fla-gdn      vLLM's FLA Triton kernels for GDN decode and verification (VLLM_SM7X_GDN_DECODE=0)
+    ours         our GDN kernels, FLASH_ATTN_V100, CUDA graphs
+    fla-gdn      vLLM's FLA Triton kernels for all of GDN (VLLM_SM7X_GDN_DECODE=0, VLLM_SM7X_GDN_PREFILL=0)
     triton-attn  TRITON_ATTN instead of FLASH_ATTN_V100
     stock-parts  both swaps at once (what is left is ours: AWQ GEMM, platform, config)
     eager        ours without CUDA graphs
@@ -21,12 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.gpu.conftest import cached_checkpoint_folder, make_checkpoint_once  # noqa: E402
 from tests.gpu.test_e2e_vs_stock import MTP, acceptance, generate  # noqa: E402
 
+OUR_GDN = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}
+FLA_GDN = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
 VARIANTS = {  # name -> (environment, attention backend, mode)
-    "ours": ({"VLLM_SM7X_GDN_DECODE": "1"}, "default", "graphs"),
-    "fla-gdn": ({"VLLM_SM7X_GDN_DECODE": "0"}, "default", "graphs"),
-    "triton-attn": ({"VLLM_SM7X_GDN_DECODE": "1"}, "TRITON_ATTN", "graphs"),
-    "stock-parts": ({"VLLM_SM7X_GDN_DECODE": "0"}, "TRITON_ATTN", "graphs"),
-    "eager": ({"VLLM_SM7X_GDN_DECODE": "1"}, "default", "eager"),
+    "ours": (OUR_GDN, "default", "graphs"),
+    "fla-gdn": (FLA_GDN, "default", "graphs"),
+    "triton-attn": (OUR_GDN, "TRITON_ATTN", "graphs"),
+    "stock-parts": (FLA_GDN, "TRITON_ATTN", "graphs"),
+    "eager": (OUR_GDN, "default", "eager"),
 }
 
 
