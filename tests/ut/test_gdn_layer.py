@@ -13,7 +13,8 @@ def registry():
     from vllm.model_executor.custom_op import op_registry_oot
 
     saved = dict(op_registry_oot)
-    op_registry_oot.pop("QwenGatedDeltaNetAttention", None)  # an earlier test's plugin start registers it (default on)
+    for name in ("QwenGatedDeltaNetAttention", "ChunkGatedDeltaRule"):  # an earlier test's plugin start
+        op_registry_oot.pop(name, None)                                 # registers them (both on by default)
     yield op_registry_oot
     op_registry_oot.clear()
     op_registry_oot.update(saved)
