@@ -10,7 +10,7 @@ import pytest
 from vllm_sm7x.profiles import engine
 from vllm_sm7x.profiles.memory import GIB
 from vllm_sm7x.profiles.model_facts import ModelFactsError, read_model_facts
-from vllm_sm7x.profiles.resolve import Gpus, ProfileError, resolve_profile
+from vllm_sm7x.profiles.resolve import Gpus, ProfileError, minimum_need, resolve_profile
 
 AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
 HYBRID = {"vocab_size": 248320, "max_position_embeddings": 262144, "head_dim": 256, "linear_conv_kernel_dim": 4,
@@ -104,8 +104,9 @@ def test_moe_keeps_mtp_off_and_a_smaller_prefill_chunk(seed, name):
                                                       ("Qwen3.5-122B-A10B-AWQ", 4, V100_16GB, 8),
                                                       ("Qwen3.5-122B-A10B-AWQ", 2, V100_32GB, 4)])
 def test_weights_that_do_not_fit_name_the_numbers_and_the_tp_that_does(seed, name, tp, gpus, nearest):
-    with pytest.raises(ProfileError, match=rf"GiB of weights per GPU at --tensor-parallel-size {tp} .*"
-                                           rf"use --tensor-parallel-size {nearest}"):
+    with pytest.raises(ProfileError, match=rf"GiB of weights per GPU at --tensor-parallel-size {tp}, with the "
+                                           rf"runtime, a 2048-token prefill chunk and one 4096-token context "
+                                           rf"\(\d+\.\d GiB in all\), do not fit .*use --tensor-parallel-size {nearest}"):
         resolve_profile(seed(name), gpus, tp=tp)
 
 
@@ -148,7 +149,11 @@ def test_the_users_memory_utilization_bounds_the_plan_and_vllm_sizes_the_pool(se
     # A pool size would make vLLM ignore the utilization: none is injected.
     assert shared.engine_args()["kv_cache_memory_bytes"] is None
     assert shared.settings["max_model_len"].value < ours.settings["max_model_len"].value
+    # Exactly the smallest configuration's bytes: the weights fit, the KV pool's margin does not.
+    smallest = minimum_need(facts, 1) / V100_32GB.memory_bytes
     with pytest.raises(ProfileError, match=r"no context fits.*--tensor-parallel-size 2\).*higher --gpu-memory-util"):
+        resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": smallest})
+    with pytest.raises(ProfileError, match=r"do not fit a 32.0 GiB .* \(19.2 GiB usable\)"):
         resolve_profile(facts, V100_32GB, tp=1, user={"gpu_memory_utilization": 0.6})
     with pytest.raises(ProfileError,
                        match=r"do not fit a 32.0 GiB .* \(16.0 GiB usable\): use --tensor-parallel-size 2"):
@@ -194,12 +199,12 @@ def test_pipeline_stages_split_the_layers_and_their_memory(seed):
     assert memory.kv_bytes_per_token(facts, 1, pp=2) * 2 == memory.kv_bytes_per_token(facts, 1)
     assert memory.kv_bytes_per_token(facts, 1, pp=3) == memory.kv_bytes_per_token(facts, 1) * 6 // 16  # 16 / 3 up
     assert memory.state_bytes_per_sequence(facts, 1, pp=4) * 4 == memory.state_bytes_per_sequence(facts, 1)
-    with pytest.raises(ProfileError, match="at --tensor-parallel-size 1 do not fit"):
+    with pytest.raises(ProfileError, match="at --tensor-parallel-size 1, with the runtime.* do not fit"):
         resolve_profile(facts, V100_16GB, tp=1)
     staged = resolve_profile(facts, V100_16GB, tp=1, pp=2)
     assert staged.budget["weights"] == memory.weight_bytes_per_gpu(facts, 1, pp=2)
     assert settings(staged)["gpu_memory_utilization"] * V100_16GB.memory_bytes <= 0.93 * V100_16GB.memory_bytes
-    with pytest.raises(ProfileError, match=r"x 2 pipeline stages do not fit .* use --tensor-parallel-size 2"):
+    with pytest.raises(ProfileError, match=r"x 2 pipeline stages, with the runtime.* do not fit .* use --tensor-parallel-size 2"):
         resolve_profile(seed("Qwen3.5-122B-A10B-AWQ"), V100_32GB, tp=1, pp=2)
 
 

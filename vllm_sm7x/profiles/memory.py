@@ -11,7 +11,8 @@ import math
 from vllm_sm7x.profiles.model_facts import ModelFacts
 
 GIB = 1 << 30
-FP16 = 2
+FP16, FP32 = 2, 4
+GDN_PREFILL_RECORD_TAIL = 20  # csrc/gdn/gdn_prefill.cu kRecordTail: P's row (16 floats), G, padding
 # Per GPU, outside what is priced below: CUDA context, allocator slack, NCCL buffers, CUDA graphs.
 RUNTIME_OVERHEAD_BYTES = int(1.5 * GIB)
 
@@ -83,9 +84,19 @@ def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int
 
 def prefill_workspace_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:
     """Activations of one forward pass over `batched_tokens` tokens (fp16, a few live copies of each
-    width); MoE adds the routed copies of every token (top-k)."""
+    width); MoE adds the routed copies of every token (top-k); hybrids the GDN prefill's solved chunks."""
     conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
     per_token = 8 * facts.hidden_size + 4 * (facts.intermediate_size + conv_dim) // tp
     if facts.is_moe:
         per_token += facts.experts_per_token * (3 * facts.moe_intermediate_size // tp + 2 * facts.hidden_size)
-    return batched_tokens * per_token * FP16
+    return batched_tokens * per_token * FP16 + gdn_prefill_records_bytes(facts, tp, batched_tokens)
+
+
+def gdn_prefill_records_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:
+    """Our GDN prefill's workspace while one layer prefills (the default path): per token and v-head, the
+    chunk solve's fp32 records (W, Uraw, P's row, G and padding: csrc/gdn/gdn_prefill.cu, record_floats)
+    and the fp32 copies of g and beta. 27B at TP1: 53 KB per token, 0.87 GB for a 16K-token chunk."""
+    if not facts.is_hybrid:
+        return 0
+    floats_per_v_head = facts.linear_k_dim + facts.linear_v_dim + GDN_PREFILL_RECORD_TAIL + 2
+    return batched_tokens * facts.linear_v_heads // tp * floats_per_v_head * FP32

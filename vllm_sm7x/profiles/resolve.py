@@ -247,5 +247,7 @@ def _weights_do_not_fit(facts: ModelFacts, gpus: Gpus, tp: int, weights: int, ut
     fix = (f"use --tensor-parallel-size {nearest}" + (f" (this machine has {gpus.count} GPU(s))"
                                                       if 0 < gpus.count < nearest * pp else "")
            if nearest else "this model does not fit these cards at any supported TP size")
-    return (f"{facts.architecture}: {_gib(weights)} of weights per GPU at --tensor-parallel-size {tp}{stages} do "
-            f"not fit a {_gib(gpus.memory_bytes)} {gpus.name} ({_gib(budget)} usable): {fix}")
+    return (f"{facts.architecture}: {_gib(weights)} of weights per GPU at --tensor-parallel-size {tp}{stages}, with "
+            f"the runtime, a {MIN_BATCHED_TOKENS}-token prefill chunk and one {MIN_CONTEXT}-token context "
+            f"({_gib(minimum_need(facts, tp, pp))} in all), do not fit a {_gib(gpus.memory_bytes)} {gpus.name} "
+            f"({_gib(budget)} usable): {fix}")
