@@ -38,6 +38,7 @@ from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
 HIDDEN, EXPERTS, TOPK, GROUP = 2048, 256, 8, 128
 SHAPES = {"35b-a3b-tp1": 512, "35b-a3b-tp4": 128}  # expert width per GPU
 MEMORY_BUDGET = 24 << 30  # bytes of expert weights per shape, both formats
+FAITHFUL_MAX_TOKENS = 1024  # beyond, the FMA-only faithful Triton build takes seconds per timed graph
 
 
 def wna16_format(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor):
@@ -131,13 +132,15 @@ def time_per_layer(fn, problem: Problem) -> float:
 def main() -> int:
     parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="1, 4 and 16 tokens only")
+    parser.add_argument("--tokens", type=int, nargs="+", help="these token counts instead (e.g. 8192: a prefill "
+                        f"chunk); the faithful Triton baseline is skipped above {FAITHFUL_MAX_TOKENS} tokens")
     args = parser.parse_args()
     from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     bandwidth = copy_bandwidth_gbs()
-    token_counts = (1, 4, 16) if args.quick else (1, 4, 16, 256)  # 4: the decode form's last size
+    token_counts = args.tokens or ((1, 4, 16) if args.quick else (1, 4, 16, 256))  # 4: the decode form's last size
     rows, notes = {path: [] for path in args.path}, {}
     for shape, inter in SHAPES.items():
         one_token_bytes = TOPK * Layer.expert_bytes(inter)
@@ -147,8 +150,11 @@ def main() -> int:
         for tokens in token_counts:
             problem = Problem(layers, inter, tokens, gen)
             baselines = {}
+            faithful = [(f"triton_faithful_{p}", p, True) for p in args.path] if tokens <= FAITHFUL_MAX_TOKENS else []
+            if not faithful:
+                notes[f"{shape} t={tokens} faithful"] = f"not timed above {FAITHFUL_MAX_TOKENS} tokens (FMA-only Triton)"
             for key, emulate, triton_only in ([("vllm_wna16_native", None, False), ("triton_native", None, True)] +
-                                              [(f"triton_faithful_{p}", p, True) for p in args.path]):
+                                              faithful):
                 try:
                     baselines[key] = round(time_per_layer(stock(problem, emulate, triton_only), problem), 5)
                 except Exception as e:  # reported, not fatal
