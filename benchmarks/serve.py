@@ -146,6 +146,14 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
         yield "ours-default-fla_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_PREFILL": "0"}, "default"
 
 
+def interleaved_runs(configs, rounds: int, wanted=None) -> list[tuple]:
+    """(round, name, checkpoint, environment, backend): every wanted configuration once per round, the
+    rounds one after the other (A B A B), so a slow engine start or a drifting machine shows as a
+    difference between rounds, not between configurations."""
+    chosen = [config for config in configs if not wanted or config[0] in wanted]
+    return [(round_, *config) for round_ in range(1, rounds + 1) for config in chosen]
+
+
 def print_profile(title: str, result: dict) -> None:
     print(f"\n{title}: " + (result["error"] if "error" in result else
                             f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in "
@@ -187,6 +195,9 @@ def main() -> int:
                              "default: all of them for the preset and path")
     parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
                         help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="run the configurations N times, interleaved (A B A B): engines of one configuration "
+                             "differ by more than its repeated timings within one engine do")
     args = parser.parse_args()
 
     contexts = (1024, 8192) if args.quick else (1024, 8192, 32768)
@@ -209,30 +220,31 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # the engines' logs go there before any result
     for path in args.path:
         rows, notes = [], {}
-        for name, model, env, backend in configurations(path, awq, fp16, args.attention, hybrid):
-            if args.configs and name not in args.configs:
-                continue
-            result = measure(model, env, backend, contexts, args.out / f"serve-{preset}-{path}-{name}.log",
+        runs = interleaved_runs(configurations(path, awq, fp16, args.attention, hybrid), args.rounds, args.configs)
+        for round_, name, model, env, backend in runs:
+            suffix = f"-round{round_}" if args.rounds > 1 else ""
+            result = measure(model, env, backend, contexts, args.out / f"serve-{preset}-{path}-{name}{suffix}.log",
                              engine_args, args.profile, args.decode_contexts)
             if args.profile:
                 print_profile(f"{label} {name}, {path} path", result)
                 continue
             if "error" in result:
-                notes[name] = result["error"]
+                notes[name + suffix] = result["error"]
             else:
-                notes[f"{name} quantization"] = str(result["quantization"])
+                notes[f"{name}{suffix} quantization"] = str(result["quantization"])
                 if args.mtp:
-                    notes[f"{name} mtp acceptance"] = str(result["mtp_acceptance"])
-                rows += [{"case": f"{label} {name}", **row} for row in result["rows"]]
+                    notes[f"{name}{suffix} mtp acceptance"] = str(result["mtp_acceptance"])
+                rows += [{"case": f"{label} {name}", **row, **({"round": round_} if args.rounds > 1 else {})}
+                         for row in result["rows"]]
             # After every configuration, so a run stopped by a time limit keeps what it measured.
             write_result(args.out, info, "serve" if preset == PRESETS[0] else f"serve-{preset}", path, rows, notes)
         if args.profile:
             continue
         print(f"\n{info['gpu']}, {path} path")
-        print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9}")
+        print(f"{'case':<45} {'phase':<8} {'ctx':>6} {'b':>2} {'tok/s':>9} {'TTFT ms':>9} {'round':>5}")
         for r in rows:
             print(f"{r['case']:<45} {r['phase']:<8} {r['context']:>6} {r['batch']:>2} {r.get('tok_s', ''):>9} "
-                  f"{r.get('ttft_ms', ''):>9}")
+                  f"{r.get('ttft_ms', ''):>9} {r.get('round', ''):>5}")
         for key, note in notes.items():
             print(f"  {key}: {note}")
     return 0

@@ -50,6 +50,13 @@ def test_hybrids_also_run_with_fla_gdn_kernels_and_with_fla_prefill():
     assert dense == ["ours-default", "stock-fp16-triton_attn"]
 
 
+def test_rounds_interleave_the_chosen_configurations():
+    configs = [("a", "ckpt", {}, "default"), ("b", "ckpt", {}, "default"), ("c", "ckpt", {}, "default")]
+    runs = serve.interleaved_runs(iter(configs), 2, ["c", "a"])
+    assert [(round_, name) for round_, name, *_ in runs] == [(1, "a"), (1, "c"), (2, "a"), (2, "c")]
+    assert [name for _, name, *_ in serve.interleaved_runs(configs, 1)] == ["a", "b", "c"]
+
+
 # A stand-in for the two things of vllm.LLM that serve.py's measuring script leans on beyond generate():
 # vLLM 0.26's get_metrics() asserts "Stat logging disabled" unless the engine keeps stats
 # (disable_log_stats=False; LLM's default is True), and the MTP counters are Counter metrics.
