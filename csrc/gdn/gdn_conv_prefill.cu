@@ -73,7 +73,7 @@ __global__ void conv_prefill_state_kernel(const GdnConvPrefillParams p) {
   const int n = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
   if (d >= p.dim) return;
   const int block = block_of(p, n);
-  const int begin = p.query_start_loc[n], length = p.query_start_loc[n + 1] - begin;
+  const int begin = p.query_start_loc[n], length = min(p.query_start_loc[n + 1], p.tokens) - begin;  // never past x
   if (is_padding(p, block) || length <= 0) return;  // an empty sequence keeps its state
   __half* state = p.conv_state + block * p.state_block_stride + d * p.state_dim_stride;
   const bool initial = p.has_initial_state && p.has_initial_state[n];

@@ -21,7 +21,7 @@ struct GdnConvPrefillParams {
   const __half* weight;       // [dim, width] contiguous
   const __half* bias;         // [dim] or null
   const int* query_start_loc; // [seqs + 1]
-  const int* cache_indices;   // [seqs] or [seqs, k] (column 0 is used; row stride indices_stride), or null
+  const int* cache_indices;   // [seqs] or [seqs, k], any strides (column 0 is used; row stride indices_stride), or null
                               // (sequence n uses block n)
   const bool* has_initial_state;  // [seqs] or null (none has one)
   int64_t x_dim_stride, x_token_stride, out_dim_stride, out_token_stride;

@@ -137,8 +137,8 @@ torch::Tensor gdn_conv_prefill(const torch::Tensor& x, const torch::Tensor& weig
     check_cuda_on(*cache_indices, x, op, "cache_indices");
     TORCH_CHECK_VALUE(cache_indices->scalar_type() == at::kInt && cache_indices->dim() >= 1 &&
                           cache_indices->dim() <= 2 && cache_indices->size(0) >= seqs &&
-                          cache_indices->stride(-1) == 1,
-                      op, ": cache_indices must be int32 [seqs = ", seqs, "] or [seqs, k] with contiguous rows");
+                          (cache_indices->dim() == 1 || cache_indices->size(1) >= 1),
+                      op, ": cache_indices must be int32 [seqs = ", seqs, "] or [seqs, k >= 1] (any strides)");
   }
   if (has_initial_state) {
     check_cuda_on(*has_initial_state, x, op, "has_initial_state");
@@ -165,7 +165,9 @@ torch::Tensor gdn_conv_prefill(const torch::Tensor& x, const torch::Tensor& weig
   p.out_dim_stride = out.stride(0), p.out_token_stride = out.stride(1);
   p.state_block_stride = conv_state.stride(0), p.state_dim_stride = conv_state.stride(1);
   p.state_pos_stride = conv_state.stride(2);
-  p.indices_stride = cache_indices && cache_indices->dim() == 2 ? cache_indices->stride(0) : 1;
+  // vLLM passes block_table[:, 0], strided wherever a sequence has more than one state block (MTP,
+  // prefix caching): one row stride serves that view and [seqs, k] tables alike.
+  p.indices_stride = cache_indices ? cache_indices->stride(0) : 1;
   p.seqs = static_cast<int>(seqs), p.tokens = static_cast<int>(tokens), p.dim = static_cast<int>(dim);
   p.width = static_cast<int>(width), p.silu = silu;
   p.pad_slot_id = static_cast<int>(pad_slot_id), p.null_block_id = static_cast<int>(null_block_id);

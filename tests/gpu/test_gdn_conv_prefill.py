@@ -72,6 +72,41 @@ def test_conv_prefill_matches_float64_and_leaves_padding_alone(width, dim, seed)
     assert torch.equal(states.double(), expected_states)
 
 
+def run_and_compare(x, weight, bias, states, starts, cache_indices, has_initial_state, expected):
+    expected_out, expected_states = expected
+    out = torch.ops._C_sm7x.gdn_conv_prefill(x, weight, bias, states, starts, cache_indices, has_initial_state,
+                                             True, PAD, NULL)
+    torch.cuda.synchronize()
+    written = ~expected_out.isnan()
+    assert relative_error(out[written], expected_out[written]) < 2e-3
+    assert torch.equal(states.double(), expected_states)
+
+
+def test_cache_indices_as_vllm_passes_them_with_several_blocks_per_sequence(seed):
+    """With MTP or prefix caching a sequence owns several state blocks, and vLLM's GDN layer passes
+    block_table[:, 0]: a view whose stride is the table's width, not 1."""
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    x, weight, bias, states, starts, cache_indices, has_initial_state = inputs(gen, 200, 4)
+    expected = reference(x, weight, bias, states, starts, cache_indices, has_initial_state)
+    table = torch.stack([cache_indices, torch.full_like(cache_indices, NULL), cache_indices.flip(0)], dim=1)
+    column = table[:, 0]
+    assert column.stride(0) == 3
+    run_and_compare(x, weight, bias, states, starts, column, has_initial_state, expected)
+
+
+def test_query_start_loc_past_the_tokens_reads_only_the_tokens(seed):
+    """A last start past x (never from vLLM's metadata, but nothing must fault): the last sequence ends
+    at the last token, its outputs and state as if its start were exact."""
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    x, weight, bias, states, starts, cache_indices, has_initial_state = inputs(gen, 200, 4)
+    free = sorted(set(range(1, states.shape[0])) - set(cache_indices.tolist()))
+    cache_indices[-1] = free[0]  # the last sequence live (inputs() pads it)
+    expected = reference(x, weight, bias, states, starts, cache_indices, has_initial_state)
+    past = starts.clone()
+    past[-1] += 4096
+    run_and_compare(x, weight, bias, states, past, cache_indices, has_initial_state, expected)
+
+
 @pytest.mark.parametrize("width", [2, 4])
 def test_conv_prefill_matches_vllms_triton_kernel(width, seed):
     from vllm.model_executor.layers.mamba.ops.causal_conv1d import causal_conv1d_fn
