@@ -20,6 +20,7 @@ built head's acceptance is not a trained one's: compare tok/s at the acceptance 
   python benchmarks/serve.py --path sm70 sm75 [--preset P] [--cache DIR] [--out benchmarks/results] [--quick]
   python benchmarks/serve.py --path sm75 --preset qwen36-27b-width --mtp 3 --decode-contexts 4096 65536
   python benchmarks/serve.py --path sm75 --profile     # GPU kernels of a batch-1 decode, per token
+  python benchmarks/serve.py --path sm75 --profile prefill  # ... of one 8K-token prompt
 """
 from __future__ import annotations
 
@@ -58,24 +59,27 @@ def prompt(n, seed):
     return [(seed * 7919 + 31 * i) % 200000 + 100 for i in range(n)]
 
 run([prompt(64, 0)], 8)  # warm-up (graphs, compilation caches)
-if sys.argv[5] == "profile":  # where a batch-1 decode step spends GPU time, kernel by kernel
+if sys.argv[5].startswith("profile"):  # where the GPU time goes, kernel by kernel
     import torch
-    run([prompt(128, 1)], 65)
+    # decode: 64 batch-1 steps after a 128-token prompt, per token; prefill: one 8K-token prompt, per prompt
+    prefill = sys.argv[5] == "profile-prefill"
+    prompts, tokens, per = ([prompt(8192, 2)], 1, 1) if prefill else ([prompt(128, 1)], 65, 64)
+    run(prompts, tokens)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                             torch.profiler.ProfilerActivity.CUDA]) as prof:
-        wall = run([prompt(128, 1)], 65)
+        wall = run(prompts, tokens)
     events = prof.key_averages()
     kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time_total > 0]
     # One launch per step means a FULL decode graph; piecewise graphs launch one per piece.
     graph_launches = sum(e.count for e in events if e.key == "cudaGraphLaunch")
     kernels.sort(key=lambda e: -e.device_time_total)
-    top = [{"kernel": e.key[:120], "calls": e.count, "us_per_token": round(e.device_time_total / 64, 2)}
-           for e in kernels[:20]]
+    top = [{"kernel": e.key[:120], "calls": e.count, "us": round(e.device_time_total / per, 2)} for e in kernels[:20]]
     print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
-                                  "wall_ms_per_token": round(wall * 1e3 / 65, 3),
-                                  "gpu_us_per_token": round(sum(e.device_time_total for e in kernels) / 64, 1),
-                                  "kernels_per_token": round(sum(e.count for e in kernels) / 64, 1),
-                                  "graph_launches_per_token": round(graph_launches / 64, 2),
+                                  "unit": "8K-token prompt" if prefill else "token",
+                                  "wall_ms": round(wall * 1e3 / (1 if prefill else 65), 3),
+                                  "gpu_us": round(sum(e.device_time_total for e in kernels) / per, 1),
+                                  "kernels": round(sum(e.count for e in kernels) / per, 1),
+                                  "graph_launches": round(graph_launches / per, 2),
                                   "top_kernels": top}))
     sys.exit(0)
 rows = []
@@ -112,14 +116,14 @@ def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
 
 
 def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict,
-            profile: bool = False, decode_contexts=()) -> dict:
+            profile: str | None = None, decode_contexts=()) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
     env["VLLM_SM7X_PROFILE"] = "off"  # every configuration runs the engine arguments given here
     env.update(env_extra)
     if profile:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the model runs in this process, where the profiler is
     result = subprocess.run([sys.executable, "-c", MEASURE, str(model), backend, ",".join(map(str, contexts)),
-                             json.dumps(engine_args), "profile" if profile else "measure",
+                             json.dumps(engine_args), f"profile-{profile}" if profile else "measure",
                              ",".join(map(str, decode_contexts))],
                             capture_output=True, text=True, env=env, timeout=1800)
     log.write_text(result.stdout + result.stderr)
@@ -155,12 +159,12 @@ def interleaved_runs(configs, rounds: int, wanted=None) -> list[tuple]:
 
 
 def print_profile(title: str, result: dict) -> None:
+    unit = result.get("unit")
     print(f"\n{title}: " + (result["error"] if "error" in result else
-                            f"{result['wall_ms_per_token']} ms/token wall, {result['gpu_us_per_token']} us/token in "
-                            f"{result['kernels_per_token']} kernels, {result['graph_launches_per_token']} graph "
-                            "launches"))
+                            f"per {unit}: {result['wall_ms']} ms wall, {result['gpu_us']} us of GPU time in "
+                            f"{result['kernels']} kernels, {result['graph_launches']} graph launches"))
     for k in result.get("top_kernels", []):
-        print(f"  {k['us_per_token']:>9} us  {k['calls']:>6}  {k['kernel']}")
+        print(f"  {k['us']:>9} us  {k['calls']:>6}  {k['kernel']}")
 
 
 def served(preset: str, mtp: int, presets: dict) -> tuple[str, dict]:
@@ -184,8 +188,9 @@ def main() -> int:
                         help="attention backends for our path: default (our platform's pick, FLASH_ATTN_V100) "
                              "and/or TRITON_ATTN (vLLM's own)")
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
-    parser.add_argument("--profile", action="store_true",
-                        help="instead of timing: the GPU kernels of a batch-1 decode, per token (no JSON written)")
+    parser.add_argument("--profile", nargs="?", const="decode", choices=["decode", "prefill"],
+                        help="instead of timing: the GPU kernels of a batch-1 decode, per token (default), or of "
+                             "one 8K-token prompt (no JSON written)")
     parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
                         help="dense 27B widths, the Qwen3.6 hybrid layout at those widths, or the 35B-A3B MoE")
     parser.add_argument("--mtp", type=int, default=0, metavar="K",

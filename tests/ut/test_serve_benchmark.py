@@ -105,3 +105,20 @@ def test_the_measuring_script_reports_rows_with_and_without_mtp(tmp_path, mtp):
     assert [(r["phase"], r["context"], r["batch"]) for r in reported["rows"]] == [
         ("decode", 128, 1), ("decode", 128, 4), ("decode", 4096, 1), ("prefill", 1024, 1)]
     assert reported["mtp_acceptance"] == (0.2 if mtp else None)
+
+
+@pytest.mark.parametrize("mode, unit", [("decode", "token"), ("prefill", "8K-token prompt")])
+def test_the_profiling_script_reports_per_token_or_per_prompt(tmp_path, mode, unit):
+    """--profile [decode|prefill] against the stand-in engine (no GPU, so no kernels to list)."""
+    import json
+    import subprocess
+
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text(FAKE_VLLM)
+    result = subprocess.run([sys.executable, "-c", serve.MEASURE, "/model", "default", "1024,8192", "{}",
+                             f"profile-{mode}", ""], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    reported = json.loads(line.removeprefix("RESULT "))
+    assert reported["unit"] == unit and reported["gpu_us"] == 0 and reported["top_kernels"] == []
