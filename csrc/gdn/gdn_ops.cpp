@@ -23,18 +23,20 @@ void check_half(const torch::Tensor& t, const char* op, const char* name) {
                     "--dtype float16), got ", t.scalar_type());
 }
 
-// The sequences of a call: one token each (state_indices [tokens]), or cu_seqlens [seqs + 1] with
-// state_indices [seqs, 1 + draft tokens] and, for MTP, num_accepted [seqs].
+// The sequences of a call: one token each (state_indices [tokens], any stride: vLLM passes
+// block_table[:, 0], whose stride is the table's width with MTP), or cu_seqlens [seqs + 1] with
+// state_indices [seqs, 1 + draft tokens] (rows contiguous) and, for MTP, num_accepted [seqs].
 GdnSequences sequences_of(const torch::Tensor& like, int64_t tokens, const torch::Tensor& state_indices,
                           const std::optional<torch::Tensor>& cu_seqlens,
                           const std::optional<torch::Tensor>& num_accepted, const char* op) {
   check_cuda_on(state_indices, like, op, "state_indices");
+  const bool rows_contiguous = state_indices.dim() == 1 || state_indices.size(1) == 1 || state_indices.stride(1) == 1;
   TORCH_CHECK_VALUE(state_indices.scalar_type() == at::kInt && state_indices.dim() >= 1 && state_indices.dim() <= 2 &&
-                        state_indices.stride(-1) == 1,
+                        rows_contiguous,
                     op, ": state_indices must be int32 [seqs] or [seqs, positions] with contiguous rows");
   GdnSequences s{};
   s.seqs = state_indices.size(0);
-  s.indices_stride = state_indices.dim() == 2 ? state_indices.stride(0) : 1;
+  s.indices_stride = state_indices.stride(0);
   s.positions = cu_seqlens ? state_indices.size(-1) : 1;
   s.state_indices = state_indices.data_ptr<int>();
   TORCH_CHECK_VALUE(!num_accepted || cu_seqlens, op, ": num_accepted (MTP) needs cu_seqlens");

@@ -184,6 +184,31 @@ def test_decode_step_composes_conv_and_recurrence(seed):
     assert_close(out[live], expected_out[live], 2e-3, "output")
 
 
+def test_decode_reads_the_block_column_vllm_passes_through_its_stride(seed):
+    """With MTP each sequence owns 1 + k state blocks, and vLLM's plain-decode metadata is
+    block_table[:, 0]: a view of stride 1 + k (copied to a contiguous buffer only under full CUDA
+    graphs). The step must equal the one given the same indices contiguously."""
+    from vllm_sm7x.ops.gdn import gdn_decode
+
+    k_heads, v_heads, k_dim, v_dim, tokens, width, blocks = 4, 12, 128, 128, 5, 4, 9
+    results = []
+    for strided in (False, True):
+        gen = torch.Generator(device=DEVICE).manual_seed(seed)  # the same inputs, in the same layouts, twice
+        inputs = layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim, conv_len=width - 1, width=width)
+        indices = block_indices(tokens, blocks, gen)
+        if strided:
+            table = torch.stack([indices, indices.flip(0), torch.zeros_like(indices), indices.roll(1)], dim=1)
+            indices = table[:, 0]
+            assert indices.stride(0) == 4
+        out = torch.full((tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()
+        gdn_decode(inputs["qkv"], inputs["a"], inputs["b"], inputs["conv_state"], inputs["weight"], None,
+                   inputs["a_log"], inputs["dt_bias"], inputs["ssm_state"], indices, out, k_heads, k_dim ** -0.5)
+        results.append((out, inputs["qkv"], inputs["conv_state"], inputs["ssm_state"]))
+    torch.cuda.synchronize()
+    for contiguous, strided in zip(*results):
+        assert torch.equal(contiguous.nan_to_num(), strided.nan_to_num())
+
+
 def test_bad_inputs_are_refused_with_the_limit():
     qkv = torch.zeros(2, 2 * 96 + 2 * 96, device=DEVICE).half()
     state = torch.zeros(3, 2, 96, 96, device=DEVICE)
