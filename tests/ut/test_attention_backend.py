@@ -30,7 +30,9 @@ def test_backend_describes_itself_to_vllm():
 
 @pytest.mark.parametrize("kwargs, message", [({"alibi_slopes": [1.0]}, "ALiBi; use --attention-backend TRITON_ATTN"),
                                              ({"kv_cache_dtype": "fp8"}, "--kv-cache-dtype fp8 is not supported"),
-                                             ({"head_size": 80}, "head size 80")])
+                                             ({"head_size": 80}, "head size 80"),
+                                             ({"dual_chunk_attention_config": {"chunk_size": 8192}, "layer_idx": 3},
+                                              "does not implement dual_chunk_attention_config")])
 def test_unsupported_features_are_refused_with_the_fix(kwargs, message):
     pytest.importorskip("flash_attn_v100", reason="flash-attn-v100 is not built")
     from vllm_sm7x.attention.backend import FlashAttnV100Impl
@@ -39,6 +41,15 @@ def test_unsupported_features_are_refused_with_the_fix(kwargs, message):
                 kv_cache_dtype="auto")
     with pytest.raises(NotImplementedError, match=message):
         FlashAttnV100Impl(**{**args, **kwargs})
+
+
+def test_a_layer_index_alone_is_accepted():
+    pytest.importorskip("flash_attn_v100", reason="flash-attn-v100 is not built")
+    from vllm_sm7x.attention.backend import FlashAttnV100Impl
+
+    impl = FlashAttnV100Impl(num_heads=8, head_size=128, scale=0.1, num_kv_heads=2, alibi_slopes=None,
+                             sliding_window=None, kv_cache_dtype="auto", layer_idx=3, dual_chunk_attention_config=None)
+    assert impl.head_size == 128
 
 
 def test_registered_as_the_custom_backend():

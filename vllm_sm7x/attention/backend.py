@@ -124,12 +124,19 @@ class FlashAttnV100Impl(AttentionImpl):
                  alibi_slopes: list[float] | None, sliding_window: int | None, kv_cache_dtype: str,
                  logits_soft_cap: float | None = None, attn_type: str = AttentionType.DECODER,
                  kv_sharing_target_layer_name: str | None = None, sinks: torch.Tensor | None = None,
-                 **unsupported) -> None:
+                 **model_extras) -> None:
         import flash_attn_v100  # noqa: F401  (registers torch.ops.flash_attn_v100)
 
         for what, given in (("ALiBi", alibi_slopes), ("attention sinks", sinks)):
             if given is not None:
                 raise NotImplementedError(f"{NAME} does not support {what}; use --attention-backend TRITON_ATTN")
+        # Arguments some models give their attention layers (layer_idx: an index, no behaviour); any other
+        # one that is set changes what attention computes, e.g. Qwen's dual_chunk_attention_config.
+        ignored = {"layer_idx"}
+        unsupported = sorted(k for k, v in model_extras.items() if k not in ignored and v not in (None, False))
+        if unsupported:
+            raise NotImplementedError(f"{NAME} does not implement {', '.join(unsupported)} (set by this model's "
+                                      "attention layers): serve a configuration without it")
         if kv_cache_dtype not in FlashAttnV100Backend.supported_kv_cache_dtypes:
             raise NotImplementedError(f"{NAME}: --kv-cache-dtype {kv_cache_dtype} is not supported; use auto "
                                       "(float16) or fp8_e5m2 (experimental)")
