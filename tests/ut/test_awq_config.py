@@ -53,7 +53,8 @@ def test_runs_fp16_from_sm70():
                                              ({"group_size": -1}, "group size -1 is not supported"),
                                              ({"zero_point": False}, "without zero points"),
                                              ({"version": "gemv"}, "version 'gemv' is not supported"),
-                                             ({"desc_act": True}, r"act-order \(desc_act: true")])
+                                             ({"desc_act": True}, r"act-order \(desc_act: true"),
+                                             ({"lm_head": True}, "quantized lm_head")])
 def test_unsupported_checkpoints_are_refused_with_the_rule(change, message):
     with pytest.raises(ValueError, match=message):
         awq_sm7x.AwqSm7xConfig.from_config({**AWQ, **change})
@@ -127,6 +128,33 @@ def test_unquantized_experts_are_refused_clearly():
         config.get_quant_method(moe, "model.layers.0.mlp.experts")
 
 
+def test_an_mtp_head_with_unquantized_experts_says_to_serve_without_mtp():
+    from vllm.model_executor.layers.fused_moe import RoutedExperts
+
+    moe = RoutedExperts.__new__(RoutedExperts)
+    moe.__dict__["moe_config"] = None
+    config = awq_sm7x.AwqSm7xConfig(128, modules_to_not_convert=["mtp"])
+    with pytest.raises(NotImplementedError, match="MTP head's experts unquantized.*without MTP"):
+        config.get_quant_method(moe, "mtp.layers.0.mlp.experts")
+
+
+def test_full_hugging_face_names_of_unquantized_layers_match_vllms_modules():
+    """Qwen3.5 checkpoints may list full names (model.language_model.layers.0...); vLLM names the module
+    language_model.model.layers.0..., and its loader hands the config the model's name mapper."""
+    from vllm.model_executor.layers.linear import LinearBase, UnquantizedLinearMethod
+    from vllm.model_executor.models.qwen3_5 import Qwen3_5ForConditionalGeneration
+
+    config = awq_sm7x.AwqSm7xConfig(128, modules_to_not_convert=[
+        "model.language_model.layers.0.linear_attn.in_proj_ba", "model.visual.blocks.0.attn.qkv"])
+    config.packed_modules_mapping = Qwen3_5ForConditionalGeneration.packed_modules_mapping
+    config.apply_vllm_mapper(Qwen3_5ForConditionalGeneration.hf_to_vllm_mapper.get_unstacked_mapper())
+    layer = LinearBase.__new__(LinearBase)
+    for prefix in ("language_model.model.layers.0.linear_attn.in_proj_ba", "visual.blocks.0.attn.qkv"):
+        assert isinstance(config.get_quant_method(layer, prefix), UnquantizedLinearMethod), prefix
+    assert isinstance(config.get_quant_method(layer, "language_model.model.layers.1.linear_attn.in_proj_ba"),
+                      awq_sm7x.AwqSm7xLinearMethod)
+
+
 def make_experts_layer(method, experts, hidden, inter):
     layer = torch.nn.Module()
     method.create_weights(layer, experts, hidden, inter, torch.float16, weight_loader=None)
@@ -196,3 +224,19 @@ def test_moe_method_maps_expert_parallel_ids_and_refuses_what_it_cannot_run(monk
     layer.activation, layer.apply_router_weight_on_input = MoEActivation.SILU, True
     with pytest.raises(NotImplementedError, match="router weights applied on the input"):
         method.apply(layer, x, weights, torch.zeros(2, 2, dtype=torch.int32))
+    layer.apply_router_weight_on_input, layer.swiglu_limit = False, 7.0
+    with pytest.raises(NotImplementedError, match=r"clamped SwiGLU \(swiglu_limit\)"):
+        method.apply(layer, x, weights, torch.zeros(2, 2, dtype=torch.int32))
+    with pytest.raises(NotImplementedError, match="use --all2all-backend allgather_reducescatter"):
+        method.select_gemm_impl(None, layer)
+
+
+def test_experts_with_bias_terms_are_refused_at_load():
+    import types
+
+    from vllm_sm7x.quantization import awq_moe
+
+    method = awq_moe.AwqSm7xMoEMethod(awq_sm7x.AwqSm7xConfig(128), types.SimpleNamespace(has_bias=True),
+                                      "model.layers.0.mlp.experts")
+    with pytest.raises(NotImplementedError, match="experts with bias terms"):
+        method.create_weights(torch.nn.Module(), 4, 256, 128, torch.float16, weight_loader=None)

@@ -4,9 +4,10 @@ routed row), with routing and the weighted combine on our kernels and PyTorch, s
 vLLM's _moe_C (which has no sm_70 code).
 
 vLLM runs the MoE layer inside its opaque `vllm.moe_forward` op, so apply() sees concrete shapes.
-Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds. Tensor
-parallel (experts split by width) and expert parallel without all-to-all kernels work; data parallel
-with vLLM's all-to-all MoE kernels does not (they replace the method with vLLM's modular kernels).
+Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds, as it
+applies any routed scaling factor. Tensor parallel (experts split by width) and expert parallel work,
+data parallel too on vLLM's default all-gather/reduce-scatter dispatch; vLLM's all-to-all backends
+(DeepEP and the like) would replace the method with their modular kernels and are refused.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         if params_dtype != torch.float16:
             raise ValueError(f"{self.prefix}: AWQ on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
                              "float16 (the default on these GPUs)")
+        if self.moe is not None and self.moe.has_bias:
+            raise NotImplementedError(f"{self.prefix}: experts with bias terms are not supported on SM70/SM75 (the "
+                                      "expert GEMM has no bias; Qwen MoE experts have none)")
         extra_weight_attrs.pop("intermediate_size_full", None)
         extra_weight_attrs.update(is_transposed=True, quant_method=FusedMoeWeightScaleSupported.GROUP.value)
         shapes = {"w13": (hidden_size, 2 * inter), "w2": (inter, hidden_size)}  # (K, N) of each expert
@@ -69,6 +73,10 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
     def get_fused_moe_quant_config(self, layer: torch.nn.Module):
         return None  # our own kernels: vLLM's modular MoE kernels are not used
 
+    def select_gemm_impl(self, prepare_finalize, layer: torch.nn.Module):
+        raise NotImplementedError(f"{self.prefix}: vLLM's all-to-all MoE backends are not supported on SM70/SM75; "
+                                  "use --all2all-backend allgather_reducescatter (the default)")
+
     def _experts(self, layer: torch.nn.Module, name: str) -> AwqKernelWeight:
         return AwqKernelWeight(getattr(layer, f"{name}_qweight"), getattr(layer, f"{name}_scale_zero"),
                                self.config.group_size)
@@ -81,6 +89,11 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         if layer.apply_router_weight_on_input:
             raise NotImplementedError(f"{self.prefix}: router weights applied on the input are not supported on "
                                       "SM70/SM75")
+        clamped = [name for name in ("swiglu_limit", "swiglu_alpha", "swiglu_beta") if getattr(layer, name, None)
+                   is not None]
+        if clamped:
+            raise NotImplementedError(f"{self.prefix}: a clamped SwiGLU ({', '.join(clamped)}) is not supported on "
+                                      "SM70/SM75 (only plain SiLU-gated experts, as in Qwen MoE models)")
         ids = topk_ids if layer.expert_map is None else layer.expert_map[topk_ids.long()]  # expert parallel
         return awq_moe(x, self._experts(layer, "w13"), self._experts(layer, "w2"), topk_weights, ids,
                        self.kernel_path)

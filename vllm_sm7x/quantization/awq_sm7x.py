@@ -75,7 +75,16 @@ class AwqSm7xConfig(QuantizationConfig):
         if cls.get_from_keys_or(config, ["desc_act"], False):
             raise ValueError("AWQ with act-order (desc_act: true, input channels permuted) is not supported on "
                              "SM70/SM75: the kernels read K in order; use an export without act-order")
+        if cls.get_from_keys_or(config, ["lm_head"], False):
+            raise ValueError("AWQ with a quantized lm_head (\"lm_head\": true) is not supported on SM70/SM75: use "
+                             "a checkpoint whose lm_head is fp16")
         return cls(group_size, cls.get_from_keys_or(config, ["modules_to_not_convert"], None))
+
+    def apply_vllm_mapper(self, hf_to_vllm_mapper) -> None:
+        """Full Hugging Face names in modules_to_not_convert (model.language_model.layers.0...) become the
+        names vLLM's modules have (language_model.model.layers.0...), as vLLM's own AWQ config does."""
+        if self.modules_to_not_convert:
+            self.modules_to_not_convert = hf_to_vllm_mapper.apply_list(self.modules_to_not_convert)
 
     @classmethod
     def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
@@ -91,6 +100,11 @@ class AwqSm7xConfig(QuantizationConfig):
         if isinstance(layer, RoutedExperts):
             if is_layer_skipped(prefix, self.modules_to_not_convert, self.packed_modules_mapping,
                                 skip_with_substr=True):
+                if prefix.startswith("mtp."):  # the drafter of an MoE checkpoint whose MTP head stayed fp16
+                    raise NotImplementedError(
+                        f"{prefix}: this checkpoint leaves its MTP head's experts unquantized, and SM70/SM75 serve "
+                        "mixture-of-experts layers only through the AWQ expert GEMM: serve it without MTP (no "
+                        "--speculative-config)")
                 raise NotImplementedError(
                     f"{prefix}: this checkpoint leaves its experts unquantized (modules_to_not_convert), and "
                     "SM70/SM75 serve mixture-of-experts layers only through the AWQ expert GEMM: use a checkpoint "
