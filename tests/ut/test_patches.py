@@ -26,8 +26,9 @@ def test_flash_attn_package_imports_without_its_kernels():
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     applied = next(line for line in lines if line.startswith("APPLIED")).split(maxsplit=1)[1]
-    # These two always apply once: they wrap a function.
-    wrappers = "'engine_profile.apply_profile_at_engine_start', 'marlin_moe_scales.permute_for_each_gemms_k'"
+    # These three always apply once: they wrap a function.
+    wrappers = ("'engine_profile.apply_profile_at_engine_start', 'marlin_moe_scales.permute_for_each_gemms_k', "
+                "'gdn_ba_proj.replicate_ba_proj_for_awq_sm7x'")
     if any(line.startswith("FAILS:") for line in lines):  # no FA kernels here (no GPU driver, or an SM7x build)
         assert applied == f"['vllm_flash_attn.allow_missing_extensions', {wrappers}] [] False True"
     else:
@@ -120,3 +121,25 @@ def test_gdn_prefill_conv_goes_to_our_kernel_only_when_asked_and_only_for_calls_
     assert calls[-1]["metadata"] == "batch" and calls[-1]["activation"] == "silu"
     # Mamba-style prefix caching (block bookkeeping) is never ours, whatever the tensors.
     assert not gdn_conv_prefill.takes(x, weight, states, "silu", prefix_caching=True)
+
+
+def test_gdn_ba_projection_stays_whole_under_our_awq_config(monkeypatch):
+    """Qwen3.6-27B at TP4 would give in_proj_b and in_proj_a 12 columns per GPU, cutting AWQ's packed
+    8-column words: like vLLM's own AWQ config, ours keeps the projection whole (Qwen3.5's separate b
+    and a only; Qwen3-Next's interleaved one stays split)."""
+    import types
+
+    from vllm.model_executor.layers.mamba.gdn.qwen_gdn_linear_attn import QwenGatedDeltaNetAttention
+
+    from vllm_sm7x.patch import gdn_ba_proj
+    from vllm_sm7x.quantization.awq_sm7x import AwqSm7xConfig
+
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "maybe_disable_tp", QwenGatedDeltaNetAttention.maybe_disable_tp)
+    qwen35, qwen3_next = (types.SimpleNamespace(gqa_interleaved_layout=layout) for layout in (False, True))
+    awq = AwqSm7xConfig(128)
+    assert not QwenGatedDeltaNetAttention.maybe_disable_tp(qwen35, awq)
+    assert gdn_ba_proj.replicate_ba_proj_for_awq_sm7x()
+    assert not gdn_ba_proj.replicate_ba_proj_for_awq_sm7x()  # idempotent
+    assert QwenGatedDeltaNetAttention.maybe_disable_tp(qwen35, awq)
+    assert not QwenGatedDeltaNetAttention.maybe_disable_tp(qwen3_next, awq)
+    assert not QwenGatedDeltaNetAttention.maybe_disable_tp(qwen35, None)
