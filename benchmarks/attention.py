@@ -9,6 +9,8 @@ Triton emits no tensor-core instruction there; benchmarks/triton_faithful.py run
            bytes read / time / copy bandwidth measured in this run. KV caches of several layers are
            rotated so the working set is >= 4x the L2 where memory allows.
   prefill: one causal prompt of 1K, 8K and 32K tokens.
+  mixed (--mixed): 1 and 4 decodes at 64K keys sharing a step with a 512-token prompt, as vLLM batches
+           a new request with running ones; timed beside the same decodes alone and the prompt alone.
 All calls run inside CUDA graphs (no launch or Python overhead in the figures). These are figures of
 this GPU running the SM7x code paths, not V100 or T4 figures.
 
@@ -61,6 +63,24 @@ class Problem:
     @property
     def kv_bytes(self) -> int:  # read per layer
         return 2 * self.batch * self.context * self.kv_heads * HEAD_DIM * 2
+
+
+class MixedProblem(Problem):
+    """`decodes` sequences of one query at `context` keys, then one causal prompt of `prompt` tokens, in one
+    call (vLLM's mixed step); q_len is the longest query, as the op's max_seqlen_q."""
+
+    def __init__(self, q_heads: int, kv_heads: int, decodes: int, context: int, prompt: int, layers: int):
+        super().__init__(q_heads, kv_heads, decodes + 1, 1, max(context, prompt), layers)
+        self.q_len, self.context = prompt, context
+        self.q = torch.randn(decodes + prompt, q_heads, HEAD_DIM, device="cuda").half()
+        self.cu_seqlens_q = torch.tensor(list(range(decodes + 1)) + [decodes + prompt], dtype=torch.int32,
+                                         device="cuda")
+        self.seqlens_k = torch.tensor([context] * decodes + [prompt], dtype=torch.int32, device="cuda")
+        self.decodes, self.prompt = decodes, prompt
+
+    @property
+    def kv_bytes(self) -> int:
+        return 2 * (self.decodes * self.context + self.prompt) * self.kv_heads * HEAD_DIM * 2
 
 
 def ours(problem: Problem, num_splits: int = 0):
@@ -164,6 +184,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer cases")
     parser.add_argument("--no-stock", action="store_true", help="skip the TRITON_ATTN baselines")
     parser.add_argument("--decode-only", action="store_true", help="skip the prefill cases")
+    parser.add_argument("--mixed", action="store_true",
+                        help="also time decodes sharing a step with a prompt (ours only), beside each alone")
     parser.add_argument("--splits", type=int, nargs="*", default=[],
                         help="also time decode with these KV split counts (tuning the op's choice)")
     args = parser.parse_args()
@@ -202,6 +224,23 @@ def main() -> int:
                                                    stock_too=not args.no_stock)})
                     del problem
                     torch.cuda.empty_cache()
+        for decodes in (1, 4) if args.mixed else ():
+            context, prompt = 65536, 512
+            layers = max(1, -(-4 * l2 // (2 * decodes * context * kv_heads * HEAD_DIM * 2)))
+            parts = {"mixed": MixedProblem(q_heads, kv_heads, decodes, context, prompt, layers),
+                     "decodes alone": Problem(q_heads, kv_heads, decodes, 1, context, layers),
+                     "prompt alone": Problem(q_heads, kv_heads, 1, prompt, prompt, layers)}
+            for path in args.path:
+                timed = {name: measure(problem, path, bandwidth, notes, f"{shape} {name}", stock_too=False)["ms"]
+                         for name, problem in parts.items()}
+                rows[path].append({"case": f"{shape} mixed", "phase": "mixed", "context": context, "batch": decodes,
+                                   "q_len": prompt, "layers_rotated": layers, "ms": timed["mixed"],
+                                   "bw_frac": round(parts["mixed"].kv_bytes / (timed["mixed"] * 1e-3)
+                                                    / (bandwidth * 1e9), 3),
+                                   "baselines": {"decodes_alone": timed["decodes alone"],
+                                                 "prompt_alone": timed["prompt alone"]}})
+            del parts
+            torch.cuda.empty_cache()
         for prompt in prompts:
             problem = Problem(q_heads, kv_heads, 1, prompt, prompt, 1)
             flops = 4 * prompt * prompt * q_heads * HEAD_DIM / 2  # causal: half of QK^T and PV
@@ -228,12 +267,16 @@ def main() -> int:
         print(f"\n{gpu}, {path} path, copy bandwidth {bandwidth:.0f} GB/s (ms per layer); "
               f"decode CTAs per SM: {ctas}")
         print(f"{'case':<16} {'ctx':>7} {'b':>2} {'q':>6} {'ours':>9} {'bw':>6} {'native':>9} {'faithful':>9}")
-        for r in path_rows:
+        for r in (r for r in path_rows if r["phase"] != "mixed"):
             b = list(r["baselines"].values()) + [None, None]  # none with --no-stock
             fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
             bw = f"{r['bw_frac']:>6.2f}" if r["bw_frac"] is not None else f"{'-':>6}"
             print(f"{r['case']:<16} {r['context']:>7} {r['batch']:>2} {r['q_len']:>6} {fmt(r['ms'])} {bw} "
                   f"{fmt(b[0])} {fmt(b[1])}")
+        for r in (r for r in path_rows if r["phase"] == "mixed"):
+            alone = r["baselines"]
+            print(f"{r['case']:<16} {r['batch']} decodes at {r['context']} keys + a {r['q_len']}-token prompt: "
+                  f"{r['ms']:.4f} ms together, {alone['decodes_alone']:.4f} + {alone['prompt_alone']:.4f} alone")
     return 0
 
 
