@@ -40,10 +40,15 @@ def is_vllm_cuda_kernel(name: str) -> bool:
     return "vllm::" in name and not re.fullmatch(r"vllm::\w+", name)
 
 
-# (preset, engine arguments, ops of ours the profile must show): dense, and the MoE hybrid (text-only):
-# its prefill takes the grouped expert GEMM, its 2-sequence decode steps the decode kernels.
+# (preset, engine arguments, ops of ours the profile must show): dense; the MoE hybrid (text-only): its
+# prefill takes the grouped expert GEMM, its 2-sequence decode steps the decode kernels; and the dense
+# hybrid as the serving profile runs it, with MTP (drafting, verification, rejection sampling) and prefix
+# caching in align mode (the state copies between steps).
 MODELS = {"qwen3-tiny": ({}, ("_C_sm7x::awq_linear",)),
-          "qwen36-35b-a3b-tiny": ({"language_model_only": True}, ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode"))}
+          "qwen36-35b-a3b-tiny": ({"language_model_only": True}, ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode")),
+          "qwen35-tiny-mtp": ({"language_model_only": True, "enable_prefix_caching": True, "mamba_cache_mode": "align",
+                               "speculative_config": {"method": "mtp", "num_speculative_tokens": 3}},
+                              ("_C_sm7x::gdn_chunk_prefill", "_C_sm7x::gdn_recurrent"))}
 
 
 @pytest.mark.parametrize("preset", list(MODELS))
