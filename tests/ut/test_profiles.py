@@ -106,7 +106,8 @@ def test_moe_keeps_mtp_off_and_a_smaller_prefill_chunk(seed, name):
 def test_weights_that_do_not_fit_name_the_numbers_and_the_tp_that_does(seed, name, tp, gpus, nearest):
     with pytest.raises(ProfileError, match=rf"GiB of weights per GPU at --tensor-parallel-size {tp}, with the "
                                            rf"runtime, a 2048-token prefill chunk and one 4096-token context "
-                                           rf"\(\d+\.\d GiB in all\), do not fit .*use --tensor-parallel-size {nearest}"):
+                                           rf"\(\d+\.\d GiB in all\), do not fit .*"
+                                           rf"use --tensor-parallel-size {nearest}"):
         resolve_profile(seed(name), gpus, tp=tp)
 
 
@@ -129,6 +130,37 @@ def test_a_short_context_says_why(seed):
     profile = resolve_profile(seed("Qwen3.6-27B-AWQ", mtp_weights=False), V100_32GB, tp=1)
     context = profile.settings["max_model_len"]
     assert context.value < 262144 and "native 262144 needs" in context.reason
+
+
+@pytest.mark.parametrize("name, tp, speculative, block, group, state_blocks", [
+    ("Qwen3.6-27B-AWQ", 4, 0, 784, 16, 6), ("Qwen3.6-27B-AWQ", 4, 3, 800, 17, 15),
+    ("Qwen3.6-27B-AWQ", 1, 4, 816, 17, 18),
+    ("Qwen3.6-35B-A3B-AWQ", 1, 0, 1056, 10, 6), ("Qwen3.6-35B-A3B-AWQ", 4, 0, 528, 10, 6),
+    ("Qwen3.5-122B-A10B-AWQ", 4, 0, 1056, 12, 6)])
+def test_the_kv_pool_is_laid_out_as_vllm_lays_out_a_hybrid(seed, name, tp, speculative, block, group, state_blocks):
+    """vLLM 0.26 gives a hybrid's attention the multiple of 16 tokens whose page holds a GDN layer's
+    state (block sizes as vLLM derived them for these models), groups layers by the smaller kind's count
+    (MTP's attention layer included), and holds 2 + k states per GDN group per request under prefix
+    caching: it refuses to start when one request of max_model_len does not fit that."""
+    from vllm_sm7x.profiles import memory
+
+    pool = memory.kv_pool(seed(name), tp, speculative_tokens=speculative, prefix_caching=True)
+    assert (pool.block_tokens, pool.group_layers, pool.state_blocks) == (block, group, state_blocks)
+    assert pool.request_bytes(block + 1) == (2 + state_blocks) * group * pool.page_bytes
+    assert pool.tokens_fitting(pool.request_bytes(10 * block)) == 10 * block
+
+
+@pytest.mark.parametrize("gpus, tp", [(V100_32GB, 1), (V100_32GB, 2), (V100_16GB, 2), (V100_32GB, 4)])
+def test_the_27b_mtp_pool_holds_its_requests_at_full_length(seed, gpus, tp):
+    """The pools vLLM refused (2026-12-02 review: 27B with MTP at TP1/TP2 counted 16 attention layers
+    and one state per layer, against vLLM's 17 and 2 + k per GDN group)."""
+    from vllm_sm7x.profiles import memory
+
+    facts = seed("Qwen3.6-27B-AWQ")
+    chosen = settings(resolve_profile(facts, gpus, tp=tp))
+    k = chosen["speculative_config"]["num_speculative_tokens"]
+    need = memory.kv_pool(facts, tp, speculative_tokens=k, prefix_caching=True).request_bytes(chosen["max_model_len"])
+    assert chosen["kv_cache_memory_bytes"] >= chosen["max_num_seqs"] * need
 
 
 def test_user_settings_are_kept_and_checked(seed):
@@ -204,7 +236,8 @@ def test_pipeline_stages_split_the_layers_and_their_memory(seed):
     staged = resolve_profile(facts, V100_16GB, tp=1, pp=2)
     assert staged.budget["weights"] == memory.weight_bytes_per_gpu(facts, 1, pp=2)
     assert settings(staged)["gpu_memory_utilization"] * V100_16GB.memory_bytes <= 0.93 * V100_16GB.memory_bytes
-    with pytest.raises(ProfileError, match=r"x 2 pipeline stages, with the runtime.* do not fit .* use --tensor-parallel-size 2"):
+    with pytest.raises(ProfileError,
+                       match=r"x 2 pipeline stages, with the runtime.* do not fit .* use --tensor-parallel-size 2"):
         resolve_profile(seed("Qwen3.5-122B-A10B-AWQ"), V100_32GB, tp=1, pp=2)
 
 
@@ -332,6 +365,14 @@ def test_defaults_count_as_unset_and_explicit_values_as_given(engine_args):
     args = engine_args(model="/nowhere", max_num_seqs=2, gpu_memory_utilization=0.5)
     assert engine.user_settings(args) == {"max_num_seqs": 2, "gpu_memory_utilization": 0.5}
     assert engine.user_settings(engine_args(model="/nowhere")) == {}
+
+
+@pytest.mark.parametrize("given", [{"max_cudagraph_capture_size": 8},
+                                   {"compilation_config": {"cudagraph_capture_sizes": [1, 2]}},
+                                   {"compilation_config": {"max_cudagraph_capture_size": 8}}])
+def test_graph_sizes_given_another_way_keep_the_profiles_list_out(engine_args, given):
+    """vLLM refuses two capture lists, or a list whose maximum contradicts --max-cudagraph-capture-size."""
+    assert "cudagraph_capture_sizes" in engine.user_settings(engine_args(model="/nowhere", **given))
 
 
 def test_marked_command_line_defaults_are_unset_until_restored(engine_args):

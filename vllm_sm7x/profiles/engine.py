@@ -51,6 +51,13 @@ def user_settings(engine_args) -> dict:
         if value is None or isinstance(value, (UnsetFloat, UnsetStr)) or value == defaults.get(name):
             continue
         given[name] = value
+    # Graph sizes given another way (vLLM refuses a second list, or a maximum that contradicts it).
+    compilation = getattr(engine_args, "compilation_config", None)
+    if "cudagraph_capture_sizes" not in given and (
+            getattr(engine_args, "max_cudagraph_capture_size", None) is not None
+            or getattr(compilation, "cudagraph_capture_sizes", None) is not None
+            or getattr(compilation, "max_cudagraph_capture_size", None) is not None):
+        given["cudagraph_capture_sizes"] = "given through --max-cudagraph-capture-size or --compilation-config"
     return given
 
 

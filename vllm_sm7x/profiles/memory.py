@@ -7,6 +7,7 @@ run room."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from vllm_sm7x.profiles.model_facts import ModelFacts
 
@@ -71,15 +72,66 @@ def kv_bytes_per_token(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16, p
     return layers * 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes
 
 
-def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0, pp: int = 1) -> int:
-    """Gated DeltaNet state of one sequence (vLLM's shapes: the conv window grows by the speculative
-    tokens; the recurrent state is v_heads x v_dim x k_dim)."""
-    if not facts.is_hybrid:
-        return 0
+def state_bytes_per_layer(facts: ModelFacts, tp: int, speculative_tokens: int = 0) -> int:
+    """Gated DeltaNet state of one sequence in one layer (vLLM's shapes: the conv window grows by the
+    speculative tokens; the recurrent state is v_heads x v_dim x k_dim)."""
     conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
     conv = conv_dim // tp * (facts.conv_kernel - 1 + speculative_tokens) * FP16
-    recurrent = facts.linear_v_heads // tp * facts.linear_v_dim * facts.linear_k_dim * facts.ssm_state_bytes_per_element
-    return stage_layers(facts.linear_attention_layers, pp) * (conv + recurrent)
+    recurrent = facts.linear_v_heads // tp * facts.linear_v_dim * facts.linear_k_dim
+    return conv + recurrent * facts.ssm_state_bytes_per_element
+
+
+def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0, pp: int = 1) -> int:
+    """Gated DeltaNet state of one sequence, every layer of the fullest stage once."""
+    if not facts.is_hybrid:
+        return 0
+    return stage_layers(facts.linear_attention_layers, pp) * state_bytes_per_layer(facts, tp, speculative_tokens)
+
+
+KERNEL_BLOCK_TOKENS = 16  # FLASH_ATTN_V100's block sizes are multiples of 16 (attention/backend.py)
+
+
+@dataclass(frozen=True)
+class KvPool:
+    """One request's share of vLLM 0.26's KV pool (v1/core/kv_cache_utils.py and the hybrid block size
+    in model_executor/models/config.py), which the profile must size exactly: vLLM refuses a pool that
+    cannot hold one request of max_model_len. Layers are grouped so every group has `group_layers` slots
+    (attention and Gated DeltaNet layers in groups of the smaller count, the last one padded; MTP's
+    attention layer counts); a block holds one page per slot; a hybrid's attention block is the
+    multiple of 16 tokens whose page holds a layer's state. A request takes ceil(tokens / block) blocks
+    of each attention group and `state_blocks` blocks of each GDN group: 1 + k, or 2 + k when prefix
+    caching keeps aligned states (k speculative tokens)."""
+    block_tokens: int
+    page_bytes: int
+    group_layers: int
+    attention_groups: int
+    state_blocks: int  # per request, over all GDN groups
+
+    def request_bytes(self, tokens: int) -> int:
+        blocks = self.attention_groups * math.ceil(tokens / self.block_tokens) + self.state_blocks
+        return blocks * self.group_layers * self.page_bytes
+
+    def tokens_fitting(self, request_bytes: float) -> int:
+        """The longest context one request of at most `request_bytes` can hold (a multiple of the block)."""
+        blocks = int(request_bytes // (self.group_layers * self.page_bytes)) - self.state_blocks
+        return max(0, blocks // self.attention_groups) * self.block_tokens
+
+
+def kv_pool(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16, pp: int = 1, speculative_tokens: int = 0,
+            prefix_caching: bool = False) -> KvPool:
+    attention = stage_layers(facts.full_attention_layers, pp) + (facts.mtp_layers if speculative_tokens else 0)
+    token_bytes = 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes  # one layer's K and V
+    if not facts.is_hybrid:
+        return KvPool(KERNEL_BLOCK_TOKENS, KERNEL_BLOCK_TOKENS * token_bytes, attention, 1, 0)
+    state = state_bytes_per_layer(facts, tp, speculative_tokens)
+    block = KERNEL_BLOCK_TOKENS * math.ceil(state / (KERNEL_BLOCK_TOKENS * token_bytes))
+    delta_net = stage_layers(facts.linear_attention_layers, pp)
+    group = min(attention, delta_net)
+    if max(attention, delta_net) < 1.5 * group:  # vLLM pads the smaller kind instead
+        group = max(attention, delta_net)
+    per_group = (2 if prefix_caching else 1) + speculative_tokens
+    return KvPool(block, block * token_bytes, group, math.ceil(attention / group),
+                  math.ceil(delta_net / group) * per_group)
 
 
 def prefill_workspace_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:

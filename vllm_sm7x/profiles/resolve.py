@@ -122,20 +122,25 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
         if batched != first:
             profile.set("max_num_batched_tokens", batched, f"{first} halved until the prefill workspace takes "
                         f"<= {WORKSPACE_SHARE:.0%} of the memory the weights leave", user)
+    aligned_states = facts.is_hybrid and user.get("enable_prefix_caching", True)
+    pool_layout = memory.kv_pool(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2, pp, speculative,
+                                 prefix_caching=aligned_states)
+    if aligned_states and "max_num_batched_tokens" not in user and batched < pool_layout.block_tokens:
+        # vLLM refuses a prefill chunk under one attention block when states are kept at block boundaries.
+        batched = profile.set("max_num_batched_tokens", pool_layout.block_tokens,
+                              f"one {pool_layout.block_tokens}-token block: the smallest chunk aligned states allow",
+                              user)
     workspace = memory.prefill_workspace_bytes(facts, tp, batched)
 
-    per_token = memory.kv_bytes_per_token(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2, pp)
-    per_seq_state = memory.state_bytes_per_sequence(facts, tp, speculative, pp)
-
     def kv_need(tokens: int) -> int:  # KV cache and state of max_num_seqs sequences of this many tokens
-        return seqs * (tokens * per_token + per_seq_state)
+        return seqs * pool_layout.request_bytes(tokens)
 
     left = budget - fixed - workspace  # what the plan leaves for the KV pool
     if "kv_cache_memory_bytes" in user:  # the user's pool is the pool: no margin over it
         pool_budget, margin = user["kv_cache_memory_bytes"], 1.0
     else:
         pool_budget, margin = left, POOL_MARGIN
-    fits = int((pool_budget / margin / seqs - per_seq_state) // per_token)
+    fits = pool_layout.tokens_fitting(pool_budget / margin / seqs)
     native = facts.max_position_embeddings
     if "max_model_len" in user:
         context = profile.set("max_model_len", None, "", user)
@@ -148,7 +153,7 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
         context = profile.set("max_model_len", native, "the model's native context fits", user)
     elif fits >= MIN_CONTEXT:
         context = profile.set("max_model_len", _round_down(fits),
-                              f"native {native} needs {_gib(seqs * native * per_token * POOL_MARGIN)} of KV "
+                              f"native {native} needs {_gib(kv_need(native) * POOL_MARGIN)} of KV "
                               f"per GPU; {_gib(pool_budget)} is left", user)
     elif "kv_cache_memory_bytes" in user:
         raise ProfileError(f"--kv-cache-memory-bytes {user['kv_cache_memory_bytes']} holds no {MIN_CONTEXT}-token "
@@ -230,8 +235,7 @@ def minimum_need(facts: ModelFacts, tp: int, pp: int = 1) -> int:
     smallest prefill chunk, no MTP."""
     return (memory.weight_bytes_per_gpu(facts, tp, pp) + memory.RUNTIME_OVERHEAD_BYTES
             + memory.prefill_workspace_bytes(facts, tp, MIN_BATCHED_TOKENS)
-            + MIN_CONTEXT * memory.kv_bytes_per_token(facts, tp, pp=pp)
-            + memory.state_bytes_per_sequence(facts, tp, pp=pp))
+            + memory.kv_pool(facts, tp, pp=pp, prefix_caching=facts.is_hybrid).request_bytes(MIN_CONTEXT))
 
 
 def _smallest_tp(facts: ModelFacts, gpus: Gpus, utilization: float, above: int = 0, pp: int = 1) -> int | None:
