@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from vllm_sm7x.profiles import engine
 from vllm_sm7x.profiles.memory import GIB
@@ -148,6 +149,41 @@ def test_the_kv_pool_is_laid_out_as_vllm_lays_out_a_hybrid(seed, name, tp, specu
     assert (pool.block_tokens, pool.group_layers, pool.state_blocks) == (block, group, state_blocks)
     assert pool.request_bytes(block + 1) == (2 + state_blocks) * group * pool.page_bytes
     assert pool.tokens_fitting(pool.request_bytes(10 * block)) == 10 * block
+
+
+@pytest.mark.parametrize("name", list(SEED_MODELS))
+@pytest.mark.parametrize("tp, speculative", [(1, 0), (4, 3)])
+def test_a_requests_bytes_are_what_vllm_itself_counts(seed, name, tp, speculative):
+    """vLLM's own count of one request's pool bytes (its KV cache specs, groups and the check behind
+    "not enough KV cache memory for one request of max_model_len"), fed our block size."""
+    import types
+
+    pytest.importorskip("vllm")
+    from vllm.v1.core import kv_cache_utils
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, MambaSpec
+
+    from vllm_sm7x.profiles import memory
+
+    facts = seed(name)
+    pool = memory.kv_pool(facts, tp, speculative_tokens=speculative, prefix_caching=True)
+    conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
+    state_shapes = ((conv_dim // tp, facts.conv_kernel - 1 + speculative),
+                    (facts.linear_v_heads // tp, facts.linear_v_dim, facts.linear_k_dim))
+    specs = {f"attention.{i}": FullAttentionSpec(block_size=pool.block_tokens, head_size=facts.head_dim,
+                                                 num_kv_heads=memory.kv_heads_per_gpu(facts, tp), dtype=torch.float16)
+             for i in range(facts.full_attention_layers + (facts.mtp_layers if speculative else 0))}
+    specs.update({f"delta_net.{i}": MambaSpec(shapes=state_shapes, dtypes=(torch.float16, torch.float32),
+                                              block_size=pool.block_tokens, page_size_padded=pool.page_bytes,
+                                              mamba_cache_mode="align", num_speculative_blocks=speculative)
+                  for i in range(facts.linear_attention_layers)})
+    groups = kv_cache_utils._get_kv_cache_groups_uniform_page_size(kv_cache_utils.unify_kv_cache_spec_page_size(specs))
+    for tokens in (4096, 100001, 262144):
+        config = types.SimpleNamespace(
+            model_config=types.SimpleNamespace(max_model_len=tokens),
+            cache_config=types.SimpleNamespace(mamba_cache_mode="align"),
+            parallel_config=types.SimpleNamespace(decode_context_parallel_size=1),
+            scheduler_config=types.SimpleNamespace(disable_hybrid_kv_cache_manager=False))
+        assert pool.request_bytes(tokens) == kv_cache_utils._max_memory_usage_bytes_from_groups(config, groups)
 
 
 @pytest.mark.parametrize("gpus, tp", [(V100_32GB, 1), (V100_32GB, 2), (V100_16GB, 2), (V100_32GB, 4)])
