@@ -152,8 +152,9 @@ def test_the_kv_pool_is_laid_out_as_vllm_lays_out_a_hybrid(seed, name, tp, specu
 
 
 @pytest.mark.parametrize("name", list(SEED_MODELS))
-@pytest.mark.parametrize("tp, speculative", [(1, 0), (4, 3)])
-def test_a_requests_bytes_are_what_vllm_itself_counts(seed, name, tp, speculative):
+@pytest.mark.parametrize("tp, speculative, kv_dtype", [(1, 0, torch.float16), (4, 3, torch.float16),
+                                                       (2, 3, torch.float8_e5m2)])
+def test_a_requests_bytes_are_what_vllm_itself_counts(seed, name, tp, speculative, kv_dtype):
     """vLLM's own count of one request's pool bytes (its KV cache specs, groups and the check behind
     "not enough KV cache memory for one request of max_model_len"), fed our block size."""
     import types
@@ -165,12 +166,12 @@ def test_a_requests_bytes_are_what_vllm_itself_counts(seed, name, tp, speculativ
     from vllm_sm7x.profiles import memory
 
     facts = seed(name)
-    pool = memory.kv_pool(facts, tp, speculative_tokens=speculative, prefix_caching=True)
+    pool = memory.kv_pool(facts, tp, kv_dtype.itemsize, speculative_tokens=speculative, prefix_caching=True)
     conv_dim = 2 * facts.linear_k_heads * facts.linear_k_dim + facts.linear_v_heads * facts.linear_v_dim
     state_shapes = ((conv_dim // tp, facts.conv_kernel - 1 + speculative),
                     (facts.linear_v_heads // tp, facts.linear_v_dim, facts.linear_k_dim))
     specs = {f"attention.{i}": FullAttentionSpec(block_size=pool.block_tokens, head_size=facts.head_dim,
-                                                 num_kv_heads=memory.kv_heads_per_gpu(facts, tp), dtype=torch.float16)
+                                                 num_kv_heads=memory.kv_heads_per_gpu(facts, tp), dtype=kv_dtype)
              for i in range(facts.full_attention_layers + (facts.mtp_layers if speculative else 0))}
     specs.update({f"delta_net.{i}": MambaSpec(shapes=state_shapes, dtypes=(torch.float16, torch.float32),
                                               block_size=pool.block_tokens, page_size_padded=pool.page_bytes,
