@@ -19,7 +19,8 @@ from vllm import LLM, SamplingParams
 llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=True, gpu_memory_utilization=0.2,
           max_model_len=512, max_num_seqs=4, seed=0, **json.loads(sys.argv[2]))
 prompts = [{"prompt_token_ids": list(range(3, 40))}, {"prompt_token_ids": [5, 9, 11]}]
-params = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.9, top_k=20, seed=1, detokenize=False)
+params = SamplingParams(max_tokens=6, temperature=0.8, top_p=0.9, top_k=20, seed=1, detokenize=False,
+                        repetition_penalty=1.1, presence_penalty=0.5, frequency_penalty=0.2)  # penalties: a _C kernel
 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                         torch.profiler.ProfilerActivity.CUDA]) as prof:
     llm.generate(prompts, params)

@@ -62,6 +62,28 @@ def test_moe_routing_goes_to_our_kernel_on_sm70_only(monkeypatch):
         ops.topk_softmax(None, None, None, None, True, e_score_correction_bias=object())
 
 
+def test_repetition_penalties_run_in_pytorch_on_sm70_only(monkeypatch):
+    import torch
+    import vllm._custom_ops as ops
+
+    from vllm_sm7x import activation
+    from vllm_sm7x.activation import Activation
+    from vllm_sm7x.patch import sampling_penalties
+
+    stock = ops.apply_repetition_penalties
+    monkeypatch.setattr(ops, "apply_repetition_penalties", stock)  # vLLM's own is put back after the test
+    for path in ("sm75", None):
+        monkeypatch.setattr(activation, "current_activation", lambda: Activation(path is not None, path, True, ""))
+        assert not sampling_penalties.repetition_penalties_without_c() and ops.apply_repetition_penalties is stock
+    monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm70", True, ""))
+    assert sampling_penalties.repetition_penalties_without_c()
+    assert not sampling_penalties.repetition_penalties_without_c()  # idempotent
+    logits = torch.tensor([[2.0, -2.0, 1.0]])
+    seen = torch.tensor([[True, True, False]])
+    ops.apply_repetition_penalties(logits, seen, torch.zeros_like(seen), torch.tensor([2.0]))
+    assert logits.tolist() == [[1.0, -4.0, 1.0]]
+
+
 def test_marlin_moe_gate_up_scales_get_the_layout_of_the_hidden_size_k(monkeypatch):
     """Qwen3.6-35B-A3B at TP4: 128-wide experts, group 128, hidden 2048 -> the gate/up weight has 16
     scale groups along K, so Marlin reads the grouped layout; vLLM 0.26 asks for K = 128 (the expert
