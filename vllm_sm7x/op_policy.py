@@ -32,3 +32,14 @@ def custom_ops_for(path: str | None, custom_ops: list[str]) -> list[str]:
 def ir_priority_for(path: str | None) -> list[str] | None:
     """Default vLLM IR op priority for this path, or None to keep vLLM's CUDA default."""
     return NATIVE_IR_PRIORITY if path == "sm70" else None
+
+
+def moe_refusal(path: str | None, architecture: str, is_moe: bool, quantization: str | None) -> str | None:
+    """Why this model cannot be served on this path, or None: on sm70 a mixture-of-experts layer runs only
+    on our AWQ expert GEMM; vLLM's other MoE kernels (unquantized, GPTQ, ...) call `_moe_C`, which has no
+    sm_70 code, and would fault in the engine's first forward."""
+    if path != "sm70" or not is_moe or quantization == "awq_sm7x":
+        return None
+    return (f"{architecture}: mixture-of-experts models run on SM70 only from AWQ checkpoints (vLLM's other MoE "
+            f"kernels, here for quantization {quantization or 'none'}, have no sm_70 code): serve an AWQ export "
+            "of this model")

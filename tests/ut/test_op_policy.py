@@ -2,7 +2,7 @@
 for Volta); on sm75 and elsewhere vLLM's choice stands; a user's explicit choice is kept."""
 import logging
 
-from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for
+from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, moe_refusal
 
 
 def test_sm70_turns_cuda_kernel_ops_off_unless_the_user_chose():
@@ -22,3 +22,12 @@ def test_other_paths_keep_vllms_choice():
     assert custom_ops_for(None, ["all"]) == ["all"]
     assert ir_priority_for("sm75") is None and ir_priority_for(None) is None
     assert ir_priority_for("sm70") == ["native"]
+
+
+def test_moe_models_on_sm70_must_be_awq():
+    refusal = moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin")
+    assert refusal and "only from AWQ checkpoints" in refusal and "gptq_marlin" in refusal
+    assert "quantization none" in moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, None)
+    assert moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "awq_sm7x") is None
+    assert moe_refusal("sm70", "Qwen3_5ForConditionalGeneration", False, None) is None
+    assert moe_refusal("sm75", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin") is None
