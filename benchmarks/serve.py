@@ -143,7 +143,7 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
     stock = {"VLLM_SM7X_EMULATE": path, **fla_gdn}  # vLLM's kernels wherever ours are a switch
     if path == "sm75":
         yield "stock-awq-triton_attn", awq, {**stock, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
-    else:
+    else:  # a MoE preset's row reports the platform's refusal: no MoE kernel but ours exists for Volta
         yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
     if hybrid:  # last: the comparison with stock comes first where a run is cut short
         yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, **fla_gdn}, "default"
