@@ -187,6 +187,12 @@ def test_a_requests_bytes_are_what_vllm_itself_counts(seed, name, tp, speculativ
         assert pool.request_bytes(tokens) == kv_cache_utils._max_memory_usage_bytes_from_groups(config, groups)
 
 
+def test_a_prefill_chunk_under_one_aligned_block_is_refused_with_the_smallest_that_works(seed):
+    with pytest.raises(ProfileError, match=r"--max-num-batched-tokens 512 is under one 1056-token attention block.*"
+                                           r"use --max-num-batched-tokens 1056 or more"):
+        resolve_profile(seed("Qwen3.6-35B-A3B-AWQ"), V100_32GB, tp=1, user={"max_num_batched_tokens": 512})
+
+
 @pytest.mark.parametrize("gpus, tp", [(V100_32GB, 1), (V100_32GB, 2), (V100_16GB, 2), (V100_32GB, 4)])
 def test_the_27b_mtp_pool_holds_its_requests_at_full_length(seed, gpus, tp):
     """The pools vLLM refused (2026-12-02 review: 27B with MTP at TP1/TP2 counted 16 attention layers

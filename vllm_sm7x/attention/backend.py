@@ -133,7 +133,8 @@ class FlashAttnV100Impl(AttentionImpl):
         # Arguments some models give their attention layers (layer_idx: an index, no behaviour); any other
         # one that is set changes what attention computes, e.g. Qwen's dual_chunk_attention_config.
         ignored = {"layer_idx"}
-        unsupported = sorted(k for k, v in model_extras.items() if k not in ignored and v not in (None, False))
+        unsupported = sorted(k for k, v in model_extras.items()
+                             if k not in ignored and v is not None and v is not False)
         if unsupported:
             raise NotImplementedError(f"{NAME} does not implement {', '.join(unsupported)} (set by this model's "
                                       "attention layers): serve a configuration without it")

@@ -119,19 +119,23 @@ class KvPool:
 
 def kv_pool(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16, pp: int = 1, speculative_tokens: int = 0,
             prefix_caching: bool = False) -> KvPool:
-    attention = stage_layers(facts.full_attention_layers, pp) + (facts.mtp_layers if speculative_tokens else 0)
+    mtp = facts.mtp_layers if speculative_tokens else 0
     token_bytes = 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes  # one layer's K and V
+    stage_attention = stage_layers(facts.full_attention_layers, pp) + mtp
     if not facts.is_hybrid:
-        return KvPool(KERNEL_BLOCK_TOKENS, KERNEL_BLOCK_TOKENS * token_bytes, attention, 1, 0)
+        return KvPool(KERNEL_BLOCK_TOKENS, KERNEL_BLOCK_TOKENS * token_bytes, stage_attention, 1, 0)
     state = state_bytes_per_layer(facts, tp, speculative_tokens)
     block = KERNEL_BLOCK_TOKENS * math.ceil(state / (KERNEL_BLOCK_TOKENS * token_bytes))
-    delta_net = stage_layers(facts.linear_attention_layers, pp)
+    # vLLM groups the whole model's layers, then gives each pipeline stage its share of every group.
+    attention, delta_net = facts.full_attention_layers + mtp, facts.linear_attention_layers
     group = min(attention, delta_net)
     if max(attention, delta_net) < 1.5 * group:  # vLLM pads the smaller kind instead
         group = max(attention, delta_net)
+    attention_groups, delta_net_groups = math.ceil(attention / group), math.ceil(delta_net / group)
+    stage_slots = max(math.ceil(stage_attention / attention_groups),
+                      math.ceil(stage_layers(delta_net, pp) / delta_net_groups))
     per_group = (2 if prefix_caching else 1) + speculative_tokens
-    return KvPool(block, block * token_bytes, group, math.ceil(attention / group),
-                  math.ceil(delta_net / group) * per_group)
+    return KvPool(block, block * token_bytes, stage_slots, attention_groups, delta_net_groups * per_group)
 
 
 def prefill_workspace_bytes(facts: ModelFacts, tp: int, batched_tokens: int) -> int:

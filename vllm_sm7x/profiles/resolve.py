@@ -125,6 +125,11 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
     aligned_states = facts.is_hybrid and user.get("enable_prefix_caching", True)
     pool_layout = memory.kv_pool(facts, tp, 1 if user.get("kv_cache_dtype") == "fp8_e5m2" else 2, pp, speculative,
                                  prefix_caching=aligned_states)
+    if aligned_states and "max_num_batched_tokens" in user and batched < pool_layout.block_tokens:
+        raise ProfileError(f"--max-num-batched-tokens {batched} is under one {pool_layout.block_tokens}-token "
+                           "attention block, the smallest prefill chunk vLLM allows when prefix caching keeps the "
+                           "state at block boundaries: use --max-num-batched-tokens "
+                           f"{pool_layout.block_tokens} or more")
     if aligned_states and "max_num_batched_tokens" not in user and batched < pool_layout.block_tokens:
         # vLLM refuses a prefill chunk under one attention block when states are kept at block boundaries.
         batched = profile.set("max_num_batched_tokens", pool_layout.block_tokens,

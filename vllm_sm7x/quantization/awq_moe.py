@@ -74,8 +74,9 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         return None  # our own kernels: vLLM's modular MoE kernels are not used
 
     def select_gemm_impl(self, prepare_finalize, layer: torch.nn.Module):
-        raise NotImplementedError(f"{self.prefix}: vLLM's all-to-all MoE backends are not supported on SM70/SM75; "
-                                  "use --all2all-backend allgather_reducescatter (the default)")
+        raise NotImplementedError(f"{self.prefix}: vLLM's modular MoE kernels (its all-to-all backends, MoE LoRA) "
+                                  "are not supported on SM70/SM75 with AWQ experts; use --all2all-backend "
+                                  "allgather_reducescatter (the default) and no LoRA on the experts")
 
     def _experts(self, layer: torch.nn.Module, name: str) -> AwqKernelWeight:
         return AwqKernelWeight(getattr(layer, f"{name}_qweight"), getattr(layer, f"{name}_scale_zero"),
