@@ -70,13 +70,16 @@ def test_repetition_penalties_run_in_pytorch_on_sm70_only(monkeypatch):
     from vllm_sm7x.activation import Activation
     from vllm_sm7x.patch import sampling_penalties
 
-    stock = ops.apply_repetition_penalties
-    monkeypatch.setattr(ops, "apply_repetition_penalties", stock)  # vLLM's own is put back after the test
+    def stock(*args):
+        raise AssertionError("vLLM's _C kernel called")
+
+    monkeypatch.setattr(ops, "apply_repetition_penalties", stock)  # an earlier plugin start may have patched it
     for path in ("sm75", None):
         monkeypatch.setattr(activation, "current_activation", lambda: Activation(path is not None, path, True, ""))
         assert not sampling_penalties.repetition_penalties_without_c() and ops.apply_repetition_penalties is stock
     monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm70", True, ""))
     assert sampling_penalties.repetition_penalties_without_c()
+    assert ops.apply_repetition_penalties is ops.apply_repetition_penalties_torch
     assert not sampling_penalties.repetition_penalties_without_c()  # idempotent
     logits = torch.tensor([[2.0, -2.0, 1.0]])
     seen = torch.tensor([[True, True, False]])
@@ -156,7 +159,8 @@ def test_gdn_ba_projection_stays_whole_under_our_awq_config(monkeypatch):
     from vllm_sm7x.patch import gdn_ba_proj
     from vllm_sm7x.quantization.awq_sm7x import AwqSm7xConfig
 
-    monkeypatch.setattr(QwenGatedDeltaNetAttention, "maybe_disable_tp", QwenGatedDeltaNetAttention.maybe_disable_tp)
+    vllms = QwenGatedDeltaNetAttention.maybe_disable_tp  # unwrapped: an earlier plugin start may have patched it
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "maybe_disable_tp", getattr(vllms, "sm7x_original", vllms))
     qwen35, qwen3_next = (types.SimpleNamespace(gqa_interleaved_layout=layout) for layout in (False, True))
     awq = AwqSm7xConfig(128)
     assert not QwenGatedDeltaNetAttention.maybe_disable_tp(qwen35, awq)
