@@ -271,9 +271,11 @@ def test_pipeline_stages_split_the_layers_and_their_memory(seed):
     one_matrix = facts.vocab_size * facts.hidden_size * 2
     assert memory.weight_bytes_per_gpu(facts, 1, pp=2) == pytest.approx((total - 2 * one_matrix) / 2 + one_matrix, abs=1)
     assert memory.weight_bytes_per_gpu(facts, 2, pp=2) == pytest.approx(memory.weight_bytes_per_gpu(facts, 1, 2) / 2, abs=1)
-    assert memory.kv_bytes_per_token(facts, 1, pp=2) * 2 == memory.kv_bytes_per_token(facts, 1)
-    assert memory.kv_bytes_per_token(facts, 1, pp=3) == memory.kv_bytes_per_token(facts, 1) * 6 // 16  # 16 / 3 up
-    assert memory.state_bytes_per_sequence(facts, 1, pp=4) * 4 == memory.state_bytes_per_sequence(facts, 1)
+    unstaged = memory.kv_pool(facts, 1)
+    context = 64 * unstaged.block_tokens
+    assert memory.kv_pool(facts, 1, pp=2).request_bytes(context) * 2 == unstaged.request_bytes(context)
+    assert memory.kv_pool(facts, 1, pp=3).request_bytes(context) == unstaged.request_bytes(context) * 6 // 16  # 16/3 up
+    assert memory.kv_pool(facts, 1, pp=4).request_bytes(0) * 4 == unstaged.request_bytes(0)  # the state alone
     with pytest.raises(ProfileError, match="at --tensor-parallel-size 1, with the runtime.* do not fit"):
         resolve_profile(facts, V100_16GB, tp=1)
     staged = resolve_profile(facts, V100_16GB, tp=1, pp=2)

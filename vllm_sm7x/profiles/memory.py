@@ -1,7 +1,7 @@
-"""Bytes per GPU of a serving configuration: weights, KV cache per token, Gated DeltaNet state per
-sequence, and the prefill workspace. `tp` GPUs split every layer; `pp` pipeline stages split the
-layers (the fullest stage is priced: its share of the layers, rounded up, and one vocabulary matrix
-at an end). Weights come from the safetensors sizes when the folder has them (else from the shapes);
+"""Bytes per GPU of a serving configuration: weights, the KV pool (KV cache and Gated DeltaNet state
+as vLLM lays them out), and the prefill workspace. `tp` GPUs split every layer; `pp` pipeline stages
+split the layers (the fullest stage is priced: its share of the layers, rounded up, and one
+vocabulary matrix at an end). Weights come from the safetensors sizes when the folder has them (else from the shapes);
 the workspace is an estimate that errs high, so a profile that fits here leaves vLLM's own profiling
 run room."""
 from __future__ import annotations
@@ -67,11 +67,6 @@ def kv_heads_per_gpu(facts: ModelFacts, tp: int) -> int:
     return max(1, facts.num_kv_heads // tp)  # fewer KV heads than GPUs: each GPU keeps a copy of one
 
 
-def kv_bytes_per_token(facts: ModelFacts, tp: int, kv_cache_bytes: int = FP16, pp: int = 1) -> int:
-    layers = stage_layers(facts.full_attention_layers, pp)
-    return layers * 2 * kv_heads_per_gpu(facts, tp) * facts.head_dim * kv_cache_bytes
-
-
 def state_bytes_per_layer(facts: ModelFacts, tp: int, speculative_tokens: int = 0) -> int:
     """Gated DeltaNet state of one sequence in one layer (vLLM's shapes: the conv window grows by the
     speculative tokens; the recurrent state is v_heads x v_dim x k_dim)."""
@@ -79,13 +74,6 @@ def state_bytes_per_layer(facts: ModelFacts, tp: int, speculative_tokens: int = 
     conv = conv_dim // tp * (facts.conv_kernel - 1 + speculative_tokens) * FP16
     recurrent = facts.linear_v_heads // tp * facts.linear_v_dim * facts.linear_k_dim
     return conv + recurrent * facts.ssm_state_bytes_per_element
-
-
-def state_bytes_per_sequence(facts: ModelFacts, tp: int, speculative_tokens: int = 0, pp: int = 1) -> int:
-    """Gated DeltaNet state of one sequence, every layer of the fullest stage once."""
-    if not facts.is_hybrid:
-        return 0
-    return stage_layers(facts.linear_attention_layers, pp) * state_bytes_per_layer(facts, tp, speculative_tokens)
 
 
 KERNEL_BLOCK_TOKENS = 16  # FLASH_ATTN_V100's block sizes are multiples of 16 (attention/backend.py)
