@@ -132,6 +132,25 @@ def swapped(module, **kernels):
             setattr(module, name, kernel)
 
 
+class LaunchRecorder:
+    """Stands in for a Triton kernel while vLLM's wrapper runs on CPU tensors: records each launch's
+    (args, kwargs) instead of running it."""
+
+    def __init__(self):
+        self.launches = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.launches.append((args, kwargs))
+
+
+def recorded_launches(module, kernel_name: str, call) -> list[tuple]:
+    """(args, kwargs) of each launch of module.<kernel_name> while call() runs vLLM's wrapper."""
+    recorder = LaunchRecorder()
+    with swapped(module, **{kernel_name: recorder}):
+        call()
+    return recorder.launches
+
+
 # Shared memory a CTA may use on the emulated card: a config over it cannot launch there.
 SHARED_MEMORY_LIMIT = {70: 96 << 10, 75: 64 << 10}
 # FLA modules whose autotune lists depend on the GPU they are imported on: chunk_o's block sizes (by

@@ -40,11 +40,11 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from triton_faithful import (EmulatedKernel, FaithfulCompileError, bound_arguments, config_options,  # noqa: E402
-                             distinct_configs, unwrap_tuned)
+from triton_faithful import (SHARED_MEMORY_LIMIT, EmulatedKernel, FaithfulCompileError,  # noqa: E402
+                             LaunchRecorder, bound_arguments, config_options, distinct_configs,
+                             recorded_launches, unwrap_tuned)
 
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-SMEM_LIMIT = {70: 96 << 10, 75: 64 << 10}
 REGS_PER_BLOCK = 64 << 10  # both Volta and Turing
 F16, F32, I32, I64, BOOL = torch.float16, torch.float32, torch.int32, torch.int64, torch.bool
 
@@ -57,25 +57,6 @@ SHAPES = {  # per-GPU shapes
                     block=1072),
 }
 VOCAB = 248320
-
-
-# ----------------------------------------------------------------------------- recording launches
-class Recorder:
-    """Stands in for a module's Triton kernel while vLLM's wrapper runs: records each launch."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.launches = []
-
-    def __getitem__(self, grid):
-        return lambda *args, **kwargs: self.launches.append((args, kwargs))
-
-
-def record(module, name: str, call) -> list:
-    rec = Recorder(getattr(module, name))
-    with mock.patch.object(module, name, rec):
-        call()
-    return rec.launches
 
 
 # ----------------------------------------------------------------------------- compiling
@@ -106,8 +87,8 @@ def compile_launch(kernel, args, kwargs, arch: int, config=None) -> dict:
     shared = compiled.metadata.shared
     threads = warps * 32
     notes = []
-    if shared > SMEM_LIMIT[arch]:
-        notes.append(f"SMEM {shared} > {SMEM_LIMIT[arch]}")
+    if shared > SHARED_MEMORY_LIMIT[arch]:
+        notes.append(f"SMEM {shared} > {SHARED_MEMORY_LIMIT[arch]}")
     if res and res["regs"] * threads > REGS_PER_BLOCK:
         notes.append(f"REGS {res['regs']}x{threads} > 64K")
     if res and res["local"]:
@@ -136,7 +117,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     from vllm.model_executor.layers import fused_qk_norm_rope as m
     qkv = torch.zeros(T, qh * 2 * hd + 2 * kvh * hd, dtype=F16)
     q_gate, k, _ = qkv.split([qh * 2 * hd, kvh * hd, kvh * hd], dim=-1)
-    launches = record(m, "_fused_qk_rmsnorm_rope_gate_kernel", lambda: m.fused_qk_rmsnorm_rope_gate(
+    launches = recorded_launches(m, "_fused_qk_rmsnorm_rope_gate_kernel", lambda: m.fused_qk_rmsnorm_rope_gate(
         q_gate, k, torch.ones(hd), torch.ones(hd), torch.zeros(4096, rot, dtype=F16), torch.zeros(T, dtype=I64),
         1e-6, qh, kvh, hd, rot))
     out.append(("fused_qk_norm_rope._fused_qk_rmsnorm_rope_gate_kernel",
@@ -153,9 +134,9 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     variants = []
     for cap in ((7, 0), (7, 5)):
         with mock.patch.object(torch.cuda, "get_device_capability", lambda *a, **k: cap):
-            launches = record(rc, "reshape_and_cache_kernel_flash", lambda: rc.triton_reshape_and_cache_flash(
-                key, value, key_cache, value_cache, torch.zeros(T, dtype=I64), "auto", torch.ones(1),
-                torch.ones(1)))
+            launches = recorded_launches(rc, "reshape_and_cache_kernel_flash", lambda: (
+                rc.triton_reshape_and_cache_flash(key, value, key_cache, value_cache, torch.zeros(T, dtype=I64),
+                                                  "auto", torch.ones(1), torch.ones(1))))
         variants.append((f"as on sm{cap[0]}{cap[1]}", *launches[0], "wrapper"))
     out.append(("triton_reshape_and_cache_flash.reshape_and_cache_kernel_flash",
                 "FlashAttnV100Impl.do_kv_cache_update (ours) -> every full-attn layer, every step",
@@ -168,7 +149,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     weight = torch.zeros(conv_dim, width, dtype=F16)
     mixed = torch.zeros(T, qkvz, dtype=F16)[:, :conv_dim]
     qsl = torch.tensor([0, 30, T], dtype=I32)
-    launches = record(cc, "_causal_conv1d_fwd_kernel", lambda: cc.causal_conv1d_fn(
+    launches = recorded_launches(cc, "_causal_conv1d_fwd_kernel", lambda: cc.causal_conv1d_fn(
         mixed.transpose(0, 1), weight, None, conv_states=conv_state, query_start_loc=qsl,
         cache_indices=torch.tensor([1, 2], dtype=I32), has_initial_state=torch.tensor([False, True]),
         activation="silu", metadata=None))
@@ -178,12 +159,12 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     nseq = 2
     spec_tok = nseq * (mtp + 1)
     spec_idx = torch.zeros(nseq, mtp + 1, dtype=I32)
-    v_spec = record(cc, "_causal_conv1d_update_kernel", lambda: cc.causal_conv1d_update(
+    v_spec = recorded_launches(cc, "_causal_conv1d_update_kernel", lambda: cc.causal_conv1d_update(
         torch.zeros(spec_tok, conv_dim, dtype=F16), conv_state, weight, None, "silu",
         conv_state_indices=spec_idx[:, 0][:nseq], num_accepted_tokens=torch.ones(nseq, dtype=I32),
         query_start_loc=torch.arange(0, spec_tok + 1, mtp + 1, dtype=I32), max_query_len=mtp + 1,
         validate_data=False))
-    v_dec = record(cc, "_causal_conv1d_update_kernel", lambda: cc.causal_conv1d_update(
+    v_dec = recorded_launches(cc, "_causal_conv1d_update_kernel", lambda: cc.causal_conv1d_update(
         mixed[:nseq], conv_state, weight, None, "silu", conv_state_indices=torch.tensor([1, 2], dtype=I32),
         validate_data=True))
     out.append(("causal_conv1d._causal_conv1d_update_kernel",
@@ -195,7 +176,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     from vllm.third_party.flash_linear_attention.ops import fused_gdn_prefill_post_conv as pc
     variants = []
     for L in (1, 16, T):
-        launches = record(pc, "_fused_post_conv_kernel", lambda: pc.fused_post_conv_prep(
+        launches = recorded_launches(pc, "_fused_post_conv_kernel", lambda: pc.fused_post_conv_prep(
             torch.zeros(L, conv_dim, dtype=F16), torch.zeros(L, gv, dtype=F16), torch.zeros(L, gv, dtype=F16),
             torch.zeros(gv), torch.zeros(gv, dtype=F16), gk, dk, dv, apply_l2norm=True, output_g_exp=False))
         variants.append((f"L={L}", *launches[0], "wrapper"))
@@ -208,7 +189,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     variants = []
     for state_dtype in (F16, F32):
         ssm = torch.zeros(6, gv, dv, dk, dtype=state_dtype)
-        launches = record(sg, "fused_sigmoid_gating_delta_rule_update_kernel",
+        launches = recorded_launches(sg, "fused_sigmoid_gating_delta_rule_update_kernel",
                           lambda: sg.fused_sigmoid_gating_delta_rule_update(
                               A_log=torch.zeros(gv), a=torch.zeros(spec_tok, gv, dtype=F16),
                               b=torch.zeros(spec_tok, gv, dtype=F16), dt_bias=torch.zeros(gv, dtype=F16),
@@ -220,7 +201,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
                               ssm_state_indices=spec_idx, num_accepted_tokens=torch.ones(nseq, dtype=I32),
                               use_qk_l2norm_in_kernel=True))
         variants.append((f"MTP verify, {str(state_dtype)[6:]} state", *launches[0], "wrapper"))
-        launches = record(sg, "fused_sigmoid_gating_delta_rule_update_kernel",
+        launches = recorded_launches(sg, "fused_sigmoid_gating_delta_rule_update_kernel",
                           lambda: sg.fused_sigmoid_gating_delta_rule_update(
                               A_log=torch.zeros(gv), a=torch.zeros(nseq, gv, dtype=F16),
                               b=torch.zeros(nseq, gv, dtype=F16), dt_bias=torch.zeros(gv, dtype=F16),
@@ -235,7 +216,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
 
     # 7. FLA packed recurrent decode: only where vllm-sm7x's decode kernel declines (state dtype, alignment)
     from vllm.third_party.flash_linear_attention.ops import fused_recurrent as fr
-    launches = record(fr, "fused_recurrent_gated_delta_rule_packed_decode_kernel",
+    launches = recorded_launches(fr, "fused_recurrent_gated_delta_rule_packed_decode_kernel",
                       lambda: fr.fused_recurrent_gated_delta_rule_packed_decode(
                           mixed_qkv=torch.zeros(nseq, conv_dim, dtype=F16), a=torch.zeros(nseq, gv, dtype=F16),
                           b=torch.zeros(nseq, gv, dtype=F16), A_log=torch.zeros(gv),
@@ -253,7 +234,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     variants = []
     for sms, rows in ((80, 2 * T * gv), (40, 4)):
         with mock.patch.object(lg, "num_compute_units", lambda *_a, _s=sms: _s):
-            launches = record(lg, "layer_norm_fwd_kernel", lambda: lg.rmsnorm_fn(
+            launches = recorded_launches(lg, "layer_norm_fwd_kernel", lambda: lg.rmsnorm_fn(
                 torch.zeros(rows, dv, dtype=F16), torch.ones(dv, dtype=F16), None, z=torch.zeros(rows, dv, dtype=F16),
                 eps=1e-6, group_size=None, norm_before_gate=True, activation="silu"))
         variants.append((f"{rows} rows, {sms} SMs", *launches[0], "wrapper"))
@@ -264,7 +245,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
     # 9. M-RoPE: only when the attention layer does not fuse (vision enabled) AND the rotary custom op is enabled
     from vllm.model_executor.layers.rotary_embedding import mrope as mr
     cos = torch.zeros(3, T, rot // 2, dtype=F16)
-    launches = record(mr, "_triton_mrope_forward", lambda: mr.triton_mrope(
+    launches = recorded_launches(mr, "_triton_mrope_forward", lambda: mr.triton_mrope(
         torch.zeros(T, qh * hd, dtype=F16), torch.zeros(T, kvh * hd, dtype=F16), cos, cos.clone(), [11, 11, 10],
         hd, rot, True))
     out.append(("mrope._triton_mrope_forward",
@@ -326,7 +307,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
                 [("", (torch.zeros(nreq, dtype=I32), torch.zeros(nreq, dtype=I32), torch.zeros(nreq + 1, dtype=I32),
                        torch.zeros(nreq, dtype=I32), torch.zeros(nreq, dtype=I32), nreq), {}, "rebuilt")]))
     step_update = su.eagle_step_update_slot_mapping_and_metadata
-    launches = record(su, "eagle_step_slot_mapping_metadata_kernel", lambda: step_update(
+    launches = recorded_launches(su, "eagle_step_slot_mapping_metadata_kernel", lambda: step_update(
         torch.zeros(nreq, dtype=I64), bt, torch.zeros(nreq, dtype=I32), s["block"], 262144,
         torch.zeros(nreq, dtype=I64), torch.zeros(8, dtype=I64), input_batch_size=8))
     out.append(("spec_decode.utils.eagle_step_slot_mapping_metadata_kernel",
@@ -359,7 +340,7 @@ def cases(s: dict) -> list[tuple[str, str, object, list]]:
                 rs.rejection_random_sample_kernel, variants))
     variants = []
     for name, x in (("temperature fp32", torch.zeros(nreq)), ("top_k int32", torch.zeros(nreq, dtype=I32))):
-        launches = record(rs, "expand_kernel", lambda: rs.expand_batch_to_tokens(x, cu, ntok))
+        launches = recorded_launches(rs, "expand_kernel", lambda: rs.expand_batch_to_tokens(x, cu, ntok))
         variants.append((name, *launches[0], "wrapper"))
     out.append(("rejection_sampler.expand_kernel", "apply_sampling_constraints (temperature > 0)",
                 rs.expand_kernel, variants))
@@ -421,7 +402,7 @@ def fla_chunk_cases(arch: int, s: dict) -> list:
         chunk = importlib.reload(chunk_module)
         recorders = {}
         for namespace, name, kernel in list(triton_kernels_reachable_from(vars(chunk))):
-            rec = Recorder(kernel)
+            rec = LaunchRecorder()
             recorders[(id(namespace), name)] = (namespace, name, kernel, rec)
             namespace[name] = rec
         try:

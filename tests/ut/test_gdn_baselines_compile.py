@@ -111,19 +111,12 @@ def test_vllms_gdn_chunked_prefill_fits_turing_shared_memory(gdn_benchmark, arch
 def first_launch(module, kernel_name: str, call) -> tuple:
     """(JIT function, autotune configs, bound arguments of its first launch) of `module.kernel_name` when
     call(module) runs vLLM's wrapper: the launch is recorded, not run (no GPU)."""
-    from triton_faithful import bound_arguments, swapped, unwrap_tuned, with_real_triton
+    from triton_faithful import bound_arguments, recorded_launches, unwrap_tuned, with_real_triton
 
     module = with_real_triton(module, kernel_name)
     fn, configs, heuristics, _ = unwrap_tuned(getattr(module, kernel_name))
-    launches = []
-
-    class FirstLaunch:
-        def __getitem__(self, grid):
-            return lambda *args, **kwargs: launches.append(bound_arguments(fn, heuristics, args, kwargs))
-
-    with swapped(module, **{kernel_name: FirstLaunch()}):
-        call(module)
-    return fn, configs, launches[0]
+    args, kwargs = recorded_launches(module, kernel_name, lambda: call(module))[0]
+    return fn, configs, bound_arguments(fn, heuristics, args, kwargs)
 
 
 def test_configs_compiled_on_threads_come_back_in_config_order(gdn_benchmark):
