@@ -54,9 +54,9 @@ struct DecodeChoice {
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
 };
 
-// with_prefill: the call also has query blocks for the prefill kernel (a mixed batch). Its short
-// sequences may then be plain decodes (q_len 1) whatever query_rows says (it counts the longest, up to
-// 16 per KV head), so they keep the 16-row tensor-core form: the 32-row one measured 0.90-1.45x its
+// with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
+// not say how long its short sequences are. They may then be plain decodes (q_len 1) whatever
+// query_rows says (it counts the most they may have, 16 per KV head), so they keep the 16-row form: the 32-row one measured 0.90-1.45x its
 // time on 6 rows (median 1.39x; H200, sm75, attention-sm75-h200-2026-12-01-mma32.json).
 DecodeChoice decode_choice(int64_t query_rows, bool with_prefill) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
@@ -188,12 +188,14 @@ void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch:
 }
 
 // Writes out [total_q, q_heads, head_dim] (contiguous rows) and returns lse [q_heads, total_q].
+// max_decode_q_len: the longest query under kPrefillMinQueryLen tokens when the batch also has longer
+// ones (0: none), or -1 when the caller does not know it.
 torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, const torch::Tensor& k_cache,
                                   const torch::Tensor& v_cache, const torch::Tensor& cu_seqlens_q,
                                   const torch::Tensor& seqlens_k, const torch::Tensor& block_table,
                                   int64_t max_seqlen_q, double scale, bool causal, int64_t window_left,
                                   double softcap, int64_t num_splits, const std::string& path, double k_scale,
-                                  double v_scale) {
+                                  double v_scale, int64_t max_decode_q_len) {
   for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
     TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
@@ -242,8 +244,20 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // kernel, in the same call for a mixed batch. Both kinds take tensor cores unless the SIMT decode
   // kernel, the same on every arch, is asked for.
   const bool prefill = max_seqlen_q >= kPrefillMinQueryLen;
-  const int64_t decode_rows = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1) * (q_heads / kv_heads);
-  const DecodeChoice decode = decode_choice(decode_rows, prefill);
+  // The decode kernels' queries per sequence: the longest query under kPrefillMinQueryLen. A caller that
+  // knows it passes it (vLLM's builder reads it from its CPU copy of the query offsets); otherwise a
+  // mixed batch's short sequences are sized for kPrefillMinQueryLen - 1 queries, which for plain decodes
+  // leaves most of the grid's row blocks empty and splits the keys over a fraction of the GPU.
+  TORCH_CHECK_VALUE(max_decode_q_len == -1 || (prefill ? max_decode_q_len >= 0 && max_decode_q_len < kPrefillMinQueryLen
+                                                       : max_decode_q_len == max_seqlen_q),
+                    "paged_attention: max_decode_q_len = ", max_decode_q_len, " must be -1 (unknown), the longest ",
+                    "query under ", kPrefillMinQueryLen, " tokens of a batch with longer ones, or max_seqlen_q = ",
+                    max_seqlen_q);
+  const bool decode_q_len_known = max_decode_q_len >= 0;
+  const int64_t decode_q_len =
+      decode_q_len_known ? max_decode_q_len : std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1);
+  const int64_t decode_rows = decode_q_len * (q_heads / kv_heads);
+  const DecodeChoice decode = decode_choice(decode_rows, prefill && !decode_q_len_known);
   // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
   // which runs anywhere (prefill then names the switch). The device is asked only when it matters.
   auto has_native_path = [&] {
@@ -293,7 +307,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence and leaves longer ones
   // (and their rows of out and lse) to the prefill kernel, which runs after it.
-  p.max_q_len = std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1);
+  p.max_q_len = static_cast<int>(decode_q_len);
 
   // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
   // (each sequence sizes its ranges from its own length on the device).
@@ -303,7 +317,9 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int64_t rows_per_cta = mma_decode ? kDecodeRowsPerCta * decode.row_groups : kDecodeRowsPerCta;
   const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), rows_per_cta);
   int64_t splits = num_splits;
-  if (splits <= 0) {
+  if (row_blocks == 0) {
+    splits = 1;  // no decode queries: the decode kernels return at once
+  } else if (splits <= 0) {
     int sms = 0;
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.get_device()));
     splits = ceil_div(2 * sms, batch * kv_heads * row_blocks);
@@ -354,11 +370,11 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
                                                          double scale, bool causal, int64_t window_left,
                                                          double softcap, int64_t num_splits,
                                                          const std::string& path, double k_scale,
-                                                         double v_scale) {
+                                                         double v_scale, int64_t max_decode_q_len) {
   TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());
   auto out = torch::empty(q.sizes(), q.options());
   auto lse = paged_attention_out(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q,
-                                 scale, causal, window_left, softcap, num_splits, path, k_scale, v_scale);
+                                 scale, causal, window_left, softcap, num_splits, path, k_scale, v_scale, max_decode_q_len);
   return {out, lse};
 }
 
@@ -375,11 +391,11 @@ TORCH_LIBRARY(flash_attn_v100, m) {
   m.impl("write_kv_cache", torch::kCUDA, &flash_v100::write_kv_cache);
   m.def("paged_attention(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, Tensor seqlens_k, "
         "Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, float softcap, "
-        "int num_splits, str path, float k_scale=1., float v_scale=1.) -> (Tensor, Tensor)");
+        "int num_splits, str path, float k_scale=1., float v_scale=1., int max_decode_q_len=-1) -> (Tensor, Tensor)");
   m.impl("paged_attention", torch::kCUDA, &flash_v100::paged_attention);
   m.def("paged_attention_out(Tensor(a!) out, Tensor q, Tensor k_cache, Tensor v_cache, Tensor cu_seqlens_q, "
         "Tensor seqlens_k, Tensor block_table, int max_seqlen_q, float scale, bool causal, int window_left, "
-        "float softcap, int num_splits, str path, float k_scale=1., float v_scale=1.) -> Tensor");
+        "float softcap, int num_splits, str path, float k_scale=1., float v_scale=1., int max_decode_q_len=-1) -> Tensor");
   m.impl("paged_attention_out", torch::kCUDA, &flash_v100::paged_attention_out);
 }
 

@@ -20,14 +20,15 @@ def _write_kv_cache_fake(key, value, key_cache, value_cache, slot_mapping, k_sca
 
 @torch.library.register_fake("flash_attn_v100::paged_attention")
 def _paged_attention_fake(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale, causal,
-                          window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0):
+                          window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0, max_decode_q_len=-1):
     total_q, heads, _ = q.shape
     return q.new_empty(q.shape), q.new_empty((heads, total_q), dtype=torch.float32)
 
 
 @torch.library.register_fake("flash_attn_v100::paged_attention_out")
 def _paged_attention_out_fake(out, q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, max_seqlen_q, scale,
-                              causal, window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0):
+                              causal, window_left, softcap, num_splits, path, k_scale=1.0, v_scale=1.0,
+                              max_decode_q_len=-1):
     return q.new_empty((q.shape[1], q.shape[0]), dtype=torch.float32)
 
 

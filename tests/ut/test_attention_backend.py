@@ -71,6 +71,39 @@ def test_metadata_builder_can_be_created():
     init.assert_called_once()
 
 
+def batch_of(query_lens, padding=0):
+    """The fields longest_decode_query reads of vLLM's CommonAttentionMetadata; `padding` repeated
+    offsets past num_reqs, as padded batches carry."""
+    import itertools
+    import types
+
+    import torch
+
+    offsets = [0, *itertools.accumulate(query_lens)]
+    return types.SimpleNamespace(max_query_len=max(query_lens), num_reqs=len(query_lens),
+                                 query_start_loc_cpu=torch.tensor(offsets + [offsets[-1] + 40] * padding,
+                                                                  dtype=torch.int32))
+
+
+@pytest.mark.parametrize("query_lens, expected", [([1, 1, 1], -1), ([4, 4], -1), ([16], -1),
+                                                  ([1, 512, 1], 1), ([5, 300, 1], 5), ([16, 17], 16),
+                                                  ([100, 17], 0), ([512], 0)])
+def test_a_mixed_batch_tells_the_op_its_longest_decode_query(query_lens, expected):
+    from vllm_sm7x.attention.backend import longest_decode_query
+
+    assert longest_decode_query(batch_of(query_lens, padding=2)) == expected
+
+
+def test_the_prefill_threshold_is_flash_attn_v100s():
+    import pathlib
+    import re
+
+    from vllm_sm7x.attention.backend import PREFILL_MIN_QUERY_LEN
+
+    header = pathlib.Path(__file__).parents[2] / "flash-attention-v100/csrc/decode/decode_attention.h"
+    assert re.search(r"kPrefillMinQueryLen = (\d+);", header.read_text()).group(1) == str(PREFILL_MIN_QUERY_LEN)
+
+
 Candidate = collections.namedtuple("Candidate", "backend_class backend priority")  # vLLM's _BackendCandidate
 
 

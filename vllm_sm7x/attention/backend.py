@@ -27,18 +27,35 @@ from vllm.v1.attention.backends.utils import get_kv_cache_layout
 logger = init_logger(__name__)
 NAME = "FLASH_ATTN_V100"
 HEAD_SIZES = (64, 128, 256)
+# flash-attn-v100's kPrefillMinQueryLen (csrc/decode/decode_attention.h): shorter queries take its decode
+# kernels, longer ones its prefill kernel.
+PREFILL_MIN_QUERY_LEN = 17
 
 
 @dataclass
 class FlashAttnV100Metadata:
     num_actual_tokens: int
     max_query_len: int
+    # The longest query the op's decode kernels take (under PREFILL_MIN_QUERY_LEN tokens) when the batch
+    # also has longer ones, else -1: sizes their grid and KV splits for the decodes actually present.
+    max_decode_query_len: int
     query_start_loc: torch.Tensor  # int32 [num_reqs + 1]
     max_seq_len: int
     seq_lens: torch.Tensor         # int32 [num_reqs]
     block_table: torch.Tensor      # int32 [num_reqs, max_blocks]
     slot_mapping: torch.Tensor
     causal: bool
+
+
+def longest_decode_query(m: CommonAttentionMetadata) -> int:
+    """The longest query under PREFILL_MIN_QUERY_LEN tokens (0 if none) of a batch that also has longer
+    ones, from the CPU copy of the query offsets (no device sync); -1 for a batch of short queries only,
+    whose max_query_len already says it."""
+    if m.max_query_len < PREFILL_MIN_QUERY_LEN:
+        return -1
+    query_lens = torch.diff(m.query_start_loc_cpu[:m.num_reqs + 1])
+    short = query_lens[query_lens < PREFILL_MIN_QUERY_LEN]
+    return int(short.max()) if short.numel() else 0
 
 
 class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadata]):
@@ -53,7 +70,7 @@ class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadat
         if isinstance(m.causal, torch.Tensor):
             raise NotImplementedError(f"{NAME}: per-request causal flags are not supported; use TRITON_ATTN")
         return FlashAttnV100Metadata(num_actual_tokens=m.num_actual_tokens, max_query_len=m.max_query_len,
-                                     query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
+                                     max_decode_query_len=longest_decode_query(m), query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
                                      seq_lens=m.seq_lens, block_table=m.block_table_tensor,
                                      slot_mapping=m.slot_mapping, causal=bool(m.causal))
 
@@ -191,5 +208,5 @@ class FlashAttnV100Impl(AttentionImpl):
             output[:tokens].view(tokens, self.num_heads, self.head_size), query[:tokens], key_cache, value_cache,
             attn_metadata.query_start_loc, attn_metadata.seq_lens, attn_metadata.block_table,
             attn_metadata.max_query_len, self.scale, attn_metadata.causal, self.window_left, self.softcap, 0,
-            self.kernel_path, layer._k_scale_float, layer._v_scale_float)
+            self.kernel_path, layer._k_scale_float, layer._v_scale_float, attn_metadata.max_decode_query_len)
         return output

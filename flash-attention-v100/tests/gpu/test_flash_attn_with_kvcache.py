@@ -239,6 +239,44 @@ def test_varlen_mixed_prefill_and_decode_over_pages(fa, causal, seed):
     assert relative_error(out, ref) < TOLERANCE
 
 
+@pytest.mark.parametrize("dim, heads, kv_heads", [(256, 24, 4), (128, 12, 2)])
+@pytest.mark.parametrize("q_lens, seqlens, longest_decode", [([1, 300, 1, 1], [4000, 300, 77, 2100], 1),
+                                                             ([5, 40, 1], [600, 940, 33], 5),
+                                                             ([16, 17, 2], [500, 17, 64], 16),
+                                                             ([40, 17], [40, 500], 0)])
+def test_a_mixed_batch_told_its_longest_decode_query(fa, dim, heads, kv_heads, q_lens, seqlens, longest_decode,
+                                                     seed):
+    # vLLM's builder passes the longest short query: the decode grid and KV splits are sized for it.
+    from flash_attn_v100.flash_attn_interface import arch_path
+
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    k_cache, v_cache, block_table = paged_cache(seqlens, kv_heads, dim, 16, gen)
+    cu_q = torch.tensor([0] + list(torch.tensor(q_lens).cumsum(0)), dtype=torch.int32, device="cuda")
+    q = torch.randn(sum(q_lens), heads, dim, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    args = (q, k_cache, v_cache, cu_q, lens, block_table, max(q_lens), 1 / math.sqrt(dim), True, -1, 0.0, 0,
+            arch_path(), 1.0, 1.0)
+    poison((q.shape, torch.float16), ((q.shape[1], q.shape[0]), torch.float32))
+    out, lse = torch.ops.flash_attn_v100.paged_attention(*args, longest_decode)
+    ref = varlen_reference(q, cu_q.tolist(), k_cache, v_cache, block_table, lens, 1 / math.sqrt(dim), True)
+    assert relative_error(out, ref) < TOLERANCE
+    unsized, unsized_lse = torch.ops.flash_attn_v100.paged_attention(*args)  # -1: sized for 16 queries
+    assert relative_error(unsized, ref) < TOLERANCE
+    torch.testing.assert_close(lse, unsized_lse, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("max_seqlen_q, longest_decode", [(300, 17), (300, -2), (5, 1), (5, 0)])
+def test_a_longest_decode_query_that_cannot_be_is_refused(fa, max_seqlen_q, longest_decode):
+    k_cache = torch.zeros(20, 16, 1, 64, device="cuda").half()
+    q = torch.zeros(max_seqlen_q + 1, 1, 64, device="cuda").half()
+    cu = torch.tensor([0, 1, max_seqlen_q + 1], dtype=torch.int32, device="cuda")
+    with pytest.raises(ValueError, match="max_decode_q_len"):
+        torch.ops.flash_attn_v100.paged_attention(
+            q, k_cache, k_cache, cu, torch.tensor([1, max_seqlen_q], dtype=torch.int32, device="cuda"),
+            torch.zeros(2, 20, dtype=torch.int32, device="cuda"), max_seqlen_q, 0.125, True, -1, 0.0, 0, "sm75",
+            1.0, 1.0, longest_decode)
+
+
 def test_varlen_unpaged_keys(fa, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     lens = [7, 129, 1]
