@@ -139,7 +139,8 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
     only (ours are the default for both)."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
-    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
+    fla_gdn_prefill = {"VLLM_SM7X_GDN_PREFILL": "0", "VLLM_SM7X_GDN_CONV_PREFILL": "0"}  # chunk and conv1d
+    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", **fla_gdn_prefill}
     stock = {"VLLM_SM7X_EMULATE": path, **fla_gdn}  # vLLM's kernels wherever ours are a switch
     if path == "sm75":
         yield "stock-awq-triton_attn", awq, {**stock, "VLLM_SM7X_STOCK_AWQ": "1"}, "TRITON_ATTN"
@@ -147,7 +148,7 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
         yield "stock-fp16-triton_attn", fp16, stock, "TRITON_ATTN"
     if hybrid:  # last: the comparison with stock comes first where a run is cut short
         yield "ours-default-fla_gdn", awq, {"VLLM_SM7X_EMULATE": path, **fla_gdn}, "default"
-        yield "ours-default-fla_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, "VLLM_SM7X_GDN_PREFILL": "0"}, "default"
+        yield "ours-default-fla_gdn_prefill", awq, {"VLLM_SM7X_EMULATE": path, **fla_gdn_prefill}, "default"
 
 
 def interleaved_runs(configs, rounds: int, wanted=None) -> list[tuple]:

@@ -89,7 +89,8 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
   constexpr int kGroups = kCols / 4;           // of 4 columns: group g of lane `part` is columns 4 (4 g + part) ..
   __shared__ __align__(16) float q_s[kKDim];
   __shared__ __align__(16) float k_s[kKDim];
-  __shared__ float norms[2];
+  constexpr int kWarps = kDecodeThreads / 32;
+  __shared__ float2 warp_norms[kWarps];  // each warp's (|q|^2, |k|^2) share, summed in warp order
   const int n = blockIdx.x, v_head = blockIdx.y;
   const int row = blockIdx.z * kRowsPerCta + threadIdx.x / kLanesPerRow, part = threadIdx.x % kLanesPerRow;
   const int k_head = v_head / (p.v_heads / p.k_heads);
@@ -126,9 +127,7 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
     const float a = __half2float(p.a[token * p.a_stride + v_head]) + dt_bias;
     const float b = __half2float(p.b[token * p.b_stride + v_head]);
     const float v = live_row ? __half2float(qkv[2 * p.k_heads * kKDim + v_head * p.v_dim + row]) : 0.f;
-    __syncthreads();  // the previous token's q_s/k_s/norms are no longer read
-    if (threadIdx.x < 2) norms[threadIdx.x] = 0.f;
-    __syncthreads();
+    __syncthreads();  // the previous token's q_s/k_s/warp_norms are no longer read
     float q_sq = 0.f, k_sq = 0.f;
     for (int i = threadIdx.x; i < kKDim; i += kDecodeThreads) {
       const float qi = __half2float(q[i]), ki = __half2float(k[i]);
@@ -141,14 +140,16 @@ __global__ void __launch_bounds__(kDecodeThreads) recurrent_kernel(GdnRecurrentP
       q_sq += __shfl_xor_sync(kFullMask, q_sq, offset);
       k_sq += __shfl_xor_sync(kFullMask, k_sq, offset);
     }
-    if (threadIdx.x % 32 == 0) {
-      atomicAdd(&norms[0], q_sq);
-      atomicAdd(&norms[1], k_sq);
-    }
+    if (threadIdx.x % 32 == 0) warp_norms[threadIdx.x / 32] = make_float2(q_sq, k_sq);
     __syncthreads();
     if (!live_row) continue;
+    // In a fixed order (shared-memory atomics would sum in arrival order: the same step could differ
+    // in its last bits from run to run).
+    float2 norms = warp_norms[0];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) norms.x += warp_norms[w].x, norms.y += warp_norms[w].y;
     // q and k enter through their l2 norms; the factors are scalars, applied to the row sums.
-    const float q_factor = p.scale * rsqrtf(norms[0] + 1e-6f), k_factor = rsqrtf(norms[1] + 1e-6f);
+    const float q_factor = p.scale * rsqrtf(norms.x + 1e-6f), k_factor = rsqrtf(norms.y + 1e-6f);
     const float decay = __expf(-a_log * softplus(a));
     float beta = 1.f / (1.f + __expf(-b));
     if (p.round_beta) beta = __half2float(__float2half_rn(beta));

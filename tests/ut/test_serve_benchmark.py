@@ -42,10 +42,11 @@ def test_hybrids_also_run_with_fla_gdn_kernels_and_with_fla_prefill():
     rows = list(serve.configurations("sm75", awq, fp16, ["default"], hybrid=True))
     assert [name for name, *_ in rows] == ["ours-default", "stock-awq-triton_attn", "ours-default-fla_gdn",
                                            "ours-default-fla_gdn_prefill"]
-    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
+    fla_prefill = {"VLLM_SM7X_GDN_PREFILL": "0", "VLLM_SM7X_GDN_CONV_PREFILL": "0"}  # chunk and conv1d
+    fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", **fla_prefill}
     assert rows[1][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_STOCK_AWQ": "1", **fla_gdn}
     assert rows[2][2] == {"VLLM_SM7X_EMULATE": "sm75", **fla_gdn}
-    assert rows[3][2] == {"VLLM_SM7X_EMULATE": "sm75", "VLLM_SM7X_GDN_PREFILL": "0"}
+    assert rows[3][2] == {"VLLM_SM7X_EMULATE": "sm75", **fla_prefill}
     dense = [name for name, *_ in serve.configurations("sm70", awq, fp16, ["default"], hybrid=False)]
     assert dense == ["ours-default", "stock-fp16-triton_attn"]
 

@@ -7,7 +7,8 @@ costs about one serving test's engine start).
 Variants swap one of our pieces for stock vLLM's, so the one whose swap restores stock's rate
 (tests/gpu/test_e2e_vs_stock.py prints it) holds the loss:
     ours         our GDN kernels, FLASH_ATTN_V100, CUDA graphs
-    fla-gdn      vLLM's FLA Triton kernels for all of GDN (VLLM_SM7X_GDN_DECODE=0, VLLM_SM7X_GDN_PREFILL=0)
+    fla-gdn      vLLM's Triton kernels for all of GDN (VLLM_SM7X_GDN_DECODE=0, VLLM_SM7X_GDN_PREFILL=0,
+                 VLLM_SM7X_GDN_CONV_PREFILL=0)
     triton-attn  TRITON_ATTN instead of FLASH_ATTN_V100
     stock-parts  both swaps at once (what is left is ours: AWQ GEMM, platform, config)
     eager        ours without CUDA graphs
@@ -21,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.gpu.conftest import cached_checkpoint_folder, make_checkpoint_once  # noqa: E402
 from tests.gpu.test_e2e_vs_stock import MTP, acceptance, generate  # noqa: E402
 
-OUR_GDN = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1"}
-FLA_GDN = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0"}
+OUR_GDN = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1", "VLLM_SM7X_GDN_CONV_PREFILL": "1"}
+FLA_GDN = {"VLLM_SM7X_GDN_DECODE": "0", "VLLM_SM7X_GDN_PREFILL": "0", "VLLM_SM7X_GDN_CONV_PREFILL": "0"}
 VARIANTS = {  # name -> (environment, attention backend, mode)
     "ours": (OUR_GDN, "default", "graphs"),
     "fla-gdn": (FLA_GDN, "default", "graphs"),
