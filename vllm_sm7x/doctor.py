@@ -215,7 +215,7 @@ def check_plugin(ctx: Context) -> Check:
 SWITCHES = [
     ("VLLM_SM7X_GDN_DECODE", "GDN decode on our kernels", lambda envs: "on" if envs.VLLM_SM7X_GDN_DECODE else "off"),
     ("VLLM_SM7X_GDN_PREFILL", "GDN prefill on our kernels", lambda envs: "on" if envs.VLLM_SM7X_GDN_PREFILL else "off"),
-    ("VLLM_SM7X_GDN_CONV_PREFILL", "GDN prefill's conv1d on our kernel",
+    ("VLLM_SM7X_GDN_CONV_PREFILL", "GDN prefill's conv1d on our kernel (opt-in)",
      lambda envs: "on" if envs.VLLM_SM7X_GDN_CONV_PREFILL else "off"),
     ("VLLM_SM7X_PROFILE", "serving profile", lambda envs: envs.VLLM_SM7X_PROFILE),
 ]

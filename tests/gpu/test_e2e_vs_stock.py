@@ -460,7 +460,7 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
     seed 0). 2026-11-30 (H200, sm75): stock accepted 196 of 933, and ours with vLLM's FLA kernels for
     GDN (VLLM_SM7X_GDN_DECODE=0) 196 of 933 too; this head drafts from the last token alone, so equal
     tokens give equal acceptance (tools/device/mtp_acceptance.py compares variants)."""
-    # Every GDN kernel of ours, the prefill's conv1d too: MTP's block tables (several state blocks per
+    # Every GDN kernel of ours, the opt-in conv1d too: MTP's block tables (several state blocks per
     # sequence) reach its cache_indices only here.
     gdn = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1", "VLLM_SM7X_GDN_CONV_PREFILL": "1"}
     plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)

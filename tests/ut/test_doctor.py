@@ -84,15 +84,15 @@ def test_ready_means_no_failed_check(statuses, ready):
 
 def test_switched_paths_are_reported_as_set(monkeypatch):
     monkeypatch.setenv("VLLM_SM7X_GDN_PREFILL", "0")
-    monkeypatch.setenv("VLLM_SM7X_GDN_CONV_PREFILL", "0")
+    monkeypatch.setenv("VLLM_SM7X_GDN_CONV_PREFILL", "1")
     monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "0")
     monkeypatch.setenv("VLLM_SM7X_PROFILE", "on")
     check = doctor.check_switches(Context(gpus=[]))
     assert check.status == "info"
     assert check.data == {"VLLM_SM7X_GDN_DECODE": "off", "VLLM_SM7X_GDN_PREFILL": "off",
-                          "VLLM_SM7X_GDN_CONV_PREFILL": "off", "VLLM_SM7X_PROFILE": "on"}
+                          "VLLM_SM7X_GDN_CONV_PREFILL": "on", "VLLM_SM7X_PROFILE": "on"}
     assert "GDN prefill on our kernels off (VLLM_SM7X_GDN_PREFILL)" in check.detail
-    assert "GDN prefill's conv1d on our kernel off (VLLM_SM7X_GDN_CONV_PREFILL)" in check.detail
+    assert "GDN prefill's conv1d on our kernel (opt-in) on (VLLM_SM7X_GDN_CONV_PREFILL)" in check.detail
 
 
 @pytest.mark.parametrize("name, value", [("VLLM_SM7X_PROFILE", "yes"), ("VLLM_SM7X_GDN_DECODE", "maybe")])
@@ -102,9 +102,9 @@ def test_a_switch_the_server_would_refuse_fails_the_doctor(monkeypatch, name, va
     assert check.status == "fail" and f"{name}={value!r}" in check.detail
 
 
-def test_gdn_kernels_and_the_profile_are_on_by_default(monkeypatch):
+def test_gdn_kernels_and_the_profile_are_on_by_default_and_the_conv_kernel_is_opt_in(monkeypatch):
     for name in ("VLLM_SM7X_GDN_DECODE", "VLLM_SM7X_GDN_PREFILL", "VLLM_SM7X_GDN_CONV_PREFILL", "VLLM_SM7X_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     check = doctor.check_switches(Context(gpus=[]))
     assert check.data == {"VLLM_SM7X_GDN_DECODE": "on", "VLLM_SM7X_GDN_PREFILL": "on",
-                          "VLLM_SM7X_GDN_CONV_PREFILL": "on", "VLLM_SM7X_PROFILE": "auto"}
+                          "VLLM_SM7X_GDN_CONV_PREFILL": "off", "VLLM_SM7X_PROFILE": "auto"}

@@ -132,9 +132,9 @@ def test_gdn_prefill_conv_goes_to_our_kernel_only_when_asked_and_only_for_calls_
 
     monkeypatch.setattr(gdn_module, "causal_conv1d_fn", stock)  # vLLM's own is put back after the test
     monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm75", True, ""))
-    monkeypatch.setenv("VLLM_SM7X_GDN_CONV_PREFILL", "0")
+    monkeypatch.delenv("VLLM_SM7X_GDN_CONV_PREFILL", raising=False)  # opt-in
     assert not gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel() and gdn_module.causal_conv1d_fn is stock
-    monkeypatch.delenv("VLLM_SM7X_GDN_CONV_PREFILL", raising=False)  # on by default
+    monkeypatch.setenv("VLLM_SM7X_GDN_CONV_PREFILL", "1")
     assert gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel()
     assert gdn_module.causal_conv1d_fn.sm7x_original is stock
     assert not gdn_conv_prefill.causal_conv1d_fn_on_sm7x_kernel()  # idempotent

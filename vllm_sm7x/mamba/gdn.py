@@ -12,8 +12,8 @@ Prefill goes through vLLM's ChunkGatedDeltaRule op (a CustomOp): its out-of-tree
 chunked SIMT kernel where it takes the inputs (fp16, k_dim 64 or 128); vLLM's layer only ever passes it
 final states (prefix caching's align mode stores those), which is all the kernel returns. On by default
 (VLLM_SM7X_GDN_PREFILL=0 turns it off) since the hybrid checkpoint matched stock vLLM end to end on both
-arch paths with it. The prefill's causal conv1d goes to our kernel too (vllm_sm7x/patch/gdn_conv_prefill.py;
-VLLM_SM7X_GDN_CONV_PREFILL=0 turns it off)."""
+arch paths with it. The prefill's causal conv1d goes to our kernel with VLLM_SM7X_GDN_CONV_PREFILL=1
+(vllm_sm7x/patch/gdn_conv_prefill.py)."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,5 @@
 """Sends the causal conv1d of Gated DeltaNet prefill (vLLM's Triton causal_conv1d_fn, as the Qwen3.5/3.6
-layer module calls it) to our kernel, unless VLLM_SM7X_GDN_CONV_PREFILL=0. See the index in
+layer module calls it) to our kernel, with VLLM_SM7X_GDN_CONV_PREFILL=1. See the index in
 vllm_sm7x/patch/__init__.py."""
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def sm7x_causal_conv1d_fn(original):
 
 
 def causal_conv1d_fn_on_sm7x_kernel() -> bool:
-    """On our platform (unless VLLM_SM7X_GDN_CONV_PREFILL=0), the GDN layer module's causal_conv1d_fn becomes ours
+    """With VLLM_SM7X_GDN_CONV_PREFILL=1 on our platform, the GDN layer module's causal_conv1d_fn becomes ours
     (falling back to vLLM's for calls it does not take). Returns True if it replaced it."""
     if not (activation.current_activation().active and envs.VLLM_SM7X_GDN_CONV_PREFILL):
         return False
