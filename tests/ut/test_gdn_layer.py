@@ -58,17 +58,30 @@ def inputs(padded):
     return qkv, torch.zeros(padded, V_HEADS), torch.ones(padded, V_HEADS), torch.zeros(padded, V_HEADS, V_DIM)
 
 
-def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch):
+def plain_decode_step(layer, monkeypatch, tokens, padded):
+    """vLLM's GDN metadata of a decode-only step (one token per sequence, no MTP), in the forward context."""
+    metadata = types.SimpleNamespace(spec_sequence_masks=None, num_prefills=0, num_decodes=tokens,
+                                     num_actual_tokens=tokens,
+                                     non_spec_state_indices_tensor=torch.arange(padded, dtype=torch.int32))
+    context = types.SimpleNamespace(attn_metadata={layer.prefix: metadata})
+    monkeypatch.setattr("vllm.forward_context.get_forward_context", lambda: context)
+    return metadata
+
+
+@pytest.mark.parametrize("packed_decode", [True, False])
+def test_decode_step_passes_vllms_tensors_to_the_kernels(registry, monkeypatch, packed_decode):
+    # VLLM_ENABLE_FLA_PACKED_RECURRENT_DECODE=0 (the layer's enable_packed_recurrent_decode) turns off
+    # only vLLM's routing of decode to its packed kernel: ours still take the step.
     from vllm_sm7x.mamba.gdn import register_gdn_decode
 
     register_gdn_decode()
     layer_cls, calls = registry["QwenGatedDeltaNetAttention"], []
     layer = fake_layer(layer_cls, monkeypatch, calls)
+    layer.enable_packed_recurrent_decode = packed_decode
     tokens, padded = 3, 8
-    metadata = types.SimpleNamespace(num_actual_tokens=tokens,
-                                     non_spec_state_indices_tensor=torch.arange(padded, dtype=torch.int32))
+    plain_decode_step(layer, monkeypatch, tokens, padded)
     qkv, b, a, out = inputs(padded)
-    layer_cls._forward_core_decode_non_spec(layer, qkv, b, a, out, metadata)
+    layer_cls._forward_core(layer, qkv, b, a, out)
 
     ((name, args),) = calls
     (qkv_arg, a_arg, b_arg, conv_state, weight, bias, a_log, dt_bias, state, indices, out_arg, heads, scale) = args
@@ -135,11 +148,9 @@ def test_layers_the_kernels_do_not_take_keep_vllms_decode(registry, monkeypatch,
                                                                         *ssm_state.stride()[1:]))]
     else:
         layer.activation = "swish"
-    monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core_decode_non_spec",
-                        lambda self, *args: fallback.append(args))
-    metadata = types.SimpleNamespace(num_actual_tokens=2, non_spec_state_indices_tensor=torch.arange(
-        4, dtype=torch.int32))
-    layer_cls._forward_core_decode_non_spec(layer, *inputs(4), metadata)
+    monkeypatch.setattr(QwenGatedDeltaNetAttention, "_forward_core", lambda self, *args: fallback.append(args))
+    plain_decode_step(layer, monkeypatch, tokens=2, padded=4)
+    layer_cls._forward_core(layer, *inputs(4))
     assert len(fallback) == 1 and not calls
 
 

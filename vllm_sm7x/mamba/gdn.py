@@ -72,15 +72,24 @@ def _sm7x_layer_class(base):
 
             metadata = get_forward_context().attn_metadata
             metadata = metadata[self.prefix] if isinstance(metadata, dict) else None
-            spec_only = (metadata is not None and metadata.spec_sequence_masks is not None
-                         and metadata.num_prefills == 0 and metadata.num_decodes == 0)
-            # Only a spec-only batch looks at the cache: the profile run has no metadata and no cache yet.
-            states = self._sm7x_states() if spec_only else None
+            decode_only = metadata is not None and metadata.num_prefills == 0
+            spec_only = decode_only and metadata.spec_sequence_masks is not None and metadata.num_decodes == 0
+            # Plain decode is decided here, not through vLLM's packed-decode branch, which
+            # VLLM_ENABLE_FLA_PACKED_RECURRENT_DECODE=0 turns off (our kernels would then be skipped silently).
+            plain_decode = decode_only and metadata.spec_sequence_masks is None and metadata.num_decodes > 0
+            # Only these batches look at the cache: the profile run has no metadata and no cache yet.
+            states = self._sm7x_states() if spec_only or plain_decode else None
             if states is None:
                 return base._forward_core(self, mixed_qkv, b, a, core_attn_out)
-            from vllm_sm7x.ops.gdn import gdn_verify
+            from vllm_sm7x.ops.gdn import gdn_decode, gdn_verify
 
             conv_state, ssm_state, weight, k_heads = states
+            if plain_decode:
+                tokens = metadata.num_actual_tokens
+                gdn_decode(mixed_qkv[:tokens], a[:tokens], b[:tokens], conv_state, weight, self.conv1d.bias,
+                           self.A_log, self.dt_bias, ssm_state, metadata.non_spec_state_indices_tensor[:tokens],
+                           core_attn_out[:tokens], k_heads, self.head_k_dim ** -0.5)
+                return
             seqs, tokens = metadata.num_spec_decodes, metadata.num_actual_tokens
             gdn_verify(mixed_qkv[:tokens], a[:tokens], b[:tokens], conv_state, weight, self.conv1d.bias, self.A_log,
                        self.dt_bias, ssm_state, metadata.spec_state_indices_tensor[:seqs],
@@ -88,17 +97,6 @@ def _sm7x_layer_class(base):
                        metadata.spec_query_start_loc[:seqs + 1].to(torch.int32), core_attn_out[:tokens], k_heads,
                        self.head_k_dim ** -0.5)
 
-        def _forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata):
-            states = self._sm7x_states()
-            if states is None:
-                return base._forward_core_decode_non_spec(self, mixed_qkv, b, a, core_attn_out, attn_metadata)
-            from vllm_sm7x.ops.gdn import gdn_decode
-
-            conv_state, ssm_state, weight, k_heads = states
-            tokens = attn_metadata.num_actual_tokens
-            gdn_decode(mixed_qkv[:tokens], a[:tokens], b[:tokens], conv_state, weight, self.conv1d.bias, self.A_log,
-                       self.dt_bias, ssm_state, attn_metadata.non_spec_state_indices_tensor[:tokens],
-                       core_attn_out[:tokens], k_heads, self.head_k_dim ** -0.5)
 
     return Sm7xQwenGatedDeltaNetAttention
 
