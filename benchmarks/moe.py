@@ -11,11 +11,14 @@ a V100 has no int4 MoE path at all). The shared expert is not part of the timed 
 bw_frac = bytes of the experts the routing touches (weights, scales, zeros) / time / copy bandwidth of
 this run; experts of several layers are rotated so the touched bytes are >= 4x the L2. Layer 0 holds
 the same AWQ weights in both formats and the outputs are compared (notes say if they disagree). Where
-ours takes its decode kernels (few tokens), its grouped-GEMM form is timed too ("ours_grouped"). All
+ours takes its decode kernels (few tokens), its grouped-GEMM form is timed too ("ours_grouped"); with
+--grouped-configs, the grouped form on every (rows per CTA, column tiles) of the grouped registry too
+("ours_grouped_r<rows>_c<tiles>", each checked against vLLM's output like ours). All
 calls run inside CUDA graphs. These are figures of this GPU running the SM7x code paths, not V100 or
 T4 figures.
 
-  python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick]
+  python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--tokens N ...]
+                           [--grouped-configs]
 """
 from __future__ import annotations
 
@@ -90,13 +93,18 @@ class Problem:
         return distinct * Layer.expert_bytes(self.inter)
 
 
-def ours(problem: Problem, path: str, decode_max_tokens: int | None = None):
-    """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs."""
+# (rows per CTA, column tiles) of csrc/quantization/awq/awq_registry.h's grouped registry.
+GROUPED_CONFIGS = [(8, 1), (16, 1), (16, 2), (32, 1)]
+
+
+def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, grouped_tile=None):
+    """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs,
+    on grouped_tile (rows per CTA, column tiles) if given."""
     from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS, awq_moe
 
     limit = DECODE_MAX_TOKENS if decode_max_tokens is None else decode_max_tokens
     return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path,
-                                      decode_max_tokens=limit)
+                                      decode_max_tokens=limit, grouped_tile=grouped_tile)
 
 
 def fused_moe_module():
@@ -134,6 +142,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1, 4 and 16 tokens only")
     parser.add_argument("--tokens", type=int, nargs="+", help="these token counts instead (e.g. 8192: a prefill "
                         f"chunk); the faithful Triton baseline is skipped above {FAITHFUL_MAX_TOKENS} tokens")
+    parser.add_argument("--grouped-configs", action="store_true",
+                        help="also time the grouped GEMMs on every entry of the grouped registry")
     args = parser.parse_args()
     from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS
 
@@ -175,6 +185,14 @@ def main() -> int:
                 path_baselines = baselines_for_path(baselines, path)
                 if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
+                for rows_per_cta, column_tiles in GROUPED_CONFIGS if args.grouped_configs else ():
+                    key = f"ours_grouped_r{rows_per_cta}_c{column_tiles}"
+                    grouped = ours(problem, path, 0, (rows_per_cta, column_tiles))
+                    if reference is not None:
+                        diff = relative_difference(grouped(layers[0], problem.ids[0]), reference)
+                        if diff > 4e-3:
+                            notes[f"{shape} t={tokens} {path} {key}"] = f"differs from vLLM's output: {diff:.2e}"
+                    path_baselines[key] = round(time_per_layer(grouped, problem), 5)
                 rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",
                                    "tokens": tokens, "layers_rotated": count, "ms": round(ms, 5),
                                    "bw_frac": round(problem.touched_bytes() / (ms * 1e-3) / (bandwidth * 1e9), 3),
@@ -198,6 +216,9 @@ def main() -> int:
             faithful = next((v for k, v in b.items() if "faithful" in k), None)
             print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
                   f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
+            configs = [(k.removeprefix("ours_grouped_"), v) for k, v in b.items() if k.startswith("ours_grouped_r")]
+            if configs:
+                print(f"{'':<16} {'':>6} grouped configs: " + ", ".join(f"{k} {fmt(v).strip()}" for k, v in configs))
         for key, note in notes.items():
             print(f"  {key}: {note}")
     return 0

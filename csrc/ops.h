@@ -91,6 +91,7 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
 torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                            const torch::Tensor& sorted_rows, const torch::Tensor& offsets,
                            const torch::Tensor& tile_expert, const torch::Tensor& tile_row, int64_t x_row_divisor,
-                           int64_t group_size, int64_t rows_per_tile, const std::string& path);
+                           int64_t group_size, int64_t rows_per_tile, const std::string& path,
+                           int64_t column_tiles);
 
 }  // namespace sm7x

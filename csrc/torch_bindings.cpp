@@ -51,8 +51,8 @@ TORCH_LIBRARY(_C_sm7x, m) {
         "Tensor w2_scale_zero, Tensor topk_weights, Tensor topk_ids, int group_size) -> Tensor");
   m.impl("awq_moe_decode", torch::kCUDA, &sm7x::awq_moe_decode);
   m.def("awq_moe_gemm(Tensor x, Tensor qweight, Tensor scale_zero, Tensor sorted_rows, Tensor offsets, "
-        "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path) "
-        "-> Tensor");
+        "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path, "
+        "int column_tiles=1) -> Tensor");
   m.impl("awq_moe_gemm", torch::kCUDA, &sm7x::awq_moe_gemm);
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);

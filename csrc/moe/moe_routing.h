@@ -45,6 +45,11 @@ struct SortRowsParams {
   int rows, experts, rows_per_tile, max_tiles;
 };
 
+// CTA rows the grouped expert GEMM is instantiated for (token tiles x 8, awq_registry.h).
+inline bool is_grouped_rows_per_tile(int64_t rows_per_tile) {
+  return rows_per_tile == 8 || rows_per_tile == 16 || rows_per_tile == 32;
+}
+
 // Every expert's partial last tile costs at most one tile beyond rows / rows_per_tile.
 constexpr int64_t expert_tiles_bound(int64_t rows, int64_t experts, int64_t rows_per_tile) {
   return rows / rows_per_tile + (rows < experts ? rows : experts);

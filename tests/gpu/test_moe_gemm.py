@@ -40,12 +40,14 @@ def routing(kind, tokens, experts, topk, gen):
     return scores.topk(topk, dim=-1).indices.int()
 
 
-def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path):
+def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path, grouped_tile=None):
+    """The grouped GEMM on grouped_tile (rows per CTA, column tiles), or on the layer's own choice."""
     rows = topk_ids.numel()
-    per_tile = moe.rows_per_tile_for(rows, min(rows, experts))
+    per_tile, column_tiles = grouped_tile or (moe.rows_per_tile_for(rows, min(rows, experts)), 1)
     offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
     poison_free_memory()
-    return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path)
+    return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path,
+                            column_tiles=column_tiles)
 
 
 def reference(x, weights, topk_ids, x_row_divisor):
@@ -78,6 +80,27 @@ def test_gate_up_form_matches_per_expert_reference(moe, path, tokens, experts, t
     out = run_grouped(moe, x, weight, topk_ids, experts, topk, path)
     assert out.shape == (tokens * topk, N)
     assert relative_error(out, reference(x, weights, topk_ids, topk)) < TOLERANCE
+
+
+# Every entry of the grouped registry (csrc/quantization/awq/awq_registry.h) as (rows per CTA, column tiles).
+GROUPED_CONFIGS = [(8, 1), (16, 1), (16, 2), (32, 1)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("grouped_tile", GROUPED_CONFIGS)
+@pytest.mark.parametrize("tokens, experts, topk, K, N, group_size, x_row_divisor", [
+    (3, 64, 8, 2048, 1024, 128, 8),    # 35B-A3B gate/up widths, a few rows per expert
+    (300, 16, 4, 640, 136, 32, 4),     # ~75 rows per expert: several 32-row tiles, a partial last one
+    (257, 8, 2, 512, 2056, 64, 1),     # routed-row inputs (down), N past the last 32-column pair
+])
+def test_every_grouped_configuration_matches_per_expert_reference(moe, path, grouped_tile, tokens, experts, topk, K,
+                                                                  N, group_size, x_row_divisor, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    weight, weights = make_experts(experts, K, N, group_size, gen)
+    x = torch.randn(tokens * topk // x_row_divisor, K, device="cuda", generator=gen).half()
+    topk_ids = routing("skewed", tokens, experts, topk, gen)
+    out = run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path, grouped_tile)
+    assert relative_error(out, reference(x, weights, topk_ids, x_row_divisor)) < TOLERANCE
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -238,8 +261,10 @@ def test_bad_input_names_the_rule(moe, seed):
     offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, 2, 8)
     with pytest.raises(ValueError, match="x_row_divisor"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 1, 8)
-    with pytest.raises(ValueError, match="rows_per_tile must be 8 or 16"):
-        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 32)
+    with pytest.raises(ValueError, match="rows_per_tile must be 8, 16 or 32"):
+        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 64)
+    with pytest.raises(ValueError, match="no grouped kernel takes 8 rows per CTA with 2 column tiles"):
+        moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 8, column_tiles=2)
     _, _, coarse = moe.sort_rows(topk_ids, 2, 16)  # 3 tiles, where 8-row tiles need up to 4
     with pytest.raises(ValueError, match="must come from moe_sort_rows with the same rows"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, coarse, 2, 8)

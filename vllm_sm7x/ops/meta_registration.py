@@ -79,5 +79,5 @@ def _awq_moe_decode_fake(x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_ze
 
 @torch.library.register_fake("_C_sm7x::awq_moe_gemm")
 def _awq_moe_gemm_fake(x, qweight, scale_zero, sorted_rows, offsets, tile_expert, tile_row, x_row_divisor,
-                       group_size, rows_per_tile, path):
+                       group_size, rows_per_tile, path, column_tiles=1):
     return x.new_empty((sorted_rows.shape[0], scale_zero.shape[2]))

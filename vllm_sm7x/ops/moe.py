@@ -34,7 +34,7 @@ def sort_rows(topk_ids: torch.Tensor, num_experts: int, rows_per_tile: int
     """topk_ids int32 [tokens, k] -> (offsets [E+1], sorted_rows [tokens*k], (tile_expert, tile_row)),
     int32 on the GPU with fixed sizes (CUDA graphs), one launch. Expert e's rows (row = token * k + slot)
     are sorted_rows[offsets[e]:offsets[e+1]] in any order; ids outside [0, E) are dropped and the tail is
-    -1. Tile i is rows_per_tile (8 or 16) entries of sorted_rows from tile_row[i], all of expert
+    -1. Tile i is rows_per_tile (8, 16 or 32) entries of sorted_rows from tile_row[i], all of expert
     tile_expert[i], in expert order; -1 experts past the last tile."""
     offsets, sorted_rows, tile_expert, tile_row = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts,
                                                                                 rows_per_tile)
@@ -49,14 +49,15 @@ def rows_per_tile_for(rows: int, active_experts: int) -> int:
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
                  tiles: tuple[torch.Tensor, torch.Tensor], x_row_divisor: int, rows_per_tile: int,
-                 path: str | None = None) -> torch.Tensor:
+                 path: str | None = None, column_tiles: int = 1) -> torch.Tensor:
     """One AWQ projection of every routed row, all experts in one launch: out [rows, N] fp16 with
     out[r] = x[r // x_row_divisor] @ W_e for routed row r (= token * topk + slot) of expert e.
     x holds tokens (x_row_divisor = topk, the gate/up projection) or routed rows (1, the down
-    projection); experts comes from experts_to_kernel_layout; rows of dropped expert ids are not written."""
+    projection); experts comes from experts_to_kernel_layout; rows of dropped expert ids are not written.
+    A CTA takes rows_per_tile rows (the tiles' size) and column_tiles x 16 columns (1 or 2)."""
     return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
                                           tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
-                                          path or kernel_path())
+                                          path or kernel_path(), column_tiles)
 
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
@@ -78,11 +79,13 @@ DECODE_MAX_TOKENS = 4
 
 
 def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_weights: torch.Tensor,
-            topk_ids: torch.Tensor, path: str | None = None, decode_max_tokens: int = DECODE_MAX_TOKENS
-            ) -> torch.Tensor:
+            topk_ids: torch.Tensor, path: str | None = None, decode_max_tokens: int = DECODE_MAX_TOKENS,
+            grouped_tile: tuple[int, int] | None = None) -> torch.Tensor:
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
-    I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero."""
+    I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero.
+    grouped_tile: (rows_per_tile, column_tiles) of the grouped GEMMs instead of rows_per_tile_for's
+    choice and one column tile (benchmarks/moe.py --grouped-configs times the registry's entries)."""
     ids = topk_ids.to(torch.int32).contiguous()
     weights = topk_weights.float().contiguous()
     tokens, topk = ids.shape
@@ -91,8 +94,8 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
                                                 w2.scale_zero, weights, ids, w13.group_size)
     experts = w13.qweight.shape[0]
     rows = ids.numel()
-    per_tile = rows_per_tile_for(rows, min(rows, experts))
+    per_tile, column_tiles = grouped_tile or (rows_per_tile_for(rows, min(rows, experts)), 1)
     offsets, sorted_rows, tiles = sort_rows(ids, experts, per_tile)
-    gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path)
-    down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path)
+    gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path, column_tiles)
+    down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path, column_tiles)
     return combine(down, weights, ids, experts)

@@ -71,16 +71,17 @@ DeviceModel device_model(int device, ArchPath path) {
   return models.emplace(key, model).first->second;
 }
 
+#define SM7X_AWQ_ENTRY(T, W, C) FusedConfig{T, W, 1, C},
 const std::vector<FusedConfig>& fused_registry() {
-  static const std::vector<FusedConfig> entries = [] {
-    std::vector<FusedConfig> list;
-#define SM7X_AWQ_ENTRY(T, W, C) list.push_back(FusedConfig{T, W, 1, C});
-    SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_ENTRY)
-#undef SM7X_AWQ_ENTRY
-    return list;
-  }();
+  static const std::vector<FusedConfig> entries{SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_ENTRY)};
   return entries;
 }
+
+const std::vector<FusedConfig>& grouped_registry() {
+  static const std::vector<FusedConfig> entries{SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_ENTRY)};
+  return entries;
+}
+#undef SM7X_AWQ_ENTRY
 
 int registry_index(const FusedConfig& c) {
   const auto& entries = fused_registry();

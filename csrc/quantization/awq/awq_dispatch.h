@@ -33,6 +33,8 @@ DeviceModel device_model(int device, ArchPath path);
 // The fused kernel's registry entries (awq_registry.h), splits = 1; the index of the one that holds
 // config's (token_tiles, warps, column_tiles), -1 for none.
 const std::vector<FusedConfig>& fused_registry();
+// The grouped (MoE) launch's entries, likewise.
+const std::vector<FusedConfig>& grouped_registry();
 int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
 // Token tiles per CTA for M rows (8 tokens each): one for decode, two above.

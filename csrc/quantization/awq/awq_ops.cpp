@@ -185,7 +185,8 @@ torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, c
 torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                            const torch::Tensor& sorted_rows, const torch::Tensor& offsets,
                            const torch::Tensor& tile_expert, const torch::Tensor& tile_row, int64_t x_row_divisor,
-                           int64_t group_size, int64_t rows_per_tile, const std::string& path) {
+                           int64_t group_size, int64_t rows_per_tile, const std::string& path,
+                           int64_t column_tiles) {
   constexpr const char* op = "awq_moe_gemm";
   TORCH_CHECK_VALUE(qweight.dim() == 6 && scale_zero.dim() == 3 && qweight.size(0) == scale_zero.size(0) &&
                         qweight.is_contiguous() && scale_zero.is_contiguous(),
@@ -207,8 +208,17 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
   TORCH_CHECK_VALUE(x_row_divisor >= 1 && rows == g.M * x_row_divisor, op, ": ", rows, " routed rows need x with ",
                     "rows * x_row_divisor of them (tokens x top-k with divisor top-k, or routed rows with 1); x has ",
                     g.M, " rows, divisor ", x_row_divisor);
-  TORCH_CHECK_VALUE(rows_per_tile == 8 || rows_per_tile == 16, op, ": rows_per_tile must be 8 or 16, got ",
+  TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be 8, 16 or 32, got ",
                     rows_per_tile);
+  const awq::FusedConfig config{static_cast<int>(rows_per_tile / awq::kTokensPerMma), 4, 1,
+                                static_cast<int>(column_tiles)};
+  const auto& entries = awq::grouped_registry();
+  TORCH_CHECK_VALUE(std::any_of(entries.begin(), entries.end(),
+                                [&](const awq::FusedConfig& e) {
+                                  return awq::is_instantiation(config, e.token_tiles, e.warps, e.column_tiles);
+                                }),
+                    op, ": no grouped kernel takes ", rows_per_tile, " rows per CTA with ", column_tiles,
+                    " column tiles (SM7X_AWQ_GROUPED_REGISTRY in csrc/quantization/awq/awq_registry.h lists them)");
   TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel() &&
                         tile_expert.numel() >= expert_tiles_bound(rows, experts, rows_per_tile),
                     op, ": tile_expert / tile_row must come from moe_sort_rows with the same rows (", rows,
@@ -236,7 +246,6 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
   grouped.x_row_divisor = static_cast<int>(x_row_divisor);
   grouped.expert_weight_stride = qweight.stride(0) / 4;  // int32 -> uint4
   grouped.expert_scale_stride = scale_zero.stride(0);    // int32 = half2
-  const awq::FusedConfig config{static_cast<int>(rows_per_tile / awq::kTokensPerMma), 4, 1};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_arch_path(arch_path, [&](auto tag) {
     awq::launch_grouped<decltype(tag)>(p, grouped, static_cast<int>(tile_expert.numel()), config, stream);
