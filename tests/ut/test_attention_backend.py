@@ -94,6 +94,22 @@ def test_a_mixed_batch_tells_the_op_its_longest_decode_query(query_lens, expecte
     assert longest_decode_query(batch_of(query_lens, padding=2)) == expected
 
 
+@pytest.mark.parametrize("fast_prefill, expected", [(False, 1), (True, -1)])
+def test_the_builder_passes_the_longest_decode_query_unless_the_offsets_may_be_in_flight(fast_prefill, expected):
+    import types
+    from unittest import mock
+
+    from vllm_sm7x.attention.backend import FlashAttnV100Backend
+
+    config = types.SimpleNamespace(cache_config=types.SimpleNamespace(kv_sharing_fast_prefill=fast_prefill))
+    with mock.patch("vllm.v1.attention.backend.AttentionMetadataBuilder.__init__", return_value=None):
+        builder = FlashAttnV100Backend.get_builder_cls()(mock.Mock(), ["layers.0.attn"], config, "cpu")
+    batch = batch_of([1, 300, 1])
+    m = types.SimpleNamespace(**vars(batch), num_actual_tokens=302, query_start_loc=batch.query_start_loc_cpu,
+                              max_seq_len=900, seq_lens=None, block_table_tensor=None, slot_mapping=None, causal=True)
+    assert builder.build(0, m).max_decode_query_len == expected
+
+
 def test_the_prefill_threshold_is_flash_attn_v100s():
     import pathlib
     import re

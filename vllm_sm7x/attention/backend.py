@@ -63,6 +63,9 @@ class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadat
 
     def __init__(self, kv_cache_spec, layer_names: list[str], vllm_config, device: torch.device) -> None:
         super().__init__(kv_cache_spec, layer_names, vllm_config, device)  # abstract in vLLM 0.26
+        # KV-sharing fast prefill hands builders a CPU copy of the query offsets that is still being copied
+        # from the GPU (vllm/v1/attention/backends/utils.py): too early to size the decode kernels from.
+        self.cpu_offsets_exact = getattr(vllm_config.cache_config, "kv_sharing_fast_prefill", False) is not True
 
     def build(self, common_prefix_len: int, common_attn_metadata: CommonAttentionMetadata,
               fast_build: bool = False) -> FlashAttnV100Metadata:
@@ -70,7 +73,8 @@ class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadat
         if isinstance(m.causal, torch.Tensor):
             raise NotImplementedError(f"{NAME}: per-request causal flags are not supported; use TRITON_ATTN")
         return FlashAttnV100Metadata(num_actual_tokens=m.num_actual_tokens, max_query_len=m.max_query_len,
-                                     max_decode_query_len=longest_decode_query(m), query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
+                                     max_decode_query_len=longest_decode_query(m) if self.cpu_offsets_exact else -1,
+                                     query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
                                      seq_lens=m.seq_lens, block_table=m.block_table_tensor,
                                      slot_mapping=m.slot_mapping, causal=bool(m.causal))
 
