@@ -194,7 +194,8 @@ def conv_rows(args, shapes, info, notes) -> dict:
         for r in path_rows:
             native, faithful = r["baselines"].get("triton_native"), r["baselines"].get(f"triton_faithful_{path}")
             fmt = lambda v: f"{v:>9.4f}" if v is not None else f"{'-':>9}"  # noqa: E731
-            print(f"{r['case']:<28} {r['context']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(native)} {fmt(faithful)}")
+            print(f"{r['case']:<28} {r['context']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(native)} "
+                  f"{fmt(faithful)}")
     return rows
 
 

@@ -14,8 +14,9 @@ the same AWQ weights in both formats and the outputs are compared (notes say if 
 ours takes its decode kernels (few tokens), its grouped-GEMM form is timed too ("ours_grouped"); with
 --grouped-configs, the grouped form on every (rows per CTA, column tiles) of the grouped registry too
 ("ours_grouped_r<rows>_c<tiles>", each checked against vLLM's output like ours). All
-calls run inside CUDA graphs. These are figures of this GPU running the SM7x code paths, not V100 or
-T4 figures.
+calls run inside CUDA graphs. Where the decode form runs, its bounds are measured in the same setting:
+the same bytes copied in two launches ("copy_same_bytes") and its two launches on a near-empty layer
+("launch_floor"). These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--tokens N ...]
                            [--grouped-configs]
@@ -107,6 +108,29 @@ def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, grou
                                       decode_max_tokens=limit, grouped_tile=grouped_tile)
 
 
+def decode_form_bounds(problem: Problem, path: str) -> dict:
+    """What bounds the two-launch decode form, measured in the same graph setting (ms per layer):
+    "copy_same_bytes": two elementwise copies moving (read + write, as the copy roofline counts) the
+    bytes each launch must read, the gate/up experts' then the down experts', over as many buffer pairs
+    as there are layers (outside the L2 like them): the launch structure at copy bandwidth.
+    "launch_floor": the same two launches on a layer of 8 experts of hidden and width 128 (192 KB in all)."""
+    from vllm_sm7x.ops.moe import awq_moe
+
+    gate_up, down = 2 * problem.touched_bytes() / 3, problem.touched_bytes() / 3  # 2HI and HI values
+    pair_of = lambda b: (torch.empty(int(b) // 8, device="cuda"), torch.empty(int(b) // 8, device="cuda"))  # noqa: E731
+    buffers = [[pair_of(b) for b in (gate_up, down)] for _ in problem.layers]
+    copies = graph_median_ms(lambda: [torch.mul(src, 1.0, out=dst) for pair in buffers for src, dst in pair])
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    tiny = {name: experts_to_kernel_layout(*random_awq(8, k, n, gen), GROUP)
+            for name, (k, n) in {"w13": (128, 256), "w2": (128, 128)}.items()}
+    x = torch.randn(problem.tokens, 128, device="cuda", generator=gen).half()
+    ids = torch.stack([torch.randperm(8, device="cuda", generator=gen) for _ in range(problem.tokens)]).int()  # top-8
+    weights = torch.rand(ids.shape, device="cuda", generator=gen).softmax(-1)
+    floor = graph_median_ms(lambda: [awq_moe(x, tiny["w13"], tiny["w2"], weights, ids, path) for _ in problem.layers])
+    return {"copy_same_bytes": round(copies / len(problem.layers), 5),
+            "launch_floor": round(floor / len(problem.layers), 5)}
+
+
 def fused_moe_module():
     from vllm.model_executor.layers.fused_moe import fused_moe
 
@@ -185,6 +209,10 @@ def main() -> int:
                 path_baselines = baselines_for_path(baselines, path)
                 if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
+                    try:
+                        path_baselines.update(decode_form_bounds(problem, path))
+                    except Exception as e:  # reported, not fatal
+                        notes[f"{shape} t={tokens} {path} bounds"] = error_note(e)
                 for rows_per_cta, column_tiles in GROUPED_CONFIGS if args.grouped_configs else ():
                     key = f"ours_grouped_r{rows_per_cta}_c{column_tiles}"
                     grouped = ours(problem, path, 0, (rows_per_cta, column_tiles))
@@ -216,6 +244,10 @@ def main() -> int:
             faithful = next((v for k, v in b.items() if "faithful" in k), None)
             print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
                   f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
+            if "copy_same_bytes" in b:
+                print(f"{'':<16} {'':>6} bounds of its two launches: the same bytes copied in two launches "
+                      f"{fmt(b['copy_same_bytes']).strip()}, "
+                      f"the launches with no work {fmt(b['launch_floor']).strip()}")
             configs = [(k.removeprefix("ours_grouped_"), v) for k, v in b.items() if k.startswith("ours_grouped_r")]
             if configs:
                 print(f"{'':<16} {'':>6} grouped configs: " + ", ".join(f"{k} {fmt(v).strip()}" for k, v in configs))
