@@ -99,15 +99,20 @@ def test_the_builder_passes_the_longest_decode_query_unless_the_offsets_may_be_i
     import types
     from unittest import mock
 
+    import torch
+
     from vllm_sm7x.attention.backend import FlashAttnV100Backend
 
     config = types.SimpleNamespace(cache_config=types.SimpleNamespace(kv_sharing_fast_prefill=fast_prefill))
     with mock.patch("vllm.v1.attention.backend.AttentionMetadataBuilder.__init__", return_value=None):
         builder = FlashAttnV100Backend.get_builder_cls()(mock.Mock(), ["layers.0.attn"], config, "cpu")
-    batch = batch_of([1, 300, 1])
+    batch = batch_of([1, 300, 1], padding=2)  # offsets of two padding requests past seq_lens, as V2's runner may pass
     m = types.SimpleNamespace(**vars(batch), num_actual_tokens=302, query_start_loc=batch.query_start_loc_cpu,
-                              max_seq_len=900, seq_lens=None, block_table_tensor=None, slot_mapping=None, causal=True)
-    assert builder.build(0, m).max_decode_query_len == expected
+                              max_seq_len=900, seq_lens=torch.tensor([5, 300, 900]),
+                              block_table_tensor=torch.zeros(5, 60, dtype=torch.int32), slot_mapping=None, causal=True)
+    metadata = builder.build(0, m)
+    assert metadata.max_decode_query_len == expected
+    assert metadata.query_start_loc.tolist() == [0, 1, 301, 302] and metadata.block_table.shape == (3, 60)
 
 
 def test_the_prefill_threshold_is_flash_attn_v100s():

@@ -72,10 +72,13 @@ class FlashAttnV100MetadataBuilder(AttentionMetadataBuilder[FlashAttnV100Metadat
         m = common_attn_metadata
         if isinstance(m.causal, torch.Tensor):
             raise NotImplementedError(f"{NAME}: per-request causal flags are not supported; use TRITON_ATTN")
+        # vLLM's V2 model runner may pass query offsets for padding requests past seq_lens (they hold no
+        # tokens); the kernel takes the sequences seq_lens covers, with their offsets and block rows.
+        reqs = m.seq_lens.shape[0]
         return FlashAttnV100Metadata(num_actual_tokens=m.num_actual_tokens, max_query_len=m.max_query_len,
                                      max_decode_query_len=longest_decode_query(m) if self.cpu_offsets_exact else -1,
-                                     query_start_loc=m.query_start_loc, max_seq_len=m.max_seq_len,
-                                     seq_lens=m.seq_lens, block_table=m.block_table_tensor,
+                                     query_start_loc=m.query_start_loc[:reqs + 1], max_seq_len=m.max_seq_len,
+                                     seq_lens=m.seq_lens, block_table=m.block_table_tensor[:reqs],
                                      slot_mapping=m.slot_mapping, causal=bool(m.causal))
 
     def build_for_cudagraph_capture(self, common_attn_metadata: CommonAttentionMetadata) -> FlashAttnV100Metadata:
