@@ -94,10 +94,6 @@ class Problem:
         return distinct * Layer.expert_bytes(self.inter)
 
 
-# (rows per CTA, column tiles) of csrc/quantization/awq/awq_registry.h's grouped registry.
-GROUPED_CONFIGS = [(8, 1), (16, 1), (16, 2), (32, 1)]
-
-
 def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, grouped_tile=None):
     """Our layer as the MoE method runs it, or with decode_max_tokens=0 always on the grouped GEMMs,
     on grouped_tile (rows per CTA, column tiles) if given."""
@@ -169,7 +165,7 @@ def main() -> int:
     parser.add_argument("--grouped-configs", action="store_true",
                         help="also time the grouped GEMMs on every entry of the grouped registry")
     args = parser.parse_args()
-    from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS
+    from vllm_sm7x.ops.moe import DECODE_MAX_TOKENS, grouped_tiles
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
@@ -213,7 +209,7 @@ def main() -> int:
                         path_baselines.update(decode_form_bounds(problem, path))
                     except Exception as e:  # reported, not fatal
                         notes[f"{shape} t={tokens} {path} bounds"] = error_note(e)
-                for rows_per_cta, column_tiles in GROUPED_CONFIGS if args.grouped_configs else ():
+                for rows_per_cta, column_tiles in grouped_tiles() if args.grouped_configs else ():
                     key = f"ours_grouped_r{rows_per_cta}_c{column_tiles}"
                     grouped = ours(problem, path, 0, (rows_per_cta, column_tiles))
                     if reference is not None:

@@ -18,8 +18,9 @@ void mma_gemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out
 // AWQ W4A16, weights in the packed layout of csrc/quantization/awq/awq_gemm.h. awq_gemm always runs
 // the fused kernel (warps / split_k / column_tiles > 0 override the planned ones); awq_linear picks the
 // fused kernel or dequantise + cuBLAS by rows; awq_plan shows the choice:
-// [token_tiles, warps, splits, dequant_gemm, column_tiles]; awq_fused_registry lists the fused kernel's
-// instantiations as (token_tiles, warps, column_tiles) triples, flattened.
+// [token_tiles, warps, splits, dequant_gemm, column_tiles]; awq_fused_registry and awq_grouped_registry
+// list the fused and grouped (MoE) kernels' instantiations as (token_tiles, warps, column_tiles)
+// triples, flattened.
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
                        int64_t warps, int64_t split_k, int64_t column_tiles);
@@ -29,6 +30,7 @@ torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& 
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device);
 std::vector<int64_t> awq_fused_registry();
+std::vector<int64_t> awq_grouped_registry();
 // How many 8-token tiles per CTA the fused kernel uses for M rows (the tuner times those entries).
 int64_t awq_token_tiles(int64_t M);
 // What the cost model knows of this GPU for `path`'s kernels: [sms, bytes_per_us, sm_mhz, then CTAs per

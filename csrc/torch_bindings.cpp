@@ -57,6 +57,7 @@ TORCH_LIBRARY(_C_sm7x, m) {
   // Host-only (no tensors): plain functions, callable on any machine with the GPU they name.
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_fused_registry() -> int[]", &sm7x::awq_fused_registry);
+  m.def("awq_grouped_registry() -> int[]", &sm7x::awq_grouped_registry);
   m.def("awq_device_model(str path, int device) -> float[]", &sm7x::awq_device_model);
   m.def("awq_token_tiles(int M) -> int", &sm7x::awq_token_tiles);
   m.def("awq_plan_model(int M, int N, int K, int group_size, int sms, float bytes_per_us, float sm_mhz, "

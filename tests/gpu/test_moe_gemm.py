@@ -82,19 +82,20 @@ def test_gate_up_form_matches_per_expert_reference(moe, path, tokens, experts, t
     assert relative_error(out, reference(x, weights, topk_ids, topk)) < TOLERANCE
 
 
-# Every entry of the grouped registry (csrc/quantization/awq/awq_registry.h) as (rows per CTA, column tiles).
-GROUPED_CONFIGS = [(8, 1), (16, 1), (16, 2), (32, 1)]
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("grouped_tile", GROUPED_CONFIGS)
+@pytest.mark.parametrize("registry_entry", range(4))  # checked against the registry's length below
 @pytest.mark.parametrize("tokens, experts, topk, K, N, group_size, x_row_divisor", [
     (3, 64, 8, 2048, 1024, 128, 8),    # 35B-A3B gate/up widths, a few rows per expert
     (300, 16, 4, 640, 136, 32, 4),     # ~75 rows per expert: several 32-row tiles, a partial last one
     (257, 8, 2, 512, 2056, 64, 1),     # routed-row inputs (down), N past the last 32-column pair
 ])
-def test_every_grouped_configuration_matches_per_expert_reference(moe, path, grouped_tile, tokens, experts, topk, K,
-                                                                  N, group_size, x_row_divisor, seed):
+def test_every_grouped_configuration_matches_per_expert_reference(moe, path, registry_entry, tokens, experts, topk,
+                                                                  K, N, group_size, x_row_divisor, seed):
+    tiles = moe.grouped_tiles()
+    assert len(tiles) == 4, f"the grouped registry has {len(tiles)} entries: update registry_entry's range"
+    grouped_tile = tiles[registry_entry]
     gen = torch.Generator(device="cuda").manual_seed(seed)
     weight, weights = make_experts(experts, K, N, group_size, gen)
     x = torch.randn(tokens * topk // x_row_divisor, K, device="cuda", generator=gen).half()

@@ -64,7 +64,15 @@ def plan_with_model(M: int, weight_shape: tuple[int, int], group_size: int, mode
         M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"]))
 
 
+def _registry(flat: list[int]) -> list[dict]:
+    return [{"token_tiles": t, "warps": w, "column_tiles": c} for t, w, c in zip(flat[::3], flat[1::3], flat[2::3])]
+
+
 def fused_registry() -> list[dict]:
     """The fused kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
-    flat = torch.ops._C_sm7x.awq_fused_registry()
-    return [{"token_tiles": t, "warps": w, "column_tiles": c} for t, w, c in zip(flat[::3], flat[1::3], flat[2::3])]
+    return _registry(torch.ops._C_sm7x.awq_fused_registry())
+
+
+def grouped_registry() -> list[dict]:
+    """The grouped (MoE) kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
+    return _registry(torch.ops._C_sm7x.awq_grouped_registry())

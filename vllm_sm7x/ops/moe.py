@@ -41,6 +41,13 @@ def sort_rows(topk_ids: torch.Tensor, num_experts: int, rows_per_tile: int
     return offsets, sorted_rows, (tile_expert, tile_row)
 
 
+def grouped_tiles() -> list[tuple[int, int]]:
+    """(rows per CTA, column tiles) of every grouped-kernel instantiation, as awq_moe's grouped_tile takes them."""
+    from vllm_sm7x.ops.awq import grouped_registry
+
+    return [(8 * e["token_tiles"], e["column_tiles"]) for e in grouped_registry()]
+
+
 def rows_per_tile_for(rows: int, active_experts: int) -> int:
     """CTA rows of the grouped GEMM: 8 while experts see a handful of rows each (decode: every row
     of a 16-row tile past the expert's own would be wasted mma work), 16 beyond."""

@@ -297,11 +297,19 @@ std::vector<double> awq_device_model(const std::string& path, int64_t device) {
   return described;
 }
 
-std::vector<int64_t> awq_fused_registry() {
+namespace {
+
+std::vector<int64_t> flattened(const std::vector<awq::FusedConfig>& entries) {
   std::vector<int64_t> flat;
-  for (const auto& e : awq::fused_registry()) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});
+  for (const auto& e : entries) flat.insert(flat.end(), {e.token_tiles, e.warps, e.column_tiles});
   return flat;
 }
+
+}  // namespace
+
+std::vector<int64_t> awq_fused_registry() { return flattened(awq::fused_registry()); }
+
+std::vector<int64_t> awq_grouped_registry() { return flattened(awq::grouped_registry()); }
 
 int64_t awq_token_tiles(int64_t M) {
   TORCH_CHECK_VALUE(M >= 1, "awq_token_tiles: M must be positive, got ", M);

@@ -70,7 +70,9 @@ __device__ __forceinline__ bool decode_cta(const DecodeParams& p, DecodeCta& c) 
   c.q_begin = p.cu_seqlens_q[c.b];
   c.q_len = p.cu_seqlens_q[c.b + 1] - c.q_begin;
   c.group = p.q_heads / p.kv_heads;
-  c.rows = c.q_len * c.group;
+  // Rows past max_q_len queries have no grid slot or split row of their own: a caller's max_decode_q_len
+  // below a sequence's query count leaves those queries unwritten rather than writing another's rows.
+  c.rows = min(c.q_len, p.max_q_len) * c.group;
   c.first_row = blockIdx.x % row_blocks * kRowsPerCta;
   // The grid is sized for the longest short sequence; long query blocks belong to the prefill kernel.
   if (c.first_row >= c.rows || c.q_len >= kPrefillMinQueryLen) return false;

@@ -260,9 +260,30 @@ def test_a_mixed_batch_told_its_longest_decode_query(fa, dim, heads, kv_heads, q
     out, lse = torch.ops.flash_attn_v100.paged_attention(*args, longest_decode)
     ref = varlen_reference(q, cu_q.tolist(), k_cache, v_cache, block_table, lens, 1 / math.sqrt(dim), True)
     assert relative_error(out, ref) < TOLERANCE
+    poison((q.shape, torch.float16), ((q.shape[1], q.shape[0]), torch.float32))
     unsized, unsized_lse = torch.ops.flash_attn_v100.paged_attention(*args)  # -1: sized for 16 queries
     assert relative_error(unsized, ref) < TOLERANCE
     torch.testing.assert_close(lse, unsized_lse, rtol=0, atol=1e-3)
+
+
+def test_a_longest_decode_query_told_too_short_leaves_the_rest_unwritten_and_nothing_else(fa, seed):
+    # A caller's error (vLLM's builder reads exact offsets): queries past the value get no row of the grid
+    # or of the split buffers. Every other output stays right: no write lands in another sequence's rows.
+    from flash_attn_v100.flash_attn_interface import arch_path
+
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q_lens, seqlens = [5, 300, 1, 5], [3000, 300, 2000, 4000]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 2, 128, 16, gen)
+    cu_q = torch.tensor([0] + list(torch.tensor(q_lens).cumsum(0)), dtype=torch.int32, device="cuda")
+    q = torch.randn(sum(q_lens), 12, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    out = torch.full_like(q, float("nan"))
+    torch.ops.flash_attn_v100.paged_attention_out(out, q, k_cache, v_cache, cu_q, lens, block_table, 300,
+                                                  1 / math.sqrt(128), True, -1, 0.0, 0, arch_path(), 1.0, 1.0, 2)
+    ref = varlen_reference(q, cu_q.tolist(), k_cache, v_cache, block_table, lens, 1 / math.sqrt(128), True)
+    told = torch.tensor([i < 2 for i in range(5)] + [True] * 300 + [True] + [i < 2 for i in range(5)], device="cuda")
+    assert relative_error(out[told], ref[told]) < TOLERANCE
+    assert out[~told].isnan().all()
 
 
 @pytest.mark.parametrize("max_seqlen_q, longest_decode", [(300, 17), (300, -2), (5, 1), (5, 0)])

@@ -1,0 +1,23 @@
+"""The grouped (MoE) kernel's instantiations as the layer and the benchmark see them (no GPU needed: the
+registry is host data): every entry takes a row tile the row sort accepts, and every choice the layer
+makes is an instantiated entry."""
+import pytest
+
+from vllm_sm7x import ops
+from vllm_sm7x.ops import moe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels():
+    ops.load_kernels()
+
+
+def test_every_entry_takes_rows_the_sort_accepts():
+    tiles = moe.grouped_tiles()
+    assert (8, 1) in tiles and (16, 1) in tiles
+    assert all(rows in (8, 16, 32) and columns in (1, 2) for rows, columns in tiles)
+
+
+@pytest.mark.parametrize("rows, experts", [(8, 8), (64, 8), (3 * 8, 64), (256 * 8, 256), (8192 * 8, 256)])
+def test_the_layers_choice_is_an_instantiated_entry(rows, experts):
+    assert (moe.rows_per_tile_for(rows, experts), 1) in moe.grouped_tiles()
