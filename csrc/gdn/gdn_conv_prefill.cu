@@ -27,8 +27,10 @@ __device__ __forceinline__ int block_of(const GdnConvPrefillParams& p, int n) {
   return p.cache_indices ? p.cache_indices[n * p.indices_stride] : n;
 }
 
+// vLLM's padding sequences; without cache indices every sequence is live (sequence n uses block n, and
+// block 0 would otherwise read as the null block).
 __device__ __forceinline__ bool is_padding(const GdnConvPrefillParams& p, int block) {
-  return block == p.pad_slot_id || block == p.null_block_id;
+  return p.cache_indices && (block == p.pad_slot_id || block == p.null_block_id);
 }
 
 // Input at position pos of sequence n (begin: its first token): x where pos >= 0, else the initial
@@ -45,12 +47,13 @@ __global__ void __launch_bounds__(kChannels * kTokenThreads) conv_prefill_kernel
   const int d = blockIdx.y * kChannels + threadIdx.x % kChannels;
   if (d >= p.dim) return;
   const int first = blockIdx.x * kTokensPerCta + threadIdx.x / kChannels * kTokensPerThread;
+  const int start = max(first, p.query_start_loc[0]);  // tokens before the first offset belong to no sequence
   float w[kMaxWidth];
 #pragma unroll
   for (int j = 0; j < kMaxWidth; ++j) w[j] = j < p.width ? __half2float(p.weight[d * p.width + j]) : 0.f;
   const float bias = p.bias ? __half2float(p.bias[d]) : 0.f;
   const int end = min(first + kTokensPerThread, min(p.tokens, p.query_start_loc[p.seqs]));  // no padding tokens
-  for (int t = first; t < end; ++t) {
+  for (int t = start; t < end; ++t) {
     const int n = sequence_of(p.query_start_loc, p.seqs, t);
     const int block = block_of(p, n);
     if (is_padding(p, block)) continue;

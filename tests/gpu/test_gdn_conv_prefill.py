@@ -37,14 +37,15 @@ def inputs(gen, dim, width, blocks=12, extra_columns=2):
     return mixed_qkv.transpose(0, 1), weight, bias, stored.transpose(1, 2), starts, cache_indices, has_initial_state
 
 
-def reference(x, weight, bias, states, starts, cache_indices, has_initial_state):
-    """float64: (out [dim, tokens] with NaN where nothing is written, the states afterwards)."""
+def reference(x, weight, bias, states, starts, cache_indices, has_initial_state, padding=(PAD, NULL)):
+    """float64: (out [dim, tokens] with NaN where nothing is written, the states afterwards); sequences
+    whose block is in `padding` are skipped."""
     width = weight.shape[1]
     out = torch.full(x.shape, float("nan"), dtype=torch.float64, device=DEVICE)
     new_states = states.double().clone()
     for n, block in enumerate(cache_indices.tolist()):
         begin, end = int(starts[n]), int(starts[n + 1])
-        if block in (PAD, NULL) or end == begin:
+        if block in padding or end == begin:
             continue
         initial = states[block, :, :width - 1].double() if has_initial_state[n] else \
             torch.zeros(x.shape[0], width - 1, dtype=torch.float64, device=DEVICE)
@@ -92,6 +93,16 @@ def test_cache_indices_as_vllm_passes_them_with_several_blocks_per_sequence(seed
     column = table[:, 0]
     assert column.stride(0) == 3
     run_and_compare(x, weight, bias, states, starts, column, has_initial_state, expected)
+
+
+def test_without_cache_indices_sequence_n_uses_block_n_and_block_0_is_live(seed):
+    """No cache indices: every sequence is live in its own block, the first in block 0 (which as an
+    index would be vLLM's null block)."""
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    x, weight, bias, states, starts, _, has_initial_state = inputs(gen, 200, 4)
+    own_blocks = torch.arange(len(LENGTHS), dtype=torch.int32, device=DEVICE)
+    expected = reference(x, weight, bias, states, starts, own_blocks, has_initial_state, padding=())
+    run_and_compare(x, weight, bias, states, starts, None, has_initial_state, expected)
 
 
 def test_query_start_loc_past_the_tokens_reads_only_the_tokens(seed):
