@@ -27,8 +27,10 @@ __device__ __forceinline__ int block_of(const GdnConvPrefillParams& p, int n) {
   return p.cache_indices ? p.cache_indices[n * p.indices_stride] : n;
 }
 
+// vLLM's padding sequences; without cache indices every sequence is live (sequence n uses block n, and
+// block 0 would otherwise read as the null block).
 __device__ __forceinline__ bool is_padding(const GdnConvPrefillParams& p, int block) {
-  return block == p.pad_slot_id || block == p.null_block_id;
+  return p.cache_indices && (block == p.pad_slot_id || block == p.null_block_id);
 }
 
 // kLanes consecutive channels from d of x (or out) at token t: one 4-byte access for two (the launch
@@ -74,8 +76,11 @@ template <int kLanes>
 __global__ void __launch_bounds__(kChannelThreads * kTokenThreads) conv_prefill_kernel(const GdnConvPrefillParams p) {
   const int d = (blockIdx.y * kChannelThreads + threadIdx.x % kChannelThreads) * kLanes;
   if (d >= p.dim) return;  // dim is a multiple of kLanes (the launch's rule)
-  const int first = blockIdx.x * kTokensPerCta + threadIdx.x / kChannelThreads * kTokensPerThread;
-  const int end = min(first + kTokensPerThread, min(p.tokens, p.query_start_loc[p.seqs]));  // no padding tokens
+  // Tokens before the first sequence's start belong to no sequence (vLLM's offsets start at 0).
+  const int first = max(blockIdx.x * kTokensPerCta + threadIdx.x / kChannelThreads * kTokensPerThread,
+                        p.query_start_loc[0]);
+  const int end = min(blockIdx.x * kTokensPerCta + (threadIdx.x / kChannelThreads + 1) * kTokensPerThread,
+                      min(p.tokens, p.query_start_loc[p.seqs]));  // no padding tokens
   if (first >= end) return;
   const int width = p.width;
   // The window's taps and the new input's (width - 1), apart: a run-time index would put the array in
