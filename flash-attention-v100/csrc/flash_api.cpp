@@ -322,7 +322,10 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   } else if (splits <= 0) {
     int sms = 0;
     SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, q.get_device()));
-    splits = ceil_div(2 * sms, batch * kv_heads * row_blocks);
+    // A prompt's CTAs return at once: size the splits for the sequences that may be decodes (all but
+    // one where a prompt is present: exact for one prompt chunk beside running decodes).
+    const int64_t decode_batch = prefill ? std::max<int64_t>(1, batch - 1) : batch;
+    splits = ceil_div(2 * sms, decode_batch * kv_heads * row_blocks);
   }
   p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kDecodeMaxSplits, ceil_div(max_keys, kDecodeTileTokens))));
   // A lone long prompt is the prefill kernel's alone (the SIMT kernel returns at once for it): no split
