@@ -59,7 +59,7 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "vLLM's Triton causal_conv1d_fn. Opt-in until it is timed against vLLM's kernel: its kernel tests (float64, "
         "vLLM's kernel, strided cache indices) and the hybrid checkpoint with MTP end to end passed on both paths "
         "(H200, 2026-12-02), but an 8K-token prompt at 35B-A3B widths spent 0.44 ms per layer in it, several "
-        "times its bytes' copy time.",
+        "times its bytes' copy time; its sliding-window rewrite of the same day has not yet run on a GPU.",
     ),
     "VLLM_SM7X_PROFILE": (
         lambda: os.environ.get("VLLM_SM7X_PROFILE", "auto").strip().lower(),

@@ -4,7 +4,7 @@
 // becomes the sequence's last width - 1 inputs. Sequences whose cache index is pad_slot_id or
 // null_block_id (vLLM's padding) are skipped: their output is left unwritten, as vLLM's kernel leaves it.
 //   out[d, t] = act(bias[d] + sum_j weight[d, j] * input(t - (width - 1) + j))
-// Every output is independent (each thread: one channel, a few tokens), so a prompt runs in parallel
+// Every output is independent (each thread: one or two channels, 16 tokens), so a prompt runs in parallel
 // over its tokens; the states are written by a second launch, after every window has read them.
 #pragma once
 #include <cuda_fp16.h>
