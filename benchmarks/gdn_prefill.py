@@ -158,12 +158,26 @@ def stock_conv(problem: ConvProblem, emulate: str | None):
     return run
 
 
+def prompt_lengths(args) -> tuple:
+    return (1024, 8192) if args.quick else (1024, 8192, 32768)
+
+
+def record(rows: dict, args, info, notes, benchmark: str, case: str, tokens: int, ms: float, baselines: dict,
+           bw_frac: float | None = None, **fields) -> None:
+    """One problem's row on every path, each path's file rewritten at once: a run cut short by its call's
+    time limit keeps what it measured."""
+    for path in args.path:
+        rows[path].append({"case": case, "phase": "prefill", "context": tokens, "ms": round(ms, 4),
+                           "bw_frac": bw_frac, "tflops": None, "baselines": baselines_for_path(baselines, path)})
+        write_result(args.out, info, benchmark, path, rows[path], notes, **fields)
+
+
 def conv_rows(args, shapes, info, notes) -> dict:
     """--conv: our conv1d against vLLM's, native and faithful, per shape and prompt length."""
     bandwidth = copy_bandwidth_gbs()
     rows = {path: [] for path in args.path}
     for shape, (k_heads, v_heads) in shapes.items():
-        for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
+        for tokens in prompt_lengths(args):
             problem = ConvProblem(k_heads, v_heads, tokens)
             ms = graph_median_ms(ours_conv(problem))
             ours_out, baselines = ours_conv(problem)(), {}
@@ -180,12 +194,8 @@ def conv_rows(args, shapes, info, notes) -> dict:
             bw_frac = round(problem.bytes / (ms * 1e-3) / (bandwidth * 1e9), 3)
             print(f"{shape} {tokens} tokens conv1d: ours {ms:.4f} ms ({bw_frac:.2f} of copy bandwidth), {baselines}",
                   flush=True)
-            for path in args.path:
-                rows[path].append({"case": f"{shape} conv1d prefill", "phase": "prefill", "context": tokens,
-                                   "ms": round(ms, 4), "bw_frac": bw_frac, "tflops": None,
-                                   "baselines": baselines_for_path(baselines, path)})
-                write_result(args.out, info, "gdn_conv_prefill", path, rows[path], notes,
-                             copy_bandwidth_gbs=round(bandwidth, 1))
+            record(rows, args, info, notes, "gdn_conv_prefill", f"{shape} conv1d prefill", tokens, ms, baselines,
+                   bw_frac, copy_bandwidth_gbs=round(bandwidth, 1))
             del problem
             torch.cuda.empty_cache()
     for path, path_rows in rows.items():
@@ -225,7 +235,7 @@ def main() -> int:
             print(f"note: {key}: {note}")
         return 0
     for shape, (k_heads, v_heads) in shapes.items():
-        for tokens in ((1024, 8192) if args.quick else (1024, 8192, 32768)):
+        for tokens in prompt_lengths(args):
             problem = Problem(k_heads, v_heads, tokens)
             ms = graph_median_ms(ours(problem))  # SIMT: the same kernel on both paths
             ours_out, reference_out, baselines = ours(problem)(), None, {}
@@ -246,12 +256,7 @@ def main() -> int:
                 notes[f"{shape} {tokens} ours vs {reference_key}"] = \
                     f"relative error {relative_difference(ours_out, reference_out):.2e}"
             print(f"{shape} {tokens} tokens: ours {ms:.4f} ms, {baselines}", flush=True)
-            for path in args.path:
-                rows[path].append({"case": f"{shape} prefill", "phase": "prefill", "context": tokens,
-                                   "ms": round(ms, 4), "bw_frac": None, "tflops": None,
-                                   "baselines": baselines_for_path(baselines, path)})
-                # Written after every problem: a run cut short by its call's time limit keeps what it measured.
-                write_result(args.out, info, "gdn_prefill", path, rows[path], notes)
+            record(rows, args, info, notes, "gdn_prefill", f"{shape} prefill", tokens, ms, baselines)
             del problem
             torch.cuda.empty_cache()
 
