@@ -310,8 +310,10 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // (and their rows of out and lse) to the prefill kernel, which runs after it.
   p.max_q_len = static_cast<int>(decode_q_len);
 
-  // Split the keys so the GPU has about two CTAs per SM; from shapes only, so CUDA graphs stay valid
-  // (each sequence sizes its ranges from its own length on the device).
+  // Split the keys so the decode CTAs fill two per SM in one wave; from shapes only, so CUDA graphs
+  // stay valid (each sequence sizes its ranges from its own length on the device). Rounding down: a
+  // few CTAs past the last slot form a second wave that costs a whole split's time (27B TP1, 4
+  // sequences: 17 splits made 272 CTAs for 264 slots and took 1.3x the time of 14).
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
   TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
   p.max_keys = static_cast<int>(block_table.size(1) * block_size);
@@ -326,7 +328,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     // A prompt's CTAs return at once: size the splits for the sequences that may be decodes (all but
     // one where a prompt is present: exact for one prompt chunk beside running decodes).
     const int64_t decode_batch = prefill ? std::max<int64_t>(1, batch - 1) : batch;
-    splits = ceil_div(2 * sms, decode_batch * kv_heads * row_blocks);
+    splits = 2 * sms / (decode_batch * kv_heads * row_blocks);
   }
   p.splits = static_cast<int>(std::clamp<int64_t>(splits, 1, std::min<int64_t>(kDecodeMaxSplits, ceil_div(max_keys, kDecodeTileTokens))));
   // A lone long prompt is the prefill kernel's alone (the SIMT kernel returns at once for it): no split
