@@ -43,7 +43,7 @@ def routing(kind, tokens, experts, topk, gen):
 def run_grouped(moe, x, weight, topk_ids, experts, x_row_divisor, path, grouped_tile=None):
     """The grouped GEMM on grouped_tile (rows per CTA, column tiles), or on the layer's own choice."""
     rows = topk_ids.numel()
-    per_tile, column_tiles = grouped_tile or (moe.rows_per_tile_for(rows, min(rows, experts)), 1)
+    per_tile, column_tiles = grouped_tile or moe.grouped_tile_for(rows, min(rows, experts))
     offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
     poison_free_memory()
     return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, x_row_divisor, per_tile, path=path,
@@ -147,11 +147,12 @@ def test_cuda_graph_replay_follows_new_routing(moe, path, seed):
     weight, weights = make_experts(experts, K, N, 128, gen)
     x = torch.randn(tokens, K, device="cuda", generator=gen).half()
     topk_ids = routing("random", tokens, experts, topk, gen)
-    per_tile = moe.rows_per_tile_for(tokens * topk, experts)
+    per_tile, column_tiles = moe.grouped_tile_for(tokens * topk, experts)
 
     def step():
         offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, experts, per_tile)
-        return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, topk, per_tile, path=path)
+        return moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, topk, per_tile, path=path,
+                                column_tiles=column_tiles)
 
     graph, captured = capture(step)
     for kind in ("random", "skewed"):

@@ -20,4 +20,14 @@ def test_every_entry_takes_rows_the_sort_accepts():
 
 @pytest.mark.parametrize("rows, experts", [(8, 8), (64, 8), (3 * 8, 64), (256 * 8, 256), (8192 * 8, 256)])
 def test_the_layers_choice_is_an_instantiated_entry(rows, experts):
-    assert (moe.rows_per_tile_for(rows, experts), 1) in moe.grouped_tiles()
+    assert moe.grouped_tile_for(rows, experts) in moe.grouped_tiles()
+
+
+@pytest.mark.parametrize("rows, experts, expected", [
+    (16 * 8, 128, (8, 1)),     # decode-sized: a few rows per expert
+    (256 * 8, 256, (8, 1)),    # 8 rows per expert
+    (1024 * 8, 256, (16, 1)),  # 32 per expert
+    (8192 * 8, 256, (16, 2)),  # a prompt: 256 per expert, two column tiles
+])
+def test_prompt_sized_batches_take_sixteen_rows_and_two_column_tiles(rows, experts, expected):
+    assert moe.grouped_tile_for(rows, experts) == expected

@@ -48,10 +48,16 @@ def grouped_tiles() -> list[tuple[int, int]]:
     return [(8 * e["token_tiles"], e["column_tiles"]) for e in grouped_registry()]
 
 
-def rows_per_tile_for(rows: int, active_experts: int) -> int:
-    """CTA rows of the grouped GEMM: 8 while experts see a handful of rows each (decode: every row
-    of a 16-row tile past the expert's own would be wasted mma work), 16 beyond."""
-    return 8 if rows <= 8 * max(1, active_experts) else 16
+def grouped_tile_for(rows: int, active_experts: int) -> tuple[int, int]:
+    """(rows per CTA, column tiles) of the grouped GEMMs. 8 rows while experts see a handful each
+    (decode: every row of a 16-row tile past the expert's own would be wasted mma work), 16 beyond.
+    Two column tiles (each x fragment meets twice the weights) once experts average 64+ rows: at
+    35B-A3B widths and 8192 tokens (256 per expert) they took 0.85x the layer's time at TP1 and 1.00x
+    at TP4; at 256 tokens (8 per expert) 1.00-1.04x (H200, sm75 path, moe-sm75-h200-2026-12-02)."""
+    per_expert = rows / max(1, active_experts)
+    if per_expert <= 8:
+        return 8, 1
+    return 16, 2 if per_expert >= 64 else 1
 
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
@@ -91,8 +97,8 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
     """The routed experts of a Qwen MoE layer: out[t] = sum_k weight[t, k] * down(silu(gate) * up)(x[t])
     with expert topk_ids[t, k]. x [tokens, H] fp16; w13 [E] experts of H -> 2I (gate, then up), w2 [E] of
     I -> H (experts_to_kernel_layout); ids outside [0, E) (other ranks' experts) count as zero.
-    grouped_tile: (rows_per_tile, column_tiles) of the grouped GEMMs instead of rows_per_tile_for's
-    choice and one column tile (benchmarks/moe.py --grouped-configs times the registry's entries)."""
+    grouped_tile: (rows_per_tile, column_tiles) of the grouped GEMMs instead of grouped_tile_for's
+    choice (benchmarks/moe.py --grouped-configs times the registry's entries)."""
     ids = topk_ids.to(torch.int32).contiguous()
     weights = topk_weights.float().contiguous()
     tokens, topk = ids.shape
@@ -101,7 +107,7 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
                                                 w2.scale_zero, weights, ids, w13.group_size)
     experts = w13.qweight.shape[0]
     rows = ids.numel()
-    per_tile, column_tiles = grouped_tile or (rows_per_tile_for(rows, min(rows, experts)), 1)
+    per_tile, column_tiles = grouped_tile or grouped_tile_for(rows, min(rows, experts))
     offsets, sorted_rows, tiles = sort_rows(ids, experts, per_tile)
     gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path, column_tiles)
     down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path, column_tiles)
