@@ -19,6 +19,15 @@ inline ArchPath resolve_arch_path_for(const torch::Tensor& on, const std::string
   }
 }
 
+// Every kernel here targets compute capability 7.0 and newer (the wheels carry no older machine code):
+// an older GPU gets this refusal by name before any launch, not "no kernel image is available".
+inline void check_volta_or_newer(const torch::Tensor& on, const char* op) {
+  const int cc = device_compute_capability(on.get_device());
+  TORCH_CHECK_VALUE(cc >= 700, op, ": this GPU has compute capability ", cc / 100, ".", cc / 10 % 10,
+                    "; the SM70/SM75 kernels need 7.0 (Volta) or newer. On older GPUs use PyTorch's "
+                    "scaled_dot_product_attention (or vLLM's own backends)");
+}
+
 // The card whose occupancy `path` emulates on the device of `on`: a path forced ("sm70", "sm75") on a
 // GPU that is not its native one; nullopt for "auto" and on the card itself.
 inline std::optional<CardLimits> emulated_card_for(const torch::Tensor& on, const std::string& path, const char* op) {

@@ -143,6 +143,7 @@ void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch:
     TORCH_CHECK(t->is_cuda() && t->device() == key.device(), "write_kv_cache: all tensors must be on ",
                 key.device());
   }
+  sm7x::check_volta_or_newer(key, "write_kv_cache");
   check_half(key, "key");
   check_half(value, "value");
   const KvFormat format = kv_format_of(key_cache, value_cache, k_scale, v_scale);
@@ -185,6 +186,7 @@ void write_kv_cache(const torch::Tensor& key, const torch::Tensor& value, torch:
   p.num_heads = key.size(1);
   p.head_size = key.size(2);
   p.block_size = key_cache.size(1);
+  p.num_slots = key_cache.size(0) * key_cache.size(1);
   launch_write_kv_cache(p, c10::cuda::getCurrentCUDAStream());
 }
 
@@ -200,6 +202,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   for (const torch::Tensor* t : TensorPtrs{&q, &k_cache, &v_cache, &cu_seqlens_q, &seqlens_k, &block_table}) {
     TORCH_CHECK(t->is_cuda() && t->device() == q.device(), "paged_attention: all tensors must be on ", q.device());
   }
+  sm7x::check_volta_or_newer(q, "paged_attention");
   check_half(q, "q");
   const KvFormat kv_format = kv_format_of(k_cache, v_cache, k_scale, v_scale);
   TORCH_CHECK_VALUE(q.dim() == 3, "paged_attention: q must be [total_q, q_heads, head_dim], got ", q.sizes());

@@ -36,7 +36,8 @@ def write_kv_cache(key: torch.Tensor, value: torch.Tensor, key_cache: torch.Tens
                    slot_mapping: torch.Tensor, k_scale: float = 1.0, v_scale: float = 1.0) -> None:
     """Store key/value [num_tokens, num_kv_heads, head_size] (fp16) into paged caches
     [num_blocks, block_size, num_kv_heads, head_size] at `slot_mapping` (int64 [n], n <= num_tokens;
-    slot = block * block_size + offset, negative slots are padding and skipped). vLLM's layout.
+    slot = block * block_size + offset; negative slots are padding and skipped, and so are slots at or past
+    num_blocks * block_size). vLLM's layout.
     Caches are float16, or (experimental) torch.float8_e5m2 holding value / k_scale (v_scale),
     rounded to nearest even and saturated at +-57344."""
     torch.ops.flash_attn_v100.write_kv_cache(key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale)
@@ -67,6 +68,25 @@ def _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_c
                          "are either all visible (-1) or none (0, as with causal=True)")
 
 
+def _check_kv_shapes(q, k_cache, v_cache, rank: int, kv_layout: str) -> None:
+    """k_cache/v_cache against q [..., heads, head_dim]: the same shape, `rank` dimensions (kv_layout
+    names them), q's head_dim, and a KV head count that divides q's heads (GQA/MQA). Checked here so
+    CPU tensors and every device get the message before the op's own checks."""
+    for name, t in (("k", k_cache), ("v", v_cache)):
+        if t.dim() != rank:
+            raise ValueError(f"flash_attn_v100: {name} must be {kv_layout}, got {tuple(t.shape)}")
+    if k_cache.shape != v_cache.shape:
+        raise ValueError(f"flash_attn_v100: k and v must have the same shape, got {tuple(k_cache.shape)} and "
+                         f"{tuple(v_cache.shape)}")
+    heads, head_dim = q.shape[-2:]
+    kv_heads, kv_head_dim = k_cache.shape[-2:]
+    if kv_head_dim != head_dim:
+        raise ValueError(f"flash_attn_v100: k/v head_dim {kv_head_dim} differs from q's {head_dim}")
+    if kv_heads == 0 or heads % kv_heads:
+        raise ValueError(f"flash_attn_v100: q's {heads} heads are not a multiple of the {kv_heads} KV heads; "
+                         "GQA/MQA need heads % kv_heads == 0 (repeat the KV heads to a divisor of heads)")
+
+
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                     alibi_slopes=None, deterministic=False, return_attn_probs=False):
     """Attention of q [batch, seqlen_q, heads, head_dim] over k/v [batch, seqlen_k, kv_heads, head_dim],
@@ -91,7 +111,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     k_cache/v_cache: [batch, seqlen_cache, kv_heads, head_dim], or with `block_table` (int32
     [batch, max_blocks]) paged [num_blocks, block_size, kv_heads, head_dim]. cache_seqlens (int32
     [batch], or an int) counts the cached keys; k/v [batch, seqlen_new, kv_heads, head_dim], if
-    given, are written into the cache after them first. Queries are the last seqlen_q positions
+    given, are written into the cache after them first (past the table's capacity: refused for an int
+    cache_seqlens, dropped for a tensor, which the host cannot read without a sync). Queries are the last seqlen_q positions
     (causal masks keys to their right); window_size = (left, right) with right -1 or 0.
     fp16 only; head_dim 64/128/256; GQA/MQA when heads % kv_heads == 0. Experimental: caches of
     dtype torch.float8_e5m2 holding key / k_scale and value / v_scale (write_kv_cache's rounding),
@@ -100,6 +121,12 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     key gets zeros and lse -inf.
     """
     _check_inputs(q, k_cache, v_cache, k, v, window_size, alibi_slopes, rotary_cos)
+    _check_kv_shapes(q, k_cache, v_cache, 4, "[batch or num_blocks, seqlen_cache or block_size, kv_heads, head_dim]")
+    if k is not None and (k.shape != v.shape or k.dim() != 4 or k.shape[0] != q.shape[0]
+                          or k.shape[2:] != k_cache.shape[2:]):
+        raise ValueError(f"flash_attn_v100: new k/v must both be [batch={q.shape[0]}, seqlen_new, "
+                         f"kv_heads={k_cache.shape[2]}, head_dim={k_cache.shape[3]}], got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
     if cache_batch_idx is not None or cache_leftpad is not None:
         raise ValueError("flash_attn_v100: cache_batch_idx and cache_leftpad are not supported")
     batch = q.shape[0]
@@ -113,13 +140,20 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
             raise ValueError("flash_attn_v100: a paged cache needs cache_seqlens")
         cache_seqlens = torch.full((batch,), block_size, dtype=torch.int32, device=q.device)
     elif isinstance(cache_seqlens, int):
+        if k is not None and cache_seqlens + k.shape[1] > block_table.shape[1] * block_size:
+            raise ValueError(f"flash_attn_v100: appending {k.shape[1]} keys after {cache_seqlens} overflows the "
+                             f"cache's {block_table.shape[1] * block_size} positions per sequence; give it more "
+                             "blocks (block_table columns) or seqlen_cache")
         cache_seqlens = torch.full((batch,), cache_seqlens, dtype=torch.int32, device=q.device)
     cache_seqlens = cache_seqlens.to(torch.int32)
     if k is not None:
-        new = k.shape[1]
+        new, columns = k.shape[1], block_table.shape[1]
         positions = cache_seqlens.view(batch, 1).long() + torch.arange(new, device=q.device)
-        blocks = torch.gather(block_table.long(), 1, positions // block_size)
-        slots = (blocks * block_size + positions % block_size).reshape(-1)
+        # Positions past the cache are dropped (slot -1), not looked up past the block table: a device-side
+        # check would need a sync; the attention reads at most the table's keys either way.
+        blocks = torch.gather(block_table.long(), 1, (positions // block_size).clamp(max=columns - 1))
+        slots = torch.where(positions < columns * block_size, blocks * block_size + positions % block_size,
+                            -1).reshape(-1)
         write_kv_cache(k.reshape(-1, *k.shape[2:]).contiguous(), v.reshape(-1, *v.shape[2:]).contiguous(),
                        k_cache, v_cache, slots, k_scale, v_scale)
         cache_seqlens = cache_seqlens + new
@@ -148,7 +182,18 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     Sequences with up to 16 new queries run on the SIMT kernel of flash_attn_with_kvcache, longer
     ones on the tensor-core prefill kernel of the arch path (VLLM_SM7X_EMULATE picks it on newer GPUs).
     """
+    if q.dim() != 3:
+        raise ValueError(f"flash_attn_v100: varlen q must be [total_q, heads, head_dim], got {tuple(q.shape)}")
     _check_inputs(q.unsqueeze(0), k, v, None, None, window_size, alibi_slopes, None)
+    if block_table is None:
+        _check_kv_shapes(q, k, v, 3, "[total_k, kv_heads, head_dim] (or paged, with block_table)")
+        if cu_seqlens_k is None or max_seqlen_k is None:
+            raise ValueError("flash_attn_v100: unpaged k/v need cu_seqlens_k and max_seqlen_k (or pass the paged "
+                             "caches with block_table and seqused_k)")
+    else:
+        _check_kv_shapes(q, k, v, 4, "[num_blocks, block_size, kv_heads, head_dim] with block_table")
+    if cu_seqlens_q is None or max_seqlen_q is None:
+        raise ValueError("flash_attn_v100: varlen attention needs cu_seqlens_q (int32 [batch + 1]) and max_seqlen_q")
     if dropout_p != 0.0:
         raise ValueError("flash_attn_v100: dropout is not supported (forward inference only)")
     causal = causal or window_size[1] == 0

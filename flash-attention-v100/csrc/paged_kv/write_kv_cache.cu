@@ -11,7 +11,7 @@ template <class Kv, int kVec>  // kVec: elements per step, 8 or 1
 __global__ void write_kv_cache_kernel(WriteKvCacheParams p) {
   const int token = blockIdx.x;
   const int64_t slot = p.slot_mapping[token];
-  if (slot < 0) return;
+  if (slot < 0 || slot >= p.num_slots) return;  // padding, or a slot the cache does not have
   const int64_t block = slot / p.block_size, offset = slot % p.block_size;
   auto* key_cache = static_cast<typename Kv::Element*>(p.key_cache) + block * p.key_cache_strides[0] +
                     offset * p.key_cache_strides[1];

@@ -18,6 +18,7 @@ struct WriteKvCacheParams {
   KvFormat kv_format;
   float k_scale, v_scale;      // quantized caches store value / scale
   const int64_t* slot_mapping; // [num_tokens]; slot = block * block_size + offset; negative = padding, skipped
+  int64_t num_slots;           // num_blocks * block_size: slots at or past it are skipped too (never written)
   int64_t key_token_stride;    // in elements
   int64_t value_token_stride;
   int64_t key_cache_strides[3];    // block, token, head (in cache elements)

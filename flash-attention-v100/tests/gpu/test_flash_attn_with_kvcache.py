@@ -172,6 +172,27 @@ def test_appended_k_v_land_in_the_cache_and_are_attended(fa, seed):
     assert relative_error(out, ref) < TOLERANCE
 
 
+def test_appending_past_the_block_table_drops_what_does_not_fit(fa, seed):
+    # With per-sequence lengths on the GPU the host cannot check capacity without a sync: the positions past
+    # the table are dropped (no lookup past it, no write past the cache) and attention reads what fits.
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    k_cache, v_cache, table = paged_cache([30, 30], 2, 128, 16, gen, extra_blocks=0)  # 2 blocks of 16 each
+    before_k = k_cache.clone()
+    q = torch.randn(2, 1, 4, 128, device="cuda", generator=gen).half()
+    new = torch.randn(2, 5, 2, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor([29, 10], dtype=torch.int32, device="cuda")  # sequence 0: 3 of its 5 new keys fit
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=new, v=new, cache_seqlens=lens, block_table=table)
+    torch.cuda.synchronize()
+    assert torch.isfinite(out).all()
+    expected_k = before_k.clone()
+    for b, start in enumerate([29, 10]):
+        for j in range(5):
+            pos = start + j
+            if pos < 32:
+                expected_k[table[b, pos // 16].long(), pos % 16] = new[b, j]
+    torch.testing.assert_close(k_cache, expected_k, equal_nan=True, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("num_splits", [1, 4])  # one pass, and the split-merge kernel
 def test_a_query_with_no_keys_gets_zeros_and_minus_inf_lse(fa, num_splits):
     k_cache = torch.randn(8, 16, 1, 64, device="cuda").half()

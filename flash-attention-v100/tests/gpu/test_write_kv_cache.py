@@ -42,6 +42,21 @@ def test_matches_reference(num_tokens, kv_heads, head_size, block_size, strided,
     torch.testing.assert_close(value_cache, expected_v, equal_nan=True, rtol=0, atol=0)
 
 
+def test_slots_past_the_cache_are_skipped_not_written():
+    # A slot at or past num_blocks * block_size would write past the cache: the kernel skips it like padding.
+    from flash_attn_v100 import write_kv_cache
+
+    key = torch.randn(4, 2, 64, device="cuda").half()
+    poison = torch.full((2, 16, 2, 64), float("nan"), device="cuda").half()
+    key_cache, value_cache = poison.clone(), poison.clone()
+    write_kv_cache(key, key, key_cache, value_cache, torch.tensor([31, 32, 1 << 40, 5], device="cuda"))
+    torch.cuda.synchronize()
+    expected = poison.clone()
+    expected[1, 15], expected[0, 5] = key[0], key[3]
+    torch.testing.assert_close(key_cache, expected, equal_nan=True, rtol=0, atol=0)
+    torch.testing.assert_close(value_cache, expected, equal_nan=True, rtol=0, atol=0)
+
+
 def test_bad_inputs_get_clear_errors():
     from flash_attn_v100 import write_kv_cache
 

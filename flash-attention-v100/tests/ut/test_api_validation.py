@@ -32,6 +32,55 @@ def test_window_right_k_without_v_and_alibi():
         fa.flash_attn_with_kvcache(q, k_cache, v_cache, alibi_slopes=torch.zeros(4))
 
 
+@pytest.mark.parametrize("q_heads, kv_heads, kv_dim, message", [
+    (5, 2, 64, "q's 5 heads are not a multiple of the 2 KV heads"),
+    (4, 2, 128, "k/v head_dim 128 differs from q's 64"),
+])
+def test_gqa_and_head_dim_mismatches_are_named(q_heads, kv_heads, kv_dim, message):
+    q = torch.zeros(1, 1, q_heads, 64, dtype=torch.float16)
+    cache = torch.zeros(1, 16, kv_heads, kv_dim, dtype=torch.float16)
+    with pytest.raises(ValueError, match=message):
+        fa.flash_attn_with_kvcache(q, cache, cache)
+    with pytest.raises(ValueError, match=message):
+        fa.flash_attn_varlen_func(q[0], cache[0], cache[0], torch.tensor([0, 1], dtype=torch.int32),
+                                  torch.tensor([0, 16], dtype=torch.int32), 1, 16)
+
+
+def test_k_and_v_of_different_shapes_or_ranks_are_named():
+    q, k_cache, _ = inputs()
+    with pytest.raises(ValueError, match="k and v must have the same shape"):
+        fa.flash_attn_with_kvcache(q, k_cache, k_cache[:, :8])
+    with pytest.raises(ValueError, match=r"k must be \[batch or num_blocks"):
+        fa.flash_attn_with_kvcache(q, k_cache[0], k_cache[0])
+    with pytest.raises(ValueError, match=r"new k/v must both be \[batch=1, seqlen_new, kv_heads=2, head_dim=64\]"):
+        fa.flash_attn_with_kvcache(q, k_cache, k_cache, k=torch.zeros(1, 1, 4, 64, dtype=torch.float16),
+                                   v=torch.zeros(1, 1, 4, 64, dtype=torch.float16), cache_seqlens=0)
+
+
+def test_appending_past_the_cache_with_an_int_length_is_refused():
+    q, k_cache, v_cache = inputs()  # 16 positions
+    new = torch.zeros(1, 3, 2, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="appending 3 keys after 14 overflows the cache's 16 positions"):
+        fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=new, v=new, cache_seqlens=14)
+
+
+def test_varlen_names_its_layout_and_its_missing_lengths():
+    q = torch.zeros(7, 4, 64, dtype=torch.float16)
+    k = torch.zeros(9, 2, 64, dtype=torch.float16)
+    cu_q, cu_k = torch.tensor([0, 7], dtype=torch.int32), torch.tensor([0, 9], dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"varlen q must be \[total_q, heads, head_dim\], got \(1, 7, 4, 64\)"):
+        fa.flash_attn_varlen_func(q[None], k, k, cu_q, cu_k, 7, 9)
+    with pytest.raises(ValueError, match="unpaged k/v need cu_seqlens_k and max_seqlen_k"):
+        fa.flash_attn_varlen_func(q, k, k, cu_q, None, 7, 9)
+    with pytest.raises(ValueError, match="unpaged k/v need cu_seqlens_k and max_seqlen_k"):
+        fa.flash_attn_varlen_func(q, k, k, cu_q, cu_k, 7, None)
+    with pytest.raises(ValueError, match="needs cu_seqlens_q"):
+        fa.flash_attn_varlen_func(q, k, k, None, cu_k, 7, 9)
+    with pytest.raises(ValueError, match=r"k must be \[num_blocks, block_size, kv_heads, head_dim\] with block_table"):
+        fa.flash_attn_varlen_func(q, k, k, cu_q, None, 7, 9, block_table=torch.zeros(1, 1, dtype=torch.int32),
+                                  seqused_k=torch.tensor([9], dtype=torch.int32))
+
+
 def test_flash_attn_func_refuses_dropout_and_bf16():
     q = torch.zeros(1, 3, 4, 64, dtype=torch.float16)
     with pytest.raises(ValueError, match="dropout is not supported"):
