@@ -18,6 +18,22 @@ def test_command_line_alias_maps_to_custom():
     assert parser.parse_args(["--attention-backend", "TRITON_ATTN"]).attention_backend == "TRITON_ATTN"
 
 
+@pytest.mark.parametrize("spelling", ["FLASH_ATTN_V100", "flash_attn_v100"])
+def test_python_api_alias_maps_to_custom_before_vllm_parses_it(spelling):
+    from vllm.config.attention import AttentionConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    args = EngineArgs(model="unused", attention_backend=spelling)
+    with pytest.raises(ValueError, match="FLASH_ATTN_V100"):
+        AttentionConfig.validate_backend_before(args.attention_backend)  # what vLLM alone does with it
+    selection.translate_backend_alias(args)
+    assert args.attention_backend == "CUSTOM"
+    assert AttentionConfig.validate_backend_before(args.attention_backend).name == "CUSTOM"
+    other = EngineArgs(model="unused", attention_backend="TRITON_ATTN")
+    selection.translate_backend_alias(other)
+    assert other.attention_backend == "TRITON_ATTN"
+
+
 def test_backend_describes_itself_to_vllm():
     from vllm_sm7x.attention.backend import FlashAttnV100Backend
 

@@ -48,7 +48,7 @@ def test_runs_fp16_from_sm70():
     assert awq_sm7x.AwqSm7xConfig.get_supported_act_dtypes() == [torch.float16]
 
 
-@pytest.mark.parametrize("change, message", [({"bits": 8}, "8-bit weights is not supported"),
+@pytest.mark.parametrize("change, message", [({"bits": 8}, "8-bit weights is not supported on SM70/SM75: only 4-bit AWQ is; use a 4-bit export"),
                                              ({"group_size": 256}, "group size 256 is not supported"),
                                              ({"group_size": -1}, "group size -1 is not supported"),
                                              ({"zero_point": False}, "without zero points"),

@@ -93,6 +93,12 @@ def test_two_gpus_get_three_speculative_tokens(seed):
     assert chosen["speculative_config"]["num_speculative_tokens"] == 3 and chosen["max_num_seqs"] == 1
 
 
+def test_speculative_tokens_count_every_gpu_pipeline_stages_included(seed):
+    chosen = settings(resolve_profile(seed("Qwen3.6-27B-AWQ"), V100_32GB, tp=2, pp=2))
+    assert chosen["speculative_config"]["num_speculative_tokens"] == 4  # four GPUs
+    assert chosen["max_num_seqs"] == 1  # the concurrency-4 profile is a TP >= 4 one
+
+
 @pytest.mark.parametrize("name", ["Qwen3.6-35B-A3B-AWQ", "Qwen3.5-122B-A10B-AWQ"])
 def test_moe_keeps_mtp_off_and_a_smaller_prefill_chunk(seed, name):
     chosen = settings(resolve_profile(seed(name), V100_32GB, tp=4))
@@ -390,6 +396,21 @@ def test_doctor_takes_the_memory_and_speculative_flags_users_pass(tmp_path, caps
     assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--speculative-config",
                  '{"method": "mtp", "num_speculative_tokens": 3}']) == 2
     assert "carry no mtp.* weights" in capsys.readouterr().err
+
+
+def test_doctor_takes_the_prefix_caching_and_image_flags_the_server_takes(tmp_path, capsys):
+    from vllm_sm7x.entrypoints.cli import main
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ", mtp_weights=False)
+
+    def engine_args(*flags):
+        assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--json", *flags]) == 0
+        return json.loads(capsys.readouterr().out)["engine_args"]
+
+    default = engine_args()
+    assert default["enable_prefix_caching"] is True and default["language_model_only"] is True
+    without = engine_args("--no-enable-prefix-caching", "--limit-mm-per-prompt", '{"image": 1}')
+    assert "enable_prefix_caching" not in without and "language_model_only" not in without
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """How our attention backend is chosen and named. vLLM's AttentionBackendEnum is closed, so the
-backend is registered as CUSTOM; the spelling users copy from our docs, `--attention-backend
-FLASH_ATTN_V100`, is translated on the command line (in Python, pass attention_backend="CUSTOM").
+backend is registered as CUSTOM; the spelling users copy from our docs, FLASH_ATTN_V100, is translated
+on the command line (`--attention-backend`) and in Python (`LLM(attention_backend=...)`, EngineArgs)
+before vLLM parses it; in `--attention-config` JSON write CUSTOM.
 Without that flag our platform ranks it first wherever it supports the layer (fp16, head size
-64/128/256, fp16 KV cache, decoder attention); other layers keep vLLM's own order (TRITON_ATTN).
+64/128/256, fp16 or fp8_e5m2 KV cache, decoder attention); other layers keep vLLM's own order (TRITON_ATTN).
 `--attention-backend TRITON_ATTN` opts out."""
 from __future__ import annotations
 
@@ -57,3 +58,11 @@ def accept_backend_alias(parser: argparse.ArgumentParser) -> None:
 
     parse.sm7x_alias = True
     action.type = parse
+
+
+def translate_backend_alias(engine_args) -> None:
+    """EngineArgs.attention_backend given in Python as FLASH_ATTN_V100 (any case) becomes CUSTOM, as on the
+    command line; called before vLLM converts the name (EngineArgs.create_engine_config)."""
+    backend = getattr(engine_args, "attention_backend", None)
+    if isinstance(backend, str) and backend.upper() in ALIASES:
+        engine_args.attention_backend = ALIASES[backend.upper()]

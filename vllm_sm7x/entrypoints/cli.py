@@ -73,7 +73,8 @@ def doctor_profile(args: argparse.Namespace) -> int:
 
 # Engine arguments a user may pass to `doctor MODEL`: the profile keeps them and checks they fit.
 PROFILE_USER_ARGS = ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "kv_cache_dtype",
-                     "gpu_memory_utilization", "kv_cache_memory_bytes", "speculative_config")
+                     "gpu_memory_utilization", "kv_cache_memory_bytes", "speculative_config", "enable_prefix_caching",
+                     "limit_mm_per_prompt")
 
 
 def serve_demo(args: argparse.Namespace) -> int:
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-memory-utilization", type=float)
     p.add_argument("--kv-cache-memory-bytes", type=int)
     p.add_argument("--speculative-config", type=json.loads, help="as vLLM takes it, JSON")
+    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None,
+                   help="as vLLM takes it (off: hybrid models keep no aligned states, which frees KV memory)")
+    p.add_argument("--limit-mm-per-prompt", type=json.loads,
+                   help="as vLLM takes it, JSON: any value keeps a vision checkpoint's encoder (no text-only default)")
     p.set_defaults(func=doctor)
     from vllm_sm7x.entrypoints.demo import DEFAULT_CACHE, DEMO_PRESETS
 

@@ -18,8 +18,10 @@ def apply_profile_at_engine_start() -> bool:
 
     @functools.wraps(original)
     def create_engine_config(self, *args, **kwargs):
+        from vllm_sm7x.attention.selection import translate_backend_alias
         from vllm_sm7x.profiles.engine import apply_profile, profile_mode, restore_marked_defaults
 
+        translate_backend_alias(self)  # LLM(attention_backend="FLASH_ATTN_V100"), as the command line takes it
         mode = profile_mode()
         if mode != "off":
             apply_profile(self, mode)

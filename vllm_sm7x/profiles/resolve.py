@@ -100,9 +100,9 @@ def resolve_profile(facts: ModelFacts, gpus: Gpus, tp: int, user: dict | None = 
         speculative = int((user["speculative_config"] or {}).get("num_speculative_tokens", 0))
         _check_mtp_weights(facts, user["speculative_config"])
     elif facts.is_qwen35 and facts.mtp_layers and facts.has_mtp_weights and not facts.is_moe:
-        speculative = mtp_tokens_for(tp)
+        speculative = mtp_tokens_for(tp * pp)  # every GPU of the engine, pipeline stages included
         profile.set("speculative_config", {"method": "mtp", "num_speculative_tokens": speculative},
-                    f"the checkpoint has MTP weights; {speculative} tokens on {tp} GPU(s)", user)
+                    f"the checkpoint has MTP weights; {speculative} tokens on {tp * pp} GPU(s)", user)
     else:
         why = ("MoE: MTP stays off until measured faster" if facts.is_moe and facts.has_mtp_weights else
                "the checkpoint has no mtp.* weights" if facts.mtp_layers else "the model has no MTP head")

@@ -63,7 +63,8 @@ class AwqSm7xConfig(QuantizationConfig):
         zero_point = cls.get_from_keys_or(config, ["zero_point"], True)
         version = str(cls.get_from_keys_or(config, ["version"], "gemm")).lower()
         if bits != 4:
-            raise ValueError(f"AWQ with {bits}-bit weights is not supported on SM70/SM75: only 4-bit AWQ is")
+            raise ValueError(f"AWQ with {bits}-bit weights is not supported on SM70/SM75: only 4-bit AWQ is; use a "
+                             "4-bit export of the model (w_bit 4, as the published Qwen3.5/3.6 AWQ checkpoints)")
         if group_size not in SUPPORTED_GROUP_SIZES:
             raise ValueError(f"AWQ group size {group_size} is not supported on SM70/SM75: use a checkpoint "
                              f"quantized with group size {' / '.join(map(str, SUPPORTED_GROUP_SIZES))}")
