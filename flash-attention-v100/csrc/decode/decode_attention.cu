@@ -130,6 +130,11 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] = 0.f;
   }
 
+  // On one row per warp, a warp past the last row (a GQA group of 6 in the 8-row block: Qwen3.6-27B's
+  // plain decode leaves 2 of 8 warps empty) only loads and stores tiles: its scores and P.V would be a
+  // quarter of the CTA's shared-memory reads and FMAs for nothing. Warp-uniform, so its shuffles are
+  // skipped whole. The multi-row forms keep every warp (the check cost the 16-row form a spill).
+  const bool warp_has_rows = kRowsPerWarp > 1 || row_valid[0];
   for (int t0 = t_first; t0 < t_end; t0 += kDecodeTileTokens) {
     const bool more = t0 + kDecodeTileTokens < t_end;
     __syncthreads();  // the previous tile's P.V is done with the buffer (and q_s is written, first time)
@@ -137,57 +142,59 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     __syncthreads();
     if (more) fetch(k_next, t0 + kDecodeTileTokens, false);  // lands during this tile's scores and P.V
 
-    // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
-    // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
-    // warps per SM (two CTAs on a V100) that chain's latency, not memory, would set the tile's time
-    // (measured on H200: plain decode 11-29% faster). At 4 rows per warp the rows are four chains
-    // already, and four sums each made MTP verification at TP1 batch 4 16-19% slower: one sum per row.
-    constexpr int kPartials = kRowsPerWarp <= 2 ? 4 : 1;
-    const int t = t0 + lane;
-    float partial[kRowsPerWarp][kPartials] = {};
+    float prob[kRowsPerWarp];
+    if (warp_has_rows) {
+      // Scores: lane = token of the tile. At 1-2 rows per warp, four partial sums per row (even/odd pair,
+      // x/y half): one running sum would chain all head_dim FMAs of a row one after another, and with a few
+      // warps per SM (two CTAs on a V100) that chain's latency, not memory, would set the tile's time
+      // (measured on H200: plain decode 11-29% faster). At 4 rows per warp the rows are four chains
+      // already, and four sums each made MTP verification at TP1 batch 4 16-19% slower: one sum per row.
+      constexpr int kPartials = kRowsPerWarp <= 2 ? 4 : 1;
+      const int t = t0 + lane;
+      float partial[kRowsPerWarp][kPartials] = {};
 #pragma unroll 2
-    for (int c = 0; c < kPairs; c += 4) {
-      float2 k[4];
-      load_pairs<4>(&kv_s[lane][c], k);
+      for (int c = 0; c < kPairs; c += 4) {
+        float2 k[4];
+        load_pairs<4>(&kv_s[lane][c], k);
 #pragma unroll
-      for (int j = 0; j < kRowsPerWarp; ++j) {
-        float2 q[4];
-        load_pairs<4>(&q_s[warp + kWarps * j][c], q);  // a broadcast: every lane reads the same pairs
+        for (int j = 0; j < kRowsPerWarp; ++j) {
+          float2 q[4];
+          load_pairs<4>(&q_s[warp + kWarps * j][c], q);  // a broadcast: every lane reads the same pairs
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          if constexpr (kPartials == 4) {
-            partial[j][i % 2 * 2] = fmaf(q[i].x, k[i].x, partial[j][i % 2 * 2]);
-            partial[j][i % 2 * 2 + 1] = fmaf(q[i].y, k[i].y, partial[j][i % 2 * 2 + 1]);
-          } else {
-            partial[j][0] = fmaf(q[i].y, k[i].y, fmaf(q[i].x, k[i].x, partial[j][0]));
+          for (int i = 0; i < 4; ++i) {
+            if constexpr (kPartials == 4) {
+              partial[j][i % 2 * 2] = fmaf(q[i].x, k[i].x, partial[j][i % 2 * 2]);
+              partial[j][i % 2 * 2 + 1] = fmaf(q[i].y, k[i].y, partial[j][i % 2 * 2 + 1]);
+            } else {
+              partial[j][0] = fmaf(q[i].y, k[i].y, fmaf(q[i].x, k[i].x, partial[j][0]));
+            }
           }
         }
       }
-    }
-    float s[kRowsPerWarp];
+      float s[kRowsPerWarp];
 #pragma unroll
-    for (int j = 0; j < kRowsPerWarp; ++j) {
-      if constexpr (kPartials == 4) {
-        s[j] = (partial[j][0] + partial[j][1]) + (partial[j][2] + partial[j][3]);
-      } else {
-        s[j] = partial[j][0];
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        if constexpr (kPartials == 4) {
+          s[j] = (partial[j][0] + partial[j][1]) + (partial[j][2] + partial[j][3]);
+        } else {
+          s[j] = partial[j][0];
+        }
       }
-    }
-    float prob[kRowsPerWarp];
 #pragma unroll
-    for (int j = 0; j < kRowsPerWarp; ++j) {
-      float x = s[j] * p.scale;
-      if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-      x = decode_visible(p, cta, row_valid[j], cta.first_row + warp + kWarps * j, t) ? x : -INFINITY;
-      const float m_new = fmaxf(m[j], warp_max(x));
-      // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
-      prob[j] = m_new == -INFINITY ? 0.f : __expf(x - m_new);
-      const float rescale = m[j] == -INFINITY ? 0.f : __expf(m[j] - m_new);
-      l[j] = l[j] * rescale + warp_sum(prob[j]);
-      m[j] = m_new;
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        float x = s[j] * p.scale;
+        if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
+        x = decode_visible(p, cta, row_valid[j], cta.first_row + warp + kWarps * j, t) ? x : -INFINITY;
+        const float m_new = fmaxf(m[j], warp_max(x));
+        // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
+        prob[j] = m_new == -INFINITY ? 0.f : __expf(x - m_new);
+        const float rescale = m[j] == -INFINITY ? 0.f : __expf(m[j] - m_new);
+        l[j] = l[j] * rescale + warp_sum(prob[j]);
+        m[j] = m_new;
 #pragma unroll
-      for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] *= rescale;
-    }
+        for (int d = 0; d < 2 * kPairsPerLane; ++d) o[j][d] *= rescale;
+      }
+    }  // warp_has_rows
 
     __syncthreads();  // every warp's scores are done with K
     store(v_next);
@@ -195,6 +202,7 @@ __device__ __forceinline__ void decode_attention_cta(const DecodeParams& p) {
     if (more) fetch(v_next, t0 + kDecodeTileTokens, true);  // lands during this P.V and the next tile's scores
 
     // P.V: this lane's columns are half2 pairs lane * kPairsPerLane + c.
+    if (!warp_has_rows) continue;
 #pragma unroll 4
     for (int tok = 0; tok < kDecodeTileTokens; ++tok) {
       float2 v[kPairsPerLane];
