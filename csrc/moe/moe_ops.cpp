@@ -59,8 +59,8 @@ std::vector<torch::Tensor> moe_sort_rows(const torch::Tensor& topk_ids, int64_t 
                     " experts; the sort takes 1 to ", kMaxRoutedExperts);
   TORCH_CHECK_VALUE(topk_ids.numel() <= kMaxSortedRows, op, ": ", topk_ids.numel(),
                     " routed rows in one call; at most ", kMaxSortedRows, " (split the batch)");
-  TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be 8, 16 or 32, got ",
-                    rows_per_tile);
+  TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be ",
+                    grouped_rows_per_tile_names(), " (the grouped GEMM's row tiles), got ", rows_per_tile);
   const int64_t rows = topk_ids.numel();
   const int64_t max_tiles = expert_tiles_bound(rows, num_experts, rows_per_tile);
   const auto options = topk_ids.options();

@@ -7,6 +7,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
+
+#include "quantization/awq/awq_registry.h"
 
 namespace sm7x {
 
@@ -45,9 +48,25 @@ struct SortRowsParams {
   int rows, experts, rows_per_tile, max_tiles;
 };
 
-// CTA rows the grouped expert GEMM is instantiated for (token tiles x 8, awq_registry.h).
+// CTA rows the grouped expert GEMM is instantiated for (8 x token tiles of SM7X_AWQ_GROUPED_REGISTRY):
+// the row sort cuts tiles for that GEMM, so both take only these.
 inline bool is_grouped_rows_per_tile(int64_t rows_per_tile) {
-  return rows_per_tile == 8 || rows_per_tile == 16 || rows_per_tile == 32;
+#define SM7X_GROUPED_ROWS_MATCH(token_tiles, warps, column_tiles) \
+  if (rows_per_tile == 8 * (token_tiles)) return true;
+  SM7X_AWQ_GROUPED_REGISTRY(SM7X_GROUPED_ROWS_MATCH)
+#undef SM7X_GROUPED_ROWS_MATCH
+  return false;
+}
+
+// The same rows for an error message, e.g. "8 or 16".
+inline std::string grouped_rows_per_tile_names() {
+  std::string names;
+  for (int rows = 8; rows <= 64; rows *= 2) {
+    if (!is_grouped_rows_per_tile(rows)) continue;
+    if (!names.empty()) names += " or ";
+    names += std::to_string(rows);
+  }
+  return names;
 }
 
 // Every expert's partial last tile costs at most one tile beyond rows / rows_per_tile.

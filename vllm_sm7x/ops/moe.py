@@ -34,7 +34,7 @@ def sort_rows(topk_ids: torch.Tensor, num_experts: int, rows_per_tile: int
     """topk_ids int32 [tokens, k] -> (offsets [E+1], sorted_rows [tokens*k], (tile_expert, tile_row)),
     int32 on the GPU with fixed sizes (CUDA graphs), one launch. Expert e's rows (row = token * k + slot)
     are sorted_rows[offsets[e]:offsets[e+1]] in any order; ids outside [0, E) are dropped and the tail is
-    -1. Tile i is rows_per_tile (8, 16 or 32) entries of sorted_rows from tile_row[i], all of expert
+    -1. Tile i is rows_per_tile (8 or 16: grouped_tiles()) entries of sorted_rows from tile_row[i], all of expert
     tile_expert[i], in expert order; -1 experts past the last tile."""
     offsets, sorted_rows, tile_expert, tile_row = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts,
                                                                                 rows_per_tile)

@@ -208,8 +208,8 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
   TORCH_CHECK_VALUE(x_row_divisor >= 1 && rows == g.M * x_row_divisor, op, ": ", rows, " routed rows need x with ",
                     "rows * x_row_divisor of them (tokens x top-k with divisor top-k, or routed rows with 1); x has ",
                     g.M, " rows, divisor ", x_row_divisor);
-  TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be 8, 16 or 32, got ",
-                    rows_per_tile);
+  TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be ",
+                    grouped_rows_per_tile_names(), " (the grouped GEMM's row tiles), got ", rows_per_tile);
   const awq::FusedConfig config{static_cast<int>(rows_per_tile / awq::kTokensPerMma), 4, 1,
                                 static_cast<int>(column_tiles)};
   const auto& entries = awq::grouped_registry();

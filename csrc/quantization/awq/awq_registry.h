@@ -19,12 +19,11 @@
   X(2, 4, 2)
 
 // Experts are narrow (512 columns at 35B-A3B): one column tile per CTA keeps their grids full at
-// decode-like sizes. The 32-row and two-column-tile entries are for prefill (8K tokens: ~256 rows per
-// expert), where each CTA's x loads (two tiles: half of them) and weight dequantisation (32 rows: each
-// fragment serves twice the rows) bound the 16-row form; benchmarks/moe.py --grouped-configs times them.
-// (4, 4, 2) was left out: ptxas 12.8 gives its sm_70 form 255 registers and spills.
+// decode-like sizes. Two column tiles are for prefill (8K tokens: ~256 rows per expert), where they
+// halve each CTA's x loads: 0.84x the 35B-A3B TP1 layer's time at 8192 tokens (benchmarks/moe.py
+// --grouped-configs, moe-grouped-configs-sm75-h200-2026-12-02.json). 32-row tiles (4, 4, 1) were slower
+// at every size there (1.08-1.68x the 16-row form) and are not built.
 #define SM7X_AWQ_GROUPED_REGISTRY(X) \
   X(1, 4, 1)                         \
   X(2, 4, 1)                         \
-  X(2, 4, 2)                         \
-  X(4, 4, 1)
+  X(2, 4, 2)
