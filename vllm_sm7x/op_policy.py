@@ -34,12 +34,23 @@ def ir_priority_for(path: str | None) -> list[str] | None:
     return NATIVE_IR_PRIORITY if path == "sm70" else None
 
 
-def moe_refusal(path: str | None, architecture: str, is_moe: bool, quantization: str | None) -> str | None:
-    """Why this model cannot be served on this path, or None: on sm70 a mixture-of-experts layer runs only
-    on our AWQ expert GEMM; vLLM's other MoE kernels (unquantized, GPTQ, ...) call `_moe_C`, which has no
-    sm_70 code, and would fault in the engine's first forward."""
-    if path != "sm70" or not is_moe or quantization == "awq_sm7x":
+# Quantization methods whose dense linear kernels on a V100 are vLLM._C ones (GPTQ's exllama kernel;
+# its Marlin form needs SM75+), accepted by vLLM at capability 6.0-7.0 and faulting at the first forward.
+SM70_C_ONLY_QUANTIZATIONS = ("gptq", "auto_gptq", "gptq_marlin")
+
+
+def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantization: str | None) -> str | None:
+    """Why this model cannot be served on this path, or None. On sm70 a mixture-of-experts layer runs only on
+    our AWQ expert GEMM (vLLM's other MoE kernels, unquantized, GPTQ, ..., call `_moe_C`), and GPTQ's dense
+    kernels are `_C` ones: neither has sm_70 code, and both would fault in the engine's first forward."""
+    if path != "sm70" or quantization == "awq_sm7x":
         return None
-    return (f"{architecture}: mixture-of-experts models run on SM70 only from AWQ checkpoints (vLLM's other MoE "
-            f"kernels, here for quantization {quantization or 'none'}, have no sm_70 code): serve an AWQ export "
-            "of this model")
+    if is_moe:
+        return (f"{architecture}: mixture-of-experts models run on SM70 only from AWQ checkpoints (vLLM's other "
+                f"MoE kernels, here for quantization {quantization or 'none'}, have no sm_70 code): serve an AWQ "
+                "export of this model")
+    if quantization in SM70_C_ONLY_QUANTIZATIONS:
+        return (f"{architecture}: {quantization} checkpoints run on vLLM's GPTQ kernels, which have no sm_70 code "
+                "(its Marlin form needs SM75+): on a V100 serve an AWQ export of this model (4-bit, group size "
+                "32/64/128: vllm-sm7x's kernels) or its fp16 weights")
+    return None

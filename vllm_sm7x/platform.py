@@ -8,7 +8,7 @@ from vllm.platforms.interface import DeviceCapability
 
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
 from vllm_sm7x.attention.selection import accept_backend_alias, rank_flash_attn_v100_first
-from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, moe_refusal
+from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, serving_refusal
 from vllm_sm7x.profiles.engine import mark_parser_defaults
 
 
@@ -68,7 +68,7 @@ class Sm7xPlatform(CudaPlatform):
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
         model = vllm_config.model_config
         if model is not None:
-            refusal = moe_refusal(current_activation().path, (model.architectures or ["model"])[0], model.is_moe,
-                                  model.quantization)
+            refusal = serving_refusal(current_activation().path, (model.architectures or ["model"])[0],
+                                      model.is_moe, model.quantization)
             if refusal:
                 raise ValueError(refusal)

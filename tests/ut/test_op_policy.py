@@ -2,7 +2,9 @@
 for Volta); on sm75 and elsewhere vLLM's choice stands; a user's explicit choice is kept."""
 import logging
 
-from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, moe_refusal
+import pytest
+
+from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, serving_refusal
 
 
 def test_sm70_turns_cuda_kernel_ops_off_unless_the_user_chose():
@@ -25,9 +27,22 @@ def test_other_paths_keep_vllms_choice():
 
 
 def test_moe_models_on_sm70_must_be_awq():
-    refusal = moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin")
+    refusal = serving_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin")
     assert refusal and "only from AWQ checkpoints" in refusal and "gptq_marlin" in refusal
-    assert "quantization none" in moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, None)
-    assert moe_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "awq_sm7x") is None
-    assert moe_refusal("sm70", "Qwen3_5ForConditionalGeneration", False, None) is None
-    assert moe_refusal("sm75", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin") is None
+    assert "quantization none" in serving_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, None)
+    assert serving_refusal("sm70", "Qwen3_5MoeForConditionalGeneration", True, "awq_sm7x") is None
+    assert serving_refusal("sm70", "Qwen3_5ForConditionalGeneration", False, None) is None
+    assert serving_refusal("sm75", "Qwen3_5MoeForConditionalGeneration", True, "gptq_marlin") is None
+
+
+@pytest.mark.parametrize("quantization", ["gptq", "auto_gptq", "gptq_marlin"])
+def test_dense_gptq_on_sm70_is_refused_with_the_alternative(quantization):
+    refusal = serving_refusal("sm70", "Qwen3ForCausalLM", False, quantization)
+    assert refusal and f"{quantization} checkpoints run on vLLM's GPTQ kernels, which have no sm_70 code" in refusal
+    assert "serve an AWQ export of this model" in refusal
+    assert serving_refusal("sm75", "Qwen3ForCausalLM", False, quantization) is None  # Marlin's sm_75 code runs
+
+
+def test_other_dense_checkpoints_on_sm70_are_left_to_vllm():
+    for quantization in (None, "awq_sm7x", "bitsandbytes"):
+        assert serving_refusal("sm70", "Qwen3ForCausalLM", False, quantization) is None
