@@ -138,6 +138,9 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     if cache_seqlens is None:
         if block_table.shape[1] != 1:
             raise ValueError("flash_attn_v100: a paged cache needs cache_seqlens")
+        if k is not None:
+            raise ValueError("flash_attn_v100: appending k/v needs cache_seqlens (without it the cache counts as "
+                             "full, and there is no room after it)")
         cache_seqlens = torch.full((batch,), block_size, dtype=torch.int32, device=q.device)
     elif isinstance(cache_seqlens, int):
         if k is not None and cache_seqlens + k.shape[1] > block_table.shape[1] * block_size:

@@ -62,6 +62,8 @@ def test_appending_past_the_cache_with_an_int_length_is_refused():
     new = torch.zeros(1, 3, 2, 64, dtype=torch.float16)
     with pytest.raises(ValueError, match="appending 3 keys after 14 overflows the cache's 16 positions"):
         fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=new, v=new, cache_seqlens=14)
+    with pytest.raises(ValueError, match="appending k/v needs cache_seqlens"):
+        fa.flash_attn_with_kvcache(q, k_cache, v_cache, k=new, v=new)
 
 
 def test_varlen_names_its_layout_and_its_missing_lengths():
