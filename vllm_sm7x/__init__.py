@@ -19,12 +19,15 @@ def register() -> str | None:
 
 def register_general() -> None:
     """`vllm.general_plugins`: runs in every vLLM process; registers our kernels and their fake
-    implementations. Idempotent, and a no-op wherever the platform is not ours."""
+    implementations where the platform is ours, and everywhere our environment variables' names with
+    vLLM (so it does not call them unknown). Idempotent."""
+    from vllm_sm7x import envs
     from vllm_sm7x.activation import current_activation
 
+    envs.register_with_vllm()  # even when off: VLLM_SM7X_DISABLE=1 is one of them
     if not current_activation().active:
         return
-    from vllm_sm7x import envs, ops, patch
+    from vllm_sm7x import ops, patch
     from vllm_sm7x.attention.selection import register_backend
 
     patch.apply_all()

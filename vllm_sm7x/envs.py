@@ -85,3 +85,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return list(environment_variables)
+
+
+def register_with_vllm() -> None:
+    """Make our variables, and the forks' ones we answer at start-up (legacy_env), known to vLLM's table:
+    it warns about every VLLM_* variable it does not know (and refuses to start with
+    --fail-on-environ-validation). Known there, they also join the factors vLLM hashes into its
+    torch.compile cache key. Idempotent."""
+    import vllm.envs as vllm_envs
+
+    from vllm_sm7x.legacy_env import LEGACY_VARIABLES
+
+    for name, (getter, _) in environment_variables.items():
+        vllm_envs.environment_variables.setdefault(name, getter)
+    for name in LEGACY_VARIABLES:
+        vllm_envs.environment_variables.setdefault(name, lambda name=name: os.environ.get(name))

@@ -1,6 +1,7 @@
 """vLLM finds the plugin through its entry points, picks our platform only when activation says so,
 and keeps stock behaviour otherwise."""
 import importlib.metadata
+import os
 
 import pytest
 
@@ -52,6 +53,24 @@ def test_general_plugin_is_a_no_op_when_inactive(decided, monkeypatch):
     vllm_sm7x.register_general()
     vllm_sm7x.register_general()
     assert called == [1, 1]
+
+
+def test_vllm_knows_our_variables_and_the_forks_ones_even_when_inactive(decided, monkeypatch):
+    # vLLM warns about every VLLM_* variable missing from its table and, with
+    # --fail-on-environ-validation, refuses to start.
+    vllm_envs = pytest.importorskip("vllm.envs")
+    for name in [n for n in os.environ if n.startswith("VLLM_") and n not in vllm_envs.environment_variables]:
+        monkeypatch.delenv(name)  # whatever else this shell sets: only ours are under test
+    for name in ("VLLM_SM7X_PROFILE", "VLLM_SM7X_DISABLE", "VLLM_FLASH_V100_ENABLE_PAGED_PREFILL"):
+        monkeypatch.delitem(vllm_envs.environment_variables, name, raising=False)
+        monkeypatch.setenv(name, "off" if name == "VLLM_SM7X_PROFILE" else "1")
+    with pytest.raises(ValueError, match="Unknown vLLM environment variable detected: VLLM_SM7X"):
+        vllm_envs.validate_environ(hard_fail=True)
+    decided(INACTIVE)
+    vllm_sm7x.register_general()
+    vllm_envs.validate_environ(hard_fail=True)
+    assert vllm_envs.environment_variables["VLLM_SM7X_PROFILE"]() == "off"
+    assert vllm_envs.environment_variables["VLLM_FLASH_V100_ENABLE_PAGED_PREFILL"]() == "1"
 
 
 def test_vllm_selects_our_platform_when_active(decided):
