@@ -464,7 +464,10 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
     # sequence) reach its cache_indices only here.
     gdn = {"VLLM_SM7X_GDN_DECODE": "1", "VLLM_SM7X_GDN_PREFILL": "1", "VLLM_SM7X_GDN_CONV_PREFILL": "1"}
     plain = generate(mtp_checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE, env_extra=gdn)
-    with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args=MTP, env_extra=gdn, logprobs=0)
+    # Fewer sequences than prompts: a prompt admitted as another finishes shares its step with running
+    # verifications, whose recurrence vLLM's layer then sends through vllm_sm7x/patch/gdn_recurrent.py.
+    with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args={**MTP, "max_num_seqs": 3}, env_extra=gdn,
+                        logprobs=0)
     assert with_mtp["quantization"] == "awq_sm7x"
     assert_matches_stock(plain["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against none")
     expected = json.loads((Path(mtp_checkpoint) / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]

@@ -440,3 +440,58 @@ def test_mtp_verification_matches_vllms_own_kernels(seed):
     assert torch.equal(x["conv_state"], theirs["conv"]), "conv state differs from vLLM's"
     assert_close(out, their_out.squeeze(0).double(), 2e-3, "output vs vLLM")
     assert_close(x["ssm_state"], theirs["ssm"].double(), 1e-3, "states vs vLLM")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Mixed steps: vLLM's layer calls FLA's recurrence for the decodes and verifications it peels off a prompt
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_mixed_step_recurrence_matches_vllms_own_kernel(verify, seed):
+    """The patched fused_sigmoid_gating_delta_rule_update (vllm_sm7x/patch/gdn_recurrent.py) against vLLM's
+    on the same post-conv q/k/v, in the two forms vLLM's mixed step calls it: the decodes (one token each,
+    a 1-D index column longer than them: the prompts' blocks follow) and the verifications (2-D indices,
+    accepted counts, a and b longer than the call's tokens)."""
+    pytest.importorskip("vllm")
+    from vllm.third_party.flash_linear_attention.ops.fused_sigmoid_gating import (
+        fused_sigmoid_gating_delta_rule_update)
+
+    from vllm_sm7x.patch.gdn_recurrent import sm7x_fused_sigmoid_gating
+
+    ours_fn = sm7x_fused_sigmoid_gating(fused_sigmoid_gating_delta_rule_update)
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    k_heads, v_heads, k_dim, v_dim = 4, 12, 128, 128
+    if verify:
+        x = verify_batch(gen, k_heads, v_heads, k_dim, v_dim, 3, 4)
+        cu = torch.tensor(x["cu_seqlens"], dtype=torch.int32, device=DEVICE)
+        accepted = torch.tensor(x["accepted"], dtype=torch.int32, device=DEVICE)
+        indices, tokens = x["indices"], x["qkv"].shape[0]
+        extra = {"num_accepted_tokens": accepted}
+    else:
+        tokens, prompts, blocks = 5, 2, 12
+        x = layer_inputs(gen, tokens, blocks, k_heads, v_heads, k_dim, v_dim)
+        cu = torch.arange(tokens + 1, dtype=torch.int32, device=DEVICE)
+        indices = torch.cat([block_indices(tokens, blocks, gen),
+                             torch.full((prompts,), blocks - 1, dtype=torch.int32, device=DEVICE)])
+        extra = {}
+    ab_rows = tokens + 7  # vLLM passes the whole step's a and b to the verification call
+    a = torch.randn(ab_rows, v_heads, generator=gen, device=DEVICE).half()
+    b = torch.randn(ab_rows, v_heads, generator=gen, device=DEVICE).half()
+    qkv = x["qkv"]
+    q = qkv[:, :k_heads * k_dim].reshape(1, tokens, k_heads, k_dim).contiguous()
+    k = qkv[:, k_heads * k_dim:2 * k_heads * k_dim].reshape(1, tokens, k_heads, k_dim).contiguous()
+    v = qkv[:, 2 * k_heads * k_dim:].reshape(1, tokens, v_heads, v_dim).contiguous()
+    states = {"theirs": x["ssm_state"].clone(), "ours": x["ssm_state"]}
+    outs = {}
+    for name, fn in (("theirs", fused_sigmoid_gating_delta_rule_update), ("ours", ours_fn)):
+        torch.full((1, tokens, v_heads, v_dim), float("nan"), device=DEVICE).half()  # freed: outputs may land on NaN
+        outs[name], final = fn(A_log=x["a_log"], a=a if verify else a[:tokens], b=b if verify else b[:tokens],
+                               dt_bias=x["dt_bias"], q=q, k=k, v=v, initial_state=states[name],
+                               inplace_final_state=True, cu_seqlens=cu, ssm_state_indices=indices,
+                               use_qk_l2norm_in_kernel=True, **extra)
+        assert final is states[name]
+    live = (indices[:, 0] if verify else indices[:tokens]) > 0
+    token_live = live.repeat_interleave(torch.diff(cu).long()) if verify else live
+    assert outs["ours"].shape == outs["theirs"].shape == (1, tokens, v_heads, v_dim)
+    assert_close(outs["ours"][0][token_live], outs["theirs"][0][token_live].double(), 2e-3, "output vs vLLM")
+    assert_close(states["ours"], states["theirs"].double(), 1e-3, "states vs vLLM")

@@ -148,6 +148,57 @@ def test_gdn_prefill_conv_goes_to_our_kernel_only_when_asked_and_only_for_calls_
     assert not gdn_conv_prefill.takes(x, weight, states, "silu", prefix_caching=True)
 
 
+def test_gdn_mixed_step_recurrence_goes_to_our_kernel_with_our_decode_and_only_for_calls_it_takes(monkeypatch):
+    import torch
+    from vllm.model_executor.layers.mamba.gdn import qwen_gdn_linear_attn as gdn_module
+
+    from vllm_sm7x import activation
+    from vllm_sm7x.activation import Activation
+    from vllm_sm7x.patch import gdn_recurrent
+
+    calls = []
+
+    def stock(*args, **kwargs):
+        calls.append(kwargs)
+        return "vllm's"
+
+    monkeypatch.setattr(gdn_module, "fused_sigmoid_gating_delta_rule_update", stock)  # put back after the test
+    monkeypatch.setattr(activation, "current_activation", lambda: Activation(True, "sm75", True, ""))
+    monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "0")
+    assert not gdn_recurrent.fused_sigmoid_gating_on_sm7x_kernel()
+    assert gdn_module.fused_sigmoid_gating_delta_rule_update is stock
+    monkeypatch.delenv("VLLM_SM7X_GDN_DECODE")  # on by default
+    assert gdn_recurrent.fused_sigmoid_gating_on_sm7x_kernel()
+    assert gdn_module.fused_sigmoid_gating_delta_rule_update.sm7x_original is stock
+    assert not gdn_recurrent.fused_sigmoid_gating_on_sm7x_kernel()  # idempotent
+
+    # Tensors our kernel does not take (here: on the CPU) go to vLLM's, every argument passed on.
+    q = torch.zeros(1, 2, 4, 128, dtype=torch.float16)
+    v = torch.zeros(1, 2, 12, 128, dtype=torch.float16)
+    ab = torch.zeros(2, 12, dtype=torch.float16)
+    state = torch.zeros(5, 12, 128, 128)
+    cu, indices = torch.tensor([0, 1, 2], dtype=torch.int32), torch.tensor([3, 4], dtype=torch.int32)
+    args = dict(A_log=torch.zeros(12), a=ab, b=ab, dt_bias=ab[0], q=q, k=q, v=v, initial_state=state,
+                inplace_final_state=True, cu_seqlens=cu, ssm_state_indices=indices, use_qk_l2norm_in_kernel=True)
+    assert gdn_module.fused_sigmoid_gating_delta_rule_update(**args) == "vllm's"
+    assert calls[-1]["cu_seqlens"] is cu and calls[-1]["use_qk_l2norm_in_kernel"] is True
+    # What decides, tensors aside: vLLM's continuous-batching form, and one token per sequence unless
+    # the call carries MTP's accepted counts.
+    form = {key: args[key] for key in ("A_log", "a", "b", "dt_bias", "q", "k", "v")}
+    rest = dict(beta=1.0, threshold=20.0, initial_state=state, inplace_final_state=True, cu_seqlens=cu,
+                ssm_state_indices=indices, num_accepted_tokens=None, use_qk_l2norm_in_kernel=True, is_kda=False)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    assert gdn_recurrent.takes(**form, **rest)
+    assert not gdn_recurrent.takes(**form, **{**rest, "use_qk_l2norm_in_kernel": False})
+    assert not gdn_recurrent.takes(**form, **{**rest, "inplace_final_state": False})
+    assert not gdn_recurrent.takes(**form, **{**rest, "cu_seqlens": torch.tensor([0, 2], dtype=torch.int32)})
+    assert not gdn_recurrent.takes(**form, **{**rest, "is_kda": True})
+    verify = {**rest, "cu_seqlens": torch.tensor([0, 2], dtype=torch.int32),
+              "ssm_state_indices": torch.tensor([[3, 4]], dtype=torch.int32),
+              "num_accepted_tokens": torch.tensor([1], dtype=torch.int32)}
+    assert gdn_recurrent.takes(**form, **verify)
+
+
 def test_gdn_ba_projection_stays_whole_under_our_awq_config(monkeypatch):
     """Qwen3.6-27B at TP4 would give in_proj_b and in_proj_a 12 columns per GPU, cutting AWQ's packed
     8-column words: like vLLM's own AWQ config, ours keeps the projection whole (Qwen3.5's separate b
