@@ -91,12 +91,12 @@ def register_with_vllm() -> None:
     """Make our variables, and the forks' ones we answer at start-up (legacy_env), known to vLLM's table:
     it warns about every VLLM_* variable it does not know (and refuses to start with
     --fail-on-environ-validation). Known there, they also join the factors vLLM hashes into its
-    torch.compile cache key. Idempotent."""
+    torch.compile cache key. vLLM reads every getter of its table when it caches them (unguarded, in
+    the engine core and workers): ours there return the raw string and never raise, where our own
+    getters refuse a bad value (a plugin that is off must not stop vLLM over its variables). Idempotent."""
     import vllm.envs as vllm_envs
 
     from vllm_sm7x.legacy_env import LEGACY_VARIABLES
 
-    for name, (getter, _) in environment_variables.items():
-        vllm_envs.environment_variables.setdefault(name, getter)
-    for name in LEGACY_VARIABLES:
+    for name in [*environment_variables, *LEGACY_VARIABLES]:
         vllm_envs.environment_variables.setdefault(name, lambda name=name: os.environ.get(name))

@@ -62,9 +62,11 @@ if os.environ.get("SM7X_TEST_FIX_STOCK_MARLIN_MOE_SCALES") == "1":
     permute_for_each_gemms_k()
 from vllm import LLM, SamplingParams
 backend = None if sys.argv[3] == "default" else sys.argv[3]
-llm = LLM(model=sys.argv[1], skip_tokenizer_init=True, enforce_eager=sys.argv[2] == "eager",
-          gpu_memory_utilization=0.25, max_model_len=512, max_num_seqs=8, seed=0, attention_backend=backend,
-          kv_cache_dtype=sys.argv[4], **json.loads(sys.argv[5]))
+# engine_args (argv[5]) may override these defaults (e.g. max_num_seqs).
+llm = LLM(model=sys.argv[1], **{"skip_tokenizer_init": True, "enforce_eager": sys.argv[2] == "eager",
+                                "gpu_memory_utilization": 0.25, "max_model_len": 512, "max_num_seqs": 8, "seed": 0,
+                                "attention_backend": backend, "kv_cache_dtype": sys.argv[4],
+                                **json.loads(sys.argv[5])})
 prompts = [{"prompt_token_ids": ids} for ids in json.loads(sys.argv[7])]
 logprobs = int(sys.argv[6]) or None
 params = SamplingParams(max_tokens=TOKENS, temperature=0.0, logprobs=logprobs, detokenize=False, ignore_eos=True)

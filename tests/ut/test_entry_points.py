@@ -71,6 +71,9 @@ def test_vllm_knows_our_variables_and_the_forks_ones_even_when_inactive(decided,
     vllm_envs.validate_environ(hard_fail=True)
     assert vllm_envs.environment_variables["VLLM_SM7X_PROFILE"]() == "off"
     assert vllm_envs.environment_variables["VLLM_FLASH_V100_ENABLE_PAGED_PREFILL"]() == "1"
+    # vLLM reads every getter when it caches them: a value our own getter refuses must not raise there.
+    monkeypatch.setenv("VLLM_SM7X_DISABLE", "2")
+    assert vllm_envs.environment_variables["VLLM_SM7X_DISABLE"]() == "2"
 
 
 def test_vllm_selects_our_platform_when_active(decided):
