@@ -471,6 +471,7 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
     with_mtp = generate(mtp_checkpoint, emulate, "graphs", engine_args={**MTP, "max_num_seqs": 3}, env_extra=gdn,
                         logprobs=0)
     assert with_mtp["quantization"] == "awq_sm7x"
+    assert "a mixed step's Gated DeltaNet recurrence runs on the sm7x kernel" in with_mtp["log"]
     assert_matches_stock(plain["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against none")
     expected = json.loads((Path(mtp_checkpoint) / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]
     ours, ours_accepted, ours_drafted = acceptance(with_mtp)

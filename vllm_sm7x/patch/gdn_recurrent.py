@@ -6,11 +6,15 @@ calls that kernel for them. Our layer class routes decode-only steps itself (vll
 See the index in vllm_sm7x/patch/__init__.py."""
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from vllm_sm7x import activation, envs
 
+logger = logging.getLogger("vllm.sm7x")
 K_DIMS = (64, 128, 256)  # csrc/gdn/gdn_decode.h
+FIRST_CALL_MESSAGE = "vllm-sm7x: a mixed step's Gated DeltaNet recurrence runs on the sm7x kernel"
 
 
 def takes(A_log, a, b, dt_bias, q, k, v, beta, threshold, initial_state, inplace_final_state, cu_seqlens,
@@ -52,6 +56,9 @@ def sm7x_fused_sigmoid_gating(original):
                             cu_seqlens=cu_seqlens, ssm_state_indices=ssm_state_indices,
                             num_accepted_tokens=num_accepted_tokens, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
                             is_kda=is_kda)
+        if not fused_sigmoid_gating_delta_rule_update.sm7x_took_a_call:  # once per process: tests look for it
+            fused_sigmoid_gating_delta_rule_update.sm7x_took_a_call = True
+            logger.info(FIRST_CALL_MESSAGE)
         tokens, k_heads, k_dim = q.shape[1:]
         seqs = cu_seqlens.numel() - 1
         # The kernel reads one packed row per token (q, k, v of the layer's projection); these are a few
@@ -71,6 +78,7 @@ def sm7x_fused_sigmoid_gating(original):
         return out.unsqueeze(0), initial_state
 
     fused_sigmoid_gating_delta_rule_update.sm7x_original = original
+    fused_sigmoid_gating_delta_rule_update.sm7x_took_a_call = False
     return fused_sigmoid_gating_delta_rule_update
 
 
