@@ -52,12 +52,11 @@ def _sm7x_layer_class(base):
             not aligned to the kernel's 4-element vectors."""
             from vllm.model_executor.layers.mamba.mamba_utils import is_conv_state_dim_first
 
+            from vllm_sm7x.ops.gdn import recurrent_state_supported
+
             conv_state, ssm_state = self.kv_cache
             if (self.activation != "silu" or conv_state.dtype != torch.float16
-                    or ssm_state.dtype not in (torch.float32, torch.float16)):
-                return None
-            vector_bytes = 4 * ssm_state.element_size()  # the kernel's state accesses
-            if ssm_state.data_ptr() % vector_bytes or ssm_state.stride(0) * ssm_state.element_size() % vector_bytes:
+                    or not recurrent_state_supported(ssm_state)):
                 return None
             if not is_conv_state_dim_first():
                 conv_state = conv_state.transpose(-1, -2)

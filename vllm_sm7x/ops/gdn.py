@@ -12,6 +12,15 @@ from vllm_sm7x.ops import load_kernels
 load_kernels()
 
 
+def recurrent_state_supported(state: torch.Tensor) -> bool:
+    """Whether the recurrent kernel (gdn_recurrent) reads this state as vLLM's mamba cache holds it: fp32 or
+    fp16, base and block stride multiples of its 4-element vector accesses."""
+    if state.dtype not in (torch.float32, torch.float16):
+        return False
+    vector_bytes = 4 * state.element_size()
+    return state.data_ptr() % vector_bytes == 0 and state.stride(0) * state.element_size() % vector_bytes == 0
+
+
 def gdn_decode(qkv: torch.Tensor, a: torch.Tensor, b: torch.Tensor, conv_state: torch.Tensor,
                conv_weight: torch.Tensor, conv_bias: torch.Tensor | None, a_log: torch.Tensor, dt_bias: torch.Tensor,
                ssm_state: torch.Tensor, state_indices: torch.Tensor, out: torch.Tensor, k_heads: int,

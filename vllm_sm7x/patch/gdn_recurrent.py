@@ -23,17 +23,16 @@ def takes(A_log, a, b, dt_bias, q, k, v, beta, threshold, initial_state, inplace
     ssm_state_indices, q/k l2-normalised in the kernel, the default softplus), fp16 activations, a state
     our kernel reads (fp32/fp16, 4-element aligned pages), and one token per sequence unless the call is an
     MTP verification (num_accepted_tokens)."""
+    from vllm_sm7x.ops.gdn import recurrent_state_supported
+
     if is_kda or beta != 1.0 or threshold != 20.0 or not inplace_final_state or not use_qk_l2norm_in_kernel:
         return False
     if cu_seqlens is None or ssm_state_indices is None or initial_state is None or not q.is_cuda:
         return False
     if not (q.dtype == k.dtype == v.dtype == a.dtype == b.dtype == dt_bias.dtype == torch.float16
-            and A_log.dtype == torch.float32 and initial_state.dtype in (torch.float32, torch.float16)):
+            and A_log.dtype == torch.float32 and recurrent_state_supported(initial_state)):
         return False
     if q.dim() != 4 or q.shape[0] != 1 or q.shape[-1] not in K_DIMS or v.shape[-1] % 32 or v.shape[2] % q.shape[2]:
-        return False
-    vector_bytes = 4 * initial_state.element_size()
-    if initial_state.data_ptr() % vector_bytes or initial_state.stride(0) * initial_state.element_size() % vector_bytes:
         return False
     tokens, seqs = q.shape[1], cu_seqlens.numel() - 1
     if num_accepted_tokens is None:
