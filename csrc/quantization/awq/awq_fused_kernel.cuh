@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
       }
     }
 #pragma unroll
-    for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur.w[c], cur.sz[c], x);
+    for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur.w[c], cur.sz[c], [&](int t, int v) { return x[t][v]; });
   }
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {

@@ -7,8 +7,10 @@
 //   slot(lane)        which 16-byte slot of each packed tile half this lane loads (awq_gemm.h)
 //   x_token(lane)     which token of each 8-token block this lane loads x for; its k segment is
 //                     slot(lane) % 4, the same 32 k its weight slot holds
+//   x_lane(j, seg)    the lane that loads token j's k segment seg (inverse of x_token and slot % 4)
 //   tile(w, sz, x)    acc += dequant(w) * x for one packed tile: w[h] the lane's slot of half h,
-//                     sz[h] its {scale, -zero*scale}, x[t][v] 8 halves (k = 8v..8v+7 of the segment)
+//                     sz[h] its {scale, -zero*scale}, x(t, v) the lane's 8 halves of token block t
+//                     (k = 8v..8v+7 of its segment), called once per (t, v)
 //   finish(lane)      combine partial sums held by other lanes (Volta quad pairs)
 //   for_each(lane, f) f(row 0..15, token 0..8*kTokenTiles-1, value) for each result this lane owns
 #pragma once

@@ -15,18 +15,22 @@ struct AwqWarp<Sm70, kTokenTiles> {
   // Lane's A row is sm70::a_row within its quad pair; its B column (token) is sm70::b_col.
   __device__ static int slot(int lane) { return 4 * sm70::a_row(lane) + sm70::quad_pair(lane); }
   __device__ static int x_token(int lane) { return sm70::b_col(lane); }
+  // The lane whose x fragment is token's k segment (inverse of x_token and slot % 4).
+  __device__ static int x_lane(int token, int segment) { return (token & 3) | (segment << 2) | ((token >> 2) << 4); }
 
-  __device__ void tile(const uint4 (&w)[2], const __half2 (&sz)[2], const uint4 (&x)[kTokenTiles][4]) {
+  template <class XFragment>
+  __device__ void tile(const uint4 (&w)[2], const __half2 (&sz)[2], XFragment&& x) {
 #pragma unroll
     for (int v = 0; v < 4; ++v) {  // 8 k per word: k4 steps 2v, 2v+1
       __half2 deq[2][4];
       dequant_int4x8(word(w[0], v), sz[0], deq[0]);
       dequant_int4x8(word(w[1], v), sz[1], deq[1]);
 #pragma unroll
-      for (int s = 0; s < 2; ++s) {
+      for (int t = 0; t < kTokenTiles; ++t) {
+        const uint4 xv = x(t, v);
 #pragma unroll
-        for (int t = 0; t < kTokenTiles; ++t) {
-          const uint32_t b[2] = {word(x[t][v], 2 * s), word(x[t][v], 2 * s + 1)};
+        for (int s = 0; s < 2; ++s) {
+          const uint32_t b[2] = {word(xv, 2 * s), word(xv, 2 * s + 1)};
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const uint32_t a[2] = {bits(deq[h][2 * s]), bits(deq[h][2 * s + 1])};

@@ -13,18 +13,23 @@ struct AwqWarp<Sm75, kTokenTiles> {
 
   __device__ static int slot(int lane) { return lane; }
   __device__ static int x_token(int lane) { return sm75::group(lane); }
+  __device__ static int x_lane(int token, int segment) { return 4 * token + segment; }
 
-  __device__ void tile(const uint4 (&w)[2], const __half2 (&sz)[2], const uint4 (&x)[kTokenTiles][4]) {
+  template <class XFragment>
+  __device__ void tile(const uint4 (&w)[2], const __half2 (&sz)[2], XFragment&& x) {
 #pragma unroll
     for (int v = 0; v < 4; ++v) {  // 8 k per word: k8 steps 4v .. 4v+3
       __half2 lo[4], hi[4];
       dequant_int4x8(word(w[0], v), sz[0], lo);
       dequant_int4x8(word(w[1], v), sz[1], hi);
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const uint32_t a[2] = {bits(lo[s]), bits(hi[s])};
+      for (int t = 0; t < kTokenTiles; ++t) {
+        const uint4 xv = x(t, v);
 #pragma unroll
-        for (int t = 0; t < kTokenTiles; ++t) sm75::mma_m16n8k8(acc[t], a, word(x[t][v], s));
+        for (int s = 0; s < 4; ++s) {
+          const uint32_t a[2] = {bits(lo[s]), bits(hi[s])};
+          sm75::mma_m16n8k8(acc[t], a, word(xv, s));
+        }
       }
     }
   }
