@@ -16,6 +16,7 @@ cores there).
 On a newer GPU these are that GPU's figures for the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/awq_gemm.py --path sm70 sm75 [--tp 1 4] [--tune] [--out benchmarks/results] [--quick]
+  python benchmarks/awq_gemm.py --path sm75 --kernels   # 16-256 rows: fused vs tiled vs cuBLAS vs Marlin
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
                 if error:
                     notes[f"layer-27b-tp{tp} {key} M={M}"] = error
             tuned = {}
-            if tune:  # the same graph after measured choices replace the cost model's
+            if tune and M <= 16:  # the same graph after measured choices replace the cost model's (fused rows)
                 from vllm_sm7x.quantization import awq_tuning
 
                 def tuned_graph(choices):
@@ -177,6 +178,68 @@ def layer_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, decode_
                 "speedup_vs_cublas_fp16": round(cublas[M] / ours, 2),
                 "baselines": {"cublas_fp16_dequant": rounded(cublas[M]), **stock}})
     return rows
+
+
+TILED_M = (16, 32, 64, 128, 256)
+
+
+def tiled_rows(tp: int, paths, bandwidth: float, l2: int, with_marlin: bool, notes) -> dict:
+    """Decoder-layer graphs (as layer_rows) at 16-256 rows, for the choice between the fused kernel, the
+    tiled kernel (each registry entry, planned splits) and dequantise + cuBLAS: ms per decoder layer of
+    each, of awq_linear's own choice ("ms"), and of vLLM's Marlin on the same weights."""
+    from vllm_sm7x.ops import awq
+
+    shapes = [(name, *shard(name, K, N, tp)) for name, K, N in LAYERS]
+    per_layer = sum(K * N // 2 + K // GROUP * N * 4 for _, K, N in shapes)
+    count = max(2, -(-4 * l2 // per_layer))
+    layers = [{name: Layer(K, N, dense=True) for name, K, N in shapes} for _ in range(count)]
+    marlin = {}
+    if with_marlin:
+        try:
+            import vllm._custom_ops  # noqa: F401  (vLLM's CUDA ops, Marlin's among them)
+            from awq_baselines import marlin_baseline
+            from vllm.model_executor.layers.quantization.auto_awq import AutoAWQConfig
+            config = AutoAWQConfig(weight_bits=4, group_size=GROUP, zero_point=True, lm_head_quantized=False)
+            marlin = {id(layer): marlin_baseline(*layer.awq, config) for decoder in layers for layer in decoder.values()}
+        except Exception as e:  # reported, not fatal
+            notes[f"layer-27b-tp{tp} vllm_marlin"] = error_note(e)
+
+    def per_layer_ms(M, gemm):
+        xs = {name: torch.randn(M, K, device="cuda").half() for name, K, _ in shapes}
+        return graph_ms(lambda: [gemm(decoder[name], xs[name]) for decoder in layers for name, _, _ in shapes]) / count
+
+    rows = {path: [] for path in paths}
+    for path in paths:
+        for M in TILED_M:
+            moved = sum(moved_bytes(layer, M) for decoder in layers for layer in decoder.values()) / count
+            ours = per_layer_ms(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
+            kernels = {"fused": per_layer_ms(M, lambda layer, x: awq.awq_gemm(x, layer.kernel, path=path))}
+            for e in awq.tiled_registry():
+                kernels[f"tiled_t{e['token_tiles']}_w{e['warps']}"] = per_layer_ms(M, lambda layer, x: awq.awq_gemm_tiled(
+                    x, layer.kernel, path=path, token_tiles=e["token_tiles"], warps=e["warps"]))
+            kernels["dequant_cublas"] = per_layer_ms(M, lambda layer, x: torch.nn.functional.linear(
+                x, awq.awq_dequantize(layer.kernel)))
+            baselines = {"cublas_fp16_dequant": per_layer_ms(M, lambda layer, x: torch.nn.functional.linear(
+                x, layer.dense))}
+            if marlin and path == "sm75":
+                baselines["vllm_marlin"] = per_layer_ms(M, lambda layer, x: marlin[id(layer)](x))
+            rows[path].append({
+                "case": f"layer-27b-tp{tp}", "M": M, "layers_in_graph": count, "ms": rounded(ours),
+                "plans": {name: awq.awq_plan(M, (K, N), GROUP, path) for name, K, N in shapes},
+                "kernels": {k: rounded(v) for k, v in kernels.items()},
+                "bw_frac": round(moved / (ours * 1e-3) / (bandwidth * 1e9), 3), "tflops": None,
+                "baselines": {k: rounded(v) for k, v in baselines.items()}})
+    return rows
+
+
+def print_kernel_table(gpu, path, rows):
+    names = list(rows[0]["kernels"]) if rows else []
+    print(f"\n{gpu}, {path} path: ms per decoder layer by kernel (ours = awq_linear's choice)")
+    print(f"{'case':<15} {'M':>4} {'ours':>8} " + " ".join(f"{n:>15}" for n in names) + f" {'marlin':>8}")
+    for r in rows:
+        marlin = r["baselines"].get("vllm_marlin")
+        print(f"{r['case']:<15} {r['M']:>4} {r['ms']:>8.4f} " + " ".join(f"{r['kernels'][n]:>15.4f}" for n in names)
+              + (f" {marlin:>8.4f}" if marlin is not None else f" {'-':>8}"))
 
 
 def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m, notes) -> dict:
@@ -245,9 +308,11 @@ def main() -> int:
     parser.add_argument("--tune", action="store_true", help="also time the layer graphs with measured choices")
     parser.add_argument("--tp", type=int, nargs="+", choices=[1, 4], default=[1, 4])
     parser.add_argument("--layers-only", action="store_true", help="the decoder-layer graphs, no per-shape rows")
+    parser.add_argument("--kernels", action="store_true",
+                        help="only decoder-layer graphs at 16-256 rows, each kernel forced, and Marlin")
     args = parser.parse_args()
 
-    from vllm_sm7x.ops.awq import device_model, fused_registry
+    from vllm_sm7x.ops.awq import device_model, fused_registry, tiled_registry
 
     torch.manual_seed(0)
     notes = {}
@@ -264,6 +329,18 @@ def main() -> int:
     rows = {path: [] for path in args.path}
     info = run_info()
     subset = "" if sorted(args.tp) == [1, 4] else "-tp" + "-".join(map(str, args.tp))
+    if args.kernels:
+        for tp in args.tp:
+            part = tiled_rows(tp, args.path, bandwidth, l2, not args.no_stock, notes)
+            for path in args.path:
+                rows[path] += part[path]
+                write_result(args.out, info, "awq_gemm", path, rows[path], notes, "-kernels",
+                             copy_bandwidth_gbs=round(bandwidth, 1), group_size=GROUP,
+                             tiled_registry=tiled_registry())
+            torch.cuda.empty_cache()
+        for path, path_rows in rows.items():
+            print_kernel_table(info["gpu"], path, path_rows)
+        return 0
     for tp in args.tp:
         parts = [lambda: layer_rows(tp, args.path, bandwidth, l2, baselines_mod, decode_m, notes, args.tune)]
         if not args.layers_only:

@@ -16,14 +16,18 @@ std::string build_info();
 void mma_gemm(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out, const std::string& path);
 
 // AWQ W4A16, weights in the packed layout of csrc/quantization/awq/awq_gemm.h. awq_gemm always runs
-// the fused kernel (warps / split_k / column_tiles > 0 override the planned ones); awq_linear picks the
-// fused kernel or dequantise + cuBLAS by rows; awq_plan shows the choice:
-// [token_tiles, warps, splits, dequant_gemm, column_tiles]; awq_fused_registry and awq_grouped_registry
-// list the fused and grouped (MoE) kernels' instantiations as (token_tiles, warps, column_tiles)
-// triples, flattened.
+// the fused kernel (warps / split_k / column_tiles > 0 override the planned ones), awq_gemm_tiled the
+// tiled one (token_tiles / warps / split_k likewise); awq_linear picks the fused kernel, the tiled one
+// or dequantise + cuBLAS by rows; awq_plan shows the choice:
+// [token_tiles, warps, splits, kernel (0 fused, 1 dequantise + cuBLAS, 2 tiled), column_tiles];
+// awq_fused_registry, awq_grouped_registry and awq_tiled_registry list the fused, grouped (MoE) and
+// tiled kernels' instantiations as (token_tiles, warps, column_tiles) triples, flattened.
 torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                        int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
                        int64_t warps, int64_t split_k, int64_t column_tiles);
+torch::Tensor awq_gemm_tiled(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                             int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
+                             int64_t token_tiles, int64_t warps, int64_t split_k);
 torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
                          int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path);
 torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size);
@@ -31,12 +35,15 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
                               int64_t device);
 std::vector<int64_t> awq_fused_registry();
 std::vector<int64_t> awq_grouped_registry();
+std::vector<int64_t> awq_tiled_registry();
+// Which kernel awq_linear runs M rows on: 0 fused, 1 dequantise + cuBLAS, 2 tiled (awq_plan's codes).
+int64_t awq_linear_kernel(int64_t M);
 // How many 8-token tiles per CTA the fused kernel uses for M rows (the tuner times those entries).
 int64_t awq_token_tiles(int64_t M);
 // What the cost model knows of this GPU for `path`'s kernels: [sms, bytes_per_us, sm_mhz, then CTAs per
 // SM of each awq_fused_registry entry] (awq_plan_model's inputs: benchmarks record it).
 std::vector<double> awq_device_model(const std::string& path, int64_t device);
-// The cost model alone on a described GPU (no GPU needed: CPU tests): awq_plan's list for M <= 64.
+// The fused kernel's cost model alone on a described GPU (no GPU needed: CPU tests), in awq_plan's form.
 std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
                                     double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm);
 // Measured choices (vllm_sm7x/quantization/awq_tuning.py) that override the cost model.

@@ -21,6 +21,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("awq_gemm(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path, "
         "int warps, int split_k, int column_tiles=0) -> Tensor");
   m.impl("awq_gemm", torch::kCUDA, &sm7x::awq_gemm);
+  m.def("awq_gemm_tiled(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path, "
+        "int token_tiles, int warps, int split_k) -> Tensor");
+  m.impl("awq_gemm_tiled", torch::kCUDA, &sm7x::awq_gemm_tiled);
   m.def("awq_linear(Tensor x, Tensor qweight, Tensor scale_zero, int group_size, Tensor? bias, str path) -> Tensor");
   m.impl("awq_linear", torch::kCUDA, &sm7x::awq_linear);
   m.def("awq_dequantize(Tensor qweight, Tensor scale_zero, int group_size) -> Tensor");
@@ -58,8 +61,10 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("awq_plan(int M, int N, int K, int group_size, str path, int device) -> int[]", &sm7x::awq_plan);
   m.def("awq_fused_registry() -> int[]", &sm7x::awq_fused_registry);
   m.def("awq_grouped_registry() -> int[]", &sm7x::awq_grouped_registry);
+  m.def("awq_tiled_registry() -> int[]", &sm7x::awq_tiled_registry);
   m.def("awq_device_model(str path, int device) -> float[]", &sm7x::awq_device_model);
   m.def("awq_token_tiles(int M) -> int", &sm7x::awq_token_tiles);
+  m.def("awq_linear_kernel(int M) -> int", &sm7x::awq_linear_kernel);
   m.def("awq_plan_model(int M, int N, int K, int group_size, int sms, float bytes_per_us, float sm_mhz, "
         "int[] ctas_per_sm) -> int[]",
         &sm7x::awq_plan_model);

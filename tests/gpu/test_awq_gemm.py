@@ -109,6 +109,36 @@ def test_every_registry_entry_and_split_agrees(awq, path, group_size, split_k, s
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("K, N, group_size", [(128, 8, 128), (4096, 200, 128), (544, 72, 32), (1536, 264, 64),
+                                              (1088, 1000, 64), (2080, 2056, 32)])
+@pytest.mark.parametrize("M", [1, 17, 33, 64, 65, 100, 255])
+def test_tiled_kernel_matches_reference(awq, path, M, K, N, group_size, seed):
+    # Every entry; the rows leave token blocks partly filled, N ends inside a CTA's columns and some
+    # warps' column tiles lie past N entirely (N = 8, 72).
+    weight, reference, b = make_layer(K, N, group_size, seed, bias=M % 2 == 1)
+    x = random_x(M, K, seed + 1)
+    for entry in awq.tiled_registry():
+        out = poisoned(awq.awq_gemm_tiled, x, weight, b, path=path, token_tiles=entry["token_tiles"],
+                       warps=entry["warps"])
+        assert out.shape == (M, N) and out.dtype == torch.float16
+        assert relative_error(out, x, reference, b) < TOLERANCE, entry
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("split_k", [1, 2, 3, 7, 16, 64])
+def test_every_tiled_entry_and_split_agrees(awq, path, split_k, seed):
+    weight, reference, b = make_layer(2176, 136, 64, seed, bias=True)
+    entries = awq.tiled_registry()
+    assert {e["token_tiles"] for e in entries} == {4, 8} and {e["column_tiles"] for e in entries} == {1}
+    for entry in entries:
+        M = 8 * entry["token_tiles"] + 3  # a second, almost empty token block
+        x = random_x(M, 2176, seed + M)
+        out = poisoned(awq.awq_gemm_tiled, x, weight, b, path=path, token_tiles=entry["token_tiles"],
+                       warps=entry["warps"], split_k=split_k)
+        assert relative_error(out, x, reference, b) < TOLERANCE, entry
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_one_override_takes_a_built_entry_with_it(awq, path, seed):
     # The planned (token tiles, warps, column tiles) with only warps or only column tiles replaced may
     # not be built: the other value then comes from an entry that is.
@@ -149,9 +179,13 @@ def test_contiguous_activations_at_a_misaligned_address_are_copied(awq, path, se
     assert relative_error(poisoned(awq.awq_linear, x, weight, path=path), x, reference, None) < TOLERANCE
 
 
-def test_plan_uses_the_fused_kernel_for_few_rows_and_cublas_for_many(awq):
+def test_plan_uses_the_fused_kernel_for_few_rows_the_tiled_for_more_and_cublas_for_many(awq):
     assert awq.awq_plan(1, (5120, 14336), 128, "sm75")["kernel"] == "fused"
     assert awq.awq_plan(16, (5120, 14336), 128, "sm70")["token_tiles"] == 2
+    for M in (17, 64, 256):
+        plan = awq.awq_plan(M, (5120, 14336), 128, "sm75")
+        assert plan["kernel"] == "tiled" and {k: plan[k] for k in ("token_tiles", "warps", "column_tiles")} in [
+            {**e} for e in awq.tiled_registry()], plan
     assert awq.awq_plan(4097, (5120, 14336), 128, "sm70") == {"kernel": "dequant+cublas"}
     small_n = awq.awq_plan(1, (17408, 1280), 128, "sm75")
     assert small_n["splits"] > 1, "80 column tiles cannot fill the GPU without splitting k"
@@ -190,6 +224,10 @@ def test_bad_inputs_get_clear_errors(awq):
         awq.awq_gemm(x.half(), weight, path="sm70", warps=6, column_tiles=1)
     with pytest.raises(ValueError, match="no fused kernel with 1 token tiles, 4 warps and 2 column tiles"):
         torch.ops._C_sm7x.awq_set_tuned(16, 256, 128, "sm75", 1, 4, 1, 2)
+    with pytest.raises(ValueError, match="no tiled kernel with 2 token tiles, 8 warps and 1 column tiles"):
+        awq.awq_gemm_tiled(x.half(), weight, path="sm75", token_tiles=2, warps=8)
+    with pytest.raises(ValueError, match="m_bucket must be a power of two up to 16"):
+        torch.ops._C_sm7x.awq_set_tuned(16, 256, 128, "sm75", 32, 4, 1, 1)
 
 
 def test_op_schema_and_fake_implementations(awq, seed):
@@ -198,11 +236,13 @@ def test_op_schema_and_fake_implementations(awq, seed):
     torch.library.opcheck(torch.ops._C_sm7x.awq_gemm.default,
                           (x, weight.qweight, weight.scale_zero, 64, b, "sm75", 8, 2, 2))
     torch.library.opcheck(torch.ops._C_sm7x.awq_linear.default, (x, weight.qweight, weight.scale_zero, 64, b, "sm70"))
+    torch.library.opcheck(torch.ops._C_sm7x.awq_gemm_tiled.default,
+                          (x, weight.qweight, weight.scale_zero, 64, b, "sm75", 4, 8, 2))
     torch.library.opcheck(torch.ops._C_sm7x.awq_dequantize.default, (weight.qweight, weight.scale_zero, 64))
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("M", [4, 300])
+@pytest.mark.parametrize("M", [4, 97, 300])
 def test_cuda_graph_replay_matches_eager_bit_for_bit(awq, path, M, seed):
     weight, reference, b = make_layer(2048, 264, 128, seed, bias=True)
     x = random_x(M, 2048, seed)
@@ -227,7 +267,7 @@ def test_tuning_file_is_written_once_and_applied(awq, tmp_path, monkeypatch, see
         awq_tuning.ensure_tuned(weight, "sm75", str(file))
         table = json.loads(file.read_text())
         (key, choices), = table.items()
-        assert key.startswith("v2|") and key.endswith("|sm75|N=272|K=1024|G=128") and set(choices) == {"1", "16"}
+        assert key.startswith("v3|") and key.endswith("|sm75|N=272|K=1024|G=128") and set(choices) == {"1", "16"}
         assert awq.awq_plan(1, (1024, 272), 128, "sm75") == {"kernel": "fused", "token_tiles": 1,
                                                              "column_tiles": choices["1"]["column_tiles"],
                                                              "warps": choices["1"]["warps"],

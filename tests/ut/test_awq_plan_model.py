@@ -95,9 +95,10 @@ def test_bad_descriptions_get_clear_errors():
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 0, 132, 4.8e6, 1980.0, ctas)
 
 
-def test_many_rows_go_to_dequantise_and_cublas():
-    ctas = [1] * len(registry_entries())
-    assert torch.ops._C_sm7x.awq_plan_model(65, 1024, 1024, 128, 132, 4.8e6, 1980.0, ctas)[3] == 1
+@pytest.mark.parametrize("M, kernel", [(1, 0), (16, 0), (17, 2), (64, 2), (256, 2), (257, 1), (4097, 1)])
+def test_rows_pick_fused_then_tiled_then_dequantise_and_cublas(M, kernel):
+    # awq_plan's codes: 0 fused, 1 dequantise + cuBLAS, 2 tiled
+    assert torch.ops._C_sm7x.awq_linear_kernel(M) == kernel
 
 
 def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
@@ -107,7 +108,7 @@ def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
     known = {"warps": 4, "column_tiles": 2, "splits": 2, "ms": 0.1}
     try:
         edited = {"warps": 4, "splits": 1}  # a hand edit that lost a field
-        awq_tuning.apply((5120, 34816), 128, "sm75", {16: unknown, 32: known, 64: edited})  # loading does not fail
+        awq_tuning.apply((5120, 34816), 128, "sm75", {8: unknown, 16: known, 4: edited})  # loading does not fail
         warnings = [r.getMessage() for r in caplog.records if "ignoring the tuned AWQ choice" in r.getMessage()]
         assert len(warnings) == 2 and "'column_tiles': 8" in warnings[0] and "no fused kernel with" in warnings[0]
         assert "column_tiles" in warnings[1]

@@ -26,7 +26,8 @@ def test_the_layers_choice_is_an_instantiated_entry(rows, experts):
 @pytest.mark.parametrize("rows, experts, expected", [
     (16 * 8, 128, (8, 1)),     # decode-sized: a few rows per expert
     (256 * 8, 256, (8, 1)),    # 8 rows per expert
-    (1024 * 8, 256, (16, 1)),  # 32 per expert
+    (512 * 8, 256, (16, 1)),   # 16 per expert
+    (1024 * 8, 256, (16, 2)),  # 32 per expert: two column tiles from here
     (8192 * 8, 256, (16, 2)),  # a prompt: 256 per expert, two column tiles
 ])
 def test_prompt_sized_batches_take_sixteen_rows_and_two_column_tiles(rows, experts, expected):

@@ -1,5 +1,6 @@
 """AWQ W4A16 on SM70/SM75. One op decides per call (in C++, so it holds for any batch size under
-torch.compile and CUDA graphs): the fused tensor-core kernel for small M, dequantise + cuBLAS above."""
+torch.compile and CUDA graphs): the fused tensor-core kernel for few rows, the tiled one (x shared by
+a CTA's columns, weights read once per 32 or 64 tokens) for tens to hundreds, dequantise + cuBLAS above."""
 from __future__ import annotations
 
 import torch
@@ -18,6 +19,13 @@ def awq_gemm(x: torch.Tensor, weight: AwqKernelWeight, bias: torch.Tensor | None
                                       path or kernel_path(), warps, split_k, column_tiles)
 
 
+def awq_gemm_tiled(x: torch.Tensor, weight: AwqKernelWeight, bias: torch.Tensor | None = None,
+                   path: str | None = None, token_tiles: int = 0, warps: int = 0, split_k: int = 0) -> torch.Tensor:
+    """x [M, K] fp16 @ W -> [M, N] fp16, always through the tiled kernel (0: the planned value)."""
+    return torch.ops._C_sm7x.awq_gemm_tiled(x, weight.qweight, weight.scale_zero, weight.group_size, bias,
+                                            path or kernel_path(), token_tiles, warps, split_k)
+
+
 def awq_dequantize(weight: AwqKernelWeight) -> torch.Tensor:
     """W^T [N, K] fp16, as the fused kernel sees it."""
     return torch.ops._C_sm7x.awq_dequantize(weight.qweight, weight.scale_zero, weight.group_size)
@@ -33,20 +41,20 @@ def awq_linear(x: torch.Tensor, weight: AwqKernelWeight, bias: torch.Tensor | No
 
 def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str | None = None,
              device: int | None = None) -> dict:
-    """How awq_linear runs M rows of a [K, N] weight on this GPU: the fused kernel's registry entry and
-    split count, or dequantise + cuBLAS."""
+    """How awq_linear runs M rows of a [K, N] weight on this GPU: the fused or tiled kernel's registry
+    entry and split count, or dequantise + cuBLAS."""
     K, N = weight_shape
     return _plan_dict(torch.ops._C_sm7x.awq_plan(
         M, N, K, group_size, path or kernel_path(), torch.cuda.current_device() if device is None else device))
 
 
 def _plan_dict(plan: list[int]) -> dict:
-    """awq_plan's and awq_plan_model's [token_tiles, warps, splits, dequant_gemm, column_tiles] as a dict."""
-    token_tiles, warps, splits, dequant, column_tiles = plan
-    if dequant:
+    """awq_plan's and awq_plan_model's [token_tiles, warps, splits, kernel, column_tiles] as a dict."""
+    token_tiles, warps, splits, kernel, column_tiles = plan
+    if kernel == 1:
         return {"kernel": "dequant+cublas"}
-    return {"kernel": "fused", "token_tiles": token_tiles, "column_tiles": column_tiles, "warps": warps,
-            "splits": splits}
+    return {"kernel": "tiled" if kernel == 2 else "fused", "token_tiles": token_tiles, "column_tiles": column_tiles,
+            "warps": warps, "splits": splits}
 
 
 def device_model(path: str | None = None, device: int | None = None) -> dict:
@@ -71,6 +79,11 @@ def _registry(flat: list[int]) -> list[dict]:
 def fused_registry() -> list[dict]:
     """The fused kernel's instantiations (csrc/quantization/awq/awq_registry.h)."""
     return _registry(torch.ops._C_sm7x.awq_fused_registry())
+
+
+def tiled_registry() -> list[dict]:
+    """The tiled kernel's instantiations (csrc/quantization/awq/awq_registry.h); warps = column tiles per CTA."""
+    return _registry(torch.ops._C_sm7x.awq_tiled_registry())
 
 
 def grouped_registry() -> list[dict]:

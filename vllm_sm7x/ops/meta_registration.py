@@ -13,6 +13,11 @@ def _awq_gemm_fake(x, qweight, scale_zero, group_size, bias, path, warps, split_
     return x.new_empty((x.shape[0], scale_zero.shape[1]))
 
 
+@torch.library.register_fake("_C_sm7x::awq_gemm_tiled")
+def _awq_gemm_tiled_fake(x, qweight, scale_zero, group_size, bias, path, token_tiles, warps, split_k):
+    return x.new_empty((x.shape[0], scale_zero.shape[1]))
+
+
 @torch.library.register_fake("_C_sm7x::awq_linear")
 def _awq_linear_fake(x, qweight, scale_zero, group_size, bias, path):
     return x.new_empty((x.shape[0], scale_zero.shape[1]))

@@ -51,13 +51,14 @@ def grouped_tiles() -> list[tuple[int, int]]:
 def grouped_tile_for(rows: int, active_experts: int) -> tuple[int, int]:
     """(rows per CTA, column tiles) of the grouped GEMMs. 8 rows while experts see a handful each
     (decode: every row of a 16-row tile past the expert's own would be wasted mma work), 16 beyond.
-    Two column tiles (each x fragment meets twice the weights) once experts average 64+ rows: at
-    35B-A3B widths and 8192 tokens (256 per expert) they took 0.85x the layer's time at TP1 and 1.00x
-    at TP4; at 256 tokens (8 per expert) 1.00-1.04x (H200, sm75 path, moe-sm75-h200-2026-12-02)."""
+    Two column tiles (each x fragment meets twice the weights) once experts average 32+ rows: at
+    35B-A3B widths they took 0.85x / 0.93x the layer's time at TP1 with 8192 / 1024 tokens (256 / 32
+    per expert) and 1.00x at TP4; at 256 tokens (8 per expert) 0.97-1.05x (H200, sm75 path,
+    moe-sm75-h200-2026-12-02, moe-grouped-configs-1024-sm75-h200-2026-12-02)."""
     per_expert = rows / max(1, active_experts)
     if per_expert <= 8:
         return 8, 1
-    return 16, 2 if per_expert >= 64 else 1
+    return 16, 2 if per_expert >= 32 else 1
 
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,

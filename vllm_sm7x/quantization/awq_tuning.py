@@ -21,15 +21,17 @@ from vllm_sm7x.timing import graph_median_ms
 
 logger = logging.getLogger(__name__)
 
-M_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # the C++ side buckets M up to a power of two; > 64 is cuBLAS
+# The fused kernel's rows (kFusedMaxRows): the C++ side buckets M up to a power of two; above 16 the
+# tiled kernel or cuBLAS run, planned by the cost model.
+M_BUCKETS = (1, 2, 4, 8, 16)
 SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
 _lock = threading.Lock()
 _loaded: dict[str, dict] = {}
 
 
 def shape_key(gpu: str, path: str, weight: AwqKernelWeight) -> str:
-    # "v2": choices name a column tile count (files written before it are timed again).
-    return f"v2|{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
+    # "v3": buckets stop at 16 rows, where the tiled kernel takes over (files written before it are timed again).
+    return f"v3|{gpu}|{path}|N={weight.out_features}|K={weight.in_features}|G={weight.group_size}"
 
 
 def tune_weight(weight: AwqKernelWeight, path: str, m_buckets=None, timings: list | None = None) -> dict[int, dict]:

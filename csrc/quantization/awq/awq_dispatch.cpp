@@ -66,8 +66,9 @@ DeviceModel device_model(int device, ArchPath path) {
   SM7X_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
   const double bytes_per_us = 2.0 * mem_khz * 1e3 * bus_bits / 8 / 1e6;  // double data rate
   auto occupancy = dispatch_arch_path(path, [](auto tag) { return &fused_ctas_per_sm<decltype(tag)>; });
+  auto tiled_occupancy = dispatch_arch_path(path, [](auto tag) { return &tiled_ctas_per_sm<decltype(tag)>; });
   const DeviceModel model{sms, bytes_per_us > 0 ? bytes_per_us : 900e3, sm_khz > 0 ? sm_khz / 1e3 : 1500.0,
-                          occupancy};
+                          occupancy, tiled_occupancy};
   return models.emplace(key, model).first->second;
 }
 
@@ -82,6 +83,18 @@ const std::vector<FusedConfig>& grouped_registry() {
   return entries;
 }
 #undef SM7X_AWQ_ENTRY
+
+const std::vector<FusedConfig>& tiled_registry() {
+#define SM7X_AWQ_TILED_ENTRY(T, W) FusedConfig{T, W, 1, 1},
+  static const std::vector<FusedConfig> entries{SM7X_AWQ_TILED_REGISTRY(SM7X_AWQ_TILED_ENTRY)};
+#undef SM7X_AWQ_TILED_ENTRY
+  return entries;
+}
+
+LinearKernel linear_kernel_for(int64_t M) {
+  if (M <= kFusedMaxRows) return LinearKernel::kFused;
+  return M <= kTiledMaxRows ? LinearKernel::kTiled : LinearKernel::kDequantGemm;
+}
 
 int registry_index(const FusedConfig& c) {
   const auto& entries = fused_registry();
@@ -106,14 +119,14 @@ double weight_bytes(const Problem& p, int64_t token_blocks) {
 
 }  // namespace
 
-double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
-  const int64_t k_tiles = ceil_div(p.K, kTileK);
-  const int64_t tiles_per_split = ceil_div(k_tiles, c.splits);
-  const int64_t token_blocks = ceil_div(p.M, kTokensPerMma * c.token_tiles);
-  const int64_t column_blocks = ceil_div(p.N, kTileRows * c.column_tiles);
+namespace {
+
+// A grid of token_blocks x column_blocks x splits CTAs, ctas_per_sm of them resident per SM, each warp
+// working through `rounds` k tiles.
+double estimate_grid_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c, int ctas_per_sm,
+                            int64_t token_blocks, int64_t column_blocks, double rounds) {
   const int64_t ctas = token_blocks * column_blocks * c.splits;
-  const int64_t slots = std::max(1, device.ctas_per_sm(c)) * int64_t{device.sms};
-  const double rounds = static_cast<double>(ceil_div(tiles_per_split, c.warps));
+  const int64_t slots = std::max(1, ctas_per_sm) * int64_t{device.sms};
   // Weights are read once per token block, x and out once.
   const double bytes = weight_bytes(p, token_blocks) + 2.0 * p.M * (p.K + p.N);
   // Each wave takes the longer of its share of the bytes at bandwidth and its rounds at latency, and
@@ -127,6 +140,31 @@ double estimate_fused_micros(const Problem& p, const DeviceModel& device, const 
   if (tail_ctas > 0) micros += std::max(latency, tail_ctas * bytes_per_cta / device.bytes_per_us);
   if (c.splits > 1) micros += kReduceMicros + 8.0 * p.M * p.N * c.splits / device.bytes_per_us;
   return micros;
+}
+
+// Split counts worth trying for k_tiles: each gives a different k range per split.
+std::vector<int> distinct_splits(int64_t k_tiles) {
+  std::vector<int> splits;
+  for (int64_t s = 1; s <= std::min<int64_t>(k_tiles, kMaxSplits); ++s) {
+    if (ceil_div(k_tiles, ceil_div(k_tiles, s)) == s) splits.push_back(static_cast<int>(s));
+  }
+  return splits;
+}
+
+}  // namespace
+
+double estimate_fused_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
+  const int64_t tiles_per_split = ceil_div(ceil_div(p.K, kTileK), c.splits);
+  return estimate_grid_micros(p, device, c, device.ctas_per_sm(c), ceil_div(p.M, kTokensPerMma * c.token_tiles),
+                              ceil_div(p.N, kTileRows * c.column_tiles),
+                              static_cast<double>(ceil_div(tiles_per_split, c.warps)));
+}
+
+double estimate_tiled_micros(const Problem& p, const DeviceModel& device, const FusedConfig& c) {
+  const int64_t tiles_per_split = ceil_div(ceil_div(p.K, kTileK), c.splits);
+  return estimate_grid_micros(p, device, c, device.tiled_ctas_per_sm(c),
+                              ceil_div(p.M, kTokensPerMma * c.token_tiles), ceil_div(p.N, kTileRows * c.warps),
+                              static_cast<double>(tiles_per_split));
 }
 
 int plan_column_tiles(const Problem& p, const DeviceModel& device, int token_tiles) {
@@ -168,13 +206,29 @@ FusedConfig model_plan(const Problem& p, const DeviceModel& device) {
   FusedConfig best = entries.front();
   double best_micros = INFINITY;
   for (const FusedConfig& entry : entries) {
-    for (int64_t splits = 1; splits <= std::min<int64_t>(k_tiles, kMaxSplits); ++splits) {
-      const int64_t per_split = ceil_div(k_tiles, splits);
-      if (ceil_div(k_tiles, per_split) != splits) continue;  // same as a smaller split count
+    for (const int splits : distinct_splits(k_tiles)) {
       FusedConfig c = entry;
-      c.splits = static_cast<int>(splits);
+      c.splits = splits;
       const double micros = estimate_fused_micros(p, device, c);
       if (micros < best_micros * 0.98) best = c, best_micros = micros;  // 2%: prefer the simpler
+    }
+  }
+  return best;
+}
+
+FusedConfig plan_tiled(const Problem& p, const DeviceModel& device) {
+  // Candidates in tie-break order: more tokens per CTA (fewer weight reads), then fewer splits.
+  std::vector<FusedConfig> entries = tiled_registry();
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const FusedConfig& a, const FusedConfig& b) { return a.token_tiles > b.token_tiles; });
+  FusedConfig best = entries.front();
+  double best_micros = INFINITY;
+  for (const FusedConfig& entry : entries) {
+    for (const int splits : distinct_splits(ceil_div(p.K, kTileK))) {
+      FusedConfig c = entry;
+      c.splits = splits;
+      const double micros = estimate_tiled_micros(p, device, c);
+      if (micros < best_micros * 0.98) best = c, best_micros = micros;
     }
   }
   return best;

@@ -10,10 +10,15 @@
 
 namespace sm7x::awq {
 
-// Above this many rows, dequantise + cuBLAS; the fused kernel re-reads the weights once per 16
-// tokens. Set from benchmarks/awq_gemm.py runs (see docs/benchmarks.md).
-constexpr int64_t kFusedMaxRows = 64;
+// Which kernel runs M rows (linear_kernel_for): the fused kernel up to kFusedMaxRows (it re-reads the
+// weights once per 16 tokens), the tiled kernel up to kTiledMaxRows (once per 32 or 64 tokens), then
+// dequantise + cuBLAS. Set from benchmarks/awq_gemm.py runs (see docs/benchmarks.md).
+constexpr int64_t kFusedMaxRows = 16;
+constexpr int64_t kTiledMaxRows = 256;
 constexpr int kMaxSplits = 16;
+
+enum class LinearKernel { kFused, kTiled, kDequantGemm };
+LinearKernel linear_kernel_for(int64_t M);
 
 struct Problem {
   int64_t M, N, K;
@@ -26,6 +31,7 @@ struct DeviceModel {
   double bytes_per_us;                                    // peak memory bandwidth
   double sm_mhz;                                          // SM clock
   std::function<int(const FusedConfig&)> ctas_per_sm;     // occupancy of a registry entry
+  std::function<int(const FusedConfig&)> tiled_ctas_per_sm;  // occupancy of a tiled registry entry
 };
 
 DeviceModel device_model(int device, ArchPath path);
@@ -35,6 +41,8 @@ DeviceModel device_model(int device, ArchPath path);
 const std::vector<FusedConfig>& fused_registry();
 // The grouped (MoE) launch's entries, likewise.
 const std::vector<FusedConfig>& grouped_registry();
+// The tiled kernel's entries (column_tiles 1; warps = column tiles per CTA).
+const std::vector<FusedConfig>& tiled_registry();
 int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
 // Token tiles per CTA for M rows (8 tokens each): one for decode, two above.
@@ -52,7 +60,12 @@ FusedConfig model_plan(const Problem& problem, const DeviceModel& device);
 double estimate_fused_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
 int plan_column_tiles(const Problem& problem, const DeviceModel& device, int token_tiles);
 
-// Tuning table, keyed by (N, K, group size, path, M bucket = M rounded up to a power of two).
+// The tiled kernel's plan: the registry entry and split count with the lowest estimate (the fused
+// model's waves, with a CTA's columns = 16 x warps and each warp walking every k tile of its split).
+FusedConfig plan_tiled(const Problem& problem, const DeviceModel& device);
+double estimate_tiled_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
+
+// Tuning table (fused kernel), keyed by (N, K, group size, path, M bucket = M rounded up to a power of two).
 int64_t m_bucket(int64_t M);
 void set_tuned(const Problem& bucket_problem, const FusedConfig& config);
 void clear_tuned();

@@ -90,6 +90,21 @@ template <>
 void launch_grouped<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
                           cudaStream_t stream);
 
+// The tiled kernel (awq_tiled_kernel.cuh): config.token_tiles and config.warps name its registry entry
+// (SM7X_AWQ_TILED_REGISTRY; column_tiles is 1), config.splits its grid split-K.
+template <class ArchTag>
+void launch_tiled(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
+template <>
+void launch_tiled<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
+template <>
+void launch_tiled<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
+template <class ArchTag>
+int tiled_ctas_per_sm(const FusedConfig& config);
+template <>
+int tiled_ctas_per_sm<Sm70>(const FusedConfig& config);
+template <>
+int tiled_ctas_per_sm<Sm75>(const FusedConfig& config);
+
 // Occupancy (resident CTAs per SM) of a registry entry on the current device; for the cost model.
 template <class ArchTag>
 int fused_ctas_per_sm(const FusedConfig& config);

@@ -1,5 +1,6 @@
 // Turing-path instantiations of the fused AWQ GEMM (compiled for archs >= 7.5 only).
 #include "quantization/awq/awq_fused_kernel.cuh"
+#include "quantization/awq/awq_tiled_kernel.cuh"
 #include "quantization/awq/awq_warp_sm75.cuh"
 
 namespace sm7x::awq {
@@ -18,6 +19,16 @@ void launch_grouped<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, 
 template <>
 int fused_ctas_per_sm<Sm75>(const FusedConfig& config) {
   return fused_ctas_per_sm_impl<Sm75>(config);
+}
+
+template <>
+void launch_tiled<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+  launch_tiled_impl<Sm75>(p, config, stream);
+}
+
+template <>
+int tiled_ctas_per_sm<Sm75>(const FusedConfig& config) {
+  return tiled_ctas_per_sm_impl<Sm75>(config);
 }
 
 }  // namespace sm7x::awq

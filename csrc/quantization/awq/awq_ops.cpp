@@ -1,5 +1,5 @@
 // Torch-facing AWQ ops: input checks that name the failed rule, then execution of the plan that
-// awq_dispatch.cpp makes (fused kernel, or dequantise + cuBLAS for many rows).
+// awq_dispatch.cpp makes (fused kernel, tiled kernel, or dequantise + cuBLAS for many rows).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -72,9 +72,10 @@ awq::Problem problem_of(const CheckedGemm& g, int64_t group_size, ArchPath path)
   return {g.M, g.N, g.K, static_cast<int>(group_size), path};
 }
 
-void run_fused(const CheckedGemm& g, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
-               int64_t group_size, const std::optional<torch::Tensor>& bias, ArchPath path,
-               const awq::FusedConfig& config, torch::Tensor& out) {
+// Runs the fused kernel, or the tiled one, with config's entry and split count.
+void run_planned(const CheckedGemm& g, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                 int64_t group_size, const std::optional<torch::Tensor>& bias, ArchPath path,
+                 awq::LinearKernel kernel, const awq::FusedConfig& config, torch::Tensor& out) {
   awq::GemmParams p{};
   p.x = reinterpret_cast<const __half*>(g.x.data_ptr<at::Half>());
   p.qweight = reinterpret_cast<const uint4*>(qweight.data_ptr<int32_t>());
@@ -94,7 +95,13 @@ void run_fused(const CheckedGemm& g, const torch::Tensor& qweight, const torch::
   awq::FusedConfig launched = config;
   launched.splits = p.splits;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_arch_path(path, [&](auto tag) { awq::launch_fused<decltype(tag)>(p, launched, stream); });
+  dispatch_arch_path(path, [&](auto tag) {
+    if (kernel == awq::LinearKernel::kTiled) {
+      awq::launch_tiled<decltype(tag)>(p, launched, stream);
+    } else {
+      awq::launch_fused<decltype(tag)>(p, launched, stream);
+    }
+  });
   if (p.splits > 1) awq::launch_splitk_reduce(p.partial, p.bias, p.out, p.splits, p.M, p.N, stream);
 }
 
@@ -145,7 +152,35 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
     config = wanted;
   }
   if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
-  run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
+  run_planned(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kFused, config, out);
+  return out;
+}
+
+torch::Tensor awq_gemm_tiled(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                             int64_t group_size, const std::optional<torch::Tensor>& bias, const std::string& path,
+                             int64_t token_tiles, int64_t warps, int64_t split_k) {
+  const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_gemm_tiled");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm_tiled");
+  auto out = torch::empty({g.M, g.N}, x.options());
+  if (g.M == 0 || g.N == 0) return out;
+  awq::FusedConfig config =
+      awq::plan_tiled(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
+  if (token_tiles > 0 || warps > 0) {
+    awq::FusedConfig wanted = config;
+    if (token_tiles > 0) wanted.token_tiles = static_cast<int>(std::min<int64_t>(token_tiles, 64));
+    if (warps > 0) wanted.warps = static_cast<int>(std::min<int64_t>(warps, 64));
+    const auto& entries = awq::tiled_registry();
+    TORCH_CHECK_VALUE(std::any_of(entries.begin(), entries.end(),
+                                  [&](const awq::FusedConfig& e) {
+                                    return awq::is_instantiation(wanted, e.token_tiles, e.warps, 1);
+                                  }),
+                      "awq_gemm_tiled: no tiled kernel with ", awq::describe(wanted),
+                      " (SM7X_AWQ_TILED_REGISTRY in csrc/quantization/awq/awq_registry.h lists them)");
+    config = wanted;
+  }
+  if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
+  run_planned(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kTiled, config, out);
   return out;
 }
 
@@ -155,11 +190,14 @@ torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, c
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_linear");
   if (g.M == 0 || g.N == 0) return torch::empty({g.M, g.N}, x.options());
-  if (g.M <= awq::kFusedMaxRows) {
+  const awq::LinearKernel kernel = awq::linear_kernel_for(g.M);
+  if (kernel != awq::LinearKernel::kDequantGemm) {
     auto out = torch::empty({g.M, g.N}, x.options());
+    const awq::Problem problem = problem_of(g, group_size, arch_path);
+    const awq::DeviceModel device = awq::device_model(x.get_device(), arch_path);
     const auto config =
-        awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
-    run_fused(g, qweight, scale_zero, group_size, bias, arch_path, config, out);
+        kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, device) : awq::plan_fused(problem, device);
+    run_planned(g, qweight, scale_zero, group_size, bias, arch_path, kernel, config, out);
     return out;
   }
   // Many rows: the GEMM is compute-bound, so dequantise column chunks and let cuBLAS multiply.
@@ -265,10 +303,12 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
                               int64_t device) {
   check_group_size(group_size);
   const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
-  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1, 0};
-  const auto c = awq::plan_fused({M, N, K, static_cast<int>(group_size), arch_path},
-                                 awq::device_model(device, arch_path));
-  return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
+  const awq::Problem problem{M, N, K, static_cast<int>(group_size), arch_path};
+  const awq::LinearKernel kernel = awq::linear_kernel_for(M);
+  if (kernel == awq::LinearKernel::kDequantGemm) return {0, 0, 0, awq_linear_kernel(M), 0};
+  const awq::DeviceModel model = awq::device_model(device, arch_path);
+  const auto c = kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, model) : awq::plan_fused(problem, model);
+  return {c.token_tiles, c.warps, c.splits, awq_linear_kernel(M), c.column_tiles};
 }
 
 std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
@@ -276,14 +316,15 @@ std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t gro
   check_group_size(group_size);
   TORCH_CHECK_VALUE(M >= 1 && N >= 1 && K >= 1 && sms >= 1 && bytes_per_us > 0 && sm_mhz > 0,
                     "awq_plan_model: M, N, K, sms, bytes_per_us and sm_mhz must be positive");
-  if (M > awq::kFusedMaxRows) return {0, 0, 0, 1, 0};
   const size_t entries = awq::fused_registry().size();
   TORCH_CHECK_VALUE(ctas_per_sm.size() == entries, "awq_plan_model: ctas_per_sm needs one value per registry entry (",
                     entries, ", in awq_fused_registry order), got ", ctas_per_sm.size());
-  const awq::DeviceModel device{static_cast<int>(sms), bytes_per_us, sm_mhz, [&](const awq::FusedConfig& c) {
-    const int i = awq::registry_index(c);
-    return i < 0 ? 1 : static_cast<int>(std::max<int64_t>(1, ctas_per_sm[i]));
-  }};
+  const awq::DeviceModel device{static_cast<int>(sms), bytes_per_us, sm_mhz,
+                                [&](const awq::FusedConfig& c) {
+                                  const int i = awq::registry_index(c);
+                                  return i < 0 ? 1 : static_cast<int>(std::max<int64_t>(1, ctas_per_sm[i]));
+                                },
+                                [](const awq::FusedConfig&) { return 1; }};
   // The path only keys the tuning table, which the model alone does not read.
   const auto c = awq::model_plan({M, N, K, static_cast<int>(group_size), ArchPath::kSm75}, device);
   return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
@@ -310,6 +351,17 @@ std::vector<int64_t> flattened(const std::vector<awq::FusedConfig>& entries) {
 std::vector<int64_t> awq_fused_registry() { return flattened(awq::fused_registry()); }
 
 std::vector<int64_t> awq_grouped_registry() { return flattened(awq::grouped_registry()); }
+
+std::vector<int64_t> awq_tiled_registry() { return flattened(awq::tiled_registry()); }
+
+int64_t awq_linear_kernel(int64_t M) {
+  TORCH_CHECK_VALUE(M >= 1, "awq_linear_kernel: M must be positive, got ", M);
+  switch (awq::linear_kernel_for(M)) {
+    case awq::LinearKernel::kFused: return 0;
+    case awq::LinearKernel::kDequantGemm: return 1;
+    default: return 2;
+  }
+}
 
 int64_t awq_token_tiles(int64_t M) {
   TORCH_CHECK_VALUE(M >= 1, "awq_token_tiles: M must be positive, got ", M);

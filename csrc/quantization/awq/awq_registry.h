@@ -27,3 +27,10 @@
   X(1, 4, 1)                         \
   X(2, 4, 1)                         \
   X(2, 4, 2)
+
+// The tiled kernel's instantiations (awq_tiled_kernel.cuh): X(token_tiles, warps). 4 or 8 token tiles:
+// 32 or 64 tokens per CTA read each weight once; each warp owns one column tile, so 8 warps give a
+// CTA 128 columns and load each x block once for all of them.
+#define SM7X_AWQ_TILED_REGISTRY(X) \
+  X(4, 8)                          \
+  X(8, 8)
