@@ -83,7 +83,7 @@ def test_qwen27b_shapes_every_row_count(awq, path, tp, name, seed):
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("group_size", [32, 64, 128])
-@pytest.mark.parametrize("M", [1, 7, 255])
+@pytest.mark.parametrize("M", [1, 7, 100, 255])  # fused, fused, tiled, dequantise + cuBLAS
 def test_linear_all_group_sizes_with_bias(awq, path, group_size, M, seed):
     weight, reference, b = make_layer(1280, 776, group_size, seed, bias=True)
     x = random_x(M, 1280, seed + 1)
@@ -129,7 +129,7 @@ def test_tiled_kernel_matches_reference(awq, path, M, K, N, group_size, seed):
 def test_every_tiled_entry_and_split_agrees(awq, path, split_k, seed):
     weight, reference, b = make_layer(2176, 136, 64, seed, bias=True)
     entries = awq.tiled_registry()
-    assert {e["token_tiles"] for e in entries} == {4, 8} and {e["column_tiles"] for e in entries} == {1}
+    assert {e["token_tiles"] for e in entries} == {4} and {e["column_tiles"] for e in entries} == {1}
     for entry in entries:
         M = 8 * entry["token_tiles"] + 3  # a second, almost empty token block
         x = random_x(M, 2176, seed + M)
@@ -182,10 +182,11 @@ def test_contiguous_activations_at_a_misaligned_address_are_copied(awq, path, se
 def test_plan_uses_the_fused_kernel_for_few_rows_the_tiled_for_more_and_cublas_for_many(awq):
     assert awq.awq_plan(1, (5120, 14336), 128, "sm75")["kernel"] == "fused"
     assert awq.awq_plan(16, (5120, 14336), 128, "sm70")["token_tiles"] == 2
-    for M in (17, 64, 256):
+    for M in (17, 64, 128):
         plan = awq.awq_plan(M, (5120, 14336), 128, "sm75")
         assert plan["kernel"] == "tiled" and {k: plan[k] for k in ("token_tiles", "warps", "column_tiles")} in [
             {**e} for e in awq.tiled_registry()], plan
+    assert awq.awq_plan(129, (5120, 14336), 128, "sm75") == {"kernel": "dequant+cublas"}
     assert awq.awq_plan(4097, (5120, 14336), 128, "sm70") == {"kernel": "dequant+cublas"}
     small_n = awq.awq_plan(1, (17408, 1280), 128, "sm75")
     assert small_n["splits"] > 1, "80 column tiles cannot fill the GPU without splitting k"
@@ -218,14 +219,16 @@ def test_bad_inputs_get_clear_errors(awq):
     with pytest.raises(RuntimeError, match=r"qweight must be the packed int32 \[1, 2, 2, 32, 4\]"):
         torch.ops._C_sm7x.awq_linear(x.half(), weight.qweight[:, :1].contiguous(), weight.scale_zero, 128, None,
                                      "sm75")
+    with pytest.raises(ValueError, match=r"x has no columns \(K = 0\)"):
+        awq.awq_gemm_tiled(x.half()[:, :0], weight, path="sm75")
     with pytest.raises(RuntimeError, match=r"bias must be a contiguous float16 \[N = 16\]"):
         awq.awq_gemm(x.half(), weight, torch.zeros(8, device="cuda").half(), path="sm70")
     with pytest.raises(ValueError, match="no fused kernel with 1 token tiles, 6 warps and 1 column tiles"):
         awq.awq_gemm(x.half(), weight, path="sm70", warps=6, column_tiles=1)
     with pytest.raises(ValueError, match="no fused kernel with 1 token tiles, 4 warps and 2 column tiles"):
         torch.ops._C_sm7x.awq_set_tuned(16, 256, 128, "sm75", 1, 4, 1, 2)
-    with pytest.raises(ValueError, match="no tiled kernel with 2 token tiles, 8 warps and 1 column tiles"):
-        awq.awq_gemm_tiled(x.half(), weight, path="sm75", token_tiles=2, warps=8)
+    with pytest.raises(ValueError, match="no tiled kernel with 8 token tiles, 8 warps and 1 column tiles"):
+        awq.awq_gemm_tiled(x.half(), weight, path="sm75", token_tiles=8, warps=8)
     with pytest.raises(ValueError, match="m_bucket must be a power of two up to 16"):
         torch.ops._C_sm7x.awq_set_tuned(16, 256, 128, "sm75", 32, 4, 1, 1)
 

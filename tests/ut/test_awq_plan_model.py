@@ -95,7 +95,7 @@ def test_bad_descriptions_get_clear_errors():
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 0, 132, 4.8e6, 1980.0, ctas)
 
 
-@pytest.mark.parametrize("M, kernel", [(1, 0), (16, 0), (17, 2), (64, 2), (256, 2), (257, 1), (4097, 1)])
+@pytest.mark.parametrize("M, kernel", [(1, 0), (16, 0), (17, 2), (64, 2), (128, 2), (129, 1), (4097, 1)])
 def test_rows_pick_fused_then_tiled_then_dequantise_and_cublas(M, kernel):
     # awq_plan's codes: 0 fused, 1 dequantise + cuBLAS, 2 tiled
     assert torch.ops._C_sm7x.awq_linear_kernel(M) == kernel

@@ -1,6 +1,6 @@
 """AWQ W4A16 on SM70/SM75. One op decides per call (in C++, so it holds for any batch size under
 torch.compile and CUDA graphs): the fused tensor-core kernel for few rows, the tiled one (x shared by
-a CTA's columns, weights read once per 32 or 64 tokens) for tens to hundreds, dequantise + cuBLAS above."""
+a CTA's columns, weights read once per 32 tokens) for 17-128 rows, dequantise + cuBLAS above."""
 from __future__ import annotations
 
 import torch
@@ -66,7 +66,8 @@ def device_model(path: str | None = None, device: int | None = None) -> dict:
 
 
 def plan_with_model(M: int, weight_shape: tuple[int, int], group_size: int, model: dict) -> dict:
-    """The cost model's plan on a described GPU (device_model's dict; no GPU needed), as awq_plan gives it."""
+    """The fused kernel's cost-model plan on a described GPU (device_model's dict; no GPU needed), in
+    awq_plan's form, for any M (awq_linear itself runs the fused kernel only up to 16 rows)."""
     K, N = weight_shape
     return _plan_dict(torch.ops._C_sm7x.awq_plan_model(
         M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"]))

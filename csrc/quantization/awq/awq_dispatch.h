@@ -11,10 +11,12 @@
 namespace sm7x::awq {
 
 // Which kernel runs M rows (linear_kernel_for): the fused kernel up to kFusedMaxRows (it re-reads the
-// weights once per 16 tokens), the tiled kernel up to kTiledMaxRows (once per 32 or 64 tokens), then
-// dequantise + cuBLAS. Set from benchmarks/awq_gemm.py runs (see docs/benchmarks.md).
+// weights once per 16 tokens), the tiled kernel up to kTiledMaxRows (once per 32 tokens), then
+// dequantise + cuBLAS. Measured on the 27B decoder layers (H200, sm75 path, `benchmarks/awq_gemm.py
+// --kernels`): at 16 rows the fused kernel takes 0.87-0.89x the tiled one's time, at 32-128 the tiled
+// 0.77-0.91x the next best, at 256 dequantise + cuBLAS 0.71-0.76x the tiled (docs/benchmarks.md).
 constexpr int64_t kFusedMaxRows = 16;
-constexpr int64_t kTiledMaxRows = 256;
+constexpr int64_t kTiledMaxRows = 128;
 constexpr int kMaxSplits = 16;
 
 enum class LinearKernel { kFused, kTiled, kDequantGemm };

@@ -55,6 +55,7 @@ CheckedGemm check_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
               ": x must be a 2-D float16 CUDA tensor (SM70/SM75 have no bf16 tensor cores), got ", x.scalar_type(),
               " ", x.sizes());
   const int64_t M = x.size(0), K = x.size(1);
+  TORCH_CHECK_VALUE(K > 0, op, ": x has no columns (K = 0)");
   const int64_t N = check_packed_weight(qweight, scale_zero, group_size, K);
   TORCH_CHECK(x.device() == qweight.device(), op, ": x and qweight on different devices");
   if (bias) {
@@ -302,6 +303,7 @@ torch::Tensor awq_dequantize(const torch::Tensor& qweight, const torch::Tensor& 
 std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_size, const std::string& path,
                               int64_t device) {
   check_group_size(group_size);
+  TORCH_CHECK_VALUE(M >= 1 && N >= 1 && K >= 1, "awq_plan: M, N and K must be positive, got ", M, ", ", N, ", ", K);
   const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
   const awq::Problem problem{M, N, K, static_cast<int>(group_size), arch_path};
   const awq::LinearKernel kernel = awq::linear_kernel_for(M);

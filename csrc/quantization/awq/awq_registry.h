@@ -28,9 +28,10 @@
   X(2, 4, 1)                         \
   X(2, 4, 2)
 
-// The tiled kernel's instantiations (awq_tiled_kernel.cuh): X(token_tiles, warps). 4 or 8 token tiles:
-// 32 or 64 tokens per CTA read each weight once; each warp owns one column tile, so 8 warps give a
-// CTA 128 columns and load each x block once for all of them.
+// The tiled kernel's instantiations (awq_tiled_kernel.cuh): X(token_tiles, warps). 32 tokens per CTA
+// read each weight once; each warp owns one column tile, so 8 warps give a CTA 128 columns and load
+// each x block once for all of them. 64 tokens per CTA, (8, 8), at 156 registers (one CTA per SM on
+// sm_75), took 1.08-1.88x the time of (4, 8) at 16-256 rows of the 27B layers (H200, sm75 path,
+// benchmarks/results/awq_gemm-sm75-h200-2026-12-02-kernels.json): not built.
 #define SM7X_AWQ_TILED_REGISTRY(X) \
-  X(4, 8)                          \
-  X(8, 8)
+  X(4, 8)

@@ -1,5 +1,5 @@
 // Tiled AWQ W4A16 kernel for tens to hundreds of rows (MTP verification of several sequences, mixed
-// prefill steps): the weights are read once per 32 or 64 tokens instead of once per 8 or 16.
+// prefill steps): the weights are read once per 32 tokens instead of once per 8 or 16.
 //
 // CTA = 8 * kTokenTiles tokens x kWarps packed column tiles (16 n each) x a range of k tiles (grid
 // split-K). Unlike the fused kernel, a warp owns one column tile and walks every k tile of the range,
@@ -20,7 +20,8 @@ namespace sm7x::awq {
 
 // Of the x block of one k tile (kTokens x 128 k as 16-byte vectors), thread i stages vectors
 // i, i + threads, ...; 32 consecutive vectors are two tokens' 16 (a warp's loads are 512 contiguous
-// bytes of two rows), ordered so that each 8 stored together land in distinct bank groups on Turing.
+// bytes of two rows), ordered so that each 8 stored together land in distinct bank groups on Turing
+// (on the Volta path's lane order they meet in pairs: a 2-way conflict on the stores, not measured).
 template <class Warp, int kTokens, int kThreads>
 struct XBlockStaging {
   static constexpr int kVectors = kTokens * kTileK / 8;
