@@ -5,9 +5,9 @@ runs this under ncu and summarises the counters with tools/device/ncu_summary.py
 say how far each kernel is from the roofline; the counters say why (DRAM throughput, occupancy and
 what limits it, where warps stall).
 
-  awq-<shape>:        the fused AWQ GEMM of one Qwen3.6-27B linear layer at M=1 (-m8/-m16: 8 and 16
-                      rows, where the layer aggregate slows from 0.094 to 0.162 ms; -m64: 64 rows, where
-                      the layer reaches 128 TFLOPS against cuBLAS's 234)
+  awq-<shape>:        the AWQ GEMM awq_linear runs for one Qwen3.6-27B linear layer at M=1 (-m8/-m16: 8
+                      and 16 rows, where the layer aggregate slows from 0.094 to 0.162 ms; -m64: 64 rows,
+                      the tiled kernel since 2026-12-02, 0.299 ms per layer against Marlin's 0.191)
   attention-<shape>:  flash-attn-v100 decode at 32K context (the kernel and its split merge)
   moe-<shape>:        our MoE layer at one token (Qwen3.6-35B-A3B widths; the decode kernels)
   gdn-prefill-<shape>: our chunked Gated DeltaNet prefill (both passes), one 1024-token prompt
