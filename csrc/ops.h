@@ -46,6 +46,9 @@ std::vector<double> awq_device_model(const std::string& path, int64_t device);
 // The fused kernel's cost model alone on a described GPU (no GPU needed: CPU tests), in awq_plan's form.
 std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
                                     double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm);
+// The tiled kernel's plan on a described GPU (ctas_per_sm: one per awq_tiled_registry entry), likewise.
+std::vector<int64_t> awq_plan_tiled_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
+                                          double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm);
 // Measured choices (vllm_sm7x/quantization/awq_tuning.py) that override the cost model.
 void awq_set_tuned(int64_t N, int64_t K, int64_t group_size, const std::string& path, int64_t m_bucket,
                    int64_t warps, int64_t split_k, int64_t column_tiles);

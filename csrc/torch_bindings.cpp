@@ -68,6 +68,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("awq_plan_model(int M, int N, int K, int group_size, int sms, float bytes_per_us, float sm_mhz, "
         "int[] ctas_per_sm) -> int[]",
         &sm7x::awq_plan_model);
+  m.def("awq_plan_tiled_model(int M, int N, int K, int group_size, int sms, float bytes_per_us, float sm_mhz, "
+        "int[] ctas_per_sm) -> int[]",
+        &sm7x::awq_plan_tiled_model);
   m.def("awq_set_tuned(int N, int K, int group_size, str path, int m_bucket, int warps, int split_k, "
         "int column_tiles=1) -> ()",
         &sm7x::awq_set_tuned);

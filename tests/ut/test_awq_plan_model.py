@@ -21,7 +21,7 @@ ops.load_kernels()
 
 from awq_gemm import LAYERS, shard  # noqa: E402
 from tests.ut.described_gpus import H200, H200_CTAS_PER_SM, T4, V100, described, registry_entries  # noqa: E402
-from vllm_sm7x.ops.awq import plan_with_model  # noqa: E402
+from vllm_sm7x.ops.awq import plan_tiled_with_model, plan_with_model  # noqa: E402
 
 def plan(M, K, N, group_size=128, gpu=H200):
     chosen = plan_with_model(M, (K, N), group_size, described(gpu))
@@ -93,6 +93,8 @@ def test_bad_descriptions_get_clear_errors():
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 128, 0, 4.8e6, 1980.0, ctas)
     with pytest.raises(ValueError, match="group size 0 is not supported"):
         torch.ops._C_sm7x.awq_plan_model(1, 1024, 1024, 0, 132, 4.8e6, 1980.0, ctas)
+    with pytest.raises(ValueError, match="one value per tiled registry entry"):
+        torch.ops._C_sm7x.awq_plan_tiled_model(32, 1024, 1024, 128, 132, 4.8e6, 1980.0, [2, 2, 2])
 
 
 @pytest.mark.parametrize("M, kernel", [(1, 0), (16, 0), (17, 2), (64, 2), (128, 2), (129, 1), (4097, 1)])
@@ -114,3 +116,26 @@ def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
         assert "column_tiles" in warnings[1]
     finally:
         torch.ops._C_sm7x.awq_clear_tuned()
+
+
+def test_tiled_plans_at_32_rows_are_the_ones_timed_on_the_h200():
+    # The run that set the tiled kernel's row range planned these; the model must still give them.
+    result = json.loads((RESULTS / "awq_gemm-sm75-h200-2026-12-02-kernels.json").read_text())
+    rows = [r for r in result["rows"] if r["M"] == 32]
+    assert len(rows) == 2
+    for row in rows:
+        tp = int(row["case"].removeprefix("layer-27b-tp"))
+        for name, K, N in LAYERS:
+            K, N = shard(name, K, N, tp)
+            assert plan_tiled_with_model(32, (K, N), 128, described(H200)) == row["plans"][name], (tp, name)
+
+
+@pytest.mark.parametrize("gpu", [H200, V100, T4], ids=["H200", "V100", "T4"])
+@pytest.mark.parametrize("tp", [1, 4])
+@pytest.mark.parametrize("M", [17, 64, 128])
+def test_tiled_plans_keep_at_least_two_k_tiles_per_split(gpu, tp, M):
+    for name, K, N in LAYERS:
+        K, N = shard(name, K, N, tp)
+        chosen = plan_tiled_with_model(M, (K, N), 128, described(gpu))
+        assert chosen["kernel"] == "tiled" and chosen["token_tiles"] == 4, (name, chosen)
+        assert -(-K // 128) >= 2 * chosen["splits"], (name, M, chosen)

@@ -73,6 +73,14 @@ def plan_with_model(M: int, weight_shape: tuple[int, int], group_size: int, mode
         M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["ctas_per_sm"]))
 
 
+def plan_tiled_with_model(M: int, weight_shape: tuple[int, int], group_size: int, model: dict) -> dict:
+    """The tiled kernel's plan on a described GPU (model["tiled_ctas_per_sm"]: one per tiled_registry()
+    entry), in awq_plan's form."""
+    K, N = weight_shape
+    return _plan_dict(torch.ops._C_sm7x.awq_plan_tiled_model(
+        M, N, K, group_size, model["sms"], model["bytes_per_us"], model["sm_mhz"], model["tiled_ctas_per_sm"]))
+
+
 def _registry(flat: list[int]) -> list[dict]:
     return [{"token_tiles": t, "warps": w, "column_tiles": c} for t, w, c in zip(flat[::3], flat[1::3], flat[2::3])]
 

@@ -332,6 +332,29 @@ std::vector<int64_t> awq_plan_model(int64_t M, int64_t N, int64_t K, int64_t gro
   return {c.token_tiles, c.warps, c.splits, 0, c.column_tiles};
 }
 
+std::vector<int64_t> awq_plan_tiled_model(int64_t M, int64_t N, int64_t K, int64_t group_size, int64_t sms,
+                                          double bytes_per_us, double sm_mhz, std::vector<int64_t> ctas_per_sm) {
+  check_group_size(group_size);
+  TORCH_CHECK_VALUE(M >= 1 && N >= 1 && K >= 1 && sms >= 1 && bytes_per_us > 0 && sm_mhz > 0,
+                    "awq_plan_tiled_model: M, N, K, sms, bytes_per_us and sm_mhz must be positive");
+  const auto& entries = awq::tiled_registry();
+  TORCH_CHECK_VALUE(ctas_per_sm.size() == entries.size(), "awq_plan_tiled_model: ctas_per_sm needs one value per ",
+                    "tiled registry entry (", entries.size(), ", in awq_tiled_registry order), got ",
+                    ctas_per_sm.size());
+  auto tiled_occupancy = [&](const awq::FusedConfig& c) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (awq::is_instantiation(c, entries[i].token_tiles, entries[i].warps, 1)) {
+        return static_cast<int>(std::max<int64_t>(1, ctas_per_sm[i]));
+      }
+    }
+    return 1;
+  };
+  const awq::DeviceModel device{static_cast<int>(sms), bytes_per_us, sm_mhz,
+                                [](const awq::FusedConfig&) { return 1; }, tiled_occupancy};
+  const auto c = awq::plan_tiled({M, N, K, static_cast<int>(group_size), ArchPath::kSm75}, device);
+  return {c.token_tiles, c.warps, c.splits, 2, c.column_tiles};
+}
+
 std::vector<double> awq_device_model(const std::string& path, int64_t device) {
   const ArchPath arch_path = resolve_arch_path(path, device_compute_capability(device));
   const awq::DeviceModel model = awq::device_model(static_cast<int>(device), arch_path);
