@@ -265,7 +265,10 @@ def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m
             dequant = median_ms(lambda i: torch.nn.functional.linear(x, awq.awq_dequantize(layers[i].kernel)), sets)
             for path in paths:
                 ours = median_ms(lambda i: awq.awq_linear(x, layers[i].kernel, path=path), sets)
-                fused = median_ms(lambda i: awq.awq_gemm(x, layers[i].kernel, path=path), sets) if M > 64 else None
+                # The kernels awq_linear does not pick at these rows, forced (fused above 16, tiled elsewhere).
+                fused = median_ms(lambda i: awq.awq_gemm(x, layers[i].kernel, path=path), sets) if M > 16 else None
+                tiled = median_ms(lambda i: awq.awq_gemm_tiled(x, layers[i].kernel, path=path), sets) \
+                    if not 16 < M <= 128 else None
                 stock = {}
                 for key in (stock_fns[path][0] if stock_fns else {}):
                     ms, error = try_ms(lambda: median_ms(lambda i: stock_fns[path][i][key](x), sets, iters=10))
@@ -278,6 +281,7 @@ def shape_rows(tp: int, paths, bandwidth: float, l2: int, baselines_mod, shape_m
                     "bw_frac": round(moved / (ours * 1e-3) / (bandwidth * 1e9), 3),
                     "tflops": round(flops / (ours * 1e-3) / 1e12, 2),
                     "plan": awq.awq_plan(M, (K, N), GROUP, path), "fused_ms": rounded(fused),
+                    "tiled_ms": rounded(tiled),
                     "baselines": {"dequant_cublas_fp16": rounded(dequant), **stock}})
         del layers
         torch.cuda.empty_cache()
