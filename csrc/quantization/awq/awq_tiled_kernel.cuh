@@ -1,5 +1,5 @@
-// Tiled AWQ W4A16 kernel for tens to hundreds of rows (MTP verification of several sequences, mixed
-// prefill steps): the weights are read once per 32 tokens instead of once per 8 or 16.
+// Tiled AWQ W4A16 kernel for 17-128 rows (MTP verification of several sequences, small prefill
+// chunks; awq_dispatch.h has the range): the weights are read once per 32 tokens instead of once per 8 or 16.
 //
 // CTA = 8 * kTokenTiles tokens x kWarps packed column tiles (16 n each) x a range of k tiles (grid
 // split-K). Unlike the fused kernel, a warp owns one column tile and walks every k tile of the range,
