@@ -200,7 +200,8 @@ def tiled_rows(tp: int, paths, bandwidth: float, l2: int, with_marlin: bool, not
             from awq_baselines import marlin_baseline
             from vllm.model_executor.layers.quantization.auto_awq import AutoAWQConfig
             config = AutoAWQConfig(weight_bits=4, group_size=GROUP, zero_point=True, lm_head_quantized=False)
-            marlin = {id(layer): marlin_baseline(*layer.awq, config) for decoder in layers for layer in decoder.values()}
+            marlin = {id(layer): marlin_baseline(*layer.awq, config)
+                      for decoder in layers for layer in decoder.values()}
         except Exception as e:  # reported, not fatal
             notes[f"layer-27b-tp{tp} vllm_marlin"] = error_note(e)
 
@@ -215,8 +216,9 @@ def tiled_rows(tp: int, paths, bandwidth: float, l2: int, with_marlin: bool, not
             ours = per_layer_ms(M, lambda layer, x: awq.awq_linear(x, layer.kernel, path=path))
             kernels = {"fused": per_layer_ms(M, lambda layer, x: awq.awq_gemm(x, layer.kernel, path=path))}
             for e in awq.tiled_registry():
-                kernels[f"tiled_t{e['token_tiles']}_w{e['warps']}"] = per_layer_ms(M, lambda layer, x: awq.awq_gemm_tiled(
-                    x, layer.kernel, path=path, token_tiles=e["token_tiles"], warps=e["warps"]))
+                kernels[f"tiled_t{e['token_tiles']}_w{e['warps']}"] = per_layer_ms(
+                    M, lambda layer, x: awq.awq_gemm_tiled(x, layer.kernel, path=path, token_tiles=e["token_tiles"],
+                                                           warps=e["warps"]))
             kernels["dequant_cublas"] = per_layer_ms(M, lambda layer, x: torch.nn.functional.linear(
                 x, awq.awq_dequantize(layer.kernel)))
             baselines = {"cublas_fp16_dequant": per_layer_ms(M, lambda layer, x: torch.nn.functional.linear(

@@ -48,12 +48,15 @@ struct SortRowsParams {
   int rows, experts, rows_per_tile, max_tiles;
 };
 
-// CTA rows the grouped expert GEMM is instantiated for (8 x token tiles of SM7X_AWQ_GROUPED_REGISTRY):
-// the row sort cuts tiles for that GEMM, so both take only these.
+// CTA rows the grouped expert GEMMs are instantiated for (8 x token tiles of SM7X_AWQ_GROUPED_REGISTRY
+// and SM7X_AWQ_GROUPED_TILED_REGISTRY): the row sort cuts tiles for them, so both take only these.
 inline bool is_grouped_rows_per_tile(int64_t rows_per_tile) {
 #define SM7X_GROUPED_ROWS_MATCH(token_tiles, warps, column_tiles) \
   if (rows_per_tile == 8 * (token_tiles)) return true;
+#define SM7X_GROUPED_TILED_ROWS_MATCH(token_tiles, warps) SM7X_GROUPED_ROWS_MATCH(token_tiles, warps, warps)
   SM7X_AWQ_GROUPED_REGISTRY(SM7X_GROUPED_ROWS_MATCH)
+  SM7X_AWQ_GROUPED_TILED_REGISTRY(SM7X_GROUPED_TILED_ROWS_MATCH)
+#undef SM7X_GROUPED_TILED_ROWS_MATCH
 #undef SM7X_GROUPED_ROWS_MATCH
   return false;
 }

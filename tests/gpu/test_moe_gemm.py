@@ -85,7 +85,7 @@ def test_gate_up_form_matches_per_expert_reference(moe, path, tokens, experts, t
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("registry_entry", range(3))  # checked against the registry's length below
+@pytest.mark.parametrize("registry_entry", range(4))  # checked against the registry's length below
 @pytest.mark.parametrize("tokens, experts, topk, K, N, group_size, x_row_divisor", [
     (3, 64, 8, 2048, 1024, 128, 8),    # 35B-A3B gate/up widths, a few rows per expert
     (300, 16, 4, 640, 136, 32, 4),     # ~75 rows per expert: several 16-row tiles, a partial last one
@@ -94,7 +94,7 @@ def test_gate_up_form_matches_per_expert_reference(moe, path, tokens, experts, t
 def test_every_grouped_configuration_matches_per_expert_reference(moe, path, registry_entry, tokens, experts, topk,
                                                                   K, N, group_size, x_row_divisor, seed):
     tiles = moe.grouped_tiles()
-    assert len(tiles) == 3, f"the grouped registry has {len(tiles)} entries: update registry_entry's range"
+    assert len(tiles) == 4, f"the grouped registry has {len(tiles)} entries: update registry_entry's range"
     grouped_tile = tiles[registry_entry]
     gen = torch.Generator(device="cuda").manual_seed(seed)
     weight, weights = make_experts(experts, K, N, group_size, gen)
@@ -263,7 +263,7 @@ def test_bad_input_names_the_rule(moe, seed):
     offsets, sorted_rows, tiles = moe.sort_rows(topk_ids, 2, 8)
     with pytest.raises(ValueError, match="x_row_divisor"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 1, 8)
-    with pytest.raises(ValueError, match=r"rows_per_tile must be 8 or 16 \(the grouped GEMM's row tiles\)"):
+    with pytest.raises(ValueError, match=r"rows_per_tile must be 8 or 16 or 32 \(the grouped GEMM's row tiles\)"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 64)
     with pytest.raises(ValueError, match="no grouped kernel takes 8 rows per CTA with 2 column tiles"):
         moe.awq_moe_gemm(x, weight, sorted_rows, offsets, tiles, 2, 8, column_tiles=2)

@@ -132,7 +132,7 @@ def expected_tiles(offsets, rows_per_tile, max_tiles):
 @pytest.mark.parametrize("tokens, k, experts", [(1, 8, 256), (7, 8, 256), (333, 4, 60), (4096, 8, 512),
                                                 (16384, 8, 128), (5, 2, 1024), (0, 8, 64)])
 @pytest.mark.parametrize("routing", ["random", "skewed"])
-@pytest.mark.parametrize("rows_per_tile", [8, 16])
+@pytest.mark.parametrize("rows_per_tile", [8, 16, 32])
 def test_sort_rows_groups_every_row_under_its_expert_and_tiles_them(tokens, k, experts, routing, rows_per_tile,
                                                                    seed):
     from vllm_sm7x.ops.moe import sort_rows
@@ -175,7 +175,7 @@ def test_sort_rows_inputs_are_checked_and_its_schema_holds():
         torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 2000, 8)
     with pytest.raises(ValueError, match="contiguous int32"):
         torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int64, device=DEVICE), 64, 8)
-    with pytest.raises(ValueError, match=r"rows_per_tile must be 8 or 16 \(the grouped GEMM's row tiles\)"):
+    with pytest.raises(ValueError, match=r"rows_per_tile must be 8 or 16 or 32 \(the grouped GEMM's row tiles\)"):
         torch.ops._C_sm7x.moe_sort_rows(torch.zeros(2, 8, dtype=torch.int32, device=DEVICE), 64, 12)
     # Rows of one expert come out in any order, so two runs may differ: opcheck's AOT-dispatch test
     # compares an eager run with a traced one and is left out; schema and fake implementation are checked.

@@ -34,8 +34,8 @@ def sort_rows(topk_ids: torch.Tensor, num_experts: int, rows_per_tile: int
     """topk_ids int32 [tokens, k] -> (offsets [E+1], sorted_rows [tokens*k], (tile_expert, tile_row)),
     int32 on the GPU with fixed sizes (CUDA graphs), one launch. Expert e's rows (row = token * k + slot)
     are sorted_rows[offsets[e]:offsets[e+1]] in any order; ids outside [0, E) are dropped and the tail is
-    -1. Tile i is rows_per_tile (8 or 16: grouped_tiles()) entries of sorted_rows from tile_row[i], all of expert
-    tile_expert[i], in expert order; -1 experts past the last tile."""
+    -1. Tile i is rows_per_tile (a row count of grouped_tiles()) entries of sorted_rows from tile_row[i],
+    all of expert tile_expert[i], in expert order; -1 experts past the last tile."""
     offsets, sorted_rows, tile_expert, tile_row = torch.ops._C_sm7x.moe_sort_rows(topk_ids, num_experts,
                                                                                 rows_per_tile)
     return offsets, sorted_rows, (tile_expert, tile_row)
@@ -68,7 +68,8 @@ def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.T
     out[r] = x[r // x_row_divisor] @ W_e for routed row r (= token * topk + slot) of expert e.
     x holds tokens (x_row_divisor = topk, the gate/up projection) or routed rows (1, the down
     projection); experts comes from experts_to_kernel_layout; rows of dropped expert ids are not written.
-    A CTA takes rows_per_tile rows (the tiles' size) and column_tiles x 16 columns (1 or 2)."""
+    A CTA takes rows_per_tile rows (the tiles' size) and column_tiles x 16 columns: (8 or 16, 1 or 2) on the
+    fused kernel, (32, 8) on the tiled kernel's grouped form (x shared by 8 warps; opt-in until measured)."""
     return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
                                           tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
                                           path or kernel_path(), column_tiles)

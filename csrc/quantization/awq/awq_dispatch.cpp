@@ -79,7 +79,10 @@ const std::vector<FusedConfig>& fused_registry() {
 }
 
 const std::vector<FusedConfig>& grouped_registry() {
-  static const std::vector<FusedConfig> entries{SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_ENTRY)};
+#define SM7X_AWQ_GROUPED_TILED_ENTRY(T, W) FusedConfig{T, W, 1, W},
+  static const std::vector<FusedConfig> entries{SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_ENTRY)
+                                                    SM7X_AWQ_GROUPED_TILED_REGISTRY(SM7X_AWQ_GROUPED_TILED_ENTRY)};
+#undef SM7X_AWQ_GROUPED_TILED_ENTRY
   return entries;
 }
 #undef SM7X_AWQ_ENTRY
@@ -89,6 +92,14 @@ const std::vector<FusedConfig>& tiled_registry() {
   static const std::vector<FusedConfig> entries{SM7X_AWQ_TILED_REGISTRY(SM7X_AWQ_TILED_ENTRY)};
 #undef SM7X_AWQ_TILED_ENTRY
   return entries;
+}
+
+bool is_grouped_tiled_entry(const FusedConfig& config) {
+#define SM7X_AWQ_MATCH_GROUPED_TILED(T, W) \
+  if (is_grouped_tiled(config, T, W)) return true;
+  SM7X_AWQ_GROUPED_TILED_REGISTRY(SM7X_AWQ_MATCH_GROUPED_TILED)
+#undef SM7X_AWQ_MATCH_GROUPED_TILED
+  return false;
 }
 
 LinearKernel linear_kernel_for(int64_t M) {

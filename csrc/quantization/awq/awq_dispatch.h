@@ -41,10 +41,13 @@ DeviceModel device_model(int device, ArchPath path);
 // The fused kernel's registry entries (awq_registry.h), splits = 1; the index of the one that holds
 // config's (token_tiles, warps, column_tiles), -1 for none.
 const std::vector<FusedConfig>& fused_registry();
-// The grouped (MoE) launch's entries, likewise.
+// The grouped (MoE) launch's entries, likewise: the fused kernel's, then the tiled kernel's grouped
+// form as (token_tiles, warps, column_tiles = warps).
 const std::vector<FusedConfig>& grouped_registry();
 // The tiled kernel's entries (column_tiles 1; warps = column tiles per CTA).
 const std::vector<FusedConfig>& tiled_registry();
+// Whether a grouped_registry() entry is the tiled kernel's grouped form.
+bool is_grouped_tiled_entry(const FusedConfig& config);
 int registry_index(const FusedConfig& config);
 bool is_registered(const FusedConfig& config);
 // Token tiles per CTA for M rows (8 tokens each): one for decode, two above.

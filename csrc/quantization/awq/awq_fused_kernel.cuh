@@ -54,7 +54,38 @@ __device__ __forceinline__ WeightFetch<kColumnTiles> fetch_weights(const GemmPar
   return f;
 }
 
-// kGrouped: the CTA's rows and weights are one expert's (GroupedRows); otherwise rows m0 .. of x and
+// A CTA's rows and weights. kGrouped: one expert's (GroupedRows: rows are indices into sorted_rows, up to
+// that expert's end); otherwise rows m0 = blockIdx.x * tokens .. of x and the one weight.
+template <bool kGrouped>
+struct CtaRows {
+  const GroupedRows& g;
+  bool empty = false;  // a grouped CTA past the last tile
+  int m0, m_end;
+  const uint4* qweight;
+  const __half2* scale_zero;
+
+  __device__ CtaRows(const GemmParams& p, const GroupedRows& grouped, int tokens)
+      : g(grouped), m0(blockIdx.x * tokens), m_end(p.M), qweight(p.qweight), scale_zero(p.scale_zero) {
+    if constexpr (kGrouped) {
+      const int expert = g.tile_expert[blockIdx.x];
+      empty = expert < 0;
+      if (empty) return;
+      m0 = g.tile_row[blockIdx.x];
+      m_end = g.expert_end[expert];
+      qweight += expert * g.expert_weight_stride;
+      scale_zero += expert * g.expert_scale_stride;
+    }
+  }
+  // Row of x (dense: m; grouped: the routed row's token or row) and of out for index m < m_end.
+  __device__ int x_row(int m) const {
+    if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m;
+  }
+  __device__ int out_row(int m) const {
+    if constexpr (kGrouped) return g.sorted_rows[m]; else return m;
+  }
+};
+
+// kGrouped: the CTA's rows and weights are one expert's (CtaRows); otherwise rows m0 .. of x and
 // the one weight. Both share everything after that choice.
 template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles, bool kGrouped>
 __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParams p, const GroupedRows g) {
@@ -68,20 +99,11 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
   const int n_tiles = (p.N + kTileRows - 1) / kTileRows;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
-  int m0 = blockIdx.x * kTokens, m_end = p.M;  // rows of x (dense) or indices into sorted_rows (grouped)
-  const uint4* qweight = p.qweight;
-  const __half2* scale_zero = p.scale_zero;
-  if constexpr (kGrouped) {
-    const int expert = g.tile_expert[blockIdx.x];
-    if (expert < 0) return;  // the grid is sized for the most tiles any routing can make
-    m0 = g.tile_row[blockIdx.x];
-    m_end = g.expert_end[expert];
-    qweight += expert * g.expert_weight_stride;
-    scale_zero += expert * g.expert_scale_stride;
-  }
-  // Row of x (dense: m; grouped: the routed row's token or row) and of out for index m < m_end.
-  auto x_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m] / g.x_row_divisor; else return m; };
-  auto out_row = [&](int m) { if constexpr (kGrouped) return g.sorted_rows[m]; else return m; };
+  const CtaRows<kGrouped> rows(p, g, kTokens);
+  if (rows.empty) return;  // a grouped grid is sized for the most tiles any routing can make
+  const int m0 = rows.m0, m_end = rows.m_end;
+  const uint4* qweight = rows.qweight;
+  const __half2* scale_zero = rows.scale_zero;
 
   const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * kSlotK;
   LaneColumns lanes[kColumnTiles];
@@ -101,7 +123,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
     const int m = m0 + t * kTokensPerMma + Warp::x_token(lane_id);
-    x_rows[t] = m < m_end ? p.x + (size_t)x_row(m) * p.lda + k_in_tile : nullptr;
+    x_rows[t] = m < m_end ? p.x + (size_t)rows.x_row(m) * p.lda + k_in_tile : nullptr;
   }
 
   Warp mma[kColumnTiles];
@@ -139,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) v += sums[w][row][token];
     if (p.splits == 1) {
-      p.out[(size_t)out_row(m) * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
+      p.out[(size_t)rows.out_row(m) * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
     } else {
       p.partial[((size_t)blockIdx.z * p.M + m) * p.N + n] = v;
     }

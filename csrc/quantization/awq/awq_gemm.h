@@ -66,6 +66,12 @@ inline bool is_instantiation(const FusedConfig& config, int token_tiles, int war
   return config.token_tiles == token_tiles && config.warps == warps && config.column_tiles == column_tiles;
 }
 
+// Whether config is the grouped tiled instantiation (token_tiles, warps): a CTA covers one column tile
+// per warp, so its column_tiles equal its warps.
+inline bool is_grouped_tiled(const FusedConfig& config, int token_tiles, int warps) {
+  return is_instantiation(config, token_tiles, warps, warps);
+}
+
 // "T token tiles, W warps and C column tiles", for errors that name an instantiation.
 inline std::string describe(const FusedConfig& config) {
   return std::to_string(config.token_tiles) + " token tiles, " + std::to_string(config.warps) + " warps and " +
@@ -98,6 +104,16 @@ template <>
 void launch_tiled<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 template <>
 void launch_tiled<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
+// Its grouped (MoE) form over `tiles` CTA rows (SM7X_AWQ_GROUPED_TILED_REGISTRY; splits 1).
+template <class ArchTag>
+void launch_grouped_tiled(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                          cudaStream_t stream);
+template <>
+void launch_grouped_tiled<Sm70>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                                cudaStream_t stream);
+template <>
+void launch_grouped_tiled<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                                cudaStream_t stream);
 template <class ArchTag>
 int tiled_ctas_per_sm(const FusedConfig& config);
 template <>

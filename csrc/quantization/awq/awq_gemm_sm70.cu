@@ -27,6 +27,12 @@ void launch_tiled<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStre
 }
 
 template <>
+void launch_grouped_tiled<Sm70>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                                  cudaStream_t stream) {
+  launch_grouped_tiled_impl<Sm70>(p, g, tiles, config, stream);
+}
+
+template <>
 int tiled_ctas_per_sm<Sm70>(const FusedConfig& config) {
   return tiled_ctas_per_sm_impl<Sm70>(config);
 }

@@ -27,6 +27,12 @@ void launch_tiled<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStre
 }
 
 template <>
+void launch_grouped_tiled<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                                  cudaStream_t stream) {
+  launch_grouped_tiled_impl<Sm75>(p, g, tiles, config, stream);
+}
+
+template <>
 int tiled_ctas_per_sm<Sm75>(const FusedConfig& config) {
   return tiled_ctas_per_sm_impl<Sm75>(config);
 }

@@ -249,15 +249,16 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
                     g.M, " rows, divisor ", x_row_divisor);
   TORCH_CHECK_VALUE(is_grouped_rows_per_tile(rows_per_tile), op, ": rows_per_tile must be ",
                     grouped_rows_per_tile_names(), " (the grouped GEMM's row tiles), got ", rows_per_tile);
-  const awq::FusedConfig config{static_cast<int>(rows_per_tile / awq::kTokensPerMma), 4, 1,
-                                static_cast<int>(column_tiles)};
+  // (rows, column tiles) per CTA name a grouped entry; its warps come from the registry.
   const auto& entries = awq::grouped_registry();
-  TORCH_CHECK_VALUE(std::any_of(entries.begin(), entries.end(),
-                                [&](const awq::FusedConfig& e) {
-                                  return awq::is_instantiation(config, e.token_tiles, e.warps, e.column_tiles);
-                                }),
-                    op, ": no grouped kernel takes ", rows_per_tile, " rows per CTA with ", column_tiles,
-                    " column tiles (SM7X_AWQ_GROUPED_REGISTRY in csrc/quantization/awq/awq_registry.h lists them)");
+  const auto entry = std::find_if(entries.begin(), entries.end(), [&](const awq::FusedConfig& e) {
+    return e.token_tiles * awq::kTokensPerMma == rows_per_tile && e.column_tiles == column_tiles;
+  });
+  TORCH_CHECK_VALUE(entry != entries.end(), op, ": no grouped kernel takes ", rows_per_tile, " rows per CTA with ",
+                    column_tiles, " column tiles (SM7X_AWQ_GROUPED_REGISTRY and SM7X_AWQ_GROUPED_TILED_REGISTRY in ",
+                    "csrc/quantization/awq/awq_registry.h list them)");
+  const awq::FusedConfig config = *entry;
+  const bool tiled = awq::is_grouped_tiled_entry(config);
   TORCH_CHECK_VALUE(tile_expert.numel() == tile_row.numel() &&
                         tile_expert.numel() >= expert_tiles_bound(rows, experts, rows_per_tile),
                     op, ": tile_expert / tile_row must come from moe_sort_rows with the same rows (", rows,
@@ -287,7 +288,12 @@ torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight,
   grouped.expert_scale_stride = scale_zero.stride(0);    // int32 = half2
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_arch_path(arch_path, [&](auto tag) {
-    awq::launch_grouped<decltype(tag)>(p, grouped, static_cast<int>(tile_expert.numel()), config, stream);
+    const int tiles = static_cast<int>(tile_expert.numel());
+    if (tiled) {
+      awq::launch_grouped_tiled<decltype(tag)>(p, grouped, tiles, config, stream);
+    } else {
+      awq::launch_grouped<decltype(tag)>(p, grouped, tiles, config, stream);
+    }
   });
   return out;
 }
@@ -309,7 +315,8 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
   const awq::LinearKernel kernel = awq::linear_kernel_for(M);
   if (kernel == awq::LinearKernel::kDequantGemm) return {0, 0, 0, awq_linear_kernel(M), 0};
   const awq::DeviceModel model = awq::device_model(device, arch_path);
-  const auto c = kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, model) : awq::plan_fused(problem, model);
+  const auto c =
+      kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, model) : awq::plan_fused(problem, model);
   return {c.token_tiles, c.warps, c.splits, awq_linear_kernel(M), c.column_tiles};
 }
 

@@ -35,3 +35,10 @@
 // benchmarks/results/awq_gemm-sm75-h200-2026-12-02-kernels.json): not built.
 #define SM7X_AWQ_TILED_REGISTRY(X) \
   X(4, 8)
+
+// The tiled kernel's grouped (MoE) form: X(token_tiles, warps), a CTA taking 8 x token_tiles rows of
+// one expert and `warps` column tiles (one per warp). In grouped_registry() it appears as
+// (token_tiles, warps, column_tiles = warps): rows and column tiles per CTA name it. Opt-in (the
+// layer's grouped_tile argument, benchmarks/moe.py --grouped-configs) until measured.
+#define SM7X_AWQ_GROUPED_TILED_REGISTRY(X) \
+  X(4, 8)

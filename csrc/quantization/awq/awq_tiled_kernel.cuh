@@ -33,15 +33,16 @@ struct XBlockStaging {
   int dst[kPerThread];            // their index in the shared x block
   uint4 staged[kPerThread];
 
-  __device__ XBlockStaging(const GemmParams& p, int m0, int m_end) {
+  template <bool kGrouped>
+  __device__ XBlockStaging(const GemmParams& p, const CtaRows<kGrouped>& rows) {
 #pragma unroll
     for (int r = 0; r < kPerThread; ++r) {
       const int i = r * kThreads + threadIdx.x;
       const int pair = i / 32, sub = i % 32;
       const int v = sub / 8, token = 2 * pair + sub % 8 / 4, segment = sub % 4;
-      const int m = m0 + token;
+      const int m = rows.m0 + token;
       k_offset[r] = segment * kSlotK + v * 8;
-      src[r] = m < m_end ? p.x + (size_t)m * p.lda + k_offset[r] : nullptr;
+      src[r] = m < rows.m_end ? p.x + (size_t)rows.x_row(m) * p.lda + k_offset[r] : nullptr;
       dst[r] = ((token / kTokensPerMma) * 4 + v) * 32 + Warp::x_lane(token % kTokensPerMma, segment);
     }
   }
@@ -62,8 +63,10 @@ struct XBlockStaging {
   }
 };
 
-template <class ArchTag, int kTokenTiles, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParams p) {
+// kGrouped: the CTA's rows and weights are one expert's (CtaRows, shared with the fused kernel);
+// otherwise rows m0 .. of x and the one weight.
+template <class ArchTag, int kTokenTiles, int kWarps, bool kGrouped>
+__global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParams p, const GroupedRows g) {
   using Warp = AwqWarp<ArchTag, kTokenTiles>;
   constexpr int kTokens = kTokenTiles * kTokensPerMma;
   constexpr int kBlockVectors = kTokenTiles * 4 * 32;
@@ -74,21 +77,25 @@ __global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParam
   const int n_tile = blockIdx.y * kWarps + warp;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
-  const int m0 = blockIdx.x * kTokens;
+  const CtaRows<kGrouped> rows(p, g, kTokens);
+  if (rows.empty) return;  // the whole CTA, before any barrier
+  const int m0 = rows.m0, m_end = rows.m_end;
+  const uint4* qweight = rows.qweight;
+  const __half2* scale_zero = rows.scale_zero;
 
   // A warp past the last column tile still stages x and meets the barriers; it reads the last tile's
   // weights with zero scales (products 0) and writes nothing.
   const int slot = Warp::slot(lane_id);
   LaneColumns lanes[1];
-  lanes[0].weights = p.qweight + (size_t)min(n_tile, n_tiles - 1) * p.k_tiles * 2 * kSlots + slot;
+  lanes[0].weights = qweight + (size_t)min(n_tile, n_tiles - 1) * p.k_tiles * 2 * kSlots + slot;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int n = n_tile * kTileRows + 8 * h + slot / 4;
-    lanes[0].scale_zero[h] = n < p.N ? p.scale_zero + n : nullptr;
+    lanes[0].scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
   }
   lanes[0].k_in_tile = slot % 4 * kSlotK;
 
-  XBlockStaging<Warp, kTokens, kWarps * 32> x_staging(p, m0, p.M);
+  XBlockStaging<Warp, kTokens, kWarps * 32> x_staging(p, rows);
   Warp mma;
   WeightFetch<1> ahead1 = fetch_weights(p, lanes, tile_begin, tile_end);
   WeightFetch<1> ahead2 = fetch_weights(p, lanes, tile_begin + 1, tile_end);
@@ -112,9 +119,9 @@ __global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParam
   mma.finish(lane_id);
   mma.for_each(lane_id, [&](int row, int token, float v) {
     const int m = m0 + token, n = n_tile * kTileRows + row;
-    if (m >= p.M || n >= p.N) return;
+    if (m >= m_end || n >= p.N) return;
     if (p.splits == 1) {
-      p.out[(size_t)m * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
+      p.out[(size_t)rows.out_row(m) * p.N + n] = __float2half_rn(p.bias ? v + __half2float(p.bias[n]) : v);
     } else {
       p.partial[((size_t)blockIdx.z * p.M + m) * p.N + n] = v;
     }
@@ -125,7 +132,15 @@ template <class ArchTag, int kTokenTiles, int kWarps>
 void launch_tiled_entry(const GemmParams& p, cudaStream_t stream) {
   constexpr int kTokens = kTokenTiles * kTokensPerMma, kColumns = kWarps * kTileRows;
   const dim3 grid((p.M + kTokens - 1) / kTokens, (p.N + kColumns - 1) / kColumns, p.splits);
-  tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps><<<grid, kWarps * 32, 0, stream>>>(p);
+  tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps, false><<<grid, kWarps * 32, 0, stream>>>(p, GroupedRows{});
+  SM7X_CHECK_LAUNCH();
+}
+
+template <class ArchTag, int kTokenTiles, int kWarps>
+void launch_grouped_tiled_entry(const GemmParams& p, const GroupedRows& g, int tiles, cudaStream_t stream) {
+  constexpr int kColumns = kWarps * kTileRows;
+  const dim3 grid(tiles, (p.N + kColumns - 1) / kColumns, 1);
+  tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
   SM7X_CHECK_LAUNCH();
 }
 
@@ -134,7 +149,7 @@ int tiled_entry_ctas_per_sm() {
   static const int ctas = [] {  // per process: one GPU model per server
     int n = 0;
     SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps>, kWarps * 32, 0));
+        &n, tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps, false>, kWarps * 32, 0));
     return n;
   }();
   return ctas;
@@ -147,6 +162,16 @@ void launch_tiled_impl(const GemmParams& p, const FusedConfig& config, cudaStrea
   SM7X_AWQ_TILED_REGISTRY(SM7X_AWQ_LAUNCH_TILED)
 #undef SM7X_AWQ_LAUNCH_TILED
   throw std::invalid_argument("awq: no tiled kernel with " + describe(config) + " (see awq_registry.h)");
+}
+
+template <class ArchTag>
+void launch_grouped_tiled_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                               cudaStream_t stream) {
+#define SM7X_AWQ_LAUNCH_GROUPED_TILED(T, W) \
+  if (is_grouped_tiled(config, T, W)) return launch_grouped_tiled_entry<ArchTag, T, W>(p, g, tiles, stream);
+  SM7X_AWQ_GROUPED_TILED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED_TILED)
+#undef SM7X_AWQ_LAUNCH_GROUPED_TILED
+  throw std::invalid_argument("awq: no grouped tiled kernel with " + describe(config) + " (see awq_registry.h)");
 }
 
 template <class ArchTag>
