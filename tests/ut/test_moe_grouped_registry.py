@@ -15,8 +15,10 @@ def kernels():
 def test_every_entry_takes_rows_the_sort_accepts():
     tiles = moe.grouped_tiles()
     assert (8, 1) in tiles and (16, 1) in tiles
-    assert all(rows in (8, 16) and columns in (1, 2) for rows, columns in tiles if columns <= 2)
-    assert (32, 8) in tiles  # the tiled kernel's grouped form: 32 rows x 8 column tiles per CTA
+    # The fused kernel's (8 or 16 rows, 1 or 2 column tiles) and the tiled kernel's grouped form (32 rows x
+    # 8 column tiles); awq_moe_gemm finds an entry by (rows, column tiles), so no two may share them.
+    assert all((rows in (8, 16) and columns in (1, 2)) or (rows, columns) == (32, 8) for rows, columns in tiles)
+    assert (32, 8) in tiles and len(set(tiles)) == len(tiles)
 
 
 @pytest.mark.parametrize("rows, experts", [(8, 8), (64, 8), (3 * 8, 64), (256 * 8, 256), (8192 * 8, 256)])
