@@ -189,6 +189,7 @@ FORMS = {"decode": 4, "grouped": 0}
     (2, 16, 4, 1152, 384, 128),   # decode: 9 k tiles over 8 warps (gate/up), 12 items over 8 (down)
     (5, 32, 4, 512, 256, 128),
     (40, 32, 4, 512, 256, 128),
+    (200, 16, 4, 640, 192, 64),   # 50 rows per expert: the tiled form, partial column and k tiles
 ])
 def test_whole_expert_layer_matches_float64_reference(moe, path, form, tokens, experts, topk, hidden, inter,
                                                       group_size, seed):

@@ -29,9 +29,14 @@ def test_the_layers_choice_is_an_instantiated_entry(rows, experts):
 @pytest.mark.parametrize("rows, experts, expected", [
     (16 * 8, 128, (8, 1)),     # decode-sized: a few rows per expert
     (256 * 8, 256, (8, 1)),    # 8 rows per expert
-    (512 * 8, 256, (16, 1)),   # 16 per expert
-    (1024 * 8, 256, (16, 2)),  # 32 per expert: two column tiles from here
-    (8192 * 8, 256, (16, 2)),  # a prompt: 256 per expert, two column tiles
+    (1024 * 8, 256, (32, 8)),  # 32 per expert: the tiled kernel's grouped form
+    (8192 * 8, 256, (32, 8)),  # a prompt: 256 per expert
 ])
-def test_prompt_sized_batches_take_sixteen_rows_and_two_column_tiles(rows, experts, expected):
+def test_prompt_sized_batches_take_the_tiled_form(rows, experts, expected):
     assert moe.grouped_tile_for(rows, experts) == expected
+
+
+def test_sixteen_row_tiles_fill_the_gap_below_the_tiled_form():
+    per_expert = moe.TILED_MIN_ROWS_PER_EXPERT
+    assert moe.grouped_tile_for(per_expert * 256, 256) == (32, 8)
+    assert moe.grouped_tile_for((per_expert - 1) * 256, 256) == ((16, 1) if per_expert - 1 > 8 else (8, 1))

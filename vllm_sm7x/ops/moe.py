@@ -48,17 +48,20 @@ def grouped_tiles() -> list[tuple[int, int]]:
     return [(8 * e["token_tiles"], e["column_tiles"]) for e in grouped_registry()]
 
 
+TILED_MIN_ROWS_PER_EXPERT = 16
+
+
 def grouped_tile_for(rows: int, active_experts: int) -> tuple[int, int]:
     """(rows per CTA, column tiles) of the grouped GEMMs. 8 rows while experts see a handful each
-    (decode: every row of a 16-row tile past the expert's own would be wasted mma work), 16 beyond.
-    Two column tiles (each x fragment meets twice the weights) once experts average 32+ rows: at
-    35B-A3B widths they took 0.85x / 0.93x the layer's time at TP1 with 8192 / 1024 tokens (256 / 32
-    per expert) and 1.00x at TP4; at 256 tokens (8 per expert) 0.97-1.05x (H200, sm75 path,
-    moe-sm75-h200-2026-12-02, moe-grouped-configs-1024-sm75-h200-2026-12-02)."""
+    (decode: every row of a 16-row tile past the expert's own would be wasted mma work); from
+    TILED_MIN_ROWS_PER_EXPERT rows per expert on the tiled kernel's grouped form, 32 rows x 8 column
+    tiles, whose 8 warps share each x block (0.41-0.62x the fused kernel's best time at 35B-A3B widths,
+    TP1 and TP4, 1024 and 8192 tokens: H200, sm75 path, moe-grouped-configs-sm75-h200-2026-12-02-tiled);
+    16 rows on the fused kernel between."""
     per_expert = rows / max(1, active_experts)
     if per_expert <= 8:
         return 8, 1
-    return 16, 2 if per_expert >= 32 else 1
+    return (32, 8) if per_expert >= TILED_MIN_ROWS_PER_EXPERT else (16, 1)
 
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
@@ -69,7 +72,7 @@ def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.T
     x holds tokens (x_row_divisor = topk, the gate/up projection) or routed rows (1, the down
     projection); experts comes from experts_to_kernel_layout; rows of dropped expert ids are not written.
     A CTA takes rows_per_tile rows (the tiles' size) and column_tiles x 16 columns: (8 or 16, 1 or 2) on the
-    fused kernel, (32, 8) on the tiled kernel's grouped form (x shared by 8 warps; opt-in until measured)."""
+    fused kernel, (32, 8) on the tiled kernel's grouped form (x shared by 8 warps)."""
     return torch.ops._C_sm7x.awq_moe_gemm(x, experts.qweight, experts.scale_zero, sorted_rows, offsets, tiles[0],
                                           tiles[1], x_row_divisor, experts.group_size, rows_per_tile,
                                           path or kernel_path(), column_tiles)
