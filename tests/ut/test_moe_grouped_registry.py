@@ -28,15 +28,15 @@ def test_the_layers_choice_is_an_instantiated_entry(rows, experts):
 
 @pytest.mark.parametrize("rows, experts, expected", [
     (16 * 8, 128, (8, 1)),     # decode-sized: a few rows per expert
-    (256 * 8, 256, (8, 1)),    # 8 rows per expert
-    (1024 * 8, 256, (32, 8)),  # 32 per expert: the tiled kernel's grouped form
+    (128 * 8, 256, (8, 1)),    # 4 rows per expert
+    (256 * 8, 256, (32, 8)),   # 8 per expert: the tiled kernel's grouped form from here
     (8192 * 8, 256, (32, 8)),  # a prompt: 256 per expert
 ])
 def test_prompt_sized_batches_take_the_tiled_form(rows, experts, expected):
     assert moe.grouped_tile_for(rows, experts) == expected
 
 
-def test_sixteen_row_tiles_fill_the_gap_below_the_tiled_form():
+def test_the_tiled_form_starts_at_its_threshold():
     per_expert = moe.TILED_MIN_ROWS_PER_EXPERT
     assert moe.grouped_tile_for(per_expert * 256, 256) == (32, 8)
-    assert moe.grouped_tile_for((per_expert - 1) * 256, 256) == ((16, 1) if per_expert - 1 > 8 else (8, 1))
+    assert moe.grouped_tile_for(per_expert * 256 - 1, 256) == (8, 1)

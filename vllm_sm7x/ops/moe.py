@@ -48,20 +48,20 @@ def grouped_tiles() -> list[tuple[int, int]]:
     return [(8 * e["token_tiles"], e["column_tiles"]) for e in grouped_registry()]
 
 
-TILED_MIN_ROWS_PER_EXPERT = 16
+# From this many rows per expert the grouped GEMMs take the tiled kernel's grouped form. H200, sm75
+# path, 35B-A3B widths (moe-grouped-configs-sm75-h200-2026-12-02-tiled.json): at 8 rows per expert it
+# took 0.93x (TP1) / 0.71x (TP4) the best fused entry's time, at 16-256 rows 0.41-0.70x; at 4 rows
+# 1.25x (TP1) / 0.91x (TP4), where 8-row fused tiles waste no mma rows on short experts.
+TILED_MIN_ROWS_PER_EXPERT = 8
 
 
 def grouped_tile_for(rows: int, active_experts: int) -> tuple[int, int]:
-    """(rows per CTA, column tiles) of the grouped GEMMs. 8 rows while experts see a handful each
-    (decode: every row of a 16-row tile past the expert's own would be wasted mma work); from
-    TILED_MIN_ROWS_PER_EXPERT rows per expert on the tiled kernel's grouped form, 32 rows x 8 column
-    tiles, whose 8 warps share each x block (0.41-0.62x the fused kernel's best time at 35B-A3B widths,
-    TP1 and TP4, 1024 and 8192 tokens: H200, sm75 path, moe-grouped-configs-sm75-h200-2026-12-02-tiled);
-    16 rows on the fused kernel between."""
+    """(rows per CTA, column tiles) of the grouped GEMMs: the fused kernel's 8-row tiles while experts
+    see a few rows each (decode, MTP), else the tiled kernel's 32 rows x 8 column tiles, whose 8 warps
+    share each x block. The fused 16-row entries stay in the registry for benchmarks/moe.py
+    --grouped-configs on the real cards (the H200's ranking is not a T4's or a V100's)."""
     per_expert = rows / max(1, active_experts)
-    if per_expert <= 8:
-        return 8, 1
-    return (32, 8) if per_expert >= TILED_MIN_ROWS_PER_EXPERT else (16, 1)
+    return (32, 8) if per_expert >= TILED_MIN_ROWS_PER_EXPERT else (8, 1)
 
 
 def awq_moe_gemm(x: torch.Tensor, experts: AwqKernelWeight, sorted_rows: torch.Tensor, offsets: torch.Tensor,
