@@ -19,10 +19,10 @@
   X(2, 4, 2)
 
 // Experts are narrow (512 columns at 35B-A3B): one column tile per CTA keeps their grids full at
-// decode-like sizes. Two column tiles are for prefill (8K tokens: ~256 rows per expert), where they
-// halve each CTA's x loads: 0.84x the 35B-A3B TP1 layer's time at 8192 tokens (benchmarks/moe.py
-// --grouped-configs, moe-grouped-configs-sm75-h200-2026-12-02.json). 32-row tiles (4, 4, 1) were slower
-// at every size there (1.08-1.68x the 16-row form) and are not built.
+// decode-like sizes, the 8-row entry the MoE layer takes below 8 rows per expert. From there it takes
+// the tiled kernel's grouped form (below). The 16-row entries are no longer chosen on the H200's
+// measurements; they stay for benchmarks/moe.py --grouped-configs on the real cards. 32-row tiles of
+// this kernel (4, 4, 1) were 1.08-1.68x slower than its 16-row form and are not built.
 #define SM7X_AWQ_GROUPED_REGISTRY(X) \
   X(1, 4, 1)                         \
   X(2, 4, 1)                         \
@@ -38,7 +38,7 @@
 
 // The tiled kernel's grouped (MoE) form: X(token_tiles, warps), a CTA taking 8 x token_tiles rows of
 // one expert and `warps` column tiles (one per warp). In grouped_registry() it appears as
-// (token_tiles, warps, column_tiles = warps): rows and column tiles per CTA name it. Opt-in (the
-// layer's grouped_tile argument, benchmarks/moe.py --grouped-configs) until measured.
+// (token_tiles, warps, column_tiles = warps): rows and column tiles per CTA name it. The MoE layer takes
+// it from 8 rows per expert (ops/moe.py, TILED_MIN_ROWS_PER_EXPERT, with the measurements).
 #define SM7X_AWQ_GROUPED_TILED_REGISTRY(X) \
   X(4, 8)
