@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Routed experts of one MoE layer at Qwen3.6-35B-A3B widths (hidden 2048, 256 experts, top-8, expert
-width 512 at TP1 and 128 at TP4; AWQ int4, group 128) for 1, 4, 16 and 256 tokens: our grouped AWQ
+width 512 at TP1 and 128 at TP4; AWQ int4, group 128), or with --shapes 122b-a10b-tp4 Qwen3.5-122B-A10B's
+at TP4 (hidden 3072, expert width 256), for 1, 4, 16 and 256 tokens: our grouped AWQ
 GEMM layer (vllm_sm7x.ops.moe.awq_moe: routing sort, gate/up, SiLU gate, down, weighted sum) against
 vLLM's int4 fused MoE (`fused_experts` with use_int4_w4a16: moe_align_block_size, the Triton
 `fused_moe_kernel_gptq_awq`, SiLU-and-mul, moe_sum) built for this GPU ("native"), and with its
@@ -19,13 +20,14 @@ the same bytes copied in two launches ("copy_same_bytes") and its two launches o
 ("launch_floor"). These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--tokens N ...]
-                           [--grouped-configs]
+                           [--shapes NAME ...] [--grouped-configs]
 """
 from __future__ import annotations
 
 import contextlib
 import sys
 from pathlib import Path
+from typing import NamedTuple
 from unittest import mock
 
 import torch
@@ -39,8 +41,16 @@ from triton_faithful import EMULATED_ARCH, EmulatedKernel, swapped, with_real_tr
 from vllm_sm7x.quantization.awq_format import experts_to_kernel_layout, unpack_int4  # noqa: E402
 from vllm_sm7x.timing import copy_bandwidth_gbs, graph_median_ms  # noqa: E402
 
-HIDDEN, EXPERTS, TOPK, GROUP = 2048, 256, 8, 128
-SHAPES = {"35b-a3b-tp1": 512, "35b-a3b-tp4": 128}  # expert width per GPU
+EXPERTS, TOPK, GROUP = 256, 8, 128  # both models: 256 experts, top-8
+
+
+class Shape(NamedTuple):
+    hidden: int
+    inter: int  # expert width per GPU
+
+
+SHAPES = {"35b-a3b-tp1": Shape(2048, 512), "35b-a3b-tp4": Shape(2048, 128),
+          "122b-a10b-tp4": Shape(3072, 256)}  # Qwen3.5-122B-A10B at TP4, the seed's MoE setup
 MEMORY_BUDGET = 24 << 30  # bytes of expert weights per shape, both formats
 FAITHFUL_MAX_TOKENS = 1024  # beyond, the FMA-only faithful Triton build takes seconds per timed graph
 
@@ -66,32 +76,32 @@ def random_awq(experts: int, k: int, n: int, gen: torch.Generator):
 class Layer:
     """One MoE layer's experts in both formats (ours: kernel layout; vLLM's: wna16)."""
 
-    def __init__(self, inter: int, gen: torch.Generator):
+    def __init__(self, shape: Shape, gen: torch.Generator):
         self.ours, self.vllm = {}, {}
-        for name, (k, n) in {"w13": (HIDDEN, 2 * inter), "w2": (inter, HIDDEN)}.items():
+        for name, (k, n) in {"w13": (shape.hidden, 2 * shape.inter), "w2": (shape.inter, shape.hidden)}.items():
             qweight, qzeros, scales = random_awq(EXPERTS, k, n, gen)
             self.ours[name] = experts_to_kernel_layout(qweight, qzeros, scales, GROUP)
             parts = [wna16_format(qweight[e], qzeros[e], scales[e]) for e in range(EXPERTS)]
             self.vllm[name] = [torch.stack(tensors) for tensors in zip(*parts)]
 
     @staticmethod
-    def expert_bytes(inter: int) -> int:
+    def expert_bytes(shape: Shape) -> int:
         """Bytes of one expert (int4 weights, fp16 scales and zero terms), as our kernels read them."""
-        weights = 3 * HIDDEN * inter  # 2I x H + H x I values
+        weights = 3 * shape.hidden * shape.inter  # 2I x H + H x I values
         return weights // 2 + 2 * (weights // GROUP) * 2
 
 
 class Problem:
-    def __init__(self, layers: list[Layer], inter: int, tokens: int, gen: torch.Generator):
-        self.layers, self.inter, self.tokens = layers, inter, tokens
-        self.x = torch.randn(tokens, HIDDEN, device="cuda", generator=gen).half()
+    def __init__(self, layers: list[Layer], shape: Shape, tokens: int, gen: torch.Generator):
+        self.layers, self.shape, self.tokens = layers, shape, tokens
+        self.x = torch.randn(tokens, shape.hidden, device="cuda", generator=gen).half()
         self.weights = torch.rand(tokens, TOPK, device="cuda", generator=gen).softmax(-1)
         self.ids = [torch.rand(tokens, EXPERTS, device="cuda", generator=gen).topk(TOPK, -1).indices.int()
                     for _ in layers]
 
     def touched_bytes(self) -> float:  # per layer, averaged
         distinct = sum(ids.unique().numel() for ids in self.ids) / len(self.ids)
-        return distinct * Layer.expert_bytes(self.inter)
+        return distinct * Layer.expert_bytes(self.shape)
 
 
 def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, grouped_tile=None):
@@ -162,6 +172,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1, 4 and 16 tokens only")
     parser.add_argument("--tokens", type=int, nargs="+", help="these token counts instead (e.g. 8192: a prefill "
                         f"chunk); the faithful Triton baseline is skipped above {FAITHFUL_MAX_TOKENS} tokens")
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=["35b-a3b-tp1", "35b-a3b-tp4"],
+                        help="layer shapes (default: the 35B-A3B ones; 122b-a10b-tp4 is Qwen3.5-122B-A10B at TP4)")
     parser.add_argument("--grouped-configs", action="store_true",
                         help="also time the grouped GEMMs on every entry of the grouped registry")
     args = parser.parse_args()
@@ -172,24 +184,25 @@ def main() -> int:
     bandwidth = copy_bandwidth_gbs()
     token_counts = args.tokens or ((1, 4, 16) if args.quick else (1, 4, 16, 256))  # 4: the decode form's last size
     rows, notes = {path: [] for path in args.path}, {}
-    for shape, inter in SHAPES.items():
-        one_token_bytes = TOPK * Layer.expert_bytes(inter)
-        layer_bytes = 2 * EXPERTS * Layer.expert_bytes(inter)  # both formats
+    for name in args.shapes:
+        shape = SHAPES[name]
+        one_token_bytes = TOPK * Layer.expert_bytes(shape)
+        layer_bytes = 2 * EXPERTS * Layer.expert_bytes(shape)  # both formats
         count = max(1, min(-(-4 * l2 // one_token_bytes), MEMORY_BUDGET // layer_bytes))
-        layers = [Layer(inter, gen) for _ in range(count)]
+        layers = [Layer(shape, gen) for _ in range(count)]
         for tokens in token_counts:
-            problem = Problem(layers, inter, tokens, gen)
+            problem = Problem(layers, shape, tokens, gen)
             baselines = {}
             faithful = [(f"triton_faithful_{p}", p, True) for p in args.path] if tokens <= FAITHFUL_MAX_TOKENS else []
             if not faithful:
-                notes[f"{shape} t={tokens} faithful"] = f"not timed above {FAITHFUL_MAX_TOKENS} tokens (FMA-only Triton)"
+                notes[f"{name} t={tokens} faithful"] = f"not timed above {FAITHFUL_MAX_TOKENS} tokens (FMA-only Triton)"
             for key, emulate, triton_only in ([("vllm_wna16_native", None, False), ("triton_native", None, True)] +
                                               faithful):
                 try:
                     baselines[key] = round(time_per_layer(stock(problem, emulate, triton_only), problem), 5)
                 except Exception as e:  # reported, not fatal
                     baselines[key] = None
-                    notes[f"{shape} t={tokens} {key}"] = error_note(e)
+                    notes[f"{name} t={tokens} {key}"] = error_note(e)
             reference = None
             try:
                 reference = stock(problem, None, True)(layers[0], problem.ids[0])
@@ -200,7 +213,7 @@ def main() -> int:
                 if reference is not None:
                     diff = relative_difference(run(layers[0], problem.ids[0]), reference)
                     if diff > 4e-3:
-                        notes[f"{shape} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
+                        notes[f"{name} t={tokens} {path}"] = f"ours and vLLM's outputs differ: {diff:.2e}"
                 ms = time_per_layer(run, problem)
                 path_baselines = baselines_for_path(baselines, path)
                 if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
@@ -208,16 +221,16 @@ def main() -> int:
                     try:
                         path_baselines.update(decode_form_bounds(problem, path))
                     except Exception as e:  # reported, not fatal
-                        notes[f"{shape} t={tokens} {path} bounds"] = error_note(e)
+                        notes[f"{name} t={tokens} {path} bounds"] = error_note(e)
                 for rows_per_cta, column_tiles in grouped_tiles() if args.grouped_configs else ():
                     key = f"ours_grouped_r{rows_per_cta}_c{column_tiles}"
                     grouped = ours(problem, path, 0, (rows_per_cta, column_tiles))
                     if reference is not None:
                         diff = relative_difference(grouped(layers[0], problem.ids[0]), reference)
                         if diff > 4e-3:
-                            notes[f"{shape} t={tokens} {path} {key}"] = f"differs from vLLM's output: {diff:.2e}"
+                            notes[f"{name} t={tokens} {path} {key}"] = f"differs from vLLM's output: {diff:.2e}"
                     path_baselines[key] = round(time_per_layer(grouped, problem), 5)
-                rows[path].append({"case": f"{shape} moe", "phase": "decode" if tokens <= 16 else "prefill",
+                rows[path].append({"case": f"{name} moe", "phase": "decode" if tokens <= 16 else "prefill",
                                    "tokens": tokens, "layers_rotated": count, "ms": round(ms, 5),
                                    "bw_frac": round(problem.touched_bytes() / (ms * 1e-3) / (bandwidth * 1e9), 3),
                                    "tflops": None, "baselines": path_baselines})

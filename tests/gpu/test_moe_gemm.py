@@ -190,6 +190,7 @@ FORMS = {"decode": 4, "grouped": 0}
     (5, 32, 4, 512, 256, 128),
     (40, 32, 4, 512, 256, 128),
     (200, 16, 4, 640, 192, 64),   # 50 rows per expert: the tiled form, partial column and k tiles
+    (40, 8, 2, 3072, 256, 128),   # Qwen3.5-122B-A10B widths at TP4, 10 rows per expert: the tiled form
 ])
 def test_whole_expert_layer_matches_float64_reference(moe, path, form, tokens, experts, topk, hidden, inter,
                                                       group_size, seed):
