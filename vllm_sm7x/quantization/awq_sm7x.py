@@ -136,23 +136,7 @@ class AwqSm7xLinearMethod(LinearMethodBase):
                        params_dtype: torch.dtype, **extra_weight_attrs) -> None:
         group = self.config.group_size
         output_size_per_partition = sum(output_partition_sizes)
-        if input_size_per_partition % group:
-            raise ValueError(
-                f"{self.prefix}: {input_size_per_partition} input features per rank is not a multiple of the AWQ "
-                f"group size {group} (row-parallel shards must split K on group boundaries): lower the "
-                "tensor-parallel size")
-        if output_size_per_partition % PACK_FACTOR:
-            raise ValueError(f"{self.prefix}: {output_size_per_partition} output features per rank is not a "
-                             f"multiple of {PACK_FACTOR}: lower the tensor-parallel size")
-        # Merged layers (qkv, gate_up) load each part at its packed column offset.
-        ragged = [size for size in output_partition_sizes if size % PACK_FACTOR]
-        if ragged:
-            raise ValueError(f"{self.prefix}: the merged parts' output features per rank {output_partition_sizes} "
-                             f"include {ragged[0]}, not a multiple of {PACK_FACTOR} (AWQ packs {PACK_FACTOR} columns "
-                             "per int32): lower the tensor-parallel size")
-        if params_dtype != torch.float16:
-            raise ValueError(f"{self.prefix}: AWQ on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
-                             "float16 (the default on these GPUs)")
+        check_linear_shard(self.prefix, "AWQ", input_size_per_partition, output_partition_sizes, group, params_dtype)
         weight_loader = extra_weight_attrs.get("weight_loader")
         groups = input_size_per_partition // group
         packed = dict(input_dim=0, output_dim=1, packed_dim=1, packed_factor=PACK_FACTOR, weight_loader=weight_loader)
@@ -167,11 +151,15 @@ class AwqSm7xLinearMethod(LinearMethodBase):
 
     def process_weights_after_loading(self, layer: torch.nn.Module) -> None:
         kernel = to_kernel_layout(layer.qweight.data, layer.qzeros.data, layer.scales.data, self.config.group_size)
+        del layer.qweight, layer.qzeros, layer.scales
+        self.install_kernel_weight(layer, kernel)
+
+    def install_kernel_weight(self, layer: torch.nn.Module, kernel: AwqKernelWeight) -> None:
+        """The converted weight becomes the layer's (qweight, scale_zero), tuned first where asked."""
         if envs.VLLM_SM7X_AWQ_TUNING and kernel.qweight.is_cuda:
             from vllm_sm7x.quantization.awq_tuning import ensure_tuned
 
             ensure_tuned(kernel, self.kernel_path, envs.VLLM_SM7X_AWQ_TUNING)
-        del layer.qweight, layer.qzeros, layer.scales
         layer.register_parameter("qweight", torch.nn.Parameter(kernel.qweight, requires_grad=False))
         layer.register_parameter("scale_zero", torch.nn.Parameter(kernel.scale_zero, requires_grad=False))
 
@@ -180,7 +168,31 @@ class AwqSm7xLinearMethod(LinearMethodBase):
                           path=self.kernel_path)
 
 
+def check_linear_shard(prefix: str, format_name: str, input_size_per_partition: int,
+                       output_partition_sizes: list[int], group: int, params_dtype: torch.dtype) -> None:
+    """What the kernels need of one rank's shard of a 4-bit linear layer (AWQ, or GPTQ converted to its
+    layout): K on group boundaries, 8-column words whole in every merged part, fp16."""
+    output_size_per_partition = sum(output_partition_sizes)
+    if input_size_per_partition % group:
+        raise ValueError(
+            f"{prefix}: {input_size_per_partition} input features per rank is not a multiple of the {format_name} "
+            f"group size {group} (row-parallel shards must split K on group boundaries): lower the "
+            "tensor-parallel size")
+    if output_size_per_partition % PACK_FACTOR:
+        raise ValueError(f"{prefix}: {output_size_per_partition} output features per rank is not a "
+                         f"multiple of {PACK_FACTOR}: lower the tensor-parallel size")
+    # Merged layers (qkv, gate_up) load each part at its packed column offset.
+    ragged = [size for size in output_partition_sizes if size % PACK_FACTOR]
+    if ragged:
+        raise ValueError(f"{prefix}: the merged parts' output features per rank {output_partition_sizes} "
+                         f"include {ragged[0]}, not a multiple of {PACK_FACTOR} ({format_name} packs {PACK_FACTOR} "
+                         "columns per int32): lower the tensor-parallel size")
+    if params_dtype != torch.float16:
+        raise ValueError(f"{prefix}: {format_name} on SM70/SM75 runs in float16, not {params_dtype}: use --dtype "
+                         "float16 (the default on these GPUs)")
+
+
 @functools.cache
 def _log_gemm_path_once(path: str, group_size: int) -> None:
-    logger.info("vllm-sm7x AWQ GEMM: %s path, group size %d (fused tensor-core kernel up to 64 rows, "
-                "dequantise + cuBLAS above)", path, group_size)
+    logger.info("vllm-sm7x AWQ GEMM: %s path, group size %d (tensor-core kernels: fused up to 16 rows, tiled up "
+                "to 128, dequantise + cuBLAS above)", path, group_size)

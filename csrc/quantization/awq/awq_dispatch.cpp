@@ -153,13 +153,23 @@ double estimate_grid_micros(const Problem& p, const DeviceModel& device, const F
   return micros;
 }
 
-// Split counts worth trying for k_tiles: each gives a different k range per split.
-std::vector<int> distinct_splits(int64_t k_tiles) {
-  std::vector<int> splits;
-  for (int64_t s = 1; s <= std::min<int64_t>(k_tiles, kMaxSplits); ++s) {
-    if (ceil_div(k_tiles, ceil_div(k_tiles, s)) == s) splits.push_back(static_cast<int>(s));
+// The cheapest of entries (given in tie-break order) at every split count worth trying for k_tiles (a
+// count that gives the same k ranges as a smaller one is not); a later candidate must be 2% cheaper
+// to win: prefer the simpler.
+template <class Estimate>
+FusedConfig cheapest_plan(const std::vector<FusedConfig>& entries, int64_t k_tiles, Estimate&& estimate_micros) {
+  FusedConfig best = entries.front();
+  double best_micros = INFINITY;
+  for (const FusedConfig& entry : entries) {
+    for (int64_t s = 1; s <= std::min<int64_t>(k_tiles, kMaxSplits); ++s) {
+      if (ceil_div(k_tiles, ceil_div(k_tiles, s)) != s) continue;
+      FusedConfig c = entry;
+      c.splits = static_cast<int>(s);
+      const double micros = estimate_micros(c);
+      if (micros < best_micros * 0.98) best = c, best_micros = micros;
+    }
   }
-  return splits;
+  return best;
 }
 
 }  // namespace
@@ -214,17 +224,7 @@ FusedConfig model_plan(const Problem& p, const DeviceModel& device) {
   }
   std::stable_sort(entries.begin(), entries.end(),
                    [](const FusedConfig& a, const FusedConfig& b) { return a.warps > b.warps; });
-  FusedConfig best = entries.front();
-  double best_micros = INFINITY;
-  for (const FusedConfig& entry : entries) {
-    for (const int splits : distinct_splits(k_tiles)) {
-      FusedConfig c = entry;
-      c.splits = splits;
-      const double micros = estimate_fused_micros(p, device, c);
-      if (micros < best_micros * 0.98) best = c, best_micros = micros;  // 2%: prefer the simpler
-    }
-  }
-  return best;
+  return cheapest_plan(entries, k_tiles, [&](const FusedConfig& c) { return estimate_fused_micros(p, device, c); });
 }
 
 FusedConfig plan_tiled(const Problem& p, const DeviceModel& device) {
@@ -232,17 +232,12 @@ FusedConfig plan_tiled(const Problem& p, const DeviceModel& device) {
   std::vector<FusedConfig> entries = tiled_registry();
   std::stable_sort(entries.begin(), entries.end(),
                    [](const FusedConfig& a, const FusedConfig& b) { return a.token_tiles > b.token_tiles; });
-  FusedConfig best = entries.front();
-  double best_micros = INFINITY;
-  for (const FusedConfig& entry : entries) {
-    for (const int splits : distinct_splits(ceil_div(p.K, kTileK))) {
-      FusedConfig c = entry;
-      c.splits = splits;
-      const double micros = estimate_tiled_micros(p, device, c);
-      if (micros < best_micros * 0.98) best = c, best_micros = micros;
-    }
-  }
-  return best;
+  return cheapest_plan(entries, ceil_div(p.K, kTileK),
+                       [&](const FusedConfig& c) { return estimate_tiled_micros(p, device, c); });
+}
+
+FusedConfig plan_kernel(LinearKernel kernel, const Problem& problem, const DeviceModel& device) {
+  return kernel == LinearKernel::kTiled ? plan_tiled(problem, device) : plan_fused(problem, device);
 }
 
 void set_tuned(const Problem& p, const FusedConfig& config) {

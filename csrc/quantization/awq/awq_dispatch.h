@@ -69,6 +69,8 @@ int plan_column_tiles(const Problem& problem, const DeviceModel& device, int tok
 // model's waves, with a CTA's columns = 16 x warps and each warp walking every k tile of its split).
 FusedConfig plan_tiled(const Problem& problem, const DeviceModel& device);
 double estimate_tiled_micros(const Problem& problem, const DeviceModel& device, const FusedConfig& config);
+// plan_fused or plan_tiled, as kernel says (not kDequantGemm, which has no plan).
+FusedConfig plan_kernel(LinearKernel kernel, const Problem& problem, const DeviceModel& device);
 
 // Tuning table (fused kernel), keyed by (N, K, group size, path, M bucket = M rounded up to a power of two).
 int64_t m_bucket(int64_t M);

@@ -185,12 +185,13 @@ void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, 
   SM7X_CHECK_LAUNCH();
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps, int kColumnTiles>
-int fused_entry_ctas_per_sm() {
-  static const int ctas = [] {  // per process: one GPU model per server
+// CTAs per SM this GPU holds of a kernel launched with kThreads per CTA (the plan's occupancy), asked
+// once per kernel and process: one GPU model per server.
+template <auto kKernel, int kThreads>
+int resident_ctas_per_sm() {
+  static const int ctas = [] {
     int n = 0;
-    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, false>, kWarps * 32, 0));
+    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kKernel, kThreads, 0));
     return n;
   }();
   return ctas;
@@ -219,7 +220,8 @@ void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, c
 template <class ArchTag>
 int fused_ctas_per_sm_impl(const FusedConfig& config) {
 #define SM7X_AWQ_OCCUPANCY(T, W, C) \
-  if (is_instantiation(config, T, W, C)) return fused_entry_ctas_per_sm<ArchTag, T, W, C>();
+  if (is_instantiation(config, T, W, C))  \
+    return resident_ctas_per_sm<fused_gemm_kernel<ArchTag, T, W, C, false>, W * 32>();
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_OCCUPANCY)
 #undef SM7X_AWQ_OCCUPANCY
   return 0;

@@ -106,6 +106,21 @@ void run_planned(const CheckedGemm& g, const torch::Tensor& qweight, const torch
   if (p.splits > 1) awq::launch_splitk_reduce(p.partial, p.bias, p.out, p.splits, p.M, p.N, stream);
 }
 
+// The fused or the tiled kernel on a checked GEMM: its plan, adjusted by adjust_plan (the forced-kernel
+// ops' overrides; awq_linear keeps it), split_k > 0 replacing the split count, then run.
+template <class AdjustPlan>
+torch::Tensor run_kernel(const CheckedGemm& g, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
+                         int64_t group_size, const std::optional<torch::Tensor>& bias, ArchPath path,
+                         awq::LinearKernel kernel, int64_t split_k, AdjustPlan&& adjust_plan) {
+  auto out = torch::empty({g.M, g.N}, g.x.options());
+  if (g.M == 0 || g.N == 0) return out;
+  awq::FusedConfig config = adjust_plan(
+      awq::plan_kernel(kernel, problem_of(g, group_size, path), awq::device_model(g.x.get_device(), path)));
+  if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
+  run_planned(g, qweight, scale_zero, group_size, bias, path, kernel, config, out);
+  return out;
+}
+
 // W^T columns [n0, n0 + n) dequantised to fp16 [n, K]; n0 a multiple of the packed tile rows.
 torch::Tensor dequantize_columns(const torch::Tensor& qweight, const torch::Tensor& scale_zero, int64_t group_size,
                                  int64_t n0, int64_t n) {
@@ -127,34 +142,28 @@ torch::Tensor awq_gemm(const torch::Tensor& x, const torch::Tensor& qweight, con
   const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_gemm");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm");
-  auto out = torch::empty({g.M, g.N}, x.options());
-  if (g.M == 0 || g.N == 0) return out;
-  awq::FusedConfig config =
-      awq::plan_fused(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
-  if (warps > 0 || column_tiles > 0) {
+  auto entry = [&](awq::FusedConfig config) {
+    if (warps <= 0 && column_tiles <= 0) return config;
     // A value not given comes from the planned entry if that is built with the given one, else from
     // the first registry entry that is.
     TORCH_CHECK_VALUE(warps <= 64 && column_tiles <= 8, "awq_gemm: warps ", warps, " or column_tiles ", column_tiles,
                       " out of range (awq_registry.h)");
-    awq::FusedConfig wanted = config;
-    if (warps > 0) wanted.warps = static_cast<int>(warps);
-    if (column_tiles > 0) wanted.column_tiles = static_cast<int>(column_tiles);
-    if (!awq::is_registered(wanted)) {
+    if (warps > 0) config.warps = static_cast<int>(warps);
+    if (column_tiles > 0) config.column_tiles = static_cast<int>(column_tiles);
+    if (!awq::is_registered(config)) {
       for (const auto& e : awq::fused_registry()) {
-        if (e.token_tiles == wanted.token_tiles && (warps <= 0 || e.warps == warps) &&
+        if (e.token_tiles == config.token_tiles && (warps <= 0 || e.warps == warps) &&
             (column_tiles <= 0 || e.column_tiles == column_tiles)) {
-          wanted.warps = e.warps, wanted.column_tiles = e.column_tiles;
+          config.warps = e.warps, config.column_tiles = e.column_tiles;
           break;
         }
       }
     }
-    TORCH_CHECK_VALUE(awq::is_registered(wanted), "awq_gemm: no fused kernel with ", awq::describe(wanted),
+    TORCH_CHECK_VALUE(awq::is_registered(config), "awq_gemm: no fused kernel with ", awq::describe(config),
                       " (the instantiations are listed in awq_registry.h)");
-    config = wanted;
-  }
-  if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
-  run_planned(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kFused, config, out);
-  return out;
+    return config;
+  };
+  return run_kernel(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kFused, split_k, entry);
 }
 
 torch::Tensor awq_gemm_tiled(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
@@ -163,26 +172,20 @@ torch::Tensor awq_gemm_tiled(const torch::Tensor& x, const torch::Tensor& qweigh
   const CheckedGemm g = check_gemm(x, qweight, scale_zero, group_size, bias, "awq_gemm_tiled");
   const c10::cuda::CUDAGuard guard(x.device());
   const ArchPath arch_path = resolve_arch_path_for(x, path, "awq_gemm_tiled");
-  auto out = torch::empty({g.M, g.N}, x.options());
-  if (g.M == 0 || g.N == 0) return out;
-  awq::FusedConfig config =
-      awq::plan_tiled(problem_of(g, group_size, arch_path), awq::device_model(x.get_device(), arch_path));
-  if (token_tiles > 0 || warps > 0) {
-    awq::FusedConfig wanted = config;
-    if (token_tiles > 0) wanted.token_tiles = static_cast<int>(std::min<int64_t>(token_tiles, 64));
-    if (warps > 0) wanted.warps = static_cast<int>(std::min<int64_t>(warps, 64));
+  auto entry = [&](awq::FusedConfig config) {
+    if (token_tiles <= 0 && warps <= 0) return config;
+    if (token_tiles > 0) config.token_tiles = static_cast<int>(std::min<int64_t>(token_tiles, 64));
+    if (warps > 0) config.warps = static_cast<int>(std::min<int64_t>(warps, 64));
     const auto& entries = awq::tiled_registry();
     TORCH_CHECK_VALUE(std::any_of(entries.begin(), entries.end(),
                                   [&](const awq::FusedConfig& e) {
-                                    return awq::is_instantiation(wanted, e.token_tiles, e.warps, 1);
+                                    return awq::is_instantiation(config, e.token_tiles, e.warps, 1);
                                   }),
-                      "awq_gemm_tiled: no tiled kernel with ", awq::describe(wanted),
+                      "awq_gemm_tiled: no tiled kernel with ", awq::describe(config),
                       " (SM7X_AWQ_TILED_REGISTRY in csrc/quantization/awq/awq_registry.h lists them)");
-    config = wanted;
-  }
-  if (split_k > 0) config.splits = static_cast<int>(std::min<int64_t>(split_k, awq::kMaxSplits * 4));
-  run_planned(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kTiled, config, out);
-  return out;
+    return config;
+  };
+  return run_kernel(g, qweight, scale_zero, group_size, bias, arch_path, awq::LinearKernel::kTiled, split_k, entry);
 }
 
 torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,
@@ -193,13 +196,8 @@ torch::Tensor awq_linear(const torch::Tensor& x, const torch::Tensor& qweight, c
   if (g.M == 0 || g.N == 0) return torch::empty({g.M, g.N}, x.options());
   const awq::LinearKernel kernel = awq::linear_kernel_for(g.M);
   if (kernel != awq::LinearKernel::kDequantGemm) {
-    auto out = torch::empty({g.M, g.N}, x.options());
-    const awq::Problem problem = problem_of(g, group_size, arch_path);
-    const awq::DeviceModel device = awq::device_model(x.get_device(), arch_path);
-    const auto config =
-        kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, device) : awq::plan_fused(problem, device);
-    run_planned(g, qweight, scale_zero, group_size, bias, arch_path, kernel, config, out);
-    return out;
+    return run_kernel(g, qweight, scale_zero, group_size, bias, arch_path, kernel, 0,
+                      [](const awq::FusedConfig& planned) { return planned; });
   }
   // Many rows: the GEMM is compute-bound, so dequantise column chunks and let cuBLAS multiply.
   const int64_t chunk = std::max<int64_t>(awq::kTileRows, kDequantChunkBytes / (2 * g.K) / awq::kTileRows * awq::kTileRows);
@@ -315,8 +313,7 @@ std::vector<int64_t> awq_plan(int64_t M, int64_t N, int64_t K, int64_t group_siz
   const awq::LinearKernel kernel = awq::linear_kernel_for(M);
   if (kernel == awq::LinearKernel::kDequantGemm) return {0, 0, 0, awq_linear_kernel(M), 0};
   const awq::DeviceModel model = awq::device_model(device, arch_path);
-  const auto c =
-      kernel == awq::LinearKernel::kTiled ? awq::plan_tiled(problem, model) : awq::plan_fused(problem, model);
+  const auto c = awq::plan_kernel(kernel, problem, model);
   return {c.token_tiles, c.warps, c.splits, awq_linear_kernel(M), c.column_tiles};
 }
 

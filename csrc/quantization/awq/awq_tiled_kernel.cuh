@@ -144,17 +144,6 @@ void launch_grouped_tiled_entry(const GemmParams& p, const GroupedRows& g, int t
   SM7X_CHECK_LAUNCH();
 }
 
-template <class ArchTag, int kTokenTiles, int kWarps>
-int tiled_entry_ctas_per_sm() {
-  static const int ctas = [] {  // per process: one GPU model per server
-    int n = 0;
-    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &n, tiled_gemm_kernel<ArchTag, kTokenTiles, kWarps, false>, kWarps * 32, 0));
-    return n;
-  }();
-  return ctas;
-}
-
 template <class ArchTag>
 void launch_tiled_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH_TILED(T, W) \
@@ -177,7 +166,8 @@ void launch_grouped_tiled_impl(const GemmParams& p, const GroupedRows& g, int ti
 template <class ArchTag>
 int tiled_ctas_per_sm_impl(const FusedConfig& config) {
 #define SM7X_AWQ_TILED_OCCUPANCY(T, W) \
-  if (is_instantiation(config, T, W, 1)) return tiled_entry_ctas_per_sm<ArchTag, T, W>();
+  if (is_instantiation(config, T, W, 1))  \
+    return resident_ctas_per_sm<tiled_gemm_kernel<ArchTag, T, W, false>, W * 32>();
   SM7X_AWQ_TILED_REGISTRY(SM7X_AWQ_TILED_OCCUPANCY)
 #undef SM7X_AWQ_TILED_OCCUPANCY
   return 0;
