@@ -33,6 +33,30 @@ def seed(request) -> int:
     return value
 
 
+@pytest.fixture
+def activate(monkeypatch):
+    """activate(path, *modules): the plugin as active on that arch path ("sm70" / "sm75"; None: inactive),
+    for vllm_sm7x.activation and for the modules that imported its current_activation."""
+    from vllm_sm7x import activation
+    from vllm_sm7x.activation import Activation
+
+    def set_path(path, *modules):
+        result = Activation(path is not None, path, path is not None, "test")
+        for module in (activation, *modules):
+            monkeypatch.setattr(module, "current_activation", lambda: result)
+
+    return set_path
+
+
+@pytest.fixture
+def one_tensor_parallel_rank(monkeypatch):
+    """vLLM's weight parameters ask for the tensor-parallel rank: one rank, no process group."""
+    import vllm.model_executor.parameter as parameter
+
+    monkeypatch.setattr(parameter, "get_tensor_model_parallel_rank", lambda: 0)
+    monkeypatch.setattr(parameter, "get_tensor_model_parallel_world_size", lambda: 1)
+
+
 @pytest.fixture(scope="module")
 def awq_baselines():
     """benchmarks/awq_baselines.py (stock vLLM AWQ baselines; benchmarks/ is not a package)."""

@@ -42,3 +42,4 @@ def register_general() -> None:
 
         register_gdn_prefill()
     import vllm_sm7x.quantization.awq_sm7x  # noqa: F401  (registers the awq_sm7x quantization config)
+    import vllm_sm7x.quantization.gptq_sm7x  # noqa: F401  (registers the gptq_sm7x quantization config)

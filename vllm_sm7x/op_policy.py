@@ -35,7 +35,8 @@ def ir_priority_for(path: str | None) -> list[str] | None:
 
 
 # Quantization methods whose dense linear kernels on a V100 are vLLM._C ones (GPTQ's exllama kernel;
-# its Marlin form needs SM75+), accepted by vLLM at capability 6.0-7.0 and faulting at the first forward.
+# its Marlin form needs SM75+), accepted by vLLM at capability 6.0-7.0 and faulting at the first forward
+# (what gptq_sm7x does not claim stays on them).
 SM70_C_ONLY_QUANTIZATIONS = ("gptq", "auto_gptq", "gptq_marlin")
 
 
@@ -51,6 +52,7 @@ def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantizat
                 "export of this model")
     if quantization in SM70_C_ONLY_QUANTIZATIONS:
         return (f"{architecture}: {quantization} checkpoints run on vLLM's GPTQ kernels, which have no sm_70 code "
-                "(its Marlin form needs SM75+): on a V100 serve an AWQ export of this model (4-bit, group size "
-                "32/64/128: vllm-sm7x's kernels) or its fp16 weights")
+                "(its Marlin form needs SM75+), and vllm-sm7x's GPTQ path (gptq_sm7x: checkpoints whose "
+                "quant_method is gptq, with --quantization unset or gptq / gptq_marlin / auto_gptq / marlin) did "
+                "not take this one: serve it that way, or an AWQ export of this model, or its fp16 weights")
     return None

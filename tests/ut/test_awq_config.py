@@ -3,8 +3,6 @@ method's weight handling up to the kernel call (on the CPU)."""
 import pytest
 import torch
 
-from vllm_sm7x import activation
-from vllm_sm7x.activation import Activation
 
 awq_sm7x = pytest.importorskip("vllm_sm7x.quantization.awq_sm7x")
 from vllm_sm7x.quantization.awq_format import dequantize_awq, dequantize_kernel_layout, quantize_awq  # noqa: E402
@@ -12,14 +10,7 @@ from vllm_sm7x.quantization.awq_format import dequantize_awq, dequantize_kernel_
 AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
 
 
-@pytest.fixture
-def active(monkeypatch):
-    def set_active(is_active: bool):
-        result = Activation(is_active, "sm70" if is_active else None, is_active, "test")
-        monkeypatch.setattr(activation, "current_activation", lambda: result)
-        monkeypatch.setattr(awq_sm7x, "current_activation", lambda: result)
-
-    return set_active
+pytestmark = pytest.mark.usefixtures("one_tensor_parallel_rank")
 
 
 def test_registered_with_vllm():
@@ -30,15 +21,15 @@ def test_registered_with_vllm():
 
 
 @pytest.mark.parametrize("user_quant", [None, "awq", "awq_marlin", "auto_awq", "marlin", "awq_sm7x"])
-def test_claims_awq_checkpoints_on_our_platform(active, user_quant):
-    active(True)
+def test_claims_awq_checkpoints_on_our_platform(activate, user_quant):
+    activate("sm70", awq_sm7x)
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, user_quant) == "awq_sm7x"
 
 
-def test_leaves_other_gpus_and_other_formats_alone(active):
-    active(False)
+def test_leaves_other_gpus_and_other_formats_alone(activate):
+    activate(None, awq_sm7x)
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None
-    active(True)
+    activate("sm70", awq_sm7x)
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method({"quant_method": "gptq"}, None) is None
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, "fp8") is None
 
@@ -58,15 +49,6 @@ def test_runs_fp16_from_sm70():
 def test_unsupported_checkpoints_are_refused_with_the_rule(change, message):
     with pytest.raises(ValueError, match=message):
         awq_sm7x.AwqSm7xConfig.from_config({**AWQ, **change})
-
-
-@pytest.fixture(autouse=True)
-def single_rank(monkeypatch):
-    """vLLM's weight parameters ask for the tensor-parallel rank: one rank, no process group."""
-    import vllm.model_executor.parameter as parameter
-
-    monkeypatch.setattr(parameter, "get_tensor_model_parallel_rank", lambda: 0)
-    monkeypatch.setattr(parameter, "get_tensor_model_parallel_world_size", lambda: 1)
 
 
 def make_layer(method, K, N):
@@ -194,8 +176,8 @@ def test_moe_experts_that_split_a_group_name_the_layer_and_the_fix():
         make_experts_layer(method, 4, 256, 96)
 
 
-def test_stock_awq_switch_leaves_awq_to_vllm(active, monkeypatch):
-    active(True)
+def test_stock_awq_switch_leaves_awq_to_vllm(activate, monkeypatch):
+    activate("sm70", awq_sm7x)
     monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None
 

@@ -39,8 +39,13 @@ def test_moe_models_on_sm70_must_be_awq():
 def test_dense_gptq_on_sm70_is_refused_with_the_alternative(quantization):
     refusal = serving_refusal("sm70", "Qwen3ForCausalLM", False, quantization)
     assert refusal and f"{quantization} checkpoints run on vLLM's GPTQ kernels, which have no sm_70 code" in refusal
-    assert "serve an AWQ export of this model" in refusal
+    assert "gptq_sm7x" in refusal and "an AWQ export of this model" in refusal
     assert serving_refusal("sm75", "Qwen3ForCausalLM", False, quantization) is None  # Marlin's sm_75 code runs
+
+
+def test_gptq_on_our_kernels_is_served_on_sm70_dense_only():
+    assert serving_refusal("sm70", "Qwen3ForCausalLM", False, "gptq_sm7x") is None
+    assert "mixture-of-experts" in serving_refusal("sm70", "Qwen3MoeForCausalLM", True, "gptq_sm7x")
 
 
 def test_other_dense_checkpoints_on_sm70_are_left_to_vllm():

@@ -116,12 +116,21 @@ def to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeigh
     if qzeros.shape != (K // group_size, N // 8) or scales.shape != (K // group_size, N):
         raise ValueError(f"qzeros {tuple(qzeros.shape)} / scales {tuple(scales.shape)} do not match qweight "
                          f"{tuple(qweight.shape)} with group size {group_size}")
-    packed = torch.cat([pack_tiles(unpack_int4(qweight[:, c // 8:(c + _CONVERT_COLUMNS) // 8]).t())
-                        for c in range(0, N, _CONVERT_COLUMNS)])
+    packed = pack_column_chunks(lambda c0, c1: unpack_int4(qweight[:, c0 // 8:c1 // 8]).t(), N)
+    return AwqKernelWeight(packed, scale_zero_words(scales, unpack_int4(qzeros)), group_size)
+
+
+def pack_column_chunks(columns, n: int) -> torch.Tensor:
+    """The kernel layout's qweight of n columns, from columns(c0, c1) -> int [c1 - c0, K] values 0..15 of
+    W^T, converted a chunk of columns at a time (little scratch memory at load time)."""
+    return torch.cat([pack_tiles(columns(c, min(c + _CONVERT_COLUMNS, n))) for c in range(0, n, _CONVERT_COLUMNS)])
+
+
+def scale_zero_words(scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    """fp16 scales and zero points [K/G, N] -> the kernels' int32 [K/G, N] of half2 {scale, -zero * scale}."""
     s = scales.to(torch.float16)
-    bias = (-unpack_int4(qzeros).float() * s.float()).half()
-    scale_zero = torch.stack([s, bias], dim=-1).contiguous().view(torch.int32).squeeze(-1)
-    return AwqKernelWeight(packed, scale_zero.contiguous(), group_size)
+    bias = (-zeros.float() * s.float()).half()
+    return torch.stack([s, bias], dim=-1).contiguous().view(torch.int32).squeeze(-1).contiguous()
 
 
 def experts_to_kernel_layout(qweight, qzeros, scales, group_size: int) -> AwqKernelWeight:
