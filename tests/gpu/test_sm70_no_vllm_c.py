@@ -1,5 +1,5 @@
 """On a V100 no vllm._C kernel exists (PyPI vLLM ships no sm_70 code), so in sm70 emulation a full
-generate of an AWQ model must call none: every op and CUDA kernel it runs is listed by the torch
+generate of an AWQ (or GPTQ) model must call none: every op and CUDA kernel it runs is listed by the torch
 profiler and checked. Eager mode, so each op is visible (graph replays would hide them)."""
 import json
 import re
@@ -45,17 +45,21 @@ def is_vllm_cuda_kernel(name: str) -> bool:
 # prefill takes the grouped expert GEMM, its 2-sequence decode steps the decode kernels; and the dense
 # hybrid as the serving profile runs it, with MTP (drafting, verification, rejection sampling) and prefix
 # caching in align mode (the state copies between steps).
-MODELS = {"qwen3-tiny": ({}, ("_C_sm7x::awq_linear",)),
-          "qwen36-35b-a3b-tiny": ({"language_model_only": True}, ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode")),
-          "qwen35-tiny-mtp": ({"language_model_only": True, "enable_prefix_caching": True, "mamba_cache_mode": "align",
-                               "speculative_config": {"method": "mtp", "num_speculative_tokens": 3}},
-                              ("_C_sm7x::gdn_chunk_prefill", "_C_sm7x::gdn_recurrent"))}
+# A GPTQ export of the dense model runs on the AWQ kernels (gptq_sm7x).
+MODELS = {("qwen3-tiny", "awq"): ({}, ("_C_sm7x::awq_linear",)),
+          ("qwen3-tiny", "gptq"): ({}, ("_C_sm7x::awq_linear",)),
+          ("qwen36-35b-a3b-tiny", "awq"): ({"language_model_only": True},
+                                           ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode")),
+          ("qwen35-tiny-mtp", "awq"): ({"language_model_only": True, "enable_prefix_caching": True,
+                                        "mamba_cache_mode": "align",
+                                        "speculative_config": {"method": "mtp", "num_speculative_tokens": 3}},
+                                       ("_C_sm7x::gdn_chunk_prefill", "_C_sm7x::gdn_recurrent"))}
 
 
-@pytest.mark.parametrize("preset", list(MODELS))
-def test_sm70_generate_calls_no_vllm_c_kernel(preset, awq_checkpoint):
-    checkpoint = awq_checkpoint(preset)
-    engine_args, our_ops = MODELS[preset]
+@pytest.mark.parametrize("preset, quantization", list(MODELS))
+def test_sm70_generate_calls_no_vllm_c_kernel(preset, quantization, request):
+    checkpoint = request.getfixturevalue(f"{quantization}_checkpoint")(preset)
+    engine_args, our_ops = MODELS[preset, quantization]
     env = engine_env(VLLM_SM7X_EMULATE="sm70", VLLM_ENABLE_V1_MULTIPROCESSING="0")  # profile the model in-process
     result = subprocess.run([sys.executable, "-c", PROFILE, str(checkpoint), json.dumps(engine_args)],
                             capture_output=True, text=True, env=env, timeout=420)

@@ -15,7 +15,7 @@ def test_fp16_checkpoint_loads_back_as_the_model_it_was_written_from(tmp_path, p
     # checkpoint_info.json holds the float32 original's median top-2 gap; the reloaded model differs
     # from it by fp16 weight rounding only. A misplaced tensor (gate/up swapped, wrong expert) gives a
     # different random model, whose gap is off by tenths.
-    out = make_checkpoint(preset, tmp_path, seed=0, device="cpu", quantize=False)
+    out = make_checkpoint(preset, tmp_path, seed=0, device="cpu", quantization=None)
     model = float_reference_model(out)
     recorded = json.loads((out / "checkpoint_info.json").read_text())["median_top1_top2_logprob_gap"]
     assert median_top2_gap(model, GAP_PROMPTS, model.config.vocab_size) == pytest.approx(recorded, abs=0.03)
@@ -58,7 +58,7 @@ def test_teacher_forced_check_flags_only_the_tokens_the_reference_would_not_pick
 def test_a_checkpoint_that_does_not_fit_its_config_is_named(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    out = make_checkpoint("qwen3-tiny", tmp_path, seed=0, device="cpu", quantize=False)
+    out = make_checkpoint("qwen3-tiny", tmp_path, seed=0, device="cpu", quantization=None)
     tensors = load_file(str(out / "model.safetensors"))
     del tensors["model.norm.weight"]
     save_file(tensors, str(out / "model.safetensors"))

@@ -24,7 +24,7 @@ def test_kth_weight_and_gap_of_hand_made_router_logits():
 @pytest.fixture(scope="module")
 def moe_reference(tmp_path_factory):
     return float_reference_model(make_checkpoint("qwen36-35b-a3b-tiny", tmp_path_factory.mktemp("moe"), seed=0,
-                                                 device="cpu", quantize=False))
+                                                 device="cpu", quantization=None))
 
 
 def test_router_near_ties_count_positions_of_the_continuation(moe_reference):
@@ -36,5 +36,5 @@ def test_router_near_ties_count_positions_of_the_continuation(moe_reference):
 
 
 def test_a_model_without_routers_has_no_router_ties(tmp_path):
-    dense = float_reference_model(make_checkpoint("qwen3-tiny", tmp_path, seed=0, device="cpu", quantize=False))
+    dense = float_reference_model(make_checkpoint("qwen3-tiny", tmp_path, seed=0, device="cpu", quantization=None))
     assert router_near_ties(dense, GAP_PROMPTS[0], [5, 6, 7], relative_gap=1e9) == set()

@@ -81,7 +81,7 @@ def test_unknown_presets_are_named(tmp_path):
 def test_fp16_variant_is_the_same_model_unquantized(tmp_path):
     from safetensors.torch import load_file
 
-    out = make_checkpoint("qwen3-tiny", tmp_path / "fp16", seed=3, quantize=False)
+    out = make_checkpoint("qwen3-tiny", tmp_path / "fp16", seed=3, quantization=None)
     config = json.loads((out / "config.json").read_text())
     tensors = load_file(str(out / "model.safetensors"))
     assert "quantization_config" not in config
@@ -156,7 +156,7 @@ def test_moe_experts_keep_gate_up_and_down_of_the_model(tmp_path):
 
     from vllm_sm7x.checkpoints import PRESETS
 
-    out = make_checkpoint("qwen36-35b-a3b-tiny", tmp_path, seed=4, device="cpu", quantize=False)
+    out = make_checkpoint("qwen36-35b-a3b-tiny", tmp_path, seed=4, device="cpu", quantization=None)
     tensors = load_file(str(out / "model.safetensors"))
     preset = PRESETS["qwen36-35b-a3b-tiny"]
     torch.manual_seed(4)  # the same draw as make_checkpoint's
@@ -225,3 +225,32 @@ def test_mtp_replay_of_a_model_that_is_its_own_head_accepts_nearly_every_draft_i
     acceptance = mtp_expected_acceptance(OwnHead(), [[5, 17, 400], [9_999]])
     assert acceptance > 0.9
     assert max(widest) <= 4096
+
+
+def test_gptq_variant_writes_gptq_v1_tensors_that_reload_as_the_model(tmp_path):
+    """What SM70's GPTQ path and stock vLLM's GPTQ Marlin both load: qweight packed along K, group scales,
+    v1 zeros (7 = 8 - 1 in every nibble), g_idx in group order; the float32 reference dequantizes it."""
+    from safetensors.torch import load_file
+
+    from vllm_sm7x.checkpoints.reference import float_reference_model
+    from vllm_sm7x.quantization.gptq_format import dequantize_gptq
+
+    out = make_checkpoint("qwen3-tiny", tmp_path, group_size=64, seed=3, device="cpu", quantization="gptq")
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"] == {"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": False,
+                                             "sym": True, "checkpoint_format": "gptq"}
+    tensors = load_file(str(out / "model.safetensors"))
+    prefix = "model.layers.0.mlp.down_proj"
+    qweight, scales = tensors[f"{prefix}.qweight"], tensors[f"{prefix}.scales"]
+    K, N = qweight.shape[0] * 8, qweight.shape[1]
+    assert scales.shape == (K // 64, N) and scales.dtype == torch.float16
+    assert torch.equal(tensors[f"{prefix}.qzeros"], torch.full((K // 64, N // 8), 0x77777777, dtype=torch.int32))
+    assert torch.equal(tensors[f"{prefix}.g_idx"], torch.arange(K, dtype=torch.int32) // 64)
+    model = float_reference_model(out)
+    assert torch.equal(model.model.layers[0].mlp.down_proj.weight.double(), dequantize_gptq(qweight, scales, 64).t())
+
+
+def test_gptq_is_refused_for_presets_with_experts(tmp_path):
+    with pytest.raises(ValueError, match="qwen36-35b-a3b-tiny: GPTQ checkpoints are written for presets without "
+                                         "experts"):
+        make_checkpoint("qwen36-35b-a3b-tiny", tmp_path, quantization="gptq")

@@ -1,4 +1,4 @@
-"""Local checkpoints built without downloads: random (seeded) weights with real configs, AWQ-quantized
+"""Local checkpoints built without downloads: random (seeded) weights with real configs, AWQ- (or GPTQ-)quantized
 by our round-to-nearest quantizer, a tokenizer and a Qwen3.5/3.6-style chat template. Used by the
 tests, the benchmarks and `vllm-sm7x serve-demo`.
 
@@ -25,6 +25,7 @@ import torch
 from vllm_sm7x.checkpoints.routers import kth_expert_weights, recorded_routers
 from vllm_sm7x.checkpoints.tokenizer import EOS_TOKENS, build_tokenizer
 from vllm_sm7x.quantization.awq_format import quantize_awq
+from vllm_sm7x.quantization.gptq_format import quantize_gptq
 
 _QWEN3 = dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", max_position_embeddings=40960,
               rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False, hidden_act="silu",
@@ -235,16 +236,36 @@ def _per_expert(state_dict: dict):
                 yield f"{layer}.{e}.down_proj.weight", weight
 
 
+QUANTIZATIONS = ("awq", "gptq", None)
+# The tensors each format stores per quantized linear layer, in the order its quantiser returns them.
+QUANTIZED_PARTS = {"awq": ("qweight", "qzeros", "scales"), "gptq": ("qweight", "scales", "qzeros", "g_idx")}
+
+
+def gptq_tensors(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
+    """W [in, out] -> a GPTQ v1 checkpoint's (qweight, scales, qzeros, g_idx): zeros stored as 8 - 1 in
+    every nibble, groups in order (no act-order)."""
+    qweight, scales = quantize_gptq(weight, group_size)
+    qzeros = torch.full((scales.shape[0], scales.shape[1] // 8), 0x77777777, dtype=torch.int32)
+    g_idx = torch.arange(weight.shape[0], dtype=torch.int32) // group_size
+    return qweight, scales, qzeros, g_idx
+
+
 def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0, device: str | None = None,
-                    quantize: bool = True) -> Path:
+                    quantization: str | None = "awq") -> Path:
     """Writes config.json, model.safetensors, the tokenizer, generation_config.json and
-    checkpoint_info.json into `out` and returns it; quantize=False keeps the fp16 weights (the same
-    model, for baselines that cannot run AWQ)."""
+    checkpoint_info.json into `out` and returns it. quantization: "awq" (GEMM format), "gptq" (4-bit,
+    symmetric, no act-order; presets without experts) or None for the fp16 weights (the same model, for
+    baselines that cannot run AWQ)."""
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}': choose one of {sorted(PRESETS)}")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization '{quantization}': choose one of {QUANTIZATIONS}")
+    if quantization == "gptq" and "num_experts" in PRESETS[preset].get("text_config", PRESETS[preset]):
+        raise ValueError(f"{preset}: GPTQ checkpoints are written for presets without experts (SM70 serves "
+                         "GPTQ on dense layers only)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out)
     config_dict = json.loads(json.dumps(PRESETS[preset]))  # a deep copy
@@ -274,11 +295,11 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
         if hybrid and name.startswith("model."):
             name = "model.language_model." + name.removeprefix("model.")
         module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
-        if quantize and module in QUANTIZED_SUFFIXES:
-            qweight, qzeros, scales = quantize_awq(tensor.float().t().contiguous(), group_size)  # W [in, out]
+        if quantization and module in QUANTIZED_SUFFIXES:
             prefix = name.removesuffix(".weight")
-            tensors.update({f"{prefix}.qweight": qweight.cpu(), f"{prefix}.qzeros": qzeros.cpu(),
-                            f"{prefix}.scales": scales.cpu()})
+            weight = tensor.float().t().contiguous()  # W [in, out]
+            quantized = quantize_awq(weight, group_size) if quantization == "awq" else gptq_tensors(weight, group_size)
+            tensors.update({f"{prefix}.{part}": t.cpu() for part, t in zip(QUANTIZED_PARTS[quantization], quantized)})
         else:
             tensors[name] = tensor.contiguous().cpu()
     del model
@@ -288,7 +309,10 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
     tokenizer.save_pretrained(str(out))
     eos_ids = tokenizer.convert_tokens_to_ids(EOS_TOKENS)
     config_dict["eos_token_id"] = text["eos_token_id"] = eos_ids[0]
-    if quantize:
+    if quantization == "gptq":
+        config_dict["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": group_size,
+                                              "desc_act": False, "sym": True, "checkpoint_format": "gptq"}
+    elif quantization:
         config_dict["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": group_size,
                                               "zero_point": True, "version": "gemm"}
         if hybrid:
@@ -297,7 +321,8 @@ def make_checkpoint(preset: str, out: Path, group_size: int = 128, seed: int = 0
                 ["mtp"] if preset in MTP_RESIDUAL_SCALE else [])
     (out / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_ids}, indent=2) + "\n")
-    info = {"preset": preset, "seed": seed, "group_size": group_size if quantize else None,
+    info = {"preset": preset, "seed": seed, "quantization": quantization,
+            "group_size": group_size if quantization else None,
             "lm_head_scale": LOGIT_SCALE[preset],
             "median_top1_top2_logprob_gap": round(gap, 4), "gap_prompts": GAP_PROMPTS}
     if preset in MTP_RESIDUAL_SCALE:  # on the weights as served (AWQ dequantized)

@@ -1,5 +1,5 @@
-"""A checkpoint written by `make_checkpoint` (AWQ or fp16) loaded back into its transformers model in
-float32, AWQ weights dequantized: the reference that tells which of two disagreeing engines (ours in
+"""A checkpoint written by `make_checkpoint` (AWQ, GPTQ or fp16) loaded back into its transformers model
+in float32, quantized weights dequantized: the reference that tells which of two disagreeing engines (ours in
 emulation, stock vLLM native) computes the checkpoint's model. It runs a whole model eagerly
 (transformers' PyTorch Gated DeltaNet and MoE), so it is for the tiny presets."""
 from __future__ import annotations
@@ -12,20 +12,24 @@ from pathlib import Path
 import torch
 
 from vllm_sm7x.quantization.awq_format import dequantize_awq
+from vllm_sm7x.quantization.gptq_format import dequantize_gptq
 
 _EXPERT = re.compile(r"(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 
 
-def _dense_weights(tensors: dict[str, torch.Tensor], group_size: int | None) -> dict[str, torch.Tensor]:
-    """Checkpoint tensors -> nn.Linear-style float32 weights ([out, in]), AWQ triples dequantized."""
+def _dense_weights(tensors: dict[str, torch.Tensor], quantization: dict | None) -> dict[str, torch.Tensor]:
+    """Checkpoint tensors -> nn.Linear-style float32 weights ([out, in]), AWQ or GPTQ layers dequantized."""
     weights = {}
     for name, tensor in tensors.items():
-        if name.endswith((".qzeros", ".scales")):
+        if name.endswith((".qzeros", ".scales", ".g_idx")):
             continue
         if name.endswith(".qweight"):
-            prefix = name.removesuffix(".qweight")
-            w = dequantize_awq(tensor, tensors[f"{prefix}.qzeros"], tensors[f"{prefix}.scales"], group_size)
-            weights[f"{prefix}.weight"] = w.t().float()  # AWQ keeps W [in, out]
+            prefix, group_size = name.removesuffix(".qweight"), quantization["group_size"]
+            if quantization["quant_method"] == "gptq":
+                w = dequantize_gptq(tensor, tensors[f"{prefix}.scales"], group_size)
+            else:
+                w = dequantize_awq(tensor, tensors[f"{prefix}.qzeros"], tensors[f"{prefix}.scales"], group_size)
+            weights[f"{prefix}.weight"] = w.t().float()  # both keep W [in, out]
         else:
             weights[name] = tensor.float()
     return weights
@@ -61,7 +65,7 @@ def float_reference_model(checkpoint: str | Path, device: str = "cpu"):
     config = AutoConfig.for_model(**{k: v for k, v in config_dict.items() if k != "architectures"})
     hybrid = "text_config" in config_dict
     tensors = load_file(str(checkpoint / "model.safetensors"), device=device)
-    weights = _fused_experts(_dense_weights(tensors, quantization["group_size"] if quantization else None))
+    weights = _fused_experts(_dense_weights(tensors, quantization))
     if hybrid:  # the text model's weights live under model.language_model; the MTP head is not part of it
         weights = {name.replace("model.language_model.", "model.", 1): tensor for name, tensor in weights.items()
                    if not name.startswith("mtp.")}
