@@ -10,6 +10,9 @@ modules and the model code that asks `isinstance(..., AutoGPTQConfig)` see a GPT
 """
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
 from vllm.model_executor.layers.quantization import register_quantization_config
 from vllm.model_executor.layers.quantization.auto_gptq import AutoGPTQConfig
@@ -20,6 +23,8 @@ from vllm_sm7x.activation import current_activation
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES
 from vllm_sm7x.quantization.awq_sm7x import PACK_FACTOR, AwqSm7xLinearMethod, check_linear_shard
 from vllm_sm7x.quantization.gptq_format import gptq_to_kernel_layout
+
+logger = logging.getLogger(__name__)
 
 NAME = "gptq_sm7x"
 CLAIMED_USER_METHODS = (None, "gptq", "gptq_marlin", "auto_gptq", "marlin", NAME)
@@ -95,6 +100,7 @@ class GptqSm7xLinearMethod(AwqSm7xLinearMethod):
         if refusal:
             raise ValueError(f"{prefix}: {refusal}")
         super().__init__(config, prefix)
+        _log_repack_once(config.group_size)
 
     def create_weights(self, layer: torch.nn.Module, input_size_per_partition: int,
                        output_partition_sizes: list[int], input_size: int, output_size: int,
@@ -123,3 +129,9 @@ class GptqSm7xLinearMethod(AwqSm7xLinearMethod):
         kernel = gptq_to_kernel_layout(layer.qweight.data, layer.scales.data, self.config.group_size)
         del layer.qweight, layer.g_idx, layer.scales, layer.qzeros
         self.install_kernel_weight(layer, kernel)
+
+
+@functools.cache
+def _log_repack_once(group_size: int) -> None:
+    logger.info("vllm-sm7x GPTQ: 4-bit symmetric GPTQ, group size %d, repacked once at load for the AWQ kernels "
+                "(vLLM's GPTQ kernels have no sm_70 code)", group_size)
