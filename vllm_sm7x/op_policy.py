@@ -54,5 +54,6 @@ def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantizat
         return (f"{architecture}: {quantization} checkpoints run on vLLM's GPTQ kernels, which have no sm_70 code "
                 "(its Marlin form needs SM75+), and vllm-sm7x's GPTQ path (gptq_sm7x: checkpoints whose "
                 "quant_method is gptq, with --quantization unset or gptq / gptq_marlin / auto_gptq / marlin) did "
-                "not take this one: serve it that way, or an AWQ export of this model, or its fp16 weights")
+                "not take this one: an older export whose settings are only in quantize_config.json needs "
+                "--quantization gptq_sm7x; else serve an AWQ export of this model or its fp16 weights")
     return None

@@ -301,8 +301,8 @@ HYBRID_ENGINE = {"language_model_only": True}
 STOCK_HYBRID_ENGINE = {**HYBRID_ENGINE, "gdn_prefill_backend": "triton"}
 
 
-# GPTQ on a V100 (gptq_sm7x: the AWQ kernels after a load-time repack) against stock vLLM's GPTQ Marlin
-# on this GPU, same checkpoint; the float32 model judges where the two disagree.
+# GPTQ on a V100 (gptq_sm7x: the AWQ kernels after a load-time repack) against stock vLLM's GPTQ kernel
+# on this GPU (Machete or Marlin, its pick), same checkpoint; the float32 model judges where they disagree.
 @pytest.mark.parametrize("mode", ["eager", "graphs"])
 def test_gptq_on_sm70_runs_on_our_kernels_and_matches_stock_vllm(gptq_checkpoint, mode):
     checkpoint = gptq_checkpoint("qwen3-tiny")

@@ -42,6 +42,22 @@ def test_kernel_layout_holds_the_gptq_weight(K, N, group_size, seed):
     assert relative_error(reference, weight) < 0.15  # the quantiser itself: 4-bit rounding of a Gaussian
 
 
+@pytest.mark.parametrize("K, N, group_size", [(256, 64, 128), (512, 1040, 64), (96, 24, 32)])
+def test_format_is_vllms_gptq(K, N, group_size, seed):
+    """vLLM's own GPTQ packing and uint4b8 quantiser (what its GPTQ kernels read) as the outside anchor:
+    the same words, and the converted weight is vLLM's dequantised one to fp16 rounding."""
+    from vllm.model_executor.layers.quantization.utils.quant_utils import gptq_pack, gptq_quantize_weights
+    from vllm.scalar_type import scalar_types
+
+    torch.manual_seed(seed)
+    weight = torch.randn(K, N, dtype=torch.float16)
+    w_ref, w_q, w_s, _, _ = gptq_quantize_weights(weight, scalar_types.uint4b8, group_size, False)
+    qweight = gptq_pack(w_q, 4, K, N)
+    assert torch.equal(qweight, pack_gptq(w_q)) and torch.equal(unpack_gptq(qweight), w_q.int())
+    kernel = gptq_to_kernel_layout(qweight, w_s.half(), group_size)
+    assert relative_error(dequantize_kernel_layout(kernel).t(), w_ref) < 1e-3
+
+
 def test_conversion_refuses_what_does_not_fit():
     qweight, scales = quantize_gptq(torch.randn(256, 16), 128)
     with pytest.raises(ValueError, match="group size 256 is not supported"):
@@ -141,3 +157,63 @@ def test_gptq_experts_are_refused_with_the_awq_alternative():
     moe = RoutedExperts.__new__(RoutedExperts)
     with pytest.raises(NotImplementedError, match="layers.0.mlp.experts: GPTQ mixture-of-experts .* AWQ export"):
         gptq_sm7x.GptqSm7xConfig.from_config(GPTQ).get_quant_method(moe, "model.layers.0.mlp.experts")
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_tensor_parallel_shards_load_as_vllms_layers_split_them(monkeypatch, size):
+    """Through vLLM's own linear layers (row, column, merged gate/up, QKV with GQA): each rank's converted
+    weight is its slice of the checkpoint's, and loading logs no warning."""
+    import logging
+
+    import vllm.model_executor.layers.linear as linear
+    import vllm.model_executor.parameter as parameter
+
+    from vllm_sm7x.checkpoints import gptq_tensors
+
+    group, hidden, inter, head_dim, heads, kv_heads = 64, 256, 384, 32, 8, 2
+    config = gptq_sm7x.GptqSm7xConfig.from_config({**GPTQ, "group_size": group, "modules_in_block_to_quantize": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]})
+    config.packed_modules_mapping = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage()) if record.levelno >= logging.WARNING else None
+    logging.getLogger(linear.__name__).addHandler(handler)
+
+    def checkpoint(K, N, seed):
+        tensors = gptq_tensors(torch.randn(K, N, generator=torch.Generator().manual_seed(seed)), group)
+        return dict(zip(("qweight", "scales", "qzeros", "g_idx"), tensors)), dequantize_gptq(tensors[0], tensors[1],
+                                                                                             group)
+
+    def load(layer, parts):
+        for shard, (tensors, _) in parts:
+            for name, tensor in tensors.items():
+                param = getattr(layer, name)
+                param.weight_loader(param, tensor, *([] if shard is None else [shard]))
+        layer.quant_method.process_weights_after_loading(layer)
+        return dequantize_kernel_layout(AwqKernelWeight(layer.qweight.data, layer.scale_zero.data, group)).t()
+
+    try:
+        for rank in range(size):
+            for module in (parameter, linear):
+                monkeypatch.setattr(module, "get_tensor_model_parallel_rank", lambda: rank)
+                monkeypatch.setattr(module, "get_tensor_model_parallel_world_size", lambda: size)
+            cols = lambda w, n: w[:, rank * n // size:(rank + 1) * n // size]  # noqa: E731
+            down = checkpoint(inter, hidden, 1)
+            layer = linear.RowParallelLinear(inter, hidden, bias=False, params_dtype=torch.float16, quant_config=config,
+                                             prefix="model.layers.0.mlp.down_proj")
+            rows = slice(rank * inter // size, (rank + 1) * inter // size)
+            assert relative_error(load(layer, [(None, down)]), down[1][rows]) < 1e-3
+            gate, up = checkpoint(hidden, inter, 2), checkpoint(hidden, inter, 3)
+            layer = linear.MergedColumnParallelLinear(hidden, [inter, inter], bias=False, params_dtype=torch.float16,
+                                                      quant_config=config, prefix="model.layers.0.mlp.gate_up_proj")
+            want = torch.cat([cols(gate[1], inter), cols(up[1], inter)], 1)
+            assert relative_error(load(layer, [(0, gate), (1, up)]), want) < 1e-3
+            q, k, v = (checkpoint(hidden, n * head_dim, seed) for seed, n in ((4, heads), (5, kv_heads), (6, kv_heads)))
+            layer = linear.QKVParallelLinear(hidden, head_dim, heads, kv_heads, bias=False, params_dtype=torch.float16,
+                                             quant_config=config, prefix="model.layers.0.self_attn.qkv_proj")
+            want = torch.cat([cols(q[1], heads * head_dim), cols(k[1], kv_heads * head_dim),
+                              cols(v[1], kv_heads * head_dim)], 1)
+            assert relative_error(load(layer, [("q", q), ("k", k), ("v", v)]), want) < 1e-3
+    finally:
+        logging.getLogger(linear.__name__).removeHandler(handler)
+    assert not warnings, warnings[:3]

@@ -14,6 +14,7 @@ import functools
 import logging
 
 import torch
+from vllm.model_executor.layers.linear import register_weight_loader_v2_supported_method
 from vllm.model_executor.layers.quantization import register_quantization_config
 from vllm.model_executor.layers.quantization.auto_gptq import AutoGPTQConfig
 from vllm.model_executor.layers.quantization.utils.gptq_utils import get_linear_quant_method
@@ -90,6 +91,8 @@ class GptqSm7xConfig(AutoGPTQConfig):
         return get_linear_quant_method(self, layer, prefix, lambda config: GptqSm7xLinearMethod(config, prefix))
 
 
+# vLLM's newer loaders, as for its own GPTQ method: the older ones warn at every merged part's g_idx.
+@register_weight_loader_v2_supported_method
 class GptqSm7xLinearMethod(AwqSm7xLinearMethod):
     """Loads GPTQ shards (qweight packed along K, group scales), converts them to the AWQ kernels'
     layout, runs ops.awq.awq_linear like the AWQ method."""
