@@ -217,3 +217,24 @@ def test_tensor_parallel_shards_load_as_vllms_layers_split_them(monkeypatch, siz
     finally:
         logging.getLogger(linear.__name__).removeHandler(handler)
     assert not warnings, warnings[:3]
+
+
+def test_a_written_checkpoint_names_its_quantized_modules_as_vllm_finds_them(tmp_path):
+    """vLLM fills the quantized-module list from the checkpoint's files (maybe_update_config); the merged
+    layers vLLM builds (qkv_proj, gate_up_proj) then get our method, an unquantized one does not."""
+    import json
+
+    from vllm.model_executor.layers.linear import UnquantizedLinearMethod
+    from vllm.model_executor.models.qwen3 import Qwen3ForCausalLM
+
+    from vllm_sm7x.checkpoints import make_checkpoint
+
+    out = make_checkpoint("qwen3-tiny", tmp_path, seed=0, device="cpu", quantization="gptq")
+    config = gptq_sm7x.GptqSm7xConfig.from_config(json.loads((out / "config.json").read_text())["quantization_config"])
+    config.maybe_update_config(str(out))
+    config.packed_modules_mapping = Qwen3ForCausalLM.packed_modules_mapping
+    for name in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"):
+        assert isinstance(config.get_quant_method(linear_layer(), f"model.layers.1.{name}"),
+                          gptq_sm7x.GptqSm7xLinearMethod), name
+    config.modules_in_block_to_quantize.remove("model.layers.1.mlp.down_proj")
+    assert isinstance(config.get_quant_method(linear_layer(), "model.layers.1.mlp.down_proj"), UnquantizedLinearMethod)
