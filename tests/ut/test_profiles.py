@@ -4,6 +4,7 @@ hf_configs/qwen3.5-122B-A10B_config.json) at TP 1/2/4 on 16 GB and 32 GB cards, 
 the profile at engine start-up (which EngineArgs fields count as given, vLLM's EngineArgs, no GPU)."""
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -665,3 +666,56 @@ def test_the_patch_wraps_create_engine_config_once():
         assert EngineArgs.create_engine_config.__wrapped__ in (original, getattr(original, "__wrapped__", None))
     finally:
         EngineArgs.create_engine_config = original
+
+
+GPTQ = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+
+
+@pytest.mark.parametrize("quantization, path, moe, runs, refused", [
+    (AWQ, "sm70", True, "AWQ on vllm-sm7x's tensor-core kernels (awq_sm7x)", None),
+    ({**AWQ, "bits": 8}, "sm75", False, "AWQ on", "8-bit weights is not supported"),
+    (GPTQ, "sm70", False, "GPTQ repacked at load for vllm-sm7x's AWQ kernels (gptq_sm7x)", None),
+    ({**GPTQ, "desc_act": True}, "sm70", False, "GPTQ repacked", r"act-order \(desc_act: true"),
+    (GPTQ, "sm70", True, "GPTQ repacked", "mixture-of-experts models run on SM70 only from AWQ checkpoints"),
+    (GPTQ, "sm75", True, "gptq on vLLM's own kernels", None),  # Turing: vLLM's GPTQ Marlin has sm_75 code
+    ({}, "sm70", True, "fp16 weights", "mixture-of-experts models run on SM70 only from AWQ"),
+    ({}, "sm70", False, "fp16 weights", None),
+])
+def test_the_weights_plan_says_which_kernels_run_them_or_why_not(quantization, path, moe, runs, refused):
+    from vllm_sm7x.quantization.serving_path import weights_plan
+
+    said, refusal = weights_plan(quantization, path, "Qwen3_5MoeForConditionalGeneration", moe)
+    assert said.startswith(runs)
+    assert (refusal is None) if refused is None else re.search(refused, refusal), refusal
+
+
+def test_doctor_names_the_weights_kernels_on_both_paths_for_described_cards(tmp_path, capsys):
+    from vllm_sm7x.entrypoints.cli import main
+
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.5-122B-A10B-AWQ")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "quantization_config": GPTQ}))
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32"]) == 0  # either card
+    out = capsys.readouterr().out
+    assert "weights on the sm70 path: GPTQ repacked" in out and "the server refuses them: " in out
+    assert "weights on the sm75 path: gptq on vLLM's own kernels\n" in out
+    assert main(["doctor", str(folder), "-tp", "4", "--gpu-memory-gib", "32", "--json"]) == 0
+    weights = json.loads(capsys.readouterr().out)["weights"]
+    assert "mixture-of-experts" in weights["sm70"]["refused_because"] and weights["sm75"]["refused_because"] is None
+
+
+def test_doctor_on_a_v100_fails_for_weights_the_server_would_refuse(tmp_path, capsys, monkeypatch):
+    from vllm_sm7x import activation
+    from vllm_sm7x.entrypoints.cli import main
+
+    monkeypatch.setattr(activation, "visible_gpus",
+                        lambda: [activation.Gpu(i, "Tesla V100-SXM2-32GB", (7, 0), 32 * GIB) for i in range(4)])
+    monkeypatch.setattr(activation, "current_activation",
+                        lambda: activation.Activation(True, "sm70", False, "4 x Tesla V100-SXM2-32GB (7.0)"))
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    assert main(["doctor", str(folder), "-tp", "4"]) == 0
+    assert "weights on the sm70 path: AWQ on vllm-sm7x's tensor-core kernels" in capsys.readouterr().out
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "quantization_config": {**GPTQ, "sym": False}}))
+    assert main(["doctor", str(folder), "-tp", "4"]) == 2
+    assert "sym: false) is not supported" in capsys.readouterr().out

@@ -53,6 +53,13 @@ def doctor_profile(args: argparse.Namespace) -> int:
     except (ModelFactsError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # The weights' kernels on each card the command speaks of: these GPUs', or both paths for described cards.
+    from vllm_sm7x.quantization.serving_path import weights_plan
+
+    paths = [current_activation().path] if args.gpu_memory_gib is None else ["sm70", "sm75"]
+    weights = {path: weights_plan(facts.quantization_config, path, facts.architecture, facts.is_moe)
+               for path in paths if path is not None}
+    refusals = {path: refusal for path, (_, refusal) in weights.items() if refusal}
     not_applied = reason_not_applied(facts, mode)
     if not_applied is None and args.gpu_memory_gib is None:  # these GPUs: the profile runs only inside the plugin
         activation = current_activation()
@@ -61,14 +68,19 @@ def doctor_profile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"engine_args": profile.engine_args(), "budget_bytes": profile.budget,
                           "reasons": {s.name: s.reason for s in profile.settings.values()},
-                          "applied_at_start": not_applied is None, "not_applied_because": not_applied}, indent=2))
+                          "applied_at_start": not_applied is None, "not_applied_because": not_applied,
+                          "weights": {path: {"runs_on": runs, "refused_because": refusal}
+                                      for path, (runs, refusal) in weights.items()}}, indent=2))
     else:
         print(f"{args.model} on {gpus.count or 'n'} x {gpus.name}, --tensor-parallel-size {tp}"
               + (f", --pipeline-parallel-size {pp}" if pp > 1 else ""))
+        for path, (runs, refusal) in weights.items():
+            print(f"weights on the {path} path: {runs}" + (f"; the server refuses them: {refusal}" if refusal else ""))
         print(profile.table())
         print(f"the server does not apply it: {not_applied}" if not_applied else
               f"the server applies it at start-up to every setting you do not pass (VLLM_SM7X_PROFILE={mode})")
-    return 0
+    # On these GPUs a refusal is the server's answer; for described cards it holds on one path only.
+    return 2 if args.gpu_memory_gib is None and refusals else 0
 
 
 # Engine arguments a user may pass to `doctor MODEL`: the profile keeps them and checks they fit.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MTP_PREFIXES = ("mtp.", "model.mtp.")
@@ -46,6 +46,7 @@ class ModelFacts:
     weight_bits: int  # 16 unquantized
     group_size: int
     checkpoint_bytes: int | None  # safetensors on disk; None unless every weight file is there
+    quantization_config: dict = field(default_factory=dict, hash=False, compare=False)  # as config.json has it
 
     @property
     def is_moe(self) -> bool:
@@ -161,6 +162,7 @@ def _read_model_facts(model_dir: Path) -> ModelFacts:
         weight_bits=int(quant.get("bits", quant.get("w_bit", 16)) or 16),
         group_size=int(quant.get("group_size", quant.get("q_group_size", 128)) or 128),
         checkpoint_bytes=sum(f.stat().st_size for f in files) if files and all(f.is_file() for f in files) else None,
+        quantization_config=quant,
     )
 
 

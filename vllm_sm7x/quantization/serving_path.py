@@ -1,0 +1,27 @@
+"""Which kernels will run a checkpoint's weights on an arch path, or why the server will refuse them:
+the quantization configs' own rules and the platform's refusals, asked before any engine starts
+(`vllm-sm7x doctor MODEL`)."""
+from __future__ import annotations
+
+from vllm_sm7x.op_policy import serving_refusal
+
+
+def weights_plan(quantization_config: dict, path: str, architecture: str, is_moe: bool) -> tuple[str, str | None]:
+    """(what runs the weights on path "sm70" or "sm75", the refusal the server would raise or None)."""
+    method = str(quantization_config.get("quant_method") or "").lower() or None
+    if method == "awq":
+        from vllm_sm7x.quantization.awq_sm7x import AwqSm7xConfig as config_class
+
+        claimed, runs = "awq_sm7x", "AWQ on vllm-sm7x's tensor-core kernels (awq_sm7x)"
+    elif method == "gptq" and path == "sm70":
+        from vllm_sm7x.quantization.gptq_sm7x import GptqSm7xConfig as config_class
+
+        claimed, runs = "gptq_sm7x", "GPTQ repacked at load for vllm-sm7x's AWQ kernels (gptq_sm7x)"
+    else:
+        runs = "fp16 weights" if method is None else f"{method} on vLLM's own kernels"
+        return runs, serving_refusal(path, architecture, is_moe, method)
+    try:
+        config_class.from_config(quantization_config)
+    except ValueError as error:
+        return runs, str(error)
+    return runs, serving_refusal(path, architecture, is_moe, claimed)
