@@ -689,6 +689,14 @@ def test_the_weights_plan_says_which_kernels_run_them_or_why_not(quantization, p
     assert (refusal is None) if refused is None else re.search(refused, refusal), refusal
 
 
+def test_the_weights_plan_follows_the_stock_awq_switch(monkeypatch):
+    from vllm_sm7x.quantization.serving_path import weights_plan
+
+    monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")  # the configs' own claim rule decides, switch included
+    said, refusal = weights_plan(AWQ, "sm75", "Qwen3_5ForConditionalGeneration", False)
+    assert said == "awq on vLLM's own kernels" and refusal is None
+
+
 def test_doctor_names_the_weights_kernels_on_both_paths_for_described_cards(tmp_path, capsys):
     from vllm_sm7x.entrypoints.cli import main
 

@@ -30,6 +30,12 @@ PACK_FACTOR = 8  # int4 values per int32
 CLAIMED_USER_METHODS = (None, "awq", "awq_marlin", "auto_awq", "marlin", NAME)
 
 
+def checkpoint_method_claimed(hf_quant_cfg: dict, user_quant: str | None, quant_method: str,
+                              claimed_user_methods: tuple) -> bool:
+    """Whether a checkpoint of quant_method, served with --quantization user_quant, is one our config takes."""
+    return str(hf_quant_cfg.get("quant_method", "")).lower() == quant_method and user_quant in claimed_user_methods
+
+
 @register_quantization_config(NAME)
 class AwqSm7xConfig(QuantizationConfig):
     def __init__(self, group_size: int, modules_to_not_convert: list[str] | None = None) -> None:
@@ -87,13 +93,18 @@ class AwqSm7xConfig(QuantizationConfig):
         if self.modules_to_not_convert:
             self.modules_to_not_convert = hf_to_vllm_mapper.apply_list(self.modules_to_not_convert)
 
+    # What the server serves it with, in `vllm-sm7x doctor`'s words.
+    SERVES_AS = "AWQ on vllm-sm7x's tensor-core kernels (awq_sm7x)"
+
+    @classmethod
+    def claims_on(cls, hf_quant_cfg: dict, user_quant: str | None, path: str | None) -> bool:
+        """Whether this config takes the checkpoint on arch path "sm70"/"sm75" (None: plugin inactive)."""
+        return (path is not None and not envs.VLLM_SM7X_STOCK_AWQ
+                and checkpoint_method_claimed(hf_quant_cfg, user_quant, "awq", CLAIMED_USER_METHODS))
+
     @classmethod
     def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
-        if not current_activation().active or envs.VLLM_SM7X_STOCK_AWQ:
-            return None
-        if str(hf_quant_cfg.get("quant_method", "")).lower() != "awq" or user_quant not in CLAIMED_USER_METHODS:
-            return None
-        return NAME
+        return NAME if cls.claims_on(hf_quant_cfg, user_quant, current_activation().path) else None
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):
         from vllm.model_executor.layers.fused_moe import RoutedExperts

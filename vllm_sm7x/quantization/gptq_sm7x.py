@@ -22,7 +22,8 @@ from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMPa
 
 from vllm_sm7x.activation import current_activation
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES
-from vllm_sm7x.quantization.awq_sm7x import PACK_FACTOR, AwqSm7xLinearMethod, check_linear_shard
+from vllm_sm7x.quantization.awq_sm7x import (PACK_FACTOR, AwqSm7xLinearMethod, check_linear_shard,
+                                              checkpoint_method_claimed)
 from vllm_sm7x.quantization.gptq_format import gptq_to_kernel_layout
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,16 @@ class GptqSm7xConfig(AutoGPTQConfig):
     def get_min_capability(cls) -> int:
         return 70
 
+    SERVES_AS = "GPTQ repacked at load for vllm-sm7x's AWQ kernels (gptq_sm7x)"
+
+    @classmethod
+    def claims_on(cls, hf_quant_cfg: dict, user_quant: str | None, path: str | None) -> bool:
+        """Whether this config takes the checkpoint on arch path path: on sm70 only (Turing keeps Marlin)."""
+        return path == "sm70" and checkpoint_method_claimed(hf_quant_cfg, user_quant, "gptq", CLAIMED_USER_METHODS)
+
     @classmethod
     def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
-        if current_activation().path != "sm70":
-            return None
-        if str(hf_quant_cfg.get("quant_method", "")).lower() != "gptq" or user_quant not in CLAIMED_USER_METHODS:
-            return None
-        return NAME
+        return NAME if cls.claims_on(hf_quant_cfg, user_quant, current_activation().path) else None
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):
         from vllm.model_executor.layers.fused_moe import RoutedExperts

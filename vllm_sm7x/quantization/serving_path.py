@@ -8,20 +8,16 @@ from vllm_sm7x.op_policy import serving_refusal
 
 def weights_plan(quantization_config: dict, path: str, architecture: str, is_moe: bool) -> tuple[str, str | None]:
     """(what runs the weights on path "sm70" or "sm75", the refusal the server would raise or None)."""
+    from vllm_sm7x.quantization.awq_sm7x import AwqSm7xConfig
+    from vllm_sm7x.quantization.gptq_sm7x import GptqSm7xConfig
+
+    for config_class in (AwqSm7xConfig, GptqSm7xConfig):
+        if config_class.claims_on(quantization_config, None, path):  # served with no --quantization flag
+            try:
+                config_class.from_config(quantization_config)
+            except ValueError as error:
+                return config_class.SERVES_AS, str(error)
+            return config_class.SERVES_AS, serving_refusal(path, architecture, is_moe, config_class.get_name())
     method = str(quantization_config.get("quant_method") or "").lower() or None
-    if method == "awq":
-        from vllm_sm7x.quantization.awq_sm7x import AwqSm7xConfig as config_class
-
-        claimed, runs = "awq_sm7x", "AWQ on vllm-sm7x's tensor-core kernels (awq_sm7x)"
-    elif method == "gptq" and path == "sm70":
-        from vllm_sm7x.quantization.gptq_sm7x import GptqSm7xConfig as config_class
-
-        claimed, runs = "gptq_sm7x", "GPTQ repacked at load for vllm-sm7x's AWQ kernels (gptq_sm7x)"
-    else:
-        runs = "fp16 weights" if method is None else f"{method} on vLLM's own kernels"
-        return runs, serving_refusal(path, architecture, is_moe, method)
-    try:
-        config_class.from_config(quantization_config)
-    except ValueError as error:
-        return runs, str(error)
-    return runs, serving_refusal(path, architecture, is_moe, claimed)
+    runs = "fp16 weights" if method is None else f"{method} on vLLM's own kernels"
+    return runs, serving_refusal(path, architecture, is_moe, method)
