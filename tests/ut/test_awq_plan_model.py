@@ -103,6 +103,12 @@ def test_rows_pick_fused_then_tiled_then_dequantise_and_cublas(M, kernel):
     assert torch.ops._C_sm7x.awq_linear_kernel(M) == kernel
 
 
+def test_the_row_ranges_the_start_up_log_names_are_the_kernel_choice():
+    from vllm_sm7x.ops.awq import linear_row_ranges
+
+    assert linear_row_ranges() == {"fused": 16, "tiled": 128}
+
+
 def test_a_tuned_choice_this_build_cannot_run_is_skipped_with_a_warning(caplog):
     from vllm_sm7x.quantization import awq_tuning
 

@@ -48,6 +48,17 @@ def awq_plan(M: int, weight_shape: tuple[int, int], group_size: int, path: str |
         M, N, K, group_size, path or kernel_path(), torch.cuda.current_device() if device is None else device))
 
 
+def linear_row_ranges() -> dict[str, int]:
+    """The most rows awq_linear gives each tensor-core kernel ({"fused": .., "tiled": ..}); above the
+    tiled kernel's it dequantises and calls cuBLAS. Read from the C++ choice, not restated."""
+    kernel_names = {0: "fused", 2: "tiled"}
+    ranges, M = {}, 1
+    while (kernel := torch.ops._C_sm7x.awq_linear_kernel(M)) in kernel_names:
+        ranges[kernel_names[kernel]] = M
+        M += 1
+    return ranges
+
+
 def _plan_dict(plan: list[int]) -> dict:
     """awq_plan's and awq_plan_model's [token_tiles, warps, splits, kernel, column_tiles] as a dict."""
     token_tiles, warps, splits, kernel, column_tiles = plan

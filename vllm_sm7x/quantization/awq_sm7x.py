@@ -19,7 +19,7 @@ from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMPa
 
 from vllm_sm7x import envs
 from vllm_sm7x.activation import current_activation, kernel_path
-from vllm_sm7x.ops.awq import awq_linear
+from vllm_sm7x.ops.awq import awq_linear, linear_row_ranges
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
 
 logger = logging.getLogger(__name__)
@@ -205,5 +205,6 @@ def check_linear_shard(prefix: str, format_name: str, input_size_per_partition: 
 
 @functools.cache
 def _log_gemm_path_once(path: str, group_size: int) -> None:
-    logger.info("vllm-sm7x AWQ GEMM: %s path, group size %d (tensor-core kernels: fused up to 16 rows, tiled up "
-                "to 128, dequantise + cuBLAS above)", path, group_size)
+    rows = linear_row_ranges()
+    logger.info("vllm-sm7x AWQ GEMM: %s path, group size %d (tensor-core kernels: fused up to %d rows, tiled up "
+                "to %d, dequantise + cuBLAS above)", path, group_size, rows["fused"], rows["tiled"])
