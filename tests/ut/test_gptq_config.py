@@ -151,6 +151,15 @@ def test_dynamic_rules_apply_per_module():
         config.get_quant_method(linear_layer(), "model.layers.1.mlp.down_proj")
 
 
+@pytest.mark.parametrize("rule, refusal", [({"sym": False}, r"sym: false\) is not supported: use a sym: true export"),
+                                           ({"bits": 3}, "GPTQ with 3-bit weights is not supported")])
+def test_a_dynamic_rule_vllm_rejects_is_refused_with_the_module_and_the_fix(rule, refusal):
+    config = gptq_sm7x.GptqSm7xConfig.from_config({**GPTQ, **QUANTIZED, "dynamic": {r"+:.*\.layers\.2\..*": rule}})
+    with pytest.raises(ValueError, match=r"model\.layers\.2\.self_attn\.o_proj \(by the checkpoint's `dynamic` "
+                                         r"rules\): .*" + refusal):
+        config.get_quant_method(linear_layer(), "model.layers.2.self_attn.o_proj")
+
+
 def test_gptq_experts_are_refused_with_the_awq_alternative():
     from vllm.model_executor.layers.fused_moe import RoutedExperts
 

@@ -17,7 +17,7 @@ import torch
 from vllm.model_executor.layers.linear import register_weight_loader_v2_supported_method
 from vllm.model_executor.layers.quantization import register_quantization_config
 from vllm.model_executor.layers.quantization.auto_gptq import AutoGPTQConfig
-from vllm.model_executor.layers.quantization.utils.gptq_utils import get_linear_quant_method
+from vllm.model_executor.layers.quantization.utils.gptq_utils import get_dynamic_override, get_linear_quant_method
 from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter, RowvLLMParameter
 
 from vllm_sm7x.activation import current_activation
@@ -92,7 +92,19 @@ class GptqSm7xConfig(AutoGPTQConfig):
                 f"{prefix}: GPTQ mixture-of-experts layers are not supported on SM70 (vLLM's GPTQ expert kernels "
                 "have no sm_70 code; ours take AWQ experts): serve an AWQ export of this model")
         # vLLM's GPTQ rules: modules left unquantized, `dynamic` overrides per module (on a copy of the config).
-        return get_linear_quant_method(self, layer, prefix, lambda config: GptqSm7xLinearMethod(config, prefix))
+        try:
+            return get_linear_quant_method(self, layer, prefix, lambda config: GptqSm7xLinearMethod(config, prefix))
+        except ValueError as error:
+            # vLLM's override refuses bits/sym pairs it has no kernel for before our method sees the module,
+            # in words that name neither the module nor the fix.
+            if not str(error).startswith("Unsupported quantization config"):
+                raise
+            settings = {key: get_dynamic_override(self, prefix, key, default) for key, default in (
+                ("bits", self.weight_bits), ("group_size", self.group_size), ("desc_act", self.desc_act),
+                ("sym", self.is_sym))}
+            refusal = unsupported_gptq(settings["bits"], settings["group_size"], settings["desc_act"],
+                                       settings["sym"]) or str(error)
+            raise ValueError(f"{prefix} (by the checkpoint's `dynamic` rules): {refusal}") from error
 
 
 # vLLM's newer loaders, as for its own GPTQ method: the older ones warn at every merged part's g_idx.
