@@ -36,8 +36,20 @@ def checkpoint_method_claimed(hf_quant_cfg: dict, user_quant: str | None, quant_
     return str(hf_quant_cfg.get("quant_method", "")).lower() == quant_method and user_quant in claimed_user_methods
 
 
+class Sm7xKernelsConfig:
+    """What every config that runs our kernels tells vLLM: fp16 activations, from SM70."""
+
+    @classmethod
+    def get_supported_act_dtypes(cls) -> list[torch.dtype]:
+        return [torch.float16]  # Volta and Turing tensor cores have no bf16
+
+    @classmethod
+    def get_min_capability(cls) -> int:
+        return 70
+
+
 @register_quantization_config(NAME)
-class AwqSm7xConfig(QuantizationConfig):
+class AwqSm7xConfig(Sm7xKernelsConfig, QuantizationConfig):
     def __init__(self, group_size: int, modules_to_not_convert: list[str] | None = None) -> None:
         super().__init__()
         self.group_size = group_size
@@ -49,14 +61,6 @@ class AwqSm7xConfig(QuantizationConfig):
     @classmethod
     def get_name(cls) -> str:
         return NAME
-
-    @classmethod
-    def get_supported_act_dtypes(cls) -> list[torch.dtype]:
-        return [torch.float16]  # Volta and Turing tensor cores have no bf16
-
-    @classmethod
-    def get_min_capability(cls) -> int:
-        return 70
 
     @classmethod
     def get_config_filenames(cls) -> list[str]:

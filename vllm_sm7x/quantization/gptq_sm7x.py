@@ -22,8 +22,8 @@ from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMPa
 
 from vllm_sm7x.activation import current_activation
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES
-from vllm_sm7x.quantization.awq_sm7x import (PACK_FACTOR, AwqSm7xLinearMethod, check_linear_shard,
-                                              checkpoint_method_claimed)
+from vllm_sm7x.quantization.awq_sm7x import (PACK_FACTOR, AwqSm7xLinearMethod, Sm7xKernelsConfig,
+                                              check_linear_shard, checkpoint_method_claimed)
 from vllm_sm7x.quantization.gptq_format import gptq_to_kernel_layout
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def unsupported_gptq(bits: int, group_size: int, desc_act: bool, is_sym: bool) -
 
 
 @register_quantization_config(NAME)
-class GptqSm7xConfig(AutoGPTQConfig):
+class GptqSm7xConfig(Sm7xKernelsConfig, AutoGPTQConfig):
     def __init__(self, weight_bits: int, group_size: int, desc_act: bool, is_sym: bool, lm_head_quantized: bool,
                  dynamic: dict, full_config: dict, modules_in_block_to_quantize: list[str] | None = None) -> None:
         refusal = unsupported_gptq(weight_bits, group_size, desc_act, is_sym)
@@ -64,14 +64,6 @@ class GptqSm7xConfig(AutoGPTQConfig):
     @classmethod
     def get_name(cls) -> str:
         return NAME
-
-    @classmethod
-    def get_supported_act_dtypes(cls) -> list[torch.dtype]:
-        return [torch.float16]  # Volta tensor cores have no bf16
-
-    @classmethod
-    def get_min_capability(cls) -> int:
-        return 70
 
     SERVES_AS = "GPTQ repacked at load for vllm-sm7x's AWQ kernels (gptq_sm7x)"
 
