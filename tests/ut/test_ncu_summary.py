@@ -22,6 +22,20 @@ def write_csv(path: Path, rows) -> Path:
     return path
 
 
+def test_instructions_and_pipes_come_from_whichever_name_this_gpu_reports(tmp_path):
+    csv_path = tmp_path / "ncu-tiled.csv"
+    header = ["ID", "Kernel Name", "smsp__inst_executed.sum",
+              "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+              "sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active"]
+    rows = [header, ["", "", "inst", "%", "%"], ["0", "tiled_gemm_kernel<Sm75, 4, 8>", "12,500,000", "41.2", "9.5"]]
+    csv_path.write_text("\n".join(",".join(f'"{cell}"' for cell in row) for row in rows) + "\n")
+    text = ncu_summary.summarise(csv_path)
+    assert "warp instructions executed     12.5 M" in text
+    assert "tensor pipe % of peak          41.2 %" in text  # the second of its names
+    assert "LSU pipe % of peak             9.5 %" in text
+    assert "FMA pipe % of peak             not collected" in text
+
+
 def test_each_kernel_gets_its_time_traffic_occupancy_and_top_stalls(tmp_path):
     csv_path = write_csv(tmp_path / "ncu-awq.csv", [
         ["0", "fused_gemm_kernel<Sm75, 1, 8>", "19,450", "96000000", "61.5", "300", "100", "5000", "700", "90"],

@@ -198,7 +198,8 @@ profile_kernels() {
   for case in ${SM7X_PROFILE_CASES:-$(python3 benchmarks/profile_kernels.py --list)}; do
     "$ncu" --clock-control none --nvtx --nvtx-include "measured/" --print-units base --csv --page raw \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-      --section MemoryWorkloadAnalysis --section SchedulerStats \
+      --section MemoryWorkloadAnalysis --section SchedulerStats --section InstructionStats \
+      --section ComputeWorkloadAnalysis \
       --metrics dram__bytes_read.sum,dram__bytes_read.sum.per_second,smsp__issue_active.avg.pct_of_peak_sustained_active \
       --log-file "$OUT/ncu-$case.csv" \
       python3 benchmarks/profile_kernels.py --path "$path" --case "$case" >> "$OUT/ncu.log" 2>&1 \

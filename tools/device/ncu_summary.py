@@ -35,6 +35,17 @@ METRICS = [
     ("CTAs per SM by shared memory", "launch__occupancy_limit_shared_mem", 1, ""),
     ("CTAs per SM by warps", "launch__occupancy_limit_warps", 1, ""),
     ("issue slots busy", "smsp__issue_active.avg.pct_of_peak_sustained_active", 1, "%"),
+    # What the issue slots went to (InstructionStats, ComputeWorkloadAnalysis): a kernel bound inside
+    # the SM shows which pipe or how many instructions per byte.
+    ("warp instructions executed", "smsp__inst_executed.sum", 1e-6, "M"),
+    ("tensor pipe % of peak", ("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
+                               "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active",
+                               "sm__inst_executed_pipe_tensor.avg.pct_of_peak_sustained_active"), 1, "%"),
+    ("FMA pipe % of peak", ("sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active",
+                            "sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active"), 1, "%"),
+    ("ALU pipe % of peak", ("sm__pipe_alu_cycles_active.avg.pct_of_peak_sustained_active",
+                            "sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active"), 1, "%"),
+    ("LSU pipe % of peak", "sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active", 1, "%"),
 ]
 # Per-reason stall counters; ncu names them in more than one family (warps stalled per issued
 # instruction, average latencies, sampled counts; with suffixes): one family is used, the one that
