@@ -80,16 +80,16 @@ def test_registered_with_vllm_as_a_gptq_config():
 
 @pytest.mark.parametrize("user_quant", [None, "gptq", "gptq_marlin", "auto_gptq", "marlin", "gptq_sm7x"])
 def test_claims_gptq_checkpoints_on_the_sm70_path(activate, user_quant):
-    activate("sm70", gptq_sm7x)
+    activate("sm70")
     assert gptq_sm7x.GptqSm7xConfig.override_quantization_method(GPTQ, user_quant) == "gptq_sm7x"
 
 
 def test_turing_and_other_gpus_keep_stock_gptq(activate):
-    activate("sm75", gptq_sm7x)  # vLLM's GPTQ Marlin kernel has sm_75 code
+    activate("sm75")  # vLLM's GPTQ Marlin kernel has sm_75 code
     assert gptq_sm7x.GptqSm7xConfig.override_quantization_method(GPTQ, None) is None
-    activate(None, gptq_sm7x)
+    activate(None)
     assert gptq_sm7x.GptqSm7xConfig.override_quantization_method(GPTQ, None) is None
-    activate("sm70", gptq_sm7x)
+    activate("sm70")
     assert gptq_sm7x.GptqSm7xConfig.override_quantization_method({"quant_method": "awq"}, None) is None
     assert gptq_sm7x.GptqSm7xConfig.override_quantization_method(GPTQ, "fp8") is None
 

@@ -17,7 +17,7 @@ from vllm.model_executor.layers.quantization.base_config import QuantizationConf
 from vllm.model_executor.layers.quantization.utils.quant_utils import is_layer_skipped
 from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter
 
-from vllm_sm7x import envs
+from vllm_sm7x import activation, envs
 from vllm_sm7x.activation import current_activation, kernel_path
 from vllm_sm7x.ops.awq import awq_linear, linear_row_ranges
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES, AwqKernelWeight, to_kernel_layout
@@ -37,7 +37,8 @@ def checkpoint_method_claimed(hf_quant_cfg: dict, user_quant: str | None, quant_
 
 
 class Sm7xKernelsConfig:
-    """What every config that runs our kernels tells vLLM: fp16 activations, from SM70."""
+    """What every config that runs our kernels tells vLLM: fp16 activations, from SM70, and that it takes
+    the checkpoints its claims_on(hf_quant_cfg, user_quant, path) rule names on the active arch path."""
 
     @classmethod
     def get_supported_act_dtypes(cls) -> list[torch.dtype]:
@@ -46,6 +47,11 @@ class Sm7xKernelsConfig:
     @classmethod
     def get_min_capability(cls) -> int:
         return 70
+
+    @classmethod
+    def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
+        # Read through the activation module (tests patch it there for every config).
+        return cls.get_name() if cls.claims_on(hf_quant_cfg, user_quant, activation.current_activation().path) else None
 
 
 @register_quantization_config(NAME)
@@ -105,10 +111,6 @@ class AwqSm7xConfig(Sm7xKernelsConfig, QuantizationConfig):
         """Whether this config takes the checkpoint on arch path "sm70"/"sm75" (None: plugin inactive)."""
         return (path is not None and not envs.VLLM_SM7X_STOCK_AWQ
                 and checkpoint_method_claimed(hf_quant_cfg, user_quant, "awq", CLAIMED_USER_METHODS))
-
-    @classmethod
-    def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
-        return NAME if cls.claims_on(hf_quant_cfg, user_quant, current_activation().path) else None
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):
         from vllm.model_executor.layers.fused_moe import RoutedExperts

@@ -20,7 +20,6 @@ from vllm.model_executor.layers.quantization.auto_gptq import AutoGPTQConfig
 from vllm.model_executor.layers.quantization.utils.gptq_utils import get_dynamic_override, get_linear_quant_method
 from vllm.model_executor.parameter import GroupQuantScaleParameter, PackedvLLMParameter, RowvLLMParameter
 
-from vllm_sm7x.activation import current_activation
 from vllm_sm7x.quantization.awq_format import SUPPORTED_GROUP_SIZES
 from vllm_sm7x.quantization.awq_sm7x import (PACK_FACTOR, AwqSm7xLinearMethod, Sm7xKernelsConfig,
                                               check_linear_shard, checkpoint_method_claimed)
@@ -72,10 +71,6 @@ class GptqSm7xConfig(Sm7xKernelsConfig, AutoGPTQConfig):
         """Whether this config takes the checkpoint on arch path path: on sm70 only (Turing keeps Marlin)."""
         return path == "sm70" and checkpoint_method_claimed(hf_quant_cfg, user_quant, "gptq", CLAIMED_USER_METHODS)
 
-    @classmethod
-    def override_quantization_method(cls, hf_quant_cfg, user_quant, hf_config=None) -> str | None:
-        return NAME if cls.claims_on(hf_quant_cfg, user_quant, current_activation().path) else None
-
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):
         from vllm.model_executor.layers.fused_moe import RoutedExperts
 
@@ -91,11 +86,9 @@ class GptqSm7xConfig(Sm7xKernelsConfig, AutoGPTQConfig):
             # in words that name neither the module nor the fix.
             if not str(error).startswith("Unsupported quantization config"):
                 raise
-            settings = {key: get_dynamic_override(self, prefix, key, default) for key, default in (
+            refusal = unsupported_gptq(*(get_dynamic_override(self, prefix, key, default) for key, default in (
                 ("bits", self.weight_bits), ("group_size", self.group_size), ("desc_act", self.desc_act),
-                ("sym", self.is_sym))}
-            refusal = unsupported_gptq(settings["bits"], settings["group_size"], settings["desc_act"],
-                                       settings["sym"]) or str(error)
+                ("sym", self.is_sym)))) or str(error)
             raise ValueError(f"{prefix} (by the checkpoint's `dynamic` rules): {refusal}") from error
 
 
