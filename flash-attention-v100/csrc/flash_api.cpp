@@ -42,7 +42,8 @@ std::string build_info() {
 //   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
 // So: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16 (but in a mixed
 // batch, below).
-// FLASH_ATTN_V100_DECODE=simt|mma|mma32 forces one.
+// FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8 forces one. mma8 (decode_mma8_sm75.cu: 8 rows per CTA, each
+// warp on its own keys with fragments loaded straight from the cache) exists on the sm75 path only.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
@@ -52,6 +53,8 @@ struct DecodeChoice {
   bool tensor_cores;
   int row_groups;    // of the tensor-core kernel: groups of 16 query rows per CTA
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
+  bool rows8 = false;  // the sm75 path's 8-row kernel (launch_decode_mma8)
+  int64_t rows_per_cta() const { return rows8 ? 8 : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
 };
 
 // with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
@@ -69,9 +72,38 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill) {
   if (choice == "simt") return {false, 1, "simt"};
   if (choice == "mma") return {true, 1, "mma"};
   if (choice == "mma32") return {true, 2, "mma32"};
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma32' (unset: chosen by query rows), ",
+  if (choice == "mma8") return {true, 1, "mma8", true};
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8' (unset: chosen by query rows), ",
                     "got '", choice, "'");
   return {};
+}
+
+// m16n8k8 has no Volta form: the 8-row kernel is the sm75 path's alone.
+void check_rows8_path(const DecodeChoice& choice, sm7x::ArchPath path) {
+  TORCH_CHECK_VALUE(!choice.rows8 || path == sm7x::ArchPath::kSm75, "FLASH_ATTN_V100_DECODE=mma8 runs on the sm75 ",
+                    "path only (Turing's m16n8k8); on the sm70 path use 'simt', 'mma' or 'mma32'");
+}
+
+// The 8-row kernel's pieces, which exist only in builds with sm75 kernels (check_rows8_path and
+// resolve_arch_path refuse before these are reached otherwise).
+DecodeOccupancy decode_mma8_occupancy_on(int head_dim, const sm7x::CardLimits& card) {
+#if SM7X_BUILD_SM75
+  return decode_mma8_occupancy(head_dim, card);
+#else
+  throw std::invalid_argument("this build has no sm75 kernels");
+#endif
+}
+void settle_decode_mma8_paddings_on(int head_dim, const sm7x::CardLimits& card) {
+#if SM7X_BUILD_SM75
+  settle_decode_mma8_paddings(head_dim, card);
+#endif
+}
+void launch_decode_mma8_on(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
+#if SM7X_BUILD_SM75
+  launch_decode_mma8(p, head_dim, emulated, stream);
+#else
+  throw std::invalid_argument("this build has no sm75 kernels");
+#endif
 }
 
 }  // namespace
@@ -98,8 +130,10 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
   const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false);
   const int dim = static_cast<int>(head_dim);
+  check_rows8_path(choice, arch_path);
   const DecodeOccupancy o =
-      choice.tensor_cores
+      choice.rows8 ? decode_mma8_occupancy_on(dim, card)
+      : choice.tensor_cores
           ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
               return decode_mma_occupancy<decltype(tag)>(dim, choice.row_groups, card);
             })
@@ -275,6 +309,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // The tensor-core kernels' arch path: of those that run, and of those an emulated call pads.
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
   if (prefill || mma_decode || card) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  if (mma_decode) check_rows8_path(decode, arch_path);
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
@@ -320,7 +355,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
   TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
   p.max_keys = static_cast<int>(block_table.size(1) * block_size);
-  const int64_t rows_per_cta = mma_decode ? kDecodeRowsPerCta * decode.row_groups : kDecodeRowsPerCta;
+  const int64_t rows_per_cta = mma_decode ? decode.rows_per_cta() : kDecodeRowsPerCta;
   const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), rows_per_cta);
   int64_t splits = num_splits;
   if (row_blocks == 0) {
@@ -352,8 +387,11 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
       settle_decode_mma_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
     });
+    if (arch_path == sm7x::ArchPath::kSm75) settle_decode_mma8_paddings_on(static_cast<int>(head_dim), *card);
   }
-  if (mma_decode) {
+  if (mma_decode && decode.rows8) {
+    launch_decode_mma8_on(p, head_dim, emulated, stream);
+  } else if (mma_decode) {
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
       launch_decode_mma<decltype(tag)>(p, head_dim, decode.row_groups, emulated, stream);
     });

@@ -44,17 +44,19 @@ ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
 # Decode: the SIMT kernel, and the tensor-core one of each path, on 16 query rows per CTA and ("-32")
-# on 32.
-DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32"]
+# on 32, and the sm75 path's 8-row kernel ("sm75-8").
+DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32", "sm75-8"]
+DECODE_FORMS = {"-32": "mma32", "-8": "mma8"}
 
 
 def use_path(fa, monkeypatch, path):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "-32" their decode form on 32 query rows per CTA, "simt" the SIMT decode kernel (on the default
-    emulated path). The op otherwise picks the decode kernel by query rows; forcing it tests each on every
-    case."""
-    path, rows32 = path.removesuffix("-32"), path.endswith("-32")
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else "mma32" if rows32 else "mma")
+    "-32" their decode form on 32 query rows per CTA, "-8" the 8-row one (sm75 only), "simt" the SIMT decode
+    kernel (on the default emulated path). The op otherwise picks the decode kernel by query rows; forcing it
+    tests each on every case."""
+    form = next((DECODE_FORMS[suffix] for suffix in DECODE_FORMS if path.endswith(suffix)), "mma")
+    path = path.split("-")[0]
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else form)
     if path == "simt":
         return
     if path not in fa.build_info().get("paths", []):

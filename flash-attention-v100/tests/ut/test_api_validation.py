@@ -153,7 +153,7 @@ def test_a_mixed_batch_keeps_its_short_sequences_on_the_16_row_form(rows, kernel
     assert fa.decode_kernel(rows, with_prefill=True) == "mma32"
 
 
-@pytest.mark.parametrize("forced", ["simt", "mma", "mma32"])
+@pytest.mark.parametrize("forced", ["simt", "mma", "mma32", "mma8"])
 def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", forced)
     assert fa.decode_kernel(1) == forced and fa.decode_kernel(30) == forced
@@ -161,7 +161,7 @@ def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
 
 def test_an_unknown_decode_kernel_names_the_choices(monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "tensor")
-    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma' or 'mma32'"):
+    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8'"):
         fa.decode_kernel(6)
     with pytest.raises(ValueError, match="query_rows must be >= 1"):
         fa.decode_kernel(0)
