@@ -98,3 +98,17 @@ def test_occupancy_rejects_unknown_paths(fa):
         fa.decode_occupancy(256, 6, "auto")
     with pytest.raises(ValueError, match="head_dim must be 64, 128 or 256"):
         fa.decode_occupancy(96, 6, "sm75")
+
+
+# The sm75 path's 8-row kernel (forced): 8.4 KB of shared memory at head_dim 256, so its registers set
+# the CTAs per SM, on a Turing card and (64K registers per SM too) on a newer GPU alike. m16n8k8 has no
+# Volta form: the sm70 path refuses it by name.
+def test_the_8_row_kernel_is_held_to_the_card_and_refused_on_volta(fa, monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma8")
+    occupancy = fa.decode_occupancy(256, 6, "sm75")
+    assert occupancy["kernel"] == "mma8"
+    assert occupancy["card_ctas_per_sm"] >= 1
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]
+    with pytest.raises(ValueError, match="mma8 runs on the sm75 path only"):
+        fa.decode_occupancy(256, 6, "sm70")
