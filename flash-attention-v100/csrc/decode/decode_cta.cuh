@@ -94,10 +94,14 @@ __device__ __forceinline__ bool decode_cta(const DecodeParams& p, DecodeCta& c) 
   return true;
 }
 
+// Key t is visible to the query at key position q_pos (valid: it is one of the sequence's rows).
+__device__ __forceinline__ bool decode_visible_at(const DecodeParams& p, const DecodeCta& c, bool valid, int q_pos,
+                                                  int t) {
+  return valid && t < c.t_end && (!p.causal || t <= q_pos) && (p.window_left < 0 || t >= q_pos - p.window_left);
+}
 // Key t is visible to query row r (valid: r is one of the sequence's rows).
 __device__ __forceinline__ bool decode_visible(const DecodeParams& p, const DecodeCta& c, bool valid, int r, int t) {
-  const int q_pos = c.q_pos(r);
-  return valid && t < c.t_end && (!p.causal || t <= q_pos) && (p.window_left < 0 || t >= q_pos - p.window_left);
+  return decode_visible_at(p, c, valid, c.q_pos(r), t);
 }
 
 // Calls fn(std::integral_constant<int, D>{}) for head_dim D in {64, 128, 256}.

@@ -14,8 +14,10 @@
 // - O^T += V^T P^T, so that P's B fragment is S's accumulator as it stands (row g, keys 2q and 2q+1) and
 //   all four accumulator registers hold real outputs; V^T's A fragment pairs two keys' halves (PRMT), and
 //   each lane ends with 8 consecutive output dims of two query rows.
-// The CTA's warps take every 4th stage of its split and meet once at the end (their maxima, sums and
-// outputs merged in shared memory in warp order: deterministic).
+// The CTA's warps take every 4th stage of its split and meet once at the end: their maxima and sums, then
+// their outputs, scaled to the CTA's maxima, summed in shared memory in a fixed order (deterministic).
+// The epilogue runs once per CTA, and at short contexts (one stage per warp) its instructions are most of
+// a CTA's time, so it is kept short: two barriers, each thread finishing 1/16 of one row.
 #include <cuda_fp16.h>
 
 #include "core/mma_sm75.h"
@@ -51,7 +53,9 @@ template <int kHeadDim, class Kv>
 __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_kernel(const DecodeParams p) {
   using L = Mma8Layout<kHeadDim>;
   __shared__ float m_s[kMma8Warps][kMma8Rows], l_s[kMma8Warps][kMma8Rows];
-  __shared__ __align__(16) float o_s[kMma8Rows][kHeadDim];
+  // Two slices: warps 0 and 1 write theirs, warps 2 and 3 add to them (16 KB at head_dim 256, so a 64 KB
+  // Turing card still holds the two CTAs per SM its registers allow).
+  __shared__ __align__(16) float o_s[2][kMma8Rows][kHeadDim];
 
   DecodeCta cta;
   if (!decode_cta<kMma8Rows>(p, cta)) return;
@@ -98,12 +102,14 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
   // Q's A fragments: row g's dims c*32 + q*8 .. +7, as four half2 words (k steps); zeros past the last row.
   const int r = cta.first_row + g;
   const bool row_valid = r <= cta.last_row;
-  uint32_t q_frag[L::kDimChunks32][4];
+  const int q_pos = cta.q_pos(r);
+  uint32_t q_frag[L::kDimChunks32][4] = {};
+  if (row_valid) {  // one branch and one address for all of them (per-load selects cost ~800 instructions)
+    const uint32_t* q_words = reinterpret_cast<const uint32_t*>(cta.q_row(p, r));
 #pragma unroll
-  for (int c = 0; c < L::kDimChunks32; ++c) {
+    for (int c = 0; c < L::kDimChunks32; ++c) {
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      q_frag[c][s] = row_valid ? reinterpret_cast<const uint32_t*>(cta.q_row(p, r))[c * 16 + q * 4 + s] : 0u;
+      for (int s = 0; s < 4; ++s) q_frag[c][s] = q_words[c * 16 + q * 4 + s];
     }
   }
 
@@ -133,7 +139,7 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
       for (int e = 0; e < 2; ++e) {
         float x = s[h][e] * p.scale;
         if (p.softcap > 0.f) x = p.softcap * tanhf(x / p.softcap);
-        s[h][e] = decode_visible(p, cta, row_valid, r, t0 + 8 * h + 2 * q + e) ? x : -INFINITY;
+        s[h][e] = decode_visible_at(p, cta, row_valid, q_pos, t0 + 8 * h + 2 * q + e) ? x : -INFINITY;
         stage_max = fmaxf(stage_max, s[h][e]);
       }
     }
@@ -178,68 +184,77 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
     if (t_next < cta.t_end) fetch_v(t_next);
   }
 
-  // The warps meet: row maxima and sums, then outputs in warp order into o_s, scaled to the CTA's max.
+  // The warps meet: row maxima and sums first.
   l += __shfl_xor_sync(kFullMask, l, 1);
   l += __shfl_xor_sync(kFullMask, l, 2);
   if (q == 0) m_s[warp][g] = m, l_s[warp][g] = l;
   __syncthreads();
-  float warp_factor[2], row_max[2], row_sum[2];  // for query rows 2q and 2q + 1
+  // This lane's outputs (query rows 2q + e, dims c*64 + g*8 + j; j < 4: tile j's rows g, else tile j - 4's
+  // rows g + 8), scaled from this warp's max to the CTA's, into slice warp % 2: warps 0 and 1 write, then
+  // warps 2 and 3 add.
+  auto row_max = [&](int row) {
+    float max = -INFINITY;
 #pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int row = 2 * q + e;
-    row_max[e] = -INFINITY;
+    for (int w = 0; w < kMma8Warps; ++w) max = fmaxf(max, m_s[w][row]);
+    return max;
+  };
+  auto warp_factor = [&](int w, int row, float max) {
+    return m_s[w][row] == -INFINITY ? 0.f : __expf(m_s[w][row] - max);
+  };
+  float factor[2];
 #pragma unroll
-    for (int w = 0; w < kMma8Warps; ++w) row_max[e] = fmaxf(row_max[e], m_s[w][row]);
-    row_sum[e] = 0.f;
+  for (int e = 0; e < 2; ++e) factor[e] = warp_factor(warp, 2 * q + e, row_max(2 * q + e));
+  auto fold_into_slice = [&](bool add) {
 #pragma unroll
-    for (int w = 0; w < kMma8Warps; ++w) {
-      row_sum[e] += m_s[w][row] == -INFINITY ? 0.f : __expf(m_s[w][row] - row_max[e]) * l_s[w][row];
-    }
-    warp_factor[e] = m_s[warp][row] == -INFINITY ? 0.f : __expf(m_s[warp][row] - row_max[e]);
-  }
-  // This lane's outputs: query row 2q + e, dims c*64 + g*8 + j (j < 4: tile i = j, else tile j - 4's rows g + 8).
-  auto output = [&](int c, int e, int j) { return j < 4 ? o[c * 4 + j][e] : o[c * 4 + j - 4][2 + e]; };
-  for (int w = 0; w < kMma8Warps - 1; ++w) {
-    if (warp == w) {
+    for (int c = 0; c < L::kDimChunks64; ++c) {
 #pragma unroll
-      for (int c = 0; c < L::kDimChunks64; ++c) {
+      for (int e = 0; e < 2; ++e) {
+        float4* dst = reinterpret_cast<float4*>(&o_s[warp % 2][2 * q + e][c * 64 + g * 8]);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float* dst = &o_s[2 * q + e][c * 64 + g * 8];
-#pragma unroll
-          for (int j = 0; j < 8; ++j) dst[j] = (w == 0 ? 0.f : dst[j]) + output(c, e, j) * warp_factor[e];
+        for (int half = 0; half < 2; ++half) {
+          float4 v = make_float4(o[c * 4 + 0][2 * half + e], o[c * 4 + 1][2 * half + e], o[c * 4 + 2][2 * half + e],
+                                 o[c * 4 + 3][2 * half + e]);
+          v.x *= factor[e], v.y *= factor[e], v.z *= factor[e], v.w *= factor[e];
+          if (add) {
+            const float4 before = dst[half];
+            v.x += before.x, v.y += before.y, v.z += before.z, v.w += before.w;
+          }
+          dst[half] = v;
         }
       }
     }
-    __syncthreads();
+  };
+  if (warp < 2) fold_into_slice(false);
+  __syncthreads();
+  if (warp >= 2) fold_into_slice(true);
+  __syncthreads();
+
+  // Thread = (row, 1/16 of its dims): slice 0 + slice 1, divided by the row's sum.
+  constexpr int kDimsPerThread = kHeadDim / 16;
+  const int out_row = threadIdx.x / 16, d0 = threadIdx.x % 16 * kDimsPerThread, row = cta.first_row + out_row;
+  if (row > cta.last_row) return;
+  const float max = row_max(out_row);
+  float sum = 0.f;
+#pragma unroll
+  for (int w = 0; w < kMma8Warps; ++w) sum += warp_factor(w, out_row, max) * l_s[w][out_row];
+  const float inv = sum > 0.f ? p.v_scale / sum : 0.f;  // nothing visible: zeros, lse -inf
+  if (d0 == 0) *cta.lse(p, row) = sum > 0.f ? max + __logf(sum) : -INFINITY;
+  float v[kDimsPerThread];
+#pragma unroll
+  for (int i = 0; i < kDimsPerThread; i += 4) {
+    const float4 a = *reinterpret_cast<const float4*>(&o_s[0][out_row][d0 + i]);
+    const float4 b = *reinterpret_cast<const float4*>(&o_s[1][out_row][d0 + i]);
+    v[i] = (a.x + b.x) * inv, v[i + 1] = (a.y + b.y) * inv, v[i + 2] = (a.z + b.z) * inv, v[i + 3] = (a.w + b.w) * inv;
   }
-  if (warp != kMma8Warps - 1) return;
+  if (p.splits == 1) {
+    // Output rows are 4-byte aligned (the op checks no more): half2 stores.
+    __half2* out = reinterpret_cast<__half2*>(p.out + cta.out_row(p, row) * kHeadDim + d0);
 #pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int row = cta.first_row + 2 * q + e;
-    if (row > cta.last_row) continue;
-    const float inv = row_sum[e] > 0.f ? p.v_scale / row_sum[e] : 0.f;  // nothing visible: zeros, lse -inf
-    if (g == 0) *cta.lse(p, row) = row_sum[e] > 0.f ? row_max[e] + __logf(row_sum[e]) : -INFINITY;
+    for (int i = 0; i < kDimsPerThread / 2; ++i) out[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+  } else {
+    float4* out = reinterpret_cast<float4*>(p.partial_out + cta.partial_row(p, row) * kHeadDim + d0);
 #pragma unroll
-    for (int c = 0; c < L::kDimChunks64; ++c) {
-      float v[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = (o_s[2 * q + e][c * 64 + g * 8 + j] + output(c, e, j) * warp_factor[e]) * inv;
-      const int d = c * 64 + g * 8;
-      if (p.splits == 1) {
-        __half2 h[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
-        // Output rows are 4-byte aligned (the op checks no more): four half2 stores.
-        __half2* out = reinterpret_cast<__half2*>(p.out + cta.out_row(p, row) * kHeadDim + d);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) out[j] = h[j];
-      } else {
-        float4* out = reinterpret_cast<float4*>(p.partial_out + cta.partial_row(p, row) * kHeadDim + d);
-        out[0] = make_float4(v[0], v[1], v[2], v[3]);
-        out[1] = make_float4(v[4], v[5], v[6], v[7]);
-      }
-    }
+    for (int i = 0; i < kDimsPerThread / 4; ++i) out[i] = make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
   }
 }
 

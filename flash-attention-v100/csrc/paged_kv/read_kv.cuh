@@ -13,8 +13,10 @@ struct KvSlot {
   int64_t block;
   int offset;
 };
+// Key positions and block sizes are never negative: unsigned division takes about half the instructions.
 __device__ __forceinline__ KvSlot kv_slot(const DecodeParams& p, int b, int t) {
-  return {p.block_table[b * p.block_table_stride + t / p.block_size], t % p.block_size};
+  const unsigned block = static_cast<unsigned>(t) / static_cast<unsigned>(p.block_size);
+  return {p.block_table[b * p.block_table_stride + block], t - static_cast<int>(block) * p.block_size};
 }
 
 // vec-th 8 elements of the key (read_k_vec) or value (read_v_vec) at `slot` for one KV head.
