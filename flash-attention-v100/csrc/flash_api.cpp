@@ -40,10 +40,15 @@ std::string build_info() {
 // - benchmarks/results/attention-sm75-h200-2026-12-01-mma32.json: at 30 rows its 32-row form (8 warps,
 //   two row groups share each K/V stage, so K and V are read once instead of twice) takes 0.56-0.98x the
 //   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
-// So: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16 (but in a mixed
-// batch, below).
-// FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8 forces one. mma8 (decode_mma8_sm75.cu: 8 rows per CTA, each
-// warp on its own keys with fragments loaded straight from the cache) exists on the sm75 path only.
+// So on the sm70 path: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16
+// (but in a mixed batch, below).
+// The sm75 path takes its 8-row kernel (decode_mma8_sm75.cu: each warp on its own keys, fragments loaded
+// straight from the cache; m16n8k8 has no Volta form) for every decode: forced on every case in one run
+// (benchmarks/results/attention-sm75-h200-2026-12-03-mma8.json) it took 0.40-0.93x the SIMT kernel's time
+// at q_len 1 (median 0.49x; 0.61-0.81 of copy bandwidth from 32K keys at 27B TP1) and 0.58-0.86x the
+// 32-row form's at q_len 5, whose 30 rows it reads in four blocks of 8 (the blocks of one split run side
+// by side, so the re-reads come from L2).
+// FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8 forces one.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
@@ -62,10 +67,11 @@ struct DecodeChoice {
 // query_rows says (it counts the most they may have, 16 per KV head), so they keep the 16-row form:
 // the 32-row one measured 0.90-1.45x its time on 6 rows (median 1.39x; H200, sm75,
 // attention-sm75-h200-2026-12-01-mma32.json).
-DecodeChoice decode_choice(int64_t query_rows, bool with_prefill) {
+DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath path) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
+    if (path == sm7x::ArchPath::kSm75) return {true, 1, "mma8", true};
     if (query_rows >= kMma32DecodeMinRows && !with_prefill) return {true, 2, "mma32"};
     return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
   }
@@ -73,7 +79,8 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill) {
   if (choice == "mma") return {true, 1, "mma"};
   if (choice == "mma32") return {true, 2, "mma32"};
   if (choice == "mma8") return {true, 1, "mma8", true};
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8' (unset: chosen by query rows), ",
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8' (unset: chosen by arch path ",
+                    "and query rows), ",
                     "got '", choice, "'");
   return {};
 }
@@ -108,11 +115,12 @@ void launch_decode_mma8_on(const DecodeParams& p, int head_dim, const sm7x::Card
 
 }  // namespace
 
-// The decode kernel the op takes for `query_rows` rows per KV head, as FLASH_ATTN_V100_DECODE names it
-// (no GPU needed).
-std::string decode_kernel_op(int64_t query_rows, bool with_prefill) {
+// The decode kernel the op takes on arch path `path` ("sm70" or "sm75") for `query_rows` rows per KV head,
+// as FLASH_ATTN_V100_DECODE names it (no GPU needed).
+std::string decode_kernel_op(int64_t query_rows, const std::string& path, bool with_prefill) {
   TORCH_CHECK_VALUE(query_rows >= 1, "decode_kernel: query_rows must be >= 1");
-  return decode_choice(query_rows, with_prefill).name;
+  TORCH_CHECK_VALUE(path == "sm70" || path == "sm75", "decode_kernel: path must be 'sm70' or 'sm75', got '", path, "'");
+  return decode_choice(query_rows, with_prefill, path == "sm75" ? sm7x::ArchPath::kSm75 : sm7x::ArchPath::kSm70).name;
 }
 
 // The decode kernel the op takes for `query_rows` rows per KV head (fp16 cache) and its CTAs per SM for
@@ -128,7 +136,7 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   SM7X_CUDA_CHECK(cudaGetDevice(&device));
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
-  const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false);
+  const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false, arch_path);
   const int dim = static_cast<int>(head_dim);
   check_rows8_path(choice, arch_path);
   const DecodeOccupancy o =
@@ -295,20 +303,22 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int64_t decode_q_len =
       decode_q_len_known ? max_decode_q_len : std::min<int64_t>(max_seqlen_q, kPrefillMinQueryLen - 1);
   const int64_t decode_rows = decode_q_len * (q_heads / kv_heads);
-  const DecodeChoice decode = decode_choice(decode_rows, prefill && !decode_q_len_known);
   // Without a forced path on a GPU that has no SM7x path of its own, decode keeps the SIMT kernel,
   // which runs anywhere (prefill then names the switch). The device is asked only when it matters.
-  auto has_native_path = [&] {
+  const bool sm7x_path = path != "auto" || [&] {
     const int cc = sm7x::device_compute_capability(q.get_device());
     return sm7x::Sm70::is_native_for(cc) || sm7x::Sm75::is_native_for(cc);
-  };
-  const bool mma_decode = decode.tensor_cores && (path != "auto" || has_native_path());
+  }();
   // A path forced on a GPU that is not its native one is emulation: the kernels then keep to the
   // emulated card's CTAs per SM (core/emulated_occupancy.h).
   const std::optional<sm7x::CardLimits> card = sm7x::emulated_card_for(q, path, "paged_attention");
-  // The tensor-core kernels' arch path: of those that run, and of those an emulated call pads.
+  // The arch path: of the tensor-core kernels that run (and the decode kernel it takes), and of those an
+  // emulated call pads.
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
-  if (prefill || mma_decode || card) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  if (prefill || sm7x_path) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
+  const DecodeChoice decode = sm7x_path ? decode_choice(decode_rows, prefill && !decode_q_len_known, arch_path)
+                                        : DecodeChoice{false, 1, "simt"};
+  const bool mma_decode = decode.tensor_cores;
   if (mma_decode) check_rows8_path(decode, arch_path);
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
@@ -430,7 +440,7 @@ std::tuple<torch::Tensor, torch::Tensor> paged_attention(const torch::Tensor& q,
 TORCH_LIBRARY(flash_attn_v100, m) {
   m.def("build_info() -> str");
   m.impl("build_info", &flash_v100::build_info);
-  m.def("decode_kernel(int query_rows, bool with_prefill=False) -> str", &flash_v100::decode_kernel_op);
+  m.def("decode_kernel(int query_rows, str path, bool with_prefill=False) -> str", &flash_v100::decode_kernel_op);
   m.def("decode_occupancy(int head_dim, int query_rows, str path) -> (int[], str)");
   m.impl("decode_occupancy", &flash_v100::decode_occupancy_op);
   m.def("write_kv_cache(Tensor key, Tensor value, Tensor(a!) key_cache, Tensor(b!) value_cache, "

@@ -31,16 +31,24 @@ def tensor_core_decode_shared_bytes(head_dim: int, row_groups: int = 1) -> int:
     return rows * (head_dim + pad) * 2 + kv_halves * 2 + 4 * rows * (keys + 1) * 4 + rows * (keys + pad) * 2 + rows * 4
 
 
+def rows8_decode_shared_bytes(head_dim: int) -> int:
+    """The sm75 path's 8-row kernel's (decode_mma8_sm75.cu): its 4 warps' row maxima and sums, and two
+    fp32 slices of the 8 rows' outputs."""
+    return 2 * 4 * 8 * 4 + 2 * 8 * head_dim * 4
+
+
 @pytest.mark.parametrize("path", ["sm70", "sm75"])
 @pytest.mark.parametrize("head_dim", [64, 128, 256])
 @pytest.mark.parametrize("query_rows", [1, 6, 15, 30])
 def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
     occupancy = fa.decode_occupancy(head_dim, query_rows, path)
     # flash_api.cpp's rule
-    assert occupancy["kernel"] == ("mma32" if query_rows > 16 else "mma" if query_rows > 8 else "simt")
+    volta_rule = "mma32" if query_rows > 16 else "mma" if query_rows > 8 else "simt"
+    assert occupancy["kernel"] == ("mma8" if path == "sm75" else volta_rule)
     shared = {"simt": lambda: decode_shared_bytes(head_dim, rows_per_cta(query_rows)),
               "mma": lambda: tensor_core_decode_shared_bytes(head_dim),
-              "mma32": lambda: tensor_core_decode_shared_bytes(head_dim, row_groups=2)}[occupancy["kernel"]]()
+              "mma32": lambda: tensor_core_decode_shared_bytes(head_dim, row_groups=2),
+              "mma8": lambda: rows8_decode_shared_bytes(head_dim)}[occupancy["kernel"]]()
     by_shared_memory = CARD_SHARED_BYTES[path] // shared
     assert 1 <= occupancy["card_ctas_per_sm"] <= by_shared_memory
     if torch.cuda.get_device_capability() >= (8, 0):  # emulating the card
@@ -53,7 +61,8 @@ def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
 # (8 warps) allow. A newer GPU's 64K registers per SM hold the kernel to three as well, so only Turing
 # needs padding.
 @pytest.mark.parametrize("path, ctas, padded", [("sm75", 2, True), ("sm70", 3, False)])
-def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, padded):
+def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, padded, monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")  # the sm75 path's default is the 8-row kernel
     occupancy = fa.decode_occupancy(256, 6, path)
     assert occupancy["card_ctas_per_sm"] == ctas
     if torch.cuda.get_device_capability() >= (8, 0):
@@ -65,7 +74,8 @@ def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, 
 # at head_dim 256, one CTA per SM on a T4, two on a V100 (118 registers there), as many warps per SM as
 # the 16-row form's two or three CTAs of 4 warps.
 @pytest.mark.parametrize("path, ctas", [("sm75", 1), ("sm70", 2)])
-def test_the_32_row_tensor_core_decode_is_held_to_the_card(fa, path, ctas):
+def test_the_32_row_tensor_core_decode_is_held_to_the_card(fa, path, ctas, monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")  # the sm75 path's default is the 8-row kernel
     occupancy = fa.decode_occupancy(256, 30, path)
     assert occupancy["kernel"] == "mma32"
     assert occupancy["card_ctas_per_sm"] == ctas
@@ -100,15 +110,15 @@ def test_occupancy_rejects_unknown_paths(fa):
         fa.decode_occupancy(96, 6, "sm75")
 
 
-# The sm75 path's 8-row kernel (forced): 8.4 KB of shared memory at head_dim 256, so its registers set
-# the CTAs per SM, on a Turing card and (64K registers per SM too) on a newer GPU alike. m16n8k8 has no
-# Volta form: the sm70 path refuses it by name.
+# The sm75 path's 8-row kernel (its default): 16.6 KB of shared memory at head_dim 256, so its registers
+# (221 per thread on sm_75) set two CTAs per SM, on a Turing card and (64K registers per SM too) on a newer
+# GPU alike. m16n8k8 has no Volta form: forced on the sm70 path it is refused by name.
 def test_the_8_row_kernel_is_held_to_the_card_and_refused_on_volta(fa, monkeypatch):
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma8")
     occupancy = fa.decode_occupancy(256, 6, "sm75")
     assert occupancy["kernel"] == "mma8"
-    assert occupancy["card_ctas_per_sm"] >= 1
+    assert occupancy["card_ctas_per_sm"] == 2
     if torch.cuda.get_device_capability() >= (8, 0):
         assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma8")
     with pytest.raises(ValueError, match="mma8 runs on the sm75 path only"):
         fa.decode_occupancy(256, 6, "sm70")

@@ -136,32 +136,44 @@ def test_fp8_caches_other_than_e5m2_get_the_fix():
 
 @pytest.mark.parametrize("rows, kernel", [(1, "simt"), (6, "simt"), (8, "simt"), (9, "mma"), (16, "mma"),
                                           (17, "mma32"), (30, "mma32"), (256, "mma32")])
-def test_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypatch):
+def test_volta_decode_takes_tensor_cores_above_eight_query_rows(rows, kernel, monkeypatch):
     # q_len x query heads per KV head: MTP verification (5 x 6 = 30) on tensor cores, 32 rows per CTA
     # above 16; plain decode on SIMT.
     monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
-    assert fa.decode_kernel(rows) == kernel
+    assert fa.decode_kernel(rows, "sm70") == kernel
+
+
+@pytest.mark.parametrize("rows", [1, 6, 8, 9, 30, 256])
+@pytest.mark.parametrize("with_prefill", [False, True])
+def test_turing_decode_takes_the_8_row_tensor_core_kernel_for_every_row_count(rows, with_prefill, monkeypatch):
+    # Measured faster than every other decode kernel on every case of benchmarks/attention.py (H200, sm75
+    # path, attention-sm75-h200-2026-12-03-mma8.json).
+    monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
+    assert fa.decode_kernel(rows, "sm75", with_prefill=with_prefill) == "mma8"
 
 
 @pytest.mark.parametrize("rows, kernel", [(6, "simt"), (16, "mma"), (96, "mma")])
-def test_a_mixed_batch_keeps_its_short_sequences_on_the_16_row_form(rows, kernel, monkeypatch):
+def test_a_mixed_volta_batch_keeps_its_short_sequences_on_the_16_row_form(rows, kernel, monkeypatch):
     # With a prefill in the call, the short sequences' rows are those of the longest (up to 16 per KV
     # head): plain decodes among them would waste 26 of 32 rows.
     monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
-    assert fa.decode_kernel(rows, with_prefill=True) == kernel
+    assert fa.decode_kernel(rows, "sm70", with_prefill=True) == kernel
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")  # the switch still forces it
-    assert fa.decode_kernel(rows, with_prefill=True) == "mma32"
+    assert fa.decode_kernel(rows, "sm70", with_prefill=True) == "mma32"
 
 
 @pytest.mark.parametrize("forced", ["simt", "mma", "mma32", "mma8"])
-def test_the_decode_switch_forces_a_kernel(forced, monkeypatch):
+@pytest.mark.parametrize("path", ["sm70", "sm75"])
+def test_the_decode_switch_forces_a_kernel(forced, path, monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", forced)
-    assert fa.decode_kernel(1) == forced and fa.decode_kernel(30) == forced
+    assert fa.decode_kernel(1, path) == forced and fa.decode_kernel(30, path) == forced
 
 
 def test_an_unknown_decode_kernel_names_the_choices(monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "tensor")
     with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8'"):
-        fa.decode_kernel(6)
+        fa.decode_kernel(6, "sm75")
     with pytest.raises(ValueError, match="query_rows must be >= 1"):
-        fa.decode_kernel(0)
+        fa.decode_kernel(0, "sm75")
+    with pytest.raises(ValueError, match="path must be 'sm70' or 'sm75'"):
+        fa.decode_kernel(6, "auto")
