@@ -42,8 +42,8 @@ std::string build_info() {
 //   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
 // So on the sm70 path: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16
 // (but in a mixed batch, below).
-// The sm75 path takes its 8-row kernel (decode_mma8_sm75.cu: each warp on its own keys, fragments loaded
-// straight from the cache; m16n8k8 has no Volta form) for every decode: forced on every case in one run
+// The sm75 path takes the 8-row kernel (decode_mma8.cuh: each warp on its own keys, fragments loaded
+// straight from the cache) for every decode: forced on every case in one run
 // (benchmarks/results/attention-sm75-h200-2026-12-03-mma8.json) it took 0.40-0.93x the SIMT kernel's time
 // at q_len 1 (median 0.49x; 0.61-0.81 of copy bandwidth from 32K keys at 27B TP1) and 0.58-0.86x the
 // 32-row form's at q_len 5, whose 30 rows it reads in four blocks of 8 (the blocks of one split run side
@@ -58,7 +58,7 @@ struct DecodeChoice {
   bool tensor_cores;
   int row_groups;    // of the tensor-core kernel: groups of 16 query rows per CTA
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
-  bool rows8 = false;  // the sm75 path's 8-row kernel (launch_decode_mma8)
+  bool rows8 = false;  // the 8-row kernel (launch_decode_mma8)
   int64_t rows_per_cta() const { return rows8 ? 8 : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
 };
 
@@ -83,34 +83,6 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath
                     "and query rows), ",
                     "got '", choice, "'");
   return {};
-}
-
-// m16n8k8 has no Volta form: the 8-row kernel is the sm75 path's alone.
-void check_rows8_path(const DecodeChoice& choice, sm7x::ArchPath path) {
-  TORCH_CHECK_VALUE(!choice.rows8 || path == sm7x::ArchPath::kSm75, "FLASH_ATTN_V100_DECODE=mma8 runs on the sm75 ",
-                    "path only (Turing's m16n8k8); on the sm70 path use 'simt', 'mma' or 'mma32'");
-}
-
-// The 8-row kernel's pieces, which exist only in builds with sm75 kernels (check_rows8_path and
-// resolve_arch_path refuse before these are reached otherwise).
-DecodeOccupancy decode_mma8_occupancy_on(int head_dim, const sm7x::CardLimits& card) {
-#if SM7X_BUILD_SM75
-  return decode_mma8_occupancy(head_dim, card);
-#else
-  throw std::invalid_argument("this build has no sm75 kernels");
-#endif
-}
-void settle_decode_mma8_paddings_on(int head_dim, const sm7x::CardLimits& card) {
-#if SM7X_BUILD_SM75
-  settle_decode_mma8_paddings(head_dim, card);
-#endif
-}
-void launch_decode_mma8_on(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
-#if SM7X_BUILD_SM75
-  launch_decode_mma8(p, head_dim, emulated, stream);
-#else
-  throw std::invalid_argument("this build has no sm75 kernels");
-#endif
 }
 
 }  // namespace
@@ -138,14 +110,13 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
   const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false, arch_path);
   const int dim = static_cast<int>(head_dim);
-  check_rows8_path(choice, arch_path);
   const DecodeOccupancy o =
-      choice.rows8 ? decode_mma8_occupancy_on(dim, card)
-      : choice.tensor_cores
-          ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-              return decode_mma_occupancy<decltype(tag)>(dim, choice.row_groups, card);
-            })
-          : decode_occupancy(dim, query_rows, card);
+      choice.tensor_cores ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+        using Tag = decltype(tag);
+        return choice.rows8 ? decode_mma8_occupancy<Tag>(dim, card)
+                            : decode_mma_occupancy<Tag>(dim, choice.row_groups, card);
+      })
+                          : decode_occupancy(dim, query_rows, card);
   return {std::vector<int64_t>{o.card_ctas, o.device_ctas, o.padding}, choice.name};
 }
 
@@ -319,7 +290,6 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const DecodeChoice decode = sm7x_path ? decode_choice(decode_rows, prefill && !decode_q_len_known, arch_path)
                                         : DecodeChoice{false, 1, "simt"};
   const bool mma_decode = decode.tensor_cores;
-  if (mma_decode) check_rows8_path(decode, arch_path);
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
                       "paged_attention: for prefill q's rows must be 16-byte aligned (strides multiple of 8)");
@@ -396,14 +366,16 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
     settle_decode_paddings(static_cast<int>(head_dim), *card);
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
       settle_decode_mma_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
+      settle_decode_mma8_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
     });
-    if (arch_path == sm7x::ArchPath::kSm75) settle_decode_mma8_paddings_on(static_cast<int>(head_dim), *card);
   }
-  if (mma_decode && decode.rows8) {
-    launch_decode_mma8_on(p, head_dim, emulated, stream);
-  } else if (mma_decode) {
+  if (mma_decode) {
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-      launch_decode_mma<decltype(tag)>(p, head_dim, decode.row_groups, emulated, stream);
+      if (decode.rows8) {
+        launch_decode_mma8<decltype(tag)>(p, head_dim, emulated, stream);
+      } else {
+        launch_decode_mma<decltype(tag)>(p, head_dim, decode.row_groups, emulated, stream);
+      }
     });
   } else {
     launch_decode_simt(p, head_dim, emulated, stream);

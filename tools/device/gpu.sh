@@ -8,8 +8,8 @@
 #   bash tools/device/gpu.sh test-per-gpu EXPR...        # build, then one pytest -k EXPR per GPU, at once
 #   bash tools/device/gpu.sh bench [BENCH ARGS...]       # build, then benchmarks/awq_gemm.py
 #   bash tools/device/gpu.sh bench-attention [ARGS...]   # build, then benchmarks/attention.py
-#   bash tools/device/gpu.sh decode-kernels KERNEL...     # build, then attention.py's decode cases (sm75
-#                                                        # path, no stock) once per FLASH_ATTN_V100_DECODE
+#   bash tools/device/gpu.sh decode-kernels [PATH] KERNEL... # build, then attention.py's decode cases (PATH,
+#                                                        # sm75 unless given; no stock) once per FLASH_ATTN_V100_DECODE
 #                                                        # value, one after the other (decode-kernels.tgz)
 #   bash tools/device/gpu.sh bench-gdn [ARGS...]         # build, then benchmarks/gdn.py
 #   bash tools/device/gpu.sh bench-gdn-prefill [ARGS...] # build, then benchmarks/gdn_prefill.py (needs vLLM)
@@ -167,14 +167,16 @@ benchmark() {
   return $rc
 }
 
-# decode-kernels KERNEL...: the decode cases of benchmarks/attention.py (sm75 path, no stock baselines)
-# with FLASH_ATTN_V100_DECODE set to each kernel in turn, in one run; JSON and logs in decode-kernels.tgz.
+# decode-kernels [sm70|sm75] KERNEL...: the decode cases of benchmarks/attention.py (that path, sm75 when
+# not given; no stock baselines) with FLASH_ATTN_V100_DECODE set to each kernel in turn, in one run; JSON
+# and logs in decode-kernels.tgz.
 decode_kernels() {
-  local kernel rc=0
+  local kernel rc=0 path=sm75
+  case "${1:-}" in sm70|sm75) path=$1; shift ;; esac
   mkdir -p "$OUT/decode-kernels"
   for kernel in "$@"; do
     FLASH_ATTN_V100_DECODE=$kernel SM7X_COMMIT="${SM7X_COMMIT:-unknown}" python3 benchmarks/attention.py \
-      --path sm75 --no-stock --decode-only --out "$OUT/decode-kernels/$kernel" \
+      --path "$path" --no-stock --decode-only --out "$OUT/decode-kernels/$kernel" \
       > "$OUT/decode-kernels/$kernel.log" 2>&1 || { echo "decode-kernels: $kernel failed ($kernel.log)"; rc=1; }
     echo "== FLASH_ATTN_V100_DECODE=$kernel"
     grep -vE "^(INFO|WARNING|DEBUG)" "$OUT/decode-kernels/$kernel.log" | tail -40

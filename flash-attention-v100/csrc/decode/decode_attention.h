@@ -78,11 +78,17 @@ void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, int
 template <>
 void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, int row_groups,
                                    const sm7x::CardLimits* emulated, cudaStream_t stream);
-// The Turing path's tensor-core kernel for blocks of 8 query rows (decode_mma8_sm75.cu; archs >= 7.5 only,
-// so callers guard it with SM7X_BUILD_SM75): each warp on its own stages of keys, fragments loaded
-// straight from the cache.
+// The tensor-core kernel for blocks of 8 query rows (decode_mma8.cuh: each warp on its own stages of keys,
+// fragments loaded straight from the cache), on the arch path's mma.
+template <class ArchTag>
 void launch_decode_mma8(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
+template <>
+void launch_decode_mma8<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                    cudaStream_t stream);
+template <>
+void launch_decode_mma8<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                    cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -96,7 +102,12 @@ template <>
 void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
 template <>
 void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
+template <class ArchTag>
 void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card);
+template <>
+void settle_decode_mma8_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
+template <>
+void settle_decode_mma8_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 // A decode kernel's fp16-cache form under `card`'s occupancy: CTAs per SM the card would hold, this GPU
 // holds with the padding, and the padding (diagnostics and tests). decode_occupancy: the SIMT kernel
@@ -111,6 +122,11 @@ template <>
 DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <>
 DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, int row_groups, const sm7x::CardLimits& card);
+template <class ArchTag>
 DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card);
+template <>
+DecodeOccupancy decode_mma8_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
+template <>
+DecodeOccupancy decode_mma8_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -1,35 +1,18 @@
-// Tensor-core decode for blocks of 8 query rows (plain decode at GQA groups of up to 8: Qwen3.6's 6 query
-// heads per KV head), Turing path (m16n8k8; archs >= 7.5 only).
-//
-// Why: the SIMT kernel spends one FMA per query row on every K and V element, and each of its warps
-// reads and widens the whole shared-memory tile again; the 16-row tensor-core kernel meets its four
-// warps' partial scores in shared memory and waits at four barriers per 16 keys. Both were bound by issue
-// and latency at the cards' few CTAs per SM (0.19-0.30 of copy bandwidth on the H200, docs/benchmarks.md).
-// Here every warp works alone on its own stages of keys, with no shared memory and no barrier in the loop:
-// - K and V are loaded from the cache straight into mma fragments (16-byte loads, coalesced over 64- or
-//   128-byte runs of one key), one stage ahead of their use;
-// - scores S = Q K^T on m16n8k8 with the 8 query rows as M (rows 8-15 zero: tensor cores have the
-//   throughput to spare), head_dim as K in a permuted order that both operands share (lane quad q holds
-//   the 8 consecutive dims q*8.. of each 32, so one 16-byte load feeds four k steps);
+// The 8-row tensor-core decode kernel, Turing path (m16n8k8; archs >= 7.5 only). What both paths share,
+// and why, is in decode_mma8.cuh. Here:
+// - K (key t0 + 8h + g per lane group g) and V (keys t0 + 8h + 2q and + 1 per lane quad member q) come in
+//   16-byte loads, coalesced over 64- or 128-byte runs of one key;
+// - scores S = Q K^T with the 8 query rows as M (rows 8-15 zero: tensor cores have the throughput to
+//   spare), head_dim as K in a permuted order that both operands share (lane quad q holds the 8
+//   consecutive dims q*8.. of each 32, so one 16-byte load feeds four k steps);
 // - O^T += V^T P^T, so that P's B fragment is S's accumulator as it stands (row g, keys 2q and 2q+1) and
 //   all four accumulator registers hold real outputs; V^T's A fragment pairs two keys' halves (PRMT), and
 //   each lane ends with 8 consecutive output dims of two query rows.
-// The CTA's warps take every 4th stage of its split and meet once at the end: their maxima and sums, then
-// their outputs, scaled to the CTA's maxima, summed in shared memory in a fixed order (deterministic).
-// The epilogue runs once per CTA, and at short contexts (one stage per warp) its instructions are most of
-// a CTA's time, so it is kept short: two barriers, each thread finishing 1/16 of one row.
-#include <cuda_fp16.h>
-
 #include "core/mma_sm75.h"
-#include "decode/decode_cta.cuh"
-#include "paged_kv/read_kv.cuh"
+#include "decode/decode_mma8.cuh"
 
 namespace flash_v100 {
 namespace {
-
-constexpr int kMma8Rows = 8;   // query rows per CTA: the scores' M (of 16) that carries rows
-constexpr int kMma8Warps = 4;  // warps per CTA, each on every 4th stage of keys
-constexpr unsigned kFullMask = 0xffffffffu;
 
 template <int kHeadDim>
 struct Mma8Layout {
@@ -38,24 +21,12 @@ struct Mma8Layout {
   static constexpr int kDimChunks32 = kHeadDim / 32;  // K loads per key tile: 8 dims per lane quad member
   static constexpr int kDimChunks64 = kHeadDim / 64;  // V loads per key of a pair: 8 dims per lane group
   static constexpr int kOTiles = kHeadDim / 16;       // m tiles of O^T: 4 per 64 dims
-  static constexpr int kThreads = kMma8Warps * 32;
 };
 
-// {a.half[i], b.half[i]} for half index i of a word pair (i even: low halves).
-__device__ __forceinline__ uint32_t pair_halves(uint32_t a, uint32_t b, int i) {
-  return __byte_perm(a, b, i % 2 == 0 ? 0x5410 : 0x7632);
-}
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
 template <int kHeadDim, class Kv>
-__global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_kernel(const DecodeParams p) {
+__global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const DecodeParams p) {
   using L = Mma8Layout<kHeadDim>;
-  __shared__ float m_s[kMma8Warps][kMma8Rows], l_s[kMma8Warps][kMma8Rows];
-  // Two slices: warps 0 and 1 write theirs, warps 2 and 3 add to them (16 KB at head_dim 256, so a 64 KB
-  // Turing card still holds the two CTAs per SM its registers allow).
-  __shared__ __align__(16) float o_s[2][kMma8Rows][kHeadDim];
+  __shared__ Mma8Shared<kHeadDim> shared;
 
   DecodeCta cta;
   if (!decode_cta<kMma8Rows>(p, cta)) return;
@@ -143,8 +114,8 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
         stage_max = fmaxf(stage_max, s[h][e]);
       }
     }
-    stage_max = fmaxf(stage_max, __shfl_xor_sync(kFullMask, stage_max, 1));
-    stage_max = fmaxf(stage_max, __shfl_xor_sync(kFullMask, stage_max, 2));
+    stage_max = fmaxf(stage_max, __shfl_xor_sync(kMma8FullMask, stage_max, 1));
+    stage_max = fmaxf(stage_max, __shfl_xor_sync(kMma8FullMask, stage_max, 2));
     const float m_new = fmaxf(m, stage_max);
     // A row with nothing visible yet keeps m = -inf, p = 0 and its zero sums (no inf - inf).
     const float rescale = m == -INFINITY ? 0.f : __expf(m - m_new);
@@ -160,8 +131,8 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
     m = m_new;
     // O^T's columns are query rows 2q and 2q + 1: their factors live in lane groups 2q and 2q + 1. Most
     // stages raise no row's max (factor exactly 1), so the multiply is skipped when none did.
-    const float rescale0 = __shfl_sync(kFullMask, rescale, 8 * q), rescale1 = __shfl_sync(kFullMask, rescale, 8 * q + 4);
-    if (__any_sync(kFullMask, rescale0 != 1.f || rescale1 != 1.f)) {
+    const float rescale0 = __shfl_sync(kMma8FullMask, rescale, 8 * q), rescale1 = __shfl_sync(kMma8FullMask, rescale, 8 * q + 4);
+    if (__any_sync(kMma8FullMask, rescale0 != 1.f || rescale1 != 1.f)) {
 #pragma unroll
       for (int j = 0; j < L::kOTiles; ++j) {
         o[j][0] *= rescale0, o[j][1] *= rescale1, o[j][2] *= rescale0, o[j][3] *= rescale1;
@@ -184,113 +155,49 @@ __global__ void __launch_bounds__(Mma8Layout<kHeadDim>::kThreads) decode_mma8_ke
     if (t_next < cta.t_end) fetch_v(t_next);
   }
 
-  // The warps meet: row maxima and sums first.
-  l += __shfl_xor_sync(kFullMask, l, 1);
-  l += __shfl_xor_sync(kFullMask, l, 2);
-  if (q == 0) m_s[warp][g] = m, l_s[warp][g] = l;
-  __syncthreads();
-  // This lane's outputs (query rows 2q + e, dims c*64 + g*8 + j; j < 4: tile j's rows g, else tile j - 4's
-  // rows g + 8), scaled from this warp's max to the CTA's, into slice warp % 2: warps 0 and 1 write, then
-  // warps 2 and 3 add.
-  auto row_max = [&](int row) {
-    float max = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kMma8Warps; ++w) max = fmaxf(max, m_s[w][row]);
-    return max;
-  };
-  auto warp_factor = [&](int w, int row, float max) {
-    return m_s[w][row] == -INFINITY ? 0.f : __expf(m_s[w][row] - max);
-  };
-  float factor[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) factor[e] = warp_factor(warp, 2 * q + e, row_max(2 * q + e));
-  auto fold_into_slice = [&](bool add) {
+  // The warps meet: row g's max and sum (this lane's part, then its quad's).
+  l += __shfl_xor_sync(kMma8FullMask, l, 1);
+  l += __shfl_xor_sync(kMma8FullMask, l, 2);
+  if (q == 0) shared.m[warp][g] = m, shared.l[warp][g] = l;
+  // This lane's outputs: query rows 2q + e, dims c*64 + g*8 + j (j < 4: tile j's rows g, else tile j - 4's
+  // rows g + 8).
+  mma8_meet<kHeadDim>(p, cta, shared, [&](auto&& fn) {
 #pragma unroll
     for (int c = 0; c < L::kDimChunks64; ++c) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        float4* dst = reinterpret_cast<float4*>(&o_s[warp % 2][2 * q + e][c * 64 + g * 8]);
+        float v[8];
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          float4 v = make_float4(o[c * 4 + 0][2 * half + e], o[c * 4 + 1][2 * half + e], o[c * 4 + 2][2 * half + e],
-                                 o[c * 4 + 3][2 * half + e]);
-          v.x *= factor[e], v.y *= factor[e], v.z *= factor[e], v.w *= factor[e];
-          if (add) {
-            const float4 before = dst[half];
-            v.x += before.x, v.y += before.y, v.z += before.z, v.w += before.w;
-          }
-          dst[half] = v;
-        }
+        for (int j = 0; j < 4; ++j) v[j] = o[c * 4 + j][e], v[j + 4] = o[c * 4 + j][2 + e];
+        fn(2 * q + e, c * 64 + g * 8, v);
       }
     }
-  };
-  if (warp < 2) fold_into_slice(false);
-  __syncthreads();
-  if (warp >= 2) fold_into_slice(true);
-  __syncthreads();
-
-  // Thread = (row, 1/16 of its dims): slice 0 + slice 1, divided by the row's sum.
-  constexpr int kDimsPerThread = kHeadDim / 16;
-  const int out_row = threadIdx.x / 16, d0 = threadIdx.x % 16 * kDimsPerThread, row = cta.first_row + out_row;
-  if (row > cta.last_row) return;
-  const float max = row_max(out_row);
-  float sum = 0.f;
-#pragma unroll
-  for (int w = 0; w < kMma8Warps; ++w) sum += warp_factor(w, out_row, max) * l_s[w][out_row];
-  const float inv = sum > 0.f ? p.v_scale / sum : 0.f;  // nothing visible: zeros, lse -inf
-  if (d0 == 0) *cta.lse(p, row) = sum > 0.f ? max + __logf(sum) : -INFINITY;
-  float v[kDimsPerThread];
-#pragma unroll
-  for (int i = 0; i < kDimsPerThread; i += 4) {
-    const float4 a = *reinterpret_cast<const float4*>(&o_s[0][out_row][d0 + i]);
-    const float4 b = *reinterpret_cast<const float4*>(&o_s[1][out_row][d0 + i]);
-    v[i] = (a.x + b.x) * inv, v[i + 1] = (a.y + b.y) * inv, v[i + 2] = (a.z + b.z) * inv, v[i + 3] = (a.w + b.w) * inv;
-  }
-  if (p.splits == 1) {
-    // Output rows are 4-byte aligned (the op checks no more): half2 stores.
-    __half2* out = reinterpret_cast<__half2*>(p.out + cta.out_row(p, row) * kHeadDim + d0);
-#pragma unroll
-    for (int i = 0; i < kDimsPerThread / 2; ++i) out[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
-  } else {
-    float4* out = reinterpret_cast<float4*>(p.partial_out + cta.partial_row(p, row) * kHeadDim + d0);
-#pragma unroll
-    for (int i = 0; i < kDimsPerThread / 4; ++i) out[i] = make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
-  }
+  });
 }
 
-template <int kHeadDim, class Kv>
-constexpr DecodeKernel mma8_kernel() {
-  return decode_mma8_kernel<kHeadDim, Kv>;
-}
+struct Sm75Kernels {
+  template <class D, class Kv>
+  DecodeKernel operator()(D, Kv) const {
+    return decode_mma8_sm75_kernel<D::value, Kv>;
+  }
+};
 
 }  // namespace
 
-void launch_decode_mma8(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
-  if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
-  dispatch_head_dim(head_dim, [&](auto d) {
-    constexpr int kHeadDim = decltype(d)::value;
-    const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
-    const dim3 grid(p.batch * ((query_rows + kMma8Rows - 1) / kMma8Rows), p.kv_heads, p.splits);
-    dispatch_kv_format(p.kv_format, [&](auto kv) {
-      launch_as_card(mma8_kernel<kHeadDim, decltype(kv)>(), grid, Mma8Layout<kHeadDim>::kThreads, emulated, stream, p);
-    });
-  });
+template <>
+void launch_decode_mma8<sm7x::Sm75>(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
+                                    cudaStream_t stream) {
+  launch_mma8(p, head_dim, emulated, stream, Sm75Kernels{});
 }
 
-DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card) {
-  return dispatch_head_dim(head_dim, [&](auto d) {
-    constexpr int kHeadDim = decltype(d)::value;
-    return kernel_occupancy(mma8_kernel<kHeadDim, KvFloat16>(), Mma8Layout<kHeadDim>::kThreads, card);
-  });
+template <>
+DecodeOccupancy decode_mma8_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card) {
+  return mma8_occupancy(head_dim, card, Sm75Kernels{});
 }
 
-void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card) {
-  dispatch_head_dim(head_dim, [&](auto d) {
-    constexpr int kHeadDim = decltype(d)::value;
-    for (const DecodeKernel kernel : {mma8_kernel<kHeadDim, KvFloat16>(), mma8_kernel<kHeadDim, KvFp8E5m2>()}) {
-      sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), Mma8Layout<kHeadDim>::kThreads);
-    }
-  });
+template <>
+void settle_decode_mma8_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card) {
+  settle_mma8_paddings(head_dim, card, Sm75Kernels{});
 }
 
 }  // namespace flash_v100

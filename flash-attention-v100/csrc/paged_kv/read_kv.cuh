@@ -19,6 +19,14 @@ __device__ __forceinline__ KvSlot kv_slot(const DecodeParams& p, int b, int t) {
   return {p.block_table[b * p.block_table_stride + block], t - static_cast<int>(block) * p.block_size};
 }
 
+// The first element of the value at `slot` for one KV head (the decode kernel that shares value rows'
+// addresses between lanes).
+template <class Kv>
+__device__ __forceinline__ const typename Kv::Element* v_row(const DecodeParams& p, KvSlot slot, int kv_head) {
+  return static_cast<const typename Kv::Element*>(p.v_cache) + slot.block * p.v_block_stride +
+         slot.offset * p.v_token_stride + kv_head * p.v_head_stride;
+}
+
 // vec-th 8 elements of the key (read_k_vec) or value (read_v_vec) at `slot` for one KV head.
 template <class Kv>
 __device__ __forceinline__ uint4 read_k_vec(const DecodeParams& p, KvSlot slot, int kv_head, int vec) {
@@ -28,9 +36,7 @@ __device__ __forceinline__ uint4 read_k_vec(const DecodeParams& p, KvSlot slot, 
 }
 template <class Kv>
 __device__ __forceinline__ uint4 read_v_vec(const DecodeParams& p, KvSlot slot, int kv_head, int vec) {
-  const auto* cache = static_cast<const typename Kv::Element*>(p.v_cache);
-  return Kv::load8(cache + slot.block * p.v_block_stride + slot.offset * p.v_token_stride + kv_head * p.v_head_stride +
-                   vec * 8);
+  return Kv::load8(v_row<Kv>(p, slot, kv_head) + vec * 8);
 }
 
 // Both at once: vec-th 8 elements of token t's key and value.

@@ -43,15 +43,15 @@ DEVICE = "cuda"
 ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
-# Decode: the SIMT kernel, and the tensor-core one of each path, on 16 query rows per CTA and ("-32")
-# on 32, and the sm75 path's 8-row kernel ("sm75-8").
-DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32", "sm75-8"]
+# Decode: the SIMT kernel, and the tensor-core ones of each path: on 16 query rows per CTA, on 32 ("-32")
+# and on 8 ("-8").
+DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32", "sm70-8", "sm75-8"]
 DECODE_FORMS = {"-32": "mma32", "-8": "mma8"}
 
 
 def use_path(fa, monkeypatch, path):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "-32" their decode form on 32 query rows per CTA, "-8" the 8-row one (sm75 only), "simt" the SIMT decode
+    "-32" their decode form on 32 query rows per CTA, "-8" the 8-row one, "simt" the SIMT decode
     kernel (on the default emulated path). The op otherwise picks the decode kernel by query rows; forcing it
     tests each on every case."""
     form = next((DECODE_FORMS[suffix] for suffix in DECODE_FORMS if path.endswith(suffix)), "mma")
