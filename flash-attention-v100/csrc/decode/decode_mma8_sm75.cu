@@ -88,7 +88,8 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
   float m = -INFINITY, l = 0.f;  // row g's running max and this lane's part of its sum
   for (; t0 < cta.t_end; t0 += kStride) {
     const int t_next = t0 + kStride;
-    float s[L::kKeyTiles][4] = {};
+    // Two accumulators per key tile (even and odd k steps): one would chain all head_dim / 8 mma of a tile.
+    float s[L::kKeyTiles][4] = {}, s_odd[L::kKeyTiles][4] = {};
 #pragma unroll
     for (int h = 0; h < L::kKeyTiles; ++h) {
 #pragma unroll
@@ -96,9 +97,11 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           const uint32_t a[2] = {q_frag[c][k], 0u};
-          sm7x::sm75::mma_m16n8k8(s[h], a, word(k_frag[h][c], k));
+          sm7x::sm75::mma_m16n8k8(k % 2 == 0 ? s[h] : s_odd[h], a, word(k_frag[h][c], k));
         }
       }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) s[h][i] += s_odd[h][i];  // rows 8-15 (i = 2, 3) are not used
     }
     if (t_next < cta.t_end) fetch_k(t_next);  // K's registers are free: the next stage lands meanwhile
 
