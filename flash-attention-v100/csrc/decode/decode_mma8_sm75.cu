@@ -88,7 +88,8 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
   float m = -INFINITY, l = 0.f;  // row g's running max and this lane's part of its sum
   for (; t0 < cta.t_end; t0 += kStride) {
     const int t_next = t0 + kStride;
-    // Two accumulators per key tile (even and odd k steps): one would chain all head_dim / 8 mma of a tile.
+    // Two accumulators per key tile (even and odd k steps): one would chain all head_dim / 8 mma of a tile
+    // (0.93-1.03x the time, median 0.97x, benchmarks/results/attention-h200-2026-12-03-mma8-two-accumulators.json).
     float s[L::kKeyTiles][4] = {}, s_odd[L::kKeyTiles][4] = {};
 #pragma unroll
     for (int h = 0; h < L::kKeyTiles; ++h) {
