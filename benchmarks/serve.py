@@ -117,7 +117,9 @@ def checkpoint(cache: Path, preset: str, quantize: bool) -> Path:
 
 def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, engine_args: dict,
             profile: str | None = None, decode_contexts=()) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X"))}
+    # Each configuration says which of our switches it sets, flash-attn's decode kernel included.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VLLM_SM7X", "_VLLM_SM7X")) and k != "FLASH_ATTN_V100_DECODE"}
     env["VLLM_SM7X_PROFILE"] = "off"  # every configuration runs the engine arguments given here
     env.update(env_extra)
     if profile:
@@ -133,12 +135,15 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, eng
     return json.loads(line.removeprefix("RESULT "))
 
 
-def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool):
+def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool, decode_kernels=()):
     """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
     hybrids also run ours with vLLM's FLA kernels for all of GDN and ours with FLA's for GDN prefill
-    only (ours are the default for both)."""
+    only (ours are the default for both). decode_kernels: ours again with flash-attn's decode kernel
+    forced to each (FLASH_ATTN_V100_DECODE), to compare the kernels served, in one run."""
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
+    for kernel in decode_kernels:
+        yield f"ours-default-decode_{kernel}", awq, {"VLLM_SM7X_EMULATE": path, "FLASH_ATTN_V100_DECODE": kernel}, "default"
     fla_gdn_prefill = {"VLLM_SM7X_GDN_PREFILL": "0", "VLLM_SM7X_GDN_CONV_PREFILL": "0"}  # chunk and conv1d
     fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", **fla_gdn_prefill}
     stock = {"VLLM_SM7X_EMULATE": path, **fla_gdn}  # vLLM's kernels wherever ours are a switch
@@ -201,6 +206,10 @@ def main() -> int:
                              "default: all of them for the preset and path")
     parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
                         help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")
+    parser.add_argument("--decode-kernels", nargs="+", default=[], metavar="KERNEL",
+                        choices=["simt", "mma", "mma32", "mma8"],
+                        help="also serve ours with flash-attn's decode kernel forced to each (configurations "
+                             "ours-default-decode_KERNEL; with --rounds, interleaved with ours-default)")
     parser.add_argument("--rounds", type=int, default=1, metavar="N",
                         help="run the configurations N times, interleaved (A B A B): engines of one configuration "
                              "differ by more than its repeated timings within one engine do")
@@ -216,7 +225,7 @@ def main() -> int:
     label = f"{args.preset}-{config.get('text_config', config)['num_hidden_layers']}L" + (
         f" mtp{args.mtp}" if args.mtp else "")
     for path in args.path:  # before building checkpoints (minutes): a misspelt name fails at once
-        names = [name for name, *_ in configurations(path, Path(), Path(), args.attention, hybrid)]
+        names = [name for name, *_ in configurations(path, Path(), Path(), args.attention, hybrid, args.decode_kernels)]
         if args.configs and not set(args.configs) & set(names):
             raise SystemExit(f"--configs {' '.join(args.configs)}: none of these runs on the {path} path; "
                              f"its configurations: {', '.join(names)}")
@@ -226,7 +235,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # the engines' logs go there before any result
     for path in args.path:
         rows, notes = [], {}
-        runs = interleaved_runs(configurations(path, awq, fp16, args.attention, hybrid), args.rounds, args.configs)
+        runs = interleaved_runs(configurations(path, awq, fp16, args.attention, hybrid, args.decode_kernels),
+                                args.rounds, args.configs)
         for round_, name, model, env, backend in runs:
             suffix = f"-round{round_}" if args.rounds > 1 else ""
             result = measure(model, env, backend, contexts, args.out / f"serve-{preset}-{path}-{name}{suffix}.log",

@@ -51,6 +51,19 @@ def test_hybrids_also_run_with_fla_gdn_kernels_and_with_fla_prefill():
     assert dense == ["ours-default", "stock-fp16-triton_attn"]
 
 
+def test_decode_kernels_add_ours_with_that_kernel_forced():
+    """`--decode-kernels simt mma8`: ours again per kernel, right after ours (so --rounds interleaves them
+    with it), each setting flash-attn's switch; without the option nothing changes."""
+    awq, fp16 = Path("awq"), Path("fp16")
+    rows = list(serve.configurations("sm75", awq, fp16, ["default"], hybrid=False, decode_kernels=["simt", "mma8"]))
+    assert [name for name, *_ in rows] == ["ours-default", "ours-default-decode_simt", "ours-default-decode_mma8",
+                                           "stock-awq-triton_attn"]
+    assert rows[1][2] == {"VLLM_SM7X_EMULATE": "sm75", "FLASH_ATTN_V100_DECODE": "simt"}
+    assert rows[1][3] == "default"
+    plain = [name for name, *_ in serve.configurations("sm75", awq, fp16, ["default"], hybrid=False)]
+    assert plain == ["ours-default", "stock-awq-triton_attn"]
+
+
 def test_rounds_interleave_the_chosen_configurations():
     configs = [("a", "ckpt", {}, "default"), ("b", "ckpt", {}, "default"), ("c", "ckpt", {}, "default")]
     runs = serve.interleaved_runs(iter(configs), 2, ["c", "a"])
@@ -123,3 +136,27 @@ def test_the_profiling_script_reports_per_token_or_per_prompt(tmp_path, mode, un
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     reported = json.loads(line.removeprefix("RESULT "))
     assert reported["unit"] == unit and reported["gpu_us"] == 0 and reported["top_kernels"] == []
+
+
+def test_each_configuration_sets_our_switches_itself(monkeypatch, tmp_path):
+    """A switch set in the caller's shell (ours, or flash-attn's decode kernel) must not leak into every
+    configuration: only what the configuration names reaches its engine."""
+    import subprocess
+    import types
+
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(env)
+        return types.SimpleNamespace(returncode=1, stdout="", stderr="stand-in")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")
+    monkeypatch.setenv("VLLM_SM7X_GDN_DECODE", "0")
+    serve.measure(Path("model"), {"VLLM_SM7X_EMULATE": "sm75", "FLASH_ATTN_V100_DECODE": "mma8"}, "default",
+                  (1024,), tmp_path / "log", {})
+    assert seen["FLASH_ATTN_V100_DECODE"] == "mma8" and seen["VLLM_SM7X_EMULATE"] == "sm75"
+    assert "VLLM_SM7X_GDN_DECODE" not in seen
+    seen.clear()
+    serve.measure(Path("model"), {"VLLM_SM7X_EMULATE": "sm75"}, "default", (1024,), tmp_path / "log", {})
+    assert "FLASH_ATTN_V100_DECODE" not in seen
