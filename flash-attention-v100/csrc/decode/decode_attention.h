@@ -63,8 +63,9 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 
 // The decode kernels, head_dim 64, 128 or 256 (checked by the op); with splits > 1 they write partials,
 // which launch_decode_merge then merges into out and lse (a no-op for one split). The SIMT kernel is
-// the same on every arch; the tensor-core one takes the arch path's mma (decode_mma_sm70.cu,
-// decode_mma_sm75.cu). `emulated`: the card whose CTAs per SM to hold to on a newer GPU
+// the same on every arch; the tensor-core ones take the arch path's mma (decode_mma_sm70.cu,
+// decode_mma_sm75.cu; the 8-row kernel decode_mma8_sm70.cu, decode_mma8_sm75.cu). Which one runs is
+// flash_api.cpp's decode_choice. `emulated`: the card whose CTAs per SM to hold to on a newer GPU
 // (core/emulated_occupancy.h), or nullptr.
 void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
