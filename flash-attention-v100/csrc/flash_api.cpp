@@ -59,7 +59,7 @@ struct DecodeChoice {
   int row_groups;    // of the tensor-core kernel: groups of 16 query rows per CTA
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
   bool rows8 = false;  // the 8-row kernel (launch_decode_mma8)
-  int64_t rows_per_cta() const { return rows8 ? 8 : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
+  int64_t rows_per_cta() const { return rows8 ? kMma8Rows : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
 };
 
 // with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
@@ -250,7 +250,8 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   TORCH_CHECK_VALUE(softcap >= 0, "paged_attention: softcap must be >= 0 (0 = off), got ", softcap);
   TORCH_CHECK_VALUE(window_left >= -1 && window_left <= INT32_MAX, "paged_attention: window_left ", window_left,
                     " must be -1 (no window) or a key count");
-  TORCH_CHECK_VALUE(q_heads <= 65535 && kv_heads <= 65535 && batch * ceil_div(max_seqlen_q * (q_heads / kv_heads), kDecodeRowsPerCta) <=
+  // Row blocks of the smallest decode CTA (8 rows) bound every decode grid's x.
+  TORCH_CHECK_VALUE(q_heads <= 65535 && kv_heads <= 65535 && batch * ceil_div(max_seqlen_q * (q_heads / kv_heads), kMma8Rows) <=
                         INT32_MAX,
                     "paged_attention: too many KV heads or query rows for one launch");
   TORCH_CHECK_VALUE(max_seqlen_q >= 0 && max_seqlen_q <= total_q, "paged_attention: max_seqlen_q = ",

@@ -20,6 +20,7 @@ constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one 
 // H100 and 1.6 per SM of a V100, where the split rule asks for two.
 constexpr int kDecodeMaxSplits = 512;
 constexpr int kDecodeRowsPerCta = 16;  // most query rows (q_len x heads of one KV head) per CTA
+constexpr int kMma8Rows = 8;           // query rows per CTA of the 8-row tensor-core kernel (decode_mma8.cuh)
 // The row block for a call whose longest short sequence has `rows` query rows: the smallest of 4, 8, 16
 // that holds them (row blocks per sequence are ceil(rows / 16) either way).
 constexpr int decode_rows_per_cta(int64_t rows) { return rows <= 4 ? 4 : rows <= 8 ? 8 : kDecodeRowsPerCta; }

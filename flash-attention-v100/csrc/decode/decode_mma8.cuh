@@ -24,7 +24,6 @@
 
 namespace flash_v100 {
 
-constexpr int kMma8Rows = 8;   // query rows per CTA
 constexpr int kMma8Warps = 4;  // warps per CTA, each on every 4th stage of keys
 constexpr int kMma8Threads = kMma8Warps * 32;
 constexpr unsigned kMma8FullMask = 0xffffffffu;
