@@ -30,7 +30,8 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
     "VLLM_SM7X_STOCK_AWQ": (
         lambda: _switch("VLLM_SM7X_STOCK_AWQ", "0"),
         "Set to 1 to leave AWQ checkpoints to vLLM's own AWQ kernels while the platform stays active (for "
-        "comparisons: what stock vLLM does on a Turing card; stock vLLM has no AWQ path on SM70).",
+        "comparisons: what stock vLLM does on a Turing card). Refused on the SM70 path, where stock vLLM has no "
+        "AWQ kernels.",
     ),
     "VLLM_SM7X_AWQ_TUNING": (
         lambda: os.environ.get("VLLM_SM7X_AWQ_TUNING", "").strip() or None,

@@ -176,10 +176,19 @@ def test_moe_experts_that_split_a_group_name_the_layer_and_the_fix():
         make_experts_layer(method, 4, 256, 96)
 
 
-def test_stock_awq_switch_leaves_awq_to_vllm(activate, monkeypatch):
-    activate("sm70", awq_sm7x)
+def test_stock_awq_switch_leaves_awq_to_vllm_on_turing(activate, monkeypatch):
+    activate("sm75", awq_sm7x)
     monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")
     assert awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None) is None
+
+
+def test_stock_awq_switch_on_volta_is_refused_naming_the_switch(activate, monkeypatch):
+    # vLLM's own AWQ kernels need SM75: its refusal ("minimum capability 75") would not say why it was asked.
+    activate("sm70", awq_sm7x)
+    monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")
+    with pytest.raises(ValueError, match="unset VLLM_SM7X_STOCK_AWQ"):
+        awq_sm7x.AwqSm7xConfig.override_quantization_method(AWQ, None)
+    assert awq_sm7x.AwqSm7xConfig.override_quantization_method({"quant_method": "gptq"}, None) is None
 
 
 def test_moe_method_maps_expert_parallel_ids_and_refuses_what_it_cannot_run(monkeypatch):

@@ -695,6 +695,8 @@ def test_the_weights_plan_follows_the_stock_awq_switch(monkeypatch):
     monkeypatch.setenv("VLLM_SM7X_STOCK_AWQ", "1")  # the configs' own claim rule decides, switch included
     said, refusal = weights_plan(AWQ, "sm75", "Qwen3_5ForConditionalGeneration", False)
     assert said == "awq on vLLM's own kernels" and refusal is None
+    said, refusal = weights_plan(AWQ, "sm70", "Qwen3_5ForConditionalGeneration", False)
+    assert said == "awq on vLLM's own kernels" and "unset VLLM_SM7X_STOCK_AWQ" in refusal
 
 
 def test_doctor_names_the_weights_kernels_on_both_paths_for_described_cards(tmp_path, capsys):

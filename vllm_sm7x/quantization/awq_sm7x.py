@@ -108,9 +108,16 @@ class AwqSm7xConfig(Sm7xKernelsConfig, QuantizationConfig):
 
     @classmethod
     def claims_on(cls, hf_quant_cfg: dict, user_quant: str | None, path: str | None) -> bool:
-        """Whether this config takes the checkpoint on arch path "sm70"/"sm75" (None: plugin inactive)."""
-        return (path is not None and not envs.VLLM_SM7X_STOCK_AWQ
-                and checkpoint_method_claimed(hf_quant_cfg, user_quant, "awq", CLAIMED_USER_METHODS))
+        """Whether this config takes the checkpoint on arch path "sm70"/"sm75" (None: plugin inactive).
+        VLLM_SM7X_STOCK_AWQ=1 on the sm70 path is refused: vLLM's own AWQ kernels need SM75, and vLLM's
+        refusal would not name the switch."""
+        if path is None or not checkpoint_method_claimed(hf_quant_cfg, user_quant, "awq", CLAIMED_USER_METHODS):
+            return False
+        if envs.VLLM_SM7X_STOCK_AWQ and path == "sm70":
+            raise ValueError("VLLM_SM7X_STOCK_AWQ=1 leaves AWQ checkpoints to vLLM's own AWQ kernels, which need "
+                             "SM75 or newer (this is the SM70 path: V100): unset VLLM_SM7X_STOCK_AWQ to serve it on "
+                             "vllm-sm7x's AWQ kernels")
+        return not envs.VLLM_SM7X_STOCK_AWQ
 
     def get_quant_method(self, layer: torch.nn.Module, prefix: str):
         from vllm.model_executor.layers.fused_moe import RoutedExperts
