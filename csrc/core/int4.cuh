@@ -11,6 +11,9 @@
 
 namespace sm7x {
 
+// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops).
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
+
 // (a & mask) | bits in one instruction.
 __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
   uint32_t out;

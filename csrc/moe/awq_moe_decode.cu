@@ -23,7 +23,6 @@ using awq::kSlotK;
 using awq::kSlots;
 using awq::kTileK;
 using awq::kTileRows;
-using awq::word;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 

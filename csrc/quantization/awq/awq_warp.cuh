@@ -26,8 +26,6 @@ namespace sm7x::awq {
 template <class ArchTag, int kTokenTiles>
 struct AwqWarp;
 
-// Component i of a 16-byte vector (i is a compile-time constant in unrolled loops).
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return reinterpret_cast<const uint32_t*>(&v)[i]; }
 __device__ __forceinline__ uint32_t bits(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
 }  // namespace sm7x::awq

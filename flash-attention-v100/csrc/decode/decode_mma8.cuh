@@ -19,6 +19,7 @@
 
 #include <cmath>
 
+#include "core/int4.cuh"
 #include "decode/decode_cta.cuh"
 #include "paged_kv/read_kv.cuh"
 
@@ -33,9 +34,7 @@ constexpr unsigned kMma8FullMask = 0xffffffffu;
 __device__ __forceinline__ uint32_t pair_halves(uint32_t a, uint32_t b, int i) {
   return __byte_perm(a, b, i % 2 == 0 ? 0x5410 : 0x7632);
 }
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
+using sm7x::word;
 
 // The warps' meeting: their row maxima and sums (m, l; the kernel fills them) and two fp32 slices of the 8
 // rows' outputs (warps 0 and 1 write theirs, warps 2 and 3 add to them: 16 KB at head_dim 256, so a 64 KB
