@@ -336,8 +336,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
   TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
   p.max_keys = static_cast<int>(block_table.size(1) * block_size);
-  const int64_t rows_per_cta = mma_decode ? decode.rows_per_cta() : kDecodeRowsPerCta;
-  const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), rows_per_cta);
+  const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), decode.rows_per_cta());
   int64_t splits = num_splits;
   if (row_blocks == 0) {
     splits = 1;  // no decode queries: the decode kernels return at once
