@@ -26,32 +26,82 @@ struct WeightFetch {
   __half2 sz[kColumnTiles][2];
 };
 
-struct LaneColumns {
-  const uint4* weights;         // this lane's slot in the column tile's first packed tile, nullptr past N
-  const __half2* scale_zero[2];  // the lane's two columns (tile halves) in group row 0, or nullptr
-  int k_in_tile;                // first k of the lane's 32-k segment
-};
+// This lane's weights and group scales in each of the CTA's column tiles, fetched one k tile at a time
+// from tile `next` on, kStride tiles apart (a warp's share of the CTA's k range). It keeps running
+// addresses, so a fetch costs two loads per half and no index arithmetic. Every load is in bounds: a
+// column tile past N reads the last tile and a column past N the last column (their sums are never
+// written; rows of the mma do not mix). What must be exact is k past K (the zero-padded last tile):
+// its scales are 0, so its weights are exactly 0.
+template <int kColumnTiles, int kStride>
+struct WeightStream {
+  const uint4* weights[kColumnTiles];          // the lane's slot in tile `next`
+  const __half2* scale_zero[kColumnTiles][2];  // its two columns' {scale, -zero*scale} in tile next's group row
+  int next;                                    // the tile the next fetch reads
+  int k_tiles;                                 // tiles in which the lane's 32-k segment is below K
+  int scale_step;                              // half2 between the group rows of tiles kStride apart
 
-template <int kColumnTiles>
-__device__ __forceinline__ WeightFetch<kColumnTiles> fetch_weights(const GemmParams& p,
-                                                                   const LaneColumns (&lanes)[kColumnTiles],
-                                                                   int k_tile, int tile_end) {
-  WeightFetch<kColumnTiles> f{};
-  if (k_tile >= tile_end) return f;
+  // first_n_tile: the CTA's first column tile; n_tiles, k_tiles: of the weight.
+  __device__ WeightStream(const GemmParams& p, const uint4* qweight, const __half2* scale_zero_base, int first_n_tile,
+                          int slot, int first_tile)
+      : next(first_tile) {
+    const int n_tiles = (p.N + kTileRows - 1) / kTileRows;
+    const int k_in_tile = slot % 4 * kSlotK;
+    k_tiles = (p.K - k_in_tile + kTileK - 1) / kTileK;
+    scale_step = (kStride * kTileK >> p.group_shift) * p.N;
+    const size_t group_row = (size_t)((first_tile * kTileK + k_in_tile) >> p.group_shift) * p.N;
 #pragma unroll
-  for (int c = 0; c < kColumnTiles; ++c) {
-    const LaneColumns& lane = lanes[c];
-    if (kColumnTiles > 1 && lane.weights == nullptr) continue;  // one tile per CTA: never past N
-    const int k = k_tile * kTileK + lane.k_in_tile;
-    const size_t group_row = (size_t)(k >> p.group_shift) * p.N;
+    for (int c = 0; c < kColumnTiles; ++c) {
+      const int n_tile = min(first_n_tile + c, n_tiles - 1);
+      weights[c] = qweight + ((size_t)n_tile * p.k_tiles + first_tile) * 2 * kSlots + slot;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      f.w[c][h] = __ldcs(lane.weights + (size_t)(2 * k_tile + h) * kSlots);  // streamed once: evict first
-      // Padding (n >= N or k >= K) holds zero nibbles; a zero scale makes those weights exactly 0.
-      f.sz[c][h] = (lane.scale_zero[h] != nullptr && k < p.K) ? lane.scale_zero[h][group_row] : __half2{};
+      for (int h = 0; h < 2; ++h) {
+        const int n = min((first_n_tile + c) * kTileRows + 8 * h + slot / 4, p.N - 1);
+        scale_zero[c][h] = scale_zero_base + group_row + n;
+      }
     }
   }
-  return f;
+
+  // Tile `next`'s weights (next must be below the weight's k tiles), then next += kStride.
+  __device__ WeightFetch<kColumnTiles> fetch() {
+    WeightFetch<kColumnTiles> f;
+    const bool in_k = next < k_tiles;
+#pragma unroll
+    for (int c = 0; c < kColumnTiles; ++c) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        f.w[c][h] = __ldcs(weights[c] + h * kSlots);  // streamed once: evict first
+        f.sz[c][h] = in_k ? *scale_zero[c][h] : __half2{};
+        scale_zero[c][h] += scale_step;
+      }
+      weights[c] += kStride * 2 * kSlots;
+    }
+    next += kStride;
+    return f;
+  }
+};
+
+// Runs consume(fetch, k_tile) over k_tile = stream.next, + kStride, ... below end, with the next two
+// tiles' weights in flight during each: three fetch buffers in fixed roles (the loop unrolled by
+// three), so the pipeline moves no registers and zero-fills none.
+template <int kColumnTiles, int kStride, class Consume>
+__device__ __forceinline__ void stream_k_tiles(WeightStream<kColumnTiles, kStride>& stream, int end,
+                                               Consume&& consume) {
+  int k_tile = stream.next;
+  WeightFetch<kColumnTiles> b0{}, b1{}, b2{};
+  if (stream.next < end) b0 = stream.fetch();
+  if (stream.next < end) b1 = stream.fetch();
+  if (stream.next < end) b2 = stream.fetch();
+  while (k_tile < end) {
+    consume(b0, k_tile);
+    if (stream.next < end) b0 = stream.fetch();
+    if ((k_tile += kStride) >= end) break;
+    consume(b1, k_tile);
+    if (stream.next < end) b1 = stream.fetch();
+    if ((k_tile += kStride) >= end) break;
+    consume(b2, k_tile);
+    if (stream.next < end) b2 = stream.fetch();
+    k_tile += kStride;
+  }
 }
 
 // A CTA's rows and weights. kGrouped: one expert's (GroupedRows: rows are indices into sorted_rows, up to
@@ -96,57 +146,36 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemm_kernel(const GemmParam
 
   const int warp = threadIdx.x / 32, lane_id = threadIdx.x % 32;
   const int first_n_tile = blockIdx.y * kColumnTiles;
-  const int n_tiles = (p.N + kTileRows - 1) / kTileRows;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
   const CtaRows<kGrouped> rows(p, g, kTokens);
   if (rows.empty) return;  // a grouped grid is sized for the most tiles any routing can make
   const int m0 = rows.m0, m_end = rows.m_end;
-  const uint4* qweight = rows.qweight;
-  const __half2* scale_zero = rows.scale_zero;
 
   const int slot = Warp::slot(lane_id), k_in_tile = slot % 4 * kSlotK;
-  LaneColumns lanes[kColumnTiles];
-#pragma unroll
-  for (int c = 0; c < kColumnTiles; ++c) {
-    const int n_tile = first_n_tile + c;
-    const bool in_n = kColumnTiles == 1 || n_tile < n_tiles;  // one tile per CTA: the grid ends at N
-    lanes[c].weights = in_n ? qweight + (size_t)n_tile * p.k_tiles * 2 * kSlots + slot : nullptr;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n_tile * kTileRows + 8 * h + slot / 4;
-      lanes[c].scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
-    }
-    lanes[c].k_in_tile = k_in_tile;
-  }
-  const __half* x_rows[kTokenTiles];  // this lane's token in each 8-token block, or nullptr past the rows
+  WeightStream<kColumnTiles, kWarps> weights(p, rows.qweight, rows.scale_zero, first_n_tile, slot, tile_begin + warp);
+  // This lane's x: 32 k of one token per k tile, the k its weight slot holds. A token past the rows reads
+  // the last row (its sums are never written) and a segment past K the row's last 32 k (its weights are
+  // exactly 0): every load is in bounds and nothing is zero-filled.
+  const __half* x_rows[kTokenTiles];
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
-    const int m = m0 + t * kTokensPerMma + Warp::x_token(lane_id);
-    x_rows[t] = m < m_end ? p.x + (size_t)rows.x_row(m) * p.lda + k_in_tile : nullptr;
+    const int m = min(m0 + t * kTokensPerMma + Warp::x_token(lane_id), m_end - 1);
+    x_rows[t] = p.x + (size_t)rows.x_row(m) * p.lda;
   }
 
   Warp mma[kColumnTiles];
-  int k_tile = tile_begin + warp;
-  WeightFetch<kColumnTiles> ahead1 = fetch_weights(p, lanes, k_tile, tile_end);
-  WeightFetch<kColumnTiles> ahead2 = fetch_weights(p, lanes, k_tile + kWarps, tile_end);
-  for (; k_tile < tile_end; k_tile += kWarps) {
-    const WeightFetch<kColumnTiles> cur = ahead1;
-    ahead1 = ahead2;
-    ahead2 = fetch_weights(p, lanes, k_tile + 2 * kWarps, tile_end);
-    const int k = k_tile * kTileK;
+  stream_k_tiles(weights, tile_end, [&](const WeightFetch<kColumnTiles>& cur, int k_tile) {
+    const int k = min(k_tile * kTileK + k_in_tile, p.K - kSlotK);  // K is a multiple of 32
     uint4 x[kTokenTiles][4];
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
-      const bool in = x_rows[t] != nullptr && k + k_in_tile < p.K;  // K is a multiple of 32
 #pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        x[t][v] = in ? __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v) : make_uint4(0, 0, 0, 0);
-      }
+      for (int v = 0; v < 4; ++v) x[t][v] = __ldg(reinterpret_cast<const uint4*>(x_rows[t] + k) + v);
     }
 #pragma unroll
     for (int c = 0; c < kColumnTiles; ++c) mma[c].tile(cur.w[c], cur.sz[c], [&](int t, int v) { return x[t][v]; });
-  }
+  });
 #pragma unroll
   for (int c = 0; c < kColumnTiles; ++c) {
     mma[c].finish(lane_id);

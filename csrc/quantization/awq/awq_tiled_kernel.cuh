@@ -8,7 +8,7 @@
 // fragments read it ([token block][vector v][lane]: a warp's read of one (t, v) is 512 contiguous
 // bytes, conflict-free), register-staged one k tile ahead (no cp.async before SM80). Weights come
 // straight from global memory into registers in fragment order, two k tiles ahead, as in the fused
-// kernel (awq_fused_kernel.cuh, whose weight fetch this shares).
+// kernel (awq_fused_kernel.cuh, whose weight stream this shares).
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -73,40 +73,23 @@ __global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParam
   __shared__ uint4 x_blocks[2][kBlockVectors];
 
   const int warp = threadIdx.x / 32, lane_id = threadIdx.x % 32;
-  const int n_tiles = (p.N + kTileRows - 1) / kTileRows;
   const int n_tile = blockIdx.y * kWarps + warp;
   const int tile_begin = blockIdx.z * p.tiles_per_split;
   const int tile_end = min(p.k_tiles, tile_begin + p.tiles_per_split);
   const CtaRows<kGrouped> rows(p, g, kTokens);
   if (rows.empty) return;  // the whole CTA, before any barrier
   const int m0 = rows.m0, m_end = rows.m_end;
-  const uint4* qweight = rows.qweight;
-  const __half2* scale_zero = rows.scale_zero;
-
   // A warp past the last column tile still stages x and meets the barriers; it reads the last tile's
-  // weights with zero scales (products 0) and writes nothing.
+  // weights (WeightStream keeps its loads in bounds) and writes nothing.
   const int slot = Warp::slot(lane_id);
-  LaneColumns lanes[1];
-  lanes[0].weights = qweight + (size_t)min(n_tile, n_tiles - 1) * p.k_tiles * 2 * kSlots + slot;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int n = n_tile * kTileRows + 8 * h + slot / 4;
-    lanes[0].scale_zero[h] = n < p.N ? scale_zero + n : nullptr;
-  }
-  lanes[0].k_in_tile = slot % 4 * kSlotK;
-
+  WeightStream<1, 1> weights(p, rows.qweight, rows.scale_zero, n_tile, slot, tile_begin);
   XBlockStaging<Warp, kTokens, kWarps * 32> x_staging(p, rows);
   Warp mma;
-  WeightFetch<1> ahead1 = fetch_weights(p, lanes, tile_begin, tile_end);
-  WeightFetch<1> ahead2 = fetch_weights(p, lanes, tile_begin + 1, tile_end);
   x_staging.load(p, tile_begin);
   x_staging.store(x_blocks[0]);
   __syncthreads();
   int buffer = 0;
-  for (int k_tile = tile_begin; k_tile < tile_end; ++k_tile) {
-    const WeightFetch<1> cur = ahead1;
-    ahead1 = ahead2;
-    ahead2 = fetch_weights(p, lanes, k_tile + 2, tile_end);
+  stream_k_tiles(weights, tile_end, [&](const WeightFetch<1>& cur, int k_tile) {
     const bool more = k_tile + 1 < tile_end;
     if (more) x_staging.load(p, k_tile + 1);
     const uint4* block = x_blocks[buffer];
@@ -115,7 +98,7 @@ __global__ void __launch_bounds__(kWarps * 32) tiled_gemm_kernel(const GemmParam
     if (more) x_staging.store(x_blocks[buffer ^ 1]);
     __syncthreads();
     buffer ^= 1;
-  }
+  });
   mma.finish(lane_id);
   mma.for_each(lane_id, [&](int row, int token, float v) {
     const int m = m0 + token, n = n_tile * kTileRows + row;
