@@ -244,9 +244,10 @@ ab_runs() {
   export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++ TORCH_CUDA_ARCH_LIST="${SM7X_ARCH_LIST:-9.0}"
   export MAX_JOBS="${MAX_JOBS:-8}"
   local builds=() failed=0
-  for i in 0 1; do  # both wheels of each tree, in place (flash-attention-v100 from its own folder)
-    (cd "${trees[$i]}" && python3 setup.py build_ext --inplace && cd flash-attention-v100 &&
-       python3 setup.py build_ext --inplace) > "$OUT/build-ab-${names[$i]}.log" 2>&1 &
+  for i in 0 1; do  # both wheels of each tree, in place (flash-attention-v100 from its own folder);
+    # SM7X_FA_ONLY=1: flash-attention-v100 alone (its benchmarks need only vllm_sm7x's Python)
+    (cd "${trees[$i]}" && { [ -n "${SM7X_FA_ONLY:-}" ] || python3 setup.py build_ext --inplace; } &&
+       cd flash-attention-v100 && python3 setup.py build_ext --inplace) > "$OUT/build-ab-${names[$i]}.log" 2>&1 &
     builds+=($!)
   done
   for i in 0 1; do
