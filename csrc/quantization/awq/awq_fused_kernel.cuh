@@ -40,7 +40,7 @@ struct WeightStream {
   int k_tiles;                                 // tiles in which the lane's 32-k segment is below K
   int scale_step;                              // half2 between the group rows of tiles kStride apart
 
-  // first_n_tile: the CTA's first column tile; n_tiles, k_tiles: of the weight.
+  // first_n_tile: the CTA's first column tile; first_tile: the first k tile this stream fetches.
   __device__ WeightStream(const GemmParams& p, const uint4* qweight, const __half2* scale_zero_base, int first_n_tile,
                           int slot, int first_tile)
       : next(first_tile) {
