@@ -40,8 +40,14 @@ std::string build_info() {
 // - benchmarks/results/attention-sm75-h200-2026-12-01-mma32.json: at 30 rows its 32-row form (8 warps,
 //   two row groups share each K/V stage, so K and V are read once instead of twice) takes 0.56-0.98x the
 //   16-row form's time at 32K+ context (median 0.78x), 0.63-1.12x at 4K.
-// So on the sm70 path: SIMT up to 8 rows, the 16-row tensor-core form for 9-16, the 32-row form above 16
-// (but in a mixed batch, below).
+// So on the sm70 path: the 16-row tensor-core form for 9-16 rows, the 32-row form above 16 (but in a
+// mixed batch, below). Up to 8 rows it takes the 8-row kernel's Volta form, on an estimate: the H200 runs
+// Volta's m8n8k4 about 20x slower than a V100, so it cannot time that form as a V100 would. With its mma
+// replaced by stand-ins (branch diag/volta-free-mma, attention-sm70-h200-2026-12-03-volta-free-mma.json)
+// it took 0.57-0.84x the SIMT kernel's time from 32K keys at q_len 1 (0.26-0.59 of copy bandwidth
+// against SIMT's 0.22-0.34, both held to a V100's CTAs per SM), and 0.72-1.18x at 512-4K keys. A V100's
+// HMMA cost for its 4 mma per KB of KV is about 1/20 of the H200's measured one, which leaves it near the
+// first figures. FLASH_ATTN_V100_DECODE=simt restores SIMT.
 // The sm75 path takes the 8-row kernel (decode_mma8.cuh: each warp on its own keys, fragments loaded
 // straight from the cache) for every decode: forced on every case in one run
 // (benchmarks/results/attention-sm75-h200-2026-12-03-mma8.json) it took 0.40-0.93x the SIMT kernel's time
@@ -73,7 +79,7 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath
   if (choice.empty()) {
     if (path == sm7x::ArchPath::kSm75) return {true, 1, "mma8", true};
     if (query_rows >= kMma32DecodeMinRows && !with_prefill) return {true, 2, "mma32"};
-    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{false, 1, "simt"};
+    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{true, 1, "mma8", true};
   }
   if (choice == "simt") return {false, 1, "simt"};
   if (choice == "mma") return {true, 1, "mma"};

@@ -43,7 +43,7 @@ def rows8_decode_shared_bytes(head_dim: int) -> int:
 def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
     occupancy = fa.decode_occupancy(head_dim, query_rows, path)
     # flash_api.cpp's rule
-    volta_rule = "mma32" if query_rows > 16 else "mma" if query_rows > 8 else "simt"
+    volta_rule = "mma32" if query_rows > 16 else "mma" if query_rows > 8 else "mma8"
     assert occupancy["kernel"] == ("mma8" if path == "sm75" else volta_rule)
     shared = {"simt": lambda: decode_shared_bytes(head_dim, rows_per_cta(query_rows)),
               "mma": lambda: tensor_core_decode_shared_bytes(head_dim),
@@ -62,7 +62,7 @@ def test_emulation_holds_the_cards_ctas_per_sm(fa, path, head_dim, query_rows):
 # needs padding.
 @pytest.mark.parametrize("path, ctas, padded", [("sm75", 2, True), ("sm70", 3, False)])
 def test_head_dim_256_decode_is_held_to_the_cards_shared_memory(fa, path, ctas, padded, monkeypatch):
-    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")  # the sm75 path's default is the 8-row kernel
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt")  # both paths default to the 8-row kernel
     occupancy = fa.decode_occupancy(256, 6, path)
     assert occupancy["card_ctas_per_sm"] == ctas
     if torch.cuda.get_device_capability() >= (8, 0):
