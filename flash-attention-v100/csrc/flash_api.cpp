@@ -70,9 +70,9 @@ struct DecodeChoice {
 
 // with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
 // not say how long its short sequences are. They may then be plain decodes (q_len 1) whatever
-// query_rows says (it counts the most they may have, 16 per KV head), so they keep the 16-row form:
-// the 32-row one measured 0.90-1.45x its time on 6 rows (median 1.39x; H200, sm75,
-// attention-sm75-h200-2026-12-01-mma32.json).
+// query_rows says (it counts the most they may have, 16 per KV head), so on the sm70 path they keep the
+// 16-row form: the 32-row one measured 0.90-1.45x its time on 6 rows (median 1.39x; H200, sm75,
+// attention-sm75-h200-2026-12-01-mma32.json). Told 8 rows or fewer, they take the 8-row kernel.
 DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath path) {
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;

@@ -232,9 +232,10 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
 
 def decode_kernel(query_rows: int, path: str, with_prefill: bool = False) -> str:
     """The decode kernel the op takes on arch path `path` ("sm70" or "sm75") for `query_rows` query rows per
-    KV head (q_len x the GQA group): "simt", "mma", "mma32" or "mma8" (the sm75 path's), as
+    KV head (q_len x the GQA group): "simt", "mma", "mma32" or "mma8" (both paths' plain decode), as
     FLASH_ATTN_V100_DECODE names them (it forces one). with_prefill: the call also holds prefill query
-    blocks (a mixed batch), whose short sequences keep the 16-row form on the sm70 path."""
+    blocks (a mixed batch), whose short sequences keep the 16-row form on the sm70 path unless query_rows
+    says they hold at most 8."""
     return torch.ops.flash_attn_v100.decode_kernel(query_rows, path, with_prefill)
 
 

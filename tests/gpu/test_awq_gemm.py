@@ -59,7 +59,8 @@ def random_x(M, K, seed):
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("K, N, group_size", [(128, 8, 128), (4096, 200, 128), (544, 72, 32), (1536, 264, 64),
-                                              (2048, 136, 128), (640, 520, 32), (1088, 1000, 64)])
+                                              (2048, 136, 128), (640, 520, 32), (1088, 1000, 64), (32, 8, 32),
+                                              (96, 72, 32), (64, 104, 64)])
 @pytest.mark.parametrize("M", [1, 2, 3, 5, 8, 16, 17, 33, 64])
 def test_fused_kernel_matches_reference(awq, path, M, K, N, group_size, seed):
     weight, reference, b = make_layer(K, N, group_size, seed, bias=M % 2 == 1)
@@ -110,7 +111,8 @@ def test_every_registry_entry_and_split_agrees(awq, path, group_size, split_k, s
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("K, N, group_size", [(128, 8, 128), (4096, 200, 128), (544, 72, 32), (1536, 264, 64),
-                                              (1088, 1000, 64), (2080, 2056, 32)])
+                                              (1088, 1000, 64), (2080, 2056, 32), (32, 8, 32), (96, 72, 32),
+                                              (64, 104, 64)])
 @pytest.mark.parametrize("M", [1, 17, 33, 64, 65, 100, 255])
 def test_tiled_kernel_matches_reference(awq, path, M, K, N, group_size, seed):
     # Every entry; the rows leave token blocks partly filled, N ends inside a CTA's columns and some

@@ -1,7 +1,7 @@
 // Arch-neutral (SIMT) decode attention: the same code on every arch >= 7.0 (TurboMind decodes on SIMT
-// on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows). The sm70 path's
-// plain decode runs it; the sm75 path's decodes take the 8-row tensor-core kernel (decode_mma8.cuh),
-// measured faster there.
+// on Volta too: decode is bound by KV bytes, not by math, for a handful of query rows). Both paths'
+// plain decodes now take the 8-row tensor-core kernel (decode_mma8.cuh; flash_api.cpp's decode_choice
+// says on what measurements); this one runs where FLASH_ATTN_V100_DECODE=simt asks for it.
 //
 // CTA = (sequence x block of 4, 8 or 16 query rows, KV head, KV split) on 4 warps, or 8 of one row each
 // for the 8-row block (plain decode at GQA groups of 5-8: the same shared memory, twice the warps per

@@ -25,7 +25,7 @@ constexpr int kMma8Rows = 8;           // query rows per CTA of the 8-row tensor
 // that holds them (row blocks per sequence are ceil(rows / 16) either way).
 constexpr int decode_rows_per_cta(int64_t rows) { return rows <= 4 ? 4 : rows <= 8 ? 8 : kDecodeRowsPerCta; }
 // Sequences with at least this many new queries go to the tensor-core prefill kernel, the others
-// to the SIMT kernel (decode, MTP verification); a mixed batch launches both.
+// to a decode kernel (decode, MTP verification; flash_api.cpp's decode_choice); a mixed batch launches both.
 constexpr int kPrefillMinQueryLen = 17;
 
 struct DecodeParams {

@@ -153,9 +153,10 @@ def test_turing_decode_takes_the_8_row_tensor_core_kernel_for_every_row_count(ro
 
 
 @pytest.mark.parametrize("rows, kernel", [(6, "mma8"), (16, "mma"), (96, "mma")])
-def test_a_mixed_volta_batch_keeps_its_short_sequences_on_the_16_row_form(rows, kernel, monkeypatch):
+def test_a_mixed_volta_batch_keeps_told_plain_decodes_on_8_rows_and_others_on_the_16_row_form(rows, kernel,
+                                                                                               monkeypatch):
     # With a prefill in the call, the short sequences' rows are those of the longest (up to 16 per KV
-    # head): plain decodes among them would waste 26 of 32 rows.
+    # head): plain decodes among them would waste 26 of 32 rows. Told they hold at most 8, the 8-row kernel.
     monkeypatch.delenv("FLASH_ATTN_V100_DECODE", raising=False)
     assert fa.decode_kernel(rows, "sm70", with_prefill=True) == kernel
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "mma32")  # the switch still forces it
