@@ -68,6 +68,12 @@ struct DecodeChoice {
   int64_t rows_per_cta() const { return rows8 ? kMma8Rows : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
 };
 
+// The four decode kernels, each spelled once for the default rule and the switch.
+constexpr DecodeChoice kSimtDecode{false, 1, "simt"};
+constexpr DecodeChoice kMmaDecode{true, 1, "mma"};
+constexpr DecodeChoice kMma32Decode{true, 2, "mma32"};
+constexpr DecodeChoice kMma8Decode{true, 1, "mma8", true};
+
 // with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
 // not say how long its short sequences are. They may then be plain decodes (q_len 1) whatever
 // query_rows says (it counts the most they may have, 16 per KV head), so on the sm70 path they keep the
@@ -77,14 +83,13 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath
   const char* env = std::getenv("FLASH_ATTN_V100_DECODE");
   const std::string choice = env == nullptr ? "" : env;
   if (choice.empty()) {
-    if (path == sm7x::ArchPath::kSm75) return {true, 1, "mma8", true};
-    if (query_rows >= kMma32DecodeMinRows && !with_prefill) return {true, 2, "mma32"};
-    return query_rows >= kMmaDecodeMinRows ? DecodeChoice{true, 1, "mma"} : DecodeChoice{true, 1, "mma8", true};
+    if (path == sm7x::ArchPath::kSm75) return kMma8Decode;
+    if (query_rows >= kMma32DecodeMinRows && !with_prefill) return kMma32Decode;
+    return query_rows >= kMmaDecodeMinRows ? kMmaDecode : kMma8Decode;
   }
-  if (choice == "simt") return {false, 1, "simt"};
-  if (choice == "mma") return {true, 1, "mma"};
-  if (choice == "mma32") return {true, 2, "mma32"};
-  if (choice == "mma8") return {true, 1, "mma8", true};
+  for (const DecodeChoice& kernel : {kSimtDecode, kMmaDecode, kMma32Decode, kMma8Decode}) {
+    if (choice == kernel.name) return kernel;
+  }
   TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8' (unset: chosen by arch path ",
                     "and query rows), ",
                     "got '", choice, "'");
@@ -295,7 +300,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   sm7x::ArchPath arch_path = sm7x::ArchPath::kSm70;
   if (prefill || sm7x_path) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   const DecodeChoice decode = sm7x_path ? decode_choice(decode_rows, prefill && !decode_q_len_known, arch_path)
-                                        : DecodeChoice{false, 1, "simt"};
+                                        : kSimtDecode;
   const bool mma_decode = decode.tensor_cores;
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
