@@ -333,7 +333,10 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // Scores use the dequantised keys: fold the K cache's scale into the softmax scale.
   p.scale = scale * (kv_format == KvFormat::kFp8E5m2 ? k_scale : 1.0);
   p.v_scale = kv_format == KvFormat::kFp8E5m2 ? v_scale : 1.0;
-  p.softcap = softcap, p.window_left = window_left, p.causal = causal;
+  p.softcap = softcap, p.causal = causal;
+  // A window reaching past the block table's capacity hides no key: none. The kernels compute
+  // q_pos - window_left in int, which a window near INT32_MAX would overflow where q_len > keys.
+  p.window_left = window_left >= block_table.size(1) * block_size ? -1 : static_cast<int>(window_left);
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence and leaves longer ones

@@ -137,6 +137,24 @@ def test_short_contexts_in_a_wide_block_table(fa, num_splits, q_len, window_left
     assert relative_error(out, ref) < TOLERANCE
 
 
+@pytest.mark.parametrize("q_len", [5, 40])
+@pytest.mark.parametrize("num_splits", [1, 0])
+def test_a_window_past_every_key_hides_none(fa, q_len, num_splits, seed):
+    """A left window of INT32_MAX keys, with more queries than keys (the first queries sit left of key
+    0, where q_pos - window would overflow int): every key stays visible, as with no window. q_len 5
+    runs the decode kernels, 40 the prefill kernel."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    seqlens = [2, q_len + 9]
+    k_cache, v_cache, block_table = paged_cache(seqlens, 2, 128, 16, gen)
+    q = torch.randn(len(seqlens), q_len, 4, 128, device="cuda", generator=gen).half()
+    lens = torch.tensor(seqlens, dtype=torch.int32, device="cuda")
+    poison((q.shape, torch.float16))
+    out = fa.flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=lens, block_table=block_table, causal=False,
+                                     window_size=(2**31 - 1, -1), num_splits=num_splits)
+    ref, _ = reference(q, k_cache, v_cache, block_table, lens, 1 / math.sqrt(128), False, -1, 0.0)
+    assert relative_error(out, ref) < TOLERANCE
+
+
 def test_contiguous_cache_equals_paged(fa, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     batch, length, kv_heads, dim = 3, 200, 2, 64
