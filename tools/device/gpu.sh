@@ -68,7 +68,12 @@ use_vllm_bundle() {
 
 # Stock vLLM's FlashAttention build (tools/device/pack-fa3.sh), when carried: the stock reference needs it.
 install_fa3() {
-  [ -f .device/fa3/_vllm_fa3_C.abi3.so.xz ] || return 0
+  if [ ! -f .device/fa3/_vllm_fa3_C.abi3.so.xz ]; then
+    # Without it every stock run fails at model inspection ("requires the CUDA flash attention extensions").
+    echo "fa3: not carried; stock vLLM runs (tests' references not cached in tests/gpu/stock_runs, stock" \
+         "benchmark configurations) will fail: carry .device/fa3 from tools/device/pack-fa3.sh"
+    return 0
+  fi
   local target
   target=$(python3 -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('vllm').origin))")
   xz -dc .device/fa3/_vllm_fa3_C.abi3.so.xz > "$target/vllm_flash_attn/_vllm_fa3_C.abi3.so" && echo "fa3: installed"
