@@ -334,9 +334,12 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   p.scale = scale * (kv_format == KvFormat::kFp8E5m2 ? k_scale : 1.0);
   p.v_scale = kv_format == KvFormat::kFp8E5m2 ? v_scale : 1.0;
   p.softcap = softcap, p.causal = causal;
+  const int64_t capacity = block_table.size(1) * block_size;  // keys the block table can hold
+  TORCH_CHECK_VALUE(capacity <= INT32_MAX, "paged_attention: block table too large");
+  p.max_keys = static_cast<int>(capacity);
   // A window reaching past the block table's capacity hides no key: none. The kernels compute
   // q_pos - window_left in int, which a window near INT32_MAX would overflow where q_len > keys.
-  p.window_left = window_left >= block_table.size(1) * block_size ? -1 : static_cast<int>(window_left);
+  p.window_left = window_left >= capacity ? -1 : static_cast<int>(window_left);
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   // The SIMT kernel sees at most kPrefillMinQueryLen - 1 queries per sequence and leaves longer ones
@@ -347,9 +350,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   // stay valid (each sequence sizes its ranges from its own length on the device). Rounding down: a
   // few CTAs past the last slot form a second wave that costs a whole split's time (27B TP1, 4
   // sequences: 17 splits made 272 CTAs for 264 slots and took 1.3x the time of 14).
-  const int64_t max_keys = std::max<int64_t>(1, block_table.size(1) * block_size);
-  TORCH_CHECK_VALUE(block_table.size(1) * block_size <= INT32_MAX, "paged_attention: block table too large");
-  p.max_keys = static_cast<int>(block_table.size(1) * block_size);
+  const int64_t max_keys = std::max<int64_t>(1, capacity);
   const int64_t row_blocks = ceil_div(p.max_q_len * (q_heads / kv_heads), decode.rows_per_cta());
   int64_t splits = num_splits;
   if (row_blocks == 0) {
