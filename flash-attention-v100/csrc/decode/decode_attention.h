@@ -68,29 +68,19 @@ __host__ __device__ inline int64_t split_rows(const DecodeParams& p) {
 // decode_mma_sm75.cu; the 8-row kernel decode_mma8_sm70.cu, decode_mma8_sm75.cu). Which one runs is
 // flash_api.cpp's decode_choice. `emulated`: the card whose CTAs per SM to hold to on a newer GPU
 // (core/emulated_occupancy.h), or nullptr.
+// The ArchTag templates are defined in decode_mma_kernel.cuh and decode_mma8.cuh and instantiated for
+// sm7x::Sm70 and sm7x::Sm75 by the arch paths' .cu files (no other tag links).
 void launch_decode_simt(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
 // row_groups: groups of 16 query rows per CTA of the tensor-core kernel (1, or 2: 32 rows on 8 warps).
 template <class ArchTag>
 void launch_decode_mma(const DecodeParams& params, int head_dim, int row_groups, const sm7x::CardLimits* emulated,
                        cudaStream_t stream);
-template <>
-void launch_decode_mma<sm7x::Sm70>(const DecodeParams& params, int head_dim, int row_groups,
-                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
-template <>
-void launch_decode_mma<sm7x::Sm75>(const DecodeParams& params, int head_dim, int row_groups,
-                                   const sm7x::CardLimits* emulated, cudaStream_t stream);
 // The tensor-core kernel for blocks of 8 query rows (decode_mma8.cuh: each warp on its own stages of keys,
 // fragments loaded straight from the cache), on the arch path's mma.
 template <class ArchTag>
 void launch_decode_mma8(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
-template <>
-void launch_decode_mma8<sm7x::Sm70>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                                    cudaStream_t stream);
-template <>
-void launch_decode_mma8<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                                    cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -100,16 +90,8 @@ void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::C
 void settle_decode_paddings(int head_dim, const sm7x::CardLimits& card);
 template <class ArchTag>
 void settle_decode_mma_paddings(int head_dim, const sm7x::CardLimits& card);
-template <>
-void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
-template <>
-void settle_decode_mma_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 template <class ArchTag>
 void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card);
-template <>
-void settle_decode_mma8_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
-template <>
-void settle_decode_mma8_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 // A decode kernel's fp16-cache form under `card`'s occupancy: CTAs per SM the card would hold, this GPU
 // holds with the padding, and the padding (diagnostics and tests). decode_occupancy: the SIMT kernel
@@ -120,15 +102,7 @@ struct DecodeOccupancy {
 DecodeOccupancy decode_occupancy(int head_dim, int64_t query_rows, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_mma_occupancy(int head_dim, int row_groups, const sm7x::CardLimits& card);
-template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, int row_groups, const sm7x::CardLimits& card);
-template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm75>(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card);
-template <>
-DecodeOccupancy decode_mma8_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card);
-template <>
-DecodeOccupancy decode_mma8_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -110,28 +110,34 @@ __device__ __forceinline__ void mma8_meet(const DecodeParams& p, const DecodeCta
   }
 }
 
-// Host side. kernel_of(std::integral_constant<int, D>, Kv) gives an arch path's kernel for head_dim D and
-// cache format Kv.
-template <class KernelOf>
-void launch_mma8(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream,
-                 KernelOf&& kernel_of) {
+// Host side. Each arch path's .cu specializes Mma8Kernel: its operator()(std::integral_constant<int, D>, Kv)
+// gives the path's kernel for head_dim D and cache format Kv; the .cu then instantiates the three below.
+template <class ArchTag>
+struct Mma8Kernel;
+
+template <class ArchTag>
+void launch_decode_mma8(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
   const int64_t query_rows = (int64_t)p.max_q_len * (p.q_heads / p.kv_heads);
   const dim3 grid(p.batch * ((query_rows + kMma8Rows - 1) / kMma8Rows), p.kv_heads, p.splits);
   dispatch_head_dim(head_dim, [&](auto d) {
-    dispatch_kv_format(p.kv_format, [&](auto kv) { launch_as_card(kernel_of(d, kv), grid, kMma8Threads, emulated, stream, p); });
+    dispatch_kv_format(p.kv_format, [&](auto kv) {
+      launch_as_card(Mma8Kernel<ArchTag>{}(d, kv), grid, kMma8Threads, emulated, stream, p);
+    });
   });
 }
 
-template <class KernelOf>
-DecodeOccupancy mma8_occupancy(int head_dim, const sm7x::CardLimits& card, KernelOf&& kernel_of) {
-  return dispatch_head_dim(head_dim, [&](auto d) { return kernel_occupancy(kernel_of(d, KvFloat16{}), kMma8Threads, card); });
+template <class ArchTag>
+DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card) {
+  return dispatch_head_dim(head_dim, [&](auto d) {
+    return kernel_occupancy(Mma8Kernel<ArchTag>{}(d, KvFloat16{}), kMma8Threads, card);
+  });
 }
 
-template <class KernelOf>
-void settle_mma8_paddings(int head_dim, const sm7x::CardLimits& card, KernelOf&& kernel_of) {
+template <class ArchTag>
+void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) {
-    for (const DecodeKernel kernel : {kernel_of(d, KvFloat16{}), kernel_of(d, KvFp8E5m2{})}) {
+    for (const DecodeKernel kernel : {Mma8Kernel<ArchTag>{}(d, KvFloat16{}), Mma8Kernel<ArchTag>{}(d, KvFp8E5m2{})}) {
       sm7x::emulated_occupancy(card, reinterpret_cast<const void*>(kernel), kMma8Threads);
     }
   });

@@ -220,29 +220,18 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm70_kernel(const De
   });
 }
 
-struct Sm70Kernels {
+}  // namespace
+
+template <>
+struct Mma8Kernel<sm7x::Sm70> {
   template <class D, class Kv>
   DecodeKernel operator()(D, Kv) const {
     return decode_mma8_sm70_kernel<D::value, Kv>;
   }
 };
 
-}  // namespace
-
-template <>
-void launch_decode_mma8<sm7x::Sm70>(const DecodeParams& p, int head_dim, const sm7x::CardLimits* emulated,
-                                    cudaStream_t stream) {
-  launch_mma8(p, head_dim, emulated, stream, Sm70Kernels{});
-}
-
-template <>
-DecodeOccupancy decode_mma8_occupancy<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card) {
-  return mma8_occupancy(head_dim, card, Sm70Kernels{});
-}
-
-template <>
-void settle_decode_mma8_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card) {
-  settle_mma8_paddings(head_dim, card, Sm70Kernels{});
-}
+template void launch_decode_mma8<sm7x::Sm70>(const DecodeParams&, int, const sm7x::CardLimits*, cudaStream_t);
+template DecodeOccupancy decode_mma8_occupancy<sm7x::Sm70>(int, const sm7x::CardLimits&);
+template void settle_decode_mma8_paddings<sm7x::Sm70>(int, const sm7x::CardLimits&);
 
 }  // namespace flash_v100

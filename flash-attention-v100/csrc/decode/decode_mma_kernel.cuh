@@ -197,7 +197,7 @@ decltype(auto) dispatch_row_groups(int row_groups, Fn&& fn) {
 }
 
 template <class ArchTag>
-void settle_decode_mma_paddings_impl(int head_dim, const sm7x::CardLimits& card) {
+void settle_decode_mma_paddings(int head_dim, const sm7x::CardLimits& card) {
   dispatch_head_dim(head_dim, [&](auto d) {
     constexpr int kHeadDim = decltype(d)::value;
     for (const int row_groups : {1, 2}) {
@@ -225,7 +225,7 @@ void launch_decode_mma_for(const DecodeParams& p, const sm7x::CardLimits* emulat
 }
 
 template <class ArchTag>
-DecodeOccupancy decode_mma_occupancy_impl(int head_dim, int row_groups, const sm7x::CardLimits& card) {
+DecodeOccupancy decode_mma_occupancy(int head_dim, int row_groups, const sm7x::CardLimits& card) {
   return dispatch_head_dim(head_dim, [&](auto d) {
     return dispatch_row_groups(row_groups, [&](auto g) {
       constexpr int kHeadDim = decltype(d)::value, kRowGroups = decltype(g)::value;
@@ -236,8 +236,8 @@ DecodeOccupancy decode_mma_occupancy_impl(int head_dim, int row_groups, const sm
 }
 
 template <class ArchTag>
-void launch_decode_mma_impl(const DecodeParams& p, int head_dim, int row_groups, const sm7x::CardLimits* emulated,
-                            cudaStream_t stream) {
+void launch_decode_mma(const DecodeParams& p, int head_dim, int row_groups, const sm7x::CardLimits* emulated,
+                       cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0 || p.max_q_len == 0) return;
   dispatch_head_dim(head_dim, [&](auto d) {
     dispatch_row_groups(row_groups, [&](auto g) {

@@ -4,20 +4,8 @@
 
 namespace flash_v100 {
 
-template <>
-void launch_decode_mma<sm7x::Sm70>(const DecodeParams& p, int head_dim, int row_groups,
-                                   const sm7x::CardLimits* emulated, cudaStream_t stream) {
-  launch_decode_mma_impl<sm7x::Sm70>(p, head_dim, row_groups, emulated, stream);
-}
-
-template <>
-DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int head_dim, int row_groups, const sm7x::CardLimits& card) {
-  return decode_mma_occupancy_impl<sm7x::Sm70>(head_dim, row_groups, card);
-}
-
-template <>
-void settle_decode_mma_paddings<sm7x::Sm70>(int head_dim, const sm7x::CardLimits& card) {
-  settle_decode_mma_paddings_impl<sm7x::Sm70>(head_dim, card);
-}
+template void launch_decode_mma<sm7x::Sm70>(const DecodeParams&, int, int, const sm7x::CardLimits*, cudaStream_t);
+template DecodeOccupancy decode_mma_occupancy<sm7x::Sm70>(int, int, const sm7x::CardLimits&);
+template void settle_decode_mma_paddings<sm7x::Sm70>(int, const sm7x::CardLimits&);
 
 }  // namespace flash_v100
