@@ -9,12 +9,13 @@ import importlib
 import importlib.metadata
 import importlib.util
 import platform
-import re
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from vllm_sm7x.activation import Gpu, current_activation, native_path, visible_gpus
+from vllm_sm7x.fatbin import cuda_images, runs_on
+from vllm_sm7x.op_policy import VLLM_KERNELS_MODULE, custom_allreduce_choice
 
 PINNED_TORCH = "2.11.0"
 PINNED_VLLM = "0.26.0"
@@ -96,18 +97,6 @@ def check_torch(ctx: Context) -> Check:
     return Check("torch", "ok", detail, data=data)
 
 
-def _cubin_archs(library: str) -> set[str] | None:
-    """sm_XX of the machine code in a CUDA library, through cuobjdump when a toolkit is installed."""
-    import shutil
-    import subprocess
-
-    cuobjdump = shutil.which("cuobjdump")
-    if cuobjdump is None:
-        return None
-    out = subprocess.run([cuobjdump, "--list-elf", library], capture_output=True, text=True).stdout
-    return set(re.findall(r"\.(sm_\d+)\.cubin", out))
-
-
 def check_vllm(ctx: Context) -> Check:
     import vllm
 
@@ -115,14 +104,17 @@ def check_vllm(ctx: Context) -> Check:
     data = {"version": version}
     needs_sm70 = any(native_path(c) == "sm70" for c in ctx.capabilities)
     try:
-        kernels = importlib.util.find_spec("vllm._C_stable_libtorch").origin
-        importlib.import_module("vllm._C_stable_libtorch")
-        archs = _cubin_archs(kernels)
-        data["kernel_archs"] = sorted(archs) if archs is not None else None
-        if needs_sm70 and archs is not None and "sm_70" not in archs:
-            return Check("vllm", "fail", f"{version}; its kernels have no sm_70 code ({' '.join(sorted(archs))})",
+        kernels = importlib.util.find_spec(VLLM_KERNELS_MODULE).origin
+        importlib.import_module(VLLM_KERNELS_MODULE)
+        images = cuda_images(kernels)
+        archs = " ".join(f"sm_{arch}" for arch in sorted({i.arch for i in images if i.kind == "sass"}))
+        custom_allreduce, data["all_reduce"] = custom_allreduce_choice(images, ctx.capabilities)
+        data["kernel_archs"] = archs.split()
+        if needs_sm70 and not runs_on(images, (7, 0)):
+            return Check("vllm", "fail", f"{version}; its kernels have no sm_70 code ({archs or 'none'})",
                          "build vLLM 0.26.0 for sm_70 against torch cu126: bash tools/build_vllm_sm70.sh", data)
-        detail = f"{version}, kernels load" + (f" ({' '.join(sorted(archs))})" if archs else "")
+        detail = (f"{version}, kernels load ({archs or 'no machine code'}); tensor-parallel all-reduce: "
+                  + ("vLLM's custom one" if custom_allreduce else "NCCL"))
     except ImportError as e:
         if needs_sm70:
             return Check("vllm", "fail", f"{version}; vLLM's kernels do not load: {e}",

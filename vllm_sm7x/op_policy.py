@@ -3,14 +3,25 @@
 PyPI vLLM ships no sm_70 machine code, so on the sm70 path nothing on the serving path may call a
 `vllm._C` kernel: vLLM's CustomOps (RMSNorm, fused add-norm, RoPE, SiLU-and-mul...) run their
 PyTorch `forward_native` (compiled by Inductor when compilation is on) and vLLM IR ops their
-"native" implementation. On sm75 the stock kernels exist and stay as vLLM chooses.
-Pure functions of the config values, so they are tested without a GPU.
+"native" implementation. On sm75 the stock kernels exist and stay as vLLM chooses. The one `_C` kernel
+kept on sm70 is vLLM's custom all-reduce (tensor parallel), and only where vLLM's library was built with
+code for the GPUs (custom_allreduce_choice): it has no PyTorch form, and NCCL is the fallback.
+Pure functions of the config values (all but vllm_custom_allreduce_runs, which reads the machine), so they
+are tested without a GPU.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
+import os
+
+from vllm_sm7x.fatbin import CudaImage, cuda_images, runs_on
 
 logger = logging.getLogger(__name__)
+# vLLM's kernel library (vllm 0.26): its `_C` ops, the custom all-reduce (`_C_custom_ar`) among them.
+VLLM_KERNELS_MODULE = "vllm._C_stable_libtorch"
+_ALLREDUCE_LOGGED_MARKER = "_VLLM_SM7X_ALLREDUCE_LOGGED"
 
 NATIVE_IR_PRIORITY = ["native"]
 
@@ -57,3 +68,35 @@ def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantizat
                 "not take this one: an older export whose settings are only in quantize_config.json needs "
                 "--quantization gptq_sm7x; else serve an AWQ export of this model or its fp16 weights")
     return None
+
+
+def custom_allreduce_choice(images: frozenset[CudaImage], capabilities: list[tuple[int, int]]) -> tuple[bool, str]:
+    """Whether vLLM's custom all-reduce can run on GPUs of these capabilities, given the images in vLLM's
+    kernel library, and the all-reduce that runs, with why. PyPI's vLLM carries no sm_70 code, so a V100
+    serving from it all-reduces through NCCL; tools/build_vllm_sm70.sh builds vLLM for sm_70, and then
+    vLLM's one-shot peer-to-peer kernel runs there too (it was written with the V100 among its targets)."""
+    missing = sorted({c for c in capabilities if not runs_on(images, c)})
+    if not missing:
+        return True, "vLLM's custom all-reduce (vLLM's kernels have code for these GPUs)"
+    has = " ".join(f"{i.kind}_{i.arch}" for i in sorted(images, key=lambda i: (i.arch, i.kind))) or "none"
+    return False, (f"NCCL: vLLM's kernels have no code for compute capability "
+                   f"{', '.join(f'{major}.{minor}' for major, minor in missing)} (they have: {has}); "
+                   "a vLLM built by tools/build_vllm_sm70.sh has it and keeps vLLM's custom all-reduce")
+
+
+@functools.cache
+def vllm_custom_allreduce_runs() -> bool:
+    """custom_allreduce_choice for this machine's GPUs and installed vLLM, logged once per process tree."""
+    from vllm_sm7x.activation import visible_gpus
+
+    spec = importlib.util.find_spec(VLLM_KERNELS_MODULE)
+    try:
+        if spec is None or spec.origin is None:
+            raise ImportError(f"no {VLLM_KERNELS_MODULE} module")
+        allowed, reason = custom_allreduce_choice(cuda_images(spec.origin), [g.capability for g in visible_gpus()])
+    except (ImportError, OSError, ValueError) as error:
+        allowed, reason = False, f"NCCL: vLLM's kernel library could not be read ({error})"
+    if not os.environ.get(_ALLREDUCE_LOGGED_MARKER):  # once per process tree: workers inherit the marker
+        os.environ[_ALLREDUCE_LOGGED_MARKER] = "1"
+        logging.getLogger("vllm.sm7x").info("vllm-sm7x: tensor-parallel all-reduce: %s", reason)
+    return allowed

@@ -8,7 +8,7 @@ from vllm.platforms.interface import DeviceCapability
 
 from vllm_sm7x.activation import PATH_CAPABILITY, current_activation
 from vllm_sm7x.attention.selection import accept_backend_alias, rank_flash_attn_v100_first
-from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, serving_refusal
+from vllm_sm7x.op_policy import custom_ops_for, ir_priority_for, serving_refusal, vllm_custom_allreduce_runs
 from vllm_sm7x.profiles.engine import mark_parser_defaults
 
 
@@ -28,8 +28,9 @@ class Sm7xPlatform(CudaPlatform):
 
     @classmethod
     def use_custom_allreduce(cls) -> bool:
-        # vLLM's custom all-reduce lives in vllm._C, which PyPI ships without sm_70 code: NCCL on Volta.
-        return current_activation().path != "sm70" and super().use_custom_allreduce()
+        # vLLM's custom all-reduce is a kernel of vLLM's own library: kept where that library has code for
+        # the GPUs (a vLLM built for sm_70 on a V100; PyPI's on Turing and under emulation), else NCCL.
+        return super().use_custom_allreduce() and vllm_custom_allreduce_runs()
 
     @classmethod
     def pre_register_and_update(cls, parser=None) -> None:

@@ -2,8 +2,8 @@
 TP2 against stock vLLM native at TP2 (dense, the Qwen3.5 hybrid, the Qwen3.6 MoE hybrid), and our TP2
 against our TP1, with the close-call rule of the single-GPU end-to-end tests. TP2 shards the AWQ groups
 (row-parallel K splits on group boundaries), the attention heads (2 q / 1 kv per rank on qwen3-tiny),
-the Gated DeltaNet heads and the experts' width; sm70 all-reduces through NCCL (vLLM's custom
-all-reduce lives in vllm._C)."""
+the Gated DeltaNet heads and the experts' width. Both paths keep vLLM's custom all-reduce here (PyPI's
+vLLM kernels run on this GPU; on a V100 that takes a vLLM built for sm_70, else NCCL)."""
 import pytest
 from tests.gpu.test_e2e_vs_stock import (HYBRID_ENGINE, STOCK_HYBRID_ENGINE, assert_matches_stock, generate,
                                          stock_samples)
