@@ -3,11 +3,15 @@
 #
 # Why: PyPI's vLLM wheels link CUDA 13 and carry sm_75+ code only, and torch dropped sm_70 from its
 # CUDA 12.8+/13 builds; on a V100 the only working pair is torch 2.11.0+cu126 with a vLLM compiled
-# from source by a CUDA 12.6/12.8 toolkit for "7.0;7.5". vllm-sm7x keeps the serving path off vLLM's
-# kernels on SM70 where it can, but vLLM must still import and load its extension on that torch.
+# from source for "7.0;7.5". The toolkit must be CUDA 12.0-12.7 (12.6 matches torch): vLLM 0.26's
+# CMakeLists intersects the requested architectures with its supported list, which from nvcc 12.8 on
+# lacks 7.0, so a 12.8 or 12.9 build has no sm_70 code at all (no error, only fewer architectures).
+# The 12.6 toolkit installs beside a newer one. vllm-sm7x keeps the serving path off vLLM's kernels on
+# SM70 where it can, but vLLM must still import and load its extension on that torch, and vLLM's custom
+# all-reduce (tensor parallel) runs only from a library with sm_70 code.
 #
 #   bash tools/build_vllm_sm70.sh [--dry-run]
-#   env: CUDA_HOME (default /usr/local/cuda-12.8), SRC (default ./vllm-src), MAX_JOBS (default: cores),
+#   env: CUDA_HOME (default /usr/local/cuda-12.6), SRC (default ./vllm-src), MAX_JOBS (default: cores),
 #        PIP (default: python3 -m pip; use the venv you serve from)
 #
 # Checked on the project's machines only as far as they allow (no V100, no CUDA 12 nvcc there):
@@ -15,7 +19,7 @@
 set -euo pipefail
 VLLM_VERSION=0.26.0
 TORCH_VERSION=2.11.0
-CUDA_HOME="${CUDA_HOME:-/usr/local/cuda-12.8}"
+CUDA_HOME="${CUDA_HOME:-/usr/local/cuda-12.6}"
 SRC="${SRC:-$PWD/vllm-src}"
 PIP="${PIP:-python3 -m pip}"
 DRY_RUN=0
@@ -24,9 +28,13 @@ DRY_RUN=0
 run() { echo "+ $*"; [ "$DRY_RUN" = 1 ] || eval "$@"; }
 
 if [ "$DRY_RUN" = 0 ]; then
-  [ -x "$CUDA_HOME/bin/nvcc" ] || { echo "error: no nvcc in CUDA_HOME=$CUDA_HOME: install the CUDA 12.8 (or 12.6) toolkit" >&2; exit 1; }
-  "$CUDA_HOME/bin/nvcc" --version | grep -q "release 12\." || {
-    echo "error: $CUDA_HOME is not a CUDA 12.x toolkit; CUDA 13 cannot compile for sm_70" >&2; exit 1; }
+  [ -x "$CUDA_HOME/bin/nvcc" ] || { echo "error: no nvcc in CUDA_HOME=$CUDA_HOME: install the CUDA 12.6 toolkit" >&2; exit 1; }
+  "$CUDA_HOME/bin/nvcc" --version | grep -q "release 12\.[0-7]," || {
+    echo "error: $CUDA_HOME is $("$CUDA_HOME/bin/nvcc" --version | grep -o 'release [0-9.]*'); vLLM 0.26 builds sm_70" \
+         "code only with CUDA 12.0-12.7 (from 12.8 on its build drops 7.0, and CUDA 13 cannot compile for" \
+         "sm_70): install the CUDA 12.6 toolkit beside it and set CUDA_HOME=/usr/local/cuda-12.6" >&2
+    exit 1
+  }
 fi
 
 # 1. torch with sm_70 kernels (cu126 is the last index whose torch 2.11 wheels carry sm_70).

@@ -18,6 +18,9 @@ from vllm_sm7x.fatbin import cuda_images, runs_on
 from vllm_sm7x.op_policy import VLLM_KERNELS_MODULE, custom_allreduce_choice
 
 PINNED_TORCH = "2.11.0"
+# vLLM 0.26's build keeps sm_70 only with toolkits older than 12.8 (from 12.8 on it drops 7.0).
+BUILD_VLLM_SM70 = ("build vLLM 0.26.0 for sm_70 against torch cu126 with a CUDA 12.6 toolkit: "
+                   "CUDA_HOME=/usr/local/cuda-12.6 bash tools/build_vllm_sm70.sh")
 PINNED_VLLM = "0.26.0"
 TORCH_CU126 = "pip install torch==2.11.0 --index-url https://download.pytorch.org/whl/cu126"
 
@@ -107,18 +110,16 @@ def check_vllm(ctx: Context) -> Check:
         kernels = importlib.util.find_spec(VLLM_KERNELS_MODULE).origin
         importlib.import_module(VLLM_KERNELS_MODULE)
         images = cuda_images(kernels)
-        archs = " ".join(f"sm_{arch}" for arch in sorted({i.arch for i in images if i.kind == "sass"}))
+        data["kernel_archs"] = [f"sm_{arch}" for arch in sorted({i.arch for i in images if i.kind == "sass"})]
+        archs = " ".join(data["kernel_archs"]) or "no machine code"
         custom_allreduce, data["all_reduce"] = custom_allreduce_choice(images, ctx.capabilities)
-        data["kernel_archs"] = archs.split()
         if needs_sm70 and not runs_on(images, (7, 0)):
-            return Check("vllm", "fail", f"{version}; its kernels have no sm_70 code ({archs or 'none'})",
-                         "build vLLM 0.26.0 for sm_70 against torch cu126: bash tools/build_vllm_sm70.sh", data)
-        detail = (f"{version}, kernels load ({archs or 'no machine code'}); tensor-parallel all-reduce: "
+            return Check("vllm", "fail", f"{version}; its kernels have no sm_70 code ({archs})", BUILD_VLLM_SM70, data)
+        detail = (f"{version}, kernels load ({archs}); tensor-parallel all-reduce: "
                   + ("vLLM's custom one" if custom_allreduce else "NCCL"))
     except ImportError as e:
         if needs_sm70:
-            return Check("vllm", "fail", f"{version}; vLLM's kernels do not load: {e}",
-                         "build vLLM 0.26.0 for sm_70 against torch cu126: bash tools/build_vllm_sm70.sh", data)
+            return Check("vllm", "fail", f"{version}; vLLM's kernels do not load: {e}", BUILD_VLLM_SM70, data)
         detail = f"{version}, kernels do not load here ({e})"
     if version.split("+")[0] != PINNED_VLLM:
         return Check("vllm", "fail", detail, f"install vllm=={PINNED_VLLM}", data)

@@ -15,13 +15,15 @@ import functools
 import importlib.util
 import logging
 import os
+from collections.abc import Collection
 
 from vllm_sm7x.fatbin import CudaImage, cuda_images, runs_on
 
 logger = logging.getLogger(__name__)
+server_logger = logging.getLogger("vllm.sm7x")  # shown with vLLM's own start-up lines
 # vLLM's kernel library (vllm 0.26): its `_C` ops, the custom all-reduce (`_C_custom_ar`) among them.
 VLLM_KERNELS_MODULE = "vllm._C_stable_libtorch"
-_ALLREDUCE_LOGGED_MARKER = "_VLLM_SM7X_ALLREDUCE_LOGGED"
+ALLREDUCE_LOGGED_MARKER = "_VLLM_SM7X_ALLREDUCE_LOGGED"
 
 NATIVE_IR_PRIORITY = ["native"]
 
@@ -70,17 +72,20 @@ def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantizat
     return None
 
 
-def custom_allreduce_choice(images: frozenset[CudaImage], capabilities: list[tuple[int, int]]) -> tuple[bool, str]:
-    """Whether vLLM's custom all-reduce can run on GPUs of these capabilities, given the images in vLLM's
-    kernel library, and the all-reduce that runs, with why. PyPI's vLLM carries no sm_70 code, so a V100
-    serving from it all-reduces through NCCL; tools/build_vllm_sm70.sh builds vLLM for sm_70, and then
-    vLLM's one-shot peer-to-peer kernel runs there too (it was written with the V100 among its targets)."""
+def custom_allreduce_choice(images: frozenset[CudaImage], capabilities: Collection[tuple[int, int]]) -> tuple[bool, str]:
+    """Whether vLLM may run its custom all-reduce on GPUs of these capabilities, given the images in vLLM's
+    kernel library, and why. PyPI's vLLM carries no sm_70 code, so a V100 serving from it all-reduces
+    through NCCL; tools/build_vllm_sm70.sh builds vLLM for sm_70, and then vLLM's one-shot peer-to-peer
+    kernel runs there too. Where allowed, vLLM still checks world size, NVLink and P2P itself."""
+    if not capabilities:
+        return False, "NCCL: no GPU visible"
     missing = sorted({c for c in capabilities if not runs_on(images, c)})
     if not missing:
-        return True, "vLLM's custom all-reduce (vLLM's kernels have code for these GPUs)"
-    has = " ".join(f"{i.kind}_{i.arch}" for i in sorted(images, key=lambda i: (i.arch, i.kind))) or "none"
+        return True, ("vLLM's custom all-reduce allowed (vLLM's kernels have code for these GPUs; vLLM still "
+                      "checks world size, NVLink and P2P)")
+    has = " ".join(f"{i.kind}_{i.arch}{i.variant}" for i in sorted(images, key=lambda i: (i.arch, i.kind, i.variant)))
     return False, (f"NCCL: vLLM's kernels have no code for compute capability "
-                   f"{', '.join(f'{major}.{minor}' for major, minor in missing)} (they have: {has}); "
+                   f"{', '.join(f'{major}.{minor}' for major, minor in missing)} (they have: {has or 'none'}); "
                    "a vLLM built by tools/build_vllm_sm70.sh has it and keeps vLLM's custom all-reduce")
 
 
@@ -96,7 +101,7 @@ def vllm_custom_allreduce_runs() -> bool:
         allowed, reason = custom_allreduce_choice(cuda_images(spec.origin), [g.capability for g in visible_gpus()])
     except (ImportError, OSError, ValueError) as error:
         allowed, reason = False, f"NCCL: vLLM's kernel library could not be read ({error})"
-    if not os.environ.get(_ALLREDUCE_LOGGED_MARKER):  # once per process tree: workers inherit the marker
-        os.environ[_ALLREDUCE_LOGGED_MARKER] = "1"
-        logging.getLogger("vllm.sm7x").info("vllm-sm7x: tensor-parallel all-reduce: %s", reason)
+    if not os.environ.get(ALLREDUCE_LOGGED_MARKER):  # once per process tree: workers inherit the marker
+        os.environ[ALLREDUCE_LOGGED_MARKER] = "1"
+        server_logger.info("vllm-sm7x: tensor-parallel all-reduce: %s", reason)
     return allowed

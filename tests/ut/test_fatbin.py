@@ -13,12 +13,17 @@ from vllm_sm7x.op_policy import VLLM_KERNELS_MODULE, custom_allreduce_choice
 KINDS = {"ptx": 1, "sass": 2}
 
 
-def fatbin_container(images: list[tuple[str, int, int]]) -> bytes:
-    """One container as nvcc lays it out: (kind, arch, payload bytes) per image, 64-byte image headers."""
+VARIANT_FLAGS = {"": 0x8011, "a": 0x108011, "f": 0x208011}  # as vLLM 0.26's own libraries set them
+
+
+def fatbin_container(images: list[tuple]) -> bytes:
+    """One container as nvcc lays it out: (kind, arch, payload bytes[, variant]) per image, 64-byte image
+    headers."""
     body = b""
-    for kind, arch, payload in images:
+    for kind, arch, payload, *variant in images:
         header = struct.pack("<HHIQII", KINDS[kind], 0x0101, 64, payload, payload, 0)
-        header += struct.pack("<HHI", 8, 1, arch) + bytes(64 - 32)
+        header += struct.pack("<HHIIIQ", 8, 1, arch, 0, 0, VARIANT_FLAGS[variant[0] if variant else ""])
+        header += bytes(64 - len(header))
         body += header + bytes([0xA5]) * payload  # payload bytes that never look like a header
     return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
 
@@ -41,13 +46,13 @@ def elf_with_sections(sections: dict[bytes, bytes]) -> bytes:
 
 
 def test_every_image_of_every_container_is_read_past_padding(tmp_path):
-    first = fatbin_container([("sass", 75, 37), ("sass", 90, 8), ("ptx", 90, 101)])
+    first = fatbin_container([("sass", 75, 37), ("sass", 90, 8, "a"), ("ptx", 90, 101), ("sass", 100, 5, "f")])
     second = fatbin_container([("sass", 70, 3)])
-    section = first + bytes(-len(first) % 8) + bytes(16) + second  # containers 8-byte aligned, then a gap
+    section = first + bytes(-len(first) % 8) + bytes(8) + second  # containers 8-byte aligned, then a gap
     library = tmp_path / "lib.so"
     library.write_bytes(elf_with_sections({b".text": b"\x90" * 13, b".nv_fatbin": section}))
-    assert cuda_images(library) == {CudaImage("sass", 75), CudaImage("sass", 90), CudaImage("ptx", 90),
-                                    CudaImage("sass", 70)}
+    assert cuda_images(library) == {CudaImage("sass", 75), CudaImage("sass", 90, "a"), CudaImage("ptx", 90),
+                                    CudaImage("sass", 100, "f"), CudaImage("sass", 70)}
 
 
 def test_a_library_without_a_fat_binary_has_no_images(tmp_path):
@@ -72,6 +77,23 @@ def test_a_malformed_image_header_is_refused_instead_of_looping(tmp_path):
         cuda_images(library)
 
 
+def test_a_container_running_past_its_section_is_refused(tmp_path):
+    container = bytearray(fatbin_container([("sass", 75, 16)]))
+    struct.pack_into("<Q", container, 8, 10_000)  # the container's size
+    library = tmp_path / "lib.so"
+    library.write_bytes(elf_with_sections({b".nv_fatbin": bytes(container)}))
+    with pytest.raises(ValueError, match="malformed fat binary container"):
+        cuda_images(library)
+
+
+def test_a_truncated_file_is_refused_as_malformed(tmp_path):
+    whole = elf_with_sections({b".nv_fatbin": fatbin_container([("sass", 75, 16)])})
+    library = tmp_path / "lib.so"
+    library.write_bytes(whole[:70])  # the header points at a section table that is not there
+    with pytest.raises(ValueError, match="malformed"):
+        cuda_images(library)
+
+
 def test_machine_code_runs_on_later_minor_versions_of_its_major_and_ptx_on_anything_newer():
     volta = frozenset({CudaImage("sass", 70)})
     assert runs_on(volta, (7, 0)) and runs_on(volta, (7, 5))
@@ -80,6 +102,8 @@ def test_machine_code_runs_on_later_minor_versions_of_its_major_and_ptx_on_anyth
     assert not runs_on(turing, (7, 0)) and runs_on(turing, (7, 5))
     ptx80 = frozenset({CudaImage("ptx", 80)})
     assert not runs_on(ptx80, (7, 5)) and runs_on(ptx80, (8, 0)) and runs_on(ptx80, (9, 0))
+    hopper_only = frozenset({CudaImage("sass", 90, "a"), CudaImage("ptx", 90, "a")})
+    assert runs_on(hopper_only, (9, 0)) and not runs_on(hopper_only, (10, 0))
 
 
 def vllm_kernel_images():
@@ -90,7 +114,9 @@ def vllm_kernel_images():
 
 
 def test_pypi_vllm_has_turing_and_hopper_code_and_none_for_volta():
-    images = vllm_kernel_images()
+    images = vllm_kernel_images()  # vLLM 0.26.0's wheel (the pin): what cuobjdump lists for it
+    assert {i.arch for i in images if i.kind == "sass"} == {75, 80, 86, 89, 90, 100, 120}
+    assert {i.arch for i in images if i.kind == "ptx"} == {80, 89, 90}
     assert runs_on(images, (7, 5)) and runs_on(images, (9, 0))
     assert not runs_on(images, (7, 0))
 
@@ -101,25 +127,58 @@ def test_a_v100_keeps_vllms_custom_all_reduce_only_with_a_vllm_built_for_it():
     assert not allowed
     assert reason.startswith("NCCL") and "7.0" in reason and "sass_75" in reason and "build_vllm_sm70.sh" in reason
     built_for_sm70 = frozenset({CudaImage("sass", 70), CudaImage("sass", 75)})
-    assert custom_allreduce_choice(built_for_sm70, [(7, 0)] * 4) == (
-        True, "vLLM's custom all-reduce (vLLM's kernels have code for these GPUs)")
+    allowed, reason = custom_allreduce_choice(built_for_sm70, [(7, 0)] * 4)
+    assert allowed and reason.startswith("vLLM's custom all-reduce allowed") and "P2P" in reason
+    assert custom_allreduce_choice(built_for_sm70, []) == (False, "NCCL: no GPU visible")
     assert custom_allreduce_choice(pypi, [(7, 5), (7, 5)])[0]  # Turing with PyPI's vLLM
     assert custom_allreduce_choice(pypi, [(9, 0)])[0]  # emulation on a Hopper GPU: PyPI's kernels run there
     mixed = custom_allreduce_choice(pypi, [(7, 5), (7, 0)])
     assert not mixed[0] and "capability 7.0 " in mixed[1]
 
 
-def test_the_machines_all_reduce_is_decided_from_the_installed_vllm_and_logged_once(monkeypatch, caplog):
-    vllm_kernel_images()
-    monkeypatch.setattr("vllm_sm7x.activation.visible_gpus", lambda: [Gpu(0, "Tesla V100-SXM2-32GB", (7, 0))] * 4)
-    monkeypatch.delenv("_VLLM_SM7X_ALLREDUCE_LOGGED", raising=False)
+@pytest.fixture
+def fresh_allreduce_decision(monkeypatch):
+    """A process tree that has neither decided nor logged the all-reduce yet."""
+    monkeypatch.setenv(op_policy.ALLREDUCE_LOGGED_MARKER, "")
     op_policy.vllm_custom_allreduce_runs.cache_clear()
-    try:
-        with caplog.at_level(logging.INFO, logger="vllm.sm7x"):
-            assert op_policy.vllm_custom_allreduce_runs() is False
-            op_policy.vllm_custom_allreduce_runs.cache_clear()  # a worker process: decides again, logs nothing
-            assert op_policy.vllm_custom_allreduce_runs() is False
-    finally:
-        op_policy.vllm_custom_allreduce_runs.cache_clear()
-    lines = [r.getMessage() for r in caplog.records if "all-reduce" in r.getMessage()]
+    yield
+    op_policy.vllm_custom_allreduce_runs.cache_clear()
+
+
+def allreduce_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "tensor-parallel all-reduce" in r.getMessage()]
+
+
+def with_gpus(monkeypatch, *capabilities):
+    gpus = [Gpu(i, "GPU", capability) for i, capability in enumerate(capabilities)]
+    monkeypatch.setattr("vllm_sm7x.activation.visible_gpus", lambda: gpus)
+
+
+def test_the_machines_all_reduce_is_decided_from_the_installed_vllm_and_logged_once(
+        monkeypatch, caplog, fresh_allreduce_decision):
+    vllm_kernel_images()
+    with_gpus(monkeypatch, *[(7, 0)] * 4)
+    with caplog.at_level(logging.INFO, logger="vllm.sm7x"):
+        assert op_policy.vllm_custom_allreduce_runs() is False
+        op_policy.vllm_custom_allreduce_runs.cache_clear()  # a worker process: decides again, logs nothing
+        assert op_policy.vllm_custom_allreduce_runs() is False
+    lines = allreduce_lines(caplog)
     assert len(lines) == 1 and "tensor-parallel all-reduce: NCCL" in lines[0]
+
+
+def test_turing_gpus_keep_vllms_custom_all_reduce_with_pypis_vllm(monkeypatch, caplog, fresh_allreduce_decision):
+    vllm_kernel_images()
+    with_gpus(monkeypatch, (7, 5), (7, 5))
+    with caplog.at_level(logging.INFO, logger="vllm.sm7x"):
+        assert op_policy.vllm_custom_allreduce_runs() is True
+    assert "vLLM's custom all-reduce allowed" in allreduce_lines(caplog)[0]
+
+
+def test_an_unreadable_kernel_library_means_nccl(monkeypatch, tmp_path, caplog, fresh_allreduce_decision):
+    broken = tmp_path / "lib.so"
+    broken.write_bytes(b"not a library")
+    monkeypatch.setattr(op_policy.importlib.util, "find_spec", lambda name: type("Spec", (), {"origin": broken}))
+    with_gpus(monkeypatch, (7, 5))
+    with caplog.at_level(logging.INFO, logger="vllm.sm7x"):
+        assert op_policy.vllm_custom_allreduce_runs() is False
+    assert "NCCL: vLLM's kernel library could not be read" in allreduce_lines(caplog)[0]
