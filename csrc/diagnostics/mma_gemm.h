@@ -8,14 +8,10 @@
 
 namespace sm7x {
 
-// a: [M, K] row-major, b: [N, K] row-major, c: [M, N] row-major; all device pointers.
+// a: [M, K] row-major, b: [N, K] row-major, c: [M, N] row-major; all device pointers. Defined in
+// mma_gemm_kernel.cuh, instantiated for Sm70 and Sm75 by mma_gemm_sm70.cu / mma_gemm_sm75.cu, each compiled
+// only for the archs that can run it.
 template <class ArchTag>
 void launch_mma_gemm(const __half* a, const __half* b, float* c, int M, int N, int K, cudaStream_t stream);
-
-// Defined in mma_gemm_sm70.cu / mma_gemm_sm75.cu, each compiled only for the archs that can run it.
-template <>
-void launch_mma_gemm<Sm70>(const __half*, const __half*, float*, int, int, int, cudaStream_t);
-template <>
-void launch_mma_gemm<Sm75>(const __half*, const __half*, float*, int, int, int, cudaStream_t);
 
 }  // namespace sm7x

@@ -41,12 +41,17 @@ __global__ void __launch_bounds__(32) mma_gemm_kernel(const __half* __restrict__
   });
 }
 
+}  // namespace sm7x::diagnostics
+
+namespace sm7x {
+
 template <class ArchTag>
-void launch_mma_gemm_impl(const __half* a, const __half* b, float* c, int M, int N, int K, cudaStream_t stream) {
+void launch_mma_gemm(const __half* a, const __half* b, float* c, int M, int N, int K, cudaStream_t stream) {
   if (M == 0 || N == 0) return;
+  constexpr int kTileM = diagnostics::kTileM, kTileN = diagnostics::kTileN;
   const dim3 grid((N + kTileN - 1) / kTileN, (M + kTileM - 1) / kTileM);
-  mma_gemm_kernel<ArchTag><<<grid, 32, 0, stream>>>(a, b, c, M, N, K);
+  diagnostics::mma_gemm_kernel<ArchTag><<<grid, 32, 0, stream>>>(a, b, c, M, N, K);
   SM7X_CHECK_LAUNCH();
 }
 
-}  // namespace sm7x::diagnostics
+}  // namespace sm7x

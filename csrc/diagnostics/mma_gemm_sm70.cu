@@ -5,9 +5,6 @@
 
 namespace sm7x {
 
-template <>
-void launch_mma_gemm<Sm70>(const __half* a, const __half* b, float* c, int M, int N, int K, cudaStream_t stream) {
-  diagnostics::launch_mma_gemm_impl<Sm70>(a, b, c, M, N, K, stream);
-}
+template void launch_mma_gemm<Sm70>(const __half*, const __half*, float*, int, int, int, cudaStream_t);
 
 }  // namespace sm7x

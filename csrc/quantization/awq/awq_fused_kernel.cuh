@@ -228,7 +228,7 @@ int resident_ctas_per_sm() {
 
 // Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
 template <class ArchTag>
-void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+void launch_fused(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH(T, W, C) \
   if (is_instantiation(config, T, W, C)) return launch_fused_entry<ArchTag, T, W, C>(p, stream);
   SM7X_AWQ_FUSED_REGISTRY(SM7X_AWQ_LAUNCH)
@@ -237,8 +237,8 @@ void launch_fused_impl(const GemmParams& p, const FusedConfig& config, cudaStrea
 }
 
 template <class ArchTag>
-void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                         cudaStream_t stream) {
+void launch_grouped(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                    cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH_GROUPED(T, W, C) \
   if (is_instantiation(config, T, W, C)) return launch_grouped_entry<ArchTag, T, W, C>(p, g, tiles, stream);
   SM7X_AWQ_GROUPED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED)
@@ -247,7 +247,7 @@ void launch_grouped_impl(const GemmParams& p, const GroupedRows& g, int tiles, c
 }
 
 template <class ArchTag>
-int fused_ctas_per_sm_impl(const FusedConfig& config) {
+int fused_ctas_per_sm(const FusedConfig& config) {
 #define SM7X_AWQ_OCCUPANCY(T, W, C) \
   if (is_instantiation(config, T, W, C))  \
     return resident_ctas_per_sm<fused_gemm_kernel<ArchTag, T, W, C, false>, W * 32>();

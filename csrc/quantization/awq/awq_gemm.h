@@ -78,56 +78,40 @@ inline std::string describe(const FusedConfig& config) {
          std::to_string(config.column_tiles) + " column tiles";
 }
 
+// The ArchTag templates below are defined in awq_fused_kernel.cuh and awq_tiled_kernel.cuh and instantiated
+// for Sm70 and Sm75 by awq_gemm_sm70.cu and awq_gemm_sm75.cu (SM7X_AWQ_INSTANTIATE; no other tag links).
 template <class ArchTag>
 void launch_fused(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
-template <>
-void launch_fused<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
-template <>
-void launch_fused<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 
 // Grouped launch over `tiles` CTA rows (splits must be 1: experts are narrow, their CTAs fill the GPU).
 template <class ArchTag>
 void launch_grouped(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
                     cudaStream_t stream);
-template <>
-void launch_grouped<Sm70>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                          cudaStream_t stream);
-template <>
-void launch_grouped<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                          cudaStream_t stream);
 
 // The tiled kernel (awq_tiled_kernel.cuh): config.token_tiles and config.warps name its registry entry
 // (SM7X_AWQ_TILED_REGISTRY; column_tiles is 1), config.splits its grid split-K.
 template <class ArchTag>
 void launch_tiled(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
-template <>
-void launch_tiled<Sm70>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
-template <>
-void launch_tiled<Sm75>(const GemmParams& p, const FusedConfig& config, cudaStream_t stream);
 // Its grouped (MoE) form over `tiles` CTA rows (SM7X_AWQ_GROUPED_TILED_REGISTRY; splits 1).
 template <class ArchTag>
 void launch_grouped_tiled(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
                           cudaStream_t stream);
-template <>
-void launch_grouped_tiled<Sm70>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                                cudaStream_t stream);
-template <>
-void launch_grouped_tiled<Sm75>(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                                cudaStream_t stream);
 template <class ArchTag>
 int tiled_ctas_per_sm(const FusedConfig& config);
-template <>
-int tiled_ctas_per_sm<Sm70>(const FusedConfig& config);
-template <>
-int tiled_ctas_per_sm<Sm75>(const FusedConfig& config);
 
 // Occupancy (resident CTAs per SM) of a registry entry on the current device; for the cost model.
 template <class ArchTag>
 int fused_ctas_per_sm(const FusedConfig& config);
-template <>
-int fused_ctas_per_sm<Sm70>(const FusedConfig& config);
-template <>
-int fused_ctas_per_sm<Sm75>(const FusedConfig& config);
+
+// Every ArchTag template above, instantiated for one arch path (its .cu file names the tag once).
+#define SM7X_AWQ_INSTANTIATE(Arch)                                                                                  \
+  template void launch_fused<Arch>(const GemmParams&, const FusedConfig&, cudaStream_t);                            \
+  template void launch_grouped<Arch>(const GemmParams&, const GroupedRows&, int, const FusedConfig&, cudaStream_t); \
+  template int fused_ctas_per_sm<Arch>(const FusedConfig&);                                                         \
+  template void launch_tiled<Arch>(const GemmParams&, const FusedConfig&, cudaStream_t);                            \
+  template void launch_grouped_tiled<Arch>(const GemmParams&, const GroupedRows&, int, const FusedConfig&,          \
+                                           cudaStream_t);                                                           \
+  template int tiled_ctas_per_sm<Arch>(const FusedConfig&);
 
 // out = fp16(sum over splits of partial + bias), summed in a fixed order (deterministic).
 void launch_splitk_reduce(const float* partial, const __half* bias, __half* out, int splits, int M, int N,

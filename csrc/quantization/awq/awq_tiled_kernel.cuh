@@ -128,7 +128,7 @@ void launch_grouped_tiled_entry(const GemmParams& p, const GroupedRows& g, int t
 }
 
 template <class ArchTag>
-void launch_tiled_impl(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
+void launch_tiled(const GemmParams& p, const FusedConfig& config, cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH_TILED(T, W) \
   if (is_instantiation(config, T, W, 1)) return launch_tiled_entry<ArchTag, T, W>(p, stream);
   SM7X_AWQ_TILED_REGISTRY(SM7X_AWQ_LAUNCH_TILED)
@@ -137,8 +137,8 @@ void launch_tiled_impl(const GemmParams& p, const FusedConfig& config, cudaStrea
 }
 
 template <class ArchTag>
-void launch_grouped_tiled_impl(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
-                               cudaStream_t stream) {
+void launch_grouped_tiled(const GemmParams& p, const GroupedRows& g, int tiles, const FusedConfig& config,
+                          cudaStream_t stream) {
 #define SM7X_AWQ_LAUNCH_GROUPED_TILED(T, W) \
   if (is_grouped_tiled(config, T, W)) return launch_grouped_tiled_entry<ArchTag, T, W>(p, g, tiles, stream);
   SM7X_AWQ_GROUPED_TILED_REGISTRY(SM7X_AWQ_LAUNCH_GROUPED_TILED)
@@ -147,7 +147,7 @@ void launch_grouped_tiled_impl(const GemmParams& p, const GroupedRows& g, int ti
 }
 
 template <class ArchTag>
-int tiled_ctas_per_sm_impl(const FusedConfig& config) {
+int tiled_ctas_per_sm(const FusedConfig& config) {
 #define SM7X_AWQ_TILED_OCCUPANCY(T, W) \
   if (is_instantiation(config, T, W, 1))  \
     return resident_ctas_per_sm<tiled_gemm_kernel<ArchTag, T, W, false>, W * 32>();
