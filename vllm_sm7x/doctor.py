@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from vllm_sm7x.activation import Gpu, current_activation, native_path, visible_gpus
-from vllm_sm7x.fatbin import cuda_images, runs_on
-from vllm_sm7x.op_policy import VLLM_KERNELS_MODULE, custom_allreduce_choice
+from vllm_sm7x.fatbin import runs_on
+from vllm_sm7x.op_policy import VLLM_KERNELS_MODULE, custom_allreduce_choice, vllm_kernel_images
 
 PINNED_TORCH = "2.11.0"
 # vLLM 0.26's build keeps sm_70 only with toolkits older than 12.8 (from 12.8 on it drops 7.0).
@@ -107,9 +106,8 @@ def check_vllm(ctx: Context) -> Check:
     data = {"version": version}
     needs_sm70 = any(native_path(c) == "sm70" for c in ctx.capabilities)
     try:
-        kernels = importlib.util.find_spec(VLLM_KERNELS_MODULE).origin
         importlib.import_module(VLLM_KERNELS_MODULE)
-        images = cuda_images(kernels)
+        images = vllm_kernel_images()
         data["kernel_archs"] = [f"sm_{arch}" for arch in sorted({i.arch for i in images if i.kind == "sass"})]
         archs = " ".join(data["kernel_archs"]) or "no machine code"
         custom_allreduce, data["all_reduce"] = custom_allreduce_choice(images, ctx.capabilities)

@@ -72,7 +72,16 @@ def serving_refusal(path: str | None, architecture: str, is_moe: bool, quantizat
     return None
 
 
-def custom_allreduce_choice(images: frozenset[CudaImage], capabilities: Collection[tuple[int, int]]) -> tuple[bool, str]:
+def vllm_kernel_images() -> frozenset[CudaImage]:
+    """The images in vLLM's kernel library (fatbin.cuda_images); ImportError if vLLM has none installed."""
+    spec = importlib.util.find_spec(VLLM_KERNELS_MODULE)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no {VLLM_KERNELS_MODULE} module")
+    return cuda_images(spec.origin)
+
+
+def custom_allreduce_choice(images: frozenset[CudaImage],
+                            capabilities: Collection[tuple[int, int]]) -> tuple[bool, str]:
     """Whether vLLM may run its custom all-reduce on GPUs of these capabilities, given the images in vLLM's
     kernel library, and why. PyPI's vLLM carries no sm_70 code, so a V100 serving from it all-reduces
     through NCCL; tools/build_vllm_sm70.sh builds vLLM for sm_70, and then vLLM's one-shot peer-to-peer
@@ -94,11 +103,8 @@ def vllm_custom_allreduce_runs() -> bool:
     """custom_allreduce_choice for this machine's GPUs and installed vLLM, logged once per process tree."""
     from vllm_sm7x.activation import visible_gpus
 
-    spec = importlib.util.find_spec(VLLM_KERNELS_MODULE)
     try:
-        if spec is None or spec.origin is None:
-            raise ImportError(f"no {VLLM_KERNELS_MODULE} module")
-        allowed, reason = custom_allreduce_choice(cuda_images(spec.origin), [g.capability for g in visible_gpus()])
+        allowed, reason = custom_allreduce_choice(vllm_kernel_images(), [g.capability for g in visible_gpus()])
     except (ImportError, OSError, ValueError) as error:
         allowed, reason = False, f"NCCL: vLLM's kernel library could not be read ({error})"
     if not os.environ.get(ALLREDUCE_LOGGED_MARKER):  # once per process tree: workers inherit the marker
