@@ -20,6 +20,7 @@ built head's acceptance is not a trained one's: compare tok/s at the acceptance 
   python benchmarks/serve.py --path sm70 sm75 [--preset P] [--cache DIR] [--out benchmarks/results] [--quick]
   python benchmarks/serve.py --path sm75 --preset qwen36-27b-width --mtp 3 --decode-contexts 4096 65536
   python benchmarks/serve.py --path sm75 --profile     # GPU kernels of a batch-1 decode, per token
+  python benchmarks/serve.py --path sm75 --profile --decode-contexts 65536  # ... also after a 64K prompt
   python benchmarks/serve.py --path sm75 --profile prefill  # ... of one 8K-token prompt
 """
 from __future__ import annotations
@@ -61,26 +62,45 @@ def prompt(n, seed):
 run([prompt(64, 0)], 8)  # warm-up (graphs, compilation caches)
 if sys.argv[5].startswith("profile"):  # where the GPU time goes, kernel by kernel
     import torch
-    # decode: 64 batch-1 steps after a 128-token prompt, per token; prefill: one 8K-token prompt, per prompt
-    prefill = sys.argv[5] == "profile-prefill"
-    prompts, tokens, per = ([prompt(8192, 2)], 1, 1) if prefill else ([prompt(128, 1)], 65, 64)
-    run(prompts, tokens)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
-        wall = run(prompts, tokens)
-    events = prof.key_averages()
-    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time_total > 0]
-    # One launch per step means a FULL decode graph; piecewise graphs launch one per piece.
-    graph_launches = sum(e.count for e in events if e.key == "cudaGraphLaunch")
-    kernels.sort(key=lambda e: -e.device_time_total)
-    top = [{"kernel": e.key[:120], "calls": e.count, "us": round(e.device_time_total / per, 2)} for e in kernels[:20]]
+    CUDA = torch.autograd.DeviceType.CUDA
+
+    def kernels_of(prompts, tokens):  # wall seconds, {kernel: [us, calls]}, graph launches of one run
+        run(prompts, tokens)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                torch.profiler.ProfilerActivity.CUDA]) as prof:
+            wall = run(prompts, tokens)
+        events = prof.key_averages()
+        kernels = {e.key: [e.device_time_total, e.count] for e in events
+                   if e.device_type == CUDA and e.device_time_total > 0}
+        # One launch per step means a FULL decode graph; piecewise graphs launch one per piece.
+        return wall, kernels, sum(e.count for e in events if e.key == "cudaGraphLaunch")
+
+    def per_unit(wall, kernels, launches, per, **where):
+        top = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:20]
+        return {**where, "wall_ms": round(wall * 1e3 / per, 3),
+                "gpu_us": round(sum(us for us, _ in kernels.values()) / per, 1),
+                "kernels": round(sum(calls for _, calls in kernels.values()) / per, 1),
+                "graph_launches": round(launches / per, 2),
+                "top_kernels": [{"kernel": key[:120], "calls": round(calls / per, 2), "us": round(us / per, 2)}
+                                for key, (us, calls) in top]}
+
+    if sys.argv[5] == "profile-prefill":  # one 8K-token prompt
+        profiles = [per_unit(*kernels_of([prompt(8192, 2)], 1), 1, context=8192)]
+    else:
+        # Decode at batch 1 after each context: 64 steps, less the same prompt's own run (its prefill and
+        # first token), per token, so a long prompt's prefill does not count as decode.
+        profiles = []
+        for context in [128] + decode_contexts:
+            prompts = [prompt(context, 1)]
+            wall_1, prefill, launches_1 = kernels_of(prompts, 1)
+            wall_65, full, launches_65 = kernels_of(prompts, 65)
+            decode = {key: [us - prefill.get(key, [0, 0])[0], calls - prefill.get(key, [0, 0])[1]]
+                      for key, (us, calls) in full.items()}
+            decode = {key: v for key, v in decode.items() if v[0] > 0}
+            profiles.append(per_unit(wall_65 - wall_1, decode, launches_65 - launches_1, 64, context=context))
     print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
-                                  "unit": "8K-token prompt" if prefill else "token",
-                                  "wall_ms": round(wall * 1e3 / (1 if prefill else 65), 3),
-                                  "gpu_us": round(sum(e.device_time_total for e in kernels) / per, 1),
-                                  "kernels": round(sum(e.count for e in kernels) / per, 1),
-                                  "graph_launches": round(graph_launches / per, 2),
-                                  "top_kernels": top}))
+                                  "unit": "8K-token prompt" if sys.argv[5] == "profile-prefill" else "token",
+                                  "profiles": profiles}))
     sys.exit(0)
 rows = []
 # Decode: 128 tokens after the prompt, less the prompt's own time (a 1-token run of it). Batch 1 only
@@ -165,12 +185,14 @@ def interleaved_runs(configs, rounds: int, wanted=None) -> list[tuple]:
 
 
 def print_profile(title: str, result: dict) -> None:
-    unit = result.get("unit")
-    print(f"\n{title}: " + (result["error"] if "error" in result else
-                            f"per {unit}: {result['wall_ms']} ms wall, {result['gpu_us']} us of GPU time in "
-                            f"{result['kernels']} kernels, {result['graph_launches']} graph launches"))
-    for k in result.get("top_kernels", []):
-        print(f"  {k['us']:>9} us  {k['calls']:>6}  {k['kernel']}")
+    if "error" in result:
+        print(f"\n{title}: {result['error']}")
+        return
+    for p in result["profiles"]:
+        print(f"\n{title}, context {p['context']}: per {result['unit']}: {p['wall_ms']} ms wall, {p['gpu_us']} us "
+              f"of GPU time in {p['kernels']} kernels, {p['graph_launches']} graph launches")
+        for k in p["top_kernels"]:
+            print(f"  {k['us']:>9} us  {k['calls']:>6}  {k['kernel']}")
 
 
 def served(preset: str, mtp: int, presets: dict) -> tuple[str, dict]:
@@ -195,8 +217,8 @@ def main() -> int:
                              "and/or TRITON_ATTN (vLLM's own)")
     parser.add_argument("--quick", action="store_true", help="prompts of 1K and 8K only")
     parser.add_argument("--profile", nargs="?", const="decode", choices=["decode", "prefill"],
-                        help="instead of timing: the GPU kernels of a batch-1 decode, per token (default), or of "
-                             "one 8K-token prompt (no JSON written)")
+                        help="instead of timing: the GPU kernels of a batch-1 decode, per token, after 128 tokens and "
+                             "each --decode-contexts prompt (default), or of one 8K-token prompt (no JSON written)")
     parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
                         help="dense 27B widths, the Qwen3.6 hybrid layout at those widths, or the 35B-A3B MoE")
     parser.add_argument("--mtp", type=int, default=0, metavar="K",

@@ -121,21 +121,40 @@ def test_the_measuring_script_reports_rows_with_and_without_mtp(tmp_path, mtp):
     assert reported["mtp_acceptance"] == (0.2 if mtp else None)
 
 
-@pytest.mark.parametrize("mode, unit", [("decode", "token"), ("prefill", "8K-token prompt")])
-def test_the_profiling_script_reports_per_token_or_per_prompt(tmp_path, mode, unit):
-    """--profile [decode|prefill] against the stand-in engine (no GPU, so no kernels to list)."""
+@pytest.mark.parametrize("mode, unit, contexts", [("decode", "token", [128, 4096]),
+                                                  ("prefill", "8K-token prompt", [8192])])
+def test_the_profiling_script_reports_per_token_or_per_prompt(tmp_path, mode, unit, contexts):
+    """--profile [decode|prefill] against the stand-in engine (no GPU, so no kernels to list): decode is
+    profiled after 128 tokens and after each --decode-contexts prompt, the prompt's own run taken out."""
     import json
     import subprocess
 
     (tmp_path / "vllm").mkdir()
     (tmp_path / "vllm" / "__init__.py").write_text(FAKE_VLLM)
     result = subprocess.run([sys.executable, "-c", serve.MEASURE, "/model", "default", "1024,8192", "{}",
-                             f"profile-{mode}", ""], capture_output=True, text=True,
+                             f"profile-{mode}", "4096"], capture_output=True, text=True,
                             env={"PYTHONPATH": str(tmp_path)}, timeout=120)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     reported = json.loads(line.removeprefix("RESULT "))
-    assert reported["unit"] == unit and reported["gpu_us"] == 0 and reported["top_kernels"] == []
+    assert reported["unit"] == unit
+    assert [p["context"] for p in reported["profiles"]] == contexts
+    for p in reported["profiles"]:
+        assert p["gpu_us"] == 0 and p["top_kernels"] == [] and p["wall_ms"] > 0
+
+
+def test_a_profile_prints_each_context_and_its_top_kernels(capsys):
+    result = {"unit": "token", "profiles": [
+        {"context": 128, "wall_ms": 2.5, "gpu_us": 1200.0, "kernels": 90.0, "graph_launches": 1.0,
+         "top_kernels": [{"kernel": "awq_fused", "calls": 32.0, "us": 600.0}]},
+        {"context": 65536, "wall_ms": 2.7, "gpu_us": 1400.0, "kernels": 92.0, "graph_launches": 1.0,
+         "top_kernels": [{"kernel": "decode_mma8", "calls": 2.0, "us": 200.0}]}]}
+    serve.print_profile("8L ours-default, sm75 path", result)
+    out = capsys.readouterr().out
+    assert "8L ours-default, sm75 path, context 128: per token: 2.5 ms wall, 1200.0 us of GPU time" in out
+    assert "context 65536" in out and "decode_mma8" in out and "awq_fused" in out
+    serve.print_profile("stock", {"error": "engine failed"})
+    assert "stock: engine failed" in capsys.readouterr().out
 
 
 def test_each_configuration_sets_our_switches_itself(monkeypatch, tmp_path):
