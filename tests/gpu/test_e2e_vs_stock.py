@@ -84,6 +84,17 @@ if config.speculative_config is not None:  # acceptance counters (the engine kee
 print("RESULT " + json.dumps({"quantization": config.model_config.quantization, "samples": result,
                               "kv_cache_blocks": config.cache_config.num_gpu_blocks, "spec_decode": spec}))
 """.replace("TOKENS", str(TOKENS))
+# GENERATE with primers (argv[8]): prompts served to the end before the others, so that their blocks are
+# cached when the others arrive, and the prefix cache's counters (in tokens) reported after. A script of
+# its own, not an option of GENERATE, whose text keys the recorded stock runs (tests/gpu/stock_runs).
+PRIMED_GENERATE = GENERATE.replace("result = []\n", """
+llm.generate([{"prompt_token_ids": ids} for ids in json.loads(sys.argv[8])], params)
+result = []
+""", 1) + """prefix_cache = {m.name.removesuffix("_total"): m.value for m in llm.get_metrics()
+                if m.name.startswith("vllm:prefix_cache") and hasattr(m, "value")}
+print("PREFIX_CACHE " + json.dumps(prefix_cache))
+"""
+assert "sys.argv[8]" in PRIMED_GENERATE
 
 
 # vLLM's log lines that time a start-up phase (model loading, compilation, graph capture, engine init).
@@ -104,14 +115,18 @@ def engine_process_env(emulate, env_extra=None) -> dict:
 
 
 def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto", engine_args=None, env_extra=None,
-             logprobs=2):
-    """Greedy outputs of the test prompts in a fresh process: tokens, top-2 and chosen log-probabilities
-    (logprobs=0: none), the quantization in use, the KV block count, speculative decoding's counters
-    (with a speculative config) and the process's log (stdout and stderr)."""
+             logprobs=2, prompts=PROMPT_IDS, primers=()):
+    """Greedy outputs of the prompts (token ids; the test prompts by default) in a fresh process: tokens,
+    top-2 and chosen log-probabilities (logprobs=0: none), the quantization in use, the KV block count,
+    speculative decoding's counters (with a speculative config), the prefix cache's counters (with
+    primers: prompts served to the end before the others; the engine must keep stats) and the
+    process's log (stdout and stderr)."""
     env = engine_process_env(emulate, env_extra)
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", GENERATE, str(checkpoint), mode, backend, kv_cache_dtype,
-                             json.dumps(engine_args or {}), str(logprobs), json.dumps(PROMPT_IDS)],
+    script = PRIMED_GENERATE if primers else GENERATE
+    result = subprocess.run([sys.executable, "-c", script, str(checkpoint), mode, backend, kv_cache_dtype,
+                             json.dumps(engine_args or {}), str(logprobs), json.dumps(prompts),
+                             json.dumps(list(primers))],
                             capture_output=True, text=True, env=env,
                             timeout=500)
     finished = any(line.startswith("RESULT ") for line in result.stdout.splitlines())
@@ -125,7 +140,9 @@ def generate(checkpoint, emulate, mode, backend="default", kv_cache_dtype="auto"
     phases = [match.group(0) for match in STARTUP_PHASE.finditer(result.stdout + result.stderr)]
     print(f"engine {emulate or 'stock'}/{mode}: {time.monotonic() - start:.0f} s; {'; '.join(phases)}")
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout}
+    cache = next((line for line in result.stdout.splitlines() if line.startswith("PREFIX_CACHE ")), None)
+    return {**json.loads(line.removeprefix("RESULT ")), "log": result.stderr + result.stdout,
+            **({"prefix_cache": json.loads(cache.removeprefix("PREFIX_CACHE "))} if cache else {})}
 
 
 def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
@@ -174,8 +191,9 @@ def assert_matches_stock(stock, ours, label, reference=None, prompts=None):
         assert ours_error <= max(ACCURACY_RATIO * stock_error, ACCURACY_FLOOR * compared), (
             f"further from the float32 model than stock: mean error {ours_error / compared:.4f} against "
             f"{stock_error / compared:.4f} over {compared} tokens")
-    print(f"{label}: {flips} of {PROMPTS} prompts flip at a close call ({judged} of them where stock was sure, "
-          "judged by the float32 model)")
+    compared_prompts = len(stock) if prompts is None else len(prompts)
+    print(f"{label}: {flips} of {compared_prompts} prompts flip at a close call ({judged} of them where stock was "
+          "sure, judged by the float32 model)")
 
 
 def assert_reference_calls_it_close(reference, prompt, theirs, mine, diverged, label):
@@ -390,6 +408,32 @@ def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint
     assert_matches_stock(hybrid_stock, ours, label, reference=reference_logprobs(hybrid_checkpoint))
 
 
+# Prefix caching on a hybrid (the serving profile's default) keeps the Gated DeltaNet and conv states at
+# block boundaries (mamba_cache_mode=align); a prompt whose prefix is cached starts from those states,
+# through our GDN prefill with an initial state. Three prompts share 800 tokens (several of the tiny
+# hybrid's blocks: vLLM sizes them so that one attention page holds a layer's GDN state, 35-67 KB here,
+# about 70-130 tokens) and differ after; with 64 tokens out they stay within its 1,024 positions.
+SHARED_PREFIX = [(11 * j) % 500 + 3 for j in range(800)]
+PREFIXED_PROMPTS = [SHARED_PREFIX + [(17 * i + 5 * j) % 500 + 3 for j in range(9 + 7 * i)] for i in range(3)]
+
+
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_a_cached_prefix_on_the_hybrid_keeps_the_greedy_tokens(hybrid_checkpoint, emulate):
+    """The first prompt is served to the end, then the other two find its prefix cached: their tokens
+    and log-probabilities must be those of an engine without prefix caching (close calls aside), and
+    the cache must have hit. Our GDN kernels as a user gets them (the defaults)."""
+    engine_args = {**HYBRID_ENGINE, "max_model_len": 1024, "disable_log_stats": False}
+    cached = generate(hybrid_checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:], primers=PREFIXED_PROMPTS[:1],
+                      engine_args={**engine_args, "enable_prefix_caching": True, "mamba_cache_mode": "align"})
+    fresh = generate(hybrid_checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:],
+                     engine_args={**engine_args, "enable_prefix_caching": False})
+    assert "Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel" in cached["log"]
+    hits = cached["prefix_cache"].get("vllm:prefix_cache_hits", 0)
+    print(f"qwen35-tiny {emulate}: prefix cache {cached['prefix_cache']}")
+    assert hits >= len(SHARED_PREFIX) // 2, f"the cached prefix was not reused: {cached['prefix_cache']}"
+    assert_matches_stock(fresh["samples"], cached, f"qwen35-tiny {emulate}: cached prefix against none")
+
+
 @pytest.fixture(scope="module")
 def moe_checkpoint(awq_checkpoint):
     return awq_checkpoint("qwen36-35b-a3b-tiny")
@@ -484,6 +528,9 @@ def test_mtp_keeps_the_greedy_tokens_and_accepts_drafts(mtp_checkpoint, mtp_stoc
     assert with_mtp["quantization"] == "awq_sm7x"
     assert "a mixed step's Gated DeltaNet recurrence runs on the sm7x kernel" in with_mtp["log"]
     assert_matches_stock(plain["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against none")
+    # And against stock vLLM's own MTP run of the checkpoint, judged by the float32 model where stock was sure.
+    assert_matches_stock(mtp_stock["samples"], with_mtp, f"qwen35-tiny-mtp {emulate}: MTP against stock's MTP",
+                         reference=reference_logprobs(mtp_checkpoint))
     expected = json.loads((Path(mtp_checkpoint) / "checkpoint_info.json").read_text())["mtp_expected_acceptance"]
     ours, ours_accepted, ours_drafted = acceptance(with_mtp)
     theirs, stock_accepted, stock_drafted = acceptance(mtp_stock)
