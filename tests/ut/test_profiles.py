@@ -653,6 +653,24 @@ def test_engine_start_profiles_what_the_mode_names(engine_args, tmp_path, four_v
     assert seen["max_num_seqs"] == max_num_seqs
 
 
+def test_engine_start_refuses_an_impossible_context_before_vllm_builds_anything(engine_args, tmp_path, four_v100s,
+                                                                               monkeypatch):
+    """256K tokens of a 27B's KV cache and state do not fit beside its weights on one 32 GB V100: the
+    start stops at the profile with the numbers and the largest context that fits."""
+    from vllm.engine.arg_utils import EngineArgs
+
+    from vllm_sm7x.patch import engine_profile
+
+    monkeypatch.delenv("VLLM_SM7X_PROFILE", raising=False)
+    monkeypatch.setattr(EngineArgs, "create_engine_config",  # vLLM's own step, restored after the test
+                        lambda self, *args, **kwargs: pytest.fail("vLLM's start ran past the refusal"))
+    assert engine_profile.apply_profile_at_engine_start() is True
+    folder = write_checkpoint(tmp_path / "q", "Qwen3.6-27B-AWQ")
+    with pytest.raises(ProfileError, match=r"--max-model-len 262144 does not fit.*GiB.*largest that fits is "
+                                           r"--max-model-len \d+"):
+        engine_args(model=str(folder), tensor_parallel_size=1, max_model_len=262144).create_engine_config()
+
+
 def test_the_patch_wraps_create_engine_config_once():
     pytest.importorskip("vllm")
     from vllm.engine.arg_utils import EngineArgs
