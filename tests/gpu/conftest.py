@@ -14,14 +14,15 @@ def cached_checkpoint_folder(preset: str, quantization: str = "awq") -> Path:
 
 
 def make_checkpoint_once(preset: str, folder: Path, quantization: str = "awq") -> Path:
-    """The preset's checkpoint in that format (group 128, seed 0) in folder, made unless a complete one
-    is there."""
+    """The preset's checkpoint in that format ("awq", "gptq" or "fp16"; group 128, seed 0) in folder,
+    made unless a complete one is there."""
     from vllm_sm7x.checkpoints import make_checkpoint
 
     done = folder / "sm7x-checkpoint-complete"  # written last: a killed run leaves no half folder in use
     if not done.exists():
         start = time.monotonic()
-        make_checkpoint(preset, folder, group_size=128, seed=0, quantization=quantization)
+        make_checkpoint(preset, folder, group_size=128, seed=0,
+                        quantization=None if quantization == "fp16" else quantization)
         done.touch()
         print(f"checkpoint {preset} ({quantization}): made in {time.monotonic() - start:.0f} s")
     return folder
@@ -55,3 +56,9 @@ def awq_checkpoint(tmp_path_factory):
 def gptq_checkpoint(tmp_path_factory):
     """preset -> its GPTQ checkpoint's folder (4-bit, symmetric, no act-order; checkpoints_in)."""
     return checkpoints_in("gptq", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fp16_checkpoint(tmp_path_factory):
+    """preset -> its fp16 checkpoint's folder (the same model unquantized; checkpoints_in)."""
+    return checkpoints_in("fp16", tmp_path_factory)

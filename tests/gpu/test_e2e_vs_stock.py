@@ -408,6 +408,18 @@ def test_qwen35_hybrid_with_our_gdn_kernels_matches_stock_vllm(hybrid_checkpoint
     assert_matches_stock(hybrid_stock, ours, label, reference=reference_logprobs(hybrid_checkpoint))
 
 
+@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
+def test_the_fp16_qwen35_hybrid_matches_stock_vllm(fp16_checkpoint, emulate):
+    """The same hybrid unquantized: its linear layers on vLLM's fp16 path (cuBLAS), the rest on ours
+    (GDN kernels, flash-attn), against stock vLLM serving that checkpoint natively."""
+    checkpoint = fp16_checkpoint("qwen35-tiny")
+    stock = stock_samples(checkpoint, STOCK_HYBRID_ENGINE)
+    ours = generate(checkpoint, emulate, "graphs", engine_args=HYBRID_ENGINE)
+    assert ours["quantization"] is None
+    assert "Gated DeltaNet decode and MTP verification run on the sm7x CUDA kernels" in ours["log"]
+    assert_matches_stock(stock, ours, f"qwen35-tiny fp16 {emulate}/graphs", reference=reference_logprobs(checkpoint))
+
+
 # Prefix caching on a hybrid (the serving profile's default) keeps the Gated DeltaNet and conv states at
 # block boundaries (mamba_cache_mode=align); a prompt whose prefix is cached starts from those states,
 # through our GDN prefill with an initial state. Three prompts share 800 tokens (several of the tiny
