@@ -18,12 +18,14 @@ HERE = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
-def demo_server(emulate: str, port: int, cache: Path, log: Path, extra_args=(), extra_env=None, startup_s: int = 400):
+def demo_server(emulate: str, port: int, cache: Path, log: Path, extra_args=(), extra_env=None, startup_s: int = 400,
+                preset: str = "qwen3-tiny"):
     env = engine_env(**(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))  # scripted_output
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "vllm_sm7x.entrypoints.cli", "serve-demo", "--emulate",
-                                    emulate, "--port", str(port), "--cache", str(cache), "--", *extra_args],
+                                    emulate, "--port", str(port), "--cache", str(cache), "--preset", preset, "--",
+                                    *extra_args],
                                    stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.time() + startup_s

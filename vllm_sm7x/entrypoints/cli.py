@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve-demo", help="build a tiny AWQ model and serve it with vLLM's OpenAI server on this GPU")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--preset", choices=list(DEMO_PRESETS), default="qwen3-tiny",
-                   help="dense Qwen3 (default), the Qwen3.5 hybrid or the Qwen3.6 MoE layout, tiny and random")
+                   help="dense Qwen3 (default), the Qwen3.5 hybrid (-mtp: with an MTP head) or the Qwen3.6 MoE "
+                        "layout, tiny and random")
     p.add_argument("--emulate", choices=["sm70", "sm75"], help="force an arch path (default: native on "
                    "V100/T4-class GPUs, sm75 emulation on newer ones)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"checkpoint folder (default {DEFAULT_CACHE})")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from vllm_sm7x.activation import Gpu, native_path, visible_gpus
 
-# Presets the demo serves: dense Qwen3, the Qwen3.5 hybrid (Gated DeltaNet + gated attention), the
-# Qwen3.6 MoE hybrid. The hybrids declare a vision tower without weights: served text-only.
+# Presets the demo serves: dense Qwen3, the Qwen3.5 hybrid (Gated DeltaNet + gated attention), that
+# hybrid with an MTP head (the serving profile turns MTP on for it), the Qwen3.6 MoE hybrid. The
+# hybrids declare a vision tower without weights: served text-only.
 DEMO_PRESETS = {"qwen3-tiny": [], "qwen35-tiny": ["--language-model-only"],
-                "qwen36-35b-a3b-tiny": ["--language-model-only"]}
+                "qwen35-tiny-mtp": ["--language-model-only"], "qwen36-35b-a3b-tiny": ["--language-model-only"]}
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vllm-sm7x"
 
 
