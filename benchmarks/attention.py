@@ -15,7 +15,7 @@ Triton emits no tensor-core instruction there; benchmarks/triton_faithful.py run
 All calls run inside CUDA graphs (no launch or Python overhead in the figures). These are figures of
 this GPU running the SM7x code paths, not V100 or T4 figures.
 
-  python benchmarks/attention.py --path sm70 sm75 [--out benchmarks/results] [--quick]
+  python benchmarks/attention.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--decode-only | --prefill-only]
 """
 from __future__ import annotations
 
@@ -188,7 +188,9 @@ def main() -> int:
     parser = benchmark_parser()
     parser.add_argument("--quick", action="store_true", help="fewer cases")
     parser.add_argument("--no-stock", action="store_true", help="skip the TRITON_ATTN baselines")
-    parser.add_argument("--decode-only", action="store_true", help="skip the prefill cases")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--decode-only", action="store_true", help="skip the prefill cases")
+    only.add_argument("--prefill-only", action="store_true", help="skip the decode cases")
     parser.add_argument("--mixed", action="store_true",
                         help="also time decodes sharing a step with a prompt (ours only), beside each alone")
     parser.add_argument("--splits", type=int, nargs="*", default=[],
@@ -198,12 +200,12 @@ def main() -> int:
     torch.manual_seed(0)
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     bandwidth = copy_bandwidth_gbs()
-    contexts = (4096, 32768) if args.quick else (4096, 32768, 131072, 262144)
+    contexts = () if args.prefill_only else (4096, 32768) if args.quick else (4096, 32768, 131072, 262144)
     prompts = () if args.decode_only else (1024, 8192) if args.quick else (1024, 8192, 32768)
     rows, notes = {path: [] for path in args.path}, {}
     for shape, (q_heads, kv_heads) in SHAPES.items():
         # Serving shape of a short conversation: 512 keys in a block table sized for 256K.
-        for batch in (1, 4):
+        for batch in () if args.prefill_only else (1, 4):
             kv_bytes = 2 * batch * SHORT_CONTEXT * kv_heads * HEAD_DIM * 2
             problem = Problem(q_heads, kv_heads, batch, 1, SHORT_CONTEXT, -(-4 * l2 // kv_bytes), capacity=262144)
             for path in args.path:
