@@ -429,19 +429,29 @@ SHARED_PREFIX = [(11 * j) % 500 + 3 for j in range(800)]
 PREFIXED_PROMPTS = [SHARED_PREFIX + [(17 * i + 5 * j) % 500 + 3 for j in range(9 + 7 * i)] for i in range(3)]
 
 
-@pytest.mark.parametrize("emulate", ["sm75", "sm70"])
-def test_a_cached_prefix_on_the_hybrid_keeps_the_greedy_tokens(hybrid_checkpoint, emulate):
+@pytest.mark.parametrize("emulate, speculative", [("sm75", False), ("sm70", False), ("sm75", True)],
+                         ids=["sm75", "sm70", "sm75-mtp"])
+def test_a_cached_prefix_on_the_hybrid_keeps_the_greedy_tokens(awq_checkpoint, emulate, speculative):
     """The first prompt is served to the end, then the other two find its prefix cached: their tokens
-    and log-probabilities must be those of an engine without prefix caching (close calls aside), and
-    the cache must have hit. Our GDN kernels as a user gets them (the defaults)."""
+    (and log-probabilities, without MTP) must be those of an engine without prefix caching (close calls
+    aside), and the cache must have hit. Our GDN kernels as a user gets them (the defaults); the MTP case
+    serves the checkpoint with a head, MTP on and our conv1d prefill too, so verification steps cross
+    block boundaries (the state copies before and after the forward) and the conv state is restored by
+    our kernel."""
+    checkpoint = awq_checkpoint("qwen35-tiny-mtp" if speculative else "qwen35-tiny")
     engine_args = {**HYBRID_ENGINE, "max_model_len": 1024, "disable_log_stats": False}
-    cached = generate(hybrid_checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:], primers=PREFIXED_PROMPTS[:1],
-                      engine_args={**engine_args, "enable_prefix_caching": True, "mamba_cache_mode": "align"})
-    fresh = generate(hybrid_checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:],
+    cached = generate(checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:], primers=PREFIXED_PROMPTS[:1],
+                      engine_args={**engine_args, "enable_prefix_caching": True, "mamba_cache_mode": "align",
+                                   **(MTP if speculative else {})},
+                      env_extra={"VLLM_SM7X_GDN_CONV_PREFILL": "1"} if speculative else None,
+                      logprobs=0 if speculative else 2)
+    fresh = generate(checkpoint, emulate, "graphs", prompts=PREFIXED_PROMPTS[1:],
                      engine_args={**engine_args, "enable_prefix_caching": False})
     assert "Gated DeltaNet prefill runs on the sm7x chunked CUDA kernel" in cached["log"]
+    if speculative:
+        assert cached["spec_decode"], "the cached engine did not speculate"
     hits = cached["prefix_cache"].get("vllm:prefix_cache_hits", 0)
-    print(f"qwen35-tiny {emulate}: prefix cache {cached['prefix_cache']}")
+    print(f"qwen35-tiny {emulate} (MTP {speculative}): prefix cache {cached['prefix_cache']}")
     assert hits >= len(SHARED_PREFIX) // 2, f"the cached prefix was not reused: {cached['prefix_cache']}"
     assert_matches_stock(fresh["samples"], cached, f"qwen35-tiny {emulate}: cached prefix against none")
 
