@@ -348,11 +348,12 @@ def reference_model(checkpoint):
     return float_reference_model(checkpoint, device="cuda")
 
 
-def reference_logprobs(checkpoint):
-    """(prompt index, tokens) -> the float32 model's log-probabilities of those tokens after the prompt."""
+def reference_logprobs(checkpoint, prompts=PROMPT_IDS):
+    """(prompt index, tokens) -> the float32 model's log-probabilities of those tokens after that prompt
+    (token ids; the test prompts by default)."""
     from vllm_sm7x.checkpoints.reference import chosen_logprobs
 
-    return lambda prompt, tokens: chosen_logprobs(reference_model(checkpoint), PROMPT_IDS[prompt], tokens)
+    return lambda prompt, tokens: chosen_logprobs(reference_model(checkpoint), prompts[prompt], tokens)
 
 
 def reference_disagreements(reference, samples):
@@ -458,11 +459,8 @@ def test_a_cached_prefix_on_the_hybrid_keeps_the_greedy_tokens(awq_checkpoint, e
     assert hits >= len(SHARED_PREFIX) // 2, f"the cached prefix was not reused: {cached['prefix_cache']}"
     # The cached run restarts from the fp16 state stored at the block boundary, the fresh one keeps it inside
     # one prefill: where they differ by more than the tolerance, the float32 model judges.
-    from vllm_sm7x.checkpoints.reference import chosen_logprobs
-
     assert_matches_stock(fresh["samples"], cached, f"qwen35-tiny {emulate}: cached prefix against none",
-                         reference=lambda prompt, tokens: chosen_logprobs(reference_model(checkpoint),
-                                                                          PREFIXED_PROMPTS[1 + prompt], tokens))
+                         reference=reference_logprobs(checkpoint, PREFIXED_PROMPTS[1:]))
 
 
 @pytest.fixture(scope="module")
