@@ -94,9 +94,11 @@ if sys.argv[5].startswith("profile"):  # where the GPU time goes, kernel by kern
             prompts = [prompt(context, 1)]
             wall_1, prefill, launches_1 = kernels_of(prompts, 1)
             wall_65, full, launches_65 = kernels_of(prompts, 65)
-            decode = {key: [us - prefill.get(key, [0, 0])[0], calls - prefill.get(key, [0, 0])[1]]
-                      for key, (us, calls) in full.items()}
-            decode = {key: v for key, v in decode.items() if v[0] > 0}
+            decode = {}
+            for key, (us, calls) in full.items():
+                prefill_us, prefill_calls = prefill.get(key, (0, 0))
+                if us > prefill_us:
+                    decode[key] = [us - prefill_us, calls - prefill_calls]
             profiles.append(per_unit(wall_65 - wall_1, decode, launches_65 - launches_1, 64, context=context))
     print("RESULT " + json.dumps({"quantization": llm.llm_engine.vllm_config.model_config.quantization,
                                   "unit": "8K-token prompt" if sys.argv[5] == "profile-prefill" else "token",
