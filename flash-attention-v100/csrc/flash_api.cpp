@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <tuple>
 #include <vector>
 
@@ -54,7 +55,10 @@ std::string build_info() {
 // at q_len 1 (median 0.49x; 0.61-0.81 of copy bandwidth from 32K keys at 27B TP1) and 0.58-0.86x the
 // 32-row form's at q_len 5, whose 30 rows it reads in four blocks of 8 (the blocks of one split run side
 // by side, so the re-reads come from L2).
-// FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8 forces one.
+// The pair kernel (decode_pairs_sm75.cu: 16 rows per warp pair, each warp on half of head_dim) is the
+// sm75 path's candidate for MTP verification; until it is measured against the 8-row kernel it runs only
+// when asked for.
+// FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8|pairs forces one.
 namespace {
 
 constexpr int64_t kMmaDecodeMinRows = 9;
@@ -65,14 +69,16 @@ struct DecodeChoice {
   int row_groups;    // of the tensor-core kernel: groups of 16 query rows per CTA
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
   bool rows8 = false;  // the 8-row kernel (launch_decode_mma8)
+  bool pairs = false;  // the pair kernel (launch_decode_pairs: 16 rows, Turing path, head_dim >= 128)
   int64_t rows_per_cta() const { return rows8 ? kMma8Rows : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
 };
 
-// The four decode kernels, each spelled once for the default rule and the switch.
+// The five decode kernels, each spelled once for the default rule and the switch.
 constexpr DecodeChoice kSimtDecode{false, 1, "simt"};
 constexpr DecodeChoice kMmaDecode{true, 1, "mma"};
 constexpr DecodeChoice kMma32Decode{true, 2, "mma32"};
 constexpr DecodeChoice kMma8Decode{true, 1, "mma8", true};
+constexpr DecodeChoice kPairsDecode{true, 1, "pairs", false, true};
 
 // with_prefill: the call also has query blocks for the prefill kernel (a mixed batch) and the caller did
 // not say how long its short sequences are. They may then be plain decodes (q_len 1) whatever
@@ -87,13 +93,20 @@ DecodeChoice decode_choice(int64_t query_rows, bool with_prefill, sm7x::ArchPath
     if (query_rows >= kMma32DecodeMinRows && !with_prefill) return kMma32Decode;
     return query_rows >= kMmaDecodeMinRows ? kMmaDecode : kMma8Decode;
   }
-  for (const DecodeChoice& kernel : {kSimtDecode, kMmaDecode, kMma32Decode, kMma8Decode}) {
+  TORCH_CHECK_VALUE(choice != kPairsDecode.name || path == sm7x::ArchPath::kSm75,
+                    "FLASH_ATTN_V100_DECODE=pairs runs on the sm75 path only (it is built on Turing's m16n8k8); ",
+                    "unset it on the sm70 path");
+  for (const DecodeChoice& kernel : {kSimtDecode, kMmaDecode, kMma32Decode, kMma8Decode, kPairsDecode}) {
     if (choice == kernel.name) return kernel;
   }
-  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8' (unset: chosen by arch path ",
-                    "and query rows), ",
-                    "got '", choice, "'");
+  TORCH_CHECK_VALUE(false, "FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32', 'mma8' or 'pairs' (unset: chosen by ",
+                    "arch path and query rows), got '", choice, "'");
   return {};
+}
+
+void check_decode_head_dim(const DecodeChoice& choice, int64_t head_dim) {
+  TORCH_CHECK_VALUE(!choice.pairs || head_dim >= 128, "FLASH_ATTN_V100_DECODE=pairs takes head_dim 128 or 256 (a ",
+                    "warp pair splits each key's 64-dim V loads), got ", head_dim, ": unset it for this model");
 }
 
 }  // namespace
@@ -120,10 +133,14 @@ std::tuple<std::vector<int64_t>, std::string> decode_occupancy_op(int64_t head_d
   const sm7x::ArchPath arch_path = sm7x::resolve_arch_path(path, sm7x::device_compute_capability(device));
   const sm7x::CardLimits card = sm7x::card_limits(arch_path);
   const DecodeChoice choice = decode_choice(query_rows, /*with_prefill=*/false, arch_path);
+  check_decode_head_dim(choice, head_dim);
   const int dim = static_cast<int>(head_dim);
   const DecodeOccupancy o =
       choice.tensor_cores ? sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
         using Tag = decltype(tag);
+        if constexpr (std::is_same_v<Tag, sm7x::Sm75>) {
+          if (choice.pairs) return decode_pairs_occupancy<Tag>(dim, card);
+        }
         return choice.rows8 ? decode_mma8_occupancy<Tag>(dim, card)
                             : decode_mma_occupancy<Tag>(dim, choice.row_groups, card);
       })
@@ -301,6 +318,7 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   if (prefill || sm7x_path) arch_path = sm7x::resolve_arch_path_for(q, path, "paged_attention");
   const DecodeChoice decode = sm7x_path ? decode_choice(decode_rows, prefill && !decode_q_len_known, arch_path)
                                         : kSimtDecode;
+  check_decode_head_dim(decode, head_dim);
   const bool mma_decode = decode.tensor_cores;
   if (prefill) {
     TORCH_CHECK_VALUE(q.stride(0) % 8 == 0 && q.stride(1) % 8 == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0,
@@ -380,16 +398,22 @@ torch::Tensor paged_attention_out(torch::Tensor& out, const torch::Tensor& q, co
   if (card) {
     settle_decode_paddings(static_cast<int>(head_dim), *card);
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
-      settle_decode_mma_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
-      settle_decode_mma8_paddings<decltype(tag)>(static_cast<int>(head_dim), *card);
+      using Tag = decltype(tag);
+      settle_decode_mma_paddings<Tag>(static_cast<int>(head_dim), *card);
+      settle_decode_mma8_paddings<Tag>(static_cast<int>(head_dim), *card);
+      if constexpr (std::is_same_v<Tag, sm7x::Sm75>) settle_decode_pairs_paddings<Tag>(static_cast<int>(head_dim), *card);
     });
   }
   if (mma_decode) {
     sm7x::dispatch_arch_path(arch_path, [&](auto tag) {
+      using Tag = decltype(tag);
+      if constexpr (std::is_same_v<Tag, sm7x::Sm75>) {
+        if (decode.pairs) return launch_decode_pairs<Tag>(p, head_dim, emulated, stream);
+      }
       if (decode.rows8) {
-        launch_decode_mma8<decltype(tag)>(p, head_dim, emulated, stream);
+        launch_decode_mma8<Tag>(p, head_dim, emulated, stream);
       } else {
-        launch_decode_mma<decltype(tag)>(p, head_dim, decode.row_groups, emulated, stream);
+        launch_decode_mma<Tag>(p, head_dim, decode.row_groups, emulated, stream);
       }
     });
   } else {

@@ -232,8 +232,8 @@ def _paged_attention(q, k_cache, v_cache, cu_seqlens_q, seqlens_k, block_table, 
 
 def decode_kernel(query_rows: int, path: str, with_prefill: bool = False) -> str:
     """The decode kernel the op takes on arch path `path` ("sm70" or "sm75") for `query_rows` query rows per
-    KV head (q_len x the GQA group): "simt", "mma", "mma32" or "mma8" (both paths' plain decode), as
-    FLASH_ATTN_V100_DECODE names them (it forces one). with_prefill: the call also holds prefill query
+    KV head (q_len x the GQA group): "simt", "mma", "mma32" or "mma8" (both paths' plain decode), or "pairs"
+    (sm75 only, forced), as FLASH_ATTN_V100_DECODE names them (it forces one). with_prefill: the call also holds prefill query
     blocks (a mixed batch), whose short sequences keep the 16-row form on the sm70 path unless query_rows
     says they hold at most 8."""
     return torch.ops.flash_attn_v100.decode_kernel(query_rows, path, with_prefill)
@@ -241,7 +241,7 @@ def decode_kernel(query_rows: int, path: str, with_prefill: bool = False) -> str
 
 def decode_occupancy(head_dim: int, query_rows: int, path: str) -> dict:
     """The decode kernel the op takes for `query_rows` query rows per KV head (q_len x the GQA group):
-    "kernel" "simt", "mma", "mma32" or "mma8" as FLASH_ATTN_V100_DECODE names them (it forces one), and its
+    "kernel" "simt", "mma", "mma32", "mma8" or "pairs" as FLASH_ATTN_V100_DECODE names them (it forces one), and its
     CTAs per SM (fp16 cache) on the card of `path` ("sm70": V100, "sm75": T4/RTX 2080 Ti), and on this GPU when it
     emulates that card: with the emulation switch on a newer GPU, the decode kernels get unused
     dynamic shared memory ("padding", bytes) so the GPU holds no more CTAs per SM than the card would."""

@@ -81,6 +81,11 @@ void launch_decode_mma(const DecodeParams& params, int head_dim, int row_groups,
 template <class ArchTag>
 void launch_decode_mma8(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
+// The pair kernel (decode_pairs_sm75.cu: blocks of 16 query rows on warp pairs that split head_dim, for MTP
+// verification; head_dim 128 or 256). Only the Turing path has it: defined for sm7x::Sm75 alone.
+template <class ArchTag>
+void launch_decode_pairs(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                         cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -92,6 +97,8 @@ template <class ArchTag>
 void settle_decode_mma_paddings(int head_dim, const sm7x::CardLimits& card);
 template <class ArchTag>
 void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card);
+template <class ArchTag>
+void settle_decode_pairs_paddings(int head_dim, const sm7x::CardLimits& card);
 
 // A decode kernel's fp16-cache form under `card`'s occupancy: CTAs per SM the card would hold, this GPU
 // holds with the padding, and the padding (diagnostics and tests). decode_occupancy: the SIMT kernel
@@ -104,5 +111,7 @@ template <class ArchTag>
 DecodeOccupancy decode_mma_occupancy(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card);
+template <class ArchTag>
+DecodeOccupancy decode_pairs_occupancy(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

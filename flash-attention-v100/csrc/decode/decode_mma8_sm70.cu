@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm70_kernel(const De
   }
   // This lane's outputs (key group 0): rows[e], columns c_col(lane, i) for i = 2e + {0, 1, 4, 5}, each the 8
   // dims dims0 + column*8 + t over the n tiles t.
-  mma8_meet<kHeadDim>(p, cta, shared, [&](auto&& fn) {
+  row_block_meet(p, cta, shared, warp, [&](auto&& fn) {
     if (key_group != 0) return;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm70_kernel(const De
 }  // namespace
 
 template <>
-struct Mma8Kernel<sm7x::Sm70> {
+struct Mma8Kernel<sm7x::Sm70> : Mma8KernelTraits {
   template <class D, class Kv>
   DecodeKernel operator()(D, Kv) const {
     return decode_mma8_sm70_kernel<D::value, Kv>;

@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
   if (q == 0) shared.m[warp][g] = m, shared.l[warp][g] = l;
   // This lane's outputs: query rows 2q + e, dims c*64 + g*8 + j (j < 4: tile j's rows g, else tile j - 4's
   // rows g + 8).
-  mma8_meet<kHeadDim>(p, cta, shared, [&](auto&& fn) {
+  row_block_meet(p, cta, shared, warp, [&](auto&& fn) {
 #pragma unroll
     for (int c = 0; c < L::kDimChunks64; ++c) {
 #pragma unroll
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
 }  // namespace
 
 template <>
-struct Mma8Kernel<sm7x::Sm75> {
+struct Mma8Kernel<sm7x::Sm75> : Mma8KernelTraits {
   template <class D, class Kv>
   DecodeKernel operator()(D, Kv) const {
     return decode_mma8_sm75_kernel<D::value, Kv>;

@@ -122,3 +122,16 @@ def test_the_8_row_kernel_is_held_to_the_card(fa, path, monkeypatch):
     assert occupancy["card_ctas_per_sm"] == 2
     if torch.cuda.get_device_capability() >= (8, 0):
         assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]
+
+
+# The pair kernel (sm75 only): 24.3 KB of shared memory at head_dim 256 (16 rows' fp32 outputs and the
+# pairs' score exchange) and 212-213 registers per thread (nvcc 13, sm_75): two CTAs per SM on a T4, and a
+# newer GPU held to that. At head_dim 128 (139-143 registers) the registers allow three.
+@pytest.mark.parametrize("head_dim, ctas", [(128, 3), (256, 2)])
+def test_the_pair_kernel_is_held_to_the_card(fa, head_dim, ctas, monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "pairs")
+    occupancy = fa.decode_occupancy(head_dim, 30, "sm75")
+    assert occupancy["kernel"] == "pairs"
+    assert occupancy["card_ctas_per_sm"] == ctas
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert occupancy["device_ctas_per_sm"] == occupancy["card_ctas_per_sm"]

@@ -44,17 +44,19 @@ ERROR_MULTIPLIER = 2
 ERROR_FLOOR = 1e-3
 SIMT_MAX_QUERIES = 16  # longer query blocks take the prefill kernel (kPrefillMinQueryLen = 17)
 # Decode: the SIMT kernel, and the tensor-core ones of each path: on 16 query rows per CTA, on 32 ("-32")
-# and on 8 ("-8").
-DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32", "sm70-8", "sm75-8"]
-DECODE_FORMS = {"-32": "mma32", "-8": "mma8"}
+# and on 8 ("-8"), and the Turing path's pair kernel ("-pairs": 16 rows per warp pair).
+DECODE_KERNELS = ["simt", "sm70", "sm75", "sm70-32", "sm75-32", "sm70-8", "sm75-8", "sm75-pairs"]
+DECODE_FORMS = {"-32": "mma32", "-8": "mma8", "-pairs": "pairs"}
 
 
-def use_path(fa, monkeypatch, path):
+def use_path(fa, monkeypatch, path, head_dim):
     """Force a kernel: "sm70"/"sm75" the tensor-core kernels (decode and prefill) of that arch path,
-    "-32" their decode form on 32 query rows per CTA, "-8" the 8-row one, "simt" the SIMT decode
-    kernel (on the default emulated path). The op otherwise picks the decode kernel by query rows; forcing it
-    tests each on every case."""
+    "-32" their decode form on 32 query rows per CTA, "-8" the 8-row one, "-pairs" the pair kernel (head_dim
+    128 and 256 only), "simt" the SIMT decode kernel (on the default emulated path). The op otherwise picks
+    the decode kernel by query rows; forcing it tests each on every case."""
     form = next((DECODE_FORMS[suffix] for suffix in DECODE_FORMS if path.endswith(suffix)), "mma")
+    if form == "pairs" and head_dim == 64:
+        pytest.skip("the pair kernel takes head_dim 128 or 256 (test_the_pair_kernel_refuses_head_dim_64)")
     path = path.split("-")[0]
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "simt" if path == "simt" else form)
     if path == "simt":
@@ -248,7 +250,7 @@ VARLEN_KV_HEADS = {"mha": 6, "gqa": 2, "mqa": 1}
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("local", [False, True])
 def test_varlen_output(fa, seqlen_q, seqlen_k, path, d, mha_type, causal, local, seed, monkeypatch):
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     run_varlen_case(fa, seed, batch=4, seqlen_q=seqlen_q, seqlen_k=seqlen_k, d=d, heads=6,
                     kv_heads=VARLEN_KV_HEADS[mha_type], causal=causal, local=local,
                     window_right=0 if causal else -1)
@@ -260,7 +262,7 @@ def test_varlen_output(fa, seqlen_q, seqlen_k, path, d, mha_type, causal, local,
 @pytest.mark.parametrize("local", [False, True])
 def test_varlen_softcap(fa, seqlen_q, seqlen_k, path, d, causal, local, seed, monkeypatch):
     # Dao's softcap value (50) and head count with softcap (4), GQA.
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     run_varlen_case(fa, seed, batch=4, seqlen_q=seqlen_q, seqlen_k=seqlen_k, d=d, heads=4, kv_heads=2,
                     causal=causal, local=local, window_right=0 if causal else -1, softcap=50.0)
 
@@ -279,7 +281,7 @@ CAUSAL_KV_LAYOUTS = [(None, 128), (16, 64), (256, 256), (528, 128)]
 @pytest.mark.parametrize("local", [False, True])
 def test_varlen_causal(fa, seqlen_q, seqlen_k, path, block_size, d, local, seed, monkeypatch):
     # window right -1 with causal=True: causal makes it 0, as in flash-attn.
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     run_varlen_case(fa, seed, batch=8, seqlen_q=seqlen_q, seqlen_k=seqlen_k, d=d, heads=9, kv_heads=9,
                     causal=True, local=local, window_right=-1, block_size=block_size)
 
@@ -297,7 +299,7 @@ OUTPUT_PAIRS = [(1, 147), (113, 203), (108, 256), (256, 512), (512, 256), (1023,
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("local", [False, True])
 def test_output(fa, seqlen_q, seqlen_k, path, d, mha_type, causal, local, seed, monkeypatch):
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     rng = random.Random(seed)
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     batch, heads, kv_heads = 4, 6, VARLEN_KV_HEADS[mha_type]
@@ -351,7 +353,7 @@ KVCACHE_UPDATES = [(None, False, False), (None, True, True), ("all", True, False
 @pytest.mark.parametrize("appended, causal, local", KVCACHE_UPDATES)
 def test_kvcache(fa, seqlen_q, seqlen_k, num_splits, path, block_size, d, mha_type, appended, causal, local,
                  seed, monkeypatch):
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     rng = random.Random(seed)
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     batch, heads, kv_heads = 2, 6, KVCACHE_KV_HEADS[mha_type]
@@ -411,13 +413,15 @@ def test_kvcache_fp8_e5m2(fa, seqlen_q, seqlen_k, block_size, d, kv_heads, causa
     op), so the write is covered too."""
     quantize, dequantize = e5m2
     for path in ["sm70", "sm75"] if seqlen_q > SIMT_MAX_QUERIES else DECODE_KERNELS:  # one after the other
+        if path.endswith("-pairs") and d == 64:
+            continue  # refused: test_flash_attn_with_kvcache.py, test_the_pair_kernel_refuses_head_dim_64
         run_fp8_case(fa, seed, seqlen_q, seqlen_k, path, block_size, d, kv_heads, causal, monkeypatch, quantize,
                      dequantize)
 
 
 def run_fp8_case(fa, seed, seqlen_q, seqlen_k, path, block_size, d, kv_heads, causal, monkeypatch, quantize,
                  dequantize):
-    use_path(fa, monkeypatch, path)
+    use_path(fa, monkeypatch, path, d)
     rng = random.Random(seed)
     gen = torch.Generator(device=DEVICE).manual_seed(seed)
     batch, heads, k_scale, v_scale = 3, 6, 0.05, 4.0

@@ -403,6 +403,18 @@ def test_prefill_on_a_gpu_without_a_native_path_names_the_switch(fa, monkeypatch
                                   seqused_k=torch.tensor([20], dtype=torch.int32, device="cuda"))
 
 
+def test_the_pair_kernel_refuses_head_dim_64(fa, monkeypatch):
+    # A warp pair splits each key's V loads, which at head_dim 64 are one 64-dim chunk: refused by name,
+    # before any launch; on the sm70 path it is refused whatever the head_dim (test_api_validation.py).
+    monkeypatch.setenv("VLLM_SM7X_EMULATE", "sm75")
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "pairs")
+    cache = torch.zeros(1, 16, 1, 64, device="cuda").half()
+    q = torch.zeros(1, 5, 6, 64, device="cuda").half()
+    with pytest.raises(ValueError, match="pairs takes head_dim 128 or 256"):
+        fa.flash_attn_with_kvcache(q, cache, cache, cache_seqlens=torch.tensor([9], dtype=torch.int32, device="cuda"),
+                                   causal=True)
+
+
 def test_out_variant_writes_into_the_callers_buffer(fa, seed):
     # What the vLLM backend does: write into the first rows of its padded output buffer.
     gen = torch.Generator(device="cuda").manual_seed(seed)

@@ -170,9 +170,17 @@ def test_the_decode_switch_forces_a_kernel(forced, path, monkeypatch):
     assert fa.decode_kernel(1, path) == forced and fa.decode_kernel(30, path) == forced
 
 
+def test_the_pair_kernel_is_forced_on_the_turing_path_only(monkeypatch):
+    # Built on Turing's m16n8k8 (decode_pairs_sm75.cu); not a default until measured.
+    monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "pairs")
+    assert fa.decode_kernel(30, "sm75") == "pairs"
+    with pytest.raises(ValueError, match="pairs runs on the sm75 path only"):
+        fa.decode_kernel(30, "sm70")
+
+
 def test_an_unknown_decode_kernel_names_the_choices(monkeypatch):
     monkeypatch.setenv("FLASH_ATTN_V100_DECODE", "tensor")
-    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32' or 'mma8'"):
+    with pytest.raises(ValueError, match="FLASH_ATTN_V100_DECODE must be 'simt', 'mma', 'mma32', 'mma8' or 'pairs'"):
         fa.decode_kernel(6, "sm75")
     with pytest.raises(ValueError, match="query_rows must be >= 1"):
         fa.decode_kernel(0, "sm75")
