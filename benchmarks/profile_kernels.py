@@ -8,7 +8,9 @@ what limits it, where warps stall).
   awq-<shape>:        the AWQ GEMM awq_linear runs for one Qwen3.6-27B linear layer at M=1 (-m8/-m16: 8
                       and 16 rows, where the layer aggregate slows from 0.094 to 0.162 ms; -m64: 64 rows,
                       the tiled kernel since 2026-12-02, 0.299 ms per layer against Marlin's 0.191)
-  attention-<shape>:  flash-attn-v100 decode at 32K context (the kernel and its split merge)
+  attention-<shape>:  flash-attn-v100 decode at 32K context (the kernel and its split merge); -q5-128k: MTP
+                      verification (q_len 5) at 128K, to compare the 8-row and pair kernels
+                      (FLASH_ATTN_V100_DECODE=mma8|pairs)
   moe-<shape>:        our MoE layer at one token (Qwen3.6-35B-A3B widths; the decode kernels)
   gdn-prefill-<shape>: our chunked Gated DeltaNet prefill (both passes), one 1024-token prompt
 
@@ -40,16 +42,16 @@ def awq_case(K: int, N: int, M: int = 1):
     return make
 
 
-def attention_case(q_heads: int, kv_heads: int, batch: int):
+def attention_case(q_heads: int, kv_heads: int, batch: int, q_len: int = 1, context: int = 32768):
     def make(path: str):
         import flash_attn_v100  # noqa: F401  (registers the attention ops)
         from attention import Problem
 
-        problem = Problem(q_heads, kv_heads, batch, q_len=1, context=32768, layers=1)
+        problem = Problem(q_heads, kv_heads, batch, q_len=q_len, context=context, layers=1)
         key_cache, value_cache = problem.caches[0]
         return lambda: torch.ops.flash_attn_v100.paged_attention(
             problem.q, key_cache, value_cache, problem.cu_seqlens_q, problem.seqlens_k, problem.block_table,
-            1, problem.scale, True, -1, 0.0, 0, path)
+            q_len, problem.scale, True, -1, 0.0, 0, path)
     return make
 
 
@@ -85,6 +87,7 @@ CASES = {
     "awq-27b-tp1-gate_up-m64": awq_case(5120, 2 * 17408, M=64),
     "attention-27b-tp1-b4": attention_case(24, 4, 4),
     "attention-27b-tp4-b1": attention_case(6, 1, 1),
+    "attention-27b-tp4-b4-q5-128k": attention_case(6, 1, 4, q_len=5, context=131072),
     "moe-35b-a3b-tp1": moe_case(512),
     "gdn-prefill-27b-tp4": gdn_prefill_case(4, 12, 1024),
 }
