@@ -70,7 +70,11 @@ struct DecodeChoice {
   const char* name;  // as FLASH_ATTN_V100_DECODE spells it
   bool rows8 = false;  // the 8-row kernel (launch_decode_mma8)
   bool pairs = false;  // the pair kernel (launch_decode_pairs: 16 rows, Turing path, head_dim >= 128)
-  int64_t rows_per_cta() const { return rows8 ? kMma8Rows : tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta; }
+  int64_t rows_per_cta() const {
+    if (rows8) return kMma8Rows;
+    if (pairs) return kPairRows;
+    return tensor_cores ? kDecodeRowsPerCta * row_groups : kDecodeRowsPerCta;
+  }
 };
 
 // The five decode kernels, each spelled once for the default rule and the switch.

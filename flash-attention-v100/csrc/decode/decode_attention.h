@@ -21,6 +21,7 @@ constexpr int kDecodeTileTokens = 32;  // KV tokens per shared-memory tile (one 
 constexpr int kDecodeMaxSplits = 512;
 constexpr int kDecodeRowsPerCta = 16;  // most query rows (q_len x heads of one KV head) per CTA
 constexpr int kMma8Rows = 8;           // query rows per CTA of the 8-row tensor-core kernel (decode_mma8.cuh)
+constexpr int kPairRows = 16;          // query rows per CTA of the pair kernel (decode_pairs_sm75.cu)
 // The row block for a call whose longest short sequence has `rows` query rows: the smallest of 4, 8, 16
 // that holds them (row blocks per sequence are ceil(rows / 16) either way).
 constexpr int decode_rows_per_cta(int64_t rows) { return rows <= 4 ? 4 : rows <= 8 ? 8 : kDecodeRowsPerCta; }
@@ -81,11 +82,6 @@ void launch_decode_mma(const DecodeParams& params, int head_dim, int row_groups,
 template <class ArchTag>
 void launch_decode_mma8(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                         cudaStream_t stream);
-// The pair kernel (decode_pairs_sm75.cu: blocks of 16 query rows on warp pairs that split head_dim, for MTP
-// verification; head_dim 128 or 256). Only the Turing path has it: defined for sm7x::Sm75 alone.
-template <class ArchTag>
-void launch_decode_pairs(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
-                         cudaStream_t stream);
 void launch_decode_merge(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
                          cudaStream_t stream);
 // Under emulation, pads every decode kernel of this head_dim for `card` (SIMT with the merge, and the
@@ -97,8 +93,6 @@ template <class ArchTag>
 void settle_decode_mma_paddings(int head_dim, const sm7x::CardLimits& card);
 template <class ArchTag>
 void settle_decode_mma8_paddings(int head_dim, const sm7x::CardLimits& card);
-template <class ArchTag>
-void settle_decode_pairs_paddings(int head_dim, const sm7x::CardLimits& card);
 
 // A decode kernel's fp16-cache form under `card`'s occupancy: CTAs per SM the card would hold, this GPU
 // holds with the padding, and the padding (diagnostics and tests). decode_occupancy: the SIMT kernel
@@ -111,7 +105,23 @@ template <class ArchTag>
 DecodeOccupancy decode_mma_occupancy(int head_dim, int row_groups, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_mma8_occupancy(int head_dim, const sm7x::CardLimits& card);
+
+// The pair kernel (decode_pairs_sm75.cu: blocks of 16 query rows on warp pairs that split head_dim, for MTP
+// verification; head_dim 128 or 256). Only the Turing path has it: these three exist for sm7x::Sm75 alone
+// (declared as its specializations here; callers guard the tag with if constexpr).
+template <class ArchTag>
+void launch_decode_pairs(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                         cudaStream_t stream);
+template <class ArchTag>
+void settle_decode_pairs_paddings(int head_dim, const sm7x::CardLimits& card);
 template <class ArchTag>
 DecodeOccupancy decode_pairs_occupancy(int head_dim, const sm7x::CardLimits& card);
+template <>
+void launch_decode_pairs<sm7x::Sm75>(const DecodeParams& params, int head_dim, const sm7x::CardLimits* emulated,
+                                     cudaStream_t stream);
+template <>
+void settle_decode_pairs_paddings<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
+template <>
+DecodeOccupancy decode_pairs_occupancy<sm7x::Sm75>(int head_dim, const sm7x::CardLimits& card);
 
 }  // namespace flash_v100

@@ -18,7 +18,6 @@
 namespace flash_v100 {
 namespace {
 
-constexpr int kPairRows = 16;
 constexpr int kPairs = kMma8Warps / 2;
 
 template <int kHeadDim>
@@ -140,7 +139,9 @@ __global__ void __launch_bounds__(kMma8Threads) decode_pairs_sm75_kernel(const D
     }
     if (t_next < cta.t_end) fetch_k(t_next);  // K's registers are free: the next stage lands meanwhile
 
-    // The pair's halves meet: each warp adds the other's partial scores.
+    // The pair's halves meet: each warp adds the other's partial scores. From here on both warps must
+    // compute bit for bit the same (own + other commutes), so that their m, l and P agree: only warp
+    // half 0 publishes m and l, and each half's O is on that scale.
     float4(&exchange)[2][L::kKeyTiles][32] = shared.scores[pair][parity];
 #pragma unroll
     for (int h = 0; h < L::kKeyTiles; ++h) exchange[half][h][lane] = make_float4(s[h][0], s[h][1], s[h][2], s[h][3]);
