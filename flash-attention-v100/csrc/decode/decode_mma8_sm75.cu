@@ -10,6 +10,7 @@
 //   each lane ends with 8 consecutive output dims of two query rows.
 #include "core/mma_sm75.h"
 #include "decode/decode_mma8.cuh"
+#include "decode/turing_kv_fragments.cuh"
 
 namespace flash_v100 {
 namespace {
@@ -35,33 +36,8 @@ __global__ void __launch_bounds__(kMma8Threads) decode_mma8_sm75_kernel(const De
 
   // Stage loads: K of key t0 + 8h + g, dims c*32 + q*8..; V of keys t0 + 8h + 2q (+1), dims c*64 + g*8..
   uint4 k_frag[L::kKeyTiles][L::kDimChunks32], v_frag[L::kKeyTiles][2][L::kDimChunks64];
-  auto fetch_k = [&](int t0) {
-#pragma unroll
-    for (int h = 0; h < L::kKeyTiles; ++h) {
-      const int t = t0 + 8 * h + g;
-      const bool in_range = t < cta.t_end;
-      const KvSlot slot = in_range ? kv_slot(p, cta.b, t) : KvSlot{0, 0};
-#pragma unroll
-      for (int c = 0; c < L::kDimChunks32; ++c) {
-        k_frag[h][c] = in_range ? read_k_vec<Kv>(p, slot, cta.kv_head, c * 4 + q) : make_uint4(0, 0, 0, 0);
-      }
-    }
-  };
-  auto fetch_v = [&](int t0) {
-#pragma unroll
-    for (int h = 0; h < L::kKeyTiles; ++h) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int t = t0 + 8 * h + 2 * q + e;
-        const bool in_range = t < cta.t_end;
-        const KvSlot slot = in_range ? kv_slot(p, cta.b, t) : KvSlot{0, 0};
-#pragma unroll
-        for (int c = 0; c < L::kDimChunks64; ++c) {
-          v_frag[h][e][c] = in_range ? read_v_vec<Kv>(p, slot, cta.kv_head, c * 8 + g) : make_uint4(0, 0, 0, 0);
-        }
-      }
-    }
-  };
+  auto fetch_k = [&](int t0) { fetch_k_fragments<Kv>(k_frag, p, cta, t0, 0, g, q); };
+  auto fetch_v = [&](int t0) { fetch_v_fragments<Kv>(v_frag, p, cta, t0, 0, g, q); };
   constexpr int kStride = kMma8Warps * L::kStageKeys;
   int t0 = cta.t_first + warp * L::kStageKeys;
   // The first stage's loads go out before anything else.

@@ -14,6 +14,7 @@
 // (at 64 a warp's V loads are one 64-dim chunk per key, which a pair cannot split).
 #include "core/mma_sm75.h"
 #include "decode/decode_mma8.cuh"
+#include "decode/turing_kv_fragments.cuh"
 
 namespace flash_v100 {
 namespace {
@@ -62,33 +63,8 @@ __global__ void __launch_bounds__(kMma8Threads) decode_pairs_sm75_kernel(const D
   // Stage loads: K of key t0 + 8h + g, dims c*32 + q*8..; V of keys t0 + 8h + 2q (+1), dims c*64 + g*8..
   // (dims counted from the warp's half).
   uint4 k_frag[L::kKeyTiles][L::kDimChunks32], v_frag[L::kKeyTiles][2][L::kDimChunks64];
-  auto fetch_k = [&](int t0) {
-#pragma unroll
-    for (int h = 0; h < L::kKeyTiles; ++h) {
-      const int t = t0 + 8 * h + g;
-      const bool in_range = t < cta.t_end;
-      const KvSlot slot = in_range ? kv_slot(p, cta.b, t) : KvSlot{0, 0};
-#pragma unroll
-      for (int c = 0; c < L::kDimChunks32; ++c) {
-        k_frag[h][c] = in_range ? read_k_vec<Kv>(p, slot, cta.kv_head, first_vec + c * 4 + q) : make_uint4(0, 0, 0, 0);
-      }
-    }
-  };
-  auto fetch_v = [&](int t0) {
-#pragma unroll
-    for (int h = 0; h < L::kKeyTiles; ++h) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int t = t0 + 8 * h + 2 * q + e;
-        const bool in_range = t < cta.t_end;
-        const KvSlot slot = in_range ? kv_slot(p, cta.b, t) : KvSlot{0, 0};
-#pragma unroll
-        for (int c = 0; c < L::kDimChunks64; ++c) {
-          v_frag[h][e][c] = in_range ? read_v_vec<Kv>(p, slot, cta.kv_head, first_vec + c * 8 + g) : make_uint4(0, 0, 0, 0);
-        }
-      }
-    }
-  };
+  auto fetch_k = [&](int t0) { fetch_k_fragments<Kv>(k_frag, p, cta, t0, first_vec, g, q); };
+  auto fetch_v = [&](int t0) { fetch_v_fragments<Kv>(v_frag, p, cta, t0, first_vec, g, q); };
   constexpr int kStride = kPairs * L::kStageKeys;
   int t0 = cta.t_first + pair * L::kStageKeys;
   // The first stage's loads go out before anything else.
