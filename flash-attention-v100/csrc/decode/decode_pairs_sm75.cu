@@ -189,8 +189,8 @@ __global__ void __launch_bounds__(kMma8Threads) decode_pairs_sm75_kernel(const D
       for (int c = 0; c < L::kDimChunks64; ++c) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const uint32_t a[2] = {pair_halves(word(v_frag[h][0][c], i / 2), word(v_frag[h][1][c], i / 2), i),
-                                 pair_halves(word(v_frag[h][0][c], 2 + i / 2), word(v_frag[h][1][c], 2 + i / 2), i)};
+          uint32_t a[2];
+          v_transposed_fragment(a, v_frag[h], c, i);
 #pragma unroll
           for (int rh = 0; rh < 2; ++rh) sm7x::sm75::mma_m16n8k8(o[c * 4 + i][rh], a, p_frag[h][rh]);
         }

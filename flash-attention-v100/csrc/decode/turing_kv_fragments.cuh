@@ -1,10 +1,11 @@
-// The stage loads of the Turing decode kernels (decode_mma8_sm75.cu, decode_pairs_sm75.cu): K and V read
-// from the cache straight into the order their m16n8k8 fragments take, in 16-byte loads, coalesced over
-// 64- or 128-byte runs of one key; zeros past the CTA's last key.
+// The Turing decode kernels' stage loads (decode_mma8_sm75.cu, decode_pairs_sm75.cu) and the V^T fragment
+// built from them: K and V read from the cache straight into the order their m16n8k8 fragments take, in
+// 16-byte loads, coalesced over 64- or 128-byte runs of one key; zeros past the CTA's last key.
 #pragma once
 #include <cuda_fp16.h>
 
 #include "decode/decode_cta.cuh"
+#include "decode/decode_mma8.cuh"
 #include "paged_kv/read_kv.cuh"
 
 namespace flash_v100 {
@@ -44,6 +45,14 @@ __device__ __forceinline__ void fetch_v_fragments(uint4 (&v)[kKeyTiles][2][kChun
       }
     }
   }
+}
+
+// V^T's A fragment for m tile (c, i) of O^T += V^T P^T, from one key pair's loads (v[e]: key 2q + e):
+// a[0] = dim c*64 + g*8 + i (row g), a[1] = that + 4 (row g + 8), each as the pair's two halves (keys 2q, 2q + 1).
+template <int kChunks64>
+__device__ __forceinline__ void v_transposed_fragment(uint32_t (&a)[2], const uint4 (&v)[2][kChunks64], int c, int i) {
+  a[0] = pair_halves(word(v[0][c], i / 2), word(v[1][c], i / 2), i);
+  a[1] = pair_halves(word(v[0][c], 2 + i / 2), word(v[1][c], 2 + i / 2), i);
 }
 
 }  // namespace flash_v100
