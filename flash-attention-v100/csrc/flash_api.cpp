@@ -56,8 +56,9 @@ std::string build_info() {
 // 32-row form's at q_len 5, whose 30 rows it reads in four blocks of 8 (the blocks of one split run side
 // by side, so the re-reads come from L2).
 // The pair kernel (decode_pairs_sm75.cu: 16 rows per warp pair, each warp on half of head_dim) is the
-// sm75 path's candidate for MTP verification; until it is measured against the 8-row kernel it runs only
-// when asked for.
+// sm75 path's candidate for MTP verification: 0.86-0.93x the 8-row kernel's time at q_len 5 from 32K keys,
+// slower at 4K and at q_len 1 (attention-sm75-h200-2026-12-03-pairs-ab-*.json), not yet served: it runs
+// only when asked for.
 // FLASH_ATTN_V100_DECODE=simt|mma|mma32|mma8|pairs forces one.
 namespace {
 
