@@ -26,6 +26,7 @@
 #   bash tools/device/gpu.sh all                         # build, tests, benchmark
 #   bash tools/device/gpu.sh save-caches                 # compile caches into $OUT/caches (bring them home)
 #   bash tools/device/gpu.sh stash-caches                # carried .device/caches kept for this machine's calls
+# Several of these in one call, sharing its time budget: tools/device/steps.sh.
 # SM7X_SKIP_BUILD=1 reuses the wheels a warm machine built before (only Python changed since).
 # SM7X_FA_ONLY=1 builds and tests flash-attn-v100 alone (test: its GPU tests only; the benchmarks
 # import vllm_sm7x's pure-Python helpers from the tree): no vLLM bundle, no stash calls, half the build.
