@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several tools/device/gpu.sh commands in one call of the run tool. A lent machine left idle for about
 # 30 s is given back, and reading one call's results before starting the next is often longer than that
-# (twice in the twenty-third session: a bare machine, its rebuild and the vLLM stash redone). So put the
+# (in the twenty-third session: a bare machine, its rebuild and the vLLM stash redone). So put the
 # work of a session's minutes into one call:
 #
 #   bash tools/device/steps.sh 'test -k "sm75 and mtp_keeps"' \
