@@ -17,7 +17,10 @@ ours takes its decode kernels (few tokens), its grouped-GEMM form is timed too (
 ("ours_grouped_r<rows>_c<tiles>", each checked against vLLM's output like ours). All
 calls run inside CUDA graphs. Where the decode form runs, its bounds are measured in the same setting:
 the same bytes copied in two launches ("copy_same_bytes") and its two launches on a near-empty layer
-("launch_floor"). These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
+("launch_floor"), and the layer with its routing as served: from the router logits, the decode kernels
+routing themselves ("ours_from_logits", what the monolithic MoE method runs) and the routing kernel
+before the layer ("ours_router_then_layer", vLLM's router then the method). These are figures of this
+GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/moe.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--tokens N ...]
                            [--shapes NAME ...] [--grouped-configs]
@@ -96,8 +99,8 @@ class Problem:
         self.layers, self.shape, self.tokens = layers, shape, tokens
         self.x = torch.randn(tokens, shape.hidden, device="cuda", generator=gen).half()
         self.weights = torch.rand(tokens, TOPK, device="cuda", generator=gen).softmax(-1)
-        self.ids = [torch.rand(tokens, EXPERTS, device="cuda", generator=gen).topk(TOPK, -1).indices.int()
-                    for _ in layers]
+        self.logits = [torch.randn(tokens, EXPERTS, device="cuda", generator=gen).half() for _ in layers]
+        self.ids = [logits.topk(TOPK, -1).indices.int() for logits in self.logits]
 
     def touched_bytes(self) -> float:  # per layer, averaged
         distinct = sum(ids.unique().numel() for ids in self.ids) / len(self.ids)
@@ -112,6 +115,22 @@ def ours(problem: Problem, path: str, decode_max_tokens: int | None = None, grou
     limit = DECODE_MAX_TOKENS if decode_max_tokens is None else decode_max_tokens
     return lambda layer, ids: awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], problem.weights, ids, path,
                                       decode_max_tokens=limit, grouped_tile=grouped_tile)
+
+
+def routed_from_logits(problem: Problem, path: str, in_kernel: bool):
+    """Our layer with its routing, from one layer's router logits: the decode kernels routing themselves
+    (in_kernel), or the routing kernel then the layer (as with vLLM's router in front)."""
+    from vllm_sm7x.ops.moe import awq_moe, awq_moe_routed, topk_softmax
+
+    if in_kernel:
+        return lambda layer, logits: awq_moe_routed(problem.x, layer.ours["w13"], layer.ours["w2"], logits, TOPK,
+                                                    True, path)
+
+    def router_then_layer(layer, logits):
+        weights, ids, _ = topk_softmax(logits, TOPK, True)
+        return awq_moe(problem.x, layer.ours["w13"], layer.ours["w2"], weights, ids, path)
+
+    return router_then_layer
 
 
 def decode_form_bounds(problem: Problem, path: str) -> dict:
@@ -162,8 +181,11 @@ def stock(problem: Problem, emulate: str | None, triton_only: bool):
     return run
 
 
-def time_per_layer(fn, problem: Problem) -> float:
-    return graph_median_ms(lambda: [fn(layer, ids) for layer, ids in zip(problem.layers, problem.ids)]) / len(
+def time_per_layer(fn, problem: Problem, inputs: list[torch.Tensor] | None = None) -> float:
+    """Median ms per layer of fn(layer, routing input) over the rotated layers, inputs the layers' expert
+    ids unless given (e.g. their router logits)."""
+    per_layer = inputs if inputs is not None else problem.ids
+    return graph_median_ms(lambda: [fn(layer, x) for layer, x in zip(problem.layers, per_layer)]) / len(
         problem.layers)
 
 
@@ -218,6 +240,9 @@ def main() -> int:
                 path_baselines = baselines_for_path(baselines, path)
                 if tokens <= DECODE_MAX_TOKENS:  # ours took the decode kernels: the grouped form beside it
                     path_baselines["ours_grouped"] = round(time_per_layer(ours(problem, path, 0), problem), 5)
+                    for key, in_kernel in (("ours_from_logits", True), ("ours_router_then_layer", False)):
+                        path_baselines[key] = round(time_per_layer(routed_from_logits(problem, path, in_kernel),
+                                                                   problem, problem.logits), 5)
                     try:
                         path_baselines.update(decode_form_bounds(problem, path))
                     except Exception as e:  # reported, not fatal
@@ -253,6 +278,10 @@ def main() -> int:
             faithful = next((v for k, v in b.items() if "faithful" in k), None)
             print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
                   f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
+            if "ours_from_logits" in b:
+                print(f"{'':<16} {'':>6} with its routing, from the logits: routed in the kernels "
+                      f"{fmt(b['ours_from_logits']).strip()} (bw {r['bw_frac'] * r['ms'] / b['ours_from_logits']:.2f}), "
+                      f"routing kernel then the layer {fmt(b['ours_router_then_layer']).strip()}")
             if "copy_same_bytes" in b:
                 print(f"{'':<16} {'':>6} bounds of its two launches: the same bytes copied in two launches "
                       f"{fmt(b['copy_same_bytes']).strip()}, "

@@ -98,6 +98,13 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
                              const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
                              const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
                              const torch::Tensor& topk_ids, int64_t group_size);
+// The same layer routing from the router logits [tokens, E] in its first launch (no routing launch):
+// returns {out, topk_weights fp32 [tokens, top_k], topk_ids int32}, the picks moe_topk_softmax makes.
+std::vector<torch::Tensor> awq_moe_decode_routed(const torch::Tensor& x, const torch::Tensor& w13_qweight,
+                                                 const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
+                                                 const torch::Tensor& w2_scale_zero,
+                                                 const torch::Tensor& router_logits, int64_t top_k, bool renormalize,
+                                                 int64_t group_size);
 // AWQ experts (stacked packed weights [E, ...]) over routed rows: out[r] = x[r / x_row_divisor] W_e for
 // each routed row r of expert e (rows of dropped expert ids are not written).
 torch::Tensor awq_moe_gemm(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& scale_zero,

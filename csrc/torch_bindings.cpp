@@ -53,6 +53,9 @@ TORCH_LIBRARY(_C_sm7x, m) {
   m.def("awq_moe_decode(Tensor x, Tensor w13_qweight, Tensor w13_scale_zero, Tensor w2_qweight, "
         "Tensor w2_scale_zero, Tensor topk_weights, Tensor topk_ids, int group_size) -> Tensor");
   m.impl("awq_moe_decode", torch::kCUDA, &sm7x::awq_moe_decode);
+  m.def("awq_moe_decode_routed(Tensor x, Tensor w13_qweight, Tensor w13_scale_zero, Tensor w2_qweight, "
+        "Tensor w2_scale_zero, Tensor router_logits, int top_k, bool renormalize, int group_size) -> Tensor[]");
+  m.impl("awq_moe_decode_routed", torch::kCUDA, &sm7x::awq_moe_decode_routed);
   m.def("awq_moe_gemm(Tensor x, Tensor qweight, Tensor scale_zero, Tensor sorted_rows, Tensor offsets, "
         "Tensor tile_expert, Tensor tile_row, int x_row_divisor, int group_size, int rows_per_tile, str path, "
         "int column_tiles=1) -> Tensor");

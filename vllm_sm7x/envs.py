@@ -62,6 +62,14 @@ environment_variables: dict[str, tuple[Callable[[], Any], str]] = {
         "of vLLM's kernel, which has no matrix product and so runs as fast built for sm_75 as for Hopper "
         "(H200, 2026-12-02).",
     ),
+    "VLLM_SM7X_MOE_ROUTER_IN_KERNEL": (
+        lambda: _switch("VLLM_SM7X_MOE_ROUTER_IN_KERNEL", "1"),
+        "AWQ MoE layers with a plain softmax top-k router (Qwen3.5/3.6 MoE) take vLLM's router logits and route "
+        "inside our expert kernels (default `1`): at decode (up to 4 tokens) the first expert kernel picks the "
+        "experts itself, one launch fewer per layer than vLLM's routing kernel before it. `0`: vLLM's router "
+        "picks the experts first (with expert parallel, data parallel or `--enable-return-routed-experts` it "
+        "always does).",
+    ),
     "VLLM_SM7X_PROFILE": (
         lambda: os.environ.get("VLLM_SM7X_PROFILE", "auto").strip().lower(),
         "The serving profile: at engine start-up, fill the settings the user did not give (context length, "

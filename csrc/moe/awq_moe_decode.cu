@@ -13,6 +13,7 @@
 
 #include "core/cuda_check.h"
 #include "moe/awq_moe_decode.h"
+#include "moe/topk_softmax_warp.cuh"
 #include "quantization/awq/awq_gemm.h"
 #include "quantization/awq/awq_warp.cuh"
 
@@ -24,7 +25,7 @@ using awq::kSlots;
 using awq::kTileK;
 using awq::kTileRows;
 
-constexpr unsigned kFullMask = 0xffffffffu;
+using routing::kFullMask;
 
 // The 32 halves of x at k .. k+31 (one lane's segment) as floats.
 __device__ __forceinline__ void load_segment(const __half* x, float (&xf)[kSlotK]) {
@@ -68,13 +69,31 @@ __device__ __forceinline__ float column_sum(float v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
+// Where launch 1 finds a routed row's expert: the given ids, or the token's router logits.
+struct GivenRouting {
+  __device__ static int expert_of(const AwqMoeDecodeParams& p, int row) { return p.ids[row]; }
+};
+
+// Every warp routes the token itself (the same picks in each: no shared memory, no barrier), and
+// lane `slot` of warp 0 in the CTAs of column tile 0 writes the row's pick for launch 2.
+template <int kPerLane, typename Logit>
+struct LogitRouting {
+  __device__ static int expert_of(const AwqMoeDecodeParams& p, int row) {
+    const int token = row / p.k, slot = row % p.k;
+    const Logit* logits = static_cast<const Logit*>(p.router_logits) + token * p.logits_stride;
+    const routing::Pick pick = routing::warp_topk_softmax<kPerLane>(logits, p.experts, p.k, p.renormalize);
+    if (blockIdx.y == 0 && threadIdx.x == slot) p.ids[row] = pick.id, p.weights[row] = pick.weight;
+    return __shfl_sync(kFullMask, pick.id, slot);
+  }
+};
+
 // Grid (routed rows, inter / 16): act[row, 16 columns] = silu(gate) * up of x[row / k] through the
 // row's expert.
-template <int kWarps>
+template <int kWarps, class Routing>
 __global__ void __launch_bounds__(kWarps * 32) gate_up_kernel(const AwqMoeDecodeParams p) {
   __shared__ float sums[kWarps][2][kTileRows];  // [warp][gate, up][column]
   const int row = blockIdx.x, tile = blockIdx.y;
-  const int expert = p.ids[row];
+  const int expert = Routing::expert_of(p, row);
   if (expert < 0 || expert >= p.experts) return;  // another rank's expert: the combine skips the row
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, segment = lane % 4;
   const int k_tiles = (p.hidden + kTileK - 1) / kTileK, columns = 2 * p.inter;
@@ -172,7 +191,15 @@ void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
   with_warps_for<8>(hidden_tiles, [&](auto warps) {
-    gate_up_kernel<decltype(warps)::value><<<dim3(p.tokens * p.k, p.inter / kTileRows), warps * 32, 0, stream>>>(p);
+    const dim3 grid(p.tokens * p.k, p.inter / kTileRows);
+    if (p.router_logits == nullptr) {
+      gate_up_kernel<decltype(warps)::value, GivenRouting><<<grid, warps * 32, 0, stream>>>(p);
+    } else {
+      routing::with_router_shape(p.experts, p.logits_dtype, [&](auto per_lane, auto logit) {
+        using Routing = LogitRouting<decltype(per_lane)::value, decltype(logit)>;
+        gate_up_kernel<decltype(warps)::value, Routing><<<grid, warps * 32, 0, stream>>>(p);
+      });
+    }
     SM7X_CHECK_LAUNCH();
   });
   with_warps_for<16>(p.k * inter_tiles, [&](auto warps) {

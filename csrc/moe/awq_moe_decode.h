@@ -9,11 +9,17 @@
 // SIMT dot products over the same packed tiles the tensor-core kernels read (awq_gemm.h): with one
 // token per row there is nothing for an mma to share, and the same code serves every arch >= 7.0.
 // Slots of ids outside [0, experts) (other ranks' experts) are skipped.
+// With router logits given, launch 1 also routes: each CTA picks its token's top-k from the logits
+// (the routing kernel's warp code, topk_softmax_warp.cuh: the same picks bit for bit) and the CTAs of
+// column tile 0 write ids and weights for launch 2, so routing costs no launch of its own. A decode
+// layer's fixed cost is its launches (benchmarks.md, "One token's fixed cost").
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "moe/moe_routing.h"
 
 namespace sm7x {
 
@@ -24,8 +30,12 @@ struct AwqMoeDecodeParams {
   const uint4* w2;           // [experts] packed tiles of inter -> hidden
   const __half2* w2_sz;      // [experts, inter / group, hidden]
   int64_t w13_stride, w13_sz_stride, w2_stride, w2_sz_stride;  // per expert, in uint4 / half2
-  const float* weights;      // [tokens, k]
-  const int* ids;            // [tokens, k]
+  float* weights;            // [tokens, k]: read, or written by launch 1 when it routes
+  int* ids;                  // [tokens, k]: read, or written by launch 1 when it routes
+  const void* router_logits; // [tokens, experts] (row stride logits_stride), or null: ids and weights given
+  int64_t logits_stride;
+  GatingDtype logits_dtype;
+  bool renormalize;          // routing: weights renormalised over the k picks
   __half* act;               // [tokens * k, inter]: silu(gate) * up per routed row
   __half* out;               // [tokens, hidden]
   int tokens, k, experts, hidden, inter, group_shift;

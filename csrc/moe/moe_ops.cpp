@@ -9,6 +9,27 @@
 
 namespace sm7x {
 
+namespace {
+
+GatingDtype gating_dtype(const torch::Tensor& logits, const char* op) {
+  switch (logits.scalar_type()) {
+    case at::kHalf: return GatingDtype::kFloat16;
+    case at::kBFloat16: return GatingDtype::kBFloat16;
+    case at::kFloat: return GatingDtype::kFloat32;
+    default: TORCH_CHECK_VALUE(false, op, ": router logits must be float16, bfloat16 or float32, got ",
+                               logits.scalar_type());
+  }
+}
+
+void check_router_shape(int64_t experts, int64_t k, const char* op) {
+  TORCH_CHECK_VALUE(experts >= 1 && experts <= kMaxRoutedExperts, op, ": ", experts,
+                    " experts; the routing kernels take 1 to ", kMaxRoutedExperts);
+  TORCH_CHECK_VALUE(k >= 1 && k <= std::min<int64_t>(kMaxTopK, experts), op, ": top-k ", k, " must be 1 to ",
+                    std::min<int64_t>(kMaxTopK, experts), " for ", experts, " experts");
+}
+
+}  // namespace
+
 void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torch::Tensor& token_expert_indices,
                       const torch::Tensor& gating_output, bool renormalize) {
   constexpr const char* op = "moe_topk_softmax";
@@ -18,19 +39,9 @@ void moe_topk_softmax(torch::Tensor& topk_weights, torch::Tensor& topk_ids, torc
   }
   TORCH_CHECK_VALUE(gating_output.dim() == 2 && gating_output.stride(1) == 1, op,
                     ": gating_output must be [tokens, experts] with contiguous rows, got ", gating_output.sizes());
-  GatingDtype dtype;
-  switch (gating_output.scalar_type()) {
-    case at::kHalf: dtype = GatingDtype::kFloat16; break;
-    case at::kBFloat16: dtype = GatingDtype::kBFloat16; break;
-    case at::kFloat: dtype = GatingDtype::kFloat32; break;
-    default: TORCH_CHECK_VALUE(false, op, ": gating_output must be float16, bfloat16 or float32, got ",
-                               gating_output.scalar_type());
-  }
+  const GatingDtype dtype = gating_dtype(gating_output, op);
   const int64_t tokens = gating_output.size(0), experts = gating_output.size(1), k = topk_weights.size(-1);
-  TORCH_CHECK_VALUE(experts >= 1 && experts <= kMaxRoutedExperts, op, ": ", experts,
-                    " experts; the routing kernel takes 1 to ", kMaxRoutedExperts);
-  TORCH_CHECK_VALUE(k >= 1 && k <= std::min<int64_t>(kMaxTopK, experts), op, ": top-k ", k, " must be 1 to ",
-                    std::min<int64_t>(kMaxTopK, experts), " for ", experts, " experts");
+  check_router_shape(experts, k, op);
   TORCH_CHECK_VALUE(topk_weights.scalar_type() == at::kFloat && topk_ids.scalar_type() == at::kInt &&
                         token_expert_indices.scalar_type() == at::kInt,
                     op, ": topk_weights must be float32, topk_ids and token_expert_indices int32");
@@ -148,13 +159,12 @@ void check_expert_stack(const torch::Tensor& qweight, const torch::Tensor& scale
                     "] (experts_to_kernel_layout), got ", qweight.sizes(), " and ", scale_zero.sizes());
 }
 
-}  // namespace
-
-torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qweight,
-                             const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
-                             const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
-                             const torch::Tensor& topk_ids, int64_t group_size) {
-  constexpr const char* op = "awq_moe_decode";
+// Checks and parameters the two decode-layer ops share (everything but the routing); act and out are
+// allocated here.
+AwqMoeDecodeParams decode_layer_params(const char* op, const torch::Tensor& x, const torch::Tensor& w13_qweight,
+                                       const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
+                                       const torch::Tensor& w2_scale_zero, int64_t k, int64_t group_size,
+                                       torch::Tensor& act, torch::Tensor& out) {
   TORCH_CHECK_VALUE(group_size == 32 || group_size == 64 || group_size == 128, op, ": group size ", group_size,
                     " is not supported (32, 64 or 128)");
   TORCH_CHECK_VALUE(x.is_cuda() && x.scalar_type() == at::kHalf && x.dim() == 2 && x.is_contiguous() &&
@@ -171,21 +181,14 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
   check_expert_stack(w13_qweight, w13_scale_zero, experts, hidden, 2 * inter, group_size, "w13 (hidden -> 2 x width)",
                      op);
   check_expert_stack(w2_qweight, w2_scale_zero, experts, inter, hidden, group_size, "w2 (width -> hidden)", op);
-  TORCH_CHECK_VALUE(topk_ids.dim() == 2 && topk_ids.size(0) == tokens && topk_weights.sizes() == topk_ids.sizes() &&
-                        topk_ids.scalar_type() == at::kInt && topk_weights.scalar_type() == at::kFloat &&
-                        topk_ids.is_contiguous() && topk_weights.is_contiguous(),
-                    op, ": topk_weights (float32) and topk_ids (int32) must be contiguous [tokens = ", tokens,
-                    ", k], got ", topk_weights.sizes(), " and ", topk_ids.sizes());
-  for (const torch::Tensor* t : {&w13_qweight, &w13_scale_zero, &w2_qweight, &w2_scale_zero, &topk_weights,
-                                 &topk_ids}) {
+  for (const torch::Tensor* t : {&w13_qweight, &w13_scale_zero, &w2_qweight, &w2_scale_zero}) {
     TORCH_CHECK_VALUE(t->is_cuda() && t->device() == x.device(), op, ": every tensor must be on ", x.device());
   }
-  const int64_t k = topk_ids.size(1);
   TORCH_CHECK_VALUE(k >= 1 && k <= kMaxTopK, op, ": top-k ", k, " must be 1 to ", kMaxTopK,
                     " (the routing kernels' limit: one lane per chosen expert)");
   TORCH_CHECK_VALUE(tokens * k <= INT32_MAX, op, ": too many routed rows");
-  auto act = torch::empty({tokens * k, inter}, x.options());
-  auto out = torch::empty({tokens, hidden}, x.options());
+  act = torch::empty({tokens * k, inter}, x.options());
+  out = torch::empty({tokens, hidden}, x.options());
   AwqMoeDecodeParams p{};
   p.x = reinterpret_cast<const __half*>(x.data_ptr<at::Half>());
   p.w13 = reinterpret_cast<const uint4*>(w13_qweight.data_ptr<int32_t>());
@@ -194,16 +197,67 @@ torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qw
   p.w2_sz = reinterpret_cast<const __half2*>(w2_scale_zero.data_ptr<int32_t>());
   p.w13_stride = w13_qweight.stride(0) / 4, p.w13_sz_stride = w13_scale_zero.stride(0);
   p.w2_stride = w2_qweight.stride(0) / 4, p.w2_sz_stride = w2_scale_zero.stride(0);
-  p.weights = topk_weights.data_ptr<float>();
-  p.ids = topk_ids.data_ptr<int>();
   p.act = reinterpret_cast<__half*>(act.data_ptr<at::Half>());
   p.out = reinterpret_cast<__half*>(out.data_ptr<at::Half>());
   p.tokens = static_cast<int>(tokens), p.k = static_cast<int>(k), p.experts = static_cast<int>(experts);
   p.hidden = static_cast<int>(hidden), p.inter = static_cast<int>(inter);
   p.group_shift = __builtin_ctz(static_cast<unsigned>(group_size));
+  return p;
+}
+
+}  // namespace
+
+torch::Tensor awq_moe_decode(const torch::Tensor& x, const torch::Tensor& w13_qweight,
+                             const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
+                             const torch::Tensor& w2_scale_zero, const torch::Tensor& topk_weights,
+                             const torch::Tensor& topk_ids, int64_t group_size) {
+  constexpr const char* op = "awq_moe_decode";
+  TORCH_CHECK_VALUE(topk_ids.dim() == 2 && topk_ids.size(0) == x.size(0) && topk_weights.sizes() == topk_ids.sizes() &&
+                        topk_ids.scalar_type() == at::kInt && topk_weights.scalar_type() == at::kFloat &&
+                        topk_ids.is_contiguous() && topk_weights.is_contiguous() && topk_ids.is_cuda() &&
+                        topk_weights.is_cuda() && topk_ids.device() == x.device() &&
+                        topk_weights.device() == x.device(),
+                    op, ": topk_weights (float32) and topk_ids (int32) must be contiguous [tokens = ", x.size(0),
+                    ", k] on ", x.device(), ", got ", topk_weights.sizes(), " and ", topk_ids.sizes());
+  torch::Tensor act, out;
+  AwqMoeDecodeParams p = decode_layer_params(op, x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_zero,
+                                             topk_ids.size(1), group_size, act, out);
+  p.weights = topk_weights.data_ptr<float>();
+  p.ids = topk_ids.data_ptr<int>();
   const c10::cuda::CUDAGuard guard(x.device());
   launch_awq_moe_decode(p, c10::cuda::getCurrentCUDAStream());
   return out;
+}
+
+std::vector<torch::Tensor> awq_moe_decode_routed(const torch::Tensor& x, const torch::Tensor& w13_qweight,
+                                                 const torch::Tensor& w13_scale_zero, const torch::Tensor& w2_qweight,
+                                                 const torch::Tensor& w2_scale_zero,
+                                                 const torch::Tensor& router_logits, int64_t top_k, bool renormalize,
+                                                 int64_t group_size) {
+  constexpr const char* op = "awq_moe_decode_routed";
+  TORCH_CHECK_VALUE(router_logits.is_cuda() && router_logits.device() == x.device() && router_logits.dim() == 2 &&
+                        router_logits.size(0) == x.size(0) && router_logits.stride(1) == 1,
+                    op, ": router_logits must be [tokens = ", x.size(0), ", experts] with contiguous rows on ",
+                    x.device(), ", got ", router_logits.sizes());
+  const GatingDtype dtype = gating_dtype(router_logits, op);
+  const int64_t experts = router_logits.size(1);
+  check_router_shape(experts, top_k, op);
+  torch::Tensor act, out;
+  AwqMoeDecodeParams p = decode_layer_params(op, x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_zero, top_k,
+                                             group_size, act, out);
+  TORCH_CHECK_VALUE(p.experts == experts, op, ": the router scores ", experts, " experts and the layer holds ",
+                    p.experts, "; routing in the kernel needs every expert on this rank (no expert parallel)");
+  auto topk_weights = torch::empty({x.size(0), top_k}, x.options().dtype(at::kFloat));
+  auto topk_ids = torch::empty({x.size(0), top_k}, x.options().dtype(at::kInt));
+  p.weights = topk_weights.data_ptr<float>();
+  p.ids = topk_ids.data_ptr<int>();
+  p.router_logits = router_logits.data_ptr();
+  p.logits_stride = router_logits.stride(0);
+  p.logits_dtype = dtype;
+  p.renormalize = renormalize;
+  const c10::cuda::CUDAGuard guard(x.device());
+  launch_awq_moe_decode(p, c10::cuda::getCurrentCUDAStream());
+  return {out, topk_weights, topk_ids};
 }
 
 }  // namespace sm7x

@@ -1,85 +1,25 @@
-// SIMT top-k softmax routing (arch-neutral: the same code on every arch >= 7.0). One warp per token:
-// lane l holds the logits of experts l, l + 32, ...; the softmax max and sum are warp reductions;
-// each of the k picks is a warp arg-max (ties: lower expert index), after which the owner lane
-// drops that expert. Lane j keeps the j-th pick, so the renormalised weights need no second pass.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <cfloat>
-#include <climits>
-
+// SIMT routing steps (arch-neutral: the same code on every arch >= 7.0). Top-k softmax: one warp
+// per token (topk_softmax_warp.cuh).
 #include "core/cuda_check.h"
 #include "moe/moe_routing.h"
+#include "moe/topk_softmax_warp.cuh"
 
 namespace sm7x {
 namespace {
 
 constexpr int kWarpsPerCta = 4;
-constexpr int kPerLane = kMaxRoutedExperts / 32;
-constexpr unsigned kFullMask = 0xffffffffu;
+using routing::kFullMask;
 
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(float x) { return x; }
-
-template <typename T>
+template <int kPerLane, typename T>
 __global__ void __launch_bounds__(kWarpsPerCta * 32) topk_softmax_kernel(const TopkSoftmaxParams p) {
   const int token = blockIdx.x * kWarpsPerCta + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (token >= p.tokens) return;  // whole warps
   const T* logits = static_cast<const T*>(p.gating) + token * p.gating_stride;
-  float prob[kPerLane];
-  float row_max = -FLT_MAX;
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) {
-    const int e = lane + 32 * i;
-    prob[i] = e < p.experts ? to_float(logits[e]) : -FLT_MAX;
-    row_max = fmaxf(row_max, prob[i]);
-  }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) row_max = fmaxf(row_max, __shfl_xor_sync(kFullMask, row_max, offset));
-  float sum = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) {
-    if (lane + 32 * i < p.experts) {
-      prob[i] = expf(prob[i] - row_max);
-      sum += prob[i];
-    } else {
-      prob[i] = -1.f;  // past the last expert: never picked (as a picked expert is marked)
-    }
-  }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
-  const float inv_sum = 1.f / sum;
-
-  float my_weight = 0.f, chosen_sum = 0.f;
-  int my_id = 0;
-  for (int j = 0; j < p.k; ++j) {
-    // This lane's best remaining expert (chosen ones hold -1), then the warp's.
-    float best = -1.f;
-    int best_expert = INT_MAX;
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      if (prob[i] > best) best = prob[i], best_expert = lane + 32 * i;
-    }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float other = __shfl_xor_sync(kFullMask, best, offset);
-      const int other_expert = __shfl_xor_sync(kFullMask, best_expert, offset);
-      if (other > best || (other == best && other_expert < best_expert)) best = other, best_expert = other_expert;
-    }
-    if (best_expert == INT_MAX) best = 0.f, best_expert = 0;  // NaN logits: a valid expert of weight 0
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      if (lane + 32 * i == best_expert) prob[i] = -1.f;
-    }
-    const float weight = best * inv_sum;
-    chosen_sum += weight;
-    if (lane == j) my_weight = weight, my_id = best_expert;
-  }
+  const routing::Pick pick = routing::warp_topk_softmax<kPerLane>(logits, p.experts, p.k, p.renormalize);
   if (lane < p.k) {
     const int64_t slot = (int64_t)token * p.k + lane;
-    p.weights[slot] = p.renormalize ? my_weight / chosen_sum : my_weight;
-    p.ids[slot] = my_id;
+    p.weights[slot] = pick.weight;
+    p.ids[slot] = pick.id;
     p.token_expert[slot] = lane * p.tokens + token;
   }
 }
@@ -217,13 +157,9 @@ void launch_silu_mul(const SiluMulParams& p, cudaStream_t stream) {
 void launch_topk_softmax(const TopkSoftmaxParams& p, GatingDtype dtype, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const dim3 grid((p.tokens + kWarpsPerCta - 1) / kWarpsPerCta);
-  switch (dtype) {
-    case GatingDtype::kFloat16: topk_softmax_kernel<__half><<<grid, kWarpsPerCta * 32, 0, stream>>>(p); break;
-    case GatingDtype::kBFloat16:
-      topk_softmax_kernel<__nv_bfloat16><<<grid, kWarpsPerCta * 32, 0, stream>>>(p);
-      break;
-    case GatingDtype::kFloat32: topk_softmax_kernel<float><<<grid, kWarpsPerCta * 32, 0, stream>>>(p); break;
-  }
+  routing::with_router_shape(p.experts, dtype, [&](auto per_lane, auto logit) {
+    topk_softmax_kernel<decltype(per_lane)::value, decltype(logit)><<<grid, kWarpsPerCta * 32, 0, stream>>>(p);
+  });
   SM7X_CHECK_LAUNCH();
 }
 

@@ -257,6 +257,85 @@ def test_decode_form_checks_its_inputs(moe, seed):
                                            128))
 
 
+def router_logits(tokens, experts, dtype, gen):
+    """Router logits [tokens, experts] as a strided slice of a wider projection (as vLLM may pass them)."""
+    rows = torch.randn(tokens, experts + 3, device="cuda", generator=gen) * 2
+    return rows.to(dtype)[:, 3:]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("tokens, experts, topk, hidden, inter, group_size, logits_dtype, renormalize", [
+    (1, 256, 8, 2048, 512, 128, torch.float16, True),   # Qwen3.6-35B-A3B at TP1, one decode token
+    (1, 256, 8, 2048, 128, 128, torch.float16, True),   # ... at TP4
+    (3, 256, 8, 3072, 256, 128, torch.float32, False),  # Qwen3.5-122B-A10B at TP4, an MTP-sized batch
+    (4, 300, 5, 384, 96, 32, torch.bfloat16, True),     # past 256 experts: 32 logits per lane
+    (2, 7, 7, 256, 128, 64, torch.float16, False),      # every expert chosen
+    (9, 60, 4, 640, 192, 64, torch.float16, True),      # past the decode form: the routing kernel first
+])
+def test_layer_from_router_logits_routes_as_the_routing_kernel(moe, path, tokens, experts, topk, hidden, inter,
+                                                               group_size, logits_dtype, renormalize, seed):
+    """awq_moe_routed (what the monolithic vLLM method runs) gives, bit for bit, the layer on the routing
+    kernel's picks, and the decode op's returned picks are that kernel's; the layer also matches float64."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, group_size, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, group_size, gen)
+    x = torch.randn(tokens, hidden, device="cuda", generator=gen).half()
+    logits = router_logits(tokens, experts, logits_dtype, gen)
+    weights, ids, _ = moe.topk_softmax(logits, topk, renormalize)
+    poison_free_memory()
+    out = moe.awq_moe_routed(x, w13, w2, logits, topk, renormalize, path=path)
+    assert out.shape == (tokens, hidden) and out.dtype == torch.float16
+    assert torch.equal(out, moe.awq_moe(x, w13, w2, weights, ids, path=path))
+    assert relative_error(out, layer_reference(x, w13_ref, w2_ref, weights, ids, experts)) < 2 * TOLERANCE
+    if tokens <= moe.DECODE_MAX_TOKENS:
+        poison_free_memory()
+        _, routed_weights, routed_ids = torch.ops._C_sm7x.awq_moe_decode_routed(
+            x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, logits, topk, renormalize, group_size)
+        assert torch.equal(routed_ids, ids) and torch.equal(routed_weights, weights)
+
+
+def test_layer_from_router_logits_replays_in_a_cuda_graph_with_new_logits(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    experts, topk, hidden, inter = 64, 8, 1024, 256
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
+    x = torch.randn(2, hidden, device="cuda", generator=gen).half()
+    logits = torch.randn(2, experts, device="cuda", generator=gen).half()
+
+    def step():
+        return moe.awq_moe_routed(x, w13, w2, logits, topk, True)
+
+    graph, captured = capture(step)
+    for _ in range(2):
+        logits.copy_(torch.randn(2, experts, device="cuda", generator=gen))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, step()), "the routed decode form must be deterministic"
+        weights, ids, _ = moe.topk_softmax(logits, topk, True)
+        reference = layer_reference(x, w13_ref, w2_ref, weights, ids, experts)
+        assert relative_error(captured, reference) < 2 * TOLERANCE
+
+
+def test_layer_from_router_logits_checks_its_inputs(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    w13, _ = make_experts(4, 256, 256, 128, gen)  # hidden 256 -> 2 x width 128
+    w2, _ = make_experts(4, 128, 256, 128, gen)
+    x = torch.randn(1, 256, device="cuda", generator=gen).half()
+    logits = torch.randn(1, 4, device="cuda", generator=gen).half()
+    routed = torch.ops._C_sm7x.awq_moe_decode_routed
+    with pytest.raises(ValueError, match="the router scores 8 experts and the layer holds 4"):
+        routed(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, torch.randn(1, 8, device="cuda").half(), 2,
+               True, 128)
+    with pytest.raises(ValueError, match="router logits must be float16, bfloat16 or float32"):
+        routed(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, logits.double(), 2, True, 128)
+    with pytest.raises(ValueError, match="top-k 5 must be 1 to 4 for 4 experts"):
+        routed(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, logits, 5, True, 128)
+    with pytest.raises(ValueError, match=r"router_logits must be \[tokens = 1, experts\]"):
+        routed(x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, logits.expand(2, 4), 2, True, 128)
+    torch.library.opcheck(routed.default, (x, w13.qweight, w13.scale_zero, w2.qweight, w2.scale_zero, logits, 2,
+                                           True, 128))
+
+
 def test_bad_input_names_the_rule(moe, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     weight, _ = make_experts(2, 256, 32, 128, gen)

@@ -1,8 +1,11 @@
-"""The MoE block of a Qwen3.6 MoE AWQ checkpoint as vLLM runs it in SM70/SM75 emulation (router, our
-grouped expert GEMM through AwqSm7xMoEMethod, gated shared expert) against a float64 reference
+"""The MoE block of a Qwen3.6 MoE AWQ checkpoint as vLLM runs it in SM70/SM75 emulation (router logits
+handed to AwqSm7xMoEMethod.apply_monolithic, which routes and runs our grouped expert GEMM; gated shared
+expert) against a float64 reference
 computed from the checkpoint's own tensors: what loading, the weight conversion and the method do
 together, which the kernel tests (synthetic stacks) cannot see. Each part is checked on its own so a
-failure names it: routing (expert ids), the routed experts, the whole block."""
+failure names it: routing (expert ids), the routed experts, the whole block. The routing a recorded call
+made is recomputed from its logits by the routing kernel the method calls (and the decode kernels match
+bit for bit: tests/gpu/test_moe_gemm.py)."""
 import json
 import subprocess
 import sys
@@ -21,13 +24,14 @@ import torch
 from safetensors.torch import load_file
 from vllm import LLM, SamplingParams
 from vllm.model_executor.models import qwen3_next
+from vllm_sm7x.ops.moe import topk_softmax
 from vllm_sm7x.quantization import awq_moe
 from vllm_sm7x.quantization.awq_format import dequantize_awq
 
 checkpoint, group = sys.argv[1], int(sys.argv[2])
 blocks, methods = [], []
 block_forward = qwen3_next.Qwen3NextSparseMoeBlock.forward
-method_apply = awq_moe.AwqSm7xMoEMethod.apply
+method_apply = awq_moe.AwqSm7xMoEMethod.apply_monolithic
 
 def record_block(self, hidden_states, *args, **kwargs):
     out = block_forward(self, hidden_states, *args, **kwargs)
@@ -35,14 +39,15 @@ def record_block(self, hidden_states, *args, **kwargs):
         blocks.append((self.experts.layer_name, hidden_states.detach().clone(), out.detach().clone()))
     return out
 
-def record_method(self, layer, x, topk_weights, topk_ids, *args, **kwargs):
-    out = method_apply(self, layer, x, topk_weights, topk_ids, *args, **kwargs)
+def record_method(self, layer, x, router_logits, *args, **kwargs):
+    out = method_apply(self, layer, x, router_logits, *args, **kwargs)
     if len(methods) < 8 and x.shape[0] > 1:
-        methods.append((layer.layer_name, x.clone(), topk_weights.clone(), topk_ids.clone(), out.clone()))
+        topk_weights, topk_ids, _ = topk_softmax(router_logits, layer.top_k, layer.renormalize)
+        methods.append((layer.layer_name, x.clone(), topk_weights, topk_ids, out.clone()))
     return out
 
 qwen3_next.Qwen3NextSparseMoeBlock.forward = record_block
-awq_moe.AwqSm7xMoEMethod.apply = record_method
+awq_moe.AwqSm7xMoEMethod.apply_monolithic = record_method
 llm = LLM(model=checkpoint, skip_tokenizer_init=True, enforce_eager=True, gpu_memory_utilization=0.25,
           max_model_len=512, max_num_seqs=8, seed=0, language_model_only=True, compilation_config={"mode": 0})
 blocks.clear(), methods.clear()  # the start-up dummy runs are not the prompt

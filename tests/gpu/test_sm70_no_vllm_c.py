@@ -49,7 +49,7 @@ def is_vllm_cuda_kernel(name: str) -> bool:
 MODELS = {("qwen3-tiny", "awq"): ({}, ("_C_sm7x::awq_linear",)),
           ("qwen3-tiny", "gptq"): ({}, ("_C_sm7x::awq_linear",)),
           ("qwen36-35b-a3b-tiny", "awq"): ({"language_model_only": True},
-                                           ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode")),
+                                           ("_C_sm7x::awq_moe_gemm", "_C_sm7x::awq_moe_decode_routed")),
           ("qwen35-tiny-mtp", "awq"): ({"language_model_only": True, "enable_prefix_caching": True,
                                         "mamba_cache_mode": "align",
                                         "speculative_config": {"method": "mtp", "num_speculative_tokens": 3}},

@@ -1,5 +1,7 @@
 """The awq_sm7x quantization config: when it claims a checkpoint, what it refuses, and the linear
 method's weight handling up to the kernel call (on the CPU)."""
+import re
+
 import pytest
 import torch
 
@@ -231,3 +233,104 @@ def test_experts_with_bias_terms_are_refused_at_load():
                                       "model.layers.0.mlp.experts")
     with pytest.raises(NotImplementedError, match="experts with bias terms"):
         method.create_weights(torch.nn.Module(), 4, 256, 128, torch.float16, weight_loader=None)
+
+
+@pytest.fixture
+def serving_config(monkeypatch):
+    """The engine's config as create_weights reads it while vLLM builds the model (set there, unset here)."""
+    import types
+
+    from vllm_sm7x.quantization import awq_moe
+
+    config = types.SimpleNamespace(model_config=types.SimpleNamespace(enable_return_routed_experts=False))
+    monkeypatch.setattr(awq_moe, "get_current_vllm_config", lambda: config)
+    return config
+
+
+def plain_router_layer(**changes):
+    """What create_weights sees of a Qwen MoE layer (RoutedExperts) and its FusedMoEConfig: a softmax top-8
+    router over 256 experts, renormalised, tensor parallel only."""
+    import types
+
+    from vllm.model_executor.layers.fused_moe.config import RoutingMethodType
+
+    layer = types.SimpleNamespace(scoring_func="softmax", use_grouped_topk=False, custom_routing_function=None,
+                                  e_score_correction_bias=None, top_k=8, renormalize=True)
+    moe = types.SimpleNamespace(routing_method=RoutingMethodType.RenormalizeNaive, num_experts=256,
+                                experts_per_token=8, has_bias=False,
+                                moe_parallel_config=types.SimpleNamespace(use_ep=False, dp_size=1))
+    for name, value in changes.items():
+        target = moe.moe_parallel_config if name in ("use_ep", "dp_size") else moe if hasattr(moe, name) else layer
+        setattr(target, name, value)
+    return layer, moe
+
+
+def test_a_plain_softmax_router_is_left_to_the_expert_kernels(serving_config):
+    from vllm_sm7x.quantization.awq_moe import why_vllm_routes
+
+    assert why_vllm_routes(*plain_router_layer()) is None
+    assert why_vllm_routes(*plain_router_layer(renormalize=False)) is None
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"use_grouped_topk": True}, "not a plain softmax top-k"),
+    ({"scoring_func": "sigmoid"}, "not a plain softmax top-k"),
+    ({"e_score_correction_bias": torch.zeros(256)}, "not a plain softmax top-k"),
+    ({"custom_routing_function": print}, "not a plain softmax top-k"),
+    ({"routing_method": "DeepSeekV3"}, r"not a plain softmax top-k \(DeepSeekV3\)"),
+    ({"use_ep": True}, "expert or data parallel"),
+    ({"dp_size": 2}, "expert or data parallel"),
+    ({"num_experts": 2048}, "2048 experts top-8 is past the kernels' routing"),
+])
+def test_other_routers_stay_with_vllm_and_say_why(changes, reason, serving_config):
+    from vllm.model_executor.layers.fused_moe.config import RoutingMethodType
+
+    from vllm_sm7x.quantization.awq_moe import why_vllm_routes
+
+    if "routing_method" in changes:
+        changes["routing_method"] = RoutingMethodType[changes["routing_method"]]
+    assert re.search(reason, why_vllm_routes(*plain_router_layer(**changes)))
+
+
+def test_routing_in_the_kernels_can_be_switched_off_and_yields_to_returned_routed_experts(monkeypatch,
+                                                                                          serving_config):
+    from vllm_sm7x.quantization import awq_moe
+
+    monkeypatch.setenv("VLLM_SM7X_MOE_ROUTER_IN_KERNEL", "0")
+    assert awq_moe.why_vllm_routes(*plain_router_layer()) == "VLLM_SM7X_MOE_ROUTER_IN_KERNEL=0"
+    monkeypatch.delenv("VLLM_SM7X_MOE_ROUTER_IN_KERNEL")
+    serving_config.model_config.enable_return_routed_experts = True
+    assert "--enable-return-routed-experts" in awq_moe.why_vllm_routes(*plain_router_layer())
+
+
+def test_monolithic_method_hands_the_router_logits_to_the_kernels(monkeypatch, serving_config):
+    """With a plain router the method is monolithic (vLLM skips its router and passes the logits), and
+    apply_monolithic runs the layer from them with the layer's top-k and renormalisation."""
+    from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+
+    from vllm_sm7x.quantization import awq_moe
+
+    router_layer, moe = plain_router_layer()
+    method = awq_moe.AwqSm7xMoEMethod(awq_sm7x.AwqSm7xConfig(128), moe, "model.layers.0.mlp.experts")
+    assert not method.is_monolithic  # undecided before the layer is seen
+
+    def create_layer():
+        layer = torch.nn.Module()
+        layer.__dict__.update(vars(router_layer), activation=MoEActivation.SILU, apply_router_weight_on_input=False)
+        method.create_weights(layer, 4, 256, 128, torch.float16, weight_loader=None)
+        return layer
+
+    layer = create_layer()
+    assert method.is_monolithic
+    method.process_weights_after_loading(layer)
+    calls = []
+    monkeypatch.setattr(awq_moe, "awq_moe_routed",
+                        lambda x, w13, w2, logits, top_k, renormalize, path: calls.append((top_k, renormalize)) or x)
+    x = torch.zeros(2, 256, dtype=torch.float16)
+    assert method.apply_monolithic(layer, x, torch.zeros(2, 4)) is x and calls == [(8, True)]
+    layer.activation = MoEActivation.GELU
+    with pytest.raises(NotImplementedError, match="only SiLU-gated experts"):
+        method.apply_monolithic(layer, x, torch.zeros(2, 4))
+    monkeypatch.setenv("VLLM_SM7X_MOE_ROUTER_IN_KERNEL", "0")
+    create_layer()
+    assert not method.is_monolithic

@@ -40,6 +40,10 @@ def test_fake_implementations_give_output_shapes():
         w2_sz = torch.empty(128, 1, 256, dtype=torch.int32, device="cuda")
         layer = torch.ops._C_sm7x.awq_moe_decode(x, w13_q, w13_sz, w2_q, w2_sz, routed[0], routed[1], 16)
         assert layer.shape == (3, 256) and layer.dtype == torch.float16
+        layer, weights, ids = torch.ops._C_sm7x.awq_moe_decode_routed(x, w13_q, w13_sz, w2_q, w2_sz, gating, 8, True,
+                                                                      16)
+        assert layer.shape == (3, 256) and layer.dtype == torch.float16
+        assert (weights.shape, weights.dtype, ids.shape, ids.dtype) == ((3, 8), torch.float32, (3, 8), torch.int32)
 
 
 def test_conv_prefill_fake_keeps_the_layout_vllm_transposes_back():

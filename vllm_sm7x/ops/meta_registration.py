@@ -82,6 +82,14 @@ def _awq_moe_decode_fake(x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_ze
     return torch.empty_like(x)
 
 
+@torch.library.register_fake("_C_sm7x::awq_moe_decode_routed")
+def _awq_moe_decode_routed_fake(x, w13_qweight, w13_scale_zero, w2_qweight, w2_scale_zero, router_logits, top_k,
+                                renormalize, group_size):
+    tokens = x.shape[0]
+    return [torch.empty_like(x), x.new_empty((tokens, top_k), dtype=torch.float32),
+            x.new_empty((tokens, top_k), dtype=torch.int32)]
+
+
 @torch.library.register_fake("_C_sm7x::awq_moe_gemm")
 def _awq_moe_gemm_fake(x, qweight, scale_zero, sorted_rows, offsets, tile_expert, tile_row, x_row_divisor,
                        group_size, rows_per_tile, path, column_tiles=1):

@@ -4,7 +4,8 @@ csrc/moe/moe_routing.h. `topk_softmax` takes the arguments and gives the outputs
 rows, `awq_moe_gemm` runs one AWQ projection of every routed row in one launch, and `awq_moe` is a
 whole SiLU-gated expert layer: for a few tokens two SIMT launches (csrc/moe/awq_moe_decode.h), else
 five (sort, gate/up, SiLU gate, down, weighted sum), because at decode the layer's few microseconds
-of weight reads are comparable to a launch."""
+of weight reads are comparable to a launch. `awq_moe_routed` is the layer from the router logits: at
+decode the first of its two launches also routes, so the router costs no launch of its own."""
 from __future__ import annotations
 
 import torch
@@ -117,3 +118,18 @@ def awq_moe(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, topk_wei
     gate_up = awq_moe_gemm(x, w13, sorted_rows, offsets, tiles, topk, per_tile, path, column_tiles)
     down = awq_moe_gemm(silu_mul(gate_up), w2, sorted_rows, offsets, tiles, 1, per_tile, path, column_tiles)
     return combine(down, weights, ids, experts)
+
+
+def awq_moe_routed(x: torch.Tensor, w13: AwqKernelWeight, w2: AwqKernelWeight, router_logits: torch.Tensor,
+                   top_k: int, renormalize: bool, path: str | None = None,
+                   decode_max_tokens: int = DECODE_MAX_TOKENS) -> torch.Tensor:
+    """awq_moe with the routing of topk_softmax(router_logits [tokens, E], top_k, renormalize) and every
+    expert on this rank. Up to decode_max_tokens tokens the decode layer's gate/up kernel picks the
+    experts itself (the same picks and weights, bit for bit); beyond, the routing kernel runs first."""
+    if x.shape[0] <= decode_max_tokens:
+        out, _, _ = torch.ops._C_sm7x.awq_moe_decode_routed(x.contiguous(), w13.qweight, w13.scale_zero, w2.qweight,
+                                                            w2.scale_zero, router_logits, top_k, renormalize,
+                                                            w13.group_size)
+        return out
+    weights, ids, _ = topk_softmax(router_logits, top_k, renormalize)
+    return awq_moe(x, w13, w2, weights, ids, path, decode_max_tokens)

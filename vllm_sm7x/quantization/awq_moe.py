@@ -4,6 +4,8 @@ routed row), with routing and the weighted combine on our kernels and PyTorch, s
 vLLM's _moe_C (which has no sm_70 code).
 
 vLLM runs the MoE layer inside its opaque `vllm.moe_forward` op, so apply() sees concrete shapes.
+Where the router is a plain softmax top-k (Qwen MoE) the method is monolithic: vLLM hands over the router
+logits and skips its router, and the decode kernels route themselves (one launch fewer per layer).
 Shared experts are ordinary linear layers (the AWQ linear method) that vLLM's runner adds, as it
 applies any routed scaling factor. Tensor parallel (experts split by width) and expert parallel work,
 data parallel too on vLLM's default all-gather/reduce-scatter dispatch; vLLM's all-to-all backends
@@ -12,18 +14,60 @@ data parallel too on vLLM's default all-gather/reduce-scatter dispatch; vLLM's a
 from __future__ import annotations
 
 import torch
+from vllm.config import get_current_vllm_config
+from vllm.logger import init_logger
 from vllm.model_executor.layers.fused_moe import FusedMoEMethodBase, FusedMoeWeightScaleSupported
 from vllm.model_executor.layers.fused_moe.activation import MoEActivation
+from vllm.model_executor.layers.fused_moe.config import RoutingMethodType
 from vllm.model_executor.utils import set_weight_attrs
 
+from vllm_sm7x import envs
 from vllm_sm7x.activation import kernel_path
-from vllm_sm7x.ops.moe import awq_moe
+from vllm_sm7x.ops.moe import awq_moe, awq_moe_routed
 from vllm_sm7x.quantization.awq_format import AwqKernelWeight, experts_to_kernel_layout
 from vllm_sm7x.quantization.awq_sm7x import PACK_FACTOR
 
 # The AWQ GEMM-format tensors vLLM's FusedMoE loader fills, per projection: w13 holds each expert's
 # gate (columns 0..I-1) and up (I..2I-1) projections, w2 its down projection.
 PROJECTIONS = ("w13", "w2")
+
+logger = init_logger(__name__)
+
+# vLLM's routers whose choice the expert kernels make themselves: softmax over the experts, then top-k,
+# renormalised over the k or not (FusedTopKRouter; Qwen MoE models).
+SOFTMAX_TOPK_ROUTING = (RoutingMethodType.Default, RoutingMethodType.Renormalize, RoutingMethodType.RenormalizeNaive)
+MAX_KERNEL_ROUTED_EXPERTS, MAX_KERNEL_TOP_K = 1024, 32  # csrc/moe/moe_routing.h
+
+
+def why_vllm_routes(layer: torch.nn.Module, moe) -> str | None:
+    """None when the layer's routing can run inside our expert kernels (the method is then monolithic:
+    vLLM's runner passes the router logits and skips its router); else why vLLM's router must pick."""
+    if not envs.VLLM_SM7X_MOE_ROUTER_IN_KERNEL:
+        return "VLLM_SM7X_MOE_ROUTER_IN_KERNEL=0"
+    if (moe.routing_method not in SOFTMAX_TOPK_ROUTING or layer.scoring_func != "softmax" or layer.use_grouped_topk
+            or layer.custom_routing_function is not None or layer.e_score_correction_bias is not None):
+        return f"the router is not a plain softmax top-k ({moe.routing_method.name})"
+    parallel = moe.moe_parallel_config
+    if parallel.use_ep or parallel.dp_size > 1:
+        return "expert or data parallel (vLLM's router and dispatch place the tokens)"
+    if moe.num_experts > MAX_KERNEL_ROUTED_EXPERTS or moe.experts_per_token > MAX_KERNEL_TOP_K:
+        return (f"{moe.num_experts} experts top-{moe.experts_per_token} is past the kernels' routing "
+                f"({MAX_KERNEL_ROUTED_EXPERTS} experts, top-{MAX_KERNEL_TOP_K})")
+    model_config = get_current_vllm_config().model_config
+    if model_config is not None and model_config.enable_return_routed_experts:
+        return "--enable-return-routed-experts records the picks of vLLM's router"
+    return None
+
+
+def log_routing_once(reason: str | None) -> None:
+    message = ("routing inside the expert kernels (router logits in, no routing launch at decode)"
+               if reason is None else f"vLLM's router picks the experts: {reason}")
+    if message not in _logged_routing:
+        _logged_routing.add(message)
+        logger.info("vllm-sm7x AWQ MoE: %s", message)
+
+
+_logged_routing: set[str] = set()
 
 
 class AwqSm7xMoEMethod(FusedMoEMethodBase):
@@ -32,6 +76,7 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         self.config = config
         self.prefix = prefix
         self.kernel_path = kernel_path()  # decided once: the op below must see a constant
+        self.vllm_routes_because: str | None = "not decided before create_weights"
 
     def create_weights(self, layer: torch.nn.Module, num_experts: int, hidden_size: int,
                        intermediate_size_per_partition: int, params_dtype: torch.dtype, **extra_weight_attrs) -> None:
@@ -47,6 +92,9 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         if self.moe is not None and self.moe.has_bias:
             raise NotImplementedError(f"{self.prefix}: experts with bias terms are not supported on SM70/SM75 (the "
                                       "expert GEMM has no bias; Qwen MoE experts have none)")
+        if self.moe is not None:
+            self.vllm_routes_because = why_vllm_routes(layer, self.moe)
+            log_routing_once(self.vllm_routes_because)
         extra_weight_attrs.pop("intermediate_size_full", None)
         extra_weight_attrs.update(is_transposed=True, quant_method=FusedMoeWeightScaleSupported.GROUP.value)
         shapes = {"w13": (hidden_size, 2 * inter), "w2": (inter, hidden_size)}  # (K, N) of each expert
@@ -82,8 +130,12 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         return AwqKernelWeight(getattr(layer, f"{name}_qweight"), getattr(layer, f"{name}_scale_zero"),
                                self.config.group_size)
 
-    def apply(self, layer: torch.nn.Module, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
-              shared_experts=None, shared_experts_input=None) -> torch.Tensor:
+    @property
+    def is_monolithic(self) -> bool:
+        return self.vllm_routes_because is None
+
+    def check_layer(self, layer: torch.nn.Module) -> None:
+        """Refuse, by name, what the expert kernels do not compute."""
         if layer.activation != MoEActivation.SILU:
             raise NotImplementedError(f"{self.prefix}: expert activation {layer.activation} is not supported on "
                                       "SM70/SM75 (only SiLU-gated experts, as in Qwen MoE models)")
@@ -95,6 +147,16 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
         if clamped:
             raise NotImplementedError(f"{self.prefix}: a clamped SwiGLU ({', '.join(clamped)}) is not supported on "
                                       "SM70/SM75 (only plain SiLU-gated experts, as in Qwen MoE models)")
+
+    def apply(self, layer: torch.nn.Module, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
+              shared_experts=None, shared_experts_input=None) -> torch.Tensor:
+        self.check_layer(layer)
         ids = topk_ids if layer.expert_map is None else layer.expert_map[topk_ids.long()]  # expert parallel
         return awq_moe(x, self._experts(layer, "w13"), self._experts(layer, "w2"), topk_weights, ids,
                        self.kernel_path)
+
+    def apply_monolithic(self, layer: torch.nn.Module, x: torch.Tensor, router_logits: torch.Tensor,
+                         input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_layer(layer)
+        return awq_moe_routed(x, self._experts(layer, "w13"), self._experts(layer, "w2"), router_logits, layer.top_k,
+                              layer.renormalize, self.kernel_path)
