@@ -74,16 +74,24 @@ struct GivenRouting {
   __device__ static int expert_of(const AwqMoeDecodeParams& p, int row) { return p.ids[row]; }
 };
 
-// Every warp routes the token itself (the same picks in each: no shared memory, no barrier), and
-// lane `slot` of warp 0 in the CTAs of column tile 0 writes the row's pick for launch 2.
+// Warp 0 routes the token and hands the row's expert to the other warps through shared memory (routing
+// in every warp cost each SM a warp's routing instructions per warp); lane `slot` of warp 0 in the
+// CTAs of column tile 0 writes the row's pick for launch 2.
 template <int kPerLane, typename Logit>
 struct LogitRouting {
   __device__ static int expert_of(const AwqMoeDecodeParams& p, int row) {
-    const int token = row / p.k, slot = row % p.k;
-    const Logit* logits = static_cast<const Logit*>(p.router_logits) + token * p.logits_stride;
-    const routing::Pick pick = routing::warp_topk_softmax<kPerLane>(logits, p.experts, p.k, p.renormalize);
-    if (blockIdx.y == 0 && threadIdx.x == slot) p.ids[row] = pick.id, p.weights[row] = pick.weight;
-    return __shfl_sync(kFullMask, pick.id, slot);
+    __shared__ int expert;
+    if (threadIdx.x < 32) {
+      const int token = row / p.k, slot = row % p.k;
+      const Logit* logits = static_cast<const Logit*>(p.router_logits) + token * p.logits_stride;
+      const routing::Pick pick = routing::warp_topk_softmax<kPerLane>(logits, p.experts, p.k, p.renormalize);
+      if (threadIdx.x == slot) {
+        expert = pick.id;
+        if (blockIdx.y == 0) p.ids[row] = pick.id, p.weights[row] = pick.weight;
+      }
+    }
+    __syncthreads();
+    return expert;
   }
 };
 

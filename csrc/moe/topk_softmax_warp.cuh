@@ -1,15 +1,21 @@
 // One token's softmax top-k on one warp, shared by the routing kernel (moe_routing.cu) and the
 // decode expert layer that routes from the router logits itself (awq_moe_decode.cu), so both pick
-// the same experts with the same weights bit for bit. Lane l holds the logits of experts l, l + 32,
-// ...; the softmax max and sum are warp reductions; each of the k picks is a warp arg-max (ties:
-// lower expert index), after which the owner lane drops that expert. Lane j keeps the j-th pick, so
-// the renormalised weights need no second pass. SIMT and arch-neutral (every arch >= 7.0).
+// the same experts with the same weights bit for bit. SIMT and arch-neutral (every arch >= 7.0).
+//
+// Experts are ranked by a 64-bit key: the logit's bits made orderable as an unsigned integer (NaN
+// below every number), then the inverted expert index, so keys are distinct, the larger logit ranks
+// first (softmax is monotonic) and equal logits go lower expert first. Lane l holds experts l, l + 32,
+// ... Two selections of the same keys:
+//  - up to 256 experts and top-8 (Qwen3.5/3.6 MoE): each lane sorts its 8 keys, then five butterfly
+//    steps merge the lists of lane pairs, keeping the top 8 (bitonic merges: no dependent chain of k
+//    warp arg-maxes), after which every lane holds the token's top 8 in order;
+//  - otherwise k warp arg-max rounds, the owner lane dropping each pick.
+// The weights are exp(logit - top logit) over the sum of the k picks' terms (renormalised) or of all
+// experts' terms, summed in the same order by both selections.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cfloat>
-#include <climits>
 #include <type_traits>
 
 #include "moe/moe_routing.h"
@@ -18,72 +24,142 @@ namespace sm7x {
 namespace routing {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+constexpr int kSortedTopK = 8;  // the butterfly selection's list length: top-k up to this
 
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(float x) { return x; }
+
+using Key = unsigned long long;
+
+__device__ __forceinline__ Key expert_key(float logit, int expert) {
+  unsigned bits = __float_as_uint(logit);
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  if (logit != logit) bits = 0;  // NaN: ranks below every number, still a valid expert
+  return (static_cast<Key>(bits) << 32) | static_cast<unsigned>(~expert);
+}
+__device__ __forceinline__ int key_expert(Key key) { return static_cast<int>(~static_cast<unsigned>(key)); }
+__device__ __forceinline__ float key_logit(Key key) {
+  const unsigned bits = static_cast<unsigned>(key >> 32);
+  return __uint_as_float((bits & 0x80000000u) ? (bits & 0x7fffffffu) : ~bits);
+}
+__device__ __forceinline__ Key max_key(Key a, Key b) { return a > b ? a : b; }
+__device__ __forceinline__ Key min_key(Key a, Key b) { return a > b ? b : a; }
+
+// Bitonic stages from `stride` down to 1 over a[L], each pair ordered descending where `descending`.
+template <int L>
+__device__ __forceinline__ void bitonic_stages(Key (&a)[L], int size, int stride) {
+#pragma unroll
+  for (; stride > 0; stride /= 2) {
+#pragma unroll
+    for (int i = 0; i < L; ++i) {
+      const int j = i ^ stride;
+      if (j > i) {
+        const bool descending = (i & size) == 0;
+        const Key hi = max_key(a[i], a[j]), lo = min_key(a[i], a[j]);
+        a[i] = descending ? hi : lo, a[j] = descending ? lo : hi;
+      }
+    }
+  }
+}
+
+// The warp's top-L keys, in descending order, in every lane (lane l starts with keys[i] of expert
+// l + 32 i).
+template <int L>
+__device__ __forceinline__ void warp_sorted_top(Key (&keys)[L]) {
+#pragma unroll
+  for (int size = 2; size <= L; size *= 2) bitonic_stages(keys, size, size / 2);
+#pragma unroll
+  for (int offset = 1; offset < 32; offset *= 2) {
+    // The partner's descending list reversed against ours: the larger of each pair is a bitonic
+    // sequence holding the top L of both lists; one bitonic merge sorts it.
+    Key theirs[L];
+#pragma unroll
+    for (int i = 0; i < L; ++i) theirs[i] = __shfl_xor_sync(kFullMask, keys[i], offset);
+#pragma unroll
+    for (int i = 0; i < L; ++i) keys[i] = max_key(keys[i], theirs[L - 1 - i]);
+    bitonic_stages(keys, 2 * L, L / 2);  // size 2L: every pair descending
+  }
+}
+
+// Sum over the warp of every lane's v.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
+  return v;
+}
 
 struct Pick {
   float weight;  // softmax probability, renormalised over the k picks when asked
   int id;
 };
 
-// Lane j < k returns the token's j-th pick (most probable first); other lanes return an unused pick.
+// What the selections leave each lane: its pick's key (lane j < k: the j-th), the top logit, and the
+// sum of exp(logit - top) over the picks in pick order.
+struct Selection {
+  Key mine = 0;
+  float top = 0.f, picked_sum = 0.f;
+};
+
+template <int kPerLane>
+__device__ __forceinline__ Selection select_by_rounds(Key (&keys)[kPerLane], int k, int lane) {
+  Selection s;
+  for (int j = 0; j < k; ++j) {
+    Key best = 0;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) best = max_key(best, keys[i]);
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) best = max_key(best, __shfl_xor_sync(kFullMask, best, offset));
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) keys[i] = keys[i] == best ? 0 : keys[i];  // valid keys are never 0
+    if (j == 0) s.top = key_logit(best);
+    s.picked_sum += expf(key_logit(best) - s.top);
+    if (lane == j) s.mine = best;
+  }
+  return s;
+}
+
+__device__ __forceinline__ Selection select_sorted(Key (&keys)[kSortedTopK], int k, int lane) {
+  warp_sorted_top(keys);
+  Selection s;
+  s.top = key_logit(keys[0]);
+#pragma unroll
+  for (int j = 0; j < kSortedTopK; ++j) {
+    if (j < k) s.picked_sum += expf(key_logit(keys[j]) - s.top);
+    if (lane == j) s.mine = keys[j];
+  }
+  return s;
+}
+
+// Lane j < k returns the token's j-th pick (largest logit first); other lanes return an unused pick.
 // experts <= 32 * kPerLane; called by all 32 lanes of the warp.
 template <int kPerLane, typename T>
 __device__ __forceinline__ Pick warp_topk_softmax(const T* logits, int experts, int k, bool renormalize) {
   const int lane = threadIdx.x % 32;
-  float prob[kPerLane];
-  float row_max = -FLT_MAX;
+  float logit[kPerLane];
+  Key keys[kPerLane];
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const int e = lane + 32 * i;
-    prob[i] = e < experts ? to_float(logits[e]) : -FLT_MAX;
-    row_max = fmaxf(row_max, prob[i]);
+    logit[i] = e < experts ? to_float(logits[e]) : 0.f;
+    keys[i] = e < experts ? expert_key(logit[i], e) : 0;  // past the last expert: below every expert
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) row_max = fmaxf(row_max, __shfl_xor_sync(kFullMask, row_max, offset));
-  float sum = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) {
-    if (lane + 32 * i < experts) {
-      prob[i] = expf(prob[i] - row_max);
-      sum += prob[i];
-    } else {
-      prob[i] = -1.f;  // past the last expert: never picked (as a picked expert is marked)
-    }
+  Selection s;
+  if constexpr (kPerLane == kSortedTopK) {
+    s = k <= kSortedTopK ? select_sorted(keys, k, lane) : select_by_rounds(keys, k, lane);
+  } else {
+    s = select_by_rounds(keys, k, lane);
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
-  const float inv_sum = 1.f / sum;
-
-  Pick mine{0.f, 0};
-  float chosen_sum = 0.f;
-  for (int j = 0; j < k; ++j) {
-    // This lane's best remaining expert (chosen ones hold -1), then the warp's.
-    float best = -1.f;
-    int best_expert = INT_MAX;
+  float denominator = s.picked_sum;
+  if (!renormalize) {
+    float sum = 0.f;
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) {
-      if (prob[i] > best) best = prob[i], best_expert = lane + 32 * i;
+      if (lane + 32 * i < experts) sum += expf(logit[i] - s.top);
     }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float other = __shfl_xor_sync(kFullMask, best, offset);
-      const int other_expert = __shfl_xor_sync(kFullMask, best_expert, offset);
-      if (other > best || (other == best && other_expert < best_expert)) best = other, best_expert = other_expert;
-    }
-    if (best_expert == INT_MAX) best = 0.f, best_expert = 0;  // NaN logits: a valid expert of weight 0
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      if (lane + 32 * i == best_expert) prob[i] = -1.f;
-    }
-    const float weight = best * inv_sum;
-    chosen_sum += weight;
-    if (lane == j) mine = Pick{weight, best_expert};
+    denominator = warp_sum(sum);
   }
-  if (renormalize) mine.weight /= chosen_sum;
-  return mine;
+  return Pick{expf(key_logit(s.mine) - s.top) / denominator, key_expert(s.mine)};
 }
 
 // Calls launch(std::integral_constant<int, per_lane>{}, T{}) for the logits' dtype with the fewest
@@ -99,7 +175,7 @@ void with_router_shape(int experts, GatingDtype dtype, Launch&& launch) {
       case GatingDtype::kFloat32: return launch(per_lane, float{});
     }
   };
-  if (experts <= 256) return for_dtype(std::integral_constant<int, 8>{});
+  if (experts <= 32 * kSortedTopK) return for_dtype(std::integral_constant<int, kSortedTopK>{});
   return for_dtype(std::integral_constant<int, 32>{});
 }
 

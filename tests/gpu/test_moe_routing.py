@@ -101,7 +101,7 @@ def test_matches_vllms_own_topk_softmax(renormalize, seed):
 
 def test_bad_inputs_are_refused_with_the_limit():
     weights, ids, token_expert = poisoned(2, 8)
-    with pytest.raises(ValueError, match="2000 experts; the routing kernel takes 1 to 1024"):
+    with pytest.raises(ValueError, match="2000 experts; the routing kernels take 1 to 1024"):
         torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, torch.zeros(2, 2000, device=DEVICE), True)
     with pytest.raises(ValueError, match="top-k 8 must be 1 to 4 for 4 experts"):
         torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, torch.zeros(2, 4, device=DEVICE), True)
