@@ -2,7 +2,7 @@
 // decode expert layer that routes from the router logits itself (awq_moe_decode.cu), so both pick
 // the same experts with the same weights bit for bit. SIMT and arch-neutral (every arch >= 7.0).
 //
-// Experts are ranked by a 64-bit key: the logit's bits made orderable as an unsigned integer (NaN
+// Experts are ranked by a key (RankKey): the logit's bits made orderable as an unsigned integer (NaN
 // below every number), then the inverted expert index, so keys are distinct, the larger logit ranks
 // first (softmax is monotonic) and equal logits go lower expert first. Lane l holds experts l, l + 32,
 // ... Two selections of the same keys:
@@ -30,24 +30,56 @@ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(float x) { return x; }
 
-using Key = unsigned long long;
+// A logit's rank key: its bits made orderable as an unsigned integer (NaN below every number), then
+// the inverted expert index. 16-bit logits (the fp16 router of an fp16 model) fit a 32-bit key, whose
+// compare-and-swap is one min and one max; float32 logits take 64 bits.
+template <typename T>
+struct RankKey {  // __half, __nv_bfloat16
+  using type = unsigned;
+  __device__ static type of(T logit, int expert) {
+    const unsigned bits = raw_bits(logit);
+    const unsigned ordered = (bits & 0x8000u) ? (~bits & 0xffffu) : (bits | 0x8000u);
+    return ((to_float(logit) != to_float(logit) ? 0u : ordered) << 16) | (0xffffu - expert);
+  }
+  __device__ static int expert(type key) { return 0xffff - static_cast<int>(key & 0xffffu); }
+  __device__ static float logit(type key) {
+    const unsigned ordered = key >> 16;
+    const unsigned short bits = (ordered & 0x8000u) ? (ordered & 0x7fffu) : (~ordered & 0xffffu);
+    return from_bits(bits, T{});
+  }
 
-__device__ __forceinline__ Key expert_key(float logit, int expert) {
-  unsigned bits = __float_as_uint(logit);
-  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  if (logit != logit) bits = 0;  // NaN: ranks below every number, still a valid expert
-  return (static_cast<Key>(bits) << 32) | static_cast<unsigned>(~expert);
-}
-__device__ __forceinline__ int key_expert(Key key) { return static_cast<int>(~static_cast<unsigned>(key)); }
-__device__ __forceinline__ float key_logit(Key key) {
-  const unsigned bits = static_cast<unsigned>(key >> 32);
-  return __uint_as_float((bits & 0x80000000u) ? (bits & 0x7fffffffu) : ~bits);
-}
+ private:
+  __device__ static unsigned raw_bits(__half x) { return __half_as_ushort(x); }
+  __device__ static unsigned raw_bits(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
+  __device__ static float from_bits(unsigned short bits, __half) { return __half2float(__ushort_as_half(bits)); }
+  __device__ static float from_bits(unsigned short bits, __nv_bfloat16) {
+    return __bfloat162float(__ushort_as_bfloat16(bits));
+  }
+};
+
+template <>
+struct RankKey<float> {
+  using type = unsigned long long;
+  __device__ static type of(float logit, int expert) {
+    unsigned bits = __float_as_uint(logit);
+    bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    if (logit != logit) bits = 0;
+    return (static_cast<type>(bits) << 32) | static_cast<unsigned>(~expert);
+  }
+  __device__ static int expert(type key) { return static_cast<int>(~static_cast<unsigned>(key)); }
+  __device__ static float logit(type key) {
+    const unsigned bits = static_cast<unsigned>(key >> 32);
+    return __uint_as_float((bits & 0x80000000u) ? (bits & 0x7fffffffu) : ~bits);
+  }
+};
+
+template <typename Key>
 __device__ __forceinline__ Key max_key(Key a, Key b) { return a > b ? a : b; }
+template <typename Key>
 __device__ __forceinline__ Key min_key(Key a, Key b) { return a > b ? b : a; }
 
 // Bitonic stages from `stride` down to 1 over a[L], each pair ordered descending where `descending`.
-template <int L>
+template <int L, typename Key>
 __device__ __forceinline__ void bitonic_stages(Key (&a)[L], int size, int stride) {
 #pragma unroll
   for (; stride > 0; stride /= 2) {
@@ -65,7 +97,7 @@ __device__ __forceinline__ void bitonic_stages(Key (&a)[L], int size, int stride
 
 // The warp's top-L keys, in descending order, in every lane (lane l starts with keys[i] of expert
 // l + 32 i).
-template <int L>
+template <int L, typename Key>
 __device__ __forceinline__ void warp_sorted_top(Key (&keys)[L]) {
 #pragma unroll
   for (int size = 2; size <= L; size *= 2) bitonic_stages(keys, size, size / 2);
@@ -96,14 +128,15 @@ struct Pick {
 
 // What the selections leave each lane: its pick's key (lane j < k: the j-th), the top logit, and the
 // sum of exp(logit - top) over the picks in pick order.
+template <typename Key>
 struct Selection {
   Key mine = 0;
   float top = 0.f, picked_sum = 0.f;
 };
 
-template <int kPerLane>
-__device__ __forceinline__ Selection select_by_rounds(Key (&keys)[kPerLane], int k, int lane) {
-  Selection s;
+template <typename T, int kPerLane, typename Key = typename RankKey<T>::type>
+__device__ __forceinline__ Selection<Key> select_by_rounds(Key (&keys)[kPerLane], int k, int lane) {
+  Selection<Key> s;
   for (int j = 0; j < k; ++j) {
     Key best = 0;
 #pragma unroll
@@ -112,20 +145,21 @@ __device__ __forceinline__ Selection select_by_rounds(Key (&keys)[kPerLane], int
     for (int offset = 16; offset > 0; offset /= 2) best = max_key(best, __shfl_xor_sync(kFullMask, best, offset));
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) keys[i] = keys[i] == best ? 0 : keys[i];  // valid keys are never 0
-    if (j == 0) s.top = key_logit(best);
-    s.picked_sum += expf(key_logit(best) - s.top);
+    if (j == 0) s.top = RankKey<T>::logit(best);
+    s.picked_sum += expf(RankKey<T>::logit(best) - s.top);
     if (lane == j) s.mine = best;
   }
   return s;
 }
 
-__device__ __forceinline__ Selection select_sorted(Key (&keys)[kSortedTopK], int k, int lane) {
+template <typename T, typename Key = typename RankKey<T>::type>
+__device__ __forceinline__ Selection<Key> select_sorted(Key (&keys)[kSortedTopK], int k, int lane) {
   warp_sorted_top(keys);
-  Selection s;
-  s.top = key_logit(keys[0]);
+  Selection<Key> s;
+  s.top = RankKey<T>::logit(keys[0]);
 #pragma unroll
   for (int j = 0; j < kSortedTopK; ++j) {
-    if (j < k) s.picked_sum += expf(key_logit(keys[j]) - s.top);
+    if (j < k) s.picked_sum += expf(RankKey<T>::logit(keys[j]) - s.top);
     if (lane == j) s.mine = keys[j];
   }
   return s;
@@ -135,20 +169,22 @@ __device__ __forceinline__ Selection select_sorted(Key (&keys)[kSortedTopK], int
 // experts <= 32 * kPerLane; called by all 32 lanes of the warp.
 template <int kPerLane, typename T>
 __device__ __forceinline__ Pick warp_topk_softmax(const T* logits, int experts, int k, bool renormalize) {
+  using Key = typename RankKey<T>::type;
   const int lane = threadIdx.x % 32;
   float logit[kPerLane];
   Key keys[kPerLane];
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const int e = lane + 32 * i;
-    logit[i] = e < experts ? to_float(logits[e]) : 0.f;
-    keys[i] = e < experts ? expert_key(logit[i], e) : 0;  // past the last expert: below every expert
+    const T raw = e < experts ? logits[e] : T{};
+    logit[i] = to_float(raw);
+    keys[i] = e < experts ? RankKey<T>::of(raw, e) : 0;  // past the last expert: below every expert
   }
-  Selection s;
+  Selection<Key> s;
   if constexpr (kPerLane == kSortedTopK) {
-    s = k <= kSortedTopK ? select_sorted(keys, k, lane) : select_by_rounds(keys, k, lane);
+    s = k <= kSortedTopK ? select_sorted<T>(keys, k, lane) : select_by_rounds<T>(keys, k, lane);
   } else {
-    s = select_by_rounds(keys, k, lane);
+    s = select_by_rounds<T>(keys, k, lane);
   }
   float denominator = s.picked_sum;
   if (!renormalize) {
@@ -159,7 +195,7 @@ __device__ __forceinline__ Pick warp_topk_softmax(const T* logits, int experts, 
     }
     denominator = warp_sum(sum);
   }
-  return Pick{expf(key_logit(s.mine) - s.top) / denominator, key_expert(s.mine)};
+  return Pick{expf(RankKey<T>::logit(s.mine) - s.top) / denominator, RankKey<T>::expert(s.mine)};
 }
 
 // Calls launch(std::integral_constant<int, per_lane>{}, T{}) for the logits' dtype with the fewest
