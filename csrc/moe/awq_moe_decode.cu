@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "core/cuda_check.h"
+#include "core/resident_ctas.h"
 #include "moe/awq_moe_decode.h"
 #include "moe/topk_softmax_warp.cuh"
 #include "quantization/awq/awq_gemm.h"
@@ -199,13 +200,24 @@ void launch_awq_moe_decode(const AwqMoeDecodeParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   const int hidden_tiles = (p.hidden + kTileK - 1) / kTileK, inter_tiles = (p.inter + kTileK - 1) / kTileK;
   with_warps_for<8>(hidden_tiles, [&](auto warps) {
+    constexpr int kWarps = decltype(warps)::value;
     const dim3 grid(p.tokens * p.k, p.inter / kTileRows);
     if (p.router_logits == nullptr) {
-      gate_up_kernel<decltype(warps)::value, GivenRouting><<<grid, warps * 32, 0, stream>>>(p);
+      gate_up_kernel<kWarps, GivenRouting><<<grid, kWarps * 32, 0, stream>>>(p);
     } else {
       routing::with_router_shape(p.experts, p.logits_dtype, [&](auto per_lane, auto logit) {
-        using Routing = LogitRouting<decltype(per_lane)::value, decltype(logit)>;
-        gate_up_kernel<decltype(warps)::value, Routing><<<grid, warps * 32, 0, stream>>>(p);
+        constexpr auto kRouting = gate_up_kernel<kWarps, LogitRouting<decltype(per_lane)::value, decltype(logit)>>;
+        // Each CTA's routing delays its weight loads by about a routing kernel's latency: worth it in
+        // one wave, where it replaces a launch, but paid again by every later wave (H200, 2026-12-04:
+        // 0.92-0.98x the routing kernel's time in one wave, 1.06-1.19x in two to four).
+        if (fits_one_wave<kRouting, kWarps * 32>(static_cast<long long>(grid.x) * grid.y)) {
+          kRouting<<<grid, kWarps * 32, 0, stream>>>(p);
+        } else {
+          launch_topk_softmax(TopkSoftmaxParams{p.router_logits, p.logits_stride, p.weights, p.ids, nullptr, p.tokens,
+                                                p.experts, p.k, p.renormalize},
+                              p.logits_dtype, stream);
+          gate_up_kernel<kWarps, GivenRouting><<<grid, kWarps * 32, 0, stream>>>(p);
+        }
       });
     }
     SM7X_CHECK_LAUNCH();

@@ -11,8 +11,9 @@
 // Slots of ids outside [0, experts) (other ranks' experts) are skipped.
 // With router logits given, launch 1 also routes: each CTA picks its token's top-k from the logits
 // (the routing kernel's warp code, topk_softmax_warp.cuh: the same picks bit for bit) and the CTAs of
-// column tile 0 write ids and weights for launch 2, so routing costs no launch of its own. A decode
-// layer's fixed cost is its launches (benchmarks.md, "One token's fixed cost").
+// column tile 0 write ids and weights for launch 2, so routing costs no launch of its own (a decode
+// layer's fixed cost is its launches: benchmarks.md, "One token's fixed cost"). Where launch 1 takes
+// more than one wave, the routing kernel runs first instead (the launcher decides; same picks).
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(kWarpsPerCta * 32) topk_softmax_kernel(const T
     const int64_t slot = (int64_t)token * p.k + lane;
     p.weights[slot] = pick.weight;
     p.ids[slot] = pick.id;
-    p.token_expert[slot] = lane * p.tokens + token;
+    if (p.token_expert != nullptr) p.token_expert[slot] = lane * p.tokens + token;
   }
 }
 

@@ -22,9 +22,9 @@ struct TopkSoftmaxParams {
   int64_t gating_stride;
   float* weights;            // [tokens, k]: softmax probability of each chosen expert (renormalised
                              // over the k when asked)
-  int* ids;                  // [tokens, k]: chosen experts, most probable first; equal
-                             // probabilities: lower expert index first
-  int* token_expert;         // [tokens, k]: j * tokens + token (vLLM's token_expert_indices)
+  int* ids;                  // [tokens, k]: chosen experts, largest logit (most probable) first;
+                             // equal logits: lower expert index first
+  int* token_expert;         // [tokens, k]: j * tokens + token (vLLM's token_expert_indices), or null
   int tokens, experts, k;
   bool renormalize;
 };

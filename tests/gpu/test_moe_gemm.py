@@ -270,6 +270,7 @@ def router_logits(tokens, experts, dtype, gen):
     (3, 256, 8, 3072, 256, 128, torch.float32, False),  # Qwen3.5-122B-A10B at TP4, an MTP-sized batch
     (4, 300, 5, 384, 96, 32, torch.bfloat16, True),     # past 256 experts: 32 logits per lane
     (2, 7, 7, 256, 128, 64, torch.float16, False),      # every expert chosen
+    (4, 64, 8, 512, 1024, 128, torch.float16, True),    # 2048 gate/up CTAs, past one wave: routing kernel first
     (9, 60, 4, 640, 192, 64, torch.float16, True),      # past the decode form: the routing kernel first
 ])
 def test_layer_from_router_logits_routes_as_the_routing_kernel(moe, path, tokens, experts, topk, hidden, inter,

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/cuda_check.h"
+#include "core/resident_ctas.h"
 #include "quantization/awq/awq_gemm.h"
 #include "quantization/awq/awq_registry.h"
 #include "quantization/awq/awq_warp.cuh"
@@ -212,18 +213,6 @@ void launch_grouped_entry(const GemmParams& p, const GroupedRows& g, int tiles, 
   const dim3 grid(tiles, (p.N + kColumns - 1) / kColumns, 1);
   fused_gemm_kernel<ArchTag, kTokenTiles, kWarps, kColumnTiles, true><<<grid, kWarps * 32, 0, stream>>>(p, g);
   SM7X_CHECK_LAUNCH();
-}
-
-// CTAs per SM this GPU holds of a kernel launched with kThreads per CTA (the plan's occupancy), asked
-// once per kernel and process: one GPU model per server.
-template <auto kKernel, int kThreads>
-int resident_ctas_per_sm() {
-  static const int ctas = [] {
-    int n = 0;
-    SM7X_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kKernel, kThreads, 0));
-    return n;
-  }();
-  return ctas;
 }
 
 // Registry entry lookup for one arch path (instantiated in awq_gemm_sm70.cu / awq_gemm_sm75.cu).
