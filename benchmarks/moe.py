@@ -279,8 +279,9 @@ def main() -> int:
             print(f"{r['case']:<16} {r['tokens']:>6} {fmt(r['ms'])} {r['bw_frac']:>6.2f} {fmt(b.get('ours_grouped'))} "
                   f"{fmt(b.get('vllm_wna16_native'))} {fmt(b.get('triton_native'))} {fmt(faithful)}")
             if "ours_from_logits" in b:
+                routed_bw = r["bw_frac"] * r["ms"] / b["ours_from_logits"]
                 print(f"{'':<16} {'':>6} with its routing, from the logits: routed in the kernels "
-                      f"{fmt(b['ours_from_logits']).strip()} (bw {r['bw_frac'] * r['ms'] / b['ours_from_logits']:.2f}), "
+                      f"{fmt(b['ours_from_logits']).strip()} (bw {routed_bw:.2f}), "
                       f"routing kernel then the layer {fmt(b['ours_router_then_layer']).strip()}")
             if "copy_same_bytes" in b:
                 print(f"{'':<16} {'':>6} bounds of its two launches: the same bytes copied in two launches "

@@ -30,14 +30,14 @@ __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(float x) { return x; }
 
-// A logit's rank key: its bits made orderable as an unsigned integer (NaN below every number), then
-// the inverted expert index. 16-bit logits (the fp16 router of an fp16 model) fit a 32-bit key, whose
+// A logit's rank key: its bits made orderable as an unsigned integer (NaN below every number, -0 as
+// +0), then the inverted expert index. 16-bit logits (the fp16 router of an fp16 model) fit a 32-bit key, whose
 // compare-and-swap is one min and one max; float32 logits take 64 bits.
 template <typename T>
 struct RankKey {  // __half, __nv_bfloat16
   using type = unsigned;
   __device__ static type of(T logit, int expert) {
-    const unsigned bits = raw_bits(logit);
+    const unsigned bits = raw_bits(logit) == 0x8000u ? 0u : raw_bits(logit);  // -0 ranks as +0
     const unsigned ordered = (bits & 0x8000u) ? (~bits & 0xffffu) : (bits | 0x8000u);
     return ((to_float(logit) != to_float(logit) ? 0u : ordered) << 16) | (0xffffu - expert);
   }
@@ -61,7 +61,7 @@ template <>
 struct RankKey<float> {
   using type = unsigned long long;
   __device__ static type of(float logit, int expert) {
-    unsigned bits = __float_as_uint(logit);
+    unsigned bits = logit == 0.f ? 0u : __float_as_uint(logit);  // -0 ranks as +0
     bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
     if (logit != logit) bits = 0;
     return (static_cast<type>(bits) << 32) | static_cast<unsigned>(~expert);

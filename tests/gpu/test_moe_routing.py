@@ -56,8 +56,10 @@ def test_topk_softmax_matches_reference(tokens, experts, topk, dtype, renormaliz
     assert torch.equal(token_expert, (rank * tokens + torch.arange(tokens, device=DEVICE)[:, None]).int())
 
 
-def test_exact_ties_choose_the_lower_expert_first():
-    gating = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0], [0.0] * 6], device=DEVICE).half()
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_exact_ties_choose_the_lower_expert_first(dtype):
+    # -0 and +0 are one value: their tie goes to the lower expert too
+    gating = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0], [-0.0, 0.0, -0.0, 0.0, 0.0, -0.0]], device=DEVICE).to(dtype)
     weights, ids, token_expert = poisoned(2, 4)
     torch.ops._C_sm7x.moe_topk_softmax(weights, ids, token_expert, gating, False)
     assert ids.tolist() == [[1, 2, 4, 5], [0, 1, 2, 3]]

@@ -257,7 +257,7 @@ def plain_router_layer(**changes):
     layer = types.SimpleNamespace(scoring_func="softmax", use_grouped_topk=False, custom_routing_function=None,
                                   e_score_correction_bias=None, top_k=8, renormalize=True)
     moe = types.SimpleNamespace(routing_method=RoutingMethodType.RenormalizeNaive, num_experts=256,
-                                experts_per_token=8, has_bias=False,
+                                experts_per_token=8, has_bias=False, is_lora_enabled=False,
                                 moe_parallel_config=types.SimpleNamespace(use_ep=False, dp_size=1))
     for name, value in changes.items():
         target = moe.moe_parallel_config if name in ("use_ep", "dp_size") else moe if hasattr(moe, name) else layer
@@ -278,9 +278,12 @@ def test_a_plain_softmax_router_is_left_to_the_expert_kernels(serving_config):
     ({"e_score_correction_bias": torch.zeros(256)}, "not a plain softmax top-k"),
     ({"custom_routing_function": print}, "not a plain softmax top-k"),
     ({"routing_method": "DeepSeekV3"}, r"not a plain softmax top-k \(DeepSeekV3\)"),
-    ({"use_ep": True}, "expert or data parallel"),
     ({"dp_size": 2}, "expert or data parallel"),
+    ({"routing_method": "Simulated"}, r"not a plain softmax top-k \(Simulated\)"),
+    ({"use_ep": True}, "expert or data parallel"),
     ({"num_experts": 2048}, "2048 experts top-8 is past the kernels' routing"),
+    ({"experts_per_token": 33}, "256 experts top-33 is past the kernels' routing"),
+    ({"is_lora_enabled": True}, "LoRA"),
 ])
 def test_other_routers_stay_with_vllm_and_say_why(changes, reason, serving_config):
     from vllm.model_executor.layers.fused_moe.config import RoutingMethodType
@@ -301,6 +304,8 @@ def test_routing_in_the_kernels_can_be_switched_off_and_yields_to_returned_route
     monkeypatch.delenv("VLLM_SM7X_MOE_ROUTER_IN_KERNEL")
     serving_config.model_config.enable_return_routed_experts = True
     assert "--enable-return-routed-experts" in awq_moe.why_vllm_routes(*plain_router_layer())
+    serving_config.model_config = None  # a config without a model (vLLM's own tests build such)
+    assert awq_moe.why_vllm_routes(*plain_router_layer()) is None
 
 
 def test_monolithic_method_hands_the_router_logits_to_the_kernels(monkeypatch, serving_config):

@@ -47,6 +47,8 @@ def why_vllm_routes(layer: torch.nn.Module, moe) -> str | None:
     if (moe.routing_method not in SOFTMAX_TOPK_ROUTING or layer.scoring_func != "softmax" or layer.use_grouped_topk
             or layer.custom_routing_function is not None or layer.e_score_correction_bias is not None):
         return f"the router is not a plain softmax top-k ({moe.routing_method.name})"
+    if moe.is_lora_enabled:
+        return "LoRA (vLLM's MoE LoRA wraps a modular method)"
     parallel = moe.moe_parallel_config
     if parallel.use_ep or parallel.dp_size > 1:
         return "expert or data parallel (vLLM's router and dispatch place the tokens)"
