@@ -61,17 +61,6 @@ def why_vllm_routes(layer: torch.nn.Module, moe) -> str | None:
     return None
 
 
-def log_routing_once(reason: str | None) -> None:
-    message = ("routing inside the expert kernels (router logits in, no routing launch at decode)"
-               if reason is None else f"vLLM's router picks the experts: {reason}")
-    if message not in _logged_routing:
-        _logged_routing.add(message)
-        logger.info("vllm-sm7x AWQ MoE: %s", message)
-
-
-_logged_routing: set[str] = set()
-
-
 class AwqSm7xMoEMethod(FusedMoEMethodBase):
     def __init__(self, config, moe, prefix: str = "") -> None:
         super().__init__(moe)
@@ -96,7 +85,10 @@ class AwqSm7xMoEMethod(FusedMoEMethodBase):
                                       "expert GEMM has no bias; Qwen MoE experts have none)")
         if self.moe is not None:
             self.vllm_routes_because = why_vllm_routes(layer, self.moe)
-            log_routing_once(self.vllm_routes_because)
+            logger.info_once("vllm-sm7x AWQ MoE: %s",
+                             "routing inside the expert kernels (router logits in, no routing launch at decode)"
+                             if self.vllm_routes_because is None
+                             else f"vLLM's router picks the experts: {self.vllm_routes_because}")
         extra_weight_attrs.pop("intermediate_size_full", None)
         extra_weight_attrs.update(is_transposed=True, quant_method=FusedMoeWeightScaleSupported.GROUP.value)
         shapes = {"w13": (hidden_size, 2 * inter), "w2": (inter, hidden_size)}  # (K, N) of each expert
