@@ -213,26 +213,36 @@ def test_whole_expert_layer_matches_float64_reference(moe, path, form, tokens, e
     assert relative_error(out, reference) < 2 * TOLERANCE
 
 
-def test_decode_form_replays_in_a_cuda_graph_with_new_routing(moe, seed):
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    experts, topk, hidden, inter = 64, 8, 1024, 256
-    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
-    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
-    x = torch.randn(2, hidden, device="cuda", generator=gen).half()
-    topk_ids = routing("random", 2, experts, topk, gen)
-    topk_weights = torch.rand(2, topk, device="cuda", generator=gen).softmax(-1)
-
-    def step():
-        return moe.awq_moe(x, w13, w2, topk_weights, topk_ids, decode_max_tokens=4)
-
+def assert_replays_follow_new_routing(step, reroute, reference, times=2):
+    """step() captured in a CUDA graph; after each reroute() (new ids or logits in the captured inputs) a
+    replay equals a fresh eager call bit for bit (deterministic) and matches reference() in float64."""
     graph, captured = capture(step)
-    for kind in ("random", "skewed"):
-        topk_ids.copy_(routing(kind, 2, experts, topk, gen))
+    for _ in range(times):
+        reroute()
         graph.replay()
         torch.cuda.synchronize()
         assert torch.equal(captured, step()), "the decode form must be deterministic"
-        reference = layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts)
-        assert relative_error(captured, reference) < 2 * TOLERANCE
+        assert relative_error(captured, reference()) < 2 * TOLERANCE
+
+
+def small_decode_layer(gen, experts=64, hidden=1024, inter=256):
+    """(w13, its float32 reference, w2, its reference, x of 2 tokens) of a small decode-sized layer."""
+    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
+    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
+    return w13, w13_ref, w2, w2_ref, torch.randn(2, hidden, device="cuda", generator=gen).half()
+
+
+def test_decode_form_replays_in_a_cuda_graph_with_new_routing(moe, seed):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    experts, topk = 64, 8
+    w13, w13_ref, w2, w2_ref, x = small_decode_layer(gen, experts)
+    topk_ids = routing("random", 2, experts, topk, gen)
+    topk_weights = torch.rand(2, topk, device="cuda", generator=gen).softmax(-1)
+    kinds = iter(("random", "skewed"))
+    assert_replays_follow_new_routing(
+        lambda: moe.awq_moe(x, w13, w2, topk_weights, topk_ids, decode_max_tokens=4),
+        lambda: topk_ids.copy_(routing(next(kinds), 2, experts, topk, gen)),
+        lambda: layer_reference(x, w13_ref, w2_ref, topk_weights, topk_ids, experts))
 
 
 def test_decode_form_checks_its_inputs(moe, seed):
@@ -297,24 +307,17 @@ def test_layer_from_router_logits_routes_as_the_routing_kernel(moe, path, tokens
 
 def test_layer_from_router_logits_replays_in_a_cuda_graph_with_new_logits(moe, seed):
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    experts, topk, hidden, inter = 64, 8, 1024, 256
-    w13, w13_ref = make_experts(experts, hidden, 2 * inter, 128, gen)
-    w2, w2_ref = make_experts(experts, inter, hidden, 128, gen)
-    x = torch.randn(2, hidden, device="cuda", generator=gen).half()
+    experts, topk = 64, 8
+    w13, w13_ref, w2, w2_ref, x = small_decode_layer(gen, experts)
     logits = torch.randn(2, experts, device="cuda", generator=gen).half()
 
-    def step():
-        return moe.awq_moe_routed(x, w13, w2, logits, topk, True)
-
-    graph, captured = capture(step)
-    for _ in range(2):
-        logits.copy_(torch.randn(2, experts, device="cuda", generator=gen))
-        graph.replay()
-        torch.cuda.synchronize()
-        assert torch.equal(captured, step()), "the routed decode form must be deterministic"
+    def reference():
         weights, ids, _ = moe.topk_softmax(logits, topk, True)
-        reference = layer_reference(x, w13_ref, w2_ref, weights, ids, experts)
-        assert relative_error(captured, reference) < 2 * TOLERANCE
+        return layer_reference(x, w13_ref, w2_ref, weights, ids, experts)
+
+    assert_replays_follow_new_routing(
+        lambda: moe.awq_moe_routed(x, w13, w2, logits, topk, True),
+        lambda: logits.copy_(torch.randn(2, experts, device="cuda", generator=gen)), reference)
 
 
 def test_layer_from_router_logits_checks_its_inputs(moe, seed):
