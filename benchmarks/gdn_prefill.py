@@ -13,6 +13,7 @@ bytes it must move (x in, out, the conv state) / time / the copy bandwidth measu
 These are figures of this GPU running the SM7x code paths, not V100 or T4 figures.
 
   python benchmarks/gdn_prefill.py --path sm70 sm75 [--out benchmarks/results] [--quick] [--conv]
+                                   [--shapes NAME ...]
 """
 from __future__ import annotations
 
@@ -217,6 +218,10 @@ def main() -> int:
     parser.add_argument("--conv", action="store_true",
                         help="time the causal conv1d before the chunk rule instead (ours against vLLM's Triton "
                              "causal_conv1d_fn, native and faithful)")
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES,
+                        help="these shapes only (default: all, or the TP4 ones with --quick): each shape compiles its "
+                             "Triton baselines anew (H200, 2026-12-04: 275 s for native and both faithful builds), so "
+                             "the full run does not fit one device call")
     parser.add_argument("--ours-only", action="store_true",
                         help="time our kernel alone (a kernel change's A/B in a short call; the faithful chain takes "
                              "~95 s per card to compile)")
@@ -228,7 +233,8 @@ def main() -> int:
     torch.manual_seed(0)
     rows, notes, start = {path: [] for path in args.path}, {}, time.monotonic()
     info = run_info()
-    shapes = {k: v for k, v in SHAPES.items() if not args.quick or k.endswith("tp4")}
+    shapes = {k: v for k, v in SHAPES.items()
+              if (k in args.shapes if args.shapes else not args.quick or k.endswith("tp4"))}
     if args.conv:
         conv_rows(args, shapes, info, notes)
         for key, note in notes.items():
