@@ -231,9 +231,10 @@ def main() -> int:
     parser.add_argument("--decode-contexts", type=int, nargs="*", default=[], metavar="TOKENS",
                         help="also decode at batch 1 after prompts of these lengths (e.g. 4096 65536)")
     parser.add_argument("--decode-kernels", nargs="+", default=[], metavar="KERNEL",
-                        choices=["simt", "mma", "mma32", "mma8"],
+                        choices=["simt", "mma", "mma32", "mma8", "pairs"],
                         help="also serve ours with flash-attn's decode kernel forced to each (configurations "
-                             "ours-default-decode_KERNEL; with --rounds, interleaved with ours-default)")
+                             "ours-default-decode_KERNEL; with --rounds, interleaved with ours-default); pairs "
+                             "takes head_dim 128 or 256 only (the 27B-width presets, not the tiny ones)")
     parser.add_argument("--rounds", type=int, default=1, metavar="N",
                         help="run the configurations N times, interleaved (A B A B): engines of one configuration "
                              "differ by more than its repeated timings within one engine do")
