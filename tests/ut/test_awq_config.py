@@ -1,6 +1,7 @@
 """The awq_sm7x quantization config: when it claims a checkpoint, what it refuses, and the linear
 method's weight handling up to the kernel call (on the CPU)."""
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,6 +264,17 @@ def plain_router_layer(**changes):
         target = moe.moe_parallel_config if name in ("use_ep", "dp_size") else moe if hasattr(moe, name) else layer
         setattr(target, name, value)
     return layer, moe
+
+
+def test_the_methods_routing_limits_are_the_kernels():
+    """awq_moe.py refuses routers past the routing kernels' limits before the op would: its constants must be
+    csrc/moe/moe_routing.h's, or a router the kernels take would be refused (or one they refuse let through)."""
+    from vllm_sm7x.quantization import awq_moe
+
+    header = (Path(__file__).resolve().parents[2] / "csrc" / "moe" / "moe_routing.h").read_text()
+    limits = {name: int(value) for name, value in re.findall(r"constexpr int (kMax\w+) = (\d+);", header)}
+    assert (awq_moe.MAX_KERNEL_ROUTED_EXPERTS, awq_moe.MAX_KERNEL_TOP_K) == (limits["kMaxRoutedExperts"],
+                                                                           limits["kMaxTopK"])
 
 
 def test_a_plain_softmax_router_is_left_to_the_expert_kernels(serving_config):

@@ -36,7 +36,7 @@ logger = init_logger(__name__)
 # vLLM's routers whose choice the expert kernels make themselves: softmax over the experts, then top-k,
 # renormalised over the k or not (FusedTopKRouter; Qwen MoE models).
 SOFTMAX_TOPK_ROUTING = (RoutingMethodType.Default, RoutingMethodType.Renormalize, RoutingMethodType.RenormalizeNaive)
-MAX_KERNEL_ROUTED_EXPERTS, MAX_KERNEL_TOP_K = 1024, 32  # csrc/moe/moe_routing.h
+MAX_KERNEL_ROUTED_EXPERTS, MAX_KERNEL_TOP_K = 1024, 32  # csrc/moe/moe_routing.h (tests/ut/test_awq_config.py checks)
 
 
 def why_vllm_routes(layer: torch.nn.Module, moe) -> str | None:
