@@ -157,6 +157,10 @@ def measure(model: Path, env_extra: dict, backend: str, contexts, log: Path, eng
     return json.loads(line.removeprefix("RESULT "))
 
 
+# Decode kernels flash-attn has on the sm75 path only (the warp-pair kernel, decode_pairs_sm75.cu).
+SM75_ONLY_DECODE_KERNELS = ("pairs",)
+
+
 def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybrid: bool, decode_kernels=()):
     """(name, checkpoint, environment, attention backend) for our path and stock vLLM on that card;
     hybrids also run ours with vLLM's FLA kernels for all of GDN and ours with FLA's for GDN prefill
@@ -165,6 +169,8 @@ def configurations(path: str, awq: Path, fp16: Path, attention: list[str], hybri
     for backend in attention:
         yield f"ours-{backend.lower()}", awq, {"VLLM_SM7X_EMULATE": path}, backend
     for kernel in decode_kernels:
+        if kernel in SM75_ONLY_DECODE_KERNELS and path != "sm75":
+            continue  # flash-attn refuses it there: nothing to compare
         yield f"ours-default-decode_{kernel}", awq, {"VLLM_SM7X_EMULATE": path, "FLASH_ATTN_V100_DECODE": kernel}, "default"
     fla_gdn_prefill = {"VLLM_SM7X_GDN_PREFILL": "0", "VLLM_SM7X_GDN_CONV_PREFILL": "0"}  # chunk and conv1d
     fla_gdn = {"VLLM_SM7X_GDN_DECODE": "0", **fla_gdn_prefill}
@@ -234,7 +240,8 @@ def main() -> int:
                         choices=["simt", "mma", "mma32", "mma8", "pairs"],
                         help="also serve ours with flash-attn's decode kernel forced to each (configurations "
                              "ours-default-decode_KERNEL; with --rounds, interleaved with ours-default); pairs "
-                             "takes head_dim 128 or 256 only (the 27B-width presets, not the tiny ones)")
+                             "runs on the sm75 path only (left out of sm70's configurations) and at head_dim 128 "
+                             "or 256 (every preset here)")
     parser.add_argument("--rounds", type=int, default=1, metavar="N",
                         help="run the configurations N times, interleaved (A B A B): engines of one configuration "
                              "differ by more than its repeated timings within one engine do")

@@ -62,7 +62,7 @@ llm.generate([{"prompt_token_ids": [(7 * i + 13 * j) % 500 + 3 for j in range(5 
              SamplingParams(max_tokens=1, temperature=0.0, detokenize=False))
 # Two sequences decoding: steps of 2 tokens, which the decode kernels take, routing from the logits.
 llm.generate([{"prompt_token_ids": [(11 * i + 5 * j) % 500 + 3 for j in range(7 + 4 * i)]} for i in range(2)],
-             SamplingParams(max_tokens=4, temperature=0.0, detokenize=False))
+             SamplingParams(max_tokens=4, temperature=0.0, detokenize=False, ignore_eos=True))
 assert llm.llm_engine.vllm_config.model_config.quantization == "awq_sm7x"
 tensors = load_file(os.path.join(checkpoint, "model.safetensors"), device="cuda")
 
@@ -145,6 +145,7 @@ def test_moe_block_in_vllm_matches_the_checkpoint_reference(awq_checkpoint, emul
             assert row["error"] < 1e-2, f"{part}: {row}"
     for row in report["blocks"]:
         # fp16 logits round to 2^-11 of their size: a swap is a tie only within a few of those steps
-        # (relative, so the presets' router scale does not matter), and rare
+        # (relative, so the presets' router scale does not matter), and rare: one in 50 tokens, or one in
+        # a decode step's two
         assert row["routing_known"] and row["widest_flipped_relative_gap"] < 4e-3 and \
             row["flipped_tokens"] <= max(1, row["tokens"] // 50), row

@@ -51,6 +51,15 @@ def test_hybrids_also_run_with_fla_gdn_kernels_and_with_fla_prefill():
     assert dense == ["ours-default", "stock-fp16-triton_attn"]
 
 
+def test_the_pair_decode_kernel_is_served_on_the_sm75_path_only():
+    awq, fp16 = Path("awq"), Path("fp16")
+    names = {path: [name for name, *_ in serve.configurations(path, awq, fp16, ["default"], hybrid=False,
+                                                               decode_kernels=["mma8", "pairs"])]
+             for path in ("sm70", "sm75")}
+    assert "ours-default-decode_pairs" in names["sm75"] and "ours-default-decode_mma8" in names["sm70"]
+    assert "ours-default-decode_pairs" not in names["sm70"]
+
+
 def test_decode_kernels_add_ours_with_that_kernel_forced():
     """`--decode-kernels simt mma8`: ours again per kernel, right after ours (so --rounds interleaves them
     with it), each setting flash-attn's switch; without the option nothing changes."""
